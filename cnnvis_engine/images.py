@@ -1,0 +1,187 @@
+"""Decoding and validating user images into RGB PIL images.
+
+`decode_image` accepts an upload's bytes, a file path or an in-memory PIL image and returns a fully
+loaded RGB image. Every failure is an `ImageError` whose message is one plain sentence; every
+conversion a person would want to know about (rotation, bit depth, transparency, frames) is
+described in `DecodedImage.notes`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+MAX_PIXELS = 40_000_000
+MIN_SIDE = 8
+WIDE_RATIO = 4.0
+SUPPORTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+UPLOAD_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif")
+
+_USE = "use PNG, JPEG, WebP, BMP, TIFF or GIF"
+_DAMAGED = "The image file is cut short or damaged, so it cannot be read."
+_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+_FRAME_WORDS = {"GIF": ("Animated GIF", "frames"), "WEBP": ("Animated WebP", "frames"), "TIFF": ("Multi-page TIFF", "pages")}
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image ready for the models: mode "RGB", upright, fully loaded."""
+
+    image: Image.Image
+    sha256: str  # of the raw bytes; for a PIL input, of mode + size + pixel bytes
+    notes: tuple[str, ...]  # plain sentences about the conversions done
+    source_format: str  # "PNG", "JPEG", ... or "PIL" for an in-memory image
+    original_size: tuple[int, int]  # (width, height) before any conversion
+
+
+def decode_image(
+    source: Image.Image | bytes | bytearray | str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS
+) -> DecodedImage:
+    """Decode `source` into an RGB image, refusing what cannot be read or is too large or too small.
+
+    The pixel count is checked from the header before any pixel is decoded. Raises ImageError.
+    """
+    if isinstance(source, Image.Image):
+        _check_size(source.size, max_pixels)
+        digest = hashlib.sha256(f"{source.mode}|{source.width}x{source.height}|".encode())
+        with _reading(max_pixels):
+            digest.update(source.tobytes())
+        return _finish(source, digest.hexdigest(), "PIL", [], max_pixels)
+    data = _read(source)
+    _refuse_unsupported(data)
+    digest = hashlib.sha256(data).hexdigest()
+    with _reading(max_pixels):
+        try:
+            im = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
+        except UnidentifiedImageError as error:
+            known = data.startswith(_SIGNATURES) or (data[:4], data[8:12]) == (b"RIFF", b"WEBP")
+            raise ImageError(_DAMAGED if known else f"This file is not an image we can read; {_USE}.") from error
+        _check_size(im.size, max_pixels)
+        fmt = "JPEG" if im.format == "MPO" else str(im.format)
+        notes = []
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and fmt in _FRAME_WORDS:
+            what, unit = _FRAME_WORDS[fmt]
+            notes.append(f"{what}: the first of {frames} {unit} is shown.")
+        im.load()
+    return _finish(im, digest, fmt, notes, max_pixels)
+
+
+def _read(source: bytes | bytearray | str | os.PathLike[str]) -> bytes:
+    """The raw bytes of an upload or a file."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as error:
+        raise ImageError(f"There is no file at {path}.") from error
+    except IsADirectoryError as error:
+        raise ImageError(f"The path {path} is a folder, not an image file.") from error
+    except OSError as error:
+        raise ImageError(f"The file {path} could not be read.") from error
+
+
+def _refuse_unsupported(data: bytes) -> None:
+    """Name the formats people commonly try that we cannot read: empty files, SVG, HEIC and AVIF."""
+    if not data:
+        raise ImageError("The file is empty.")
+    head = data[:4096].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if head.startswith(b"<") and b"<svg" in head:
+        raise ImageError("SVG images are not supported; please export the picture as PNG or JPEG.")
+    if data[4:8] == b"ftyp":
+        brands = data[8 : max(16, min(int.from_bytes(data[:4], "big"), 64))]
+        if b"avif" in brands or b"avis" in brands:
+            raise ImageError("AVIF images are not supported; please convert the picture to PNG or JPEG.")
+        if any(brand in brands for brand in _HEIF_BRANDS):
+            raise ImageError("HEIC/HEIF photos are not supported; please convert the photo to JPEG or PNG.")
+
+
+def _check_size(size: tuple[int, int], max_pixels: int) -> None:
+    """Refuse decompression bombs and images too small to explain, from the header's size alone."""
+    width, height = size
+    if width * height > max_pixels:
+        raise ImageError(
+            f"The image is too large ({width}×{height} pixels); the limit is {max_pixels / 1e6:g} megapixels."
+        )
+    if min(width, height) < MIN_SIDE:
+        raise ImageError(
+            f"The image is too small ({width}×{height} pixels); it must be at least {MIN_SIDE} pixels on each side."
+        )
+
+
+@contextmanager
+def _reading(max_pixels: int) -> Iterator[None]:
+    """Turn PIL's decoding failures, and its decompression-bomb warning (here only), into ImageError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise ImageError(f"The image is too large; the limit is {max_pixels / 1e6:g} megapixels.") from error
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise ImageError(_DAMAGED) from error
+
+
+def _finish(im: Image.Image, digest: str, fmt: str, notes: list[str], max_pixels: int) -> DecodedImage:
+    """Turn a loaded image upright and into RGB, noting each conversion."""
+    original_size = im.size
+    with _reading(max_pixels):
+        if im.getexif().get(ExifTags.Base.Orientation, 1) in range(2, 9):
+            im = ImageOps.exif_transpose(im)
+            notes.append("The photo was turned upright using its orientation tag.")
+        rgb = _to_rgb(im, notes)
+    width, height = rgb.size
+    if max(width, height) > WIDE_RATIO * min(width, height):
+        shape = "wide" if width > height else "tall"
+        notes.append(f"The image is very {shape} ({width}×{height}); it will be stretched to the model's square input.")
+    return DecodedImage(rgb, digest, tuple(notes), fmt, original_size)
+
+
+def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
+    """A new RGB image from any PIL mode; transparency goes on white."""
+    mode = im.mode
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    elif mode == "1":
+        notes.append("Black-and-white (1-bit) image converted to RGB.")
+    elif mode == "L":
+        notes.append("Grayscale image converted to RGB.")
+    elif mode == "CMYK":
+        notes.append("CMYK converted to RGB.")
+    elif mode.startswith("I") or mode == "F":
+        bits = "16-bit" if mode.startswith("I;16") else "32-bit"
+        notes.append(f"{bits} image scaled to 8 bits.")
+        im = _scale_to_8bit(im)
+    if im.mode in _ALPHA_MODES:
+        rgba = im.convert("RGBA") if im.mode != "La" else im.convert("LA").convert("RGBA")
+        if rgba.getchannel("A").getextrema()[0] < 255:
+            notes.append("Transparent areas were put on white.")
+        im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    try:
+        return im.convert("RGB")
+    except ValueError as error:
+        raise ImageError(f"The image's colour format ({mode}) cannot be converted to RGB; {_USE}.") from error
+
+
+def _scale_to_8bit(im: Image.Image) -> Image.Image:
+    """Stretch a high-bit-depth single-channel image's actual value range onto 0–255 (a constant image → 0)."""
+    values = np.asarray(im).astype(np.float64)
+    finite = np.isfinite(values)
+    low, high = (values[finite].min(), values[finite].max()) if finite.any() else (0.0, 0.0)
+    values = np.where(finite, values, low)
+    scaled = (values - low) * (255.0 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.rint(scaled).astype(np.uint8))
