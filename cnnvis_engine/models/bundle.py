@@ -1,0 +1,79 @@
+"""ModelBundle: a ready-to-explain model with everything needed around it."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+TaskKind = Literal["classification", "segmentation", "regression"]
+WeightsSource = Literal["pretrained", "random", "embedded", "file", "demo"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel affine map from RGB in [0, 255] to the model's input: x = (rgb / scale - mean) / std."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    scale: float = 255.0
+
+    def apply(self, rgb: np.ndarray) -> torch.Tensor:
+        """(H, W, 3) uint8 -> (3, H, W) float32 tensor."""
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / self.scale
+        mean = torch.tensor(self.mean).view(3, 1, 1)
+        std = torch.tensor(self.std).view(3, 1, 1)
+        return (x - mean) / std
+
+    def invert(self, x: torch.Tensor) -> np.ndarray:
+        """(3, H, W) tensor -> (H, W, 3) uint8 array."""
+        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
+        rgb = ((x.detach() * std + mean) * self.scale).clamp(0, 255).round().byte()
+        return rgb.permute(1, 2, 0).cpu().numpy()
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBundle:
+    """A model in eval mode plus its preprocessing, labels and provenance.
+
+    `prepare(image)` resizes to `input_size` (no crop, so every map aligns with the whole picture) and
+    returns the display array `(H, W, 3) uint8` and the input tensor `(3, H, W)`.
+    """
+
+    name: str
+    module: torch.nn.Module
+    class_names: tuple[str, ...]
+    task: TaskKind = "classification"
+    input_size: tuple[int, int] = (224, 224)  # (height, width)
+    normalization: Normalization = field(default_factory=Normalization)
+    weights_source: WeightsSource = "pretrained"
+    weights_detail: str = ""  # where the weights came from, for reports: a file, a package, a URL
+    description: str = ""
+    output_names: tuple[str, ...] = ()  # regression / multi-output names; empty for classification
+    # Forward passes register module hooks; the lock keeps two threads from seeing each other's hooks.
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def resize(self, image: Image.Image) -> np.ndarray:
+        """RGB PIL image -> (H, W, 3) uint8 at the model's input size."""
+        height, width = self.input_size
+        return np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
+
+    def prepare(self, image: Image.Image) -> tuple[np.ndarray, torch.Tensor]:
+        display = self.resize(image)
+        return display, self.normalization.apply(display)
+
+    def deprocess(self, x: torch.Tensor) -> np.ndarray:
+        return self.normalization.invert(x)
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.module.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
