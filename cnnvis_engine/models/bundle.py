@@ -27,7 +27,7 @@ class Normalization:
 
     def apply(self, rgb: np.ndarray) -> torch.Tensor:
         """(H, W, 3) uint8 -> (3, H, W) float32 tensor."""
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float() / self.scale
+        x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float() / self.scale
         mean = torch.tensor(self.mean).view(3, 1, 1)
         std = torch.tensor(self.std).view(3, 1, 1)
         return (x - mean) / std

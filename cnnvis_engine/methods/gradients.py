@@ -1,0 +1,48 @@
+"""Input-gradient maps: vanilla saliency and guided backpropagation."""
+
+from __future__ import annotations
+
+from .base import Method, MethodInputs, MethodResult, gradient_rgb, normalize, register_method, to_numpy
+
+
+@register_method
+class Saliency(Method):
+    """Vanilla saliency (Simonyan et al. 2013): map = max_c |d score / d x_c|, at the input resolution.
+    `raw` is (H, W); meta["gradient"] keeps the signed (3, H, W) gradient."""
+
+    name = "saliency"
+    title = "Saliency"
+    summary = "Which pixels would change the score most if they changed a little."
+    paper = "https://arxiv.org/abs/1312.6034"
+    needs = frozenset({"input_gradient"})
+    uses_layer = False
+
+    def compute(self, inputs: MethodInputs) -> MethodResult:
+        raw = inputs.input_gradient.abs().amax(dim=0)
+        return MethodResult(
+            method=self.name, map=to_numpy(normalize(raw)), raw=to_numpy(raw), meta={"gradient": to_numpy(inputs.input_gradient)}
+        )
+
+
+@register_method
+class GuidedBackprop(Method):
+    """Guided backpropagation (Springenberg et al. 2015): at every ReLU, R_in = 1[x > 0]·1[R_out > 0]·R_out.
+    `raw` is the signed (3, H, W) gradient; `map` its max-abs over channels; `rgb` the usual colour picture.
+    meta["unguided"] lists activations left as they are (SiLU, Hardswish, functional calls)."""
+
+    name = "guided_backprop"
+    title = "Guided backprop"
+    summary = "Saliency that only lets positive evidence flow back, so the picture shows crisp object edges."
+    paper = "https://arxiv.org/abs/1412.6806"
+    needs = frozenset({"guided_input_gradient"})
+    uses_layer = False
+
+    def compute(self, inputs: MethodInputs) -> MethodResult:
+        gradient = inputs.guided_input_gradient
+        return MethodResult(
+            method=self.name,
+            map=to_numpy(normalize(gradient.abs().amax(dim=0))),
+            raw=to_numpy(gradient),
+            rgb=gradient_rgb(gradient),
+            meta=dict(inputs.meta),
+        )

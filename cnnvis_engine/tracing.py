@@ -1,0 +1,164 @@
+"""The layers an input actually passed through, in execution order, and which methods each can serve.
+
+A `Trace` is built from one recorded forward pass (`hooks.capture`). Layers are listed in the order their
+calls started (a block before the layers inside it); a module run several times (ResNet's shared `relu`)
+appears once with its call count, and its shape is that of its last call.
+
+CAM (Zhou et al. 2016, https://arxiv.org/abs/1512.04150) needs the network to end in global average
+pooling followed by one Linear layer. We find that structure from the recorded values rather than from
+module names: the model's output must be the output of one Linear, and the Linear's input must equal the
+spatial mean of some recorded 4-D output. The latest such output is the CAM layer — the global pool's
+input (for a ResNet that is `layer4`, not `layer4.2.conv3`, and for EfficientNet the activated `bn2`,
+not `conv_head`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .errors import LayerError
+from .hooks import ACTIVATION_MODULES, GUIDED_ACTIVATIONS, Capture, ModuleCall
+
+SPATIAL_METHODS = frozenset({"feature_maps", "gradcam", "guided_gradcam"})
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One traced module. `shape` is its output without the batch dimension; () if not a tensor."""
+
+    name: str
+    kind: str
+    shape: tuple[int, ...]
+    calls: int
+    is_leaf: bool
+    depth: int
+    order: int  # when its first call started
+    end: int  # when its last call ended
+    methods: frozenset[str]
+
+    @property
+    def label(self) -> str:
+        shape = "×".join(str(s) for s in self.shape) or "—"
+        reuse = f" · runs {self.calls}×" if self.calls > 1 else ""
+        return f"{self.name} · {self.kind} · {shape}{reuse}"
+
+
+@dataclass(frozen=True)
+class CamSite:
+    """Where CAM applies: `layer` feeds the global average pool, whose result feeds Linear `linear`."""
+
+    layer: str
+    linear: str
+
+
+@dataclass(frozen=True)
+class Trace:
+    layers: tuple[LayerInfo, ...]
+    cam_site: CamSite | None
+    cam_reason: str  # why CAM does not apply; empty when it does
+    unguided: tuple[str, ...]  # activations guided backprop leaves as they are (module names, functional calls)
+
+    def get(self, name: str) -> LayerInfo:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        close = difflib.get_close_matches(name, [layer.name for layer in self.layers], n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise LayerError(f"The model has no layer called '{name}'.{hint}")
+
+    def for_method(self, method: str) -> list[LayerInfo]:
+        return [layer for layer in self.layers if method in layer.methods]
+
+    def default_layer(self, method: str) -> str | None:
+        """Last spatial block output for map methods, the global pool's input for CAM, first conv for kernels."""
+        if method == "cam":
+            return self.cam_site.layer if self.cam_site else None
+        candidates = self.for_method(method)
+        if not candidates:
+            return None
+        if method == "kernels":
+            return candidates[0].name
+        blocks = [layer for layer in candidates if not layer.is_leaf] or candidates
+        return max(blocks, key=lambda layer: layer.end).name
+
+
+def _methods_for(module: nn.Module, shape: tuple[int, ...]) -> frozenset[str]:
+    methods: set[str] = set()
+    if len(shape) == 3 and shape[1] * shape[2] > 1:
+        methods |= SPATIAL_METHODS
+    if isinstance(module, nn.Conv2d):
+        methods.add("kernels")
+    return frozenset(methods)
+
+
+def _find_cam_site(calls: list[ModuleCall], output: torch.Tensor) -> tuple[CamSite | None, str]:
+    finished = sorted((c for c in calls if c.output is not None), key=lambda c: c.end)
+    linear = next((c for c in reversed(finished) if isinstance(c.module, nn.Linear)), None)
+    if linear is None or linear.first_input is None:
+        return None, "CAM needs the network to end in one Linear layer after global average pooling; this one has no Linear layer."
+    if linear.output.shape != output.shape or not torch.equal(linear.output, output):
+        return None, (
+            f"CAM needs the network's output to come straight from one Linear layer; after '{linear.name}' "
+            "the network still changes the result (for example a second Linear layer or an activation)."
+        )
+    features = linear.first_input
+    for call in reversed(finished):
+        out = call.output
+        if call.end >= linear.end or out.dim() != 4 or out.shape[2] * out.shape[3] <= 1:
+            continue
+        if out.shape[:2] == features.shape and torch.allclose(out.mean(dim=(2, 3)), features, rtol=1e-4, atol=1e-5):
+            return CamSite(layer=call.name, linear=linear.name), ""
+        break  # the latest spatial output is not what was pooled: something else sits in between
+    return None, (
+        f"CAM needs global average pooling right before the last Linear layer ('{linear.name}'); here the "
+        "Linear layer receives something else (for example a flattened 7×7 map or extra layers), so the "
+        "class weights cannot be laid back onto a feature map. Grad-CAM works on this model."
+    )
+
+
+def _unguided(calls: list[ModuleCall], functional: dict[str, int]) -> tuple[str, ...]:
+    names = sorted({
+        f"{c.name} ({type(c.module).__name__})" for c in calls
+        if isinstance(c.module, ACTIVATION_MODULES) and not isinstance(c.module, GUIDED_ACTIVATIONS)
+    })
+    names += [f"functional {name} ×{count}" for name, count in sorted(functional.items())]
+    return tuple(names)
+
+
+def build_trace(capture: Capture, output: torch.Tensor, functional: dict[str, int] | None = None) -> Trace:
+    """Turn a recorded forward pass into the list of layers the input passed through."""
+    grouped = capture.by_name()
+    layers = []
+    for name, calls in grouped.items():
+        last = max(calls, key=lambda c: c.end)
+        shape = tuple(last.output.shape[1:]) if last.output is not None else ()
+        module = last.module
+        layers.append(LayerInfo(
+            name=name,
+            kind=type(module).__name__,
+            shape=shape,
+            calls=len(calls),
+            is_leaf=next(module.children(), None) is None,
+            depth=name.count(".") + 1,
+            order=calls[0].start,
+            end=last.end,
+            methods=_methods_for(module, shape),
+        ))
+    layers.sort(key=lambda layer: layer.order)
+    site, reason = _find_cam_site(capture.calls, output)
+    if site is not None:
+        layers = [
+            dataclasses.replace(layer, methods=layer.methods | {"cam"}) if layer.name == site.layer else layer
+            for layer in layers
+        ]
+    return Trace(
+        layers=tuple(layers),
+        cam_site=site,
+        cam_reason=reason,
+        unguided=_unguided(capture.calls, functional if functional is not None else capture.functional_activations),
+    )
