@@ -1,0 +1,73 @@
+"""Maps -> pictures: colormaps, overlays and grids, as (H, W, 3) uint8 arrays (numpy + OpenCV)."""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+from .errors import EngineError
+
+COLORMAPS: dict[str, int] = {
+    "jet": cv2.COLORMAP_JET,
+    "turbo": cv2.COLORMAP_TURBO,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "magma": cv2.COLORMAP_MAGMA,
+    "plasma": cv2.COLORMAP_PLASMA,
+    "hot": cv2.COLORMAP_HOT,
+    "bone": cv2.COLORMAP_BONE,
+}
+GRAY = "gray"
+
+
+def colormap_names() -> list[str]:
+    return [*COLORMAPS, GRAY]
+
+
+def render_heatmap(values: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """(H, W) floats in [0, 1] -> (H, W, 3) uint8 RGB through `colormap`."""
+    if values.ndim != 2:
+        raise EngineError(f"A heat map needs a 2-D array; got shape {values.shape}.")
+    scaled = np.nan_to_num(np.clip(values, 0, 1) * 255).astype(np.uint8)
+    if colormap == GRAY:
+        return np.repeat(scaled[:, :, None], 3, axis=2)
+    if colormap not in COLORMAPS:
+        raise EngineError(f"Unknown colormap '{colormap}'; choose one of {', '.join(colormap_names())}.")
+    return cv2.cvtColor(cv2.applyColorMap(scaled, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+
+
+def render_overlay(image: np.ndarray, values: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+    """Blend a heat map of `values` (H, W in [0, 1]) over `image` (H, W, 3 uint8); opacity 0 shows the image."""
+    heat = render_heatmap(_fit(values, image.shape[:2]), colormap)
+    opacity = float(np.clip(opacity, 0.0, 1.0))
+    return cv2.addWeighted(image, 1.0 - opacity, heat, opacity, 0.0)
+
+
+def render_rgb(values: np.ndarray) -> np.ndarray:
+    """(H, W, 3) floats in [0, 1] -> uint8."""
+    return np.nan_to_num(np.clip(values, 0, 1) * 255).round().astype(np.uint8)
+
+
+def render_grid(
+    tiles: np.ndarray, colormap: str = "viridis", columns: int | None = None, tile_size: int = 96, gap: int = 2
+) -> np.ndarray:
+    """(K, h, w) maps in [0, 1] or (K, h, w, 3) RGB patches -> one (H, W, 3) uint8 picture on white."""
+    if len(tiles) == 0:
+        raise EngineError("There is nothing to draw: the grid has no tiles.")
+    columns = columns or math.ceil(math.sqrt(len(tiles)))
+    rows = math.ceil(len(tiles) / columns)
+    grid = np.full((rows * (tile_size + gap) - gap, columns * (tile_size + gap) - gap, 3), 255, np.uint8)
+    for i, tile in enumerate(tiles):
+        picture = render_rgb(tile) if tile.ndim == 3 else render_heatmap(tile, colormap)
+        picture = cv2.resize(picture, (tile_size, tile_size), interpolation=cv2.INTER_NEAREST)
+        r, c = divmod(i, columns)
+        grid[r * (tile_size + gap):r * (tile_size + gap) + tile_size, c * (tile_size + gap):c * (tile_size + gap) + tile_size] = picture
+    return grid
+
+
+def _fit(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if values.shape[:2] == size:
+        return values
+    return cv2.resize(values.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
