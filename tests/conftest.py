@@ -1,0 +1,117 @@
+"""Shared fixtures for the engine tests: a tiny seeded model small enough to check by hand, the zoo models
+(loaded once per session, random weights for torchvision, the embedded weights for the offline default),
+the bundled sample photos and a few synthetic images, and the hook/state checks every method must pass."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from cnnvis_engine.hooks import count_hooks, model_state
+from cnnvis_engine.images import DecodedImage, decode_image
+from cnnvis_engine.models import ModelBundle, load_model
+from cnnvis_engine.samples import list_samples, sample_path
+
+SAMPLE_KEYS = ("cat", "coffee", "astronaut", "rocket")
+TINY_CLASSES = ("zero", "one", "two")
+TINY_SIZE = (4, 4)  # the model sees 4×4; images must be at least 8 px a side, prepare() resizes them
+
+
+def make_tiny_module(seed: int = 0) -> nn.Sequential:
+    """Conv2d(3, 2, 3, padding=1) → ReLU(inplace=True) → global average pool → Flatten → Linear(2, 3), seeded."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = nn.Sequential(OrderedDict(
+            conv=nn.Conv2d(3, 2, 3, padding=1),
+            relu=nn.ReLU(inplace=True),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            fc=nn.Linear(2, 3),
+        ))
+    return module.eval()
+
+
+def make_tiny_bundle(module: nn.Module | None = None, name: str = "tiny") -> ModelBundle:
+    return ModelBundle(
+        name=name,
+        module=make_tiny_module() if module is None else module,
+        class_names=TINY_CLASSES,
+        input_size=TINY_SIZE,
+        weights_source="random",
+    )
+
+
+def synthetic_image(seed: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
+    """A seeded RGB picture (width, height): smooth colour ramps plus noise, so every method has something to see."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([
+        255 * xx / max(width - 1, 1),
+        255 * yy / max(height - 1, 1),
+        127 + 127 * np.sin((xx + yy) / (3 + seed)),
+    ], axis=-1)
+    noisy = base + rng.normal(0, 40, base.shape)
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
+
+
+@pytest.fixture
+def tiny_bundle() -> ModelBundle:
+    return make_tiny_bundle()
+
+
+@pytest.fixture
+def tiny_image() -> DecodedImage:
+    return decode_image(synthetic_image(7, (8, 8)))
+
+
+@pytest.fixture(scope="session")
+def zoo() -> Callable[..., ModelBundle]:
+    """`zoo(name)` loads a registered model once per session: torchvision ones with random (seeded) weights,
+    efficientnet_lite0 with its default (embedded ImageNet) weights. Tests must leave the modules as they
+    found them; peers get `copy.deepcopy(bundle.module)`."""
+    cache: dict[tuple[str, str | None], ModelBundle] = {}
+
+    def get(name: str, weights: str | None = None) -> ModelBundle:
+        choice = weights if weights is not None else (None if name == "efficientnet_lite0" else "random")
+        key = (name, choice)
+        if key not in cache:
+            cache[key] = load_model(name, choice)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def samples() -> dict[str, DecodedImage]:
+    assert tuple(s.key for s in list_samples()) == SAMPLE_KEYS
+    return {key: decode_image(sample_path(key)) for key in SAMPLE_KEYS}
+
+
+@pytest.fixture(scope="session")
+def cat(samples: dict[str, DecodedImage]) -> DecodedImage:
+    return samples["cat"]
+
+
+def assert_untouched(module: nn.Module, before: tuple) -> None:
+    """No hook left anywhere, training flags / requires_grad / .grad as they were, and no parameter gradient."""
+    assert count_hooks(module) == 0
+    assert model_state(module) == before
+    assert all(p.grad is None for p in module.parameters())
+
+
+@contextmanager
+def leaves_model_untouched(module: nn.Module) -> Iterator[None]:
+    """Check `assert_untouched` after the block, also when the block raises (the error still propagates)."""
+    before = model_state(module)
+    try:
+        yield
+    finally:
+        assert_untouched(module, before)
