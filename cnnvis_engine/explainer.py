@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import EngineError, MethodError, ModelError
-from .hooks import GuidedSwitch, ModuleCall, capture
+from .hooks import Capture, GuidedSwitch, ModuleCall, capture
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
 from .models.bundle import ModelBundle
@@ -73,6 +73,8 @@ class _ForwardPass:
     image: np.ndarray
     notes: tuple[str, ...]
     guided: GuidedSwitch
+    stale: frozenset[str] = frozenset()  # recorded outputs overwritten in place afterwards
+    cloned: frozenset[str] = frozenset()  # outputs recorded through a clone, so they stay true
     lock: threading.Lock = field(default_factory=threading.Lock)
     gradients: dict[tuple, torch.Tensor] = field(default_factory=dict)
 
@@ -92,7 +94,7 @@ class Explainer:
         self.bundle = bundle
         self.cache_size = cache_size
         self._passes: OrderedDict[str, _ForwardPass] = OrderedDict()
-        self._probes: dict[tuple[int, ...], tuple[frozenset[str], dict[str, int]]] = {}
+        self._functional: dict[tuple[int, ...], dict[str, int]] = {}  # per input shape, counted once
 
     # ----- public API -------------------------------------------------------------------------------
     def trace(self, image: ImageSource) -> Trace:
@@ -130,9 +132,10 @@ class Explainer:
             raise MethodError(f"Unknown method '{unknown[0]}'. Available methods: {', '.join(METHODS)}.")
         fp = self._forward(image)
         with fp.lock:
+            chosen = {m: self._layer_for(m, fp.trace, layer, layers or {}) for m in methods}
+            self._refresh(fp, {name for m, name in chosen.items() if name and METHODS[m].needs & {"activation", "cam"}})
             resolved = resolve_target(target, fp.output, self.bundle.task, self.bundle.class_names)
             score = resolved.score(fp.output)[0]
-            chosen = {m: self._layer_for(m, fp.trace, layer, layers or {}) for m in methods}
             plain = [
                 chosen[m] if need == "layer_gradient" else "input"
                 for m in methods
@@ -164,39 +167,56 @@ class Explainer:
                 return cached
             display, tensor = self.bundle.prepare(decoded.image)
             x = tensor[None].to(self.bundle.device).requires_grad_(True)
-            overwritten, functional = self._probe(x)
             guided = GuidedSwitch()
-            try:
-                with torch.enable_grad(), capture(self.bundle.module, clone_outputs=overwritten, guided=guided) as record:
-                    output = self.bundle.module(x)
-            except EngineError:
-                raise
-            except Exception as error:  # the model itself failed on this input
-                raise ModelError(f"The model {self.bundle.name} failed on this image: {str(error).splitlines()[0]}") from error
-            if isinstance(output, (tuple, list)):
-                output = output[0]
+            output, record = self._record(x, frozenset(), guided)
             fp = _ForwardPass(
                 x=x,
                 output=output,
                 calls=record.by_name(),
-                trace=build_trace(record, output.detach(), functional),
+                trace=build_trace(record, output.detach(), self._functional[tuple(x.shape)]),
                 image=display,
                 notes=decoded.notes,
                 guided=guided,
+                stale=frozenset(record.overwritten()),
             )
             self._passes[decoded.sha256] = fp
             while len(self._passes) > self.cache_size:
                 self._passes.popitem(last=False)
             return fp
 
-    def _probe(self, x: torch.Tensor) -> tuple[frozenset[str], dict[str, int]]:
-        """Once per input shape: which module outputs get overwritten in place, and functional activations."""
-        key = tuple(x.shape)
-        if key not in self._probes:
-            with torch.no_grad(), capture(self.bundle.module, count_functional=True) as record:
-                self.bundle.module(x.detach())
-            self._probes[key] = (frozenset(record.overwritten()), dict(record.functional_activations))
-        return self._probes[key]
+    def _record(
+        self, x: torch.Tensor, clone: frozenset[str], guided: GuidedSwitch
+    ) -> tuple[torch.Tensor, Capture]:
+        """One forward pass with every module call recorded (under the bundle's lock: hooks are global)."""
+        count = tuple(x.shape) not in self._functional
+        with self.bundle.lock:
+            try:
+                with torch.enable_grad(), capture(
+                    self.bundle.module, clone_outputs=clone, guided=guided, count_functional=count
+                ) as record:
+                    output = self.bundle.module(x)
+            except EngineError:
+                raise
+            except Exception as error:  # the model itself failed on this input
+                first_line = (str(error).splitlines() or [type(error).__name__])[0]
+                raise ModelError(f"The model {self.bundle.name} failed on this image: {first_line}") from error
+            if count:
+                self._functional[tuple(x.shape)] = dict(record.functional_activations)
+        if isinstance(output, (tuple, list)):
+            output = output[0]
+        return output, record
+
+    def _refresh(self, fp: _ForwardPass, layers: set[str]) -> None:
+        """Record again, cloning `layers` whose outputs a later in-place operation overwrote (for example a
+        BatchNorm followed by ReLU(inplace=True)), so their true values and gradients can be had. Only such
+        layers ever cost a second forward pass; the pass is then kept for later calls."""
+        needed = layers & fp.stale
+        if not needed:
+            return
+        clone = fp.cloned | needed
+        output, record = self._record(fp.x, clone, fp.guided)
+        fp.output, fp.calls, fp.cloned = output, record.by_name(), clone
+        fp.stale = frozenset(record.overwritten()) - clone
 
     # ----- backward ---------------------------------------------------------------------------------
     def _gradient(self, fp: _ForwardPass, target: Target, score: torch.Tensor, what: str) -> torch.Tensor:

@@ -1,0 +1,150 @@
+"""Engine vs peer libraries, in one process, on the same model and input. Prints medians and ratios.
+
+    python -m bench.engine_bench [--model resnet50] [--repeats 7] [--device cpu]
+
+Compared (issue #2's targets):
+  full panel set (feature maps, saliency, guided backprop, CAM, Grad-CAM, guided Grad-CAM) on a new image
+      vs the sum of the fastest peer call for each panel                                 target <= 0.6x
+  Grad-CAM alone on a new image vs torchcam's GradCAM                                     target <= 1.0x
+  Grad-CAM + CAM for a new class on the same image and layer vs torchcam's GradCAM       target <= 0.4x
+Peers are oracles here, never engine dependencies. Every image is new to our engine's cache unless the
+case says otherwise, so its recorded-forward-pass cache never hides a forward pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cnnvis_engine import Explainer, decode_image, load_model
+
+warnings.filterwarnings("ignore")
+PANELS = ["feature_maps", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam"]
+
+
+def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def fresh_images(count: int, seed: int = 0) -> list:
+    """Distinct photos-like images so every call is a cache miss for our engine."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(Image.open("assets/samples/cat.jpg").convert("RGB").resize((224, 224)), dtype=np.int16)
+    return [
+        decode_image(Image.fromarray(np.clip(base + rng.integers(-8, 9, base.shape), 0, 255).astype(np.uint8)))
+        for _ in range(count)
+    ]
+
+
+def peer_calls(model: torch.nn.Module, layer: str, x: torch.Tensor, target: int) -> dict[str, dict[str, Callable]]:
+    from captum.attr import GuidedBackprop, GuidedGradCam, LayerActivation, LayerGradCam, Saliency
+    from pytorch_grad_cam import GradCAM as PgcGradCAM
+    from pytorch_grad_cam import GuidedBackpropReLUModel
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchcam.methods import CAM as TcCAM
+    from torchcam.methods import GradCAM as TcGradCAM
+
+    module = model.get_submodule(layer)
+    fc_name = "fc" if hasattr(model, "fc") else "classifier"
+
+    def torchcam_gradcam():
+        with TcGradCAM(model, target_layer=layer) as extractor:
+            out = model(x)
+            return extractor(target, out)
+
+    def torchcam_cam():
+        with TcCAM(model, target_layer=layer, fc_layer=fc_name) as extractor:
+            out = model(x)
+            return extractor(target, out)
+
+    pgc = PgcGradCAM(model=model, target_layers=[module])
+    pgc_guided = GuidedBackpropReLUModel(model=model, device=x.device)
+    return {
+        "feature_maps": {"captum LayerActivation": lambda: LayerActivation(model, module).attribute(x)},
+        "saliency": {"captum Saliency": lambda: Saliency(model).attribute(x.clone().requires_grad_(), target=target)},
+        "guided_backprop": {
+            "captum GuidedBackprop": lambda: GuidedBackprop(model).attribute(x.clone().requires_grad_(), target=target),
+            "pytorch-grad-cam GuidedBackprop": lambda: pgc_guided(x.clone(), target_category=target),
+        },
+        "cam": {"torchcam CAM": torchcam_cam},
+        "gradcam": {
+            "torchcam GradCAM": torchcam_gradcam,
+            "captum LayerGradCam": lambda: LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True),
+            "pytorch-grad-cam GradCAM": lambda: pgc(input_tensor=x, targets=[ClassifierOutputTarget(target)]),
+        },
+        "guided_gradcam": {
+            "captum GuidedGradCam": lambda: GuidedGradCam(model, module).attribute(x.clone().requires_grad_(), target=target)
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="resnet50")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+
+    bundle = load_model(args.model, weights="random")
+    bundle.module.to(args.device)
+    images = fresh_images(3 * (args.repeats + 1) + 2)
+    ex = Explainer(bundle, cache_size=1)
+    layer = ex.trace(images[0]).default_layer("gradcam")
+    target = 281
+    _, x = bundle.prepare(images[0].image)
+    x = x[None].to(args.device)
+    peer_model = copy.deepcopy(bundle.module)  # peers may leave hooks or flags behind
+    peers = peer_calls(peer_model, layer, x, target)
+    pool = iter(images[1:])
+
+    print(f"model {args.model} (random weights), layer {layer}, input 1×3×224×224, device {args.device}, "
+          f"torch threads {torch.get_num_threads()}, torch {torch.__version__}")
+    fastest: dict[str, tuple[str, float]] = {}
+    for panel, calls in peers.items():
+        timings = {name: median_ms(call, args.repeats) for name, call in calls.items()}
+        for name, ms in timings.items():
+            print(f"  peer {panel:15s} {name:34s} {ms:8.1f} ms")
+        fastest[panel] = min(timings.items(), key=lambda item: item[1])
+
+    forward_ms = median_ms(lambda: bundle.module(x), args.repeats)
+    ours_full = median_ms(lambda: ex.explain(next(pool), target=target, methods=PANELS), args.repeats)
+    ours_gradcam = median_ms(lambda: ex.explain(next(pool), target=target, methods=["gradcam"]), args.repeats)
+    ex.explain(images[-1], target=target, methods=["gradcam", "cam"])
+    classes = iter(range(10, 10 + 10 * (args.repeats + 2)))
+    ours_new_class = median_ms(
+        lambda: ex.explain(images[-1], target=next(classes), methods=["gradcam", "cam"]), args.repeats
+    )
+
+    peer_sum = sum(ms for _, ms in fastest.values())
+    torchcam_gradcam = median_ms(peers["gradcam"]["torchcam GradCAM"], args.repeats)
+    rows = [
+        ("full panel set (new image)", ours_full, "sum of fastest peers", peer_sum, 0.6),
+        ("Grad-CAM alone (new image)", ours_gradcam, "torchcam GradCAM", torchcam_gradcam, 1.0),
+        ("Grad-CAM + CAM, new class", ours_new_class, "torchcam GradCAM", torchcam_gradcam, 0.4),
+    ]
+    print(f"  bare forward                                              {forward_ms:8.1f} ms")
+    print("\ncase                          ours ms   vs                        peer ms   ratio  target")
+    for case, ours, peer_name, peer_ms, goal in rows:
+        ratio = ours / peer_ms
+        verdict = "ok" if ratio <= goal else "MISSED"
+        print(f"{case:28s} {ours:8.1f}   {peer_name:22s} {peer_ms:8.1f}   {ratio:5.2f}  <= {goal} {verdict}")
+
+
+if __name__ == "__main__":
+    main()
