@@ -1,0 +1,207 @@
+"""A person's own model file: a TorchScript archive, or a state_dict for a registered architecture.
+
+Nothing here unpickles arbitrary Python: `torch.load` always runs with `weights_only=True`, so a file holding a
+pickled object (a whole `nn.Module`, or anything with a `__reduce__`) is refused before any of its code runs.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+
+import torch
+
+from ..errors import ModelFileError
+from .bundle import ModelBundle
+from .registry import load_model
+
+MAX_LABEL_LINES = 100_000
+_PICKLE_REFUSED = (
+    "This file is a pickled Python object, which could run arbitrary code when opened, so it is refused. "
+    "Export the model with torch.jit.script(model).save('model.pt') (or save its state_dict) and upload that."
+)
+
+
+def parse_labels(data: bytes) -> tuple[str, ...]:
+    """UTF-8 text, one class name per line, blank lines dropped. Names are kept as plain strings, never markup."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModelFileError("The labels file is not UTF-8 text; save it as UTF-8, one class name per line.") from exc
+    lines = text.splitlines()
+    if len(lines) > MAX_LABEL_LINES:
+        raise ModelFileError(f"The labels file has {len(lines):,} lines; the limit is {MAX_LABEL_LINES:,}.")
+    names = tuple(line.strip() for line in lines if line.strip())
+    if not names:
+        raise ModelFileError("The labels file is empty; it needs one class name per line.")
+    return names
+
+
+def load_model_file(
+    data: bytes,
+    filename: str,
+    *,
+    architecture: str | None = None,
+    labels: bytes | None = None,
+    input_size: tuple[int, int] = (224, 224),
+    max_bytes: int = 512 * 2**20,
+) -> ModelBundle:
+    """Bundle for an uploaded model file, checked with one forward pass on a black `input_size` image.
+
+    `architecture` (a registry name) is needed when the file holds only a state_dict. The model must return one
+    tensor `(1, K)`; `labels` (if given) must name exactly K classes, otherwise they are "class 0" ... "class K-1".
+    """
+    if len(data) > max_bytes:
+        raise ModelFileError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)}.")
+    if _is_torchscript(data):
+        module = _load_torchscript(data, filename)
+        description = f"Your TorchScript model {filename}."
+    else:
+        state_dict = _load_state_dict(data, filename)
+        if architecture is None:
+            raise ModelFileError(
+                f"{filename} holds only weights (a state_dict); choose the architecture they belong to."
+            )
+        module = load_model(architecture, "random").module
+        _load_weights(module, state_dict, architecture)
+        description = f"{architecture} with the weights from your file {filename}."
+    module.eval()
+    num_classes = _probe(module, input_size)
+    if labels is None:
+        class_names = tuple(f"class {i}" for i in range(num_classes))
+    else:
+        class_names = parse_labels(labels)
+        if len(class_names) != num_classes:
+            raise ModelFileError(
+                f"The labels file names {len(class_names)} classes, but the model has {num_classes} outputs."
+            )
+    return ModelBundle(
+        name=filename,
+        module=module,
+        class_names=class_names,
+        input_size=input_size,
+        weights_source="file",
+        weights_detail=filename,
+        description=description,
+    )
+
+
+def _size(num_bytes: int) -> str:
+    for unit, factor in (("MB", 2**20), ("KB", 2**10)):
+        if num_bytes >= factor:
+            return f"{num_bytes / factor:.0f} {unit}"
+    return f"{num_bytes} bytes"
+
+
+def _is_torchscript(data: bytes) -> bool:
+    """TorchScript archives are zips with a `<archive>/code/` folder and `constants.pkl`; torch.save zips are not."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile:
+        return False
+    return any("/code/" in name or name.endswith("constants.pkl") for name in names)
+
+
+def _is_pickle(data: bytes) -> bool:
+    """A pickle (protocol 2+ starts with PROTO, 0x80), or a torch.save zip, which holds one as `<archive>/data.pkl`."""
+    if data.startswith(b"\x80"):
+        return True
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return any(name.endswith("/data.pkl") for name in archive.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _load_torchscript(data: bytes, filename: str) -> torch.nn.Module:
+    try:
+        return torch.jit.load(io.BytesIO(data), map_location="cpu")
+    except Exception as exc:  # TorchScript's loader raises RuntimeError with C++ details
+        raise ModelFileError(f"{filename} looks like TorchScript but could not be opened: {_summary(exc)}.") from exc
+
+
+def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
+    try:
+        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # weights_only refused something: a pickled object, or just noise
+        if _is_pickle(data):
+            raise ModelFileError(_PICKLE_REFUSED) from exc
+        raise ModelFileError(f"{filename} is not a PyTorch model file.") from exc
+    except Exception as exc:  # random bytes raise KeyError, IndexError, RuntimeError ...
+        raise ModelFileError(f"{filename} is not a PyTorch model file.") from exc
+    if isinstance(loaded, Mapping) and loaded and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        return loaded  # as loaded: an OrderedDict keeps the `_metadata` (layer versions) load_state_dict reads
+    raise ModelFileError(
+        f"{filename} holds a {type(loaded).__name__}, not a model. Upload a TorchScript file "
+        "(torch.jit.script(model).save('model.pt')) or a state_dict (torch.save(model.state_dict(), 'weights.pt'))."
+    )
+
+
+def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], architecture: str) -> None:
+    """Load strictly; explain missing, extra and wrongly shaped weights in plain words."""
+    expected = module.state_dict()
+    wrong_shape = [
+        f"{key} is {_shape(state_dict[key])} in the file but {_shape(expected[key])} in {architecture}"
+        for key in expected
+        if key in state_dict and state_dict[key].shape != expected[key].shape
+    ]
+    if wrong_shape:
+        raise ModelFileError(f"The weights do not fit {architecture}: {_few(wrong_shape)}.")
+    result = module.load_state_dict(state_dict, strict=False)  # strict=True's checks, made readable below
+    problems = []
+    if result.missing_keys:
+        problems.append(f"{len(result.missing_keys)} the model needs are missing ({_few(result.missing_keys)})")
+    if result.unexpected_keys:
+        problems.append(
+            f"{len(result.unexpected_keys)} in the file are not in the model ({_few(result.unexpected_keys)})"
+        )
+    if problems:
+        raise ModelFileError(
+            f"These weights are not for {architecture}: {' and '.join(problems)}. Is it the right architecture?"
+        )
+
+
+def _probe(module: torch.nn.Module, input_size: tuple[int, int]) -> int:
+    """Run one black RGB image through the model; return the number of outputs K of its (1, K) result."""
+    height, width = input_size
+    try:
+        with torch.no_grad():
+            output = module(torch.zeros(1, 3, height, width))
+    except Exception as exc:  # a user's model can raise anything
+        raise ModelFileError(f"The model failed on a {height}×{width} RGB image: {_summary(exc)}.") from exc
+    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 1:
+        raise ModelFileError(
+            f"The model returned {_describe(output)}; a classifier must return one tensor of shape "
+            "(1, number of classes) for one image."
+        )
+    return int(output.shape[1])
+
+
+def _describe(output: object) -> str:
+    if isinstance(output, torch.Tensor):
+        return f"a tensor of shape {_shape(output)}"
+    if isinstance(output, (tuple, list, dict)):
+        return f"a {type(output).__name__} of {len(output)} items"
+    return f"a {type(output).__name__}"
+
+
+def _shape(tensor: torch.Tensor) -> str:
+    return "(" + ", ".join(str(n) for n in tensor.shape) + ")"
+
+
+def _few(items: list[str], limit: int = 3) -> str:
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
+
+
+def _summary(exc: BaseException) -> str:
+    """One readable line: TorchScript puts its traceback first and the real error (e.g. `RuntimeError: ...`) last."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+    line = lines[-1] if lines[0].startswith("The following operation failed in the TorchScript") else lines[0]
+    return re.sub(r"^\w+(Error|Exception): ", "", line).rstrip(".")
