@@ -341,3 +341,5 @@ def test_random_bytes_are_not_a_model() -> None:
 def test_files_over_the_limit_are_refused_before_reading() -> None:
     with pytest.raises(ModelFileError, match=r"^big.pt is 3 MB; the limit is 1 MB\.$"):
         load_model_file(b"\0" * (3 * 2**20), "big.pt", max_bytes=2**20)
+    with pytest.raises(ModelFileError, match=r"is 2 MB; the limit is 1 MB"):
+        load_model_file(b"\0" * (2**20 + 1), "big.pt", max_bytes=2**20)

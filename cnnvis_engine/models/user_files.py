@@ -7,6 +7,7 @@ pickled object (a whole `nn.Module`, or anything with a `__reduce__`) is refused
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import re
 import zipfile
@@ -90,9 +91,10 @@ def load_model_file(
 
 
 def _size(num_bytes: int) -> str:
+    """Rounded up, so a file just over a 512 MB limit reads "513 MB", not "512 MB"."""
     for unit, factor in (("MB", 2**20), ("KB", 2**10)):
         if num_bytes >= factor:
-            return f"{num_bytes / factor:.0f} {unit}"
+            return f"{math.ceil(num_bytes / factor):,} {unit}"
     return f"{num_bytes} bytes"
 
 
