@@ -4,7 +4,7 @@ One forward pass per image records every layer (the trace, the prediction, featu
 from it) and keeps the autograd graph, so a new target class or a new Grad-CAM layer needs only a backward
 pass. Gradient methods share backward passes: one plain pass serves saliency and every layer gradient, one
 guided pass serves guided backprop and guided Grad-CAM. Gradients are taken with `torch.autograd.grad`, so
-parameters' `.grad` are never touched.
+parameters' `.grad` are never touched. A batch goes through the same passes at once (`explain_batch`).
 
 Thread safety: module hooks exist only inside a forward pass, which holds the bundle's lock; the backward
 passes of one recorded forward pass hold that pass's own lock (its guided switch is per pass).
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
-from .errors import EngineError, MethodError, ModelError
+from .errors import EngineError, ImageError, MethodError, ModelError, TargetError
 from .hooks import Capture, GuidedSwitch, ModuleCall, capture
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
@@ -31,6 +31,7 @@ from .tracing import LayerInfo, Trace, build_trace
 
 ALL_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
 ImageSource = Any  # PIL image, bytes, path or DecodedImage
+TargetSpec = int | Target | None
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Prediction:
 
 @dataclass(frozen=True)
 class Explanation(Mapping[str, MethodResult]):
-    """The results of one `explain` call, by method name, with what they explain."""
+    """The results of one image's explanation, by method name, with what they explain."""
 
     results: Mapping[str, MethodResult]
     predictions: tuple[Prediction, ...]
@@ -64,14 +65,14 @@ class Explanation(Mapping[str, MethodResult]):
 
 @dataclass
 class _ForwardPass:
-    """One recorded forward pass with its graph kept for later backward passes."""
+    """One recorded forward pass of N images, its graph kept for later backward passes."""
 
-    x: torch.Tensor  # (1, 3, H, W), requires grad
+    x: torch.Tensor  # (N, 3, H, W), requires grad
     output: torch.Tensor
     calls: dict[str, list[ModuleCall]]
     trace: Trace
-    image: np.ndarray
-    notes: tuple[str, ...]
+    images: list[np.ndarray]
+    notes: list[tuple[str, ...]]
     guided: GuidedSwitch
     stale: frozenset[str] = frozenset()  # recorded outputs overwritten in place afterwards
     cloned: frozenset[str] = frozenset()  # outputs recorded through a clone, so they stay true
@@ -79,7 +80,7 @@ class _ForwardPass:
     gradients: dict[tuple, torch.Tensor] = field(default_factory=dict)
 
     def activation(self, layer: str) -> torch.Tensor:
-        """The layer's output at its last call, attached to the graph: (1, C, h, w)."""
+        """The layer's output at its last call, attached to the graph: (N, C, h, w)."""
         return max(self.calls[layer], key=lambda c: c.end).output
 
 
@@ -98,7 +99,7 @@ class Explainer:
 
     # ----- public API -------------------------------------------------------------------------------
     def trace(self, image: ImageSource) -> Trace:
-        return self._forward(image).trace
+        return self._cached_pass(image).trace
 
     def layers(self, image: ImageSource, method: str | None = None) -> list[LayerInfo]:
         """The layers `image` passed through, in execution order; only those valid for `method` if given."""
@@ -106,14 +107,14 @@ class Explainer:
         return list(trace.layers) if method is None else trace.for_method(method)
 
     def predict(self, image: ImageSource, top_k: int = 5) -> tuple[Prediction, ...]:
-        return self._predictions(self._forward(image).output.detach(), top_k)
+        return self._predictions(self._cached_pass(image).output.detach(), top_k)[0]
 
     def explain(
         self,
         image: ImageSource,
         *,
         layer: str | None = None,
-        target: int | Target | None = None,
+        target: TargetSpec = None,
         methods: Iterable[str] = ALL_METHODS,
         layers: Mapping[str, str] | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
@@ -126,70 +127,66 @@ class Explainer:
         class index, a Target, or None for the top-1 class. Methods that do not apply come back with a
         `reason` instead of a map; errors that concern the whole call raise an EngineError.
         """
-        methods = list(dict.fromkeys(methods))
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise MethodError(f"Unknown method '{unknown[0]}'. Available methods: {', '.join(METHODS)}.")
-        fp = self._forward(image)
-        with fp.lock:
-            chosen = {m: self._layer_for(m, fp.trace, layer, layers or {}) for m in methods}
-            self._refresh(fp, {name for m, name in chosen.items() if name and METHODS[m].needs & {"activation", "cam"}})
-            resolved = resolve_target(target, fp.output, self.bundle.task, self.bundle.class_names)
-            score = resolved.score(fp.output)[0]
-            plain = [
-                chosen[m] if need == "layer_gradient" else "input"
-                for m in methods
-                if not self._not_applicable(m, fp.trace, resolved, chosen[m])
-                for need in METHODS[m].needs & {"layer_gradient", "input_gradient"}
-            ]
-            self._merged_plain_pass(fp, resolved, score, plain)
-            results = {
-                m: self._run(m, fp, resolved, score, chosen[m], (options or {}).get(m, {})) for m in methods
-            }
-        main_layer = layer or next((chosen[m] for m in methods if METHODS[m].uses_layer and chosen[m]), None)
-        return Explanation(
-            results=results,
-            predictions=self._predictions(fp.output.detach(), top_k),
-            target=resolved,
-            layer=main_layer,
-            image=fp.image,
-            model=self.bundle.name,
-            notes=fp.notes,
-        )
+        fp = self._cached_pass(image)
+        return self._explain(fp, [target], _methods(methods), layer, layers, options, top_k)[0]
+
+    def explain_batch(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        layer: str | None = None,
+        targets: TargetSpec | Sequence[TargetSpec] = None,
+        methods: Iterable[str] = ("gradcam",),
+        layers: Mapping[str, str] | None = None,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
+        top_k: int = 5,
+    ) -> list[Explanation]:
+        """`explain` for a whole batch at once on the model's device: one forward pass and shared backward
+        passes for all images, no per-image loop. `targets` is one spec for all or one per image. The
+        layers are traced on the batch. Results equal `explain` per image."""
+        if not images:
+            raise ImageError("The batch is empty: give at least one image.")
+        per_image = list(targets) if isinstance(targets, Sequence) else [targets] * len(images)
+        if len(per_image) != len(images):
+            raise TargetError(f"There are {len(images)} images but {len(per_image)} targets; give one target per image.")
+        fp = self._new_pass([_decode(image) for image in images])
+        return self._explain(fp, per_image, _methods(methods), layer, layers, options, top_k)
 
     # ----- forward ----------------------------------------------------------------------------------
-    def _forward(self, image: ImageSource) -> _ForwardPass:
-        decoded = image if isinstance(image, DecodedImage) else decode_image(image)
+    def _cached_pass(self, image: ImageSource) -> _ForwardPass:
+        decoded = _decode(image)
         with self.bundle.lock:
             cached = self._passes.get(decoded.sha256)
             if cached is not None:
                 self._passes.move_to_end(decoded.sha256)
                 return cached
-            display, tensor = self.bundle.prepare(decoded.image)
-            x = tensor[None].to(self.bundle.device).requires_grad_(True)
-            guided = GuidedSwitch()
-            output, record = self._record(x, frozenset(), guided)
-            fp = _ForwardPass(
-                x=x,
-                output=output,
-                calls=record.by_name(),
-                trace=build_trace(record, output.detach(), self._functional[tuple(x.shape)]),
-                image=display,
-                notes=decoded.notes,
-                guided=guided,
-                stale=frozenset(record.overwritten()),
-            )
+            fp = self._new_pass([decoded])
             self._passes[decoded.sha256] = fp
             while len(self._passes) > self.cache_size:
                 self._passes.popitem(last=False)
             return fp
 
-    def _record(
-        self, x: torch.Tensor, clone: frozenset[str], guided: GuidedSwitch
-    ) -> tuple[torch.Tensor, Capture]:
+    def _new_pass(self, decoded: list[DecodedImage]) -> _ForwardPass:
+        prepared = [self.bundle.prepare(d.image) for d in decoded]
+        x = torch.stack([tensor for _, tensor in prepared]).to(self.bundle.device).requires_grad_(True)
+        guided = GuidedSwitch()
+        output, record = self._record(x, frozenset(), guided)
+        return _ForwardPass(
+            x=x,
+            output=output,
+            calls=record.by_name(),
+            trace=build_trace(record, output.detach(), self._functional[tuple(x.shape[1:])]),
+            images=[display for display, _ in prepared],
+            notes=[d.notes for d in decoded],
+            guided=guided,
+            stale=frozenset(record.overwritten()),
+        )
+
+    def _record(self, x: torch.Tensor, clone: frozenset[str], guided: GuidedSwitch) -> tuple[torch.Tensor, Capture]:
         """One forward pass with every module call recorded (under the bundle's lock: hooks are global)."""
-        count = tuple(x.shape) not in self._functional
+        shape = tuple(x.shape[1:])
         with self.bundle.lock:
+            count = shape not in self._functional
             try:
                 with torch.enable_grad(), capture(
                     self.bundle.module, clone_outputs=clone, guided=guided, count_functional=count
@@ -201,7 +198,7 @@ class Explainer:
                 first_line = (str(error).splitlines() or [type(error).__name__])[0]
                 raise ModelError(f"The model {self.bundle.name} failed on this image: {first_line}") from error
             if count:
-                self._functional[tuple(x.shape)] = dict(record.functional_activations)
+                self._functional[shape] = dict(record.functional_activations)
         if isinstance(output, (tuple, list)):
             output = output[0]
         return output, record
@@ -218,10 +215,66 @@ class Explainer:
         fp.output, fp.calls, fp.cloned = output, record.by_name(), clone
         fp.stale = frozenset(record.overwritten()) - clone
 
+    def _forward_fn(self, x: torch.Tensor) -> torch.Tensor:
+        """A hook-free model call for methods that need extra passes; the lock keeps other threads' hooks away."""
+        with self.bundle.lock:
+            output = self.bundle.module(x.to(self.bundle.device))
+        return output[0] if isinstance(output, (tuple, list)) else output
+
+    # ----- one explanation --------------------------------------------------------------------------
+    def _explain(
+        self,
+        fp: _ForwardPass,
+        target_specs: list[TargetSpec],
+        methods: list[str],
+        layer: str | None,
+        layers: Mapping[str, str] | None,
+        options: Mapping[str, Mapping[str, Any]] | None,
+        top_k: int,
+    ) -> list[Explanation]:
+        with fp.lock:
+            chosen = {m: self._layer_for(m, fp.trace, layer, layers or {}) for m in methods}
+            self._refresh(fp, {name for m, name in chosen.items() if name and METHODS[m].needs & {"activation", "cam"}})
+            targets = tuple(
+                resolve_target(spec, fp.output[i:i + 1], self.bundle.task, self.bundle.class_names)
+                for i, spec in enumerate(target_specs)
+            )
+            score = _total_score(targets, fp.output)
+            reasons = {m: self._not_applicable(m, fp.trace, targets, chosen[m]) for m in methods}
+            plain = [
+                chosen[m] if need == "layer_gradient" else "input"
+                for m in methods
+                if not reasons[m]
+                for need in METHODS[m].needs & {"layer_gradient", "input_gradient"}
+            ]
+            self._plain_pass(fp, targets, score, plain)
+            per_method = {
+                m: (
+                    [MethodResult.not_applicable(m, reasons[m], chosen[m])] * len(targets)
+                    if reasons[m]
+                    else self._run(m, fp, targets, score, chosen[m], (options or {}).get(m, {}))
+                )
+                for m in methods
+            }
+        predictions = self._predictions(fp.output.detach(), top_k)
+        main_layer = layer or next((chosen[m] for m in methods if METHODS[m].uses_layer and chosen[m]), None)
+        return [
+            Explanation(
+                results={m: per_method[m][i] for m in methods},
+                predictions=predictions[i],
+                target=targets[i],
+                layer=main_layer,
+                image=fp.images[i],
+                model=self.bundle.name,
+                notes=fp.notes[i],
+            )
+            for i in range(len(targets))
+        ]
+
     # ----- backward ---------------------------------------------------------------------------------
-    def _gradient(self, fp: _ForwardPass, target: Target, score: torch.Tensor, what: str) -> torch.Tensor:
-        """d score / d `what` ("input", "guided" input, or a layer name), cached per pass and target."""
-        key = (_hashable(target), what)
+    def _gradient(self, fp: _ForwardPass, targets: tuple[Target, ...], score: torch.Tensor, what: str) -> torch.Tensor:
+        """d score / d `what` ("input", "guided" input, or a layer name), cached per pass and targets."""
+        key = (_hashable(targets), what)
         if key in fp.gradients:
             return fp.gradients[key]
         if what == "guided":
@@ -235,21 +288,21 @@ class Explainer:
             (grad,) = torch.autograd.grad(score, source, retain_graph=True, allow_unused=True)
             if grad is None:
                 grad = torch.zeros_like(source)
-        grad = grad.detach()[0]
+        grad = grad.detach()
         if key[0] is not None:
             fp.gradients[key] = grad
         return grad
 
-    def _merged_plain_pass(self, fp: _ForwardPass, target: Target, score: torch.Tensor, wanted: list[str]) -> None:
+    def _plain_pass(self, fp: _ForwardPass, targets: tuple[Target, ...], score: torch.Tensor, wanted: list[str]) -> None:
         """One plain backward pass for every still-missing plain gradient (input and layers) at once."""
-        tkey = _hashable(target)
+        tkey = _hashable(targets)
         missing = [w for w in dict.fromkeys(wanted) if (tkey, w) not in fp.gradients]
         if len(missing) < 2 or tkey is None:
             return
         sources = [fp.x if w == "input" else fp.activation(w) for w in missing]
         grads = torch.autograd.grad(score, sources, retain_graph=True, allow_unused=True)
         for w, source, grad in zip(missing, sources, grads):
-            fp.gradients[(tkey, w)] = (torch.zeros_like(source) if grad is None else grad).detach()[0]
+            fp.gradients[(tkey, w)] = (torch.zeros_like(source) if grad is None else grad).detach()
 
     # ----- methods ----------------------------------------------------------------------------------
     def _layer_for(self, method: str, trace: Trace, layer: str | None, layers: Mapping[str, str]) -> str | None:
@@ -264,43 +317,54 @@ class Explainer:
         return name
 
     def _run(
-        self, method: str, fp: _ForwardPass, target: Target, score: torch.Tensor, layer: str | None, options: Mapping
-    ) -> MethodResult:
+        self, method: str, fp: _ForwardPass, targets: tuple[Target, ...], score: torch.Tensor, layer: str | None,
+        options: Mapping,
+    ) -> list[MethodResult]:
         cls = METHODS[method]
-        reason = self._not_applicable(method, fp.trace, target, layer)
-        if reason:
-            return MethodResult.not_applicable(method, reason, layer)
         inputs = MethodInputs(
             layer=layer,
             module=self.bundle.module.get_submodule(layer) if layer else None,
             input_size=tuple(fp.x.shape[2:]),
-            target=target,
+            targets=targets,
+            x=fp.x.detach(),
             options=options,
         )
-        if layer is not None and fp.calls[layer][0].output is not None and fp.activation(layer).dim() == 4:
-            inputs.activation = fp.activation(layer).detach()[0]
+        if layer is not None and cls.needs & {"activation", "layer_gradient", "cam"}:
+            inputs.activation = fp.activation(layer).detach()
             if len(fp.calls[layer]) > 1:
                 inputs.meta["calls"] = f"'{layer}' runs {len(fp.calls[layer])} times; its last run is shown."
         if "layer_gradient" in cls.needs:
-            inputs.layer_gradient = self._gradient(fp, target, score, layer)
+            inputs.layer_gradient = self._gradient(fp, targets, score, layer)
         if "input_gradient" in cls.needs:
-            inputs.input_gradient = self._gradient(fp, target, score, "input")
+            inputs.input_gradient = self._gradient(fp, targets, score, "input")
         if "guided_input_gradient" in cls.needs:
-            inputs.guided_input_gradient = self._gradient(fp, target, score, "guided")
+            inputs.guided_input_gradient = self._gradient(fp, targets, score, "guided")
             inputs.meta["unguided"] = fp.trace.unguided
         if "cam" in cls.needs:
-            linear = self.bundle.module.get_submodule(fp.trace.cam_site.linear)
-            rows = [target.index] if isinstance(target, ClassTarget) else list(target.outputs or range(linear.out_features))
-            inputs.cam_weights = linear.weight.detach()[rows].sum(dim=0)
-            inputs.cam_bias = float(linear.bias.detach()[rows].sum()) if linear.bias is not None else 0.0
-        return cls().compute(inputs)
+            inputs.cam_weights, inputs.cam_bias = self._cam_weights(fp.trace, targets)
+        if "forward" in cls.needs:
+            inputs.forward = self._forward_fn
+        return cls().compute(inputs).results(method, layer, len(targets))
+
+    def _cam_weights(self, trace: Trace, targets: tuple[Target, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample, the Linear's weight rows (N, C) and biases (N,) of the target's outputs."""
+        linear = self.bundle.module.get_submodule(trace.cam_site.linear)
+        weight = linear.weight.detach()
+        bias = linear.bias.detach() if linear.bias is not None else torch.zeros(weight.shape[0], device=weight.device)
+        rows = [
+            [t.index] if isinstance(t, ClassTarget) else list(t.outputs or range(weight.shape[0])) for t in targets
+        ]
+        return (
+            torch.stack([weight[r].sum(dim=0) for r in rows]),
+            torch.stack([bias[r].sum() for r in rows]),
+        )
 
     @staticmethod
-    def _not_applicable(method: str, trace: Trace, target: Target, layer: str | None) -> str:
+    def _not_applicable(method: str, trace: Trace, targets: tuple[Target, ...], layer: str | None) -> str:
         if method == "cam":
             if trace.cam_site is None:
                 return trace.cam_reason
-            if not isinstance(target, (ClassTarget, RegressionTarget)):
+            if not all(isinstance(t, (ClassTarget, RegressionTarget)) for t in targets):
                 return "CAM weighs feature maps by one output's Linear weights, so it explains classes and outputs, not segmentation regions."
             return ""
         if not METHODS[method].uses_layer:
@@ -317,27 +381,52 @@ class Explainer:
             )
         return ""
 
-    def _predictions(self, output: torch.Tensor, top_k: int) -> tuple[Prediction, ...]:
+    def _predictions(self, output: torch.Tensor, top_k: int) -> list[tuple[Prediction, ...]]:
+        """Top-k per image: softmax for classes, sigmoid per output for regression, pixel share per segment."""
         names = self.bundle.output_names or self.bundle.class_names
         if self.bundle.task == "segmentation":
+            classes = max(output.shape[1], 2)
             labels = output.argmax(dim=1) if output.shape[1] > 1 else (output[:, 0] > 0).long()
-            counts = torch.bincount(labels.flatten(), minlength=max(output.shape[1], 2)).float()
-            scores = counts / counts.sum()
+            scores = torch.nn.functional.one_hot(labels.flatten(1), classes).float().mean(dim=1)
         elif self.bundle.task == "regression":
-            scores = torch.sigmoid(output[0].flatten())
+            scores = torch.sigmoid(output.flatten(1).float())
         else:
-            scores = torch.softmax(output[0].flatten().float(), dim=0)
-        values, indices = scores.topk(min(top_k, scores.numel()))
-        return tuple(
-            Prediction(int(i), names[int(i)] if int(i) < len(names) else f"class {int(i)}", float(v))
-            for v, i in zip(values, indices)
-        )
+            scores = torch.softmax(output.flatten(1).float(), dim=1)
+        values, indices = scores.topk(min(top_k, scores.shape[1]), dim=1)
+        return [
+            tuple(
+                Prediction(i, names[i] if i < len(names) else f"class {i}", v)
+                for v, i in zip(row_values, row_indices)
+            )
+            for row_values, row_indices in zip(values.tolist(), indices.tolist())
+        ]
 
 
-def _hashable(target: Target) -> Any:
+def _decode(image: ImageSource) -> DecodedImage:
+    return image if isinstance(image, DecodedImage) else decode_image(image)
+
+
+def _methods(methods: Iterable[str]) -> list[str]:
+    names = list(dict.fromkeys(methods))
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise MethodError(f"Unknown method '{unknown[0]}'. Available methods: {', '.join(METHODS)}.")
+    return names
+
+
+def _total_score(targets: tuple[Target, ...], output: torch.Tensor) -> torch.Tensor:
+    """Σ_i score_i(output_i): samples are independent in eval mode, so one backward pass serves all."""
+    if all(isinstance(t, ClassTarget) for t in targets) and output.dim() == 2:
+        for target in set(targets):
+            target.score(output[:1])  # raises a TargetError for a class the model does not have
+        index = torch.tensor([t.index for t in targets], device=output.device)[:, None]
+        return output.gather(1, index).sum()
+    return torch.cat([t.score(output[i:i + 1]) for i, t in enumerate(targets)]).sum()
+
+
+def _hashable(value: Any) -> Any:
     try:
-        hash(target)
+        hash(value)
     except TypeError:
         return None
-    return target
-
+    return value

@@ -1,6 +1,6 @@
 """Methods, one small class each, registered by name in METHODS."""
 
 from . import activations, cams, gradients  # noqa: F401  (importing registers the methods)
-from .base import METHODS, Method, MethodInputs, MethodResult, register_method
+from .base import METHODS, Method, MethodInputs, MethodOutput, MethodResult, register_method
 
-__all__ = ["METHODS", "Method", "MethodInputs", "MethodResult", "register_method"]
+__all__ = ["METHODS", "Method", "MethodInputs", "MethodOutput", "MethodResult", "register_method"]

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from .base import Method, MethodInputs, MethodResult, normalize, register_method, to_numpy, upsample
+from .base import Method, MethodInputs, MethodOutput, normalize, register_method, upsample
 
 
 @register_method
@@ -13,8 +12,8 @@ class FeatureMaps(Method):
     """The layer's output channels A_k (N, C, h, w) for this image — the article's "layer outputs".
 
     `raw` holds every channel at native resolution; `map` the `n_channels` channels with the highest mean
-    activation (or the first ones with `sort=False`), each normalised to [0, 1] and upsampled to the input.
-    Options: `n_channels` (default 16), `sort` (default True), `shared_scale` (default False: per channel).
+    activation (or the first ones with `sort=False`), normalised to [0, 1] per channel (or over all shown
+    channels with `shared_scale=True`) and upsampled to the input: (K, H, W).
     """
 
     name = "feature_maps"
@@ -23,22 +22,21 @@ class FeatureMaps(Method):
     paper = "https://arxiv.org/abs/1311.2901"
     needs = frozenset({"activation"})
 
-    def compute(self, inputs: MethodInputs) -> MethodResult:
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
         activation = inputs.activation
-        means = activation.mean(dim=(1, 2))
-        order = torch.argsort(means, descending=True) if inputs.options.get("sort", True) else torch.arange(len(means))
-        chosen = order[: int(inputs.options.get("n_channels", 16))]
-        picked = activation[chosen]
-        if inputs.options.get("shared_scale", False):
-            scaled = normalize(picked)
+        means = activation.mean(dim=(2, 3))  # (N, C)
+        count = min(int(inputs.options.get("n_channels", 16)), activation.shape[1])
+        if inputs.options.get("sort", True):
+            chosen = means.topk(count, dim=1).indices
         else:
-            scaled = torch.stack([normalize(channel) for channel in picked])
-        return MethodResult(
-            method=self.name,
-            layer=inputs.layer,
-            map=to_numpy(upsample(scaled, inputs.input_size).clamp(0, 1)),
-            raw=to_numpy(activation),
-            meta={"channels": chosen.tolist(), "channel_means": means[chosen].tolist(), "n_total": len(means), **inputs.meta},
+            chosen = torch.arange(count, device=means.device).expand(len(means), count)
+        picked = activation.gather(1, chosen[:, :, None, None].expand(-1, -1, *activation.shape[2:]))
+        scaled = normalize(picked, dims=3 if inputs.options.get("shared_scale", False) else 2)
+        return MethodOutput(
+            map=upsample(scaled, inputs.input_size).clamp(0, 1),
+            raw=activation,
+            meta={"n_total": activation.shape[1], **inputs.meta},
+            sample_meta={"channels": chosen.tolist(), "channel_means": means.gather(1, chosen).tolist()},
         )
 
 
@@ -54,21 +52,13 @@ class Kernels(Method):
     paper = "https://arxiv.org/abs/1311.2901"
     needs = frozenset({"module"})
 
-    def compute(self, inputs: MethodInputs) -> MethodResult:
-        module = inputs.module
-        if not isinstance(module, nn.Conv2d):
-            return MethodResult.not_applicable(
-                self.name, f"'{inputs.layer}' is not a convolution, so it has no kernels to show; pick a Conv2d layer.", inputs.layer
-            )
-        weight = module.weight.detach().float().cpu()
-        if weight.shape[1] == 3:
-            patches = torch.stack([normalize(kernel) for kernel in weight]).permute(0, 2, 3, 1)
-        else:
-            patches = torch.stack([normalize(kernel.mean(dim=0)) for kernel in weight])
-        return MethodResult(
-            method=self.name,
-            layer=inputs.layer,
-            map=to_numpy(patches),
-            raw=to_numpy(weight),
-            meta={"rgb": weight.shape[1] == 3, "shape": tuple(weight.shape), "groups": module.groups},
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
+        weight = inputs.module.weight.detach().float()
+        rgb = weight.shape[1] == 3
+        patches = normalize(weight, dims=3).permute(0, 2, 3, 1) if rgb else normalize(weight.mean(dim=1), dims=2)
+        return MethodOutput(
+            map=patches[None],
+            raw=weight[None],
+            meta={"rgb": rgb, "shape": tuple(weight.shape), "groups": inputs.module.groups},
+            shared=True,
         )

@@ -1,14 +1,14 @@
-"""What every method shares: its result type, the inputs the explainer hands it, and the registry.
+"""What every method shares: its result types, the inputs the explainer hands it, and the registry.
 
-Adding a method is one small class: declare `needs` (what the explainer must capture) and write `compute`.
-The explainer merges the needs of all requested methods, so a panel set costs one forward pass and at most
-one plain and one guided backward pass.
+Adding a method is one small class: declare `needs` (what the explainer must capture) and write `compute`
+over a batch. The explainer merges the needs of all requested methods, so a panel set costs one forward
+pass and at most one plain and one guided backward pass, for one image or a whole batch.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -19,14 +19,14 @@ from torch import nn
 
 from ..targets import Target
 
-Need = Literal["activation", "layer_gradient", "input_gradient", "guided_input_gradient", "cam", "module"]
+Need = Literal["activation", "layer_gradient", "input_gradient", "guided_input_gradient", "cam", "module", "forward"]
 
 
 @dataclass(frozen=True)
 class MethodResult:
-    """`map`: float32 in [0, 1] at the input resolution, for display ((H, W), or (K, H, W) for channel sets).
-    `raw`: the method's own un-normalised output at its native resolution.
-    `rgb`: an optional (H, W, 3) float32 image in [0, 1] for methods whose natural picture has colour."""
+    """One image's result. `map`: float32 in [0, 1] at the input resolution, for display ((H, W), or
+    (K, H, W) for channel sets). `raw`: the method's own un-normalised output at its native resolution.
+    `rgb`: an optional (H, W, 3) float32 picture in [0, 1] for methods whose natural picture has colour."""
 
     method: str
     layer: str | None = None
@@ -46,21 +46,55 @@ class MethodResult:
 
 
 @dataclass
+class MethodOutput:
+    """A method's output for a batch: tensors with a leading batch dimension N (or 1 when `shared`)."""
+
+    map: torch.Tensor
+    raw: torch.Tensor
+    rgb: torch.Tensor | None = None
+    meta: dict[str, Any] = field(default_factory=dict)  # the same for every sample
+    sample_meta: dict[str, Sequence[Any]] = field(default_factory=dict)  # one entry per sample
+    shared: bool = False  # one result for all samples (kernels)
+
+    def numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Every array moved to the CPU once, for the whole batch."""
+        return to_numpy(self.map), to_numpy(self.raw), None if self.rgb is None else to_numpy(self.rgb)
+
+    def results(self, method: str, layer: str | None, count: int) -> list[MethodResult]:
+        maps, raws, rgbs = self.numpy()
+        out = []
+        for i in range(count):
+            j = 0 if self.shared else i
+            meta = {**self.meta, **{key: values[j] for key, values in self.sample_meta.items()}}
+            out.append(MethodResult(method, layer, maps[j], raws[j], None if rgbs is None else rgbs[j], meta))
+        return out
+
+
+@dataclass
 class MethodInputs:
-    """What the explainer captured for one method. Tensors are detached, without the batch dimension."""
+    """What the explainer captured for a batch of N images. Tensors are detached and keep the batch dim."""
 
     layer: str | None
     module: nn.Module | None
     input_size: tuple[int, int]
-    target: Target
-    activation: torch.Tensor | None = None  # (C, h, w)
-    layer_gradient: torch.Tensor | None = None  # (C, h, w): d score / d activation
-    input_gradient: torch.Tensor | None = None  # (3, H, W): d score / d input
-    guided_input_gradient: torch.Tensor | None = None  # (3, H, W) with guided ReLUs
-    cam_weights: torch.Tensor | None = None  # (C,): the Linear's weights for the target
-    cam_bias: float = 0.0
+    targets: tuple[Target, ...]
+    x: torch.Tensor  # (N, 3, H, W): the model's input
+    activation: torch.Tensor | None = None  # (N, C, h, w)
+    layer_gradient: torch.Tensor | None = None  # (N, C, h, w): d score / d activation
+    input_gradient: torch.Tensor | None = None  # (N, 3, H, W): d score / d input
+    guided_input_gradient: torch.Tensor | None = None  # (N, 3, H, W) with guided ReLUs
+    cam_weights: torch.Tensor | None = None  # (N, C): the Linear's weights for each sample's target
+    cam_bias: torch.Tensor | None = None  # (N,)
+    forward: Callable[[torch.Tensor], torch.Tensor] | None = None  # hook-free model call, for extra passes
     meta: dict[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    def scores(self, output: torch.Tensor) -> torch.Tensor:
+        """(M, ...) outputs of M = k·N inputs laid out sample-major -> (M,) target scores."""
+        per_sample = output.shape[0] // len(self.targets)
+        return torch.cat([
+            target.score(output[i * per_sample:(i + 1) * per_sample]) for i, target in enumerate(self.targets)
+        ])
 
 
 class Method(ABC):
@@ -74,7 +108,7 @@ class Method(ABC):
     uses_layer: ClassVar[bool] = True  # False: the method picks its own layer (CAM) or needs none
 
     @abstractmethod
-    def compute(self, inputs: MethodInputs) -> MethodResult: ...
+    def compute(self, inputs: MethodInputs) -> MethodOutput: ...
 
 
 METHODS: dict[str, type[Method]] = {}
@@ -85,29 +119,29 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
-def normalize(values: torch.Tensor) -> torch.Tensor:
-    """Min-max to [0, 1]; a flat map becomes zeros (never NaN)."""
-    low, high = values.min(), values.max()
-    span = high - low
-    if not torch.isfinite(span) or span <= 0:
-        return torch.zeros_like(values)
-    return (values - low) / span
+def normalize(values: torch.Tensor, dims: int = 2) -> torch.Tensor:
+    """Min-max to [0, 1] over the last `dims` dimensions; a flat map becomes zeros (never NaN)."""
+    flat = values.flatten(-dims)
+    low = flat.amin(dim=-1).view(*flat.shape[:-1], *([1] * dims))
+    span = flat.amax(dim=-1).view(*flat.shape[:-1], *([1] * dims)) - low
+    safe = torch.where(span > 0, span, torch.ones_like(span))
+    return torch.where(span > 0, (values - low) / safe, torch.zeros_like(values)).nan_to_num(0.0)
 
 
 def upsample(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(h, w) or (K, h, w) -> same at `size`, bilinear."""
-    batched = values[None, None] if values.dim() == 2 else values[None]
+    """(N, h, w) or (N, K, h, w) -> the same at `size`, bilinear."""
+    batched = values[:, None] if values.dim() == 3 else values
     out = F.interpolate(batched.float(), size=size, mode="bilinear", align_corners=False)
-    return out[0, 0] if values.dim() == 2 else out[0]
+    return out[:, 0] if values.dim() == 3 else out
 
 
 def to_numpy(values: torch.Tensor) -> np.ndarray:
     return values.detach().float().cpu().numpy().astype(np.float32, copy=False)
 
 
-def gradient_rgb(gradient: torch.Tensor) -> np.ndarray:
-    """(3, H, W) gradient -> (H, W, 3) picture in [0, 1]: centred at grey, ±3 std spans the range."""
-    centred = gradient - gradient.mean()
-    std = centred.std()
-    scaled = centred / (std * 6) + 0.5 if std > 0 else torch.full_like(centred, 0.5)
-    return to_numpy(scaled.clamp(0, 1).permute(1, 2, 0))
+def gradient_rgb(gradient: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) gradients -> (N, H, W, 3) pictures in [0, 1]: centred at grey, ±3 std span the range."""
+    centred = gradient - gradient.mean(dim=(1, 2, 3), keepdim=True)
+    std = centred.flatten(1).std(dim=1).view(-1, 1, 1, 1)
+    scaled = torch.where(std > 0, centred / (std * 6).clamp_min(1e-30) + 0.5, torch.full_like(centred, 0.5))
+    return scaled.clamp(0, 1).permute(0, 2, 3, 1)

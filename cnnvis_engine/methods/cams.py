@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Method, MethodInputs, MethodResult, gradient_rgb, normalize, register_method, to_numpy, upsample
+from .base import Method, MethodInputs, MethodOutput, gradient_rgb, normalize, register_method, upsample
 
 
 @register_method
@@ -20,21 +20,20 @@ class CAM(Method):
     needs = frozenset({"cam"})
     uses_layer = False
 
-    def compute(self, inputs: MethodInputs) -> MethodResult:
-        raw = torch.einsum("c,chw->hw", inputs.cam_weights, inputs.activation)
-        return MethodResult(
-            method=self.name,
-            layer=inputs.layer,
-            map=to_numpy(normalize(upsample(raw, inputs.input_size))),
-            raw=to_numpy(raw),
-            meta={"bias": inputs.cam_bias, **inputs.meta},
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
+        raw = torch.einsum("nc,nchw->nhw", inputs.cam_weights, inputs.activation)
+        return MethodOutput(
+            map=normalize(upsample(raw, inputs.input_size)),
+            raw=raw,
+            meta=dict(inputs.meta),
+            sample_meta={"bias": inputs.cam_bias.tolist()},
         )
 
 
 def gradcam(inputs: MethodInputs) -> torch.Tensor:
-    """Grad-CAM's raw (h, w) map: ReLU(Σ_k w_k A_k) with w_k the spatial mean of d score / d A_k."""
-    weights = inputs.layer_gradient.mean(dim=(1, 2))
-    return torch.relu(torch.einsum("c,chw->hw", weights, inputs.activation))
+    """Grad-CAM's raw (N, h, w) maps: ReLU(Σ_k w_k A_k) with w_k the spatial mean of d score / d A_k."""
+    weights = inputs.layer_gradient.mean(dim=(2, 3))
+    return torch.relu(torch.einsum("nc,nchw->nhw", weights, inputs.activation))
 
 
 @register_method
@@ -48,14 +47,11 @@ class GradCAM(Method):
     paper = "https://arxiv.org/abs/1610.02391"
     needs = frozenset({"activation", "layer_gradient"})
 
-    def compute(self, inputs: MethodInputs) -> MethodResult:
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
         raw = gradcam(inputs)
-        return MethodResult(
-            method=self.name,
-            layer=inputs.layer,
-            map=to_numpy(normalize(upsample(raw, inputs.input_size))),
-            raw=to_numpy(raw),
-            meta={"flat": bool(raw.max() <= raw.min()), **inputs.meta},
+        flat = (raw.flatten(1).amax(dim=1) <= raw.flatten(1).amin(dim=1)).tolist()
+        return MethodOutput(
+            map=normalize(upsample(raw, inputs.input_size)), raw=raw, meta=dict(inputs.meta), sample_meta={"flat": flat}
         )
 
 
@@ -69,14 +65,9 @@ class GuidedGradCAM(Method):
     paper = "https://arxiv.org/abs/1610.02391"
     needs = frozenset({"activation", "layer_gradient", "guided_input_gradient"})
 
-    def compute(self, inputs: MethodInputs) -> MethodResult:
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
         mask = normalize(upsample(gradcam(inputs), inputs.input_size))
-        raw = inputs.guided_input_gradient * mask
-        return MethodResult(
-            method=self.name,
-            layer=inputs.layer,
-            map=to_numpy(normalize(raw.abs().amax(dim=0))),
-            raw=to_numpy(raw),
-            rgb=gradient_rgb(raw),
-            meta=dict(inputs.meta),
+        raw = inputs.guided_input_gradient * mask[:, None]
+        return MethodOutput(
+            map=normalize(raw.abs().amax(dim=1)), raw=raw, rgb=gradient_rgb(raw), meta=dict(inputs.meta)
         )

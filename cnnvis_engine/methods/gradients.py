@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .base import Method, MethodInputs, MethodResult, gradient_rgb, normalize, register_method, to_numpy
+from .base import Method, MethodInputs, MethodOutput, gradient_rgb, normalize, register_method
 
 
 @register_method
 class Saliency(Method):
-    """Vanilla saliency (Simonyan et al. 2013): map = max_c |d score / d x_c|, at the input resolution.
-    `raw` is (H, W); meta["gradient"] keeps the signed (3, H, W) gradient."""
+    """Vanilla saliency (Simonyan et al. 2013): raw = max_c |d score / d x_c|, (H, W) at the input
+    resolution; `map` is it min-max normalised."""
 
     name = "saliency"
     title = "Saliency"
@@ -17,11 +17,9 @@ class Saliency(Method):
     needs = frozenset({"input_gradient"})
     uses_layer = False
 
-    def compute(self, inputs: MethodInputs) -> MethodResult:
-        raw = inputs.input_gradient.abs().amax(dim=0)
-        return MethodResult(
-            method=self.name, map=to_numpy(normalize(raw)), raw=to_numpy(raw), meta={"gradient": to_numpy(inputs.input_gradient)}
-        )
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
+        raw = inputs.input_gradient.abs().amax(dim=1)
+        return MethodOutput(map=normalize(raw), raw=raw)
 
 
 @register_method
@@ -37,12 +35,8 @@ class GuidedBackprop(Method):
     needs = frozenset({"guided_input_gradient"})
     uses_layer = False
 
-    def compute(self, inputs: MethodInputs) -> MethodResult:
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
         gradient = inputs.guided_input_gradient
-        return MethodResult(
-            method=self.name,
-            map=to_numpy(normalize(gradient.abs().amax(dim=0))),
-            raw=to_numpy(gradient),
-            rgb=gradient_rgb(gradient),
-            meta=dict(inputs.meta),
+        return MethodOutput(
+            map=normalize(gradient.abs().amax(dim=1)), raw=gradient, rgb=gradient_rgb(gradient), meta=dict(inputs.meta)
         )
