@@ -215,11 +215,19 @@ class Explainer:
         fp.output, fp.calls, fp.cloned = output, record.by_name(), clone
         fp.stale = frozenset(record.overwritten()) - clone
 
-    def _forward_fn(self, x: torch.Tensor) -> torch.Tensor:
-        """A hook-free model call for methods that need extra passes; the lock keeps other threads' hooks away."""
+    def _forward_fn(self, x: torch.Tensor, layer: str | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """An extra forward pass for methods that need one (perturbed or noisy inputs): the model's output and,
+        if `layer` is named, that layer's true output (last call), both attached to the graph when grad is on.
+        Holds the bundle's lock, so no other thread's hooks can fire in it."""
         with self.bundle.lock:
-            output = self.bundle.module(x.to(self.bundle.device))
-        return output[0] if isinstance(output, (tuple, list)) else output
+            if layer is None:
+                output = self.bundle.module(x.to(self.bundle.device))
+                activation = None
+            else:
+                with capture(self.bundle.module, clone_outputs={layer}, only={layer}) as record:
+                    output = self.bundle.module(x.to(self.bundle.device))
+                activation = max(record.calls, key=lambda c: c.end).output
+        return (output[0] if isinstance(output, (tuple, list)) else output), activation
 
     # ----- one explanation --------------------------------------------------------------------------
     def _explain(

@@ -106,8 +106,10 @@ def capture(
     clone_outputs: Collection[str] = (),
     guided: GuidedSwitch | None = None,
     count_functional: bool = False,
+    only: Collection[str] | None = None,
 ) -> Iterator[Capture]:
-    """Record every submodule call of the forward passes run inside the block; see the module docstring."""
+    """Record every submodule call (or those named in `only`) of the forward passes run inside the block;
+    see the module docstring."""
     record = Capture()
     counter = [0]  # calls started so far; ends are numbered by `ends`
     ends = [0]
@@ -146,7 +148,7 @@ def capture(
         return hook
 
     for name, module in model.named_modules():
-        if module is model:
+        if module is model or (only is not None and name not in only):
             continue
         handles.append(module.register_forward_pre_hook(pre_hook(name)))
         handles.append(module.register_forward_hook(post_hook(name)))
