@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 
 from ..errors import ModelFileError
-from .bundle import ModelBundle
+from .bundle import ModelBundle, Normalization
 from .registry import load_model
 
 MAX_LABEL_LINES = 100_000
@@ -52,11 +52,14 @@ def load_model_file(
 ) -> ModelBundle:
     """Bundle for an uploaded model file, checked with one forward pass on a black `input_size` image.
 
-    `architecture` (a registry name) is needed when the file holds only a state_dict. The model must return one
-    tensor `(1, K)`; `labels` (if given) must name exactly K classes, otherwise they are "class 0" ... "class K-1".
+    `architecture` (a registry name) is needed when the file holds only a state_dict; the bundle then keeps that
+    architecture's input size and preprocessing, and its class names when the output count matches and no labels
+    are given. The model must return one tensor `(1, K)`; `labels` (if given) must name exactly K classes,
+    otherwise they are "class 0" ... "class K-1".
     """
     if len(data) > max_bytes:
         raise ModelFileError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)}.")
+    base: ModelBundle | None = None  # the registry architecture a state_dict belongs to
     if _is_torchscript(data):
         module = _load_torchscript(data, filename)
         description = f"Your TorchScript model {filename}."
@@ -66,12 +69,15 @@ def load_model_file(
             raise ModelFileError(
                 f"{filename} holds only weights (a state_dict); choose the architecture they belong to."
             )
-        module = load_model(architecture, "random").module
+        base = load_model(architecture, "random")
+        module, input_size = base.module, base.input_size
         _load_weights(module, state_dict, architecture)
         description = f"{architecture} with the weights from your file {filename}."
     module.eval()
     num_classes = _probe(module, input_size)
-    if labels is None:
+    if labels is None and base is not None and len(base.class_names) == num_classes:
+        class_names = base.class_names  # fine-tuned on the same classes: keep the architecture's names
+    elif labels is None:
         class_names = tuple(f"class {i}" for i in range(num_classes))
     else:
         class_names = parse_labels(labels)
@@ -84,6 +90,7 @@ def load_model_file(
         module=module,
         class_names=class_names,
         input_size=input_size,
+        normalization=base.normalization if base is not None else Normalization(),
         weights_source="file",
         weights_detail=filename,
         description=description,
