@@ -1,0 +1,197 @@
+"""Every `st.cache_*` wrapper of the dashboard: models, decoded images, traces, predictions and explanations.
+
+Models live in `st.cache_resource` (bounded; an `Explainer` is thread-safe, so sessions share it). Results live
+in `st.cache_data`, keyed by plain values — the image's sha256, the model key, layer, target, methods and
+their options — while the image and the explainer travel as `_underscored` arguments that are not hashed.
+Display settings (colormap, opacity) never reach this module, so changing them only redraws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import streamlit as st
+from PIL import Image, ImageOps
+
+from cnnvis_engine import (
+    DEFAULT_MODEL,
+    DecodedImage,
+    EngineError,
+    Explainer,
+    Explanation,
+    LayerInfo,
+    Prediction,
+    decode_image,
+    list_models,
+    load_model,
+    load_model_file,
+    sample_path,
+)
+
+MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
+MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model: a registry name with a weights choice, or an uploaded file (weights == "file")."""
+
+    name: str
+    weights: str
+    file_key: str = ""  # for uploads: sha256 of the file, the architecture and the labels file
+
+    @property
+    def key(self) -> str:
+        return f"file:{self.file_key}" if self.weights == "file" else f"{self.name}:{self.weights}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} · {WEIGHTS_LABELS.get(self.weights, self.weights)}"
+
+
+WEIGHTS_LABELS = {
+    "pretrained": "pretrained weights",
+    "embedded": "built-in ImageNet weights",
+    "random": "random weights",
+    "file": "weights from your file",
+}
+
+
+@dataclass(frozen=True)
+class LayerTable:
+    """The traced layers valid for the map methods, each method's automatic layer, and CAM's status."""
+
+    spatial: tuple[LayerInfo, ...]  # valid for feature maps and Grad-CAM, in execution order
+    convolutions: tuple[LayerInfo, ...]  # valid for kernels
+    defaults: Mapping[str, str | None]
+    cam_reason: str
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# ----- models -------------------------------------------------------------------------------------------
+@st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
+def registry_explainer(name: str, weights: str) -> Explainer:
+    """A registry model with the given weights, loaded once per server. Raises EngineError."""
+    return Explainer(load_model(name, weights))
+
+
+@st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
+def file_explainer(file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None) -> Explainer:
+    """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError."""
+    return Explainer(load_model_file(_data, filename, architecture=architecture, labels=_labels))
+
+
+@st.cache_data(ttl=600, max_entries=64, show_spinner=False)
+def weights_problem(name: str, weights: str) -> str:
+    """Why `name` with `weights` cannot be loaded ("" when it loads). Remembered for ten minutes, so an
+    unavailable download is tried once, not on every rerun; a loaded model stays in the resource cache."""
+    try:
+        registry_explainer(name, weights)
+    except EngineError as error:
+        return str(error)
+    return ""
+
+
+def comparable_models(include_random: bool) -> list[str]:
+    """"name:weights" keys for the Compare page: each model with its own real weights where they load, and
+    with random weights only when `include_random` (an explicit choice)."""
+    keys = []
+    for spec in list_models():
+        keys += [f"{spec.name}:{w}" for w in spec.weights if w != "random" and not weights_problem(spec.name, w)]
+        if include_random and "random" in spec.weights:
+            keys.append(f"{spec.name}:random")
+    return keys
+
+
+def model_choices() -> list[str]:
+    """Registry model names, the embedded default first."""
+    return [spec.name for spec in list_models()]
+
+
+def model_spec(name: str):  # -> ModelSpec
+    return next((spec for spec in list_models() if spec.name == name), None)
+
+
+def default_model() -> ModelRef:
+    spec = model_spec(DEFAULT_MODEL)
+    return ModelRef(DEFAULT_MODEL, spec.default_weights if spec else "embedded")
+
+
+# ----- images -------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=16, show_spinner=False)
+def decode_sample(key: str) -> DecodedImage:
+    """A bundled sample photo, decoded once."""
+    return decode_image(sample_path(key))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def thumbnail(key: str, size: int = 160) -> bytes:
+    """A small square-cropped JPEG of a sample, for the sidebar's gallery."""
+    image = ImageOps.fit(decode_sample(key).image, (size, size), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=85)
+    return buffer.getvalue()
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def decode_upload(digest: str, _data: bytes) -> DecodedImage:
+    """An uploaded image, decoded once per distinct content. Raises ImageError (not cached)."""
+    return decode_image(_data)
+
+
+# ----- results ------------------------------------------------------------------------------------------
+@st.cache_data(max_entries=32, show_spinner=False)
+def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage) -> LayerTable:
+    trace = _explainer.trace(_image)
+    return LayerTable(
+        spatial=tuple(trace.for_method("gradcam")),
+        convolutions=tuple(trace.for_method("kernels")),
+        defaults={method: trace.default_layer(method) for method in ("gradcam", "feature_maps", "kernels", "cam")},
+        cam_reason=trace.cam_reason,
+    )
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def predictions(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage, top_k: int = 5) -> tuple[Prediction, ...]:
+    return _explainer.predict(_image, top_k=top_k)
+
+
+@st.cache_data(max_entries=96, show_spinner=False)
+def explain(
+    image_sha: str,
+    model_key: str,
+    layer: str | None,
+    target: int | None,
+    methods: tuple[str, ...],
+    options: tuple[tuple[str, tuple[tuple[str, object], ...]], ...],
+    _explainer: Explainer,
+    _image: DecodedImage,
+) -> Explanation:
+    """One engine call for a panel set. `options` is `freeze_options(...)` of {method: {setting: value}}."""
+    return _explainer.explain(
+        _image, layer=layer, target=target, methods=list(methods), options={m: dict(o) for m, o in options}
+    )
+
+
+@st.cache_data(max_entries=128, show_spinner=False)
+def explain_with_model(image_sha: str, name: str, weights: str, method: str, _image: DecodedImage) -> Explanation:
+    """One method on one registry model with its automatic layer and top-1 class (the Compare grid). The model
+    is loaded only when the result is not cached yet."""
+    return registry_explainer(name, weights).explain(_image, methods=[method])
+
+
+def freeze_options(options: Mapping[str, Mapping[str, object]]) -> tuple[tuple[str, tuple[tuple[str, object], ...]], ...]:
+    """{method: {setting: value}} -> a sorted tuple, hashable and stable as a cache key."""
+    return tuple(sorted((method, tuple(sorted(settings.items()))) for method, settings in options.items()))
+
+
+def clear_all() -> None:
+    """Forget every cached model and result (tests)."""
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -1,0 +1,160 @@
+"""The current choices turned into things a page can use: the model, the image, and cached engine calls.
+
+`current()` never raises: a model or image that cannot be had becomes a message (`model_error`,
+`image_error`) that the page shows where its panels would be, while the rest of the page keeps working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
+
+from . import compute, state
+from .compute import ModelRef
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    ref: str  # "sample:<key>" or "upload:<sha256>"
+    title: str  # what to call it on screen and in reports
+    decoded: compute.DecodedImage
+
+    @property
+    def sha(self) -> str:
+        return self.decoded.sha256
+
+
+@dataclass(frozen=True)
+class Context:
+    model: ModelRef
+    image: LoadedImage | None
+    explainer: compute.Explainer | None
+    layer: str | None  # the sidebar's layer; None = automatic
+    target: int | None  # the sidebar's class; None = top-1
+    image_error: str = ""
+    model_error: str = ""
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def ready(self) -> bool:
+        return self.image is not None and self.explainer is not None
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.explainer.bundle.class_names if self.explainer else ()
+
+    def weights_detail(self) -> str:
+        bundle = self.explainer.bundle if self.explainer else None
+        if bundle is None:
+            return compute.WEIGHTS_LABELS.get(self.model.weights, self.model.weights)
+        return f"{bundle.weights_source}: {bundle.weights_detail}" if bundle.weights_detail else bundle.weights_source
+
+    def layer_table(self) -> compute.LayerTable:
+        return compute.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+
+    def predictions(self, top_k: int = 5) -> tuple[compute.Prediction, ...]:
+        return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, top_k)
+
+    def explain(
+        self,
+        methods: Sequence[str],
+        *,
+        layer: str | None = None,
+        target: int | None = None,
+        options: Mapping[str, Mapping[str, object]] | None = None,
+        use_choices: bool = True,
+    ) -> compute.Explanation:
+        """Cached `Explainer.explain` for this image and model; the sidebar's layer and target unless given."""
+        return compute.explain(
+            self.image.sha,
+            self.model.key,
+            layer if layer is not None or not use_choices else self.layer,
+            target if target is not None or not use_choices else self.target,
+            tuple(methods),
+            compute.freeze_options(options or {}),
+            self.explainer,
+            self.image.decoded,
+        )
+
+
+def with_model(ctx: Context, model: ModelRef) -> Context:
+    """`ctx` with another model (same image, automatic layer and class); a load failure becomes `model_error`."""
+    try:
+        explainer, error = load_explainer(model), ""
+    except EngineError as exc:
+        explainer, error = None, str(exc)
+    return dataclasses.replace(ctx, model=model, explainer=explainer, model_error=error, layer=None, target=None)
+
+
+def current_model() -> ModelRef:
+    name, weights = state.get(state.MODEL), state.get(state.WEIGHTS)
+    user = state.get(state.USER_MODEL)
+    if name == state.USER_MODEL_CHOICE:
+        if user is None:  # the session that uploaded it is gone
+            default = compute.default_model()
+            state.put(state.MODEL, default.name)
+            state.put(state.WEIGHTS, default.weights)
+            return default
+        return ModelRef(user["filename"], "file", user["key"])
+    return ModelRef(name, weights)
+
+
+def load_explainer(model: ModelRef) -> compute.Explainer:
+    """The cached explainer for `model`; raises EngineError with the reason it cannot be had."""
+    if model.weights == "file":
+        user = state.get(state.USER_MODEL)
+        return compute.file_explainer(model.file_key, user["filename"], user["architecture"], user["data"], user["labels"])
+    problem = compute.weights_problem(model.name, model.weights)
+    if problem:
+        raise ModelError(problem)
+    return compute.registry_explainer(model.name, model.weights)
+
+
+def image_title(ref: str) -> str:
+    kind, _, key = ref.partition(":")
+    if kind == "upload":
+        entry = state.get(state.UPLOADS).get(key)
+        return entry[0] if entry else "your upload"
+    return next((s.title for s in list_samples() if s.key == key), key)
+
+
+def load_image(ref: str) -> LoadedImage:
+    """Decode the image `ref` names (cached); raises EngineError."""
+    kind, _, key = ref.partition(":")
+    if kind == "upload":
+        entry = state.get(state.UPLOADS).get(key)
+        if entry is None:
+            raise ImageError("That upload is no longer kept in this session; please upload it again.")
+        return LoadedImage(ref, entry[0], compute.decode_upload(key, entry[1]))
+    return LoadedImage(ref, image_title(ref), compute.decode_sample(key))
+
+
+def current() -> Context:
+    """The current model, image, layer and target; problems become messages, never exceptions."""
+    state.init()
+    model = current_model()
+    image, image_error = None, ""
+    try:
+        image = load_image(state.get(state.IMAGE))
+    except EngineError as error:
+        image_error = str(error)
+        state.put(state.IMAGE, state.DEFAULT_IMAGE)
+        image = load_image(state.DEFAULT_IMAGE)
+    explainer, model_error = None, ""
+    try:
+        explainer = load_explainer(model)
+    except EngineError as error:
+        model_error = str(error)
+    return Context(
+        model=model,
+        image=image,
+        explainer=explainer,
+        layer=state.get(state.LAYER),
+        target=state.get(state.TARGET),
+        image_error=image_error,
+        model_error=model_error,
+        notes=image.decoded.notes if image else (),
+    )

@@ -1,0 +1,226 @@
+"""Panel drawing: a picture as a plotly figure whose hover shows the method's raw values, a PNG download, the
+method's one-sentence explanation folded away, and a readable message in place of a panel that cannot be drawn.
+
+A `PanelView` is what one panel shows — the same object feeds the screen and the report, so the report holds
+exactly the pictures on screen (same colormap, opacity and layer).
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import cv2
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from cnnvis_engine import METHODS
+from cnnvis_engine.render import render_heatmap
+from cnnvis_engine.report import ReportPanel, ReportStamp, library_versions, render_report_html, render_report_png
+
+PANEL_HEIGHT = 330  # px of a panel's figure
+_HOVER_CELLS = 4096  # at most this many hover values per figure: keeps each figure small to send
+_CLEAR = [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]]
+
+
+@dataclass(frozen=True)
+class Hover:
+    """Raw values laid over a picture: `values` (gh, gw) covering the whole picture, or one block per tile."""
+
+    values: np.ndarray
+    label: str  # "Grad-CAM", "activation", "|gradient|"
+    x: np.ndarray | None = None  # cell centres in picture pixels; None: an even grid over the picture
+    y: np.ndarray | None = None
+    text: np.ndarray | None = None  # (gh, gw) strings naming each cell, e.g. "channel 12 · row 3, col 4"
+
+
+@dataclass(frozen=True)
+class PanelView:
+    key: str  # stable id: "gradcam", "feature_maps" (widget keys and file names derive from it)
+    title: str
+    picture: np.ndarray | None = None  # (H, W, 3) uint8; None: show `note` instead
+    caption: str = ""
+    note: str = ""  # why there is no picture
+    hover: Hover | None = None
+    method: str | None = None  # registry name, for the folded explanation
+    level: str = "info"  # how to show `note`: "info" (not applicable) or "error"
+
+
+# ----- hover grids ---------------------------------------------------------------------------------------
+def pooled(values: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
+    """Average (h, w) down so that neither side exceeds `limit`; returns the grid and the block size."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float32))
+    height, width = values.shape
+    block = max(1, math.ceil(max(height, width) / limit))
+    if block == 1:
+        return values, 1
+    size = (max(1, width // block), max(1, height // block))
+    return cv2.resize(values, size, interpolation=cv2.INTER_AREA), block
+
+
+def map_hover(raw: np.ndarray, label: str, limit: int = 64) -> Hover:
+    """Hover for one map covering the whole picture: coarse maps cell by cell, fine ones averaged in blocks."""
+    grid, block = pooled(raw, limit)
+    height, width = raw.shape
+    rows, cols = np.indices(grid.shape)
+    if block == 1:
+        text = np.char.add(np.char.add("row ", rows.astype(str)), np.char.add(", col ", cols.astype(str)))
+        text = np.char.add(text, f" of {height}×{width}")
+    else:
+        text = np.full(grid.shape, f"mean of {block}×{block} pixels", dtype=object)
+    return Hover(values=grid, label=label, text=np.asarray(text, dtype=object))
+
+
+def tile_hover(raw: np.ndarray, channels: Sequence[int], columns: int, tile: int, gap: int, label: str) -> Hover:
+    """Hover for a grid of channel tiles: each tile's raw values at (pooled) native resolution."""
+    count = len(channels)
+    limit = max(2, int(math.sqrt(_HOVER_CELLS / max(count, 1))))
+    blocks = [pooled(raw[k], limit)[0] for k in channels]
+    gh, gw = blocks[0].shape
+    rows = math.ceil(count / columns)
+    values = np.full((rows * gh, columns * gw), np.nan, dtype=np.float32)
+    text = np.full(values.shape, "", dtype=object)
+    for i, (k, block) in enumerate(zip(channels, blocks)):
+        r, c = divmod(i, columns)
+        values[r * gh:(r + 1) * gh, c * gw:(c + 1) * gw] = block
+        text[r * gh:(r + 1) * gh, c * gw:(c + 1) * gw] = f"channel {k}"
+    cell_x = np.array([c * (tile + gap) + (j + 0.5) * tile / gw for c in range(columns) for j in range(gw)]) - 0.5
+    cell_y = np.array([r * (tile + gap) + (i + 0.5) * tile / gh for r in range(rows) for i in range(gh)]) - 0.5
+    return Hover(values=values, label=label, x=cell_x, y=cell_y, text=text)
+
+
+# ----- figures -------------------------------------------------------------------------------------------
+def png_bytes(picture: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format="PNG", compress_level=3)
+    return buffer.getvalue()
+
+
+def figure(picture: np.ndarray, hover: Hover | None = None, height: int = PANEL_HEIGHT) -> go.Figure:
+    """The picture (sent as one PNG) under an invisible heat map that carries the raw values for hover."""
+    h, w = picture.shape[:2]
+    uri = "data:image/png;base64," + base64.b64encode(png_bytes(picture)).decode("ascii")
+    fig = go.Figure(go.Image(source=uri, hoverinfo="skip"))
+    if hover is not None:
+        gh, gw = hover.values.shape
+        x = hover.x if hover.x is not None else (np.arange(gw) + 0.5) * w / gw - 0.5
+        y = hover.y if hover.y is not None else (np.arange(gh) + 0.5) * h / gh - 0.5
+        values = np.where(np.isfinite(hover.values), hover.values, None)
+        fig.add_trace(go.Heatmap(
+            z=values.tolist(),
+            x=np.round(x, 2).tolist(),
+            y=np.round(y, 2).tolist(),
+            text=hover.text.tolist() if hover.text is not None else None,
+            hovertemplate=f"%{{text}}<br>{hover.label}: %{{z:.4g}}<extra></extra>" if hover.text is not None
+            else f"{hover.label}: %{{z:.4g}}<extra></extra>",
+            colorscale=_CLEAR,
+            showscale=False,
+            hoverongaps=False,
+        ))
+    fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain", fixedrange=True)
+    fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", fixedrange=True)
+    fig.update_layout(
+        height=height,
+        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="rgba(0,0,0,0)",
+        hovermode="closest",
+        dragmode=False,
+    )
+    return fig
+
+
+# ----- drawing -------------------------------------------------------------------------------------------
+def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvis") -> None:
+    """One panel in a bordered box: title, picture with hover (or the message why there is none), caption,
+    PNG download and the method's folded explanation. The box's CSS class is `st-key-panel-<key>`."""
+    with st.container(border=True, key=f"panel-{view.key}"):
+        st.markdown(f"**{view.title}**")
+        if view.picture is None:
+            (st.error if view.level == "error" else st.info)(view.note, icon=":material/info:" if view.level != "error" else None)
+        else:
+            st.plotly_chart(
+                figure(view.picture, view.hover, height),
+                key=f"chart-{view.key}",
+                config={"displayModeBar": False, "scrollZoom": False, "doubleClick": False},
+            )
+            if view.caption:
+                st.caption(view.caption)
+            if view.note:
+                st.caption(f":orange[{view.note}]")
+            st.download_button(
+                "PNG",
+                data=partial(png_bytes, view.picture),
+                file_name=f"{file_stem}-{view.key}.png",
+                mime="image/png",
+                key=f"png-{view.key}",
+                icon=":material/download:",
+                on_click="ignore",
+                type="tertiary",
+            )
+        explain_method(view.method)
+
+
+def explain_method(method: str | None) -> None:
+    """The method's one-sentence summary and its paper, folded away."""
+    if method is None or method not in METHODS:
+        return
+    cls = METHODS[method]
+    with st.expander(f"About {cls.title}"):
+        paper = f" [Paper]({cls.paper})" if cls.paper else ""
+        st.markdown(f"{cls.summary}{paper}")
+
+
+def draw_grid(views: Sequence[PanelView], columns: int = 3, **kwargs: object) -> None:
+    """Panels in rows of `columns`."""
+    for start in range(0, len(views), columns):
+        cells = st.columns(columns, gap="medium")
+        for cell, view in zip(cells, views[start:start + columns]):
+            with cell:
+                draw(view, **kwargs)
+
+
+def message(title: str, text: str, *, key: str, level: str = "error") -> None:
+    """A panel's place filled with a readable message (an engine error, a missing model)."""
+    draw(PanelView(key=key, title=title, note=text, level=level))
+
+
+# ----- report --------------------------------------------------------------------------------------------
+def report_panels(views: Sequence[PanelView]) -> list[ReportPanel]:
+    return [ReportPanel(v.title, v.picture, caption=v.caption, note=v.note if v.picture is None else "") for v in views]
+
+
+def _report_png(views: Sequence[PanelView], stamp: ReportStamp) -> bytes:
+    return render_report_png(report_panels(views), stamp)
+
+
+def _report_html(views: Sequence[PanelView], stamp: ReportStamp) -> bytes:
+    return render_report_html(report_panels(views), stamp).encode("utf-8")
+
+
+def report_buttons(views: Sequence[PanelView], stamp: ReportStamp, *, file_stem: str) -> None:
+    """Two downloads of the current panel set, built only when clicked."""
+    stamp = dataclasses.replace(stamp, versions=stamp.versions or library_versions())
+    with st.container(horizontal=True, key="report-buttons"):
+        st.download_button(
+            "Report as PNG", data=partial(_report_png, list(views), stamp), file_name=f"{file_stem}-report.png",
+            mime="image/png", key="report-png", icon=":material/image:", on_click="ignore",
+        )
+        st.download_button(
+            "Report as HTML", data=partial(_report_html, list(views), stamp), file_name=f"{file_stem}-report.html",
+            mime="text/html", key="report-html", icon=":material/description:", on_click="ignore",
+        )
+
+
+def app_icon(size: int = 64) -> Image.Image:
+    """The favicon, drawn here so that the browser fetches nothing from the internet: a heat-map blob."""
+    y, x = np.mgrid[0:size, 0:size] / (size - 1) - 0.5
+    blob = np.exp(-((x + 0.08) ** 2 + (y + 0.05) ** 2) / 0.045)
+    return Image.fromarray(render_heatmap(blob.astype(np.float32), "jet"))

@@ -1,0 +1,179 @@
+"""The sidebar every page shares: model and weights, image, layer and target class.
+
+Each widget is seeded from its plain session-state key and commits back on change (see `state`), so the
+choices survive page switches. Problems (weights that cannot be had, a bad upload) are shown right where the
+choice is made, with the way out next to them.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
+
+from . import compute, context, state
+from .context import Context
+
+_WEIGHTS_HELP = {
+    "pretrained": "Weights learned on ImageNet, downloaded once by torchvision/timm and cached.",
+    "embedded": "Real ImageNet weights that ship with the app: they work offline.",
+    "random": "An untrained network (seeded): what the architecture alone responds to.",
+}
+
+
+def render() -> Context:
+    """Draw the sidebar and return the current context (model, image, layer, target)."""
+    state.init()
+    with st.sidebar:
+        with st.spinner("Loading the model…"):
+            ctx = context.current()
+        _model_section(ctx)
+        _image_section(ctx)
+        if ctx.ready:
+            _layer_section(ctx)
+            _target_section(ctx)
+    return ctx
+
+
+def _model_label(name: str) -> str:
+    if name == state.USER_MODEL_CHOICE:
+        user = state.get(state.USER_MODEL)
+        return f"Your model: {user['filename']}" if user else "Your model"
+    spec = compute.model_spec(name)
+    return name
+
+
+def _model_section(ctx: Context) -> None:
+    st.subheader("Model", divider="gray")
+    names = compute.model_choices() + ([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
+    st.selectbox(
+        "Network", names, key=state.seed(state.MODEL, names), format_func=_model_label,
+        on_change=state.commit, args=(state.MODEL, state.model_changed),
+    )
+    spec = compute.model_spec(state.get(state.MODEL))
+    if spec is not None:
+        st.radio(
+            "Weights", spec.weights, key=state.seed(state.WEIGHTS, spec.weights), horizontal=True,
+            format_func=lambda w: {"pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random"}.get(w, w),
+            help=" ".join(f"**{w.capitalize()}**: {_WEIGHTS_HELP.get(w, '')}" for w in spec.weights),
+            on_change=state.commit, args=(state.WEIGHTS, state.weights_changed),
+        )
+    if ctx.model_error:
+        st.warning(ctx.model_error, icon=":material/cloud_off:")
+        if spec is not None and "random" in spec.weights and ctx.model.weights != "random":
+            st.button(
+                f"Use random weights for {spec.name}", key="use-random", icon=":material/casino:",
+                on_click=state.choose_weights, args=("random",), width="stretch",
+                help="An untrained network: the maps then show what the architecture alone responds to.",
+            )
+    elif ctx.model.weights == "random":
+        st.caption(":orange[Random weights: an untrained network. Its predictions are meaningless; its maps show "
+                   "what the architecture alone responds to.]")
+    elif spec is not None:
+        st.caption(f"**{spec.family}.** {spec.description}")
+    _own_model_form()
+
+
+def _own_model_form() -> None:
+    error = state.get(state.USER_MODEL_ERROR)
+    with st.expander("Use your own model", icon=":material/upload_file:", expanded=bool(error)):
+        st.file_uploader(
+            "TorchScript file or state_dict", type=["pt", "pth", "ts"], key=state.MODEL_FILE, max_upload_size=512,
+            help="TorchScript: `torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture "
+            "below. Pickled whole models are refused: they could run arbitrary code.",
+        )
+        st.selectbox(
+            "Architecture (state_dict only)", ["", *compute.model_choices()], key=state.MODEL_ARCHITECTURE,
+            format_func=lambda name: name or "None: a TorchScript file",
+        )
+        st.file_uploader("Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE)
+        st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
+        if error:
+            st.error(error)
+
+
+def _image_section(ctx: Context) -> None:
+    st.subheader("Image", divider="gray")
+    current = state.get(state.IMAGE)
+    samples = list_samples()
+    for start in range(0, len(samples), 2):
+        for column, sample in zip(st.columns(2, gap="small"), samples[start:start + 2]):
+            ref = f"sample:{sample.key}"
+            with column:
+                st.image(compute.thumbnail(sample.key), width="stretch")
+                st.button(
+                    sample.key.capitalize(),
+                    key=f"sample-{sample.key}", type="primary" if ref == current else "secondary", width="stretch",
+                    help=f"{sample.title} — {sample.credit}", on_click=state.choose_image, args=(ref,),
+                )
+    st.file_uploader(
+        "Or upload your own", type=list(UPLOAD_EXTENSIONS), key=state.IMAGE_UPLOADER, on_change=state.image_uploaded,
+        help="PNG, JPEG, WebP, BMP, TIFF or GIF. It is resized to the model's input without cropping.",
+    )
+    error = state.get(state.UPLOAD_ERROR)
+    if error:
+        st.error(error, icon=":material/broken_image:")
+    uploads = state.get(state.UPLOADS)
+    if uploads:
+        st.caption("Your uploads in this session")
+        for digest, (name, _) in reversed(list(uploads.items())):
+            ref = f"upload:{digest}"
+            st.button(
+                name, key=f"upload-{digest[:12]}", type="primary" if ref == current else "secondary", width="stretch",
+                icon=":material/image:", on_click=state.choose_image, args=(ref,),
+            )
+    if ctx.image_error:
+        st.warning(ctx.image_error)
+
+
+def _layer_section(ctx: Context) -> None:
+    st.subheader("Layer", divider="gray")
+    try:
+        table = ctx.layer_table()
+    except EngineError as error:
+        st.error(str(error))
+        return
+    labels = {layer.name: layer.label for layer in table.spatial}
+    default = table.defaults["gradcam"]
+    options = [state.AUTO, *labels]
+    st.selectbox(
+        "Layer for feature maps and Grad-CAM", options, key=state.seed(state.LAYER, options),
+        format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
+        on_change=state.commit, args=(state.LAYER,),
+        help="Every layer the image passed through that outputs channels × height × width, in execution order. "
+        "Type to search.",
+    )
+    cam = table.defaults["cam"]
+    st.caption(
+        f"{len(table.spatial)} layers give spatial maps. "
+        + (f"CAM always uses `{cam}`, the global pool's input." if cam else "CAM does not apply to this model.")
+    )
+
+
+def _target_section(ctx: Context) -> None:
+    st.subheader("Class to explain", divider="gray")
+    names = ctx.class_names
+    options = [-1, *range(len(names))]
+    st.selectbox(
+        "Class", options, key=state.seed(state.TARGET, options),
+        format_func=lambda i: "Top prediction (automatic)" if i < 0 else f"{names[i]} ({i})",
+        on_change=state.commit, args=(state.TARGET,), help="Type to search the class names.",
+    )
+    try:
+        predictions = ctx.predictions()
+    except EngineError as error:
+        st.error(str(error))
+        return
+    st.caption("Top-5 predictions — click one to explain it everywhere")
+    target = state.get(state.TARGET)
+    chosen = predictions[0].index if target is None else target
+    for rank, prediction in enumerate(predictions):
+        st.button(
+            f"{prediction.name} · {_percent(prediction.probability)}", key=f"top5-{rank}",
+            type="primary" if prediction.index == chosen else "secondary", width="stretch",
+            on_click=state.choose_target, args=(prediction.index,),
+        )
+
+
+def _percent(probability: float) -> str:
+    return f"{probability:.0%}" if probability >= 0.01 else f"{probability:.1%}" if probability >= 0.001 else "<0.1%"

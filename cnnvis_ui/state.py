@@ -1,0 +1,211 @@
+"""Every session-state key of the dashboard, its default, and the actions that change the shared choices.
+
+Shared choices live in plain keys (MODEL, WEIGHTS, IMAGE, LAYER, TARGET, ...). A widget has its own key
+(`widget(KEY)`): it is seeded from the plain key just before it is drawn and copies its value back in its
+`on_change` callback. So a choice survives page switches (Streamlit forgets the state of a widget that is not
+drawn on a run), and tests can set plain keys directly (AppTest runs a page file without the entry script).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import streamlit as st
+
+from cnnvis_engine import EngineError
+
+from . import compute
+
+# Shared choices (sidebar).
+MODEL = "model"  # registry name, or USER_MODEL_CHOICE
+WEIGHTS = "weights"  # the registry's weights choice ("pretrained", "embedded", "random"), "file" for uploads
+IMAGE = "image"  # "sample:<key>" or "upload:<sha256>"
+LAYER = "layer"  # traced layer name, or None for the automatic default
+TARGET = "target"  # class index, or None for the top-1 prediction
+UPLOADS = "uploads"  # {sha256: (file name, bytes)} of the last few good image uploads
+UPLOAD_ERROR = "upload_error"  # why the last image upload was refused ("" if it was not)
+USER_MODEL = "user_model"  # {"key", "filename", "architecture", "data", "labels", "labels_name"} or None
+USER_MODEL_ERROR = "user_model_error"
+# Display and method settings (pages).
+COLORMAP = "colormap"
+OPACITY = "opacity"
+SALIENCY_MODE = "saliency_mode"  # "saliency" (vanilla) or "guided_backprop"
+FM_CHANNELS = "fm_channels"
+FM_SORT = "fm_sort"
+FM_SHARED = "fm_shared_scale"
+KERNEL_LAYER = "kernel_layer"  # None: the first convolution
+COMPARE_METHOD = "compare_method"
+COMPARE_IMAGES = "compare_images"  # image refs
+COMPARE_MODELS = "compare_models"  # "name:weights" keys
+COMPARE_RANDOM = "compare_random"  # offer random weights too
+# Widget-only keys (no plain twin): file inputs and the user-model form.
+IMAGE_UPLOADER = "_w_image_uploader"
+MODEL_FILE = "_w_model_file"
+LABELS_FILE = "_w_labels_file"
+MODEL_ARCHITECTURE = "_w_model_architecture"
+
+USER_MODEL_CHOICE = "__your_model__"
+AUTO = "__automatic__"  # the option that stands for None (automatic) in a selectbox
+AUTOMATIC: dict[str, Any] = {LAYER: AUTO, TARGET: -1, KERNEL_LAYER: AUTO}
+DEFAULT_IMAGE = "sample:cat"
+MAX_UPLOADS = 3
+
+DEFAULTS: dict[str, Any] = {
+    MODEL: None,  # filled from the registry's default in init()
+    WEIGHTS: None,
+    IMAGE: DEFAULT_IMAGE,
+    LAYER: None,
+    TARGET: None,
+    UPLOAD_ERROR: "",
+    USER_MODEL: None,
+    USER_MODEL_ERROR: "",
+    COLORMAP: "jet",
+    OPACITY: 0.5,
+    SALIENCY_MODE: "saliency",
+    FM_CHANNELS: 16,
+    FM_SORT: True,
+    FM_SHARED: False,
+    KERNEL_LAYER: None,
+    COMPARE_METHOD: "gradcam",
+    COMPARE_IMAGES: None,  # filled on first visit: the first three samples
+    COMPARE_MODELS: None,  # filled on first visit: the default model
+    COMPARE_RANDOM: False,
+}
+
+
+def init() -> None:
+    """Give every key its default unless it has a value."""
+    for key, value in DEFAULTS.items():
+        st.session_state.setdefault(key, value)
+    st.session_state.setdefault(UPLOADS, {})
+    if st.session_state[MODEL] is None:
+        default = compute.default_model()
+        st.session_state[MODEL], st.session_state[WEIGHTS] = default.name, default.weights
+
+
+def get(key: str) -> Any:
+    init()
+    return st.session_state[key]
+
+
+def put(key: str, value: Any) -> None:
+    st.session_state[key] = value
+
+
+def widget(key: str) -> str:
+    """The widget key twinned with plain key `key`."""
+    return f"_w_{key}"
+
+
+def seed(key: str, valid: Sequence[Any] | None = None) -> str:
+    """Before drawing the widget for `key`: reset an invalid value to its default, copy the value into the
+    widget's state and return the widget key. Pass `on_change=commit, args=(key,)` to the widget.
+
+    A plain value of None ("automatic") is shown as the option `AUTOMATIC[key]`: a selectbox reads None as
+    "nothing chosen" and would show an empty box."""
+    init()
+    shown = AUTOMATIC.get(key) if st.session_state[key] is None and key in AUTOMATIC else st.session_state[key]
+    if valid is not None and shown not in valid:
+        fallback = AUTOMATIC.get(key, DEFAULTS.get(key))
+        shown = fallback if fallback in valid else valid[0]
+        st.session_state[key] = None if shown == AUTOMATIC.get(key, object()) else shown
+    st.session_state[widget(key)] = shown
+    return widget(key)
+
+
+def valid_subset(key: str, valid: Sequence[Any], default: list[Any]) -> list[Any]:
+    """A multi-choice key's value with what is no longer offered left out; `default` when it was never set."""
+    value = get(key)
+    return list(default) if value is None else [v for v in value if v in valid]
+
+
+def commit(key: str, then: Callable[[], None] | None = None) -> None:
+    """`on_change` callback: copy the widget's value into the plain key (the automatic option as None)."""
+    value = st.session_state[widget(key)]
+    st.session_state[key] = None if key in AUTOMATIC and value == AUTOMATIC[key] else value
+    if then is not None:
+        then()
+
+
+# ----- actions (callbacks) ------------------------------------------------------------------------------
+def model_changed() -> None:
+    """A new model: its default weights, the automatic layer and the top-1 class again."""
+    name = st.session_state[MODEL]
+    if name == USER_MODEL_CHOICE:
+        st.session_state[WEIGHTS] = "file"
+    else:
+        spec = compute.model_spec(name)
+        st.session_state[WEIGHTS] = spec.default_weights if spec else "random"
+    st.session_state[LAYER] = None
+    st.session_state[TARGET] = None
+    st.session_state[KERNEL_LAYER] = None
+
+
+def weights_changed() -> None:
+    st.session_state[LAYER] = None if st.session_state[MODEL] == USER_MODEL_CHOICE else st.session_state[LAYER]
+
+
+def choose_weights(weights: str) -> None:
+    st.session_state[WEIGHTS] = weights
+
+
+def choose_image(ref: str) -> None:
+    st.session_state[IMAGE] = ref
+    st.session_state[UPLOAD_ERROR] = ""
+
+
+def choose_target(index: int | None) -> None:
+    """Re-target every panel (a top-5 button)."""
+    st.session_state[TARGET] = index
+
+
+def image_uploaded() -> None:
+    """The image uploader changed: keep a good image and show it; refuse a bad one with its reason."""
+    init()
+    file = st.session_state.get(IMAGE_UPLOADER)
+    if file is None:
+        return
+    data = file.getvalue()
+    digest = compute.sha256(data)
+    try:
+        compute.decode_upload(digest, data)
+    except EngineError as error:
+        st.session_state[UPLOAD_ERROR] = f"{file.name} was not used: {error}"
+        return
+    uploads = dict(st.session_state[UPLOADS])
+    uploads.pop(digest, None)
+    uploads[digest] = (file.name, data)
+    while len(uploads) > MAX_UPLOADS:
+        uploads.pop(next(iter(uploads)))
+    st.session_state[UPLOADS] = uploads
+    choose_image(f"upload:{digest}")
+
+
+def load_user_model() -> None:
+    """The "Load my model" button: check the file with one forward pass; on success switch to it."""
+    init()
+    file = st.session_state.get(MODEL_FILE)
+    labels = st.session_state.get(LABELS_FILE)
+    if file is None:
+        st.session_state[USER_MODEL_ERROR] = "Choose a model file first."
+        return
+    data = file.getvalue()
+    labels_data = labels.getvalue() if labels is not None else None
+    architecture = st.session_state.get(MODEL_ARCHITECTURE) or None  # "": TorchScript, no architecture
+    key = compute.sha256(data)[:16] + f":{architecture}:" + (compute.sha256(labels_data)[:8] if labels_data else "-")
+    try:
+        compute.file_explainer(key, file.name, architecture, data, labels_data)
+    except EngineError as error:
+        st.session_state[USER_MODEL_ERROR] = str(error)
+        return
+    st.session_state[USER_MODEL] = {
+        "key": key,
+        "filename": file.name,
+        "architecture": architecture,
+        "data": data,
+        "labels": labels_data,
+    }
+    st.session_state[USER_MODEL_ERROR] = ""
+    st.session_state[MODEL] = USER_MODEL_CHOICE
+    model_changed()

@@ -1,0 +1,219 @@
+"""Engine results -> `PanelView`s: the picture each method's panel shows, its hover values and its caption.
+
+Display settings (colormap, opacity) are applied here, after the cached computation, so changing them only
+redraws. One builder per method, chosen from a dict (no ladder over method names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from cnnvis_engine import METHODS, EngineError, Explanation, MethodResult
+from cnnvis_engine.render import render_grid, render_heatmap, render_overlay, render_rgb
+from cnnvis_engine.report import ReportStamp
+
+from .context import Context, LoadedImage
+from .panels import PanelView, map_hover, tile_hover
+
+TILE = 96
+GAP = 2
+
+
+def input_view(picture: np.ndarray, title: str, notes: tuple[str, ...] = ()) -> PanelView:
+    return PanelView(
+        key="input", title="Input image", picture=picture,
+        caption=f"{title} · {picture.shape[1]}×{picture.shape[0]} as the model sees it", note=" ".join(notes),
+    )
+
+
+def original_view(image: LoadedImage, max_side: int = 512) -> PanelView:
+    """The uploaded picture itself (when no model result is there to show what the model saw)."""
+    picture = image.decoded.image.copy()
+    picture.thumbnail((max_side, max_side))
+    width, height = image.decoded.original_size
+    return PanelView(
+        key="input", title="Input image", picture=np.asarray(picture),
+        caption=f"{image.title} · {width}×{height}", note=" ".join(image.decoded.notes),
+    )
+
+
+def with_caption(view: PanelView, caption: str) -> PanelView:
+    return dataclasses.replace(view, caption=caption)
+
+
+def relabel(view: PanelView, **changes: object) -> PanelView:
+    return dataclasses.replace(view, **changes)
+
+
+def _not_applicable(result: MethodResult, title: str) -> PanelView:
+    key = "saliency" if result.method == "guided_backprop" else result.method  # one saliency panel, two modes
+    return PanelView(key=key, title=title, note=f"Not applicable: {result.reason}", method=result.method)
+
+
+def feature_maps_view(
+    result: MethodResult, colormap: str, *, sort: bool = True, key: str = "feature_maps", columns: int | None = None
+) -> PanelView:
+    """The chosen channels as a grid of tiles, hover = the raw activation of each tile's cell."""
+    title = METHODS["feature_maps"].title
+    if not result.applicable:
+        return _not_applicable(result, title)
+    channels = list(result.meta["channels"])
+    columns = columns or math.ceil(math.sqrt(len(channels)))
+    tile = TILE if len(channels) <= 36 else 64
+    picture = render_grid(result.map, colormap, columns=columns, tile_size=tile, gap=GAP)
+    order = "highest mean activation" if sort else "channel order"
+    return PanelView(
+        key=key, title=title, picture=picture, method="feature_maps",
+        caption=f"{result.layer} · {len(channels)} of {result.meta['n_total']} channels ({order}) · "
+        f"{result.raw.shape[1]}×{result.raw.shape[2]} each",
+        hover=tile_hover(result.raw, channels, columns, tile, GAP, "activation"),
+    )
+
+
+def kernels_view(result: MethodResult, colormap: str, *, key: str = "kernels", title: str = "Kernels", limit: int = 256) -> PanelView:
+    """A convolution's kernels: RGB patches for a first layer, else each kernel averaged over its inputs."""
+    if not result.applicable:
+        return PanelView(key=key, title=title, note=f"Not applicable: {result.reason}", method="kernels")
+    tiles = result.map[:limit]
+    columns = math.ceil(math.sqrt(len(tiles)))
+    tile = max(12, min(48, 384 // columns))
+    picture = render_grid(tiles, colormap, columns=columns, tile_size=tile, gap=GAP)
+    norms = np.sqrt((result.raw[:limit].reshape(len(tiles), -1) ** 2).sum(axis=1))
+    out, inp, kh, kw = result.meta["shape"]
+    shown = f"first {len(tiles)} of {out}" if out > len(tiles) else f"{out}"
+    kind = "RGB patches" if result.meta.get("rgb") else f"averaged over {inp} input channels"
+    return PanelView(
+        key=key, title=title, picture=picture, method="kernels",
+        caption=f"{result.layer} · {shown} kernels of {kh}×{kw}, {kind}",
+        hover=tile_hover(norms[:, None, None], list(range(len(tiles))), columns, tile, GAP, "weight norm"),
+    )
+
+
+def _target(explanation: Explanation) -> str:
+    return explanation.target.label
+
+
+def _saliency(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    # Saliency is sparse: a few pixels hold the maximum, so a plain 0–1 stretch shows a blank field. Stretch to the
+    # 99th percentile instead (the brightest 1% saturate); hover still shows the raw gradient.
+    ceiling = float(np.percentile(result.map, 99))
+    shown = np.clip(result.map / ceiling, 0, 1) if ceiling > 0 else result.map
+    return PanelView(
+        key="saliency", title="Saliency (vanilla)", picture=render_heatmap(shown, colormap), method="saliency",
+        caption=f"max over RGB of |d score / d pixel| for {_target(ex)}; top 1% saturated",
+        hover=map_hover(result.raw, "|gradient|"),
+    )
+
+
+def _guided_backprop(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    unguided = result.meta.get("unguided") or ()
+    note = f"Not guided (left as they are): {', '.join(unguided[:4])}{' …' if len(unguided) > 4 else ''}." if unguided else ""
+    return PanelView(
+        key="saliency", title="Saliency (guided backprop)", picture=render_rgb(result.rgb), method="guided_backprop",
+        caption=f"guided gradient for {_target(ex)}, grey = 0", note=note,
+        hover=map_hover(np.abs(result.raw).max(axis=0), "max |guided gradient|"),
+    )
+
+
+def _cam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    return PanelView(
+        key="cam", title="CAM", picture=render_overlay(ex.image, result.map, colormap, opacity), method="cam",
+        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "CAM"),
+    )
+
+
+def _gradcam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    flat = result.meta.get("flat")
+    return PanelView(
+        key="gradcam", title="Grad-CAM", picture=render_overlay(ex.image, result.map, colormap, opacity), method="gradcam",
+        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "Grad-CAM"),
+        note="Zero everywhere: at this layer nothing speaks for this class; try another layer or class." if flat else "",
+    )
+
+
+def _guided_gradcam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    return PanelView(
+        key="guided_gradcam", title="Guided Grad-CAM", picture=render_rgb(result.rgb), method="guided_gradcam",
+        caption=f"{result.layer} · {_target(ex)}, grey = 0",
+        hover=map_hover(np.abs(result.raw).max(axis=0), "max |value|"),
+    )
+
+
+def _feature_maps(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    return feature_maps_view(result, colormap)
+
+
+def _kernels(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    return kernels_view(result, colormap)
+
+
+Builder = Callable[[MethodResult, Explanation, str, float], PanelView]
+BUILDERS: dict[str, Builder] = {
+    "feature_maps": _feature_maps,
+    "kernels": _kernels,
+    "saliency": _saliency,
+    "guided_backprop": _guided_backprop,
+    "cam": _cam,
+    "gradcam": _gradcam,
+    "guided_gradcam": _guided_gradcam,
+}
+
+
+def method_views(explanation: Explanation, colormap: str, opacity: float) -> list[PanelView]:
+    """One view per method in `explanation`, in its order; "not applicable: why" where a method does not apply."""
+    views = []
+    for method, result in explanation.items():
+        if not result.applicable:
+            title = "Saliency" if method in ("saliency", "guided_backprop") else METHODS[method].title
+            views.append(_not_applicable(result, title))
+        else:
+            views.append(BUILDERS[method](result, explanation, colormap, opacity))
+    return views
+
+
+def panel_key(method: str) -> str:
+    return "saliency" if method == "guided_backprop" else method
+
+
+def explained_views(
+    ctx: Context, methods: Sequence[str], colormap: str, opacity: float, **explain: object
+) -> tuple[list[PanelView], Explanation | None]:
+    """Views for `methods` from one cached engine call. If that call fails, each method is tried alone, so
+    only the panel whose method failed shows the error and the others still draw."""
+    try:
+        explanation = ctx.explain(methods, **explain)
+    except EngineError:
+        pass
+    else:
+        return method_views(explanation, colormap, opacity), explanation
+    views, last = [], None
+    for method in methods:
+        try:
+            explanation = ctx.explain([method], **explain)
+        except EngineError as error:
+            title = "Saliency" if panel_key(method) == "saliency" else METHODS[method].title
+            views.append(PanelView(key=panel_key(method), title=title, note=str(error), method=method, level="error"))
+        else:
+            views += method_views(explanation, colormap, opacity)
+            last = explanation
+    return views, last
+
+
+def report_stamp(ctx: Context, explanation: Explanation | None, settings: dict[str, str]) -> ReportStamp:
+    """What produced the panels: model, weights source, image, layer, target and the display settings."""
+    cam = explanation.get("cam") if explanation is not None else None
+    if cam is not None and cam.applicable:
+        settings = {**settings, "CAM layer": cam.layer}
+    return ReportStamp(
+        model=ctx.model.name,
+        weights=ctx.weights_detail(),
+        image=ctx.image.title if ctx.image else "",
+        layer=(explanation.layer or "") if explanation is not None else "",
+        target=explanation.target.label if explanation is not None else "",
+        settings=settings,
+        title=f"cnnvis — {ctx.model.name} on {ctx.image.title if ctx.image else 'an image'}",
+    )

@@ -1,0 +1,14 @@
+"""cnnvis: what a convolutional neural network looks at. Run with `streamlit run dashboard.py`."""
+
+import streamlit as st
+
+from cnnvis_ui import panels, sidebar
+
+st.set_page_config(page_title="cnnvis — what a CNN looks at", page_icon=panels.app_icon(), layout="wide")
+page = st.navigation([
+    st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
+    st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
+    st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
+])
+sidebar.render()
+page.run()

@@ -1,0 +1,113 @@
+"""Compare: one method, several models (rows) × several images (columns) — the article's grid."""
+
+import streamlit as st
+
+from cnnvis_engine import METHODS, EngineError, list_samples
+from cnnvis_engine.report import ReportStamp
+from cnnvis_ui import compute, context, controls, panels, state, views
+
+COMPARE_METHODS = ["gradcam", "guided_gradcam", "cam", "saliency", "guided_backprop"]
+MAX_IMAGES, MAX_MODELS = 4, 6
+
+
+def model_label(key: str) -> str:
+    name, _, weights = key.partition(":")
+    return compute.ModelRef(name, weights).label
+
+
+def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
+    """The method, image refs and model keys, from widgets seeded by their plain keys."""
+    method_column, images_column = st.columns([1, 2])
+    method_column.selectbox(
+        "Method", COMPARE_METHODS, key=state.seed(state.COMPARE_METHOD, COMPARE_METHODS),
+        format_func=lambda m: METHODS[m].title, on_change=state.commit, args=(state.COMPARE_METHOD,),
+    )
+    state.put(state.COMPARE_IMAGES, state.valid_subset(state.COMPARE_IMAGES, images, images[:3]))
+    images_column.multiselect(
+        "Images (columns)", images, key=state.seed(state.COMPARE_IMAGES), format_func=context.image_title,
+        max_selections=MAX_IMAGES, on_change=state.commit, args=(state.COMPARE_IMAGES,),
+    )
+    st.toggle(
+        "Offer random weights too", key=state.seed(state.COMPARE_RANDOM), on_change=state.commit,
+        args=(state.COMPARE_RANDOM,), help="Models whose pretrained weights cannot be had here can still be compared "
+        "untrained. Their maps show what the architecture responds to, not what it learned.",
+    )
+    options = compute.comparable_models(state.get(state.COMPARE_RANDOM))
+    current = context.current_model().key
+    state.put(state.COMPARE_MODELS, state.valid_subset(state.COMPARE_MODELS, options, [k for k in options if k == current] or options[:1]))
+    st.multiselect(
+        "Models (rows)", options, key=state.seed(state.COMPARE_MODELS), format_func=model_label,
+        max_selections=MAX_MODELS, on_change=state.commit, args=(state.COMPARE_MODELS,),
+        help="Only models whose weights load here are offered, plus random weights when you switch them on.",
+    )
+    return state.get(state.COMPARE_METHOD), state.get(state.COMPARE_IMAGES), state.get(state.COMPARE_MODELS)
+
+
+def compute_grid(method: str, images: list[context.LoadedImage], models: list[str]) -> dict:
+    """Every cell's explanation (or error text); models are loaded one at a time, with a progress bar."""
+    cells, total = {}, len(models) * len(images)
+    bar = st.progress(0.0)
+    for i, key in enumerate(models):
+        name, _, weights = key.partition(":")
+        for j, image in enumerate(images):
+            bar.progress((i * len(images) + j) / total, text=f"{model_label(key)} on {image.title} ({i + 1} of {len(models)} models)")
+            try:
+                cells[key, image.ref] = compute.explain_with_model(image.sha, name, weights, method, image.decoded)
+            except EngineError as error:
+                cells[key, image.ref] = str(error)
+    bar.empty()
+    return cells
+
+
+def draw_grid(
+    method: str, cells: dict, images: list[context.LoadedImage], models: list[str], display: controls.Display
+) -> list:
+    widths = [1] + [2] * len(images)
+    for column, image in zip(st.columns(widths)[1:], images):
+        column.markdown(f"**{image.title}**")
+    report = []
+    for i, key in enumerate(models):
+        row = st.columns(widths)
+        name, _, weights = key.partition(":")
+        row[0].markdown(f"**{name}**  \n:gray[{compute.WEIGHTS_LABELS[weights]}]")
+        for j, image in enumerate(images):
+            cell = cells[key, image.ref]
+            with row[j + 1]:
+                if isinstance(cell, str):
+                    panels.message(f"{name}", cell, key=f"cmp-{i}-{j}")
+                    continue
+                top = cell.predictions[0]
+                view = views.method_views(cell, display.colormap, display.opacity)[0]
+                layer = cell[method].layer
+                view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {top.probability:.0%}",
+                                     caption=f"layer {layer}" if layer else "", method=None)
+                panels.draw(view, height=240, file_stem="cnnvis-compare")
+                report.append(views.relabel(view, title=f"{name} ({compute.WEIGHTS_LABELS[weights]}) · {image.title}",
+                                            caption=f"predicted {top.name} ({top.probability:.0%}) · {view.caption}"))
+    return report
+
+
+def render() -> None:
+    st.title("Compare models")
+    st.caption("One method, several models (rows) × several images (columns); each cell explains that model's top "
+               "prediction at its automatic layer.")
+    images = [f"sample:{s.key}" for s in list_samples()] + [f"upload:{d}" for d in state.get(state.UPLOADS)]
+    method, image_refs, models = choose(images)
+    display = controls.display_settings(saliency=False)
+    if not image_refs or not models:
+        st.info("Choose at least one image and one model.")
+        return
+    loaded = [context.load_image(ref) for ref in image_refs]
+    cells = compute_grid(method, loaded, models)
+    report = draw_grid(method, cells, loaded, models, display)
+    if report:
+        stamp = ReportStamp(
+            model=", ".join(model_label(k) for k in models), weights="see each panel", layer="automatic per model",
+            target="each model's top prediction", image=", ".join(i.title for i in loaded),
+            settings={"Method": METHODS[method].title, "Colormap": display.colormap, "Overlay opacity": f"{display.opacity:.2f}"},
+            title=f"cnnvis — {METHODS[method].title} compared",
+        )
+        panels.report_buttons(report, stamp, file_stem="cnnvis-compare")
+
+
+render()

@@ -1,0 +1,282 @@
+"""Page logic through Streamlit's AppTest: shared choices, re-targeting, errors in place, cache hits.
+
+AppTest quirk (see ../shared/NOTES.md): with a folder named `pages/`, a rerun executes the page file without the
+entry script, so the sidebar's widgets exist only on the first run. Shared choices therefore live in plain
+session-state keys, which these tests set and read directly; widget callbacks still run on reruns.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cnnvis_engine import Explainer
+from cnnvis_ui import compute, state
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = str(ROOT / "dashboard.py")
+EXPLORE, LAYERS, COMPARE = (str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare"))
+EXPLORE_PANELS = {"Input image", "Grad-CAM", "Guided Grad-CAM", "CAM", "Saliency (vanilla)", "Feature maps"}
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    compute.clear_all()
+    yield
+    compute.clear_all()
+
+
+def app(path: str = DASHBOARD, **session: object) -> AppTest:
+    at = AppTest.from_file(path, default_timeout=60)
+    for key, value in session.items():
+        at.session_state[key] = value
+    return at.run()
+
+
+def bold_titles(at: AppTest) -> set[str]:
+    return {m.value.strip("*") for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")}
+
+
+def summary(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if "explaining" in m.value)
+
+
+def uploader(at: AppTest, key: str):
+    return next(f for f in at.get("file_uploader") if f.key == key)
+
+
+def png(size=(64, 48), color=(200, 30, 30)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def count_explains(monkeypatch):
+    """Counts engine calls (Explainer.explain) made by the app."""
+    calls = []
+    original = Explainer.explain
+
+    def counting(self, image, **kwargs):
+        calls.append(kwargs.get("methods"))
+        return original(self, image, **kwargs)
+
+    monkeypatch.setattr(Explainer, "explain", counting)
+    return calls
+
+
+def test_default_explore_page_shows_every_panel_for_the_cat():
+    at = app()
+    assert not at.exception
+    assert EXPLORE_PANELS <= bold_titles(at)
+    assert "efficientnet_lite0" in summary(at) and "Egyptian cat" in summary(at) and "`bn2`" in summary(at)
+    top5 = [at.button(key=f"top5-{rank}") for rank in range(5)]
+    assert top5[0].label.startswith("Egyptian cat")
+    assert at.selectbox(key=state.widget(state.LAYER)).value == state.AUTO
+    assert len(at.get("plotly_chart")) == 6
+    assert not at.error and not at.warning
+
+
+def test_top5_button_retargets_every_panel():
+    at = app()
+    second = at.button(key="top5-1")
+    name = second.label.split(" · ")[0]
+    second.click().run()
+    assert not at.exception
+    assert at.session_state[state.TARGET] == 282
+    assert f"{name} (class 282)" in summary(at)
+    captions = [c.value for c in at.caption]
+    assert sum(f"{name} (class 282)" in c for c in captions) >= 4  # saliency, CAM, Grad-CAM, guided Grad-CAM
+
+
+def test_page_reads_shared_choices_from_plain_session_keys():
+    at = app(EXPLORE, **{state.MODEL: "resnet18", state.WEIGHTS: "random", state.LAYER: "layer3", state.TARGET: 281})
+    assert not at.exception
+    assert "resnet18 · random weights" in summary(at)
+    assert "tabby (class 281)" in summary(at) and "`layer3`" in summary(at)
+    assert any(c.value.startswith("layer4 ·") for c in at.caption)  # CAM keeps the global pool's input
+
+
+def test_cam_not_applicable_says_why():
+    at = app(EXPLORE, **{state.MODEL: "alexnet", state.WEIGHTS: "random"})
+    assert not at.exception
+    reasons = [i.value for i in at.info if i.value.startswith("Not applicable")]
+    assert len(reasons) == 1 and "Linear" in reasons[0]
+    assert {"Grad-CAM", "Guided Grad-CAM", "Feature maps"} <= bold_titles(at)
+
+
+def test_weights_that_cannot_be_had_offer_random_weights_explicitly():
+    at = app(**{state.MODEL: "resnet50", state.WEIGHTS: "pretrained"})
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any("resnet50" in w and "random weights" in w for w in warnings)
+    assert [c.key for c in at.get("plotly_chart")] == ["chart-input"]  # nothing drawn from weights we lack
+    at.button(key="use-random").click().run()
+    assert not at.exception
+    assert at.session_state[state.WEIGHTS] == "random"
+    assert "resnet50 · random weights" in summary(at)
+    assert len(at.get("plotly_chart")) == 6
+
+
+def test_changing_the_model_resets_layer_and_target():
+    at = app()
+    at.session_state[state.LAYER] = "blocks.5"
+    at.session_state[state.TARGET] = 3
+    at.selectbox(key=state.widget(state.MODEL)).set_value("resnet18").run()
+    assert (at.session_state[state.MODEL], at.session_state[state.WEIGHTS]) == ("resnet18", "pretrained")
+    assert at.session_state[state.LAYER] is None and at.session_state[state.TARGET] is None
+
+
+def test_a_bad_upload_shows_why_and_keeps_the_session(count_explains):
+    at = app()
+    uploader(at, state.IMAGE_UPLOADER).set_value(("broken.png", b"\x89PNG\r\n\x1a\n not really", "image/png"))
+    at.run()
+    assert not at.exception
+    assert "broken.png was not used" in at.session_state[state.UPLOAD_ERROR]
+    assert at.session_state[state.IMAGE] == state.DEFAULT_IMAGE
+    assert EXPLORE_PANELS <= bold_titles(at)
+
+
+def test_a_good_upload_becomes_the_image():
+    at = app()
+    uploader(at, state.IMAGE_UPLOADER).set_value(("red.png", png(), "image/png"))
+    at.run()
+    assert not at.exception
+    assert at.session_state[state.IMAGE].startswith("upload:")
+    assert any(c.value.startswith("red.png · 224×224") for c in at.caption)
+    assert not at.session_state[state.UPLOAD_ERROR]
+
+
+def test_display_settings_only_redraw(count_explains):
+    at = app()
+    assert count_explains
+    count_explains.clear()
+    at.selectbox(key=state.widget(state.COLORMAP)).set_value("viridis").run()
+    at.slider(key=state.widget(state.OPACITY)).set_value(0.8).run()
+    assert not at.exception
+    assert at.session_state[state.COLORMAP] == "viridis" and at.session_state[state.OPACITY] == 0.8
+    assert count_explains == []  # cache hits: nothing recomputed
+
+
+def test_saliency_switch_shows_guided_backprop():
+    at = app()
+    at.get("button_group")[0].set_value("guided_backprop").run()
+    assert not at.exception
+    assert "Saliency (guided backprop)" in bold_titles(at)
+
+
+def test_an_engine_error_replaces_only_the_panels_it_concerns():
+    at = app(EXPLORE, **{state.TARGET: 5000})  # no such class
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 5 and all("Class 5000 does not exist" in e for e in errors)  # one per method panel
+    assert "Input image" in bold_titles(at) and at.dataframe  # ... the rest of the page still draws
+
+
+def test_layers_page_feature_maps_kernels_and_trained_vs_random():
+    at = app(LAYERS)
+    assert not at.exception
+    assert {"Feature maps", "Kernels", "Trained", "Untrained (random)"} <= bold_titles(at)
+    at.select_slider(key=state.widget(state.FM_CHANNELS)).set_value(4).run()
+    assert any("4 of 1280 channels" in c.value for c in at.caption)
+    assert any("conv_stem · 32 kernels of 3×3, RGB patches" in c.value for c in at.caption)
+
+
+def test_layers_page_explains_why_pretrained_kernels_are_missing():
+    at = app(LAYERS, **{state.MODEL: "resnet18", state.WEIGHTS: "random"})
+    assert not at.exception
+    assert any("resnet18" in i.value and "random weights" in i.value for i in at.info)
+    assert "Untrained (random)" in bold_titles(at)
+
+
+def test_compare_offers_only_loadable_weights_and_random_on_request():
+    at = app(COMPARE)
+    assert not at.exception
+    models = at.multiselect(key=state.widget(state.COMPARE_MODELS))
+    assert models.options == ["efficientnet_lite0 · built-in ImageNet weights"]  # offline: no pretrained download
+    assert len(at.get("plotly_chart")) == 3  # one model × three images
+    at.toggle(key=state.widget(state.COMPARE_RANDOM)).set_value(True).run()
+    models = at.multiselect(key=state.widget(state.COMPARE_MODELS))
+    assert "resnet18 · random weights" in models.options and "resnet18 · pretrained weights" not in models.options
+    models.set_value(["efficientnet_lite0:embedded", "resnet18:random"]).run()
+    assert not at.exception
+    assert len(at.get("plotly_chart")) == 6
+    assert any(m.value.startswith("**resnet18**") for m in at.markdown)
+
+
+class TinyNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU())
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x).mean(dim=(2, 3)))
+
+
+def test_own_state_dict_with_labels_becomes_the_model():
+    from cnnvis_engine import load_model
+
+    buffer = io.BytesIO()
+    torch.save(load_model("regnet_y_400mf", "random").module.state_dict(), buffer)
+    labels = "".join(f"thing {i}\n" for i in range(1000)).encode()
+    at = app()
+    uploader(at, state.MODEL_FILE).set_value(("regnet.pth", buffer.getvalue(), "application/octet-stream"))
+    uploader(at, state.LABELS_FILE).set_value(("labels.txt", labels, "text/plain"))
+    at.selectbox(key=state.MODEL_ARCHITECTURE).set_value("regnet_y_400mf")
+    at.button(key="load-user-model").click().run()
+    assert not at.exception and not at.session_state[state.USER_MODEL_ERROR]
+    assert at.session_state[state.MODEL] == state.USER_MODEL_CHOICE
+    assert "regnet.pth · weights from your file" in summary(at) and "thing " in summary(at)
+    assert len(at.get("plotly_chart")) == 6
+
+
+def test_own_torchscript_model_loads_and_never_breaks_the_page():
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(TinyNet().eval()), buffer)
+    at = app()
+    uploader(at, state.MODEL_FILE).set_value(("tiny.pt", buffer.getvalue(), "application/octet-stream"))
+    at.button(key="load-user-model").click().run()
+    assert not at.exception
+    assert at.session_state[state.MODEL] == state.USER_MODEL_CHOICE and not at.session_state[state.USER_MODEL_ERROR]
+    assert "Input image" in bold_titles(at)
+    # Every method panel shows a picture or a readable engine message in its place.
+    assert len(at.get("plotly_chart")) + len(at.error) >= 6
+
+
+def test_a_pickled_model_is_refused_with_the_way_out():
+    buffer = io.BytesIO()
+    torch.save(TinyNet(), buffer)
+    at = app()
+    uploader(at, state.MODEL_FILE).set_value(("whole.pt", buffer.getvalue(), "application/octet-stream"))
+    at.button(key="load-user-model").click().run()
+    assert not at.exception
+    assert "torch.jit.script" in at.session_state[state.USER_MODEL_ERROR]
+    assert at.session_state[state.MODEL] == "efficientnet_lite0"
+
+
+def test_state_survives_a_page_switch():
+    at = app()
+    at.button(key="top5-2").click().run()
+    target = at.session_state[state.TARGET]
+    at.switch_page("pages/layers.py").run()
+    assert not at.exception
+    at.switch_page("pages/explore.py").run()
+    assert at.session_state[state.TARGET] == target
+    assert f"(class {target})" in summary(at)
+
+
+def test_hover_grids_stay_small_and_cover_the_picture():
+    from cnnvis_ui.panels import map_hover, tile_hover
+
+    hover = map_hover(np.random.default_rng(0).random((224, 224)).astype(np.float32), "x")
+    assert hover.values.shape == (56, 56) and hover.text[0, 0] == "mean of 4×4 pixels"
+    tiles = tile_hover(np.ones((64, 112, 112), np.float32), list(range(64)), 8, 64, 2, "activation")
+    assert tiles.values.size <= 4096 and tiles.x.max() < 8 * 66 and tiles.text[0, 0] == "channel 0"
