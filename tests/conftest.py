@@ -25,7 +25,7 @@ TINY_SIZE = (4, 4)  # the model sees 4×4; images must be at least 8 px a side, 
 
 
 def make_tiny_module(seed: int = 0) -> nn.Sequential:
-    """Conv2d(3, 2, 3, padding=1) → ReLU(inplace=True) → global average pool → Flatten → Linear(2, 3), seeded."""
+    """Conv2d(3, 2, 3, padding=1) → ReLU(inplace=True) → avg pool → Flatten → Linear(2, 3), seeded."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = nn.Sequential(OrderedDict(

@@ -36,7 +36,9 @@ GRADCAM_CASES = {
     "mobilenet_v3_large": "features.12",
     "efficientnet_lite0": "blocks.5",
 }
-DEFAULT_LAYERS = {"resnet18": "layer4", "vgg16": "features", "mobilenet_v3_large": "features", "efficientnet_lite0": "bn2"}
+DEFAULT_LAYERS = {
+    "resnet18": "layer4", "vgg16": "features", "mobilenet_v3_large": "features", "efficientnet_lite0": "bn2",
+}
 PEER_ATOL = 1e-4  # after normalisation, maps are in [0, 1]
 
 
@@ -150,7 +152,8 @@ def test_gradcam_matches_captum_pytorch_grad_cam_and_torchcam(cases, name, layer
         torchcam = extractor(case.target, scores)[0][0].detach().numpy()
     torchcam_diff = float(np.abs(torchcam_normalise(ours.raw) - torchcam).max())
 
-    for key, value in (("scale", scale), ("captum", captum_diff), ("pytorch_grad_cam", pgc_diff), ("torchcam", torchcam_diff)):
+    measured = {"scale": scale, "captum": captum_diff, "pytorch_grad_cam": pgc_diff, "torchcam": torchcam_diff}
+    for key, value in measured.items():
         record_property(f"{name}:{ours.layer}:{key}", value)
     assert captum_diff <= 1e-5 * scale
     # the maps are bright enough that the peers' epsilons (1e-7, 1e-8) leave them spanning [0, 1]
