@@ -1,0 +1,131 @@
+"""One forward pass of a shared model with some layers' true outputs, and the results' plain types.
+
+Models are shared between threads, so every forward pass that may meet hooks holds `bundle.lock`; an
+optimisation takes the lock for each step's forward pass only, never for the whole run, so other users of
+the model wait at most one forward pass. The backward pass needs no lock: it runs no module hooks.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..errors import EngineError, LayerError, MethodError, ModelError
+from ..hooks import capture
+from ..models.bundle import ModelBundle, Normalization
+from .transforms import TransformSettings
+
+
+class Cancelled(EngineError):
+    """The caller's `cancel()` said stop. `partial` holds what was made so far (a FeatureVisResult with
+    `cancelled=True`, or DeepDream's uint8 image); the model is as it was."""
+
+    def __init__(self, message: str, partial: object = None) -> None:
+        super().__init__(message)
+        self.partial = partial
+
+
+@dataclass(frozen=True)
+class FeatureVisSettings:
+    """Everything that determines a feature visualisation (with the model's weights): a cache key."""
+
+    model: str
+    objective: str
+    size: tuple[int, int]  # (height, width)
+    steps: int
+    lr: float
+    seed: int
+    batch: int = 1  # images optimised together (a gallery renders its channels as one batch)
+    diversity: float = 0.0
+    transforms: TransformSettings = field(default_factory=TransformSettings)
+
+
+@dataclass(frozen=True)
+class FeatureVisResult:
+    """`images`: (N, H, W, 3) uint8. `history`: (steps_done, N) float32, the objective on each step's random
+    view. `scores`: (N,) the objective (without any diversity term) on the final uint8 images, unjittered."""
+
+    images: np.ndarray
+    history: np.ndarray
+    scores: np.ndarray
+    settings: FeatureVisSettings
+    steps_done: int
+    cancelled: bool = False
+
+    @property
+    def image(self) -> np.ndarray:
+        """The first image, (H, W, 3) uint8."""
+        return self.images[0]
+
+    @property
+    def objective_values(self) -> list[float]:
+        """Per step, the objective averaged over the batch."""
+        return [float(v) for v in self.history.mean(axis=1)] if self.history.size else []
+
+
+def to_model_input(rgb: torch.Tensor, normalization: Normalization) -> torch.Tensor:
+    """RGB in [0, 1], (N, 3, H, W) -> the model's input: (255 · rgb / scale - mean) / std, as `Normalization.apply`."""
+    mean = torch.tensor(normalization.mean, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    std = torch.tensor(normalization.std, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * (255.0 / normalization.scale) - mean) / std
+
+
+def to_uint8(rgb: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) in [0, 1] -> (N, H, W, 3) uint8."""
+    return (rgb.detach() * 255).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(N, H, W, 3) or (H, W, 3) uint8 -> (N, 3, H, W) float32 in [0, 1]."""
+    array = np.asarray(images, dtype=np.uint8)
+    if array.ndim == 3:
+        array = array[None]
+    if array.ndim != 4 or array.shape[-1] != 3:
+        raise MethodError(f"Expected RGB images of shape (H, W, 3) or (N, H, W, 3), got shape {array.shape}.")
+    return torch.from_numpy(array.copy()).to(device).permute(0, 3, 1, 2).float() / 255.0
+
+
+def check_layers(bundle: ModelBundle, layers: Collection[str]) -> None:
+    """Raise LayerError, with close names, for a layer the model does not have."""
+    names = [name for name, _ in bundle.module.named_modules() if name]
+    for layer in layers:
+        if layer not in names:
+            close = difflib.get_close_matches(layer, names, n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise LayerError(f"The model {bundle.name} has no layer called '{layer}'.{hint}")
+
+
+def forward(
+    bundle: ModelBundle, x: torch.Tensor, layers: Collection[str]
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The model's output (N, K) and each of `layers`' true outputs at its last call, attached to the graph.
+    Holds the bundle's lock for the pass; hooks exist only inside it (`hooks.capture`)."""
+    wanted = frozenset(layers)
+    with bundle.lock:
+        try:
+            with capture(bundle.module, clone_outputs=wanted, only=wanted) as record:
+                output = bundle.module(x)
+        except EngineError:
+            raise
+        except Exception as error:  # the model itself failed on this input
+            first_line = (str(error).splitlines() or [type(error).__name__])[0]
+            size = f"{x.shape[-2]}×{x.shape[-1]}"
+            raise ModelError(f"The model {bundle.name} failed on a {size} image: {first_line}") from error
+    calls = record.by_name()
+    activations = {}
+    for layer in wanted:
+        if layer not in calls:
+            raise LayerError(
+                f"The layer '{layer}' did not run in the model's forward pass, so it cannot be visualised."
+            )
+        value = max(calls[layer], key=lambda c: c.end).output
+        if value is None:
+            raise LayerError(f"The layer '{layer}' does not output a tensor, so it cannot be visualised.")
+        activations[layer] = value
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    return output, activations
