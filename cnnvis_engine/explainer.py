@@ -27,7 +27,7 @@ from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
 from .models.bundle import ModelBundle
 from .targets import ClassTarget, RegressionTarget, Target, resolve_target
-from .tracing import LayerInfo, Trace, build_trace
+from .tracing import SPATIAL_METHODS, LayerInfo, Trace, build_trace
 
 ALL_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
 ImageSource = Any  # PIL image, bytes, path or DecodedImage
@@ -104,7 +104,7 @@ class Explainer:
     def layers(self, image: ImageSource, method: str | None = None) -> list[LayerInfo]:
         """The layers `image` passed through, in execution order; only those valid for `method` if given."""
         trace = self.trace(image)
-        return list(trace.layers) if method is None else trace.for_method(method)
+        return list(trace.layers) if method is None else trace.for_method(_eligibility(method))
 
     def predict(self, image: ImageSource, top_k: int = 5) -> tuple[Prediction, ...]:
         return self._predictions(self._cached_pass(image).output.detach(), top_k)[0]
@@ -320,7 +320,7 @@ class Explainer:
             return None
         name = layers.get(method) or layer
         if name is None:
-            return trace.default_layer(method)
+            return trace.default_layer(_eligibility(method))
         trace.get(name)  # raises LayerError for an unknown name
         return name
 
@@ -380,7 +380,7 @@ class Explainer:
         if layer is None:
             return f"This model has no layer that {METHODS[method].title} can use."
         info = trace.get(layer)
-        if method not in info.methods:
+        if _eligibility(method) not in info.methods:
             if method == "kernels":
                 return f"'{layer}' is a {info.kind}, not a convolution, so it has no kernels to show."
             return (
@@ -412,6 +412,16 @@ class Explainer:
 
 def _decode(image: ImageSource) -> DecodedImage:
     return image if isinstance(image, DecodedImage) else decode_image(image)
+
+
+def _eligibility(method: str) -> str:
+    """The method whose layers `method` may use. The trace marks layers for the methods it knows (feature maps,
+    kernels, CAM, Grad-CAM, guided Grad-CAM); every other layer-based method reads a spatial feature map, so it
+    may use exactly the layers Grad-CAM may use."""
+    cls = METHODS.get(method)
+    if cls is None or not cls.uses_layer or method in SPATIAL_METHODS or method in ("kernels", "cam"):
+        return method
+    return "gradcam"
 
 
 def _methods(methods: Iterable[str]) -> list[str]:

@@ -1,0 +1,61 @@
+"""Perturbation methods: change the picture, watch the score. No gradients; extra forward passes only."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import MethodError
+from .base import Method, MethodInputs, MethodOutput, normalize, register_method
+from .passes import batch_size, chunks, forward, item_scores, option
+
+
+def window_positions(size: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
+    """(P, size) bool: which of `size` pixels the P windows cover. Windows start at 0, s, 2s, ... until one
+    reaches the edge: P = ⌈(size − window) / stride⌉ + 1, the last one clipped at the edge (as captum)."""
+    starts = torch.arange(-(-(size - window) // stride) + 1, device=device)[:, None] * stride
+    pixels = torch.arange(size, device=device)[None]
+    return (pixels >= starts) & (pixels < starts + window)
+
+
+@register_method
+class Occlusion(Method):
+    """Occlusion (Zeiler & Fergus 2014): a `window` × `window` patch (32 px, all channels) slides with `stride`
+    (half the window) and is set to `baseline` (0.0 in the normalised input space: the mean colour for ImageNet
+    normalisation); raw (H, W) = the mean, over the patches covering a pixel, of score(x) − score(x with the
+    patch occluded) — captum's Occlusion. Positive: hiding it lowers the score. `map` is raw min-max scaled."""
+
+    name = "occlusion"
+    title = "Occlusion"
+    summary = "Covers the picture patch by patch and shows where covering it lowers the score most."
+    paper = "https://arxiv.org/abs/1311.2901"
+    needs = frozenset({"forward"})
+    uses_layer = False
+
+    def compute(self, inputs: MethodInputs) -> MethodOutput:
+        x, (height, width) = inputs.x, inputs.input_size
+        window = option(inputs, "window", 32)
+        stride = option(inputs, "stride", max(1, window // 2))
+        baseline = option(inputs, "baseline", 0.0, float, -float("inf"))
+        if window > min(height, width) or stride > window:
+            raise MethodError(
+                f"The occlusion window ({window} px, stride {stride}) must fit the {height}×{width} input "
+                "and be at least as large as the stride."
+            )
+        rows = window_positions(height, window, stride, x.device)
+        cols = window_positions(width, window, stride, x.device)
+        per_image = len(rows) * len(cols)
+        drops = x.new_zeros(len(x) * per_image)
+        with torch.no_grad():
+            output, _ = forward(inputs, x)
+            base = inputs.scores(output)
+            for chunk in chunks(len(drops), batch_size(inputs, grad=False)):
+                owners = chunk // per_image
+                r, c = ((chunk % per_image) // len(cols)).to(x.device), (chunk % len(cols)).to(x.device)
+                mask = (rows[r][:, :, None] & cols[c][:, None, :])[:, None].to(x.dtype)
+                output, _ = forward(inputs, x[owners.to(x.device)] * (1 - mask) + baseline * mask)
+                drops[chunk.to(x.device)] = base[owners.to(x.device)] - item_scores(inputs, output, owners)
+        rows, cols = rows.to(x.dtype), cols.to(x.dtype)
+        total = torch.einsum("nij,iy,jx->nyx", drops.view(len(x), len(rows), len(cols)), rows, cols)
+        raw = total / torch.outer(rows.sum(dim=0), cols.sum(dim=0))
+        meta = {"window": window, "stride": stride, "baseline": baseline}
+        return MethodOutput(map=normalize(raw), raw=raw, meta=meta)
