@@ -1,0 +1,170 @@
+"""The model-parameter randomisation test (Adebayo et al. 2018, "Sanity Checks for Saliency Maps",
+https://arxiv.org/abs/1810.03292): if a method's map barely changes when the network's learned weights are
+replaced by random ones, the map does not explain what the network learned.
+
+The layers ("units": each leaf layer or block that owns parameters, the elements of plain Sequential /
+ModuleList containers taken one by one) are randomised from the output end down, in reverse execution order
+of the trace — *cascading* (each step keeps the layers above random as well) or *independent* (one layer at a
+time, the rest as trained). Each unit is re-initialised with its layers' own `reset_parameters()` (weights
+drawn as at construction, BatchNorm reset to identity statistics), seeded per step, as Quantus does. Everything
+happens on a deep copy of the model: the original is never touched.
+
+For each step we compute the method's map on the same image, for the same target class and layer as on the
+trained model, and its Spearman rank correlation with the original map.
+
+    steps = randomisation_test(bundle, image, "gradcam", mode="cascading")
+    [(s.layer, s.spearman) for s in steps]   # steps[0] is the trained model itself (layer "", spearman 1.0)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import LayerError, MethodError
+from .explainer import Explainer, ImageSource, TargetSpec
+from .models.bundle import ModelBundle
+
+Mode = Literal["cascading", "independent"]
+Progress = Callable[[int, int, str], None]  # (steps done, steps in all, layer just randomised)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+@dataclass(frozen=True)
+class RandomisationStep:
+    """One step: `layer` was just randomised ("" for the trained model); `randomised` lists every unit that is
+    random in this step (cascading: all so far, top first); `map` (H, W) float32 in [0, 1] is the method's map on
+    that model and `spearman` its rank correlation with the trained model's map (0.0 when a map is flat)."""
+
+    layer: str
+    randomised: tuple[str, ...]
+    map: np.ndarray
+    spearman: float
+
+    @property
+    def label(self) -> str:
+        if not self.layer:
+            return "trained model"
+        return f"{self.layer} and above" if len(self.randomised) > 1 else self.layer
+
+
+def randomisation_layers(bundle: ModelBundle, image: ImageSource) -> list[str]:
+    """The units the test randomises, in the order it does: the last to run first."""
+    trace = Explainer(bundle).trace(image)
+    order = {layer.name: layer.order for layer in trace.layers}
+    return sorted((u for u in _units(bundle.module) if u in order), key=order.__getitem__, reverse=True)
+
+
+def randomisation_test(
+    bundle: ModelBundle,
+    image: ImageSource,
+    method: str = "gradcam",
+    *,
+    mode: Mode = "cascading",
+    layer: str | None = None,
+    target: TargetSpec = None,
+    layers: Sequence[str] | None = None,
+    seed: int = 0,
+    options: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> list[RandomisationStep]:
+    """Run the test for one image and method. `layers` (default: `randomisation_layers`, all of them) are
+    randomised in the order given; `layer`/`target`/`options` are those of `Explainer.explain` (None: the trained
+    model's defaults, then kept fixed). Returns the trained model's step first, then one step per layer."""
+    if mode not in ("cascading", "independent"):
+        raise MethodError(f"The randomisation mode must be 'cascading' or 'independent', not '{mode}'.")
+    order = list(layers) if layers is not None else randomisation_layers(bundle, image)
+    with bundle.lock:  # no other thread's hooks may be copied along
+        model = copy.deepcopy(bundle.module)
+    names = dict(model.named_modules())
+    unknown = [name for name in order if name not in names or name == ""]
+    if unknown:
+        raise LayerError(f"The model has no layer called '{unknown[0]}' to randomise.")
+    explainer = Explainer(dataclasses.replace(bundle, module=model, lock=threading.RLock()))
+
+    def explain(spec: TargetSpec, chosen: str | None) -> tuple[Any, str | None, np.ndarray]:
+        result = explainer.explain_batch(
+            [image], layer=chosen, targets=[spec], methods=[method], options={method: dict(options or {})}
+        )[0]
+        found = result[method]
+        if not found.applicable:
+            raise MethodError(f"{method} cannot be tested here: {found.reason}")
+        if found.map is None or found.map.ndim != 2:
+            raise MethodError(f"The randomisation test compares one map per image; {method} gives {found.map.shape if found.map is not None else 'none'}.")
+        return result.target, found.layer, found.map
+
+    target_used, layer_used, original = explain(target, layer)
+    steps = [RandomisationStep("", (), original, 1.0)]
+    total = len(order) + 1
+    if progress:
+        progress(1, total, "")
+    randomised: list[str] = []
+    for index, name in enumerate(order):
+        unit = names[name]
+        saved = {key: value.clone() for key, value in unit.state_dict().items()} if mode == "independent" else None
+        _randomise(unit, seed + index)
+        randomised = [*randomised, name] if mode == "cascading" else [name]
+        _, _, current = explain(target_used, layer_used)
+        steps.append(RandomisationStep(name, tuple(randomised), current, spearman(original, current)))
+        if saved is not None:
+            unit.load_state_dict(saved)
+        if progress:
+            progress(index + 2, total, name)
+    return steps
+
+
+def spearman(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> float:
+    """Spearman's rank correlation of two equally shaped maps (ties get their average rank, as scipy's
+    `spearmanr`); 0.0 when either map is flat (the correlation is undefined: a flat map shows nothing)."""
+    ra, rb = _ranks(torch.as_tensor(a).flatten()), _ranks(torch.as_tensor(b).flatten())
+    if ra.shape != rb.shape:
+        raise MethodError(f"Maps of different sizes cannot be compared: {tuple(np.shape(a))} and {tuple(np.shape(b))}.")
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    scale = torch.sqrt((ra * ra).sum() * (rb * rb).sum())
+    return float((ra * rb).sum() / scale) if scale > 0 else 0.0
+
+
+def _ranks(values: torch.Tensor) -> torch.Tensor:
+    """1-based ranks (float64), ties sharing their average rank."""
+    ordered, order = values.double().sort()
+    _, inverse, counts = torch.unique_consecutive(ordered, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(dim=0).double()
+    ranks = torch.empty_like(ordered)
+    ranks[order] = (ends - (counts.double() - 1) / 2)[inverse]
+    return ranks
+
+
+def _units(module: nn.Module, prefix: str = "") -> Iterator[str]:
+    """Qualified names of the leaf layers and blocks that own parameters; plain containers are opened."""
+    for name, child in module.named_children():
+        if next(child.parameters(), None) is None:
+            continue
+        full = f"{prefix}{name}"
+        if type(child) in _CONTAINERS:
+            yield from _units(child, f"{full}.")
+        else:
+            yield full
+
+
+def _randomise(unit: nn.Module, seed: int) -> None:
+    """Re-initialise every layer of `unit` as at construction (seeded); parameters of a layer without
+    `reset_parameters` are redrawn from a normal distribution with their current standard deviation."""
+    devices = [p.device.index or 0 for p in unit.parameters() if p.device.type == "cuda"][:1]
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        torch.manual_seed(seed)
+        for module in unit.modules():
+            own = list(module.parameters(recurse=False))
+            if hasattr(module, "reset_parameters") and (own or list(module.buffers(recurse=False))):
+                module.reset_parameters()
+            elif own:
+                for parameter in own:
+                    std = float(parameter.std()) if parameter.numel() > 1 else 1.0
+                    parameter.normal_(0.0, std or 1.0)
