@@ -98,7 +98,8 @@ def randomisation_test(
         if not found.applicable:
             raise MethodError(f"{method} cannot be tested here: {found.reason}")
         if found.map is None or found.map.ndim != 2:
-            raise MethodError(f"The randomisation test compares one map per image; {method} gives {found.map.shape if found.map is not None else 'none'}.")
+            shape = "none" if found.map is None else "×".join(map(str, found.map.shape))
+            raise MethodError(f"The randomisation test compares one map per image; {method} gives {shape}.")
         return result.target, found.layer, found.map
 
     target_used, layer_used, original = explain(target, layer)
