@@ -1,0 +1,267 @@
+"""The report command: explain every picture in a folder and write one PNG and one HTML page per picture
+plus an index table (index.html, index.csv) with the prediction, the layer and Grad-CAM's faithfulness scores.
+
+    python -m cnnvis_engine report --model resnet50 --weights pretrained --images photos/ \\
+        --methods gradcam,cam,integrated_gradients --out report/ [--layer layer4] [--target 281] \\
+        [--device cuda] [--batch-size 16] [--steps 50]
+
+Images go through `Explainer.explain_batch` `--batch-size` at a time on the GPU when there is one; the
+panels are drawn by `render` and laid out by `report`, exactly as the dashboard draws them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import html
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import EngineError, ImageError
+from .explainer import Explanation, Explainer
+from .faithfulness import Faithfulness, evaluate_maps
+from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
+from .methods import METHODS, MethodResult
+from .models import ModelBundle, load_model, load_model_file
+from .render import render_grid, render_overlay, render_rgb
+from .report import ReportPanel, ReportStamp, library_versions, render_report_html, render_report_png
+
+SCORED = "gradcam"  # the method whose map the index scores
+COLUMNS = (
+    "image", "prediction", "probability", "target", "layer",
+    "deletion_auc", "insertion_auc", "average_drop", "png", "html", "error",
+)
+
+
+@dataclass
+class Row:
+    image: str
+    prediction: str = ""
+    probability: float | None = None
+    target: str = ""
+    layer: str = ""
+    deletion_auc: float | None = None
+    insertion_auc: float | None = None
+    average_drop: float | None = None
+    png: str = ""
+    html: str = ""
+    error: str = ""
+
+    def values(self) -> list[str]:
+        values = [getattr(self, column) for column in COLUMNS]
+        return ["" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in values]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cnnvis_engine", description="cnnvis engine commands.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    report = commands.add_parser("report", help="Explain every picture in a folder; write PNG/HTML pages and an index.")
+    report.add_argument("--model", required=True, help="a registered model name (e.g. resnet50, efficientnet_lite0)")
+    report.add_argument(
+        "--weights", help="a weights choice (pretrained, random, embedded) or a model file (state_dict or TorchScript)"
+    )
+    report.add_argument("--images", required=True, type=Path, help="folder of pictures")
+    report.add_argument("--methods", default="gradcam", help=f"comma-separated: {', '.join(METHODS)}")
+    report.add_argument("--layer", help="layer for layer-based methods (default: each method's default)")
+    report.add_argument("--target", type=int, help="class index to explain (default: each picture's top-1)")
+    report.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    report.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    report.add_argument("--batch-size", type=int, default=8, help="pictures per batch (default 8)")
+    report.add_argument("--steps", type=int, default=50, help="deletion/insertion steps for the index (default 50)")
+    report.add_argument("--colormap", default="jet", help="heat-map colours (default jet)")
+    args = parser.parse_args(argv)
+    try:
+        return run_report(args)
+    except EngineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def run_report(args: argparse.Namespace) -> int:
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise EngineError(f"Unknown method '{unknown[0] if unknown else ''}'. Available methods: {', '.join(METHODS)}.")
+    if args.batch_size < 1:
+        raise EngineError("The batch size must be at least 1.")
+    found = args.images.iterdir() if args.images.is_dir() else []
+    files = sorted(p for p in found if p.suffix.lower().lstrip(".") in UPLOAD_EXTENSIONS)
+    if not files:
+        raise EngineError(f"There are no pictures ({', '.join(UPLOAD_EXTENSIONS)}) in {args.images}.")
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    bundle = _load(args.model, args.weights)
+    bundle.module.to(device)
+    explainer = Explainer(bundle, cache_size=0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    versions = {**library_versions(), "device": str(device)}
+    rows: list[Row] = []
+    with _progress(len(files)) as advance:
+        for batch in _batches(files, args.batch_size):
+            decoded, failed = _decode_all(batch)
+            rows += failed
+            if decoded:
+                rows += _report_batch(explainer, decoded, methods, args, versions)
+            advance(len(batch))
+    rows.sort(key=lambda row: row.image)
+    _write_index(args.out, rows, bundle)
+    errors = sum(1 for row in rows if row.error)
+    failed = f"; {errors} pictures failed." if errors else "."
+    print(f"Wrote {len(rows) - errors} reports and the index to {args.out}{failed}", file=sys.stderr)
+    return 1 if errors == len(rows) else 0
+
+
+def _load(name: str, weights: str | None) -> ModelBundle:
+    if weights and Path(weights).is_file():
+        path = Path(weights)
+        return load_model_file(path.read_bytes(), path.name, architecture=name)
+    return load_model(name, weights)
+
+
+def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:
+    for start in range(0, len(files), size):
+        yield files[start:start + size]
+
+
+def _decode_all(files: Iterable[Path]) -> tuple[list[tuple[Path, DecodedImage]], list[Row]]:
+    decoded, failed = [], []
+    for path in files:
+        try:
+            decoded.append((path, decode_image(path)))
+        except ImageError as error:
+            failed.append(Row(image=path.name, error=str(error)))
+    return decoded, failed
+
+
+def _report_batch(
+    explainer: Explainer,
+    decoded: list[tuple[Path, DecodedImage]],
+    methods: list[str],
+    args: argparse.Namespace,
+    versions: dict[str, str],
+) -> list[Row]:
+    bundle = explainer.bundle
+    wanted = list(dict.fromkeys([*methods, SCORED]))
+    images = [image for _, image in decoded]
+    explanations = explainer.explain_batch(images, layer=args.layer, targets=args.target, methods=wanted)
+    scored = [e[SCORED] for e in explanations]
+    usable = [i for i, result in enumerate(scored) if result.applicable]
+    scores: dict[int, Faithfulness] = {}
+    if usable:
+        found = evaluate_maps(
+            bundle, [images[i] for i in usable], [scored[i].map for i in usable],
+            [explanations[i].target for i in usable], steps=args.steps, batch_size=max(64, args.batch_size),
+        )
+        scores = dict(zip(usable, found))
+    rows = []
+    for i, ((path, _), explanation) in enumerate(zip(decoded, explanations)):
+        top = explanation.predictions[0]
+        faith = scores.get(i)
+        settings = {"Methods": ", ".join(methods), "Prediction": f"{top.name} ({top.probability:.1%})"}
+        if faith is not None:
+            settings["Grad-CAM faithfulness"] = (
+                f"deletion AUC {faith.deletion.auc:.3f} (low is good), insertion AUC {faith.insertion.auc:.3f} "
+                f"(high is good), average drop {faith.average_drop:.1%}"
+            )
+        stamp = ReportStamp(
+            model=bundle.name, weights=" ".join(filter(None, [bundle.weights_source, bundle.weights_detail])),
+            layer=explanation.layer or "", target=explanation.target.label, image=path.name, settings=settings,
+            versions=versions,
+        )
+        panels = [ReportPanel("Image", explanation.image, caption=f"{top.name} · {top.probability:.1%}")]
+        panels += [_panel(explanation, m, args.colormap) for m in methods]
+        stem = path.stem
+        (args.out / f"{stem}.png").write_bytes(render_report_png(panels, stamp))
+        (args.out / f"{stem}.html").write_text(render_report_html(panels, stamp), encoding="utf-8")
+        rows.append(Row(
+            image=path.name, prediction=top.name, probability=top.probability, target=explanation.target.label,
+            layer=explanation.layer or "", deletion_auc=faith.deletion.auc if faith else None,
+            insertion_auc=faith.insertion.auc if faith else None, average_drop=faith.average_drop if faith else None,
+            png=f"{stem}.png", html=f"{stem}.html",
+        ))
+    return rows
+
+
+def _panel(explanation: Explanation, method: str, colormap: str) -> ReportPanel:
+    result: MethodResult = explanation[method]
+    title = METHODS[method].title
+    if not result.applicable:
+        return ReportPanel(title, None, note=result.reason)
+    caption = " · ".join(filter(None, [result.layer, explanation.target.label]))
+    if result.rgb is not None:
+        picture = render_rgb(result.rgb)
+    elif result.map.ndim == 2:
+        picture = render_overlay(explanation.image, result.map, colormap)
+    else:  # channel sets (K, H, W) and kernel patches (K, h, w[, 3])
+        picture = render_grid(result.map)
+    return ReportPanel(title, picture, caption=caption)
+
+
+def _write_index(out: Path, rows: list[Row], bundle: ModelBundle) -> None:
+    with (out / "index.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        writer.writerows(row.values() for row in rows)
+    esc = html.escape
+    header = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in COLUMNS[:-3]) + "<th>report</th><th>error</th>"
+    body = []
+    for row in rows:
+        values = row.values()
+        cells = "".join(f"<td>{esc(v)}</td>" for v in values[:len(COLUMNS) - 3])
+        link = f'<a href="{esc(row.html)}">page</a> · <a href="{esc(row.png)}">png</a>' if row.html else ""
+        body.append(f"<tr>{cells}<td>{link}</td><td>{esc(row.error)}</td></tr>")
+    page = _INDEX.format(model=esc(bundle.name), header=header, rows="\n".join(body))
+    (out / "index.html").write_text(page, encoding="utf-8")
+
+
+_INDEX = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>cnnvis report: {model}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #262730; margin: 2rem; }}
+table {{ border-collapse: collapse; font-size: .9rem; }}
+th, td {{ text-align: left; padding: .3rem .8rem; border-bottom: 1px solid #d6d9e0; }}
+th {{ color: #6e707a; }}
+</style></head><body>
+<h1>cnnvis report: {model}</h1>
+<p>Scores are Grad-CAM's: deletion AUC (low is good), insertion AUC (high is good), average drop (low is good).</p>
+<table><thead><tr>{header}</tr></thead>
+<tbody>
+{rows}
+</tbody></table>
+</body></html>
+"""
+
+
+class _progress:
+    """A progress bar on stderr: tqdm when installed, else a plain one. `with _progress(total) as advance:`."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.bar = total, 0, None
+
+    def __enter__(self):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self._draw()
+            return self._plain
+        self.bar = tqdm(total=self.total, unit="image", file=sys.stderr)
+        return self.bar.update
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        else:
+            print(file=sys.stderr)
+
+    def _plain(self, count: int) -> None:
+        self.done += count
+        self._draw()
+
+    def _draw(self) -> None:
+        filled = int(30 * self.done / max(self.total, 1))
+        bar = "#" * filled + "." * (30 - filled)
+        print(f"\r[{bar}] {self.done}/{self.total} images", end="", file=sys.stderr, flush=True)
+
