@@ -33,6 +33,9 @@ from cnnvis_engine import (
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
 MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
+# Recorded forward passes (with their autograd graphs) each explainer keeps: the current image, so a new class
+# or layer needs no new forward pass. Results are cached below, so more would only cost memory.
+FORWARD_PASSES = 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ WEIGHTS_LABELS = {
     "pretrained": "pretrained weights",
     "embedded": "built-in ImageNet weights",
     "random": "random weights",
+    "demo": "demo weights",
     "file": "weights from your file",
 }
 
@@ -78,13 +82,13 @@ def sha256(data: bytes) -> str:
 @st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
 def registry_explainer(name: str, weights: str) -> Explainer:
     """A registry model with the given weights, loaded once per server. Raises EngineError."""
-    return Explainer(load_model(name, weights))
+    return Explainer(load_model(name, weights), cache_size=FORWARD_PASSES)
 
 
 @st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
 def file_explainer(file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None) -> Explainer:
     """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError."""
-    return Explainer(load_model_file(_data, filename, architecture=architecture, labels=_labels))
+    return Explainer(load_model_file(_data, filename, architecture=architecture, labels=_labels), cache_size=FORWARD_PASSES)
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
@@ -162,7 +166,7 @@ def predictions(image_sha: str, model_key: str, _explainer: Explainer, _image: D
     return _explainer.predict(_image, top_k=top_k)
 
 
-@st.cache_data(max_entries=96, show_spinner=False)
+@st.cache_data(max_entries=32, show_spinner=False)  # a panel set is a few MB: feature maps and gradients
 def explain(
     image_sha: str,
     model_key: str,
@@ -179,7 +183,7 @@ def explain(
     )
 
 
-@st.cache_data(max_entries=128, show_spinner=False)
+@st.cache_data(max_entries=48, show_spinner=False)
 def explain_with_model(image_sha: str, name: str, weights: str, method: str, _image: DecodedImage) -> Explanation:
     """One method on one registry model with its automatic layer and top-1 class (the Compare grid). The model
     is loaded only when the result is not cached yet."""

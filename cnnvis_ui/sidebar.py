@@ -11,7 +11,7 @@ import streamlit as st
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
-from . import compute, context, state
+from . import compute, context, state, views
 from .context import Context
 
 _WEIGHTS_HELP = {
@@ -78,7 +78,7 @@ def _own_model_form() -> None:
     error = state.get(state.USER_MODEL_ERROR)
     with st.expander("Use your own model", icon=":material/upload_file:", expanded=bool(error)):
         st.file_uploader(
-            "TorchScript file or state_dict", type=["pt", "pth", "ts"], key=state.MODEL_FILE, max_upload_size=512,
+            "TorchScript file or state_dict", type=["pt", "pth", "ts"], key=state.MODEL_FILE, max_upload_size=500,
             help="TorchScript: `torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture "
             "below. Pickled whole models are refused: they could run arbitrary code.",
         )
@@ -150,14 +150,22 @@ def _layer_section(ctx: Context) -> None:
     )
 
 
+_TARGET_WORDS = {  # task -> (section title, automatic option)
+    "classification": ("Class to explain", "Top prediction (automatic)"),
+    "segmentation": ("Segment class to explain", "Largest segment (automatic)"),
+    "regression": ("Output to explain", "All outputs (automatic)"),
+}
+
+
 def _target_section(ctx: Context) -> None:
-    st.subheader("Class to explain", divider="gray")
+    title, automatic = _TARGET_WORDS.get(ctx.explainer.bundle.task, _TARGET_WORDS["classification"])
+    st.subheader(title, divider="gray")
     names = ctx.class_names
     options = [-1, *range(len(names))]
     st.selectbox(
-        "Class", options, key=state.seed(state.TARGET, options),
-        format_func=lambda i: "Top prediction (automatic)" if i < 0 else f"{names[i]} ({i})",
-        on_change=state.commit, args=(state.TARGET,), help="Type to search the class names.",
+        "Class" if ctx.explainer.bundle.task != "regression" else "Output", options, key=state.seed(state.TARGET, options),
+        format_func=lambda i: automatic if i < 0 else f"{names[i]} ({i})",
+        on_change=state.commit, args=(state.TARGET,), help="Type to search the names.",
     )
     try:
         predictions = ctx.predictions()
@@ -169,11 +177,8 @@ def _target_section(ctx: Context) -> None:
     chosen = predictions[0].index if target is None else target
     for rank, prediction in enumerate(predictions):
         st.button(
-            f"{prediction.name} · {_percent(prediction.probability)}", key=f"top5-{rank}",
+            f"{prediction.name} · {views.percent(prediction.probability)}", key=f"top5-{rank}",
             type="primary" if prediction.index == chosen else "secondary", width="stretch",
             on_click=state.choose_target, args=(prediction.index,),
         )
 
-
-def _percent(probability: float) -> str:
-    return f"{probability:.0%}" if probability >= 0.01 else f"{probability:.1%}" if probability >= 0.001 else "<0.1%"

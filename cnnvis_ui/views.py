@@ -41,6 +41,13 @@ def original_view(image: LoadedImage, max_side: int = 512) -> PanelView:
     )
 
 
+def percent(probability: float) -> str:
+    """A probability for people: 82%, 0.9%, <0.1%."""
+    if probability >= 0.01:
+        return f"{probability:.0%}"
+    return f"{probability:.1%}" if probability >= 0.001 else "<0.1%"
+
+
 def with_caption(view: PanelView, caption: str) -> PanelView:
     return dataclasses.replace(view, caption=caption)
 

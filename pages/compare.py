@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError, list_samples
 from cnnvis_engine.report import ReportStamp
-from cnnvis_ui import compute, context, controls, panels, state, views
+from cnnvis_ui import compute, context, controls, entry, panels, state, views
 
 COMPARE_METHODS = ["gradcam", "guided_gradcam", "cam", "saliency", "guided_backprop"]
 MAX_IMAGES, MAX_MODELS = 4, 6
@@ -62,7 +62,7 @@ def compute_grid(method: str, images: list[context.LoadedImage], models: list[st
 def draw_grid(
     method: str, cells: dict, images: list[context.LoadedImage], models: list[str], display: controls.Display
 ) -> list:
-    widths = [1] + [2] * len(images)
+    widths = [1.4] + [2] * len(images)
     for column, image in zip(st.columns(widths)[1:], images):
         column.markdown(f"**{image.title}**")
     report = []
@@ -79,18 +79,18 @@ def draw_grid(
                 top = cell.predictions[0]
                 view = views.method_views(cell, display.colormap, display.opacity)[0]
                 layer = cell[method].layer
-                view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {top.probability:.0%}",
-                                     caption=f"layer {layer}" if layer else "", method=None)
+                view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {views.percent(top.probability)}",
+                                     caption=f"layer: {layer}" if layer else "", method=None)
                 panels.draw(view, height=240, file_stem="cnnvis-compare")
                 report.append(views.relabel(view, title=f"{name} ({compute.WEIGHTS_LABELS[weights]}) · {image.title}",
-                                            caption=f"predicted {top.name} ({top.probability:.0%}) · {view.caption}"))
+                                            caption=f"predicted {top.name} ({views.percent(top.probability)}) · {view.caption}"))
     return report
 
 
 def render() -> None:
     st.title("Compare models")
-    st.caption("One method, several models (rows) × several images (columns); each cell explains that model's top "
-               "prediction at its automatic layer.")
+    st.caption("One method, several models (rows) × several images (columns). Each cell explains that model's own top "
+               "prediction at its automatic layer; the sidebar's layer and class apply to Explore and Layers only.")
     images = [f"sample:{s.key}" for s in list_samples()] + [f"upload:{d}" for d in state.get(state.UPLOADS)]
     method, image_refs, models = choose(images)
     display = controls.display_settings(saliency=False)
@@ -110,4 +110,5 @@ def render() -> None:
         panels.report_buttons(report, stamp, file_stem="cnnvis-compare")
 
 
+entry.ensure_entry()
 render()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cnnvis_ui import context, controls, panels, views
+from cnnvis_ui import context, controls, entry, panels, views
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
 
@@ -65,4 +65,5 @@ def render() -> None:
         panels.report_buttons(ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}")
 
 
+entry.ensure_entry()
 render()

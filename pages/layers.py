@@ -4,7 +4,7 @@ trained vs untrained side by side (the article's comparison)."""
 import streamlit as st
 
 from cnnvis_engine import EngineError
-from cnnvis_ui import context, controls, panels, state, views
+from cnnvis_ui import compute, context, controls, entry, panels, state, views
 from cnnvis_ui.compute import ModelRef, model_spec
 
 CHANNEL_COUNTS = [4, 8, 16, 32, 64]
@@ -66,9 +66,13 @@ def trained_vs_random(ctx: context.Context, colormap: str) -> None:
         st.info("This comparison needs a model from the list: your own file has no untrained twin to compare with.")
         return
     trained = next((w for w in spec.weights if w != "random"), None)
+    if trained is None or "random" not in spec.weights:
+        st.info(f"{spec.name} comes only with {compute.WEIGHTS_LABELS.get(spec.weights[0], spec.weights[0])}, so there "
+                "is no trained/untrained pair to compare.")
+        return
     st.caption(
         "Training turns the first layer's random noise into edge, colour and blob detectors. "
-        f"Left: {spec.name} with its {'built-in ImageNet' if trained == 'embedded' else 'pretrained'} weights; right: random."
+        f"Left: {spec.name} with its {compute.WEIGHTS_LABELS.get(trained, trained)}; right: random weights."
     )
     columns = st.columns(2, gap="large")
     for column, weights in zip(columns, [trained, "random"]):
@@ -100,4 +104,5 @@ def render() -> None:
     trained_vs_random(ctx, display.colormap)
 
 
+entry.ensure_entry()
 render()

@@ -199,7 +199,9 @@ def test_compare_offers_only_loadable_weights_and_random_on_request():
     at = app(COMPARE)
     assert not at.exception
     models = at.multiselect(key=state.widget(state.COMPARE_MODELS))
-    assert models.options == ["efficientnet_lite0 · built-in ImageNet weights"]  # offline: no pretrained download
+    assert models.options[0] == "efficientnet_lite0 · built-in ImageNet weights"
+    assert not any("pretrained" in option or "random" in option for option in models.options)  # offline here
+    assert models.value == ["efficientnet_lite0:embedded"]  # the sidebar's model
     assert len(at.get("plotly_chart")) == 3  # one model × three images
     at.toggle(key=state.widget(state.COMPARE_RANDOM)).set_value(True).run()
     models = at.multiselect(key=state.widget(state.COMPARE_MODELS))
