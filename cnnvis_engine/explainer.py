@@ -95,7 +95,11 @@ class Explainer:
         self.bundle = bundle
         self.cache_size = cache_size
         self._passes: OrderedDict[str, _ForwardPass] = OrderedDict()
-        self._functional: dict[tuple[int, ...], dict[str, int]] = {}  # per input shape, counted once
+        # Per input shape, learned from its first input: activation functions outside modules, and the module
+        # outputs a later in-place op (ReLU(inplace=True), `out += identity`) overwrites. Those are recorded
+        # through a clone, so every layer's true output and gradient is there without another forward pass.
+        self._functional: dict[tuple[int, ...], dict[str, int]] = {}
+        self._overwritten: dict[tuple[int, ...], frozenset[str]] = {}
 
     # ----- public API -------------------------------------------------------------------------------
     def trace(self, image: ImageSource) -> Trace:
@@ -170,7 +174,13 @@ class Explainer:
         prepared = [self.bundle.prepare(d.image) for d in decoded]
         x = torch.stack([tensor for _, tensor in prepared]).to(self.bundle.device).requires_grad_(True)
         guided = GuidedSwitch()
-        output, record = self._record(x, frozenset(), guided)
+        shape = tuple(x.shape[1:])
+        known = self._overwritten.get(shape)
+        output, record = self._record(x, known or frozenset(), guided)
+        if known is None:  # the first input of this shape shows which outputs get overwritten in place
+            self._overwritten[shape] = known = frozenset(record.overwritten())
+            if known:
+                output, record = self._record(x, known, guided)
         return _ForwardPass(
             x=x,
             output=output,
@@ -179,7 +189,8 @@ class Explainer:
             images=[display for display, _ in prepared],
             notes=[d.notes for d in decoded],
             guided=guided,
-            stale=frozenset(record.overwritten()),
+            stale=frozenset(record.overwritten()) - known,
+            cloned=known,
         )
 
     def _record(self, x: torch.Tensor, clone: frozenset[str], guided: GuidedSwitch) -> tuple[torch.Tensor, Capture]:
@@ -204,9 +215,8 @@ class Explainer:
         return output, record
 
     def _refresh(self, fp: _ForwardPass, layers: set[str]) -> None:
-        """Record again, cloning `layers` whose outputs a later in-place operation overwrote (for example a
-        BatchNorm followed by ReLU(inplace=True)), so their true values and gradients can be had. Only such
-        layers ever cost a second forward pass; the pass is then kept for later calls."""
+        """Record again, cloning `layers` whose outputs were overwritten in place although the first input of
+        this shape did not show it (a model whose in-place ops depend on the data). Never needed otherwise."""
         needed = layers & fp.stale
         if not needed:
             return
