@@ -1,6 +1,7 @@
 """Feature visualisation speed, in one process, on the embedded default (efficientnet_lite0). Prints figures and ratios.
 
     python -m bench.featurevis_bench [--size 128] [--steps 256] [--rounds 5] [--chunk 16] [--skip-full]
+                                     [--threads N] [--device cuda]
 
 Measured (issue 7's targets):
   steps per second of `visualize` vs a bare forward + backward (to the input) of the same model at the same size,
@@ -8,7 +9,8 @@ Measured (issue 7's targets):
   wall time of one 128 × 128 channel image with 256 steps                                       target <= 30 s
   a gallery of 8 channels at 64 px / 64 steps (what the Layers page asks for)
 The bare and visualize chunks alternate, so both see the same machine load; the machine is shared and noisy,
-so read the ratios, and the wall time next to the bare step time measured just before it.
+so read the ratios, and the wall time next to the bare step time measured just before it. On a busy 2-core
+machine `--threads 1` can be much faster than the default 2: each 2-thread op waits for its second thread.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def bare_steps_per_s(bundle: ModelBundle, size: int, steps: int) -> float:
     for _ in range(steps):
         output = bundle.module(x)
         torch.autograd.grad(output[:, 0].sum(), x)
+    if x.is_cuda:
+        torch.cuda.synchronize()
     return steps / (time.perf_counter() - start)
 
 
@@ -60,9 +64,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--chunk", type=int, default=16, help="steps per timed chunk")
     parser.add_argument("--skip-full", action="store_true", help="only the steps-per-second ratios")
+    parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (default: torch's choice)")
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     bundle = load_model("efficientnet_lite0")
+    bundle.module.to(args.device)  # this process's own copy
     size, chunk = args.size, args.chunk
     print(f"efficientnet_lite0, {size}x{size}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"device {bundle.device}")
