@@ -6,7 +6,14 @@ step (`transforms.py`).
 The model is never changed: only the image's spectrum is given to the optimiser, gradients are taken with
 `torch.autograd.grad` with respect to it alone (parameters' `.grad` stay as they were), hooks live only
 inside each step's forward pass, and `model.training` is not touched. A fixed seed reproduces the images
-bit for bit on the CPU: every random draw comes from a local `torch.Generator`.
+bit for bit on the CPU (checked with 1 and 2 threads): every random draw comes from a local `torch.Generator`.
+On CUDA it does not (`grid_sample`'s backward adds with atomics, cuDNN may pick non-deterministic kernels;
+seen on an H200: same seed, pixels up to 60 levels apart, objective within 1 %); we leave the global
+`torch.use_deterministic_algorithms` alone.
+
+A channel that is zero everywhere on the starting grey image behind a ReLU gets no gradient and stays grey
+(Lucid redirects ReLU gradients for its first steps; that needs a backward hook `hooks.py` does not offer).
+Such a result has `scores` 0; choose the pre-activation layer (a BatchNorm before the ReLU) for it.
 """
 
 from __future__ import annotations
