@@ -25,7 +25,7 @@ from .errors import EngineError, ImageError, MethodError, ModelError, TargetErro
 from .hooks import Capture, GuidedSwitch, ModuleCall, capture
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
-from .models.bundle import ModelBundle
+from .models.bundle import ModelBundle, Normalization
 from .targets import ClassTarget, RegressionTarget, Target, resolve_target
 from .tracing import SPATIAL_METHODS, LayerInfo, Trace, build_trace
 
@@ -171,8 +171,8 @@ class Explainer:
             return fp
 
     def _new_pass(self, decoded: list[DecodedImage]) -> _ForwardPass:
-        prepared = [self.bundle.prepare(d.image) for d in decoded]
-        x = torch.stack([tensor for _, tensor in prepared]).to(self.bundle.device).requires_grad_(True)
+        displays = [self.bundle.resize(d.image) for d in decoded]
+        x = _model_input(displays, self.bundle.normalization, self.bundle.device).requires_grad_(True)
         guided = GuidedSwitch()
         shape = tuple(x.shape[1:])
         known = self._overwritten.get(shape)
@@ -186,7 +186,7 @@ class Explainer:
             output=output,
             calls=record.by_name(),
             trace=build_trace(record, output.detach(), self._functional[tuple(x.shape[1:])]),
-            images=[display for display, _ in prepared],
+            images=displays,
             notes=[d.notes for d in decoded],
             guided=guided,
             stale=frozenset(record.overwritten()) - known,
@@ -422,6 +422,16 @@ class Explainer:
 
 def _decode(image: ImageSource) -> DecodedImage:
     return image if isinstance(image, DecodedImage) else decode_image(image)
+
+
+def _model_input(displays: list[np.ndarray], normalization: Normalization, device: torch.device) -> torch.Tensor:
+    """`bundle.prepare` for a whole batch at once: the (H, W, 3) uint8 pictures cross to the device as bytes and
+    are normalised there with Normalization.apply's float32 operations, x = (rgb / scale − mean) / std:
+    (N, 3, H, W), equal to stacking `bundle.prepare(image)[1]`."""
+    rgb = torch.from_numpy(np.stack(displays)).to(device).permute(0, 3, 1, 2)
+    mean = torch.tensor(normalization.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(normalization.std, device=device).view(1, 3, 1, 1)
+    return ((rgb.float() / normalization.scale - mean) / std).contiguous()
 
 
 def _eligibility(method: str) -> str:

@@ -27,7 +27,7 @@ from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sig
 from cnnvis_engine.errors import EngineError, MethodError, ModelError
 from cnnvis_engine.explainer import Explainer
 from cnnvis_engine.hooks import capture
-from cnnvis_engine.models import load_model
+from cnnvis_engine.models import Normalization, load_model
 from conftest import leaves_model_untouched, make_tiny_bundle, make_tiny_module, synthetic_image
 
 NEW_METHODS = (
@@ -244,3 +244,19 @@ def test_a_failing_extra_pass_is_a_model_error_and_leaves_no_hooks(tiny_image, m
     options = {"scorecam": {"internal_batch_size": 2}, "occlusion": {"window": 2}}.get(method, {})
     with leaves_model_untouched(bundle.module), pytest.raises(ModelError, match="internal_batch_size"):
         Explainer(bundle).explain(tiny_image, layer="body.conv", methods=[method], options={method: options})
+
+
+@pytest.mark.parametrize("normalization", [None, Normalization((127.0, 127.0, 127.0), (128.0, 128.0, 128.0), 1.0)])
+def test_batches_are_normalised_on_the_device_exactly_as_prepare(normalization):
+    bundle = make_tiny_bundle()
+    if normalization is not None:
+        bundle = dataclasses.replace(bundle, normalization=normalization)
+    images = [synthetic_image(6, (8, 8)), synthetic_image(7, (12, 9))]
+    seen = []
+    handle = bundle.module.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    try:
+        Explainer(bundle).explain_batch(images, methods=["saliency"])
+    finally:
+        handle.remove()
+    expected = torch.stack([bundle.prepare(image)[1] for image in images])
+    assert torch.equal(seen[0], expected)
