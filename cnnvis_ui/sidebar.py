@@ -12,6 +12,7 @@ import streamlit as st
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
 from . import compute, context, state, views
+from .text import plain
 from .context import Context
 
 _WEIGHTS_HELP = {
@@ -59,7 +60,7 @@ def _model_section(ctx: Context) -> None:
             on_change=state.commit, args=(state.WEIGHTS, state.weights_changed),
         )
     if ctx.model_error:
-        st.warning(ctx.model_error, icon=":material/cloud_off:")
+        st.warning(plain(ctx.model_error), icon=":material/cloud_off:")
         if spec is not None and "random" in spec.weights and ctx.model.weights != "random":
             st.button(
                 f"Use random weights for {spec.name}", key="use-random", icon=":material/casino:",
@@ -89,7 +90,7 @@ def _own_model_form() -> None:
         st.file_uploader("Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE)
         st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
         if error:
-            st.error(error)
+            st.error(plain(error))
 
 
 def _image_section(ctx: Context) -> None:
@@ -112,18 +113,18 @@ def _image_section(ctx: Context) -> None:
     )
     error = state.get(state.UPLOAD_ERROR)
     if error:
-        st.error(error, icon=":material/broken_image:")
+        st.error(plain(error), icon=":material/broken_image:")
     uploads = state.get(state.UPLOADS)
     if uploads:
         st.caption("Your uploads in this session")
         for digest, (name, _) in reversed(list(uploads.items())):
             ref = f"upload:{digest}"
             st.button(
-                name, key=f"upload-{digest[:12]}", type="primary" if ref == current else "secondary", width="stretch",
+                plain(name), key=f"upload-{digest[:12]}", type="primary" if ref == current else "secondary", width="stretch",
                 icon=":material/image:", on_click=state.choose_image, args=(ref,),
             )
     if ctx.image_error:
-        st.warning(ctx.image_error)
+        st.warning(plain(ctx.image_error))
 
 
 def _layer_section(ctx: Context) -> None:
@@ -177,7 +178,7 @@ def _target_section(ctx: Context) -> None:
     chosen = predictions[0].index if target is None else target
     for rank, prediction in enumerate(predictions):
         st.button(
-            f"{prediction.name} · {views.percent(prediction.probability)}", key=f"top5-{rank}",
+            plain(f"{prediction.name} · {views.percent(prediction.probability)}"), key=f"top5-{rank}",
             type="primary" if prediction.index == chosen else "secondary", width="stretch",
             on_click=state.choose_target, args=(prediction.index,),
         )
