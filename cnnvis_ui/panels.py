@@ -25,6 +25,8 @@ from cnnvis_engine import METHODS
 from cnnvis_engine.render import render_heatmap
 from cnnvis_engine.report import ReportPanel, ReportStamp, library_versions, render_report_html, render_report_png
 
+from .text import plain
+
 PANEL_HEIGHT = 330  # px of a panel's figure
 _HOVER_CELLS = 4096  # at most this many hover values per figure: keeps each figure small to send
 _CLEAR = [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]]
@@ -142,9 +144,9 @@ def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvi
     """One panel in a bordered box: title, picture with hover (or the message why there is none), caption,
     PNG download and the method's folded explanation. The box's CSS class is `st-key-panel-<key>`."""
     with st.container(border=True, key=f"panel-{view.key}"):
-        st.markdown(f"**{view.title}**")
+        st.markdown(f"**{plain(view.title)}**")  # titles, captions and notes can hold class and file names
         if view.picture is None:
-            (st.error if view.level == "error" else st.info)(view.note, icon=":material/info:" if view.level != "error" else None)
+            (st.error if view.level == "error" else st.info)(plain(view.note), icon=":material/info:" if view.level != "error" else None)
         else:
             st.plotly_chart(
                 figure(view.picture, view.hover, height),
@@ -152,9 +154,9 @@ def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvi
                 config={"displayModeBar": False, "scrollZoom": False, "doubleClick": False},
             )
             if view.caption:
-                st.caption(view.caption)
+                st.caption(plain(view.caption))
             if view.note:
-                st.caption(f":orange[{view.note}]")
+                st.caption(f":orange[{plain(view.note)}]")
             st.download_button(
                 "PNG",
                 data=partial(png_bytes, view.picture),

@@ -5,6 +5,7 @@ import streamlit as st
 from cnnvis_engine import METHODS, EngineError, list_samples
 from cnnvis_engine.report import ReportStamp
 from cnnvis_ui import compute, context, controls, entry, panels, state, views
+from cnnvis_ui.text import plain
 
 COMPARE_METHODS = ["gradcam", "guided_gradcam", "cam", "saliency", "guided_backprop"]
 MAX_IMAGES, MAX_MODELS = 4, 6
@@ -64,7 +65,7 @@ def draw_grid(
 ) -> list:
     widths = [1.4] + [2] * len(images)
     for column, image in zip(st.columns(widths)[1:], images):
-        column.markdown(f"**{image.title}**")
+        column.markdown(f"**{plain(image.title)}**")
     report = []
     for i, key in enumerate(models):
         row = st.columns(widths)

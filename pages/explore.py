@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cnnvis_ui import context, controls, entry, panels, views
+from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
 
@@ -38,7 +39,7 @@ def render() -> None:
         display = controls.display_settings()
         report_slot = st.container()
     if not ctx.ready:
-        st.warning(f"{ctx.model_error} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
+        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
         panels.draw_grid([views.original_view(ctx.image)])
         return
     with table_column:
@@ -47,7 +48,7 @@ def render() -> None:
     method_views, explanation = views.explained_views(ctx, methods, display.colormap, display.opacity)
     if explanation is not None:
         summary.markdown(
-            f"**{ctx.model.label}** — explaining **{explanation.target.label}** at layer `{explanation.layer}`"
+            f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}** at layer `{explanation.layer}`"
         )
         image_view = views.input_view(explanation.image, ctx.image.title, ctx.notes)
     else:

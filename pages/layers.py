@@ -6,6 +6,7 @@ import streamlit as st
 from cnnvis_engine import EngineError
 from cnnvis_ui import compute, context, controls, entry, panels, state, views
 from cnnvis_ui.compute import ModelRef, model_spec
+from cnnvis_ui.text import plain
 
 CHANNEL_COUNTS = [4, 8, 16, 32, 64]
 
@@ -96,7 +97,7 @@ def render() -> None:
     ctx = context.current()
     st.title("Inside the layers")
     if not ctx.ready:
-        st.warning(f"{ctx.model_error} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
+        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
         return
     display = controls.display_settings(saliency=False, opacity=False)
     feature_maps(ctx, display.colormap)
