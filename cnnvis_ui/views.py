@@ -171,15 +171,34 @@ BUILDERS: dict[str, Builder] = {
 
 
 def method_views(explanation: Explanation, colormap: str, opacity: float) -> list[PanelView]:
-    """One view per method in `explanation`, in its order; "not applicable: why" where a method does not apply."""
+    """One view per method in `explanation`, in its order; "not applicable: why" where a method does not apply,
+    and "flat map" where its map is the same everywhere."""
     views = []
     for method, result in explanation.items():
         if not result.applicable:
             title = "Saliency" if method in ("saliency", "guided_backprop") else METHODS[method].title
             views.append(_not_applicable(result, title))
         else:
-            views.append(BUILDERS[method](result, explanation, colormap, opacity))
+            view = BUILDERS[method](result, explanation, colormap, opacity)
+            views.append(_flat(view, result) if _is_flat(result) else view)
     return views
+
+
+def _is_flat(result: MethodResult) -> bool:
+    """The method's raw values are the same everywhere (e.g. Grad-CAM 0 at every pixel of a plain grey image)."""
+    if result.method in ("feature_maps", "kernels") or result.raw is None or not result.raw.size:
+        return False  # channel grids: one flat channel is one tile among many
+    raw = np.nan_to_num(result.raw.astype(np.float64))
+    return float(np.ptp(raw)) <= 1e-6 * max(float(np.abs(raw).max()), 1e-30)
+
+
+def _flat(view: PanelView, result: MethodResult) -> PanelView:
+    """Say the map is flat instead of drawing one uniform colour (or, once min-max stretches rounding noise, stripes)."""
+    value = float(np.nan_to_num(result.raw).flat[0])
+    return dataclasses.replace(view, picture=None, hover=None, note=(
+        f"Flat map ({view.caption}): the same value ({value:.3g}) everywhere, so there is nothing to highlight; "
+        "try another layer or class."
+    ))
 
 
 def panel_key(method: str) -> str:
