@@ -87,7 +87,7 @@ def _own_model_form() -> None:
             "Architecture (state_dict only)", ["", *compute.model_choices()], key=state.MODEL_ARCHITECTURE,
             format_func=lambda name: name or "None: a TorchScript file",
         )
-        st.file_uploader("Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE)
+        st.file_uploader("Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE, max_upload_size=10)
         st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
         if error:
             st.error(plain(error))
@@ -110,6 +110,7 @@ def _image_section(ctx: Context) -> None:
     st.file_uploader(
         "Or upload your own", type=list(UPLOAD_EXTENSIONS), key=state.IMAGE_UPLOADER, on_change=state.image_uploaded,
         help="PNG, JPEG, WebP, BMP, TIFF or GIF. It is resized to the model's input without cropping.",
+        max_upload_size=50,  # MB; the server's own cap (server.maxUploadSize) is the model files' 512
     )
     error = state.get(state.UPLOAD_ERROR)
     if error:
