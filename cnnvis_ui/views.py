@@ -26,7 +26,7 @@ GAP = 2
 def input_view(picture: np.ndarray, title: str, notes: tuple[str, ...] = ()) -> PanelView:
     return PanelView(
         key="input", title="Input image", picture=picture,
-        caption=f"{title} · {picture.shape[1]}×{picture.shape[0]} as the model sees it", note=" ".join(notes),
+        caption=f"{title} · {picture.shape[1]}×{picture.shape[0]} model input", note=" ".join(notes),
     )
 
 

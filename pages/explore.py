@@ -2,7 +2,9 @@
 
 import streamlit as st
 
+from cnnvis_engine import EngineError
 from cnnvis_ui import context, controls, entry, panels, views
+from cnnvis_ui.text import plain
 from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
@@ -11,8 +13,8 @@ LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_m
 def predictions_table(ctx: context.Context) -> None:
     try:
         predictions = ctx.predictions()
-    except context.EngineError as error:
-        st.error(str(error))
+    except EngineError as error:
+        st.error(plain(str(error)))
         return
     st.dataframe(
         {
@@ -30,32 +32,30 @@ def predictions_table(ctx: context.Context) -> None:
     )
 
 
-def render() -> None:
-    ctx = context.current()
-    st.title("What is the network looking at?")
-    summary = st.empty()
-    controls_column, table_column = st.columns([3, 2], gap="large")
-    with controls_column:
+@st.fragment
+def panels_area(ctx: context.Context) -> None:
+    """Everything below the title. A fragment: changing colormap, opacity or the saliency mode reruns only this
+    part, and the colormap and opacity only redraw cached results."""
+    left, right = st.columns([3, 2], gap="large")
+    with left:
+        summary = st.empty()
         display = controls.display_settings()
         report_slot = st.container()
-    if not ctx.ready:
-        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
-        panels.draw_grid([views.original_view(ctx.image)])
-        return
-    with table_column:
+    with right:
         predictions_table(ctx)
     methods = ("feature_maps", display.saliency, "cam", "gradcam", "guided_gradcam")
     method_views, explanation = views.explained_views(ctx, methods, display.colormap, display.opacity)
     if explanation is not None:
         summary.markdown(
-            f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}** at layer `{explanation.layer}`"
+            f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}** "
+            f"at layer `{explanation.layer}`"
         )
         image_view = views.input_view(explanation.image, ctx.image.title, ctx.notes)
     else:
+        summary.markdown(f"**{plain(ctx.model.label)}**")
         image_view = views.original_view(ctx.image)
     by_key = {view.key: view for view in [image_view, *method_views]}
     ordered = [by_key[key] for row in LAYOUT for key in row if key in by_key]
-    panels.draw_grid(ordered, columns=3, file_stem=f"cnnvis-{ctx.model.name}")
     with report_slot:
         settings = {
             "Colormap": display.colormap,
@@ -64,6 +64,18 @@ def render() -> None:
             "Feature maps": "top 16 channels by mean activation, each on its own scale",
         }
         panels.report_buttons(ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}")
+    panels.draw_grid(ordered, columns=3, file_stem=f"cnnvis-{ctx.model.name}")
+
+
+def render() -> None:
+    ctx = context.current()
+    st.title("What is the network looking at?")
+    if not ctx.ready:
+        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.",
+                   icon=":material/cloud_off:")
+        panels.draw_grid([views.original_view(ctx.image)])
+        return
+    panels_area(ctx)
 
 
 entry.ensure_entry()

@@ -227,7 +227,7 @@ def test_own_state_dict_with_labels_becomes_the_model():
 
     buffer = io.BytesIO()
     torch.save(load_model("regnet_y_400mf", "random").module.state_dict(), buffer)
-    labels = "".join(f"thing {i}\n" for i in range(1000)).encode()
+    labels = "".join(f"**thing** {i}\n" for i in range(1000)).encode()  # Markdown must show as typed
     at = app()
     uploader(at, state.MODEL_FILE).set_value(("regnet.pth", buffer.getvalue(), "application/octet-stream"))
     uploader(at, state.LABELS_FILE).set_value(("labels.txt", labels, "text/plain"))
@@ -235,7 +235,7 @@ def test_own_state_dict_with_labels_becomes_the_model():
     at.button(key="load-user-model").click().run()
     assert not at.exception and not at.session_state[state.USER_MODEL_ERROR]
     assert at.session_state[state.MODEL] == state.USER_MODEL_CHOICE
-    assert "regnet.pth · weights from your file" in summary(at) and "thing " in summary(at)
+    assert "regnet.pth · weights from your file" in summary(at) and "\\*\\*thing\\*\\* " in summary(at)
     assert len(at.get("plotly_chart")) == 6
 
 
@@ -279,6 +279,8 @@ def test_hover_grids_stay_small_and_cover_the_picture():
     from cnnvis_ui.panels import map_hover, tile_hover
 
     hover = map_hover(np.random.default_rng(0).random((224, 224)).astype(np.float32), "x")
-    assert hover.values.shape == (56, 56) and hover.text[0, 0] == "mean of 4×4 pixels"
+    assert hover.values.shape == (56, 56) and hover.label.startswith("mean of 4×4 pixels")
+    coarse = map_hover(np.arange(49, dtype=np.float32).reshape(7, 7), "CAM")
+    assert coarse.text[2, 3] == "row 2, col 3 of 7×7" and coarse.values[2, 3] == 17
     tiles = tile_hover(np.ones((64, 112, 112), np.float32), list(range(64)), 8, 64, 2, "activation")
     assert tiles.values.size <= 4096 and tiles.x.max() < 8 * 66 and tiles.text[0, 0] == "channel 0"
