@@ -2,7 +2,9 @@
 
 import streamlit as st
 
-from cnnvis_ui import panels, sidebar
+from cnnvis_ui import entry, panels, sidebar
+
+entry.tune_malloc()
 
 st.set_page_config(page_title="cnnvis — what a CNN looks at", page_icon=panels.app_icon(), layout="wide")
 page = st.navigation([
