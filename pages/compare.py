@@ -6,7 +6,6 @@ from cnnvis_engine import METHODS, EngineError, list_samples
 from cnnvis_engine.report import ReportStamp
 from cnnvis_ui import compute, context, controls, entry, panels, state, views
 from cnnvis_ui.text import plain
-from cnnvis_ui.text import plain
 
 COMPARE_METHODS = ["gradcam", "guided_gradcam", "cam", "saliency", "guided_backprop"]
 MAX_IMAGES, MAX_MODELS = 4, 6

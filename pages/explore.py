@@ -5,7 +5,6 @@ import streamlit as st
 from cnnvis_engine import EngineError
 from cnnvis_ui import context, controls, entry, panels, views
 from cnnvis_ui.text import plain
-from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
 
