@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import EngineError, ImageError, MethodError, ModelError, TargetError
-from .hooks import Capture, GuidedSwitch, ModuleCall, capture
+from .hooks import Capture, GuidedSwitch, ModuleCall, capture, node_gradient
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
 from .models.bundle import ModelBundle, Normalization
@@ -78,10 +78,15 @@ class _ForwardPass:
     cloned: frozenset[str] = frozenset()  # outputs recorded through a clone, so they stay true
     lock: threading.Lock = field(default_factory=threading.Lock)
     gradients: dict[tuple, torch.Tensor] = field(default_factory=dict)
+    recomputed: dict[str, torch.Tensor] = field(default_factory=dict)  # true values of stale outputs
+
+    def last_call(self, layer: str) -> ModuleCall:
+        return max(self.calls[layer], key=lambda c: c.end)
 
     def activation(self, layer: str) -> torch.Tensor:
-        """The layer's output at its last call, attached to the graph: (N, C, h, w)."""
-        return max(self.calls[layer], key=lambda c: c.end).output
+        """The layer's recorded output at its last call, attached to the graph: (N, C, h, w). For a layer in
+        `stale` its values were overwritten in place; use `Explainer._value` and `_gradient` for those."""
+        return self.last_call(layer).output
 
 
 class Explainer:
@@ -95,11 +100,7 @@ class Explainer:
         self.bundle = bundle
         self.cache_size = cache_size
         self._passes: OrderedDict[str, _ForwardPass] = OrderedDict()
-        # Per input shape, learned from its first input: activation functions outside modules, and the module
-        # outputs a later in-place op (ReLU(inplace=True), `out += identity`) overwrites. Those are recorded
-        # through a clone, so every layer's true output and gradient is there without another forward pass.
-        self._functional: dict[tuple[int, ...], dict[str, int]] = {}
-        self._overwritten: dict[tuple[int, ...], frozenset[str]] = {}
+        self._functional: dict[tuple[int, ...], dict[str, int]] = {}  # per input shape, counted once
 
     # ----- public API -------------------------------------------------------------------------------
     def trace(self, image: ImageSource) -> Trace:
@@ -174,13 +175,7 @@ class Explainer:
         displays = [self.bundle.resize(d.image) for d in decoded]
         x = _model_input(displays, self.bundle.normalization, self.bundle.device).requires_grad_(True)
         guided = GuidedSwitch()
-        shape = tuple(x.shape[1:])
-        known = self._overwritten.get(shape)
-        output, record = self._record(x, known or frozenset(), guided)
-        if known is None:  # the first input of this shape shows which outputs get overwritten in place
-            self._overwritten[shape] = known = frozenset(record.overwritten())
-            if known:
-                output, record = self._record(x, known, guided)
+        output, record = self._record(x, frozenset(), guided)
         return _ForwardPass(
             x=x,
             output=output,
@@ -189,8 +184,7 @@ class Explainer:
             images=displays,
             notes=[d.notes for d in decoded],
             guided=guided,
-            stale=frozenset(record.overwritten()) - known,
-            cloned=known,
+            stale=frozenset(record.overwritten()),
         )
 
     def _record(self, x: torch.Tensor, clone: frozenset[str], guided: GuidedSwitch) -> tuple[torch.Tensor, Capture]:
@@ -215,9 +209,11 @@ class Explainer:
         return output, record
 
     def _refresh(self, fp: _ForwardPass, layers: set[str]) -> None:
-        """Record again, cloning `layers` whose outputs were overwritten in place although the first input of
-        this shape did not show it (a model whose in-place ops depend on the data). Never needed otherwise."""
-        needed = layers & fp.stale
+        """Record again, cloning those `layers` whose outputs were overwritten in place and cannot be recovered
+        from their module's input (a module with several inputs, or whose input was overwritten too).
+        Outputs overwritten behind a BatchNorm's back by ReLU(inplace=True) or `out += identity` are
+        recoverable, so the usual layers never cost another forward pass."""
+        needed = {name for name in layers & fp.stale if not fp.last_call(name).recoverable()}
         if not needed:
             return
         clone = fp.cloned | needed
@@ -301,6 +297,11 @@ class Explainer:
                 (grad,) = torch.autograd.grad(score, fp.x, retain_graph=True)
             finally:
                 fp.guided.on = False
+        elif what in fp.stale:  # the output was overwritten: catch its gradient where its graph node gets it
+            call = fp.last_call(what)
+            with node_gradient(call) as caught:
+                torch.autograd.grad(score, call.first_input, retain_graph=True, allow_unused=True)
+            grad = caught[0] if caught else torch.zeros_like(call.output)
         else:
             source = fp.x if what == "input" else fp.activation(what)
             (grad,) = torch.autograd.grad(score, source, retain_graph=True, allow_unused=True)
@@ -314,7 +315,7 @@ class Explainer:
     def _plain_pass(self, fp: _ForwardPass, targets: tuple[Target, ...], score: torch.Tensor, wanted: list[str]) -> None:
         """One plain backward pass for every still-missing plain gradient (input and layers) at once."""
         tkey = _hashable(targets)
-        missing = [w for w in dict.fromkeys(wanted) if (tkey, w) not in fp.gradients]
+        missing = [w for w in dict.fromkeys(wanted) if (tkey, w) not in fp.gradients and w not in fp.stale]
         if len(missing) < 2 or tkey is None:
             return
         sources = [fp.x if w == "input" else fp.activation(w) for w in missing]
@@ -348,7 +349,7 @@ class Explainer:
             options=options,
         )
         if layer is not None and cls.needs & {"activation", "layer_gradient", "cam"}:
-            inputs.activation = fp.activation(layer).detach()
+            inputs.activation = self._value(fp, layer)
             if len(fp.calls[layer]) > 1:
                 inputs.meta["calls"] = f"'{layer}' runs {len(fp.calls[layer])} times; its last run is shown."
         if "layer_gradient" in cls.needs:
@@ -363,6 +364,17 @@ class Explainer:
         if "forward" in cls.needs:
             inputs.forward = self._forward_fn
         return cls().compute(inputs).results(method, layer, len(targets))
+
+    def _value(self, fp: _ForwardPass, layer: str) -> torch.Tensor:
+        """The layer's true output, detached. One overwritten in place is recomputed from its own input by its
+        module alone (under the lock: other threads' hooks must not see this call), once per pass."""
+        if layer not in fp.stale:
+            return fp.activation(layer).detach()
+        if layer not in fp.recomputed:
+            call = fp.last_call(layer)
+            with self.bundle.lock, torch.no_grad():
+                fp.recomputed[layer] = call.module(call.first_input.detach())
+        return fp.recomputed[layer]
 
     def _cam_weights(self, trace: Trace, targets: tuple[Target, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample, the Linear's weight rows (N, C) and biases (N,) of the target's outputs."""

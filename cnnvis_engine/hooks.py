@@ -4,8 +4,10 @@ also when the body raises.
 `capture(model, ...)` records, for one forward pass, every module call in execution order with its output
 (kept attached to the autograd graph, so gradients with respect to any layer can be asked for later without
 a new forward pass). Outputs that a later in-place operation would overwrite (a BatchNorm followed by
-`ReLU(inplace=True)`, `out += identity`) are listed in `clone_outputs`: their hook hands the rest of the
-network a clone, as captum does, so what we keep is the module's true output.
+`ReLU(inplace=True)`, `out += identity`) can be listed in `clone_outputs`: their hook hands the rest of the
+network a clone, as captum does, so what we keep is the module's true output. Without a clone, a call keeps
+its input and its graph node, so the true output can be recomputed and its gradient caught at the node
+(`node_gradient`) — no copy on every forward pass.
 
 `guided` makes every `nn.ReLU`/`nn.ReLU6` output carry a tensor hook that, while the switch is on, clamps
 the incoming gradient at zero: R_in = 1[x > 0] * 1[R_out > 0] * R_out (Springenberg et al. 2015). The
@@ -46,7 +48,21 @@ class ModuleCall:
     end: int = -1  # position among call ends (children before parents)
     output: torch.Tensor | None = None  # the true output, attached to the graph
     first_input: torch.Tensor | None = None
+    input_version: int = 0  # first_input._version when the call started
+    single_input: bool = True  # called with exactly one positional tensor and no keywords
     version: int = 0  # output._version when the call ended
+    node: object = None  # output.grad_fn when the call ended: the graph node that produced the true output
+    output_nr: int = 0
+
+    def recoverable(self) -> bool:
+        """Whether an output overwritten in place later can be had again without running the model: its
+        module re-run on its own (unchanged) input, and its gradient read where its graph node receives it."""
+        return (
+            self.single_input
+            and self.first_input is not None
+            and self.first_input._version == self.input_version
+            and self.node is not None
+        )
 
 
 @dataclass
@@ -118,8 +134,13 @@ def capture(
     handles: list[torch.utils.hooks.RemovableHandle] = []
 
     def pre_hook(name: str):
-        def hook(module: nn.Module, args: tuple) -> None:
-            call = ModuleCall(name=name, module=module, start=counter[0], first_input=_first_tensor(args))
+        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
+            first = _first_tensor(args)
+            call = ModuleCall(
+                name=name, module=module, start=counter[0], first_input=first,
+                input_version=first._version if first is not None else 0,
+                single_input=len(args) == 1 and not kwargs and first is args[0],
+            )
             counter[0] += 1
             record.calls.append(call)
             open_calls.setdefault(id(module), []).append(call)
@@ -139,6 +160,7 @@ def capture(
             if tensor is None:
                 return None
             call.output, call.version = tensor, tensor._version
+            call.node, call.output_nr = tensor.grad_fn, tensor.output_nr
             if guided is not None and isinstance(module, GUIDED_ACTIVATIONS) and tensor.requires_grad:
                 tensor.register_hook(guided.clamp)
             if name in clone_outputs:
@@ -150,7 +172,7 @@ def capture(
     for name, module in model.named_modules():
         if module is model or (only is not None and name not in only):
             continue
-        handles.append(module.register_forward_pre_hook(pre_hook(name)))
+        handles.append(module.register_forward_pre_hook(pre_hook(name), with_kwargs=True))
         handles.append(module.register_forward_hook(post_hook(name)))
     mode = _FunctionalActivationCounter(record, inside_activation) if count_functional else contextlib.nullcontext()
     try:
@@ -159,6 +181,24 @@ def capture(
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextlib.contextmanager
+def node_gradient(call: ModuleCall) -> Iterator[list[torch.Tensor]]:
+    """While the block runs a backward pass through `call.node`, catch the gradient arriving at the module's
+    true output (the node's output `call.output_nr`), even though the tensor was overwritten in place."""
+    caught: list[torch.Tensor] = []
+
+    def hook(grad_outputs: tuple[torch.Tensor | None, ...]) -> None:
+        grad = grad_outputs[call.output_nr]
+        if grad is not None:
+            caught.append(grad)
+
+    handle = call.node.register_prehook(hook)
+    try:
+        yield caught
+    finally:
+        handle.remove()
 
 
 def count_hooks(model: nn.Module) -> int:
