@@ -7,82 +7,32 @@ which is a fresh Streamlit session. Screenshots of every checked panel go to tes
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, chromium_browser, dashboard_server
 from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("CNNVIS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
 EXPLORE_PANELS = ("input", "gradcam", "guided_gradcam", "cam", "saliency", "feature_maps")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """`streamlit run dashboard.py` on a free port, healthy before the first test, stopped after the last."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    log = open(ARTIFACTS / "streamlit-server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start; see {log.name}")
-            time.sleep(0.3)
+    with dashboard_server(ARTIFACTS / "streamlit-server.log") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_browser() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -245,3 +195,16 @@ def test_unavailable_weights_offer_random_weights_explicitly(page):
     settle(page, panels=6)
     assert "resnet50 · random weights" in summary(page)
     assert panel_picture(page, "gradcam", "resnet50-random").std() > 12
+
+
+def test_hovering_a_map_shows_its_raw_values(page):
+    for key, label in (("gradcam", "Grad-CAM: "), ("feature_maps", "activation: "), ("saliency", "|gradient|: ")):
+        figure = page.locator(f".st-key-panel-{key} .js-plotly-plot .nsewdrag").first
+        figure.scroll_into_view_if_needed()
+        box = figure.bounding_box()
+        page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.4)
+        page.wait_for_function(
+            "label => Array.from(document.querySelectorAll('.hoverlayer')).some(e => e.textContent.includes(label))",
+            arg=label, timeout=10_000,
+        )
+        page.mouse.move(0, 0)
