@@ -137,7 +137,7 @@ class Explainer:
 
     def explain_batch(
         self,
-        images: Sequence[ImageSource],
+        images: Sequence[ImageSource] | torch.Tensor,
         *,
         layer: str | None = None,
         targets: TargetSpec | Sequence[TargetSpec] = None,
@@ -148,13 +148,17 @@ class Explainer:
     ) -> list[Explanation]:
         """`explain` for a whole batch at once on the model's device: one forward pass and shared backward
         passes for all images, no per-image loop. `targets` is one spec for all or one per image. The
-        layers are traced on the batch. Results equal `explain` per image."""
-        if not images:
+        layers are traced on the batch. Results equal `explain` per image. `images` may also be a ready model
+        input (N, 3, H, W), normalised as `bundle.prepare` does, already on the model's device or not."""
+        if len(images) == 0:
             raise ImageError("The batch is empty: give at least one image.")
         per_image = list(targets) if isinstance(targets, Sequence) else [targets] * len(images)
         if len(per_image) != len(images):
             raise TargetError(f"There are {len(images)} images but {len(per_image)} targets; give one target per image.")
-        fp = self._new_pass([_decode(image) for image in images])
+        if isinstance(images, torch.Tensor):
+            fp = self._tensor_pass(images)
+        else:
+            fp = self._new_pass([_decode(image) for image in images])
         return self._explain(fp, per_image, _methods(methods), layer, layers, options, top_k)
 
     # ----- forward ----------------------------------------------------------------------------------
@@ -173,7 +177,24 @@ class Explainer:
 
     def _new_pass(self, decoded: list[DecodedImage]) -> _ForwardPass:
         displays = [self.bundle.resize(d.image) for d in decoded]
-        x = _model_input(displays, self.bundle.normalization, self.bundle.device).requires_grad_(True)
+        x = _model_input(displays, self.bundle.normalization, self.bundle.device)
+        return self._pass(x, displays, [d.notes for d in decoded])
+
+    def _tensor_pass(self, x: torch.Tensor) -> _ForwardPass:
+        expected = (3, *self.bundle.input_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
+            raise ImageError(
+                f"A ready batch must be a float tensor of shape (N, {', '.join(map(str, expected))}); got {tuple(x.shape)}."
+            )
+        x = x.detach().to(self.bundle.device, torch.float32)
+        norm = self.bundle.normalization
+        mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
+        std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
+        displays = ((x * std + mean) * norm.scale).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        return self._pass(x.clone(), list(displays), [()] * len(x))
+
+    def _pass(self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]]) -> _ForwardPass:
+        x = x.requires_grad_(True)
         guided = GuidedSwitch()
         output, record = self._record(x, frozenset(), guided)
         return _ForwardPass(
@@ -182,7 +203,7 @@ class Explainer:
             calls=record.by_name(),
             trace=build_trace(record, output.detach(), self._functional[tuple(x.shape[1:])]),
             images=displays,
-            notes=[d.notes for d in decoded],
+            notes=notes,
             guided=guided,
             stale=frozenset(record.overwritten()),
         )
