@@ -74,7 +74,9 @@ def wait_changed(page: Page, before: dict[str, str], timeout_s: float = 120) -> 
 
 def settle(page: Page, panels: int = 6) -> None:
     page.wait_for_selector(IDLE, timeout=120_000)
-    page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg image').length >= {panels}", timeout=120_000)
+    page.wait_for_function(
+        f"document.querySelectorAll('.js-plotly-plot .main-svg image').length >= {panels}", timeout=120_000
+    )
     page.wait_for_timeout(500)
 
 
@@ -125,7 +127,9 @@ def time_redraws(page: Page, repeats: int) -> list[float]:
     for i in range(repeats):
         before = pictures(page, HEAT_PANELS)
         start = []
-        choose(page, "_w_colormap", COLORMAPS[i % len(COLORMAPS)], before_click=lambda: start.append(time.perf_counter()))
+        choose(
+            page, "_w_colormap", COLORMAPS[i % len(COLORMAPS)], before_click=lambda: start.append(time.perf_counter())
+        )
         times.append(wait_changed(page, before) - start[0])
         settle(page)
     return times
@@ -151,8 +155,20 @@ def main() -> None:
 
         start = time.perf_counter()
         server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port), "--server.headless", "true"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "dashboard.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             while True:
@@ -184,12 +200,14 @@ def main() -> None:
             browser.close()
 
     print(f"machine: {os.cpu_count()} CPUs; Chromium {options.chromium}")
-    print(f"cold start: server healthy {healthy:.2f} s, first page with all panels rendered {first_page:.2f} s (target ≤ 10 s)")
+    print(f"cold start: server healthy {healthy:.2f} s, "
+          f"first page with all panels rendered {first_page:.2f} s (target ≤ 10 s)")
     print(f"upload → all panels, efficientnet_lite0 (built-in weights): {describe(default_uploads)}")
     print(f"upload → all panels, resnet50 (random weights): {describe(resnet_uploads)} (target ≤ 2 s)")
     print(f"redraw after a colormap change, efficientnet_lite0: {describe(redraws)} (target ≤ 0.5 s)")
     print(f"redraw after a colormap change, resnet50: {describe(resnet_redraws)}")
-    print(f"server memory with both models used: peak {peak / 1024:.0f} MiB (VmHWM), now {now / 1024:.0f} MiB (target ≤ 1.5 GB)")
+    print(f"server memory with both models used: peak {peak / 1024:.0f} MiB (VmHWM), "
+          f"now {now / 1024:.0f} MiB (target ≤ 1.5 GB)")
 
 
 if __name__ == "__main__":

@@ -219,7 +219,9 @@ def _header_lines(stamp: ReportStamp, fonts: _Fonts, width: int) -> list[tuple[s
     for label, value in stamp.rows():
         text_lines = _wrap(f"{label}: {value}", fonts.body, width)
         for i, text in enumerate(text_lines):
-            lines.append((text if i == 0 else "    " + text, fonts.body, _line_height(fonts.body), _MUTED if i else _INK))
+            lines.append(
+                (text if i == 0 else "    " + text, fonts.body, _line_height(fonts.body), _MUTED if i else _INK)
+            )
     return lines
 
 

@@ -23,6 +23,7 @@ from cnnvis_engine import (
     Explainer,
     Explanation,
     LayerInfo,
+    ModelSpec,
     Prediction,
     decode_image,
     list_models,
@@ -86,9 +87,13 @@ def registry_explainer(name: str, weights: str) -> Explainer:
 
 
 @st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
-def file_explainer(file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None) -> Explainer:
+def file_explainer(
+    file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None
+) -> Explainer:
     """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError."""
-    return Explainer(load_model_file(_data, filename, architecture=architecture, labels=_labels), cache_size=FORWARD_PASSES)
+    return Explainer(
+        load_model_file(_data, filename, architecture=architecture, labels=_labels), cache_size=FORWARD_PASSES
+    )
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
@@ -118,7 +123,7 @@ def model_choices() -> list[str]:
     return [spec.name for spec in list_models()]
 
 
-def model_spec(name: str):  # -> ModelSpec
+def model_spec(name: str) -> ModelSpec | None:
     return next((spec for spec in list_models() if spec.name == name), None)
 
 
@@ -162,7 +167,9 @@ def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: D
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def predictions(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage, top_k: int = 5) -> tuple[Prediction, ...]:
+def predictions(
+    image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage, top_k: int = 5
+) -> tuple[Prediction, ...]:
     return _explainer.predict(_image, top_k=top_k)
 
 
@@ -190,7 +197,9 @@ def explain_with_model(image_sha: str, name: str, weights: str, method: str, _im
     return registry_explainer(name, weights).explain(_image, methods=[method])
 
 
-def freeze_options(options: Mapping[str, Mapping[str, object]]) -> tuple[tuple[str, tuple[tuple[str, object], ...]], ...]:
+def freeze_options(
+    options: Mapping[str, Mapping[str, object]],
+) -> tuple[tuple[str, tuple[tuple[str, object], ...]], ...]:
     """{method: {setting: value}} -> a sorted tuple, hashable and stable as a cache key."""
     return tuple(sorted((method, tuple(sorted(settings.items()))) for method, settings in options.items()))
 

@@ -106,7 +106,9 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
     """The cached explainer for `model`; raises EngineError with the reason it cannot be had."""
     if model.weights == "file":
         user = state.get(state.USER_MODEL)
-        return compute.file_explainer(model.file_key, user["filename"], user["architecture"], user["data"], user["labels"])
+        return compute.file_explainer(
+            model.file_key, user["filename"], user["architecture"], user["data"], user["labels"]
+        )
     problem = compute.weights_problem(model.name, model.weights)
     if problem:
         raise ModelError(problem)

@@ -37,8 +37,13 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
         )
     if saliency:
         columns[2].segmented_control(
-            "Saliency", list(SALIENCY_MODES), format_func=SALIENCY_MODES.get, required=True,
-            key=state.seed(state.SALIENCY_MODE, list(SALIENCY_MODES)), on_change=state.commit, args=(state.SALIENCY_MODE,),
+            "Saliency",
+            list(SALIENCY_MODES),
+            format_func=SALIENCY_MODES.get,
+            required=True,
+            key=state.seed(state.SALIENCY_MODE, list(SALIENCY_MODES)),
+            on_change=state.commit,
+            args=(state.SALIENCY_MODE,),
             help="Vanilla: |gradient| of the class score. Guided: only positive evidence flows back (crisper edges).",
         )
     return Display(state.get(state.COLORMAP), float(state.get(state.OPACITY)), state.get(state.SALIENCY_MODE))

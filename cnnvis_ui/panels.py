@@ -152,7 +152,9 @@ def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvi
     with st.container(border=True, key=f"panel-{view.key}"):
         st.markdown(f"**{plain(view.title)}**")  # titles, captions and notes can hold class and file names
         if view.picture is None:
-            (st.error if view.level == "error" else st.info)(plain(view.note), icon=":material/info:" if view.level != "error" else None)
+            (st.error if view.level == "error" else st.info)(
+                plain(view.note), icon=":material/info:" if view.level != "error" else None
+            )
         else:
             st.plotly_chart(
                 figure(view.picture, view.hover, height),

@@ -12,13 +12,15 @@ import streamlit as st
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
 from . import compute, context, state, views
-from .text import plain
 from .context import Context
+from .text import plain
 
+_WEIGHTS_NAMES = {"pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random", "demo": "Demo"}
 _WEIGHTS_HELP = {
     "pretrained": "Weights learned on ImageNet, downloaded once by torchvision/timm and cached.",
     "embedded": "Real ImageNet weights that ship with the app: they work offline.",
     "random": "An untrained network (seeded): what the architecture alone responds to.",
+    "demo": "Weights trained for this app's demo stories (shipped with it).",
 }
 
 
@@ -40,7 +42,6 @@ def _model_label(name: str) -> str:
     if name == state.USER_MODEL_CHOICE:
         user = state.get(state.USER_MODEL)
         return f"Your model: {user['filename']}" if user else "Your model"
-    spec = compute.model_spec(name)
     return name
 
 
@@ -54,10 +55,14 @@ def _model_section(ctx: Context) -> None:
     spec = compute.model_spec(state.get(state.MODEL))
     if spec is not None:
         st.radio(
-            "Weights", spec.weights, key=state.seed(state.WEIGHTS, spec.weights), horizontal=True,
-            format_func=lambda w: {"pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random"}.get(w, w),
+            "Weights",
+            spec.weights,
+            key=state.seed(state.WEIGHTS, spec.weights),
+            horizontal=True,
+            format_func=lambda w: _WEIGHTS_NAMES.get(w, w),
             help=" ".join(f"**{w.capitalize()}**: {_WEIGHTS_HELP.get(w, '')}" for w in spec.weights),
-            on_change=state.commit, args=(state.WEIGHTS, state.weights_changed),
+            on_change=state.commit,
+            args=(state.WEIGHTS,),  # same architecture: layer and class stay
         )
     if ctx.model_error:
         st.warning(plain(ctx.model_error), icon=":material/cloud_off:")
@@ -87,7 +92,9 @@ def _own_model_form() -> None:
             "Architecture (state_dict only)", ["", *compute.model_choices()], key=state.MODEL_ARCHITECTURE,
             format_func=lambda name: name or "None: a TorchScript file",
         )
-        st.file_uploader("Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE, max_upload_size=10)
+        st.file_uploader(
+            "Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE, max_upload_size=10
+        )
         st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
         if error:
             st.error(plain(error))
@@ -121,8 +128,13 @@ def _image_section(ctx: Context) -> None:
         for digest, (name, _) in reversed(list(uploads.items())):
             ref = f"upload:{digest}"
             st.button(
-                plain(name), key=f"upload-{digest[:12]}", type="primary" if ref == current else "secondary", width="stretch",
-                icon=":material/image:", on_click=state.choose_image, args=(ref,),
+                plain(name),
+                key=f"upload-{digest[:12]}",
+                type="primary" if ref == current else "secondary",
+                width="stretch",
+                icon=":material/image:",
+                on_click=state.choose_image,
+                args=(ref,),
             )
     if ctx.image_error:
         st.warning(plain(ctx.image_error))
@@ -165,9 +177,13 @@ def _target_section(ctx: Context) -> None:
     names = ctx.class_names
     options = [-1, *range(len(names))]
     st.selectbox(
-        "Class" if ctx.explainer.bundle.task != "regression" else "Output", options, key=state.seed(state.TARGET, options),
+        "Class" if ctx.explainer.bundle.task != "regression" else "Output",
+        options,
+        key=state.seed(state.TARGET, options),
         format_func=lambda i: automatic if i < 0 else f"{names[i]} ({i})",
-        on_change=state.commit, args=(state.TARGET,), help="Type to search the names.",
+        on_change=state.commit,
+        args=(state.TARGET,),
+        help="Type to search the names.",
     )
     try:
         predictions = ctx.predictions()

@@ -142,10 +142,6 @@ def model_changed() -> None:
     st.session_state[KERNEL_LAYER] = None
 
 
-def weights_changed() -> None:
-    st.session_state[LAYER] = None if st.session_state[MODEL] == USER_MODEL_CHOICE else st.session_state[LAYER]
-
-
 def choose_weights(weights: str) -> None:
     st.session_state[WEIGHTS] = weights
 

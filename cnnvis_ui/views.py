@@ -81,7 +81,9 @@ def feature_maps_view(
     )
 
 
-def kernels_view(result: MethodResult, colormap: str, *, key: str = "kernels", title: str = "Kernels", limit: int = 256) -> PanelView:
+def kernels_view(
+    result: MethodResult, colormap: str, *, key: str = "kernels", title: str = "Kernels", limit: int = 256
+) -> PanelView:
     """A convolution's kernels: RGB patches for a first layer, else each kernel averaged over its inputs."""
     if not result.applicable:
         return PanelView(key=key, title=title, note=f"Not applicable: {result.reason}", method="kernels")
@@ -118,7 +120,11 @@ def _saliency(result: MethodResult, ex: Explanation, colormap: str, opacity: flo
 
 def _guided_backprop(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
     unguided = result.meta.get("unguided") or ()
-    note = f"Not guided (left as they are): {', '.join(unguided[:4])}{' …' if len(unguided) > 4 else ''}." if unguided else ""
+    note = (
+        f"Not guided (left as they are): {', '.join(unguided[:4])}{' …' if len(unguided) > 4 else ''}."
+        if unguided
+        else ""
+    )
     return PanelView(
         key="saliency", title="Saliency (guided backprop)", picture=render_rgb(result.rgb), method="guided_backprop",
         caption=f"guided gradient for {_target(ex)}, grey = 0", note=note,
@@ -136,9 +142,15 @@ def _cam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -
 def _gradcam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
     flat = result.meta.get("flat")
     return PanelView(
-        key="gradcam", title="Grad-CAM", picture=render_overlay(ex.image, result.map, colormap, opacity), method="gradcam",
-        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "Grad-CAM"),
-        note="Zero everywhere: at this layer nothing speaks for this class; try another layer or class." if flat else "",
+        key="gradcam",
+        title="Grad-CAM",
+        picture=render_overlay(ex.image, result.map, colormap, opacity),
+        method="gradcam",
+        caption=f"{result.layer} · {_target(ex)}",
+        hover=map_hover(result.raw, "Grad-CAM"),
+        note="Zero everywhere: at this layer nothing speaks for this class; try another layer or class."
+        if flat
+        else "",
     )
 
 
@@ -193,7 +205,8 @@ def _is_flat(result: MethodResult) -> bool:
 
 
 def _flat(view: PanelView, result: MethodResult) -> PanelView:
-    """Say the map is flat instead of drawing one uniform colour (or, once min-max stretches rounding noise, stripes)."""
+    """Say the map is flat instead of drawing one uniform colour (or, once min-max stretches rounding noise,
+    stripes)."""
     value = float(np.nan_to_num(result.raw).flat[0])
     return dataclasses.replace(view, picture=None, hover=None, note=(
         f"Flat map ({view.caption}): the same value ({value:.3g}) everywhere, so there is nothing to highlight; "

@@ -35,7 +35,10 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     )
     options = compute.comparable_models(state.get(state.COMPARE_RANDOM))
     current = context.current_model().key
-    state.put(state.COMPARE_MODELS, state.valid_subset(state.COMPARE_MODELS, options, [k for k in options if k == current] or options[:1]))
+    state.put(
+        state.COMPARE_MODELS,
+        state.valid_subset(state.COMPARE_MODELS, options, [k for k in options if k == current] or options[:1]),
+    )
     st.multiselect(
         "Models (rows)", options, key=state.seed(state.COMPARE_MODELS), format_func=model_label,
         max_selections=MAX_MODELS, on_change=state.commit, args=(state.COMPARE_MODELS,),
@@ -51,7 +54,10 @@ def compute_grid(method: str, images: list[context.LoadedImage], models: list[st
     for i, key in enumerate(models):
         name, _, weights = key.partition(":")
         for j, image in enumerate(images):
-            bar.progress((i * len(images) + j) / total, text=f"{model_label(key)} on {image.title} ({i + 1} of {len(models)} models)")
+            bar.progress(
+                (i * len(images) + j) / total,
+                text=f"{model_label(key)} on {image.title} ({i + 1} of {len(models)} models)",
+            )
             try:
                 cells[key, image.ref] = compute.explain_with_model(image.sha, name, weights, method, image.decoded)
             except EngineError as error:
@@ -83,8 +89,13 @@ def draw_grid(
                 view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {views.percent(top.probability)}",
                                      caption=f"layer: {layer}" if layer else "", method=None)
                 panels.draw(view, height=240, file_stem="cnnvis-compare")
-                report.append(views.relabel(view, title=f"{name} ({compute.WEIGHTS_LABELS[weights]}) · {image.title}",
-                                            caption=f"predicted {top.name} ({views.percent(top.probability)}) · {view.caption}"))
+                report.append(
+                    views.relabel(
+                        view,
+                        title=f"{name} ({compute.WEIGHTS_LABELS[weights]}) · {image.title}",
+                        caption=f"predicted {top.name} ({views.percent(top.probability)}) · {view.caption}",
+                    )
+                )
     return report
 
 
@@ -103,9 +114,16 @@ def render() -> None:
     report = draw_grid(method, cells, loaded, models, display)
     if report:
         stamp = ReportStamp(
-            model=", ".join(model_label(k) for k in models), weights="see each panel", layer="automatic per model",
-            target="each model's top prediction", image=", ".join(i.title for i in loaded),
-            settings={"Method": METHODS[method].title, "Colormap": display.colormap, "Overlay opacity": f"{display.opacity:.2f}"},
+            model=", ".join(model_label(k) for k in models),
+            weights="see each panel",
+            layer="automatic per model",
+            target="each model's top prediction",
+            image=", ".join(i.title for i in loaded),
+            settings={
+                "Method": METHODS[method].title,
+                "Colormap": display.colormap,
+                "Overlay opacity": f"{display.opacity:.2f}",
+            },
             title=f"cnnvis — {METHODS[method].title} compared",
         )
         panels.report_buttons(report, stamp, file_stem="cnnvis-compare")

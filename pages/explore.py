@@ -62,7 +62,9 @@ def panels_area(ctx: context.Context) -> None:
             "Saliency": controls.SALIENCY_MODES[display.saliency],
             "Feature maps": "top 16 channels by mean activation, each on its own scale",
         }
-        panels.report_buttons(ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}")
+        panels.report_buttons(
+            ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
+        )
     panels.draw_grid(ordered, columns=3, file_stem=f"cnnvis-{ctx.model.name}")
 
 

@@ -18,7 +18,9 @@ def feature_maps(ctx: context.Context, colormap: str) -> None:
         "Channels", CHANNEL_COUNTS, key=state.seed(state.FM_CHANNELS, CHANNEL_COUNTS),
         on_change=state.commit, args=(state.FM_CHANNELS,),
     )
-    order.toggle("Sort by mean activation", key=state.seed(state.FM_SORT), on_change=state.commit, args=(state.FM_SORT,))
+    order.toggle(
+        "Sort by mean activation", key=state.seed(state.FM_SORT), on_change=state.commit, args=(state.FM_SORT,)
+    )
     scale.toggle(
         "One colour scale for all channels", key=state.seed(state.FM_SHARED), on_change=state.commit,
         args=(state.FM_SHARED,), help="Off: each channel is stretched to its own range, so weak channels stay visible.",
@@ -57,7 +59,9 @@ def kernels(ctx: context.Context, colormap: str) -> None:
         return
     left, _ = st.columns([3, 1])
     with left:
-        panels.draw(views.kernels_view(result, colormap, key="layer-kernels"), height=520, file_stem=f"cnnvis-{ctx.model.name}")
+        panels.draw(
+            views.kernels_view(result, colormap, key="layer-kernels"), height=520, file_stem=f"cnnvis-{ctx.model.name}"
+        )
 
 
 def trained_vs_random(ctx: context.Context, colormap: str) -> None:
@@ -90,14 +94,19 @@ def trained_vs_random(ctx: context.Context, colormap: str) -> None:
             except EngineError as error:
                 panels.message(title, str(error), key=key)
                 continue
-            panels.draw(views.kernels_view(result, colormap, key=key, title=title), height=420, file_stem=f"cnnvis-{spec.name}")
+            panels.draw(
+                views.kernels_view(result, colormap, key=key, title=title), height=420, file_stem=f"cnnvis-{spec.name}"
+            )
 
 
 def render() -> None:
     ctx = context.current()
     st.title("Inside the layers")
     if not ctx.ready:
-        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
+        st.warning(
+            f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.",
+            icon=":material/cloud_off:",
+        )
         return
     display = controls.display_settings(saliency=False, opacity=False)
     feature_maps(ctx, display.colormap)

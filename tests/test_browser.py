@@ -41,7 +41,14 @@ def page(browser, server, request):
     page = context.new_page()
     page.set_default_timeout(90_000)
     external = []
-    page.on("request", lambda r: external.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "ws://127.0.0.1")) else None)
+    page.on(
+        "request",
+        lambda r: (
+            external.append(r.url)
+            if not r.url.startswith(("http://127.0.0.1", "data:", "blob:", "ws://127.0.0.1"))
+            else None
+        ),
+    )
     page.goto(server)
     settle(page, panels=6)
     yield page
