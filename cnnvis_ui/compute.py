@@ -107,12 +107,19 @@ def weights_problem(name: str, weights: str) -> str:
     return ""
 
 
+SHIPPED_WEIGHTS = frozenset({"embedded", "demo"})  # weights that come with the package: no download to try
+
+
 def comparable_models(include_random: bool) -> list[str]:
     """"name:weights" keys for the Compare page: each model with its own real weights where they load, and
-    with random weights only when `include_random` (an explicit choice)."""
+    with random weights only when `include_random` (an explicit choice). Shipped weights are offered without
+    loading the model; pretrained ones are tried once (a quick failure offline; see `weights_problem`)."""
     keys = []
     for spec in list_models():
-        keys += [f"{spec.name}:{w}" for w in spec.weights if w != "random" and not weights_problem(spec.name, w)]
+        keys += [
+            f"{spec.name}:{w}" for w in spec.weights
+            if w in SHIPPED_WEIGHTS or (w != "random" and not weights_problem(spec.name, w))
+        ]
         if include_random and "random" in spec.weights:
             keys.append(f"{spec.name}:random")
     return keys
