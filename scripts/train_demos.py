@@ -103,7 +103,8 @@ Synthetic, drawn with numpy/OpenCV by `cnnvis_engine/demos/` from seed {TRAIN_SE
 ## Training
 Adam with a one-cycle learning rate (peak {recipe.lr}), weight decay 1e-4, batch {log.batch_size}, {log.steps} steps,
 torch.manual_seed(0). Loss {log.first_loss:.3f} at the first step, {log.last_loss:.4f} over the last 20.
-Took {log.seconds:.0f} s on {torch.get_num_threads()} CPU threads ({platform.processor() or platform.machine()}, torch {torch.__version__}).
+Took {log.seconds:.0f} s wall clock and {log.cpu_seconds:.0f} s of CPU time on {torch.get_num_threads()} threads
+({platform.processor() or platform.machine()}, torch {torch.__version__}; on a shared machine the wall clock grows with the load).
 
 ## Held-out results
 Measured on freshly generated scenes (seeds {sorted(set(evaluation.HELD_OUT_SEEDS.values()))[0]}+, never used in training):
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         metrics = measure(name, module)
         (args.out / f"{name}.md").write_text(model_card(name, log, metrics, weights))
         summary = ", ".join(f"{k} {_fmt(v)}" for k, v in list(metrics.items())[:3])
-        print(f"{name}: trained in {log.seconds:.0f} s ({time.perf_counter() - start:.0f} s with data and evaluation); {summary}")
+        print(f"{name}: trained in {log.seconds:.0f} s, {log.cpu_seconds:.0f} s CPU ({time.perf_counter() - start:.0f} s with data and evaluation); {summary}")
     if robot is None:  # the robot's failure pictures are picked with the model that ships
         robot = demo_bundle("robot_perception").module
     save_pictures(stories, robot)

@@ -17,7 +17,8 @@ Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Te
 class TrainLog:
     steps: int
     batch_size: int
-    seconds: float
+    seconds: float  # wall clock
+    cpu_seconds: float  # process CPU time (all threads): what the training cost, however busy the machine was
     first_loss: float
     last_loss: float  # mean over the last 20 steps
 
@@ -50,7 +51,7 @@ def fit(
     losses: list[float] = []
     order = torch.randperm(len(inputs), generator=generator)
     cursor = 0
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     for _ in range(steps):
         if cursor + batch_size > len(order):
             order, cursor = torch.randperm(len(inputs), generator=generator), 0
@@ -69,7 +70,8 @@ def fit(
     for p in model.parameters():
         p.grad = None
     tail = losses[-20:] or [float("nan")]
-    return TrainLog(steps, batch_size, time.perf_counter() - start, losses[0] if losses else float("nan"), float(np.mean(tail)))
+    return TrainLog(steps, batch_size, time.perf_counter() - start, time.process_time() - cpu_start,
+                    losses[0] if losses else float("nan"), float(np.mean(tail)))
 
 
 def flip_images(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
