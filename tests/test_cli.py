@@ -48,7 +48,8 @@ def test_report_writes_pages_and_an_index(tmp_path, capsys):
 
 
 def test_refusals_exit_with_a_sentence(tmp_path, capsys):
-    assert main(["report", "--model", "efficientnet_lite0", "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    out = str(tmp_path / "o")
+    assert main(["report", "--model", "efficientnet_lite0", "--images", str(tmp_path), "--out", out]) == 2
     assert "no pictures" in capsys.readouterr().err
     shutil.copy(sample_path("cat"), tmp_path / "cat.jpg")
     code = main(["report", "--model", "efficientnet_lite0", "--images", str(tmp_path), "--out", str(tmp_path / "o"),

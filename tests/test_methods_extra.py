@@ -34,7 +34,10 @@ NEW_METHODS = (
     "gradcam++", "xgradcam", "layercam", "scorecam", "eigencam",
     "integrated_gradients", "smoothgrad", "smoothgrad_cam", "occlusion",
 )
-PGC = {"gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "layercam": LayerCAM, "scorecam": ScoreCAM, "eigencam": EigenCAM}
+PGC = {
+    "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "layercam": LayerCAM,
+    "scorecam": ScoreCAM, "eigencam": EigenCAM,
+}
 TINY_OPTIONS = {
     "integrated_gradients": {"steps": 8},
     "smoothgrad": {"samples": 6, "internal_batch_size": 4},
@@ -108,8 +111,9 @@ def test_eigencam_sign_is_pytorch_grad_cams_sign_correction(case):
 
 def test_scorecam_skips_all_zero_maps_without_changing_the_result(case):
     """Half of layer3's maps zeroed by a hook: the result must equal pytorch-grad-cam's all the same."""
+    keep = (torch.arange(256) % 2 == 0)[:, None, None]
     for module in (case.bundle.module, case.peer):
-        module.layer3.register_forward_hook(lambda m, a, out: out * (torch.arange(out.shape[1]) % 2 == 0).view(1, -1, 1, 1))
+        module.layer3.register_forward_hook(lambda m, a, out: out * keep)
     try:
         ours = case.explainer.explain_batch([case.image], layer="layer3", targets=case.target, methods=["scorecam"])
         ours = ours[0]["scorecam"]
@@ -129,7 +133,8 @@ def test_integrated_gradients_equal_captum(case, record_property):
     ).detach()[0].numpy()
     diff = float(np.abs(ours.raw - theirs).max())
     record_property("integrated_gradients", diff)
-    print(f"integrated_gradients: max |ours - captum| = {diff:.2e} (scale {np.abs(theirs).max():.2e}), delta {ours.meta['delta']:.2e}")
+    scale = np.abs(theirs).max()
+    print(f"integrated_gradients: max |ours - captum| = {diff:.2e} (scale {scale:.2e}), delta {ours.meta['delta']:.2e}")
     assert diff <= 1e-5 * np.abs(theirs).max()
     assert ours.raw.shape == (3, 64, 64) and ours.map.shape == (64, 64) and ours.rgb.shape == (64, 64, 3)
     # completeness: the attributions add up to score(x) − score(baseline), up to the quadrature error
@@ -203,7 +208,9 @@ def test_batch_equals_single_images_and_model_untouched(tiny_pair, method):
     options = {method: TINY_OPTIONS.get(method, {})}
     with leaves_model_untouched(bundle.module):
         batch = explainer.explain_batch(images, targets=[2, 1], methods=[method], options=options)
-        singles = [explainer.explain(image, target=t, methods=[method], options=options) for image, t in zip(images, (2, 1))]
+        singles = [
+            explainer.explain(image, target=t, methods=[method], options=options) for image, t in zip(images, (2, 1))
+        ]
     for together, alone in zip(batch, singles):
         a, b = together[method], alone[method]
         assert a.applicable and b.applicable, (a.reason, b.reason)

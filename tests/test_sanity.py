@@ -89,7 +89,7 @@ def test_gradcam_fails_to_stay_the_same_guided_backprop_does_on_the_trained_defa
         guided = randomisation_test(bundle, cat, "guided_backprop", layers=top)
     print()
     for g, b in zip(gradcam[1:], guided[1:]):
-        print(f"randomised down to {g.layer:12s} Grad-CAM ρ = {g.spearman:6.3f}   guided backprop ρ = {b.spearman:6.3f}")
+        print(f"random down to {g.layer:12s} Grad-CAM ρ = {g.spearman:6.3f}  guided backprop ρ = {b.spearman:6.3f}")
     for g, b in zip(gradcam[1:], guided[1:]):
         assert g.spearman < b.spearman - 0.2
     assert np.mean([s.spearman for s in gradcam[1:]]) < 0.6

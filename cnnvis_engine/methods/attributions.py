@@ -36,10 +36,12 @@ class IntegratedGradients(Method):
         total = torch.zeros_like(x)
         for chunk in chunks(len(x) * steps, batch_size(inputs, grad=True)):
             owners, step = (chunk // steps).to(x.device), (chunk % steps).to(x.device)
+            path = baseline[owners] + alphas[step].view(-1, 1, 1, 1) * (x - baseline)[owners]
             with torch.enable_grad():
-                path = (baseline[owners] + alphas[step].view(-1, 1, 1, 1) * (x - baseline)[owners]).requires_grad_(True)
+                path.requires_grad_(True)
                 output, _ = forward(inputs, path)
-                (grad,) = torch.autograd.grad((item_scores(inputs, output, chunk // steps) * weights[step]).sum(), path)
+                weighted = item_scores(inputs, output, chunk // steps) * weights[step]
+                (grad,) = torch.autograd.grad(weighted.sum(), path)
             total.index_add_(0, owners, grad)
         raw = (x - baseline) * total
         with torch.no_grad():

@@ -84,7 +84,7 @@ class ScoreCAM(Method):
 
     name = "scorecam"
     title = "Score-CAM"
-    summary = "Shows the network each feature map as a mask over your picture; maps that keep the class score count most."
+    summary = "Shows the network each feature map as a mask over your picture; maps that keep the score count most."
     paper = "https://arxiv.org/abs/1910.01279"
     needs = frozenset({"activation", "forward"})
 
