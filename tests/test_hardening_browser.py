@@ -23,21 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
-
 from conftest import ROOT, chromium_browser, dashboard_server
 from hardening_cases import (
     IMAGE_CASES,
-    XSS_LABELS,
     FixedInput,
     MakesAFile,
-    photo,
     torch_saved,
     torchscript,
     write_case,
     xss_labels,
 )
+from PIL import Image
 
 pytestmark = pytest.mark.browser
 
@@ -168,7 +164,7 @@ class Session:
 
 # ----- server ------------------------------------------------------------------------------------------------
 def test_the_server_listens_on_loopback_only_and_keeps_xsrf_on(server):
-    url, process = server
+    url, _ = server
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())["server"]
     assert config["address"] == "127.0.0.1"
     assert config.get("enableXsrfProtection", True) is True and config.get("enableCORS", True) is True

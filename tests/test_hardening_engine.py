@@ -17,6 +17,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_CLASSES, assert_untouched, make_tiny_bundle, synthetic_image
+from hardening_cases import (
+    IMAGE_CASES,
+    XSS_LABELS,
+    FixedInput,
+    ImageCase,
+    MakesAFile,
+    ReturnsDict,
+    ReturnsTuple,
+    SmallNet,
+    encode,
+    malicious_files,
+    torch_saved,
+    torchscript,
+    xss_labels,
+)
 from PIL import Image
 from torch import nn
 
@@ -24,22 +40,6 @@ from cnnvis_engine import ALL_METHODS, EngineError, Explainer, ImageError, Model
 from cnnvis_engine.hooks import count_hooks, model_state
 from cnnvis_engine.images import decode_image
 from cnnvis_engine.models import load_model, load_model_file
-from conftest import TINY_CLASSES, assert_untouched, make_tiny_bundle, synthetic_image
-from hardening_cases import (
-    IMAGE_CASES,
-    FixedInput,
-    ImageCase,
-    MakesAFile,
-    ReturnsDict,
-    ReturnsTuple,
-    SmallNet,
-    XSS_LABELS,
-    encode,
-    malicious_files,
-    torch_saved,
-    torchscript,
-    xss_labels,
-)
 
 FIGURES = Path(__file__).resolve().parent.parent / "test-artifacts" / "hardening"
 
