@@ -55,9 +55,13 @@ def all_eval(module: torch.nn.Module) -> bool:
 def test_list_models_puts_the_default_first_and_has_every_model() -> None:
     specs = list_models()
     assert specs[0].name == DEFAULT_MODEL == "efficientnet_lite0"
-    assert {spec.name for spec in specs} == ALL_NAMES == set(MODELS)
-    assert [spec.name for spec in list_models("classification")] == [spec.name for spec in specs]
-    assert list_models("segmentation") == []
+    demos = {"tanks_shortcut", "tanks_clean", "salt_unet", "robot_perception"}
+    assert {spec.name for spec in specs} == ALL_NAMES | demos == set(MODELS)
+    assert [spec.name for spec in list_models("classification")] == [
+        spec.name for spec in specs if spec.task == "classification"
+    ]
+    assert [spec.name for spec in list_models("segmentation")] == ["salt_unet"]
+    assert [spec.name for spec in list_models("regression")] == ["robot_perception"]
     by_name = {spec.name: spec for spec in specs}
     assert by_name["efficientnet_lite0"].weights == ("embedded", "random")
     assert by_name["efficientnet_lite0"].default_weights == "embedded"
