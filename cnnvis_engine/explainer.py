@@ -25,7 +25,7 @@ from .errors import EngineError, ImageError, MethodError, ModelError, TargetErro
 from .hooks import Capture, GuidedSwitch, ModuleCall, capture, node_gradient
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
-from .models.bundle import ModelBundle, Normalization
+from .models.bundle import ModelBundle
 from .targets import ClassTarget, RegressionTarget, Target, resolve_target
 from .tracing import SPATIAL_METHODS, LayerInfo, Trace, build_trace
 
@@ -177,7 +177,7 @@ class Explainer:
 
     def _new_pass(self, decoded: list[DecodedImage]) -> _ForwardPass:
         displays = [self.bundle.resize(d.image) for d in decoded]
-        x = _model_input(displays, self.bundle.normalization, self.bundle.device)
+        x = self.bundle.normalization.apply(np.stack(displays), self.bundle.device)
         return self._pass(x, displays, [d.notes for d in decoded])
 
     def _tensor_pass(self, x: torch.Tensor) -> _ForwardPass:
@@ -187,11 +187,7 @@ class Explainer:
                 f"A ready batch must be a float tensor of shape (N, {', '.join(map(str, expected))}); got {tuple(x.shape)}."
             )
         x = x.detach().to(self.bundle.device, torch.float32)
-        norm = self.bundle.normalization
-        mean = torch.tensor(norm.mean, device=x.device).view(1, 3, 1, 1)
-        std = torch.tensor(norm.std, device=x.device).view(1, 3, 1, 1)
-        displays = ((x * std + mean) * norm.scale).clamp(0, 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        return self._pass(x.clone(), list(displays), [()] * len(x))
+        return self._pass(x.clone(), list(self.bundle.normalization.invert(x)), [()] * len(x))
 
     def _pass(self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]]) -> _ForwardPass:
         x = x.requires_grad_(True)
@@ -455,16 +451,6 @@ class Explainer:
 
 def _decode(image: ImageSource) -> DecodedImage:
     return image if isinstance(image, DecodedImage) else decode_image(image)
-
-
-def _model_input(displays: list[np.ndarray], normalization: Normalization, device: torch.device) -> torch.Tensor:
-    """`bundle.prepare` for a whole batch at once: the (H, W, 3) uint8 pictures cross to the device as bytes and
-    are normalised there with Normalization.apply's float32 operations, x = (rgb / scale − mean) / std:
-    (N, 3, H, W), equal to stacking `bundle.prepare(image)[1]`."""
-    rgb = torch.from_numpy(np.stack(displays)).to(device).permute(0, 3, 1, 2)
-    mean = torch.tensor(normalization.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(normalization.std, device=device).view(1, 3, 1, 1)
-    return ((rgb.float() / normalization.scale - mean) / std).contiguous()
 
 
 def _eligibility(method: str) -> str:

@@ -25,19 +25,19 @@ class Normalization:
     std: tuple[float, float, float] = IMAGENET_STD
     scale: float = 255.0
 
-    def apply(self, rgb: np.ndarray) -> torch.Tensor:
-        """(H, W, 3) uint8 -> (3, H, W) float32 tensor."""
-        x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).permute(2, 0, 1).float() / self.scale
-        mean = torch.tensor(self.mean).view(3, 1, 1)
-        std = torch.tensor(self.std).view(3, 1, 1)
-        return (x - mean) / std
+    def apply(self, rgb: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
+        """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 tensor on `device`; the bytes cross to it once."""
+        x = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).to(device).movedim(-1, -3).float() / self.scale
+        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
+        return ((x - mean) / std).contiguous()
 
     def invert(self, x: torch.Tensor) -> np.ndarray:
-        """(3, H, W) tensor -> (H, W, 3) uint8 array."""
+        """(..., 3, H, W) tensor -> (..., H, W, 3) uint8 array."""
         mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
         rgb = ((x.detach() * std + mean) * self.scale).clamp(0, 255).round().byte()
-        return rgb.permute(1, 2, 0).cpu().numpy()
+        return rgb.movedim(-3, -1).cpu().numpy()
 
 
 @dataclass(frozen=True, eq=False)

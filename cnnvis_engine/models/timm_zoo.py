@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .bundle import ModelBundle
-from .imagenet import imagenet_classes
+from .imagenet import imagenet_bundle
 from .registry import register_model
 from .weights import RANDOM_DETAIL, pretrained_error, seeded_init
 
@@ -33,15 +33,7 @@ def build_timm(name: str, timm_name: str, description: str, weights: str) -> Mod
         except Exception as exc:  # URLError, OSError, corrupt file: all mean "no weights"
             raise pretrained_error(name, url) from exc
         detail = f"timm {timm_name} ({url})"
-    module.eval()
-    return ModelBundle(
-        name=name,
-        module=module,
-        class_names=imagenet_classes(),
-        weights_source=weights,
-        weights_detail=detail,
-        description=description,
-    )
+    return imagenet_bundle(name, module, weights, detail, description)
 
 
 @register_model("seresnet50", family="SENet", description=_SERESNET50_DESCRIPTION)

@@ -7,7 +7,7 @@ from functools import partial
 import torchvision
 
 from .bundle import ModelBundle
-from .imagenet import imagenet_classes
+from .imagenet import imagenet_bundle
 from .registry import register_model
 from .weights import RANDOM_DETAIL, load_checkpoint, seeded_init
 
@@ -45,15 +45,7 @@ def build_torchvision(name: str, description: str, weights: str) -> ModelBundle:
         )
         module.load_state_dict(state_dict)
         detail = f"torchvision {enum} ({enum.url})"
-    module.eval()
-    return ModelBundle(
-        name=name,
-        module=module,
-        class_names=imagenet_classes(),
-        weights_source=weights,
-        weights_detail=detail,
-        description=description,
-    )
+    return imagenet_bundle(name, module, weights, detail, description)
 
 
 for _name, _family, _description in _ZOO:
