@@ -1,4 +1,5 @@
-"""The sidebar every page shares: model and weights, image, layer and target class.
+"""The sidebar every page shares: model and weights, image, layer and target class — except on the Stories
+page, whose stories bring their own models and pictures: there it shows only the navigation and a note.
 
 Each widget is seeded from its plain session-state key and commits back on change (see `state`), so the
 choices survive page switches. Problems (weights that cannot be had, a bad upload) are shown right where the
@@ -8,6 +9,7 @@ choice is made, with the way out next to them.
 from __future__ import annotations
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
@@ -22,10 +24,18 @@ _WEIGHTS_HELP = {
     "random": "An untrained network (seeded): what the architecture alone responds to.",
     "demo": "Weights trained for this app's demo stories (shipped with it).",
 }
+STORIES_PAGE = "stories"  # url path of pages/stories.py (st.Page names a page after its file)
 
 
-def render() -> Context:
-    """Draw the sidebar and return the current context (model, image, layer, target)."""
+def render() -> Context | None:
+    """Draw the sidebar and return the current context (model, image, layer, target); on the Stories page only
+    a note, and None (no model is loaded for it)."""
+    if page_path() == STORIES_PAGE:
+        st.sidebar.caption(
+            "Each story brings its own small models and pictures, so the model, image, layer and class choices "
+            "are hidden here. They are kept for Explore, Layers and Compare."
+        )
+        return None
     state.init()
     with st.sidebar:
         with st.spinner("Loading the model…"):
@@ -36,6 +46,16 @@ def render() -> Context:
             _layer_section(ctx)
             _target_section(ctx)
     return ctx
+
+
+def page_path() -> str | None:
+    """The url path of the page `st.navigation` chose for this run ("" for the default page); None when no
+    navigation ran. The same registry `st.context.url` reads, without a round trip through the browser's URL."""
+    run = get_script_run_ctx()
+    if run is None:
+        return None
+    page = run.pages_manager.get_pages().get(run.pages_manager.current_page_script_hash)
+    return page.get("url_pathname") if page else None
 
 
 def _model_label(name: str) -> str:

@@ -3,7 +3,7 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 
 import streamlit as st
 
-from cnnvis_ui import panels
+from cnnvis_ui import entry, panels
 from cnnvis_ui import stories as s
 from cnnvis_ui.panels import PanelView
 
@@ -182,4 +182,5 @@ def render() -> None:
     {"tanks": tanks, "salt": salt, "robot": robot}[story]()
 
 
+entry.ensure_entry()
 render()

@@ -4,80 +4,33 @@ walked step by step, with screenshots in test-artifacts/ (stories-*.png)."""
 from __future__ import annotations
 
 import io
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import ROOT, chromium_browser, dashboard_server
 from PIL import Image
 
 pytestmark = pytest.mark.browser
 
-ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = os.environ.get("CNNVIS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+TITLE = "Stories: why look inside a network?"
+SIDEBAR_NOTE = "Each story brings its own small models and pictures"
 
 
 @pytest.fixture(scope="module")
 def server():
-    ARTIFACTS.mkdir(exist_ok=True)
-    port = free_port()
-    log = open(ARTIFACTS / "stories-server.log", "wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port), "--server.headless", "true"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start; see {log.name}")
-            time.sleep(0.3)
+    """No file watcher: an edit to the checkout during the run would make the server re-import some modules, and
+    objects cached before that then fail isinstance checks against the re-imported classes."""
+    with dashboard_server(ARTIFACTS / "stories-server.log", "--server.fileWatcherType", "none") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    with chromium_browser() as chromium:
         yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -85,11 +38,9 @@ def page(browser, server, request):
     context = browser.new_context(viewport={"width": 1500, "height": 1300})
     page = context.new_page()
     page.set_default_timeout(300_000)
-    page.goto(server)
+    page.goto(f"{server}/stories")
     settle(page)
-    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Stories").click()
-    settle(page)
-    page.get_by_text("Stories: why look inside a network?").wait_for()
+    page.get_by_text(TITLE).wait_for()
     yield page
     snapshot(page, f"{request.node.name}-final")
     context.close()
@@ -131,6 +82,31 @@ def panel(page, key: str, name: str) -> np.ndarray:
 
 def text_of(page, key: str) -> str:
     return page.locator(f".st-key-panel-story-{key}").inner_text()
+
+
+def test_a_deep_link_on_a_fresh_server_opens_the_stories(browser, server):
+    """First in this module on purpose: the first request of a fresh server is /stories (see cnnvis_ui/entry.py)."""
+    context = browser.new_context(viewport={"width": 1500, "height": 1300})
+    page = context.new_page()
+    page.set_default_timeout(300_000)
+    page.goto(f"{server}/stories")
+    settle(page)
+    page.get_by_text(TITLE).wait_for()
+    nav = page.get_by_test_id("stSidebarNav").inner_text()
+    assert "Explore" in nav and "dashboard" not in nav  # our navigation, not the pages/ folder's
+    page.screenshot(path=ARTIFACTS / "stories-deep-link.png")
+    context.close()
+
+
+def test_the_sidebar_shows_no_model_image_layer_or_class_pickers(page):
+    sidebar = page.get_by_test_id("stSidebar")
+    assert SIDEBAR_NOTE in sidebar.inner_text()
+    for picker in ("Network", "Class to explain", "Layer for feature maps and Grad-CAM", "Or upload your own"):
+        assert sidebar.get_by_text(picker).count() == 0, picker
+    page.get_by_test_id("stSidebarNav").get_by_role("link", name="Explore").click()
+    settle(page)
+    sidebar.get_by_text("Class to explain").wait_for()  # the other pages keep the shared pickers
+    assert SIDEBAR_NOTE not in sidebar.inner_text()
 
 
 def test_tanks_story(page):
