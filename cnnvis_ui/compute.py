@@ -31,6 +31,7 @@ from cnnvis_engine import (
     load_model_file,
     sample_path,
 )
+from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
 MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
@@ -215,3 +216,27 @@ def clear_all() -> None:
     """Forget every cached model and result (tests)."""
     st.cache_data.clear()
     st.cache_resource.clear()
+
+
+# ----- feature visualisation ----------------------------------------------------------------------------
+@st.cache_data(max_entries=16, show_spinner=False)  # a gallery is a few small images
+def channel_gallery(
+    model_key: str, layer: str, channels: tuple[int, ...], size: int, steps: int, seed: int, _explainer: Explainer
+) -> tuple[FeatureVisResult, ...]:
+    """What each of `channels` at `layer` responds to most: `featurevis.render_channels`, one seeded batch of
+    `size`×`size` images optimised for `steps` steps. Raises EngineError (not cached).
+
+    The progress bar is drawn inside on purpose: Streamlit replays only elements a cached function made itself,
+    so a cache hit replays the bar being made, filled and removed — a few updates, not one per step."""
+    bar = st.empty()
+
+    def progress(step: int, total: int) -> None:
+        if step % 8 == 0 or step == total:
+            bar.progress(step / total, text=f"Rendering {len(channels)} channels of {layer}: step {step} of {total}")
+
+    try:
+        return tuple(render_channels(
+            _explainer.bundle, layer, list(channels), size=size, steps=steps, seed=seed, progress=progress
+        ))
+    finally:
+        bar.empty()

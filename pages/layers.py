@@ -1,17 +1,29 @@
-"""Layers: the feature maps of any traced layer, the kernels of a convolution, and the first layer's kernels
-trained vs untrained side by side (the article's comparison)."""
+"""Layers: the feature maps of any traced layer and, on request, what those channels look for; the kernels of a
+convolution; and the first layer's kernels trained vs untrained side by side (the article's comparison)."""
 
+from collections.abc import Sequence
+
+import numpy as np
 import streamlit as st
 
-from cnnvis_engine import EngineError
+from cnnvis_engine import EngineError, MethodResult
+from cnnvis_engine.render import render_grid
 from cnnvis_ui import compute, context, controls, entry, panels, state, views
 from cnnvis_ui.compute import ModelRef, model_spec
+from cnnvis_ui.panels import PanelView
 from cnnvis_ui.text import plain
 
 CHANNEL_COUNTS = [4, 8, 16, 32, 64]
+# The gallery: the first 8 channels shown, 64 px, 64 steps (bench/featurevis_bench.py's gallery case). Measured
+# with efficientnet_lite0 on this 2-core CPU: 1.2–4 s, whichever layer; far longer only while another process
+# keeps both cores busy and torch runs two threads (the bench's --threads note).
+GALLERY_CHANNELS, GALLERY_SIZE, GALLERY_STEPS, GALLERY_SEED = 8, 64, 64, 0
+GALLERY_COLUMNS, GALLERY_TILE = 4, 128
+GALLERY_TITLE = "What these channels look for"
 
 
-def feature_maps(ctx: context.Context, colormap: str) -> None:
+def feature_maps(ctx: context.Context, colormap: str) -> MethodResult | None:
+    """The feature-maps panel; returns its result when it drew one."""
     st.subheader("Feature maps")
     count, order, scale = st.columns(3)
     count.select_slider(
@@ -31,13 +43,57 @@ def feature_maps(ctx: context.Context, colormap: str) -> None:
         result = ctx.explain(["feature_maps"], options=options)["feature_maps"]
     except EngineError as error:
         panels.message("Feature maps", str(error), key="layer-maps")
-        return
+        return None
     view = views.feature_maps_view(result, colormap, sort=sort, key="layer-maps")
     scale_note = "one shared colour scale" if shared else "each channel on its own colour scale"
     view = views.with_caption(view, f"{view.caption} · {scale_note} · pick the layer in the sidebar")
     left, _ = st.columns([3, 1])
     with left:
         panels.draw(view, height=620, file_stem=f"cnnvis-{ctx.model.name}")
+    return result if result.applicable else None
+
+
+def channel_gallery(ctx: context.Context, maps: MethodResult) -> None:
+    """Opt-in, as it takes seconds: for the first channels of the feature maps above, the picture that excites
+    each most (activation maximisation from a grey start). Cached by model, layer, channels and settings."""
+    channels = tuple(maps.meta["channels"][:GALLERY_CHANNELS])
+    if not st.toggle(
+        "Show what these channels look for",
+        help=f"For each of the first {len(channels)} channels above, a picture optimised to excite it as much as "
+        "possible (activation maximisation, Olah et al. 2017). Takes a few seconds; the result is kept.",
+    ):
+        return
+    left, _ = st.columns([3, 1])
+    with left:
+        try:
+            results = compute.channel_gallery(
+                ctx.model.key, maps.layer, channels, GALLERY_SIZE, GALLERY_STEPS, GALLERY_SEED, ctx.explainer
+            )
+        except EngineError as error:
+            panels.message(GALLERY_TITLE, str(error), key="layer-gallery")
+            return
+        panels.draw(gallery_view(maps.layer, channels, results), height=360, file_stem=f"cnnvis-{ctx.model.name}")
+
+
+def gallery_view(layer: str, channels: Sequence[int], results: Sequence[compute.FeatureVisResult]) -> PanelView:
+    """The gallery as one picture, 4 per row in the feature maps' order; hover gives each tile's channel and the
+    channel's mean activation on it. Channels whose objective stayed 0 on every step (no gradient) are named."""
+    tiles = np.stack([result.image for result in results]) / 255.0
+    picture = render_grid(tiles, columns=GALLERY_COLUMNS, tile_size=GALLERY_TILE, gap=views.GAP)
+    by_channel = np.zeros((max(channels) + 1, 1, 1), np.float32)  # tile_hover reads values by channel index
+    by_channel[list(channels), 0, 0] = [float(result.scores[0]) for result in results]
+    hover = panels.tile_hover(by_channel, channels, GALLERY_COLUMNS, GALLERY_TILE, views.GAP, "mean activation")
+    grey = [str(c) for c, result in zip(channels, results) if not result.history.any()]
+    note = (
+        f"Stayed grey: channel{'s' if len(grey) > 1 else ''} {', '.join(grey)}. No response at all to the grey "
+        "start means no gradient to follow (this layer's ReLU cuts it off); a layer before the activation avoids it."
+        if grey else ""
+    )
+    return PanelView(
+        key="layer-gallery", title=GALLERY_TITLE, picture=picture, hover=hover, note=note,
+        caption=f"{layer} · channels {', '.join(map(str, channels))}, left to right · each {GALLERY_SIZE}×"
+        f"{GALLERY_SIZE} px optimised for {GALLERY_STEPS} steps from a grey start (seed {GALLERY_SEED})",
+    )
 
 
 def kernels(ctx: context.Context, colormap: str) -> None:
@@ -109,7 +165,9 @@ def render() -> None:
         )
         return
     display = controls.display_settings(saliency=False, opacity=False)
-    feature_maps(ctx, display.colormap)
+    maps = feature_maps(ctx, display.colormap)
+    if maps is not None:
+        channel_gallery(ctx, maps)
     kernels(ctx, display.colormap)
     trained_vs_random(ctx, display.colormap)
 
