@@ -80,3 +80,9 @@ def test_the_gallery_shows_a_picture_for_each_channel(page):
     )
     page.wait_for_timeout(800)
     page.screenshot(path=ARTIFACTS / "layers-gallery.png")
+
+    page.get_by_text("One colour scale for all channels").click()  # a rerun: the same channels, from the cache
+    settle(page)
+    assert page.get_by_test_id("stException").count() == 0  # the cached progress bar replays cleanly
+    assert page.locator(f"{GALLERY} .js-plotly-plot").count() == 1
+    assert "blocks.5 · channels" in page.locator(GALLERY).inner_text()
