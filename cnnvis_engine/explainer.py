@@ -7,7 +7,7 @@ guided pass serves guided backprop and guided Grad-CAM. Gradients are taken with
 parameters' `.grad` are never touched. A batch goes through the same passes at once (`explain_batch`).
 
 Thread safety: module hooks exist only inside a forward pass, which holds the bundle's lock; the backward
-passes of one recorded forward pass hold that pass's own lock (its guided switch is per pass).
+passes of one recorded forward pass hold that pass's own lock (guided backprop hooks that pass's graph).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from .errors import EngineError, ImageError, MethodError, ModelError, TargetError
-from .hooks import Capture, GuidedSwitch, ModuleCall, capture, node_gradient
+from .hooks import Capture, ModuleCall, capture, guided_backward, node_gradient
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
 from .models.bundle import ModelBundle
@@ -73,7 +73,6 @@ class _ForwardPass:
     trace: Trace
     images: list[np.ndarray]
     notes: list[tuple[str, ...]]
-    guided: GuidedSwitch
     stale: frozenset[str] = frozenset()  # recorded outputs overwritten in place afterwards
     cloned: frozenset[str] = frozenset()  # outputs recorded through a clone, so they stay true
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -101,6 +100,7 @@ class Explainer:
         self.cache_size = cache_size
         self._passes: OrderedDict[str, _ForwardPass] = OrderedDict()
         self._functional: dict[tuple[int, ...], dict[str, int]] = {}  # per input shape, counted once
+        self._traces: OrderedDict[tuple, Trace] = OrderedDict()  # by the order the modules ran in; see _trace
 
     # ----- public API -------------------------------------------------------------------------------
     def trace(self, image: ImageSource) -> Trace:
@@ -191,27 +191,39 @@ class Explainer:
 
     def _pass(self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]]) -> _ForwardPass:
         x = x.requires_grad_(True)
-        guided = GuidedSwitch()
-        output, record = self._record(x, frozenset(), guided)
+        output, record = self._record(x, frozenset())
         return _ForwardPass(
             x=x,
             output=output,
             calls=record.by_name(),
-            trace=build_trace(record, output.detach(), self._functional[tuple(x.shape[1:])]),
+            trace=self._trace(x, output, record),
             images=displays,
             notes=notes,
-            guided=guided,
             stale=frozenset(record.overwritten()),
         )
 
-    def _record(self, x: torch.Tensor, clone: frozenset[str], guided: GuidedSwitch) -> tuple[torch.Tensor, Capture]:
+    def _trace(self, x: torch.Tensor, output: torch.Tensor, record: Capture) -> Trace:
+        """The layer list of a recorded pass. Images of one shape that run the same modules in the same nesting
+        (every image, for a CNN without data-dependent branches) share one Trace: building it is pure Python
+        over every call, and checking the call order is a fraction of that."""
+        shape = tuple(x.shape[1:])
+        key = (shape, tuple(id(call.module) for call in record.calls), tuple(call.end for call in record.calls))
+        with self.bundle.lock:
+            trace = self._traces.get(key)
+            if trace is None:
+                trace = self._traces[key] = build_trace(record, output.detach(), self._functional[shape])
+                while len(self._traces) > 4:
+                    self._traces.popitem(last=False)
+        return trace
+
+    def _record(self, x: torch.Tensor, clone: frozenset[str]) -> tuple[torch.Tensor, Capture]:
         """One forward pass with every module call recorded (under the bundle's lock: hooks are global)."""
         shape = tuple(x.shape[1:])
         with self.bundle.lock:
             count = shape not in self._functional
             try:
                 with torch.enable_grad(), capture(
-                    self.bundle.module, clone_outputs=clone, guided=guided, count_functional=count
+                    self.bundle.module, clone_outputs=clone, count_functional=count
                 ) as record:
                     output = self.bundle.module(x)
             except EngineError:
@@ -234,7 +246,7 @@ class Explainer:
         if not needed:
             return
         clone = fp.cloned | needed
-        output, record = self._record(fp.x, clone, fp.guided)
+        output, record = self._record(fp.x, clone)
         fp.output, fp.calls, fp.cloned = output, record.by_name(), clone
         fp.stale = frozenset(record.overwritten()) - clone
 
@@ -309,11 +321,8 @@ class Explainer:
         if key in fp.gradients:
             return fp.gradients[key]
         if what == "guided":
-            fp.guided.on = True
-            try:
+            with guided_backward(call for calls in fp.calls.values() for call in calls):
                 (grad,) = torch.autograd.grad(score, fp.x, retain_graph=True)
-            finally:
-                fp.guided.on = False
         elif what in fp.stale:  # the output was overwritten: catch its gradient where its graph node gets it
             call = fp.last_call(what)
             with node_gradient(call) as caught:
@@ -363,6 +372,7 @@ class Explainer:
             input_size=tuple(fp.x.shape[2:]),
             targets=targets,
             x=fp.x.detach(),
+            output=fp.output.detach(),
             options=options,
         )
         if layer is not None and cls.needs & {"activation", "layer_gradient", "cam"}:
@@ -406,8 +416,12 @@ class Explainer:
             torch.stack([bias[r].sum() for r in rows]),
         )
 
-    @staticmethod
-    def _not_applicable(method: str, trace: Trace, targets: tuple[Target, ...], layer: str | None) -> str:
+    def _not_applicable(self, method: str, trace: Trace, targets: tuple[Target, ...], layer: str | None) -> str:
+        if "guided_input_gradient" in METHODS[method].needs and isinstance(self.bundle.module, torch.jit.ScriptModule):
+            return (
+                "This model is TorchScript: its ReLUs run inside compiled code, where guided backpropagation cannot "
+                "reach their gradients. Vanilla saliency works on it."
+            )
         if method == "cam":
             if trace.cam_site is None:
                 return trace.cam_reason

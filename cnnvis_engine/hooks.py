@@ -9,20 +9,22 @@ network a clone, as captum does, so what we keep is the module's true output. Wi
 its input and its graph node, so the true output can be recomputed and its gradient caught at the node
 (`node_gradient`) — no copy on every forward pass.
 
-`guided` makes every `nn.ReLU`/`nn.ReLU6` output carry a tensor hook that, while the switch is on, clamps
-the incoming gradient at zero: R_in = 1[x > 0] * 1[R_out > 0] * R_out (Springenberg et al. 2015). The
-modules are never swapped, so the model is untouched; the switch is per forward pass, so passes in other
-threads are unaffected.
+`guided_backward(calls)` makes, for the backward passes run inside it, the graph node of every recorded
+`nn.ReLU`/`nn.ReLU6` output clamp its incoming gradient at zero: R_in = 1[x > 0] * 1[R_out > 0] * R_out
+(Springenberg et al. 2015). The modules are never swapped, so the model is untouched, and the hooks sit on
+one forward pass's own graph, so passes in other threads are unaffected; a forward pass costs nothing extra
+for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
 
 GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
@@ -38,18 +40,17 @@ FUNCTIONAL_ACTIVATIONS = {
 }
 
 
-@dataclass
+@dataclass(slots=True)
 class ModuleCall:
     """One call of one module during a forward pass."""
 
     name: str
     module: nn.Module
-    start: int  # position among call starts (parents before children)
-    end: int = -1  # position among call ends (children before parents)
+    end: int  # position among call ends (children before parents)
     output: torch.Tensor | None = None  # the true output, attached to the graph
     first_input: torch.Tensor | None = None
-    input_version: int = 0  # first_input._version when the call started
-    single_input: bool = True  # called with exactly one positional tensor and no keywords
+    input_version: int = 0  # first_input._version when the call ended
+    single_input: bool = True  # called with exactly one positional tensor, no keywords, and not changed in place
     version: int = 0  # output._version when the call ended
     node: object = None  # output.grad_fn when the call ended: the graph node that produced the true output
     output_nr: int = 0
@@ -66,18 +67,8 @@ class ModuleCall:
 
 
 @dataclass
-class GuidedSwitch:
-    """Turns guided-backprop clamping on for the backward passes of one forward pass."""
-
-    on: bool = False
-
-    def clamp(self, grad: torch.Tensor) -> torch.Tensor | None:
-        return grad.clamp(min=0) if self.on else None
-
-
-@dataclass
 class Capture:
-    """What `capture` recorded: module calls in start order, grouped by name."""
+    """What `capture` recorded: module calls in the order they ended (children before their parents)."""
 
     calls: list[ModuleCall] = field(default_factory=list)
     functional_activations: dict[str, int] = field(default_factory=dict)
@@ -120,62 +111,71 @@ def capture(
     model: nn.Module,
     *,
     clone_outputs: Collection[str] = (),
-    guided: GuidedSwitch | None = None,
     count_functional: bool = False,
     only: Collection[str] | None = None,
 ) -> Iterator[Capture]:
     """Record every submodule call (or those named in `only`) of the forward passes run inside the block;
-    see the module docstring."""
+    see the module docstring.
+
+    Recording everything uses one global forward hook (`register_module_forward_hook`) that ignores other
+    models' modules: one registration instead of two per module, and no pre-hook (the order calls started in
+    follows from the order they ended; see `tracing.start_order`), which matters on every new image. A few
+    named modules (`only`) get hooks of their own, so the rest of the model keeps PyTorch's fast hook-free
+    call path. Modules inside TorchScript never call Python hooks; they are simply not recorded.
+    `count_functional` adds a global hook pair to tell activation modules' own calls from functional ones.
+    """
     record = Capture()
-    counter = [0]  # calls started so far; ends are numbered by `ends`
-    ends = [0]
-    inside_activation = [0]
-    open_calls: dict[int, list[ModuleCall]] = {}
-    handles: list[torch.utils.hooks.RemovableHandle] = []
+    modules = [(name, m) for name, m in model.named_modules() if m is not model and (only is None or name in only)]
+    activation_ids = {id(m) for m in model.modules() if isinstance(m, ACTIVATION_MODULES)}
+    calls, inside_activation = record.calls, [0]
 
-    def pre_hook(name: str):
-        def hook(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            first = _first_tensor(args)
-            call = ModuleCall(
-                name=name, module=module, start=counter[0], first_input=first,
-                input_version=first._version if first is not None else 0,
-                single_input=len(args) == 1 and not kwargs and first is args[0],
-            )
-            counter[0] += 1
-            record.calls.append(call)
-            open_calls.setdefault(id(module), []).append(call)
-            if isinstance(module, ACTIVATION_MODULES):
-                inside_activation[0] += 1
-
-        return hook
-
-    def post_hook(name: str):
-        def hook(module: nn.Module, args: tuple, output: object) -> object:
-            call = open_calls[id(module)].pop()
-            call.end = ends[0]
-            ends[0] += 1
-            if isinstance(module, ACTIVATION_MODULES):
-                inside_activation[0] -= 1
-            tensor = output if isinstance(output, torch.Tensor) else None
-            if tensor is None:
+    def recorder(names: dict[int, str]) -> Callable[..., object]:
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
+            name = names.get(id(module))
+            if name is None:
                 return None
-            call.output, call.version = tensor, tensor._version
-            call.node, call.output_nr = tensor.grad_fn, tensor.output_nr
-            if guided is not None and isinstance(module, GUIDED_ACTIVATIONS) and tensor.requires_grad:
-                tensor.register_hook(guided.clamp)
+            first = _first_tensor(args)
+            call = ModuleCall(name, module, len(calls), first_input=first)
+            calls.append(call)
+            if first is not None:
+                call.input_version = first._version
+                call.single_input = len(args) == 1 and first is args[0] and not kwargs and first is not output
+            if not isinstance(output, torch.Tensor):
+                return None
+            call.output, call.version = output, output._version
+            call.node, call.output_nr = output.grad_fn, output.output_nr
             if name in clone_outputs:
-                return tensor.clone()
+                return output.clone()
             return None
 
         return hook
 
-    for name, module in model.named_modules():
-        if module is model or (only is not None and name not in only):
-            continue
-        handles.append(module.register_forward_pre_hook(pre_hook(name), with_kwargs=True))
-        handles.append(module.register_forward_hook(post_hook(name)))
+    def enter_activation(module: nn.Module, args: tuple) -> None:
+        if id(module) in activation_ids:
+            inside_activation[0] += 1
+
+    def leave_activation(module: nn.Module, args: tuple, output: object) -> None:
+        if id(module) in activation_ids:
+            inside_activation[0] -= 1
+
+    # Global hooks run before a module's own forward hooks, which may replace its output: such modules (and,
+    # when only a few are wanted, those few) get a hook of their own, registered after theirs, so it sees what
+    # the network passes on. ScriptModules refuse hooks of their own; the global hook sees their calls.
+    own = {
+        id(m): name for name, m in modules
+        if not isinstance(m, torch.jit.ScriptModule) and (only is not None or m._forward_hooks)
+    }
+    shared = {id(m): name for name, m in modules if id(m) not in own}
+    handles: list[torch.utils.hooks.RemovableHandle] = []
     mode = _FunctionalActivationCounter(record, inside_activation) if count_functional else contextlib.nullcontext()
     try:
+        if shared:
+            handles.append(register_module_forward_hook(recorder(shared), with_kwargs=True))
+        own_hook = recorder(own)
+        handles += [m.register_forward_hook(own_hook, with_kwargs=True) for _, m in modules if id(m) in own]
+        if count_functional:
+            handles.append(register_module_forward_pre_hook(enter_activation))
+            handles.append(register_module_forward_hook(leave_activation))
         with mode:
             yield record
     finally:
@@ -199,6 +199,24 @@ def node_gradient(call: ModuleCall) -> Iterator[list[torch.Tensor]]:
         yield caught
     finally:
         handle.remove()
+
+
+@contextlib.contextmanager
+def guided_backward(calls: Iterable[ModuleCall]) -> Iterator[None]:
+    """Guided backpropagation for the backward passes run inside the block; see the module docstring."""
+    handles = []
+    try:
+        for call in calls:
+            if call.node is not None and isinstance(call.module, GUIDED_ACTIVATIONS):
+                handles.append(call.node.register_prehook(_clamp))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _clamp(grad_outputs: tuple[torch.Tensor | None, ...]) -> tuple[torch.Tensor | None, ...]:
+    return tuple(None if grad is None else grad.clamp(min=0) for grad in grad_outputs)
 
 
 def count_hooks(model: nn.Module) -> int:

@@ -125,13 +125,32 @@ def _unguided(calls: list[ModuleCall], functional: dict[str, int]) -> tuple[str,
     names = sorted({
         f"{c.name} ({type(c.module).__name__})" for c in calls
         if isinstance(c.module, ACTIVATION_MODULES) and not isinstance(c.module, GUIDED_ACTIVATIONS)
-    })
+    } | {f"{c.name} (TorchScript: every activation inside)" for c in calls if isinstance(c.module, torch.jit.ScriptModule)})
     names += [f"functional {name} ×{count}" for name, count in sorted(functional.items())]
     return tuple(names)
 
 
+def start_order(calls: list[ModuleCall]) -> list[ModuleCall]:
+    """Calls in the order they started, from calls in the order they ended: a call's children are the calls
+    of its submodules (by name) that ended just before it, so each call is put before its children. A module
+    called from outside its parent module (rare) is placed as if it ran at its end."""
+    done: list[list[ModuleCall]] = []  # finished calls not yet claimed by a parent, each with its subtree
+    for call in calls:
+        prefix = call.name + "."
+        first_child = len(done)
+        while first_child and done[first_child - 1][0].name.startswith(prefix):
+            first_child -= 1
+        subtree = [call]
+        for child in done[first_child:]:
+            subtree += child
+        del done[first_child:]
+        done.append(subtree)
+    return [call for subtree in done for call in subtree]
+
+
 def build_trace(capture: Capture, output: torch.Tensor, functional: dict[str, int] | None = None) -> Trace:
     """Turn a recorded forward pass into the list of layers the input passed through."""
+    started = {id(call): position for position, call in enumerate(start_order(capture.calls))}
     grouped = capture.by_name()
     layers = []
     for name, calls in grouped.items():
@@ -145,7 +164,7 @@ def build_trace(capture: Capture, output: torch.Tensor, functional: dict[str, in
             calls=len(calls),
             is_leaf=next(module.children(), None) is None,
             depth=name.count(".") + 1,
-            order=calls[0].start,
+            order=min(started[id(call)] for call in calls),
             end=last.end,
             methods=_methods_for(module, shape),
         ))

@@ -44,10 +44,11 @@ class IntegratedGradients(Method):
                 (grad,) = torch.autograd.grad(weighted.sum(), path)
             total.index_add_(0, owners, grad)
         raw = (x - baseline) * total
-        with torch.no_grad():
-            ends, _ = forward(inputs, torch.stack([x, baseline], dim=1).flatten(0, 1))
-            gap = inputs.scores(ends).view(-1, 2)
-        delta = raw.flatten(1).sum(dim=1) - (gap[:, 0] - gap[:, 1])
+        with torch.no_grad():  # the baseline is one constant picture for all images: one pass scores it
+            at_baseline, _ = forward(inputs, baseline[:1])
+            at_baseline = inputs.scores(at_baseline.expand(len(x), *at_baseline.shape[1:]))
+            at_x = inputs.scores(inputs.output) if inputs.output is not None else inputs.scores(forward(inputs, x)[0])
+        delta = raw.flatten(1).sum(dim=1) - (at_x - at_baseline)
         return MethodOutput(
             map=normalize(raw.sum(dim=1).abs()), raw=raw, rgb=gradient_rgb(raw),
             meta={"steps": steps}, sample_meta={"delta": delta.tolist()},

@@ -79,6 +79,7 @@ class MethodInputs:
     input_size: tuple[int, int]
     targets: tuple[Target, ...]
     x: torch.Tensor  # (N, 3, H, W): the model's input
+    output: torch.Tensor | None = None  # (N, ...): the model's output on x, from the recorded pass
     activation: torch.Tensor | None = None  # (N, C, h, w)
     layer_gradient: torch.Tensor | None = None  # (N, C, h, w): d score / d activation
     input_gradient: torch.Tensor | None = None  # (N, 3, H, W): d score / d input
