@@ -249,6 +249,18 @@ class ReturnsTuple(nn.Module):
         return logits, logits
 
 
+class ReturnsNaN(nn.Module):
+    """A classifier whose weights are corrupt: every output is NaN."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 5)
+        nn.init.constant_(self.fc.weight, float("nan"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3)))
+
+
 class SmallNet(nn.Module):
     """A valid TorchScript classifier: conv → ReLU → mean → Linear(4, 5)."""
 

@@ -25,6 +25,7 @@ from hardening_cases import (
     ImageCase,
     MakesAFile,
     ReturnsDict,
+    ReturnsNaN,
     ReturnsTuple,
     SmallNet,
     encode,
@@ -35,8 +36,9 @@ from hardening_cases import (
 )
 from PIL import Image
 from torch import nn
+from torch.nn.modules import module as torch_module
 
-from cnnvis_engine import ALL_METHODS, EngineError, Explainer, ImageError, ModelBundle, ModelFileError
+from cnnvis_engine import ALL_METHODS, Explainer, ImageError, ModelBundle, ModelFileError, hooks
 from cnnvis_engine.hooks import count_hooks, model_state
 from cnnvis_engine.images import decode_image
 from cnnvis_engine.models import load_model, load_model_file
@@ -154,8 +156,6 @@ def test_a_constant_image_gives_flat_maps_as_zeros_never_nan(grey: int):
     assert count_hooks(bundle.module) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: methods.base.normalize stretches the rounding noise of an upsampled "
-                   "flat Grad-CAM to 0/1 stripes (the map must be zeros; see docs/RELIABILITY.md)")
 @pytest.mark.parametrize("grey", [0, 128])
 def test_a_flat_grad_cam_is_zeros_not_stretched_rounding_noise(grey: int):
     bundle = ModelBundle("flat", _flat_module(), TINY_CLASSES, input_size=(8, 8), weights_source="random")
@@ -213,6 +213,7 @@ def resnet18_weights() -> dict[str, torch.Tensor]:
         ("other_input_shape", "The model failed on a 224×224 RGB image: shape '[1, 3072]' is invalid"),
         ("returns_dict", "The model returned a dict of 1 items; a classifier must return one tensor"),
         ("returns_tuple", "The model returned a tuple of 2 items"),
+        ("returns_nan", "The model's output on a black test image contains NaN or infinite values"),
         ("missing_and_extra_keys", "2 the model needs are missing (fc.weight, fc.bias) and 1 in the file are not"),
         ("wrong_shape", "fc.weight is (10, 512) in the file but (1000, 512) in resnet18"),
         ("text_file", "notes.pt is not a PyTorch model file."),
@@ -228,6 +229,7 @@ def test_a_wrong_model_file_is_refused_with_a_reason(key: str, words: str, resne
         "other_input_shape": lambda: (torchscript(FixedInput()), "fixed.pt", None),
         "returns_dict": lambda: (torchscript(ReturnsDict()), "dict.pt", None),
         "returns_tuple": lambda: (torchscript(ReturnsTuple()), "tuple.pt", None),
+        "returns_nan": lambda: (torchscript(ReturnsNaN()), "nan.pt", None),
         "missing_and_extra_keys": lambda: (
             torch_saved({**{k: v for k, v in weights.items() if not k.startswith("fc.")}, "head.weight": torch.zeros(1)}),
             "w.pth", "resnet18"),
@@ -248,30 +250,40 @@ def test_a_wrong_model_file_is_refused_with_a_reason(key: str, words: str, resne
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-@pytest.mark.xfail(strict=True, reason="engine bug: hooks.capture() puts Python hooks on ScriptModules, which refuse "
-                   "them, so no uploaded TorchScript model can be explained (see docs/RELIABILITY.md)")
 def test_a_valid_torchscript_upload_can_be_explained():
     bundle = load_model_file(torchscript(SmallNet()), "small.pt")
-    explanation = Explainer(bundle).explain(GOOD, methods=("saliency", "gradcam"))
+    explanation = Explainer(bundle).explain(GOOD, methods=("saliency", "gradcam", "guided_backprop"))
     assert explanation["saliency"].applicable and np.isfinite(explanation["saliency"].map).all()
     assert explanation["gradcam"].reason  # its layers are hidden inside TorchScript: a reason, not a crash
+    # its ReLUs run inside compiled code: guided backprop would silently be plain saliency, so it says why not
+    assert "TorchScript" in explanation["guided_backprop"].reason
     assert count_hooks(bundle.module) == 0
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-@pytest.mark.xfail(strict=True, reason="engine bug: hooks.capture() registers its hooks before its try/finally, so "
-                   "hooks registered before a failing registration are never removed")
-def test_no_hook_is_left_behind_when_a_registration_fails():
+def test_a_torchscript_layer_inside_a_python_model_is_recorded_and_listed_as_unguided():
     module = nn.Sequential(
         nn.Conv2d(3, 4, 3), nn.ReLU(), torch.jit.script(nn.Conv2d(4, 4, 3)), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         nn.Linear(4, 3),
     ).eval()
     bundle = ModelBundle("mixed", module, TINY_CLASSES, input_size=(16, 16), weights_source="random")
-    try:
-        Explainer(bundle).explain(GOOD, methods=["gradcam"])
-    except EngineError:
-        pass
+    explanation = Explainer(bundle).explain(GOOD, layer="2", methods=["gradcam", "guided_backprop"])
+    assert explanation["gradcam"].applicable and explanation["gradcam"].layer == "2"
+    assert "2 (TorchScript: every activation inside)" in explanation["guided_backprop"].meta["unguided"]
     assert count_hooks(module) == 0
+
+
+def test_no_hook_is_left_behind_when_a_registration_fails(monkeypatch: pytest.MonkeyPatch):
+    global_hooks = (torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks)
+    before = [dict(registry) for registry in global_hooks]
+
+    def refuse(hook: object) -> None:
+        raise RuntimeError("registration refused")
+
+    monkeypatch.setattr(hooks, "register_module_forward_pre_hook", refuse)  # after the forward hook is in
+    with pytest.raises(RuntimeError, match="refused"), hooks.capture(SmallNet(), count_functional=True):
+        pass
+    assert [dict(registry) for registry in global_hooks] == before
 
 
 def test_labels_with_markup_stay_plain_strings_end_to_end():

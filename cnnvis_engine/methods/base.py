@@ -121,13 +121,20 @@ def register_method(cls: type[Method]) -> type[Method]:
     return cls
 
 
+FLAT_SPAN = 1e-5  # a map whose values differ by less than this share of their magnitude is flat
+
+
 def normalize(values: torch.Tensor, dims: int = 2) -> torch.Tensor:
-    """Min-max to [0, 1] over the last `dims` dimensions; a flat map becomes zeros (never NaN)."""
+    """Min-max to [0, 1] over the last `dims` dimensions; a flat map becomes zeros (never NaN). Flat includes
+    a constant map plus rounding noise (bilinear upsampling of a constant leaves differences of a few ulps),
+    which would otherwise be stretched into full-contrast stripes."""
     flat = values.flatten(-dims)
-    low = flat.amin(dim=-1).view(*flat.shape[:-1], *([1] * dims))
-    span = flat.amax(dim=-1).view(*flat.shape[:-1], *([1] * dims)) - low
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, (values - low) / safe, torch.zeros_like(values)).nan_to_num(0.0)
+    shape = (*flat.shape[:-1], *([1] * dims))
+    low, high = flat.amin(dim=-1).view(shape), flat.amax(dim=-1).view(shape)
+    span = high - low
+    varies = span > FLAT_SPAN * torch.maximum(low.abs(), high.abs())
+    safe = torch.where(varies, span, torch.ones_like(span))
+    return torch.where(varies, (values - low) / safe, torch.zeros_like(values)).nan_to_num(0.0)
 
 
 def upsample(values: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -189,6 +189,11 @@ def _probe(module: torch.nn.Module, input_size: tuple[int, int]) -> int:
             f"The model returned {_describe(output)}; a classifier must return one tensor of shape "
             "(1, number of classes) for one image."
         )
+    if not torch.isfinite(output).all():
+        raise ModelFileError(
+            "The model's output on a black test image contains NaN or infinite values, so nothing it predicts "
+            "could be explained. Check the exported model (its weights may be corrupt)."
+        )
     return int(output.shape[1])
 
 
