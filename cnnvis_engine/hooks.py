@@ -55,14 +55,15 @@ class ModuleCall:
     node: object = None  # output.grad_fn when the call ended: the graph node that produced the true output
     output_nr: int = 0
 
-    def recoverable(self) -> bool:
+    def recoverable(self, graph: bool = True) -> bool:
         """Whether an output overwritten in place later can be had again without running the model: its
-        module re-run on its own (unchanged) input, and its gradient read where its graph node receives it."""
+        module re-run on its own (unchanged) input, and (in a pass with a `graph`) its gradient read where its
+        graph node receives it."""
         return (
             self.single_input
             and self.first_input is not None
             and self.first_input._version == self.input_version
-            and self.node is not None
+            and (self.node is not None or not graph)
         )
 
 
