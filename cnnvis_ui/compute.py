@@ -1,4 +1,5 @@
-"""Every `st.cache_*` wrapper of the dashboard: models, decoded images, traces, predictions and explanations.
+"""Every `st.cache_*` wrapper of the dashboard: models, decoded images, traces, predictions, explanations, the
+checks on explanations (faithfulness scores, the randomisation test) and feature visualisations.
 
 Models live in `st.cache_resource` (bounded; an `Explainer` is thread-safe, so sessions share it). Results live
 in `st.cache_data`, keyed by plain values — the image's sha256, the model key, layer, target, methods and
@@ -13,11 +14,13 @@ import io
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import streamlit as st
 from PIL import Image, ImageOps
 
 from cnnvis_engine import (
     DEFAULT_MODEL,
+    METHODS,
     DecodedImage,
     EngineError,
     Explainer,
@@ -25,19 +28,30 @@ from cnnvis_engine import (
     LayerInfo,
     ModelSpec,
     Prediction,
+    Target,
     decode_image,
     list_models,
     load_model,
     load_model_file,
     sample_path,
 )
+from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
+from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
 MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
 # Recorded forward passes (with their autograd graphs) each explainer keeps: the current image, so a new class
 # or layer needs no new forward pass. Results are cached below, so more would only cost memory.
 FORWARD_PASSES = 1
+# The settings the dashboard runs the sampling methods with: fewer samples than the engine's defaults (50 path
+# points, 25 noisy copies), so a panel takes seconds, not tens of seconds, on a CPU. Their captions say so.
+METHOD_OPTIONS: Mapping[str, Mapping[str, object]] = {
+    "integrated_gradients": {"steps": 20},
+    "smoothgrad": {"samples": 15},
+    "smoothgrad_cam": {"samples": 15},
+}
+FAITHFULNESS_STEPS = 25  # deletion/insertion in 4% shares: 2 × 26 forward passes per map
 
 
 @dataclass(frozen=True)
@@ -198,11 +212,65 @@ def explain(
     )
 
 
+def method_options(method: str) -> dict[str, Mapping[str, object]]:
+    """`options` for an `explain` of `method` alone with the dashboard's settings."""
+    return {method: METHOD_OPTIONS[method]} if method in METHOD_OPTIONS else {}
+
+
 @st.cache_data(max_entries=48, show_spinner=False)
 def explain_with_model(image_sha: str, name: str, weights: str, method: str, _image: DecodedImage) -> Explanation:
     """One method on one registry model with its automatic layer and top-1 class (the Compare grid). The model
     is loaded only when the result is not cached yet."""
     return registry_explainer(name, weights).explain(_image, methods=[method])
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def faithfulness(
+    image_sha: str,
+    model_key: str,
+    layer: str | None,
+    target: str,
+    method: str,
+    options: tuple[tuple[str, tuple[tuple[str, object], ...]], ...],
+    _explainer: Explainer,
+    _image: DecodedImage,
+    _map: np.ndarray,
+    _target: Target,
+) -> Faithfulness:
+    """Deletion, insertion and average drop of one method's (H, W) map. The map is not hashed: it is what
+    `explain` gives for the other arguments (`target` is the explained target's label, `layer` the method's)."""
+    return evaluate_map(_explainer.bundle, _image, _map, target=_target, steps=FAITHFULNESS_STEPS)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)  # a test is about 20 maps of 224×224 floats
+def randomisation(
+    image_sha: str,
+    model_key: str,
+    layer: str | None,
+    target: int | None,
+    method: str,
+    mode: Mode,
+    _explainer: Explainer,
+    _image: DecodedImage,
+) -> tuple[RandomisationStep, ...]:
+    """The model-parameter randomisation test for one method, with a progress bar while it runs.
+
+    The bar is drawn inside this function on purpose: Streamlit replays what a cached function drew, and it can
+    replay only elements created inside it. So a cache hit replays the bar being made, filled and removed."""
+    title = METHODS[method].title
+    bar = st.empty()
+
+    def progress(done: int, total: int, layer_name: str) -> None:
+        done_text = f"randomised {layer_name}" if layer_name else "the trained model"
+        bar.progress(done / total, text=f"{title}: {done_text} ({done} of {total} maps)")
+
+    try:
+        steps = randomisation_test(
+            _explainer.bundle, _image, method, mode=mode, layer=layer, target=target, progress=progress
+        )
+    finally:
+        bar.empty()
+    return tuple(steps)
 
 
 def freeze_options(

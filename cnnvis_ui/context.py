@@ -79,6 +79,26 @@ class Context:
             self.image.decoded,
         )
 
+    def faithfulness(
+        self, explanation: compute.Explanation, method: str, options: Mapping[str, Mapping[str, object]] | None = None
+    ) -> compute.Faithfulness:
+        """Cached deletion/insertion/average-drop scores of `method`'s map in `explanation` (made with `options`)."""
+        result = explanation[method]
+        return compute.faithfulness(
+            self.image.sha, self.model.key, result.layer, explanation.target.label, method,
+            compute.freeze_options(options or {}), self.explainer, self.image.decoded, result.map, explanation.target,
+        )
+
+    def randomisation(self, method: str, mode: compute.Mode) -> tuple[compute.RandomisationStep, ...]:
+        """Cached randomisation test of `method` at the sidebar's layer and target (a progress bar while it runs)."""
+        return compute.randomisation(
+            self.image.sha, self.model.key, self.layer, self.target, method, mode, self.explainer, self.image.decoded
+        )
+
+    def sanity_run(self, method: str, mode: str) -> tuple:
+        """What identifies one randomisation test in `state.SANITY_RUNS`."""
+        return (self.image.sha, self.model.key, self.layer, self.target, method, mode)
+
 
 def with_model(ctx: Context, model: ModelRef) -> Context:
     """`ctx` with another model (same image, automatic layer and class); a load failure becomes `model_error`."""

@@ -1,6 +1,5 @@
-"""Display controls shared by the pages: colormap, overlay opacity and the saliency mode.
-
-They change only how cached results are drawn, never what is computed.
+"""Controls shared by the pages: colormap, overlay opacity and the saliency mode (they change only how cached
+results are drawn, never what is computed), and the Explore page's choice of extra methods and scores.
 """
 
 from __future__ import annotations
@@ -9,11 +8,17 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from cnnvis_engine import METHODS
 from cnnvis_engine.render import colormap_names
 
 from . import state
 
 SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
+EXTRA_METHODS = (
+    "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam", "smoothgrad_cam", "integrated_gradients",
+    "smoothgrad", "occlusion",
+)
+SLOW_METHODS = frozenset({"scorecam", "smoothgrad_cam", "integrated_gradients", "smoothgrad", "occlusion"})
 
 
 @dataclass(frozen=True)
@@ -47,3 +52,32 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
             help="Vanilla: |gradient| of the class score. Guided: only positive evidence flows back (crisper edges).",
         )
     return Display(state.get(state.COLORMAP), float(state.get(state.OPACITY)), state.get(state.SALIENCY_MODE))
+
+
+def extra_methods() -> list[str]:
+    """Pills for the extra Explore panels (none by default, so the page stays fast); returns the chosen ones in
+    the order offered."""
+    state.put(state.EXTRA_METHODS, state.valid_subset(state.EXTRA_METHODS, EXTRA_METHODS, []))
+    st.pills(
+        "More methods", EXTRA_METHODS, selection_mode="multi", format_func=_method_label, wrap=True,
+        key=state.seed(state.EXTRA_METHODS), on_change=state.commit, args=(state.EXTRA_METHODS,),
+        help="Each adds a panel below. :material/timer: marks methods that run the network tens to hundreds of "
+        "times: they take a few seconds (more on a big model), once per image, layer and class.",
+    )
+    chosen = set(state.get(state.EXTRA_METHODS))
+    return [method for method in EXTRA_METHODS if method in chosen]
+
+
+def _method_label(method: str) -> str:
+    return f"{METHODS[method].title} :material/timer:" if method in SLOW_METHODS else METHODS[method].title
+
+
+def faithfulness_switch() -> bool:
+    st.toggle(
+        "Score the maps (deletion, insertion, average drop)", key=state.seed(state.FAITHFULNESS),
+        on_change=state.commit, args=(state.FAITHFULNESS,),
+        help="Hides and reveals the picture in the order each map ranks its pixels and watches the class "
+        "probability: a faithful map makes it fall fast when its top pixels go and rise fast when they come back. "
+        "About a second per map, once.",
+    )
+    return bool(state.get(state.FAITHFULNESS))

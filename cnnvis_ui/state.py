@@ -31,6 +31,8 @@ USER_MODEL_ERROR = "user_model_error"
 COLORMAP = "colormap"
 OPACITY = "opacity"
 SALIENCY_MODE = "saliency_mode"  # "saliency" (vanilla) or "guided_backprop"
+EXTRA_METHODS = "extra_methods"  # registry names of the extra Explore panels, in the order offered
+FAITHFULNESS = "faithfulness"  # score the Explore maps (deletion, insertion, average drop)
 FM_CHANNELS = "fm_channels"
 FM_SORT = "fm_sort"
 FM_SHARED = "fm_shared_scale"
@@ -39,6 +41,10 @@ COMPARE_METHOD = "compare_method"
 COMPARE_IMAGES = "compare_images"  # image refs
 COMPARE_MODELS = "compare_models"  # "name:weights" keys
 COMPARE_RANDOM = "compare_random"  # offer random weights too
+SANITY_METHOD = "sanity_method"
+SANITY_SECOND = "sanity_second"  # a second method to compare with, or NO_METHOD
+SANITY_MODE = "sanity_mode"  # "cascading" or "independent"
+SANITY_RUNS = "sanity_runs"  # the randomisation tests asked for in this session (`sanity_run` keys)
 # Widget-only keys (no plain twin): file inputs and the user-model form.
 IMAGE_UPLOADER = "_w_image_uploader"
 MODEL_FILE = "_w_model_file"
@@ -46,10 +52,12 @@ LABELS_FILE = "_w_labels_file"
 MODEL_ARCHITECTURE = "_w_model_architecture"
 
 USER_MODEL_CHOICE = "__your_model__"
+NO_METHOD = "__none__"  # the option that stands for "no second method"
 AUTO = "__automatic__"  # the option that stands for None (automatic) in a selectbox
 AUTOMATIC: dict[str, Any] = {LAYER: AUTO, TARGET: -1, KERNEL_LAYER: AUTO}
 DEFAULT_IMAGE = "sample:cat"
 MAX_UPLOADS = 3
+MAX_SANITY_RUNS = 16
 
 DEFAULTS: dict[str, Any] = {
     MODEL: None,  # filled from the registry's default in init()
@@ -63,6 +71,8 @@ DEFAULTS: dict[str, Any] = {
     COLORMAP: "jet",
     OPACITY: 0.5,
     SALIENCY_MODE: "saliency",
+    EXTRA_METHODS: (),
+    FAITHFULNESS: False,
     FM_CHANNELS: 16,
     FM_SORT: True,
     FM_SHARED: False,
@@ -71,6 +81,10 @@ DEFAULTS: dict[str, Any] = {
     COMPARE_IMAGES: None,  # filled on first visit: the first three samples
     COMPARE_MODELS: None,  # filled on first visit: the default model
     COMPARE_RANDOM: False,
+    SANITY_METHOD: "gradcam",
+    SANITY_SECOND: "guided_backprop",
+    SANITY_MODE: "cascading",
+    SANITY_RUNS: (),
 }
 
 
@@ -154,6 +168,13 @@ def choose_image(ref: str) -> None:
 def choose_target(index: int | None) -> None:
     """Re-target every panel (a top-5 button)."""
     st.session_state[TARGET] = index
+
+
+def request_runs(runs: Sequence[tuple]) -> None:
+    """The Sanity page's "Run" button: remember that these tests were asked for, so their (cached) results show
+    again when the page is drawn again, now or after a visit to another page."""
+    earlier = [run for run in get(SANITY_RUNS) if run not in runs]
+    st.session_state[SANITY_RUNS] = (*earlier, *runs)[-MAX_SANITY_RUNS:]
 
 
 def image_uploaded() -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from cnnvis_engine import METHODS, EngineError, Explanation, MethodResult
+from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.render import render_grid, render_heatmap, render_overlay, render_rgb
 from cnnvis_engine.report import ReportStamp
 
@@ -57,8 +58,9 @@ def relabel(view: PanelView, **changes: object) -> PanelView:
 
 
 def _not_applicable(result: MethodResult, title: str) -> PanelView:
-    key = "saliency" if result.method == "guided_backprop" else result.method  # one saliency panel, two modes
-    return PanelView(key=key, title=title, note=f"Not applicable: {result.reason}", method=result.method)
+    return PanelView(
+        key=panel_key(result.method), title=title, note=f"Not applicable: {result.reason}", method=result.method
+    )
 
 
 def feature_maps_view(
@@ -106,13 +108,17 @@ def _target(explanation: Explanation) -> str:
     return explanation.target.label
 
 
+def stretched(values: np.ndarray) -> np.ndarray:
+    """Gradient maps are sparse: a few pixels hold the maximum, so a plain 0–1 stretch shows a blank field. Stretch
+    to the 99th percentile instead (the brightest 1% saturate); hover still shows the raw values."""
+    ceiling = float(np.percentile(values, 99))
+    return np.clip(values / ceiling, 0, 1) if ceiling > 0 else values
+
+
 def _saliency(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    # Saliency is sparse: a few pixels hold the maximum, so a plain 0–1 stretch shows a blank field. Stretch to the
-    # 99th percentile instead (the brightest 1% saturate); hover still shows the raw gradient.
-    ceiling = float(np.percentile(result.map, 99))
-    shown = np.clip(result.map / ceiling, 0, 1) if ceiling > 0 else result.map
     return PanelView(
-        key="saliency", title="Saliency (vanilla)", picture=render_heatmap(shown, colormap), method="saliency",
+        key="saliency", title="Saliency (vanilla)", picture=render_heatmap(stretched(result.map), colormap),
+        method="saliency",
         caption=f"max over RGB of |d score / d pixel| for {_target(ex)}; top 1% saturated",
         hover=map_hover(result.raw, "|gradient|"),
     )
@@ -170,6 +176,45 @@ def _kernels(result: MethodResult, ex: Explanation, colormap: str, opacity: floa
     return kernels_view(result, colormap)
 
 
+def _layer_overlay(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    """Grad-CAM's successors: a map at the layer's resolution laid over the picture."""
+    title = METHODS[result.method].title
+    explained = "the same for every class" if result.method == "eigencam" else _target(ex)
+    samples = f" · mean of {result.meta['samples']} noisy copies" if "samples" in result.meta else ""
+    return PanelView(
+        key=panel_key(result.method), title=title, picture=render_overlay(ex.image, result.map, colormap, opacity),
+        method=result.method, caption=f"{result.layer} · {explained}{samples}", hover=map_hover(result.raw, title),
+    )
+
+
+def _occlusion(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    window, stride = result.meta["window"], result.meta["stride"]
+    return PanelView(
+        key="occlusion", title="Occlusion", picture=render_overlay(ex.image, result.map, colormap, opacity),
+        method="occlusion", caption=f"{window}×{window} px grey patches, {stride} px apart · drop in {_target(ex)}",
+        hover=map_hover(result.raw, "score drop when hidden"),
+    )
+
+
+def _smoothgrad(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    return PanelView(
+        key="smoothgrad", title="SmoothGrad", picture=render_heatmap(stretched(result.map), colormap),
+        method="smoothgrad",
+        caption=f"mean |gradient| over {result.meta['samples']} noisy copies for {_target(ex)}; top 1% saturated",
+        hover=map_hover(result.raw.max(axis=0), "mean |gradient|"),
+    )
+
+
+def _integrated_gradients(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
+    return PanelView(
+        key="integrated_gradients", title="Integrated Gradients",
+        picture=render_heatmap(stretched(result.map), colormap), method="integrated_gradients",
+        caption=f"{result.meta['steps']} steps from the mean colour for {_target(ex)}; top 1% saturated · "
+        f"sum of attributions misses the score change by {result.meta['delta']:.2g}",
+        hover=map_hover(result.raw.sum(axis=0), "attribution"),
+    )
+
+
 Builder = Callable[[MethodResult, Explanation, str, float], PanelView]
 BUILDERS: dict[str, Builder] = {
     "feature_maps": _feature_maps,
@@ -179,6 +224,15 @@ BUILDERS: dict[str, Builder] = {
     "cam": _cam,
     "gradcam": _gradcam,
     "guided_gradcam": _guided_gradcam,
+    "gradcam++": _layer_overlay,
+    "xgradcam": _layer_overlay,
+    "layercam": _layer_overlay,
+    "scorecam": _layer_overlay,
+    "eigencam": _layer_overlay,
+    "smoothgrad_cam": _layer_overlay,
+    "occlusion": _occlusion,
+    "smoothgrad": _smoothgrad,
+    "integrated_gradients": _integrated_gradients,
 }
 
 
@@ -214,8 +268,14 @@ def _flat(view: PanelView, result: MethodResult) -> PanelView:
     ))
 
 
+def css_key(method: str) -> str:
+    """`method` as part of a widget key: no "+" (a key ends up in a CSS class name)."""
+    return method.replace("+", "p")
+
+
 def panel_key(method: str) -> str:
-    return "saliency" if method == "guided_backprop" else method
+    """The panel's stable id: one saliency panel for its two modes."""
+    return "saliency" if method == "guided_backprop" else css_key(method)
 
 
 def explained_views(
@@ -240,6 +300,31 @@ def explained_views(
             views += method_views(explanation, colormap, opacity)
             last = explanation
     return views, last
+
+
+def scorable(explanation: Explanation | None, method: str) -> bool:
+    """Whether `method`'s map in `explanation` can be scored for faithfulness: one (H, W) map that is not flat."""
+    result = explanation.get(method) if explanation is not None else None
+    return result is not None and result.applicable and result.map.ndim == 2 and not _is_flat(result)
+
+
+def with_scores(view: PanelView, score: Faithfulness) -> PanelView:
+    """The map's faithfulness scores under its caption (and so in the report too)."""
+    return with_caption(view, (
+        f"{view.caption} · deletion AUC {score.deletion.auc:.2f} ↓ · insertion AUC {score.insertion.auc:.2f} ↑ · "
+        f"average drop {score.average_drop:.0%} ↓"
+    ))
+
+
+SPARSE = frozenset({"saliency", "guided_backprop", "guided_gradcam", "smoothgrad", "integrated_gradients"})
+
+
+def step_picture(image: np.ndarray, values: np.ndarray, method: str, colormap: str, opacity: float) -> np.ndarray:
+    """A randomisation step's (H, W) map drawn as its method's panel draws it: a sparse gradient map as a heat map
+    stretched to its 99th percentile (over the photo its fine speckle would vanish), any other over the picture."""
+    if method in SPARSE:
+        return render_heatmap(stretched(values), colormap)
+    return render_overlay(image, values, colormap, opacity)
 
 
 def report_stamp(ctx: Context, explanation: Explanation | None, settings: dict[str, str]) -> ReportStamp:
