@@ -1,12 +1,16 @@
-"""Explore: one image through one model, every method side by side; a top-5 click re-targets every panel."""
+"""Explore: one image through one model, every method side by side (more on request, each map scored for
+faithfulness on request); a top-5 click re-targets every panel."""
+
+from contextlib import nullcontext
 
 import streamlit as st
 
-from cnnvis_engine import EngineError
-from cnnvis_ui import context, controls, entry, panels, views
+from cnnvis_engine import METHODS, EngineError, Explanation
+from cnnvis_ui import charts, compute, context, controls, entry, panels, views
 from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
+SCORED = ("gradcam", "cam", "saliency", "guided_backprop")  # classic maps scored for faithfulness, when shown
 
 
 def predictions_table(ctx: context.Context) -> None:
@@ -31,14 +35,82 @@ def predictions_table(ctx: context.Context) -> None:
     )
 
 
+def extra_panels(
+    ctx: context.Context, extras: list[str], display: controls.Display
+) -> tuple[list[panels.PanelView], dict[str, Explanation]]:
+    """The chosen extra methods' panels, one cached engine call each (so adding one computes only that one), and
+    the explanation each came from."""
+    found, sources = [], {}
+    for method in extras:
+        waiting = f"{METHODS[method].title} runs the network many times over: a few seconds…"
+        with st.spinner(waiting, show_time=True) if method in controls.SLOW_METHODS else nullcontext():
+            method_views, explanation = views.explained_views(
+                ctx, [method], display.colormap, display.opacity, options=compute.method_options(method)
+            )
+        found += method_views
+        if explanation is not None:
+            sources[method] = explanation
+    return found, sources
+
+
+def scores_for(
+    ctx: context.Context, sources: dict[str, Explanation]
+) -> tuple[dict[str, compute.Faithfulness], dict[str, str]]:
+    """Faithfulness of every scorable map (cached per image, model, layer, class and method), and the errors."""
+    scores, problems = {}, {}
+    with st.spinner("Scoring the maps: hiding and revealing pixels…", show_time=True):
+        for method, explanation in sources.items():
+            if not views.scorable(explanation, method):
+                continue
+            try:
+                scores[method] = ctx.faithfulness(explanation, method, compute.method_options(method))
+            except EngineError as error:
+                problems[method] = str(error)
+    return scores, problems
+
+
+def faithfulness_section(
+    scores: dict[str, compute.Faithfulness], problems: dict[str, str], titles: dict[str, str]
+) -> None:
+    """The curves of every scored map in one figure, their numbers in a table, and what could not be scored."""
+    st.subheader("How faithful are these maps?")
+    st.caption(
+        "Deletion hides the picture's pixels in the order the map ranks them, most important first (hidden = the "
+        "mean colour); insertion reveals them in that order on a blurred copy. After each 4% we ask the network "
+        "again. A faithful map makes the class probability fall fast on deletion (small area under the curve) and "
+        "rise fast on insertion (large area). Average drop: how much the probability falls when the picture is "
+        "dimmed by the map itself (small is good)."
+    )
+    for method, text in problems.items():
+        st.error(f"{plain(titles[method])} could not be scored: {plain(text)}")
+    if not scores:
+        return
+    st.plotly_chart(
+        charts.faithfulness_figure({titles[m]: score for m, score in scores.items()}), key="faithfulness-chart",
+        config={"displayModeBar": False},
+    )
+    st.dataframe(
+        {
+            "Map": [titles[m] for m in scores],
+            "Deletion AUC (lower is better)": [s.deletion.auc for s in scores.values()],
+            "Insertion AUC (higher is better)": [s.insertion.auc for s in scores.values()],
+            "Average drop (lower is better)": [s.average_drop for s in scores.values()],
+        },
+        column_config={"Average drop (lower is better)": st.column_config.NumberColumn(format="percent")},
+        hide_index=True, key="faithfulness-table",
+    )
+
+
 @st.fragment
 def panels_area(ctx: context.Context) -> None:
-    """Everything below the title. A fragment: changing colormap, opacity or the saliency mode reruns only this
-    part, and the colormap and opacity only redraw cached results."""
+    """Everything below the title. A fragment: changing colormap, opacity, the saliency mode or the extra methods
+    reruns only this part, and the colormap and opacity only redraw cached results."""
     left, right = st.columns([3, 2], gap="large")
     with left:
         summary = st.empty()
         display = controls.display_settings()
+        extras = controls.extra_methods()
+        scoring = controls.faithfulness_switch()
         report_slot = st.container()
     with right:
         predictions_table(ctx)
@@ -54,7 +126,12 @@ def panels_area(ctx: context.Context) -> None:
         summary.markdown(f"**{plain(ctx.model.label)}**")
         image_view = views.original_view(ctx.image)
     by_key = {view.key: view for view in [image_view, *method_views]}
-    ordered = [by_key[key] for row in LAYOUT for key in row if key in by_key]
+    added, sources = extra_panels(ctx, extras, display)
+    ordered = [by_key[key] for row in LAYOUT for key in row if key in by_key] + added
+    if scoring:
+        sources = {**{m: explanation for m in SCORED if m in methods}, **sources}
+        scores, problems = scores_for(ctx, sources)
+        ordered = [views.with_scores(v, scores[v.method]) if v.method in scores else v for v in ordered]
     with report_slot:
         settings = {
             "Colormap": display.colormap,
@@ -66,6 +143,8 @@ def panels_area(ctx: context.Context) -> None:
             ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
         )
     panels.draw_grid(ordered, columns=3, file_stem=f"cnnvis-{ctx.model.name}")
+    if scoring:
+        faithfulness_section(scores, problems, {v.method: v.title for v in ordered if v.method})
 
 
 def render() -> None:

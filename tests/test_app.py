@@ -7,7 +7,9 @@ session-state keys, which these tests set and read directly; widget callbacks st
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cnnvis_engine import Explainer
+from cnnvis_engine import EngineError, Explainer
 from cnnvis_ui import compute, state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,6 +179,83 @@ def test_an_engine_error_replaces_only_the_panels_it_concerns():
     errors = [e.value for e in at.error]
     assert len(errors) == 5 and all("Class 5000 does not exist" in e for e in errors)  # one per method panel
     assert "Input image" in bold_titles(at) and at.dataframe  # ... the rest of the page still draws
+
+
+def extra_methods(at: AppTest):
+    return next(group for group in at.get("button_group") if group.key == state.widget(state.EXTRA_METHODS))
+
+
+def figure(at: AppTest, key: str) -> dict:
+    """A plotly chart's figure as sent to the browser, its typed arrays decoded."""
+    chart = next(c for c in at.get("plotly_chart") if c.key == key)
+    spec = json.loads(chart.proto.spec)
+    for trace in spec["data"]:
+        for axis in ("x", "y"):
+            if isinstance(trace.get(axis), dict):
+                trace[axis] = np.frombuffer(base64.b64decode(trace[axis]["bdata"]), trace[axis]["dtype"]).tolist()
+    return spec
+
+
+def test_an_extra_method_adds_its_panel_and_only_it_is_computed(count_explains):
+    at = app()
+    assert extra_methods(at).value == []  # none by default: the page stays fast
+    count_explains.clear()
+    extra_methods(at).set_value(["gradcam++", "eigencam"]).run()
+    assert not at.exception and not at.error
+    assert at.session_state[state.EXTRA_METHODS] == ["gradcam++", "eigencam"]
+    assert {"Grad-CAM++", "Eigen-CAM"} <= bold_titles(at) and EXPLORE_PANELS <= bold_titles(at)
+    assert len(at.get("plotly_chart")) == 8
+    assert {"About Grad-CAM++", "About Eigen-CAM"} <= {e.label for e in at.expander}  # summary and paper link
+    assert "bn2 · the same for every class" in [c.value for c in at.caption]  # Eigen-CAM has no target
+    assert sorted(count_explains) == [["eigencam"], ["gradcam++"]]  # the classic panels came from the cache
+    at.switch_page("pages/layers.py").run()
+    assert at.title[0].value == "Inside the layers" and "Grad-CAM++" not in bold_titles(at)
+    at.switch_page("pages/explore.py").run()
+    assert {"Grad-CAM++", "Eigen-CAM"} <= bold_titles(at)  # the choice is remembered
+
+
+def test_faithfulness_scores_each_map_and_plots_labelled_curves(monkeypatch):
+    calls = []
+    original = compute.evaluate_map
+    monkeypatch.setattr(compute, "evaluate_map", lambda *a, **k: calls.append(1) or original(*a, **k))
+    at = app()
+    assert not calls and "faithfulness-chart" not in [c.key for c in at.get("plotly_chart")]  # opt-in
+    at.toggle(key=state.widget(state.FAITHFULNESS)).set_value(True).run()
+    assert not at.exception and not at.error
+    assert len(calls) == 3  # Grad-CAM, CAM and saliency
+    scored = [c.value for c in at.caption if "deletion AUC" in c.value]
+    assert len(scored) == 3 and all("insertion AUC" in c and "average drop" in c for c in scored)
+    spec = figure(at, "faithfulness-chart")
+    assert spec["layout"]["xaxis"]["title"]["text"] == "fraction of pixels removed"
+    assert spec["layout"]["xaxis2"]["title"]["text"] == "fraction of pixels inserted"
+    assert spec["layout"]["yaxis"]["title"]["text"] == "class probability"
+    assert len(spec["data"]) == 6  # a deletion and an insertion curve per map
+    deletion = spec["data"][0]["y"]
+    assert len(deletion) == compute.FAITHFULNESS_STEPS + 1 and deletion[0] > 0.5 and deletion[-1] < deletion[0]
+    table = at.dataframe[-1].value
+    assert list(table["Map"]) == ["Grad-CAM", "CAM", "Saliency (vanilla)"]
+    assert ((table["Deletion AUC (lower is better)"] > 0) & (table["Insertion AUC (higher is better)"] < 1)).all()
+    at.toggle(key=state.widget(state.FAITHFULNESS)).set_value(False).run()
+    at.toggle(key=state.widget(state.FAITHFULNESS)).set_value(True).run()
+    assert len(calls) == 3  # cached
+
+
+def test_engine_errors_in_extra_panels_and_scores_show_in_place(monkeypatch):
+    def failing(*args, **kwargs):
+        raise EngineError("The scores could not be computed.")
+
+    monkeypatch.setattr(compute, "evaluate_map", failing)
+    at = app(EXPLORE, **{state.EXTRA_METHODS: ["layercam"], state.FAITHFULNESS: True})
+    assert not at.exception
+    assert "Layer-CAM" in bold_titles(at) and len(at.get("plotly_chart")) == 7  # no curves to draw
+    errors = [e.value for e in at.error]
+    assert len(errors) == 4 and all("could not be scored: The scores could not be computed." in e for e in errors)
+    at.session_state[state.TARGET] = 5000  # no such class: every method panel says so, the page still draws
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 6 and all("Class 5000 does not exist" in e for e in errors)
+    assert {"Input image", "Layer-CAM"} <= bold_titles(at) and at.dataframe
 
 
 def test_layers_page_feature_maps_kernels_and_trained_vs_random():
