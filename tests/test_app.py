@@ -23,7 +23,9 @@ from cnnvis_ui import compute, state
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = str(ROOT / "dashboard.py")
-EXPLORE, LAYERS, COMPARE = (str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare"))
+EXPLORE, LAYERS, COMPARE, SANITY = (
+    str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity")
+)
 EXPLORE_PANELS = {"Input image", "Grad-CAM", "Guided Grad-CAM", "CAM", "Saliency (vanilla)", "Feature maps"}
 
 
@@ -289,6 +291,86 @@ def test_compare_offers_only_loadable_weights_and_random_on_request():
     assert not at.exception
     assert len(at.get("plotly_chart")) == 6
     assert any(m.value.startswith("**resnet18**") for m in at.markdown)
+
+
+@pytest.fixture
+def count_tests(monkeypatch):
+    """The methods the page ran the randomisation test for (engine calls, not cache hits)."""
+    calls = []
+    original = compute.randomisation_test
+
+    def counting(bundle, image, method, **kwargs):
+        calls.append(method)
+        return original(bundle, image, method, **kwargs)
+
+    monkeypatch.setattr(compute, "randomisation_test", counting)
+    return calls
+
+
+def lines(at: AppTest) -> dict[str, list[float]]:
+    """The Sanity chart's lines: Spearman correlation per step, by method title."""
+    return {trace["name"]: trace["y"] for trace in figure(at, "sanity-chart")["data"]}
+
+
+def step_captions(at: AppTest) -> list[str]:
+    """The captions of the Sanity page's small maps (not the sidebar's sample pictures)."""
+    return [caption for image in at.get("image") for caption in image.captions if "ρ = " in caption]
+
+
+def test_sanity_page_runs_the_test_and_draws_the_chart_and_maps_once(count_tests):
+    at = app().switch_page("pages/sanity.py").run()
+    assert not at.exception and at.title[0].value.startswith("Sanity check")
+    assert not at.get("plotly_chart") and not step_captions(at)  # nothing runs by itself
+    assert at.selectbox(key=state.widget(state.SANITY_METHOD)).value == "gradcam"
+    at.button(key="sanity-run").click().run()
+    assert not at.exception and not at.error
+    assert count_tests == ["gradcam", "guided_backprop"]
+    found = lines(at)
+    assert list(found) == ["Grad-CAM", "Guided backprop"]
+    steps = len(found["Grad-CAM"])
+    assert steps > 10 and all(values[0] == 1.0 for values in found.values())
+    # the paper's finding on the trained default: Grad-CAM changes with the top layers, guided backprop hardly does
+    assert found["Grad-CAM"][3] < 0.5 < found["Guided backprop"][3]
+    captions = step_captions(at)
+    assert len(captions) == 2 * steps
+    assert captions[0] == "trained model · ρ = 1.00"
+    assert captions[2].endswith(f" and above · ρ = {found['Grad-CAM'][2]:.2f}")  # cascading: layers pile up
+    assert at.button(key="sanity-run").disabled  # nothing left to run for these choices
+    at.switch_page("pages/explore.py").run()
+    assert at.title[0].value == "What is the network looking at?"
+    at.switch_page("pages/sanity.py").run()
+    assert not at.exception and len(step_captions(at)) == 2 * steps
+    assert count_tests == ["gradcam", "guided_backprop"]  # the way back costs nothing
+
+
+def test_sanity_page_shows_an_engine_error_in_place_and_keeps_working():
+    at = app(SANITY, **{state.TARGET: 5000})  # no such class
+    at.button(key="sanity-run").click().run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2 and all("Class 5000 does not exist" in e for e in errors)  # one per method
+    assert not at.get("plotly_chart")
+    # new choices (a real class, one method, one layer at a time): the button offers to run them, and they run
+    at.session_state[state.TARGET] = None
+    at.session_state[state.SANITY_SECOND] = state.NO_METHOD
+    at.session_state[state.SANITY_METHOD] = "layercam"
+    at.run()
+    at.get("button_group")[0].set_value("independent").run()
+    assert not at.button(key="sanity-run").disabled
+    at.button(key="sanity-run").click().run()
+    assert not at.exception and not at.error
+    assert list(lines(at)) == ["Layer-CAM"]
+    chart = figure(at, "sanity-chart")
+    assert chart["layout"]["xaxis"]["title"]["text"] == "the one layer randomised"
+    captions = step_captions(at)
+    assert len(captions) > 10 and not any(" and above" in caption for caption in captions)
+
+
+def test_sanity_page_says_the_test_needs_trained_weights():
+    at = app(SANITY, **{state.MODEL: "resnet18", state.WEIGHTS: "random"})
+    assert not at.exception
+    assert any("needs trained weights" in info.value for info in at.info)
+    assert not at.button(key="sanity-run").disabled  # still allowed
 
 
 class TinyNet(torch.nn.Module):

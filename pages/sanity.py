@@ -1,0 +1,107 @@
+"""Sanity: does a map depend on what the network learned? Adebayo et al.'s model-parameter randomisation test on
+the sidebar's model, image, layer and class, for one method and optionally a second to compare with."""
+
+import streamlit as st
+
+from cnnvis_engine import METHODS, EngineError
+from cnnvis_ui import charts, context, entry, panels, state, views
+from cnnvis_ui.text import plain
+
+SANITY_METHODS = (
+    "gradcam", "guided_backprop", "saliency", "guided_gradcam", "cam", "gradcam++", "xgradcam", "layercam", "eigencam"
+)
+MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
+PAPER = "https://arxiv.org/abs/1810.03292"
+COLUMNS = 8
+
+
+def title(method: str) -> str:
+    return "— none —" if method == state.NO_METHOD else METHODS[method].title
+
+
+def choose() -> tuple[list[str], str]:
+    """The methods to test (the chosen one, then the one to compare with, if any) and the mode."""
+    method_column, second_column, mode_column = st.columns([2, 2, 3])
+    method_column.selectbox(
+        "Method", SANITY_METHODS, key=state.seed(state.SANITY_METHOD, SANITY_METHODS), format_func=title,
+        on_change=state.commit, args=(state.SANITY_METHOD,),
+    )
+    seconds = [state.NO_METHOD, *SANITY_METHODS]
+    second_column.selectbox(
+        "Compare with", seconds, key=state.seed(state.SANITY_SECOND, seconds), format_func=title,
+        on_change=state.commit, args=(state.SANITY_SECOND,),
+        help="Grad-CAM against guided backprop shows the paper's finding: one changes, the other hardly does.",
+    )
+    mode_column.segmented_control(
+        "Randomise", list(MODES), format_func=MODES.get, required=True,
+        key=state.seed(state.SANITY_MODE, list(MODES)), on_change=state.commit, args=(state.SANITY_MODE,),
+        help="Cascading: each step adds one more layer to the random ones, from the output down. One layer at a "
+        "time: each step randomises a single layer and keeps all the others as trained.",
+    )
+    method, second = state.get(state.SANITY_METHOD), state.get(state.SANITY_SECOND)
+    return [method, *([second] if second not in (state.NO_METHOD, method) else [])], state.get(state.SANITY_MODE)
+
+
+def run(ctx: context.Context, method: str, mode: str) -> tuple | None:
+    """One method's test (cached) and the grid of its maps; None, with the reason in the panel's place, when
+    the method cannot be tested here."""
+    key = f"sanity-{views.css_key(method)}"
+    try:
+        explanation = ctx.explain([method])
+        steps = ctx.randomisation(method, mode)
+    except EngineError as error:
+        panels.message(METHODS[method].title, str(error), key=key)
+        return None
+    with st.container(border=True, key=key):
+        at_layer = f" at layer `{explanation.layer}`" if explanation.layer else ""
+        st.markdown(f"**{plain(METHODS[method].title)}** for **{plain(explanation.target.label)}**{at_layer}")
+        colormap, opacity = state.get(state.COLORMAP), state.get(state.OPACITY)
+        for start in range(0, len(steps), COLUMNS):
+            for cell, step in zip(st.columns(COLUMNS), steps[start:start + COLUMNS]):
+                picture = views.step_picture(explanation.image, step.map, method, colormap, opacity)
+                cell.image(picture, caption=f"{step.label} · ρ = {step.spearman:.2f}", width="stretch")
+    return steps
+
+
+def render() -> None:
+    ctx = context.current()
+    st.title("Sanity check: does the map depend on what the network learned?")
+    st.markdown(
+        "A map is meant to show what the network learned to look for. This test replaces the learned weights with "
+        "random ones, layer by layer from the output down, and draws the map again each time. If the map hardly "
+        "changes, it was showing the picture's edges rather than the network's reasoning: "
+        f"[Adebayo et al. (2018)]({PAPER}) found this for guided backprop, while Grad-CAM passes."
+    )
+    if not ctx.ready:
+        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.",
+                   icon=":material/cloud_off:")
+        return
+    if ctx.model.weights == "random":
+        st.info("This test needs trained weights: these are random, so there is nothing learned to destroy and the "
+                "result says little. You can still run it.", icon=":material/warning:")
+    methods, mode = choose()
+    runs = [ctx.sanity_run(method, mode) for method in methods]
+    asked = set(state.get(state.SANITY_RUNS))
+    st.button(
+        "Run the test", key="sanity-run", type="primary", icon=":material/play_arrow:", disabled=asked.issuperset(runs),
+        on_click=state.request_runs, args=(runs,),
+        help="Each method's maps are computed once per model, image, layer, class and mode, then kept.",
+    )
+    chart = st.container()
+    results = {
+        METHODS[method].title: steps
+        for method, key in zip(methods, runs)
+        if key in asked and (steps := run(ctx, method, mode)) is not None
+    }
+    if results:
+        with chart:
+            st.plotly_chart(charts.spearman_figure(results, mode), key="sanity-chart", config={"displayModeBar": False})
+            st.caption(
+                "Spearman rank correlation: 1 = the map ranks the pixels exactly as the trained network's map does, "
+                "0 = no relation. A map that explains what the network learned falls as its layers are randomised; "
+                "ρ under each small map below is that map's value."
+            )
+
+
+entry.ensure_entry()
+render()
