@@ -438,6 +438,11 @@ class Explainer:
             return ""
         if not METHODS[method].uses_layer:
             return ""
+        if layer is None and isinstance(self.bundle.module, torch.jit.ScriptModule):
+            return (
+                f"This model is TorchScript: its layers run inside compiled code, out of the engine's sight, and "
+                f"{METHODS[method].title} needs a layer. Upload a state_dict for a listed architecture to use it."
+            )
         if layer is None:
             return f"This model has no layer that {METHODS[method].title} can use."
         info = trace.get(layer)
