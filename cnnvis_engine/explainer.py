@@ -12,7 +12,6 @@ passes of one recorded forward pass hold that pass's own lock (guided backprop h
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -230,7 +229,7 @@ class Explainer:
         with self.bundle.lock:
             count = shape not in self._functional
             try:
-                with torch.set_grad_enabled(graph), _weights_frozen(self.bundle.module), capture(
+                with torch.set_grad_enabled(graph), capture(
                     self.bundle.module, clone_outputs=clone, count_functional=count
                 ) as record:
                     output = self.bundle.module(x)
@@ -262,7 +261,7 @@ class Explainer:
         """An extra forward pass for methods that need one (perturbed or noisy inputs): the model's output and,
         if `layer` is named, that layer's true output (last call), both attached to the graph when grad is on.
         Holds the bundle's lock, so no other thread's hooks can fire in it."""
-        with self.bundle.lock, _weights_frozen(self.bundle.module):
+        with self.bundle.lock:
             if layer is None:
                 output = self.bundle.module(x.to(self.bundle.device))
                 activation = None
@@ -474,22 +473,6 @@ class Explainer:
             )
             for row_values, row_indices in zip(values.tolist(), indices.tolist())
         ]
-
-
-@contextlib.contextmanager
-def _weights_frozen(module: torch.nn.Module) -> Iterator[None]:
-    """No gradient is ever taken with respect to the weights, so forward passes run with `requires_grad` off on
-    every parameter: autograd then keeps no layer inputs for weight gradients (less memory; a batch of 16
-    through resnet50 and back to the input is 2–4% faster). The flags are restored on exit; callers hold the
-    bundle's lock, so no other engine pass sees them off."""
-    trainable = [p for p in module.parameters() if p.requires_grad]
-    try:
-        for p in trainable:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p in trainable:
-            p.requires_grad_(True)
 
 
 _GRADIENT_NEEDS = frozenset({"layer_gradient", "input_gradient", "guided_input_gradient"})
