@@ -261,6 +261,8 @@ class Explainer:
         """An extra forward pass for methods that need one (perturbed or noisy inputs): the model's output and,
         if `layer` is named, that layer's true output (last call), both attached to the graph when grad is on.
         Holds the bundle's lock, so no other thread's hooks can fire in it."""
+        if layer is None and not torch.is_grad_enabled():
+            return self.bundle.infer(x.to(self.bundle.device)), None
         with self.bundle.lock:
             if layer is None:
                 output = self.bundle.module(x.to(self.bundle.device))

@@ -82,7 +82,7 @@ def evaluate_maps(
     prepared = [bundle.prepare(d.image)[1] for d in decoded]
     x = torch.stack(prepared).to(bundle.device)
     saliency = torch.stack([_fit(m, tuple(x.shape[2:])) for m in maps]).to(x.device)
-    forward = _forward(bundle)
+    forward = bundle.infer
     with torch.no_grad():
         output = forward(x)
     specs = list(targets) if targets is not None else [None] * len(images)
@@ -178,17 +178,6 @@ def area_under_curve(fractions: np.ndarray, scores: torch.Tensor | np.ndarray) -
     """The trapezoid rule over the fraction axis (RISE's AUC when the steps are equal)."""
     values = np.asarray(scores.double().cpu() if isinstance(scores, torch.Tensor) else scores, dtype=np.float64)
     return float(np.sum((values[1:] + values[:-1]) / 2 * np.diff(fractions)))
-
-
-def _forward(bundle: ModelBundle) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The model's output for a batch, under the bundle's lock (no other thread's hooks can fire), no grad."""
-
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        with bundle.lock, torch.no_grad():
-            output = bundle.module(x)
-        return output[0] if isinstance(output, (tuple, list)) else output
-
-    return forward
 
 
 def _scorer(bundle: ModelBundle, targets: Sequence[Target]) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -70,6 +70,17 @@ class ModelBundle:
         display = self.resize(image)
         return display, self.normalization.apply(display)
 
+    def infer(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output for a batch, without gradients, under the lock (no other thread's hooks fire).
+        On the CPU a batch goes in channels-last: oneDNN convolves it about a third faster (resnet50, 64 images
+        at 224 px: 2.7 s instead of 4.3 s) with the same outputs to 3e-7. Only here: its backward passes
+        differ from the usual layout's by 0.2-5%, so gradient passes keep the model's own layout."""
+        if x.device.type == "cpu" and x.dim() == 4 and len(x) > 1:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.lock, torch.no_grad():
+            output = self.module(x)
+        return output[0] if isinstance(output, (tuple, list)) else output
+
     def deprocess(self, x: torch.Tensor) -> np.ndarray:
         return self.normalization.invert(x)
 
