@@ -154,7 +154,7 @@ def test_smoothgrad_equals_captum_noise_tunnel_on_the_same_noise(case, record_pr
     diff = float(np.abs(ours.raw - theirs).max())
     record_property("smoothgrad", diff)
     print(f"smoothgrad: max |ours - captum| = {diff:.2e} (scale {theirs.max():.2e})")
-    assert diff <= 1e-6 * theirs.max()
+    assert diff <= 1e-5 * theirs.max()  # our CPU batches run channels-last: float32 sums in another order
     again = case.ours("smoothgrad", samples=8, seed=3, noise=0.2)
     other = case.ours("smoothgrad", samples=8, seed=4, noise=0.2)
     np.testing.assert_array_equal(again.raw, ours.raw)  # a fixed seed reproduces

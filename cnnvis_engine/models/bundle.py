@@ -40,6 +40,17 @@ class Normalization:
         return rgb.movedim(-3, -1).cpu().numpy()
 
 
+def fast_layout(x: torch.Tensor) -> torch.Tensor:
+    """A batch of several images on the CPU goes through the model channels-last: oneDNN convolves it a third
+    faster (resnet50, 64 images at 224 px: 2.7 s instead of 4.3 s without gradients; 16 there and back to the
+    input: 1.0 s instead of 1.25 s). Outputs equal the usual layout's to 3e-7; input gradients differ only
+    where float32 rounding flips a ReLU, by as much as the usual layout differs from a float64 reference
+    (resnet50 at random: 5% at the worst pixel for both). Autograd takes gradients back to `x` as it was."""
+    if x.device.type == "cpu" and x.dim() == 4 and len(x) > 1:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 @dataclass(frozen=True, eq=False)
 class ModelBundle:
     """A model in eval mode plus its preprocessing, labels and provenance.
@@ -71,14 +82,9 @@ class ModelBundle:
         return display, self.normalization.apply(display)
 
     def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's output for a batch, without gradients, under the lock (no other thread's hooks fire).
-        On the CPU a batch goes in channels-last: oneDNN convolves it about a third faster (resnet50, 64 images
-        at 224 px: 2.7 s instead of 4.3 s) with the same outputs to 3e-7. Only here: its backward passes
-        differ from the usual layout's by 0.2-5%, so gradient passes keep the model's own layout."""
-        if x.device.type == "cpu" and x.dim() == 4 and len(x) > 1:
-            x = x.contiguous(memory_format=torch.channels_last)
+        """The model's output for a batch, without gradients, under the lock (no other thread's hooks fire)."""
         with self.lock, torch.no_grad():
-            output = self.module(x)
+            output = self.module(fast_layout(x))
         return output[0] if isinstance(output, (tuple, list)) else output
 
     def deprocess(self, x: torch.Tensor) -> np.ndarray:
