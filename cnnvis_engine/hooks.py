@@ -114,6 +114,7 @@ def capture(
     clone_outputs: Collection[str] = (),
     count_functional: bool = False,
     only: Collection[str] | None = None,
+    redirect_relus: bool = False,
 ) -> Iterator[Capture]:
     """Record every submodule call (or those named in `only`) of the forward passes run inside the block;
     see the module docstring.
@@ -124,6 +125,8 @@ def capture(
     named modules (`only`) get hooks of their own, so the rest of the model keeps PyTorch's fast hook-free
     call path. Modules inside TorchScript never call Python hooks; they are simply not recorded.
     `count_functional` adds a global hook pair to tell activation modules' own calls from functional ones.
+    `redirect_relus` gives every ReLU/ReLU6 call's graph node Lucid's redirected gradient (`_redirected`), for
+    feature visualisation; those node hooks go with the pass's graph.
     """
     record = Capture()
     modules = [(name, m) for name, m in model.named_modules() if m is not model and (only is None or name in only)]
@@ -151,6 +154,13 @@ def capture(
 
         return hook
 
+    relu_ids = {id(m): isinstance(m, nn.ReLU6) for m in model.modules() if isinstance(m, GUIDED_ACTIVATIONS)}
+
+    def redirect(module: nn.Module, args: tuple, output: object) -> None:
+        upper = relu_ids.get(id(module))
+        if upper is not None and isinstance(output, torch.Tensor) and output.grad_fn is not None:
+            output.grad_fn.register_hook(_redirected(output, upper))
+
     def enter_activation(module: nn.Module, args: tuple) -> None:
         if id(module) in activation_ids:
             inside_activation[0] += 1
@@ -174,6 +184,8 @@ def capture(
             handles.append(register_module_forward_hook(recorder(shared), with_kwargs=True))
         own_hook = recorder(own)
         handles += [m.register_forward_hook(own_hook, with_kwargs=True) for _, m in modules if id(m) in own]
+        if redirect_relus:
+            handles.append(register_module_forward_hook(redirect))
         if count_functional:
             handles.append(register_module_forward_pre_hook(enter_activation))
             handles.append(register_module_forward_hook(leave_activation))
@@ -218,6 +230,25 @@ def guided_backward(calls: Iterable[ModuleCall]) -> Iterator[None]:
 
 def _clamp(grad_outputs: tuple[torch.Tensor | None, ...]) -> tuple[torch.Tensor | None, ...]:
     return tuple(None if grad is None else grad.clamp(min=0) for grad in grad_outputs)
+
+
+def _redirected(output: torch.Tensor, upper: bool) -> Callable[..., tuple[torch.Tensor, ...] | None]:
+    """Lucid's redirected ReLU gradient (Olah et al. 2017) for a descent step on -objective: for an image whose
+    ordinary gradient through this ReLU is zero everywhere (a channel dead on the starting picture), pass the
+    incoming gradient through anyway, except where it would push an input that is already off (<= 0, or >= 6
+    for ReLU6) further out. Images with any ordinary gradient keep it."""
+
+    def hook(grad_inputs: tuple, grad_outputs: tuple) -> tuple[torch.Tensor, ...] | None:
+        grad, incoming = grad_inputs[0], grad_outputs[0]
+        if grad is None or incoming is None:
+            return None
+        blocked = (output <= 0) & (incoming > 0)
+        if upper:
+            blocked |= (output >= 6) & (incoming < 0)
+        dead = (grad.flatten(1).abs().amax(dim=1) == 0).view(-1, *[1] * (grad.dim() - 1))
+        return (torch.where(dead, incoming.masked_fill(blocked, 0), grad), *grad_inputs[1:])
+
+    return hook
 
 
 def count_hooks(model: nn.Module) -> int:

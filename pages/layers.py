@@ -85,8 +85,8 @@ def gallery_view(layer: str, channels: Sequence[int], results: Sequence[compute.
     hover = panels.tile_hover(by_channel, channels, GALLERY_COLUMNS, GALLERY_TILE, views.GAP, "mean activation")
     grey = [str(c) for c, result in zip(channels, results) if not result.history.any()]
     note = (
-        f"Stayed grey: channel{'s' if len(grey) > 1 else ''} {', '.join(grey)}. No response at all to the grey "
-        "start means no gradient to follow (this layer's ReLU cuts it off); a layer before the activation avoids it."
+        f"Stayed grey: channel{'s' if len(grey) > 1 else ''} {', '.join(grey)}. It never responded, even with the "
+        "gradient let through the ReLUs for the first steps; a layer before the activation may work better."
         if grey else ""
     )
     return PanelView(

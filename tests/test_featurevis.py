@@ -14,20 +14,32 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLE_KEYS, leaves_model_untouched, make_tiny_bundle
 from PIL import Image
 from torch import nn
 
 from cnnvis_engine.errors import EngineError, LayerError, MethodError
 from cnnvis_engine.featurevis import (
-    Cancelled, TransformSettings, channel, channel_count, channel_difference, class_logit, deepdream, diversity,
-    evaluate, neuron, render_channels, squared_norm, visualize,
+    Cancelled,
+    TransformSettings,
+    channel,
+    channel_count,
+    channel_difference,
+    class_logit,
+    deepdream,
+    diversity,
+    evaluate,
+    neuron,
+    optimize,
+    render_channels,
+    squared_norm,
+    visualize,
 )
 from cnnvis_engine.featurevis.param import COLOR_CORRELATION_NORMALIZED, FourierImage, spectrum_scale
 from cnnvis_engine.featurevis.passes import forward, from_uint8, to_model_input
 from cnnvis_engine.featurevis.transforms import apply_affine, random_affine
 from cnnvis_engine.models import ModelBundle, load_model
 from cnnvis_engine.samples import sample_path
-from conftest import SAMPLE_KEYS, leaves_model_untouched, make_tiny_bundle
 
 MARGIN = 1.5  # the optimised image's channel mean must be ≥ 1.5 × the best of the 4 photos and the noise image
 SIZE = 64  # margin tests: 64 × 64 images
@@ -292,3 +304,23 @@ def test_transforms_none_is_the_identity_and_views_are_seeded():
     assert torch.allclose(apply_affine(x, identity), x, atol=1e-5)
     draw = [random_affine((10, 14), TransformSettings(), torch.Generator().manual_seed(4)) for _ in range(2)]
     assert torch.equal(draw[0], draw[1])
+
+
+# ----- dead channels -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("activation", [nn.ReLU, nn.ReLU6])
+def test_a_channel_dead_on_the_grey_start_comes_alive_through_redirected_relus(monkeypatch, activation):
+    """Channel 0's bias holds it below zero on the grey start image (and every jittered view of it), so behind
+    the ReLU its ordinary gradient is zero and it would stay grey; the redirected ReLU of the first steps lets
+    its gradient through. (This small net moves slowly: a bias of -0.1 is what 32 steps can overcome.)"""
+    bundle = tiny_cnn_bundle()
+    bundle.module.relu2 = activation(inplace=True)
+    with torch.no_grad():
+        bundle.module.bn2.bias[0] = -0.1
+    objective = channel("relu2", 0)
+    grey = np.full((1, 32, 32, 3), 128, np.uint8)
+    assert evaluate(bundle, objective, grey)[0] == 0  # dead at the start
+    with leaves_model_untouched(bundle.module):
+        alive = visualize(bundle, objective, size=32, steps=32)
+    monkeypatch.setattr(optimize, "REDIRECT_STEPS", 0)
+    stuck = visualize(bundle, objective, size=32, steps=32)
+    assert stuck.scores[0] == 0 and alive.scores[0] > 0.01, (stuck.scores, alive.scores)

@@ -11,9 +11,11 @@ On CUDA it does not (`grid_sample`'s backward adds with atomics, cuDNN may pick 
 seen on an H200: same seed, pixels up to 60 levels apart, objective within 1 %); we leave the global
 `torch.use_deterministic_algorithms` alone.
 
-A channel that is zero everywhere on the starting grey image behind a ReLU gets no gradient and stays grey
-(Lucid redirects ReLU gradients for its first steps; that needs a backward hook `hooks.py` does not offer).
-Such a result has `scores` 0; choose the pre-activation layer (a BatchNorm before the ReLU) for it.
+A channel that is zero everywhere on the starting grey image behind a ReLU would get no gradient and stay
+grey. For the first `REDIRECT_STEPS` steps, as Lucid does, every ReLU/ReLU6 that blocks all of an image's
+gradient passes it on anyway where that does not push an input further out of range
+(`hooks.capture(redirect_relus=True)`); once the channel responds, the ordinary gradient takes over. On the
+default model's `bn2` (behind ReLU6) that turns 6 grey channels of the cat's top 8 into pictures.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from .passes import (
 )
 from .transforms import TransformSettings, random_view
 
+REDIRECT_STEPS = 16
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
 
@@ -93,7 +96,9 @@ def visualize(
             raise Cancelled(f"The feature visualisation was cancelled after {step} of {steps} steps.", result(True))
         with torch.enable_grad():
             view = random_view(image.rgb(), transforms, generator)
-            output, activations = forward(bundle, to_model_input(view, bundle.normalization), optimised.layers)
+            output, activations = forward(
+                bundle, to_model_input(view, bundle.normalization), optimised.layers, step < REDIRECT_STEPS
+            )
             scores = optimised(activations, output)
             if scores.shape != (batch,):
                 raise MethodError(

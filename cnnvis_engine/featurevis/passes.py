@@ -100,14 +100,15 @@ def check_layers(bundle: ModelBundle, layers: Collection[str]) -> None:
 
 
 def forward(
-    bundle: ModelBundle, x: torch.Tensor, layers: Collection[str]
+    bundle: ModelBundle, x: torch.Tensor, layers: Collection[str], redirect_relus: bool = False
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The model's output (N, K) and each of `layers`' true outputs at its last call, attached to the graph.
-    Holds the bundle's lock for the pass; hooks exist only inside it (`hooks.capture`)."""
+    """The model's output (N, K) and each of `layers`' true outputs at its last call, attached to the graph;
+    with `redirect_relus`, the ReLUs of this pass let a dead channel's gradient through (`hooks.capture`).
+    Holds the bundle's lock for the pass; hooks exist only inside it."""
     wanted = frozenset(layers)
     with bundle.lock:
         try:
-            with capture(bundle.module, clone_outputs=wanted, only=wanted) as record:
+            with capture(bundle.module, clone_outputs=wanted, only=wanted, redirect_relus=redirect_relus) as record:
                 output = bundle.module(x)
         except EngineError:
             raise
