@@ -25,7 +25,7 @@ from .errors import EngineError, ImageError, MethodError, ModelError, TargetErro
 from .hooks import Capture, ModuleCall, capture, guided_backward, node_gradient
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
-from .models.bundle import ModelBundle, fast_layout
+from .models.bundle import ModelBundle
 from .targets import ClassTarget, RegressionTarget, Target, resolve_target
 from .tracing import SPATIAL_METHODS, LayerInfo, Trace, build_trace
 
@@ -261,16 +261,12 @@ class Explainer:
         """An extra forward pass for methods that need one (perturbed or noisy inputs): the model's output and,
         if `layer` is named, that layer's true output (last call), both attached to the graph when grad is on.
         Holds the bundle's lock, so no other thread's hooks can fire in it."""
-        x = fast_layout(x.to(self.bundle.device))
-        with self.bundle.lock:
-            if layer is None:
-                output = self.bundle.module(x)
-                activation = None
-            else:
-                with capture(self.bundle.module, clone_outputs={layer}, only={layer}) as record:
-                    output = self.bundle.module(x)
-                activation = max(record.calls, key=lambda c: c.end).output
-        return (output[0] if isinstance(output, (tuple, list)) else output), activation
+        x = x.to(self.bundle.device)
+        if layer is None:
+            return self.bundle.run(x), None
+        with self.bundle.lock, capture(self.bundle.module, clone_outputs={layer}, only={layer}) as record:
+            output = self.bundle.run(x)
+        return output, max(record.calls, key=lambda c: c.end).output
 
     # ----- one explanation --------------------------------------------------------------------------
     def _explain(

@@ -82,7 +82,7 @@ def evaluate_maps(
     prepared = [bundle.prepare(d.image)[1] for d in decoded]
     x = torch.stack(prepared).to(bundle.device)
     saliency = torch.stack([_fit(m, tuple(x.shape[2:])) for m in maps]).to(x.device)
-    forward = bundle.infer
+    forward = bundle.run
     with torch.no_grad():
         output = forward(x)
     specs = list(targets) if targets is not None else [None] * len(images)

@@ -81,9 +81,10 @@ class ModelBundle:
         display = self.resize(image)
         return display, self.normalization.apply(display)
 
-    def infer(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's output for a batch, without gradients, under the lock (no other thread's hooks fire)."""
-        with self.lock, torch.no_grad():
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's output (its first, for a tuple) for a batch in `fast_layout`, under the lock (no other
+        thread's hooks fire); attached to a graph when the caller has gradients on."""
+        with self.lock:
             output = self.module(fast_layout(x))
         return output[0] if isinstance(output, (tuple, list)) else output
 
