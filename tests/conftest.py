@@ -187,3 +187,11 @@ def chromium_browser() -> Iterator[object]:
             yield browser
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for a test module (`chromium_browser`); a module's own `server` fixture starts the
+    dashboard it talks to."""
+    with chromium_browser() as chromium:
+        yield chromium

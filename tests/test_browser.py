@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, chromium_browser, dashboard_server
+from conftest import ROOT, dashboard_server
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -27,12 +27,6 @@ def server():
     """`streamlit run dashboard.py` on a free port, healthy before the first test, stopped after the last."""
     with dashboard_server(ARTIFACTS / "streamlit-server.log") as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, chromium_browser, dashboard_server
+from conftest import ROOT, dashboard_server
 from hardening_cases import (
     IMAGE_CASES,
     FixedInput,
@@ -64,12 +64,6 @@ def server():
     # No file watcher: the code under test is the code the server started with, even while people edit the tree.
     with dashboard_server(SERVER_LOG, "--server.fileWatcherType", "none") as (url, process):
         yield url, process
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as chromium:
-        yield chromium
 
 
 class Session:

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import ROOT, chromium_browser, dashboard_server
+from conftest import ROOT, dashboard_server
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -22,12 +22,6 @@ GALLERY = ".st-key-panel-layer-gallery"
 def server():
     with dashboard_server(ARTIFACTS / "layers-gallery-server.log", "--server.fileWatcherType", "none") as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as chromium:
-        yield chromium
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import io
 
 import numpy as np
 import pytest
-from conftest import ROOT, chromium_browser, dashboard_server
+from conftest import ROOT, dashboard_server
 from PIL import Image
 
 pytestmark = pytest.mark.browser
@@ -25,12 +25,6 @@ def server():
     objects cached before that then fail isinstance checks against the re-imported classes."""
     with dashboard_server(ARTIFACTS / "stories-server.log", "--server.fileWatcherType", "none") as (url, _):
         yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with chromium_browser() as chromium:
-        yield chromium
 
 
 @pytest.fixture
@@ -84,18 +78,12 @@ def text_of(page, key: str) -> str:
     return page.locator(f".st-key-panel-story-{key}").inner_text()
 
 
-def test_a_deep_link_on_a_fresh_server_opens_the_stories(browser, server):
-    """First in this module on purpose: the first request of a fresh server is /stories (see cnnvis_ui/entry.py)."""
-    context = browser.new_context(viewport={"width": 1500, "height": 1300})
-    page = context.new_page()
-    page.set_default_timeout(300_000)
-    page.goto(f"{server}/stories")
-    settle(page)
-    page.get_by_text(TITLE).wait_for()
+def test_a_deep_link_on_a_fresh_server_opens_the_stories(page):
+    """First in this module on purpose: the `page` fixture's /stories is the fresh server's first request (see
+    cnnvis_ui/entry.py), and it waits for the Stories title."""
     nav = page.get_by_test_id("stSidebarNav").inner_text()
     assert "Explore" in nav and "dashboard" not in nav  # our navigation, not the pages/ folder's
     page.screenshot(path=ARTIFACTS / "stories-deep-link.png")
-    context.close()
 
 
 def test_the_sidebar_shows_no_model_image_layer_or_class_pickers(page):
