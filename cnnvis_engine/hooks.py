@@ -130,7 +130,7 @@ def capture(
     """
     record = Capture()
     modules = [(name, m) for name, m in model.named_modules() if m is not model and (only is None or name in only)]
-    activation_ids = {id(m) for m in model.modules() if isinstance(m, ACTIVATION_MODULES)}
+    activation_ids = {id(m) for m in model.modules() if isinstance(m, ACTIVATION_MODULES)} if count_functional else set()
     calls, inside_activation = record.calls, [0]
 
     def recorder(names: dict[int, str]) -> Callable[..., object]:
@@ -154,7 +154,9 @@ def capture(
 
         return hook
 
-    relu_ids = {id(m): isinstance(m, nn.ReLU6) for m in model.modules() if isinstance(m, GUIDED_ACTIVATIONS)}
+    relu_ids = {
+        id(m): isinstance(m, nn.ReLU6) for m in model.modules() if isinstance(m, GUIDED_ACTIVATIONS)
+    } if redirect_relus else {}
 
     def redirect(module: nn.Module, args: tuple, output: object) -> None:
         upper = relu_ids.get(id(module))
