@@ -102,6 +102,7 @@ class Explainer:
         self._passes: OrderedDict[str, _ForwardPass] = OrderedDict()
         self._functional: dict[tuple[int, ...], dict[str, int]] = {}  # per input shape, counted once
         self._traces: OrderedDict[tuple, Trace] = OrderedDict()  # by the order the modules ran in; see _trace
+        self._latest_trace: dict[tuple[int, ...], tuple] = {}  # input shape -> key of its latest trace
 
     # ----- public API -------------------------------------------------------------------------------
     def trace(self, image: ImageSource) -> Trace:
@@ -157,11 +158,16 @@ class Explainer:
         if len(per_image) != len(images):
             raise TargetError(f"There are {len(images)} images but {len(per_image)} targets; give one target per image.")
         names = _methods(methods)
-        graph = any(METHODS[m].needs & _GRADIENT_NEEDS for m in names)  # nothing to keep it for, otherwise
+        needs = frozenset().union(*(METHODS[m].needs for m in names))
         if isinstance(images, torch.Tensor):
-            fp = self._tensor_pass(images, graph)
+            x, displays, notes = self._tensor_input(images)
         else:
-            fp = self._new_pass([_decode(image) for image in images], graph)
+            x, displays, notes = self._image_input([_decode(image) for image in images])
+        fp = None
+        if not needs & _INPUT_GRADIENT_NEEDS:
+            fp = self._lean_pass(x, displays, notes, names, layer, layers or {})
+        if fp is None:  # nothing to keep the graph for if no method takes a gradient from this pass
+            fp = self._pass(x, displays, notes, graph=bool(needs & _GRADIENT_NEEDS))
         return self._explain(fp, per_image, names, layer, layers, options, top_k)
 
     # ----- forward ----------------------------------------------------------------------------------
@@ -172,31 +178,35 @@ class Explainer:
             if cached is not None:
                 self._passes.move_to_end(decoded.sha256)
                 return cached
-            fp = self._new_pass([decoded])
+            while self._passes and len(self._passes) >= self.cache_size:  # before recording: its memory is reused
+                self._passes.popitem(last=False)
+            fp = self._pass(*self._image_input([decoded]))
             self._passes[decoded.sha256] = fp
             while len(self._passes) > self.cache_size:
                 self._passes.popitem(last=False)
             return fp
 
-    def _new_pass(self, decoded: list[DecodedImage], graph: bool = True) -> _ForwardPass:
+    def _image_input(self, decoded: list[DecodedImage]) -> tuple[torch.Tensor, list[np.ndarray], list[tuple[str, ...]]]:
+        """The model input, the images as the model sees them and their decoding notes."""
         displays = [self.bundle.resize(d.image) for d in decoded]
         x = self.bundle.normalization.apply(np.stack(displays), self.bundle.device)
-        return self._pass(x, displays, [d.notes for d in decoded], graph)
+        return x, displays, [d.notes for d in decoded]
 
-    def _tensor_pass(self, x: torch.Tensor, graph: bool) -> _ForwardPass:
+    def _tensor_input(self, x: torch.Tensor) -> tuple[torch.Tensor, list[np.ndarray], list[tuple[str, ...]]]:
         expected = (3, *self.bundle.input_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
             raise ImageError(
                 f"A ready batch must be a float tensor of shape (N, {', '.join(map(str, expected))}); got {tuple(x.shape)}."
             )
         x = x.detach().to(self.bundle.device, torch.float32)
-        return self._pass(x.clone(), list(self.bundle.normalization.invert(x)), [()] * len(x), graph)
+        return x.clone(), list(self.bundle.normalization.invert(x)), [()] * len(x)
 
     def _pass(
-        self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]], graph: bool
+        self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]], graph: bool = True
     ) -> _ForwardPass:
+        """A whole recorded pass: every layer's output, and the graph from the input on if `graph`."""
         x = x.requires_grad_(graph)
-        output, record = self._record(x, frozenset(), graph)
+        output, record = self._record(x, graph)
         return _ForwardPass(
             x=x,
             output=output,
@@ -208,29 +218,65 @@ class Explainer:
             stale=frozenset(record.overwritten()),
         )
 
+    def _lean_pass(
+        self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]], methods: list[str],
+        layer: str | None, layers: Mapping[str, str],
+    ) -> _ForwardPass | None:
+        """A pass for `explain_batch`, which never serves another call, for methods that take no gradient to the
+        input: it keeps only the outputs of the layers they use, and its graph starts at the first of those
+        whose gradient they take (`capture`'s `keep` and `grad_from`). On resnet50 that is a forward pass
+        without gradients up to `layer4`: Grad-CAM alone about a sixth faster than a whole recorded pass.
+        It takes the layer list from an earlier whole pass of this input shape; None (a whole pass is needed)
+        when there was none, or when the model ran other modules this time."""
+        key = self._latest_trace.get(tuple(x.shape[1:]))
+        trace = self._traces.get(key) if key else None
+        if trace is None:
+            return None
+        chosen = {m: self._layer_for(m, trace, layer, layers) for m in methods}
+        kept = frozenset(name for name in chosen.values() if name)
+        grad_from = frozenset(chosen[m] for m in methods if chosen[m] and "layer_gradient" in METHODS[m].needs)
+        output, record = self._record(x, False, keep=kept, grad_from=grad_from, clone_outputs=kept - grad_from)
+        if self._trace_key(x, record) != key or (grad_from and output.grad_fn is None):
+            return None
+        return _ForwardPass(
+            x=x,
+            output=output,
+            calls=record.by_name(),
+            trace=trace,
+            images=displays,
+            notes=notes,
+            graph=bool(grad_from),
+            stale=frozenset(record.overwritten()),
+            cloned=kept,
+        )
+
+    @staticmethod
+    def _trace_key(x: torch.Tensor, record: Capture) -> tuple:
+        return tuple(x.shape[1:]), tuple(id(call.module) for call in record.calls)
+
     def _trace(self, x: torch.Tensor, output: torch.Tensor, record: Capture) -> Trace:
         """The layer list of a recorded pass. Images of one shape that run the same modules in the same nesting
         (every image, for a CNN without data-dependent branches) share one Trace: building it is pure Python
         over every call, and checking the call order is a fraction of that."""
-        shape = tuple(x.shape[1:])
-        key = (shape, tuple(id(call.module) for call in record.calls), tuple(call.end for call in record.calls))
+        key = self._trace_key(x, record)
         with self.bundle.lock:
             trace = self._traces.get(key)
             if trace is None:
-                trace = self._traces[key] = build_trace(record, output.detach(), self._functional[shape])
+                trace = self._traces[key] = build_trace(record, output.detach(), self._functional[key[0]])
                 while len(self._traces) > 4:
                     self._traces.popitem(last=False)
+            self._latest_trace[key[0]] = key
         return trace
 
-    def _record(self, x: torch.Tensor, clone: frozenset[str], graph: bool) -> tuple[torch.Tensor, Capture]:
-        """One forward pass with every module call recorded (under the bundle's lock: hooks are global), with
-        its autograd graph if `graph`."""
+    def _record(self, x: torch.Tensor, graph: bool, **options: Any) -> tuple[torch.Tensor, Capture]:
+        """One forward pass with module calls recorded (`capture`'s `options`), under the bundle's lock (no
+        other thread's pass may run through the recording), with its autograd graph if `graph`."""
         shape = tuple(x.shape[1:])
         with self.bundle.lock:
             count = shape not in self._functional
             try:
                 with torch.set_grad_enabled(graph), capture(
-                    self.bundle.module, clone_outputs=clone, count_functional=count
+                    self.bundle.module, count_functional=count, **options
                 ) as record:
                     output = self.bundle.module(x)
             except EngineError:
@@ -253,7 +299,7 @@ class Explainer:
         if not needed:
             return
         clone = fp.cloned | needed
-        output, record = self._record(fp.x, clone, fp.graph)
+        output, record = self._record(fp.x, fp.graph, clone_outputs=clone)
         fp.output, fp.calls, fp.cloned = output, record.by_name(), clone
         fp.stale = frozenset(record.overwritten()) - clone
 
@@ -472,7 +518,8 @@ class Explainer:
         ]
 
 
-_GRADIENT_NEEDS = frozenset({"layer_gradient", "input_gradient", "guided_input_gradient"})
+_INPUT_GRADIENT_NEEDS = frozenset({"input_gradient", "guided_input_gradient"})
+_GRADIENT_NEEDS = _INPUT_GRADIENT_NEEDS | {"layer_gradient"}
 
 
 def _decode(image: ImageSource) -> DecodedImage:

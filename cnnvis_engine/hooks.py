@@ -115,53 +115,80 @@ def capture(
     count_functional: bool = False,
     only: Collection[str] | None = None,
     redirect_relus: bool = False,
+    keep: Collection[str] | None = None,
+    grad_from: Collection[str] = (),
 ) -> Iterator[Capture]:
     """Record every submodule call (or those named in `only`) of the forward passes run inside the block;
     see the module docstring.
 
-    Recording everything uses one global forward hook (`register_module_forward_hook`) that ignores other
-    models' modules: one registration instead of two per module, and no pre-hook (the order calls started in
-    follows from the order they ended; see `tracing.start_order`), which matters on every new image. A few
-    named modules (`only`) get hooks of their own, so the rest of the model keeps PyTorch's fast hook-free
-    call path. Modules inside TorchScript never call Python hooks; they are simply not recorded.
+    A one-off pass that needs few layers (`Explainer.explain_batch`) can name them in `keep`: the other calls
+    are recorded by name and order only, so their tensors are freed as the pass goes on, as without recording.
+    Run such a pass without gradients and name in `grad_from` the layers whose gradients it needs: when one of
+    them returns, gradients are switched on (the caller's `no_grad` block switches them off again) and its
+    output is recorded as a new leaf of the graph, with a copy of it passed on, so later in-place operations
+    leave the recorded value as it was. The graph then holds only what follows the earliest of those layers.
+
+    Each module is recorded by a wrapper around its `forward`, set on the instance for the block's duration:
+    PyTorch keeps its fast hook-free call path, where any forward hook, even one global hook, sends all ~180
+    module calls of a ResNet-50 down the slow one. Calls are recorded in the order they ended; the order they
+    started in follows from it and the names (`tracing.start_order`). Two kinds of module get a hook instead:
+    those with forward hooks of their own, which may replace the output, get one registered after theirs, so
+    it sees what the network passes on; ScriptModules, whose `forward` is compiled, are seen by a global hook
+    that ignores every other module (the modules inside them never call Python, so they are not recorded).
     `count_functional` adds a global hook pair to tell activation modules' own calls from functional ones.
     `redirect_relus` gives every ReLU/ReLU6 call's graph node Lucid's redirected gradient (`_redirected`), for
     feature visualisation; those node hooks go with the pass's graph.
     """
     record = Capture()
-    modules = [(name, m) for name, m in model.named_modules() if m is not model and (only is None or name in only)]
-    activation_ids = {id(m) for m in model.modules() if isinstance(m, ACTIVATION_MODULES)} if count_functional else set()
+    recorded: dict[int, str] = {}  # module id -> name, for the modules whose calls are recorded
+    watched: list[nn.Module] = []  # those, and with `redirect_relus` every ReLU
+    relus: dict[int, bool] = {}  # ReLU/ReLU6 module id -> whether it is a ReLU6, with `redirect_relus`
+    activation_ids: set[int] = set()  # activation modules, with `count_functional`
+    for name, m in model.named_modules():
+        if m is model:
+            continue
+        if only is None or name in only:
+            recorded[id(m)] = name
+        if redirect_relus and isinstance(m, GUIDED_ACTIVATIONS):
+            relus[id(m)] = isinstance(m, nn.ReLU6)
+        if id(m) in recorded or id(m) in relus:
+            watched.append(m)
+        if count_functional and isinstance(m, ACTIVATION_MODULES):
+            activation_ids.add(id(m))
     calls, inside_activation = record.calls, [0]
 
-    def recorder(names: dict[int, str]) -> Callable[..., object]:
-        def hook(module: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
-            name = names.get(id(module))
-            if name is None:
-                return None
-            first = _first_tensor(args)
-            call = ModuleCall(name, module, len(calls), first_input=first)
-            calls.append(call)
-            if first is not None:
-                call.input_version = first._version
-                call.single_input = len(args) == 1 and first is args[0] and not kwargs and first is not output
-            if not isinstance(output, torch.Tensor):
-                return None
-            call.output, call.version = output, output._version
-            call.node, call.output_nr = output.grad_fn, output.output_nr
-            if name in clone_outputs:
-                return output.clone()
+    def note(name: str, module: nn.Module, args: tuple, kwargs: dict, output: object) -> torch.Tensor | None:
+        """Record one call that just returned; a clone to pass on instead of `output`, or None."""
+        call = ModuleCall(name, module, len(calls))
+        calls.append(call)
+        if keep is not None and name not in keep:
             return None
+        first = call.first_input = _first_tensor(args)
+        if first is not None:
+            call.input_version = first._version
+            call.single_input = len(args) == 1 and first is args[0] and not kwargs and first is not output
+        if not isinstance(output, torch.Tensor):
+            return None
+        if name in grad_from and output.is_floating_point():
+            torch.set_grad_enabled(True)
+            output = output.detach().requires_grad_()
+            call.output, call.version = output, output._version
+            return output.clone()
+        call.output, call.version = output, output._version
+        call.node, call.output_nr = output.grad_fn, output.output_nr
+        return output.clone() if name in clone_outputs else None
 
-        return hook
-
-    relu_ids = {
-        id(m): isinstance(m, nn.ReLU6) for m in model.modules() if isinstance(m, GUIDED_ACTIVATIONS)
-    } if redirect_relus else {}
-
-    def redirect(module: nn.Module, args: tuple, output: object) -> None:
-        upper = relu_ids.get(id(module))
+    def redirect(module: nn.Module, output: object) -> None:
+        upper = relus.get(id(module))
         if upper is not None and isinstance(output, torch.Tensor) and output.grad_fn is not None:
             output.grad_fn.register_hook(_redirected(output, upper))
+
+    def after(module: nn.Module, args: tuple, kwargs: dict, output: object) -> torch.Tensor | None:
+        """What happens when a watched module's forward returns, before anything else sees its output."""
+        if relus:
+            redirect(module, output)
+        name = recorded.get(id(module))
+        return None if name is None else note(name, module, args, kwargs, output)
 
     def enter_activation(module: nn.Module, args: tuple) -> None:
         if id(module) in activation_ids:
@@ -171,31 +198,53 @@ def capture(
         if id(module) in activation_ids:
             inside_activation[0] -= 1
 
-    # Global hooks run before a module's own forward hooks, which may replace its output: such modules (and,
-    # when only a few are wanted, those few) get a hook of their own, registered after theirs, so it sees what
-    # the network passes on. ScriptModules refuse hooks of their own; the global hook sees their calls.
-    own = {
-        id(m): name for name, m in modules
-        if not isinstance(m, torch.jit.ScriptModule) and (only is not None or m._forward_hooks)
-    }
-    shared = {id(m): name for name, m in modules if id(m) not in own}
+    scripted = {id(m) for m in watched if isinstance(m, torch.jit.ScriptModule)}
+    own = [m for m in watched if id(m) not in scripted and m._forward_hooks]
     handles: list[torch.utils.hooks.RemovableHandle] = []
+    replaced: list[tuple[nn.Module, object]] = []  # (module, its own instance-level forward or _NO_FORWARD)
     mode = _FunctionalActivationCounter(record, inside_activation) if count_functional else contextlib.nullcontext()
     try:
-        if shared:
-            handles.append(register_module_forward_hook(recorder(shared), with_kwargs=True))
-        own_hook = recorder(own)
-        handles += [m.register_forward_hook(own_hook, with_kwargs=True) for _, m in modules if id(m) in own]
-        if redirect_relus:
-            handles.append(register_module_forward_hook(redirect))
+        if scripted:
+            handles.append(register_module_forward_hook(
+                lambda m, args, kwargs, out: after(m, args, kwargs, out) if id(m) in scripted else None,
+                with_kwargs=True,
+            ))
+        handles += [m.register_forward_hook(after, with_kwargs=True) for m in own]
+        for m in watched:
+            if id(m) not in scripted and not m._forward_hooks:
+                replaced.append((m, m.__dict__.get("forward", _NO_FORWARD)))
+                m.__dict__["forward"] = _Watched(m.forward, m, after)
         if count_functional:
             handles.append(register_module_forward_pre_hook(enter_activation))
             handles.append(register_module_forward_hook(leave_activation))
         with mode:
             yield record
     finally:
+        for m, forward in replaced:
+            if forward is _NO_FORWARD:
+                del m.__dict__["forward"]
+            else:
+                m.__dict__["forward"] = forward
         for handle in handles:
             handle.remove()
+
+
+class _Watched:
+    """A module's `forward` while `capture` watches it (set on the instance): the original, then `after`, whose
+    clone, if it returns one, is what the network gets."""
+
+    __slots__ = ("forward", "module", "after")
+
+    def __init__(self, forward: Callable[..., object], module: nn.Module, after: Callable[..., object]) -> None:
+        self.forward, self.module, self.after = forward, module, after
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        output = self.forward(*args, **kwargs)
+        passed_on = self.after(self.module, args, kwargs, output)
+        return output if passed_on is None else passed_on
+
+
+_NO_FORWARD = object()  # a module with no instance-level `forward` of its own before `capture` wrapped it
 
 
 @contextlib.contextmanager
@@ -254,9 +303,11 @@ def _redirected(output: torch.Tensor, upper: bool) -> Callable[..., tuple[torch.
 
 
 def count_hooks(model: nn.Module) -> int:
-    """Forward, pre-forward and backward hooks on all modules: zero after every engine call."""
+    """Forward, pre-forward and backward hooks, and recording wrappers around `forward`, on all modules: zero
+    after every engine call."""
     total = 0
     for module in model.modules():
+        total += isinstance(module.__dict__.get("forward"), _Watched)
         total += len(module._forward_hooks) + len(module._forward_pre_hooks)
         total += len(module._backward_hooks) + len(getattr(module, "_backward_pre_hooks", {}))
     return total

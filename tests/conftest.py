@@ -117,12 +117,14 @@ def assert_untouched(module: nn.Module, before: tuple) -> None:
 
 @contextmanager
 def leaves_model_untouched(module: nn.Module) -> Iterator[None]:
-    """Check `assert_untouched` after the block, also when the block raises (the error still propagates)."""
-    before = model_state(module)
+    """Check `assert_untouched` after the block, also when the block raises (the error still propagates), and
+    that the thread's gradient mode is as it was (a one-off pass switches it on halfway)."""
+    before, grad_mode = model_state(module), torch.is_grad_enabled()
     try:
         yield
     finally:
         assert_untouched(module, before)
+        assert torch.is_grad_enabled() == grad_mode
 
 
 # ----- the real dashboard and Chromium, for browser tests -------------------------------------------------------

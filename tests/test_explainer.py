@@ -357,6 +357,108 @@ def test_changing_to_a_layer_overwritten_in_place_does_not_run_the_model_again(r
     assert counting.forwards == 2  # a new image: one forward pass
 
 
+# ----- one-off batches: the graph from the layer on ------------------------------------------------------------
+LEAN_METHODS = ["gradcam", "cam", "feature_maps", "gradcam++", "layercam", "kernels", "guided_gradcam"]
+
+
+@pytest.fixture
+def lean_passes(monkeypatch):
+    """Every `_lean_pass` result, None where a whole pass had to run instead."""
+    seen = []
+    original = Explainer._lean_pass
+
+    def spy(self, *args, **kwargs):
+        seen.append(original(self, *args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(Explainer, "_lean_pass", spy)
+    return seen
+
+
+@pytest.mark.parametrize("layer", ["layer4", "layer3.1.bn2", "bn1", "layer1.0.bn2", "layer1.1.relu", "layer2", "conv1"])
+def test_a_one_off_batch_keeps_only_its_layers_and_equals_explain(resnet18, samples, lean_passes, layer):
+    """Once a whole pass has traced the input shape, `explain_batch` (whose pass serves no other call) runs
+    without gradients up to its layer and keeps only the outputs its methods use. Its results equal a whole
+    pass's at a block, at BatchNorm outputs overwritten by ReLU(inplace=True) and by `out += identity`, at a block's
+    shared `relu` (its last call), and at the first layer. Guided Grad-CAM takes a gradient to the input: whole pass."""
+    images, targets = [samples["cat"], samples["coffee"]], [281, 5]
+    explainer = Explainer(resnet18)
+    explainer.explain(images[0], methods=["feature_maps"])  # traces this input shape
+    with leaves_model_untouched(resnet18.module):
+        batch = explainer.explain_batch(images, layer=layer, targets=targets, methods=LEAN_METHODS[:-1])
+    fp = lean_passes[-1]
+    assert fp is not None and not fp.x.requires_grad
+    assert set(name for name, calls in fp.calls.items() if calls[-1].output is not None) == {layer, "layer4"}
+    assert len(fp.calls["layer1.0.relu"]) == 2  # every call is recorded, kept or not
+    whole = Explainer(resnet18).explain_batch(images, layer=layer, targets=targets, methods=LEAN_METHODS[:-1])
+    assert lean_passes[-1] is None  # a new explainer has no trace yet: a whole pass
+    for lean, full in zip(batch, whole):
+        assert lean.predictions == full.predictions
+        for method in LEAN_METHODS[:-1]:
+            a, b = lean[method], full[method]
+            assert a.applicable == b.applicable and a.layer == b.layer, (method, a.reason, b.reason)
+            if a.applicable:
+                np.testing.assert_allclose(a.raw, b.raw, rtol=1e-6, atol=1e-7 * float(np.abs(b.raw).max()))
+                np.testing.assert_allclose(a.map, b.map, atol=1e-6)
+    tried = len(lean_passes)
+    explainer.explain_batch(images, layer=layer, targets=targets, methods=LEAN_METHODS)
+    assert len(lean_passes) == tried  # guided Grad-CAM needs the input's gradient: no lean pass was tried
+
+
+class Branchy(nn.Module):
+    """Runs `left` or `right` depending on the input's mean: one input shape, two different module sequences."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.left, self.right = nn.Conv2d(4, 4, 3, padding=1), nn.Sequential(nn.Conv2d(4, 4, 1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        return self.head(self.left(x) if x.mean() > 0 else self.right(x))
+
+
+def test_a_one_off_batch_that_runs_other_modules_gets_a_whole_pass(lean_passes):
+    torch.manual_seed(0)
+    bundle = make_tiny_bundle(Branchy().eval())
+    explainer = Explainer(bundle)
+    positive, negative = torch.full((1, 3, *TINY_SIZE), 2.0), torch.full((1, 3, *TINY_SIZE), -2.0)
+    assert (bundle.module.stem(positive).mean() > 0) != (bundle.module.stem(negative).mean() > 0)
+    explainer.explain_batch(positive, layer="stem", methods=["gradcam"])  # a whole pass traces the left path
+    assert lean_passes == [None]
+    with leaves_model_untouched(bundle.module):
+        lean = explainer.explain_batch(positive, layer="stem", targets=2, methods=["gradcam", "feature_maps"])[0]
+        other = explainer.explain_batch(negative, layer="stem", targets=2, methods=["gradcam", "feature_maps"])[0]
+    assert lean_passes[1] is not None and lean_passes[2] is None  # the right path: a whole pass instead
+    whole = Explainer(bundle).explain_batch(negative, layer="stem", targets=2, methods=["gradcam", "feature_maps"])[0]
+    np.testing.assert_allclose(other["gradcam"].raw, whole["gradcam"].raw, rtol=1e-6)
+    assert lean["gradcam"].applicable and np.abs(lean["gradcam"].raw).max() > 0
+
+
+def test_a_one_off_batch_that_fails_mid_pass_leaves_gradients_off_and_no_wrapper(lean_passes):
+    class FailsOnDemand(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body, self.fail = make_tiny_module(), False
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = self.body.relu(self.body.conv(x))
+            if self.fail:
+                raise RuntimeError("simulated failure after the layer")
+            return self.body.fc(self.body.flatten(self.body.pool(x)))
+
+    bundle = make_tiny_bundle(FailsOnDemand().eval())
+    explainer = Explainer(bundle)
+    explainer.explain_batch(torch.zeros(1, 3, *TINY_SIZE), methods=["gradcam"])
+    bundle.module.fail = True
+    with torch.no_grad():
+        with leaves_model_untouched(bundle.module), pytest.raises(ModelError, match="simulated"):
+            explainer.explain_batch(torch.zeros(1, 3, *TINY_SIZE), layer="body.conv", methods=["gradcam"])
+        assert not torch.is_grad_enabled()  # the caller's no_grad holds: the switch inside the pass was undone
+    assert lean_passes == [None]  # the failed call raised inside its lean pass
+
+
 # ----- threads -----------------------------------------------------------------------------------------------
 THREAD_METHODS = ("gradcam", "cam", "saliency", "guided_backprop", "feature_maps")
 THREAD_TARGETS = (None, 1, 281, 999, 500)
