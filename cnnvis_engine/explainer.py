@@ -6,8 +6,13 @@ pass. Gradient methods share backward passes: one plain pass serves saliency and
 guided pass serves guided backprop and guided Grad-CAM. Gradients are taken with `torch.autograd.grad`, so
 parameters' `.grad` are never touched. A batch goes through the same passes at once (`explain_batch`).
 
-Thread safety: module hooks exist only inside a forward pass, which holds the bundle's lock; the backward
-passes of one recorded forward pass hold that pass's own lock (guided backprop hooks that pass's graph).
+`explain` keeps each image's pass (`cache_size` of them). `explain_batch`'s pass serves that call only, so
+once the input shape has been traced it records just the layers its methods use, with a graph that starts
+at the first layer whose gradient they take (`_lean_pass`).
+
+Thread safety: the recording wrappers and hooks exist only inside a forward pass, which holds the bundle's
+lock; the backward passes of one recorded forward pass hold that pass's own lock (guided backprop hooks
+that pass's graph).
 """
 
 from __future__ import annotations

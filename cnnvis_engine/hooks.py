@@ -1,11 +1,11 @@
-"""The only place the engine registers hooks. Every hook lives inside a `with` block and is removed on exit,
-also when the body raises.
+"""The only place the engine registers hooks or wraps a module's `forward`. Every hook and wrapper lives inside
+a `with` block and is removed on exit, also when the body raises.
 
 `capture(model, ...)` records, for one forward pass, every module call in execution order with its output
 (kept attached to the autograd graph, so gradients with respect to any layer can be asked for later without
 a new forward pass). Outputs that a later in-place operation would overwrite (a BatchNorm followed by
-`ReLU(inplace=True)`, `out += identity`) can be listed in `clone_outputs`: their hook hands the rest of the
-network a clone, as captum does, so what we keep is the module's true output. Without a clone, a call keeps
+`ReLU(inplace=True)`, `out += identity`) can be listed in `clone_outputs`: their recorder hands the rest of
+the network a clone, as captum does, so what we keep is the module's true output. Without a clone, a call keeps
 its input and its graph node, so the true output can be recomputed and its gradient caught at the node
 (`node_gradient`) — no copy on every forward pass.
 

@@ -86,7 +86,10 @@ class ModelBundle:
     def resize(self, image: Image.Image) -> np.ndarray:
         """RGB PIL image -> (H, W, 3) uint8 at the model's input size."""
         height, width = self.input_size
-        return np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR))
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if rgb.size != (width, height):
+            rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
+        return np.asarray(rgb)
 
     def prepare(self, image: Image.Image) -> tuple[np.ndarray, torch.Tensor]:
         display = self.resize(image)
