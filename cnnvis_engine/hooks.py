@@ -222,7 +222,7 @@ def capture(
     finally:
         for m, forward in replaced:
             if forward is _NO_FORWARD:
-                del m.__dict__["forward"]
+                m.__dict__.pop("forward", None)
             else:
                 m.__dict__["forward"] = forward
         for handle in handles:
@@ -233,7 +233,7 @@ class _Watched:
     """A module's `forward` while `capture` watches it (set on the instance): the original, then `after`, whose
     clone, if it returns one, is what the network gets."""
 
-    __slots__ = ("forward", "module", "after")
+    __slots__ = ("after", "forward", "module")
 
     def __init__(self, forward: Callable[..., object], module: nn.Module, after: Callable[..., object]) -> None:
         self.forward, self.module, self.after = forward, module, after

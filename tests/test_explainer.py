@@ -388,7 +388,7 @@ def test_a_one_off_batch_keeps_only_its_layers_and_equals_explain(resnet18, samp
         batch = explainer.explain_batch(images, layer=layer, targets=targets, methods=LEAN_METHODS[:-1])
     fp = lean_passes[-1]
     assert fp is not None and not fp.x.requires_grad
-    assert set(name for name, calls in fp.calls.items() if calls[-1].output is not None) == {layer, "layer4"}
+    assert {name for name, calls in fp.calls.items() if calls[-1].output is not None} == {layer, "layer4"}
     assert len(fp.calls["layer1.0.relu"]) == 2  # every call is recorded, kept or not
     whole = Explainer(resnet18).explain_batch(images, layer=layer, targets=targets, methods=LEAN_METHODS[:-1])
     assert lean_passes[-1] is None  # a new explainer has no trace yet: a whole pass

@@ -280,10 +280,12 @@ def test_no_hook_is_left_behind_when_a_registration_fails(monkeypatch: pytest.Mo
     def refuse(hook: object) -> None:
         raise RuntimeError("registration refused")
 
-    monkeypatch.setattr(hooks, "register_module_forward_pre_hook", refuse)  # after the forward hook is in
-    with pytest.raises(RuntimeError, match="refused"), hooks.capture(SmallNet(), count_functional=True):
+    monkeypatch.setattr(hooks, "register_module_forward_pre_hook", refuse)  # after the forward wrappers are in
+    net = SmallNet()
+    with pytest.raises(RuntimeError, match="refused"), hooks.capture(net, count_functional=True):
         pass
     assert [dict(registry) for registry in global_hooks] == before
+    assert hooks.count_hooks(net) == 0 and not any("forward" in m.__dict__ for m in net.modules())
 
 
 def test_labels_with_markup_stay_plain_strings_end_to_end():
