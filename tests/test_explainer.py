@@ -513,6 +513,47 @@ def test_threads_sharing_one_explainer_get_the_serial_results(resnet18, samples)
     assert exact > 0
 
 
+def test_threads_sharing_one_explainer_get_the_serial_one_off_batches(resnet18, samples, lean_passes):
+    """One-off batches switch gradients on halfway through their pass: grad mode is per thread, and the pass holds
+    the bundle's lock, so 8 threads of lean `explain_batch` calls (with the trace shared) equal the serial ones,
+    and every thread's own grad mode is as it was."""
+    bundle = ModelBundle(name="resnet18", module=resnet18.module, class_names=resnet18.class_names, input_size=(48, 48))
+    images = [*samples.values(), *(decode_image(synthetic_image(seed, (40 + 9 * seed, 64))) for seed in range(4))]
+    methods = ("gradcam", "cam", "feature_maps")
+    jobs = [
+        [([images[(t + j) % 8], images[(t + j + 3) % 8]], [THREAD_TARGETS[(3 * t + j) % 5], 7],
+          THREAD_LAYERS[(t + 2 * j) % 4]) for j in range(5)]
+        for t in range(8)
+    ]
+    serial_explainer = Explainer(bundle)
+    serial_explainer.trace(images[0])
+    serial = [[serial_explainer.explain_batch(ims, targets=tgs, layer=ly, methods=methods) for ims, tgs, ly in row]
+              for row in jobs]
+    shared = Explainer(bundle)
+    shared.trace(images[0])
+    start = threading.Barrier(8)
+
+    def work(row):
+        start.wait()
+        grad_mode = torch.is_grad_enabled()
+        results = [shared.explain_batch(ims, targets=tgs, layer=ly, methods=methods) for ims, tgs, ly in row]
+        assert torch.is_grad_enabled() == grad_mode
+        return results
+
+    before = model_state(bundle.module)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        threaded = list(pool.map(work, jobs))
+    assert_untouched(bundle.module, before)
+    assert len(lean_passes) == 2 * 8 * 5 and all(fp is not None for fp in lean_passes)
+    for serial_row, threaded_row in zip(serial, threaded):
+        for expected_batch, got_batch in zip(serial_row, threaded_row):
+            for expected, got in zip(expected_batch, got_batch):
+                want, have = result_arrays(expected), result_arrays(got)
+                assert want.keys() == have.keys() and got.layer == expected.layer
+                for key in want:
+                    np.testing.assert_array_equal(have[key], want[key], err_msg=key)
+
+
 def test_engine_errors_are_engine_errors():
     for error in (LayerError, TargetError, MethodError, ModelError):
         assert issubclass(error, EngineError)
