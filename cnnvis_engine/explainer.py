@@ -183,8 +183,6 @@ class Explainer:
             if cached is not None:
                 self._passes.move_to_end(decoded.sha256)
                 return cached
-            while self._passes and len(self._passes) >= self.cache_size:  # before recording: its memory is reused
-                self._passes.popitem(last=False)
             fp = self._pass(*self._image_input([decoded]))
             self._passes[decoded.sha256] = fp
             while len(self._passes) > self.cache_size:
