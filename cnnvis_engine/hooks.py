@@ -169,14 +169,16 @@ def capture(
             call.single_input = len(args) == 1 and first is args[0] and not kwargs and first is not output
         if not isinstance(output, torch.Tensor):
             return None
+        passed_on = None
         if name in grad_from and output.is_floating_point():
             torch.set_grad_enabled(True)
-            output = output.detach().requires_grad_()
-            call.output, call.version = output, output._version
-            return output.clone()
+            output = output.detach().requires_grad_()  # a leaf: no node, output number 0
+            passed_on = output.clone()
+        elif name in clone_outputs:
+            passed_on = output.clone()
         call.output, call.version = output, output._version
         call.node, call.output_nr = output.grad_fn, output.output_nr
-        return output.clone() if name in clone_outputs else None
+        return passed_on
 
     def redirect(module: nn.Module, output: object) -> None:
         upper = relus.get(id(module))

@@ -29,7 +29,7 @@ class Normalization:
     def apply(self, rgb: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
         """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 tensor on `device`; the bytes cross to it once.
         One conversion into the channel-first layout, then x * (1 / (scale * std)) - mean / std in place: a
-        quarter of the time of dividing step by step (37 vs 145 µs at 224 px), equal to it within 5e-7."""
+        third of the time of dividing step by step (52 vs 145 µs at 224 px), equal to it within 5e-7."""
         rgb = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).to(device).movedim(-1, -3)
         x = torch.empty(rgb.shape, dtype=torch.float32, device=rgb.device).copy_(rgb)
         factor, offset = self._affine
