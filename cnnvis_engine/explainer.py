@@ -470,7 +470,7 @@ class Explainer:
         )
 
     def _not_applicable(self, method: str, trace: Trace, targets: tuple[Target, ...], layer: str | None) -> str:
-        if "guided_input_gradient" in METHODS[method].needs and isinstance(self.bundle.module, torch.jit.ScriptModule):
+        if "guided_input_gradient" in METHODS[method].needs and _runs_torchscript(self.bundle.module):
             return (
                 "This model is TorchScript: its ReLUs run inside compiled code, where guided backpropagation cannot "
                 "reach their gradients. Vanilla saliency works on it."
@@ -483,7 +483,7 @@ class Explainer:
             return ""
         if not METHODS[method].uses_layer:
             return ""
-        if layer is None and isinstance(self.bundle.module, torch.jit.ScriptModule):
+        if layer is None and _runs_torchscript(self.bundle.module):
             return (
                 f"This model is TorchScript: its layers run inside compiled code, out of the engine's sight, and "
                 f"{METHODS[method].title} needs a layer. Upload a state_dict for a listed architecture to use it."
@@ -527,6 +527,12 @@ _GRADIENT_NEEDS = _INPUT_GRADIENT_NEEDS | {"layer_gradient"}
 
 def _decode(image: ImageSource) -> DecodedImage:
     return image if isinstance(image, DecodedImage) else decode_image(image)
+
+
+def _runs_torchscript(module: torch.nn.Module) -> bool:
+    """A ScriptModule, or an uploaded TorchScript model run in its worker (models.contained): layers and ReLUs
+    out of the engine's sight."""
+    return isinstance(module, torch.jit.ScriptModule) or getattr(module, "runs_torchscript", False)
 
 
 def _eligibility(method: str) -> str:

@@ -2,6 +2,9 @@
 
 Nothing here unpickles arbitrary Python: `torch.load` always runs with `weights_only=True`, so a file holding a
 pickled object (a whole `nn.Module`, or anything with a `__reduce__`) is refused before any of its code runs.
+A TorchScript file is a program: its code is read first (torchscript_check.py), and it is loaded and run only in a
+locked-in worker process (contained.py), never in this one. Before any loader sees a zip, its directory is read
+and a zip that would inflate beyond the size limit is refused.
 """
 
 from __future__ import annotations
@@ -15,11 +18,19 @@ from collections.abc import Mapping
 
 import torch
 
-from ..errors import ModelFileError
+from ..errors import EngineError, ModelFileError
 from .bundle import ModelBundle, Normalization
+from .contained import ContainedError, ContainedModel, Limits, Worker, summary
 from .registry import load_model
+from .torchscript_check import check_archive, check_torchscript
 
 MAX_LABEL_LINES = 100_000
+MAX_CLASSES = 100_000
+TORCHSCRIPT_OFF = (
+    "TorchScript uploads are turned off on this server: it can be reached from other machines, and a TorchScript "
+    "file is a program. Upload a state_dict for one of the listed architectures instead (the operator can allow "
+    "TorchScript with CNNVIS_ALLOW_TORCHSCRIPT=1)."
+)
 _PICKLE_REFUSED = (
     "This file is a pickled Python object, which could run arbitrary code when opened, so it is refused. "
     "Export the model with torch.jit.script(model).save('model.pt') (or save its state_dict) and upload that."
@@ -49,20 +60,65 @@ def load_model_file(
     labels: bytes | None = None,
     input_size: tuple[int, int] = (224, 224),
     max_bytes: int = 512 * 2**20,
+    allow_torchscript: bool = True,
+    limits: Limits | None = None,
+    check_code: bool = True,
 ) -> ModelBundle:
-    """Bundle for an uploaded model file, checked with one forward pass on a black `input_size` image.
+    """Bundle for an uploaded model file, checked with one forward and one backward pass on a black `input_size`
+    image. Every failure is a ModelFileError with a sentence.
 
     `architecture` (a registry name) is needed when the file holds only a state_dict; the bundle then keeps that
     architecture's input size and preprocessing, and its class names when the output count matches and no labels
-    are given. The model must return one tensor `(1, K)`; `labels` (if given) must name exactly K classes,
-    otherwise they are "class 0" ... "class K-1".
+    are given. The model must return one float tensor `(1, K)` that depends on the input; `labels` (if given)
+    must name exactly K classes, otherwise they are "class 0" ... "class K-1".
+
+    A TorchScript file is refused when `allow_torchscript` is False (a server exposed to a network), and
+    otherwise becomes a `ContainedModel` running in its own worker process under `limits`. `check_code=False`
+    skips the static check of its code (only tests do that, to show the worker holds on its own).
     """
+    try:
+        return _load_model_file(
+            data, filename, architecture=architecture, labels=labels, input_size=input_size, max_bytes=max_bytes,
+            allow_torchscript=allow_torchscript, limits=limits, check_code=check_code,
+        )
+    except ModelFileError:
+        raise
+    except ContainedError as exc:
+        raise ModelFileError(str(exc)) from exc
+    except EngineError as exc:  # e.g. an unknown architecture
+        raise ModelFileError(str(exc)) from exc
+    except Exception as exc:  # anything we did not foresee: still a sentence, never a traceback
+        raise ModelFileError(f"{filename} could not be loaded: {summary(str(exc) or type(exc).__name__)}.") from exc
+
+
+def _load_model_file(
+    data: bytes,
+    filename: str,
+    *,
+    architecture: str | None,
+    labels: bytes | None,
+    input_size: tuple[int, int],
+    max_bytes: int,
+    allow_torchscript: bool,
+    limits: Limits | None,
+    check_code: bool,
+) -> ModelBundle:
     if len(data) > max_bytes:
         raise ModelFileError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)}.")
+    check_archive(data, filename, max_bytes)
     base: ModelBundle | None = None  # the registry architecture a state_dict belongs to
     if _is_torchscript(data):
-        module = _load_torchscript(data, filename)
+        if not allow_torchscript:
+            raise ModelFileError(TORCHSCRIPT_OFF)
+        if check_code:
+            check_torchscript(data, filename)
+        module: torch.nn.Module = _load_torchscript(data, filename, limits)
         description = f"Your TorchScript model {filename}."
+        try:
+            num_classes = _probe_contained(module, input_size)
+        except BaseException:
+            module.close()
+            raise
     else:
         state_dict = _load_state_dict(data, filename)
         if architecture is None:
@@ -73,8 +129,9 @@ def load_model_file(
         module, input_size = base.module, base.input_size
         _load_weights(module, state_dict, architecture)
         description = f"{architecture} with the weights from your file {filename}."
+        module.eval()
+        num_classes = _probe(module, input_size)
     module.eval()
-    num_classes = _probe(module, input_size)
     if labels is None and base is not None and len(base.class_names) == num_classes:
         class_names = base.class_names  # fine-tuned on the same classes: keep the architecture's names
     elif labels is None:
@@ -105,6 +162,11 @@ def _size(num_bytes: int) -> str:
     return f"{num_bytes} bytes"
 
 
+def is_torchscript(data: bytes) -> bool:
+    """Whether `data` is a TorchScript archive (a program, not data)."""
+    return _is_torchscript(data)
+
+
 def _is_torchscript(data: bytes) -> bool:
     """TorchScript archives are zips with a `<archive>/code/` folder and `constants.pkl`; torch.save zips are not."""
     try:
@@ -126,11 +188,17 @@ def _is_pickle(data: bytes) -> bool:
         return False
 
 
-def _load_torchscript(data: bytes, filename: str) -> torch.nn.Module:
+def _load_torchscript(data: bytes, filename: str, limits: Limits | None) -> ContainedModel:
+    """Start the model's worker process and load the file there (its `__setstate__`, if any, runs locked in)."""
+    worker = Worker(data, limits)
     try:
-        return torch.jit.load(io.BytesIO(data), map_location="cpu")
-    except Exception as exc:  # TorchScript's loader raises RuntimeError with C++ details
-        raise ModelFileError(f"{filename} looks like TorchScript but could not be opened: {_summary(exc)}.") from exc
+        worker.request({"op": "forget"})  # starts the worker, which loads the model first
+    except ContainedError as exc:
+        worker.close()
+        if exc.kind != "error":
+            raise ModelFileError(f"{filename} could not be opened: {exc}") from exc
+        raise ModelFileError(f"{filename} looks like TorchScript but could not be opened: {summary(exc.detail)}.") from exc
+    return ContainedModel(worker)
 
 
 def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
@@ -145,6 +213,10 @@ def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
     if isinstance(loaded, Mapping) and loaded and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
+        for key, tensor in loaded.items():
+            problem = _odd_tensor(tensor)
+            if problem:
+                raise ModelFileError(f"{filename} is refused: its weight {key[:100]} {problem}.")
         return loaded  # as loaded: an OrderedDict keeps the `_metadata` (layer versions) load_state_dict reads
     raise ModelFileError(
         f"{filename} holds a {type(loaded).__name__}, not a model. Upload a TorchScript file "
@@ -152,9 +224,29 @@ def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
     )
 
 
+def _odd_tensor(tensor: torch.Tensor) -> str:
+    """Why a tensor cannot be a weight ("" when it can): only dense real numbers with their values in the file."""
+    if tensor.layout != torch.strided:
+        return f"is a sparse tensor ({str(tensor.layout).removeprefix('torch.')}); weights must be dense"
+    if tensor.is_meta:
+        return "is a meta tensor: it has a shape but no values"
+    if tensor.is_quantized:
+        return "is quantized; upload the float weights"
+    if tensor.is_complex():
+        return "holds complex numbers"
+    return ""
+
+
 def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], architecture: str) -> None:
     """Load strictly; explain missing, extra and wrongly shaped weights in plain words."""
     expected = module.state_dict()
+    not_float = [key for key in expected if key in state_dict and expected[key].is_floating_point()
+                 and not state_dict[key].is_floating_point()]
+    if not_float:
+        raise ModelFileError(
+            f"The weights do not fit {architecture}: {_few(not_float)} hold whole numbers in the file, but "
+            "the model needs floating-point values there."
+        )
     wrong_shape = [
         f"{key} is {_shape(state_dict[key])} in the file but {_shape(expected[key])} in {architecture}"
         for key in expected
@@ -162,7 +254,10 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
     ]
     if wrong_shape:
         raise ModelFileError(f"The weights do not fit {architecture}: {_few(wrong_shape)}.")
-    result = module.load_state_dict(state_dict, strict=False)  # strict=True's checks, made readable below
+    try:
+        result = module.load_state_dict(state_dict, strict=False)  # strict=True's checks, made readable below
+    except Exception as exc:  # e.g. a dtype the model cannot take
+        raise ModelFileError(f"The weights could not be loaded into {architecture}: {_summary(exc)}.") from exc
     problems = []
     if result.missing_keys:
         problems.append(f"{len(result.missing_keys)} the model needs are missing ({_few(result.missing_keys)})")
@@ -177,17 +272,73 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
 
 
 def _probe(module: torch.nn.Module, input_size: tuple[int, int]) -> int:
-    """Run one black RGB image through the model; return the number of outputs K of its (1, K) result."""
+    """Run one black RGB image through the model (in this process: a registry architecture with the file's
+    weights) and back to the input; return the number of outputs K of its (1, K) result."""
     height, width = input_size
+    x = torch.zeros(1, 3, height, width, requires_grad=True)
     try:
-        with torch.no_grad():
-            output = module(torch.zeros(1, 3, height, width))
+        with torch.enable_grad():
+            output = module(x)
     except Exception as exc:  # a user's model can raise anything
         raise ModelFileError(f"The model failed on a {height}×{width} RGB image: {_summary(exc)}.") from exc
+    num_classes = _check_output(output)
+    connected = output.requires_grad and torch.autograd.grad(output.sum(), x, allow_unused=True)[0] is not None
+    if not connected:
+        raise ModelFileError(_UNCONNECTED)
+    return num_classes
+
+
+def _probe_contained(module: ContainedModel, input_size: tuple[int, int]) -> int:
+    """The same probe as `_probe`, through the model's worker process."""
+    height, width = input_size
+    x = torch.zeros(1, 3, height, width)
+    graph_id = module.worker.new_id()
+    try:
+        output, reply = module.worker.forward(x, grad=True, graph_id=graph_id)
+        num_classes = _check_output(output if output is not None else _Returned(reply.get("returned", "nothing")))
+        connected = bool(reply.get("requires_grad")) and (
+            module.worker.backward(graph_id, x, torch.ones_like(output)) is not None
+        )
+        module.worker.request({"op": "forget"})
+    except ContainedError as exc:
+        if exc.kind != "error":
+            raise ModelFileError(str(exc)) from exc
+        raise ModelFileError(f"The model failed on a {height}×{width} RGB image: {summary(exc.detail)}.") from exc
+    if not connected:
+        raise ModelFileError(_UNCONNECTED)
+    return num_classes
+
+
+_UNCONNECTED = (
+    "The model's output does not depend on its input image (no gradient flows back to it; was the output "
+    "detached?), so no map could show what it looks at."
+)
+
+
+class _Returned:
+    """What a contained model returned instead of a tensor, in words."""
+
+    def __init__(self, words: str) -> None:
+        self.words = words
+
+
+def _check_output(output: object) -> int:
+    """K, for a finite float (1, K) output with 1 ≤ K ≤ MAX_CLASSES; a ModelFileError sentence otherwise."""
     if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 1:
         raise ModelFileError(
             f"The model returned {_describe(output)}; a classifier must return one tensor of shape "
             "(1, number of classes) for one image."
+        )
+    if output.shape[1] == 0:
+        raise ModelFileError("The model returned a tensor of shape (1, 0): no class scores at all.")
+    if output.shape[1] > MAX_CLASSES:
+        raise ModelFileError(
+            f"The model returned {output.shape[1]:,} class scores; the limit is {MAX_CLASSES:,} classes."
+        )
+    if not output.is_floating_point():
+        raise ModelFileError(
+            f"The model returned {str(output.dtype).removeprefix('torch.')} values, not floating-point scores, "
+            "so it has no gradient to explain."
         )
     if not torch.isfinite(output).all():
         raise ModelFileError(
@@ -198,6 +349,8 @@ def _probe(module: torch.nn.Module, input_size: tuple[int, int]) -> int:
 
 
 def _describe(output: object) -> str:
+    if isinstance(output, _Returned):
+        return output.words
     if isinstance(output, torch.Tensor):
         return f"a tensor of shape {_shape(output)}"
     if isinstance(output, (tuple, list, dict)):
