@@ -103,11 +103,15 @@ def registry_explainer(name: str, weights: str) -> Explainer:
 
 @st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
 def file_explainer(
-    file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None
+    file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None,
+    allow_torchscript: bool = True,
 ) -> Explainer:
-    """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError."""
+    """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError. An
+    uploaded TorchScript model runs in its own worker process, stopped when the cache drops the explainer."""
     return Explainer(
-        load_model_file(_data, filename, architecture=architecture, labels=_labels), cache_size=FORWARD_PASSES
+        load_model_file(_data, filename, architecture=architecture, labels=_labels,
+                        allow_torchscript=allow_torchscript),
+        cache_size=FORWARD_PASSES,
     )
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
 
-from . import compute, state
+from . import compute, deployment, state
 from .compute import ModelRef
 
 
@@ -127,7 +127,8 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
     if model.weights == "file":
         user = state.get(state.USER_MODEL)
         return compute.file_explainer(
-            model.file_key, user["filename"], user["architecture"], user["data"], user["labels"]
+            model.file_key, user["filename"], user["architecture"], user["data"], user["labels"],
+            deployment.server_allows_torchscript(),
         )
     problem = compute.weights_problem(model.name, model.weights)
     if problem:

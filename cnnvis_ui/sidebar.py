@@ -13,7 +13,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
-from . import compute, context, state, views
+from . import compute, context, deployment, state, views
 from .context import Context
 from .text import plain
 
@@ -24,6 +24,10 @@ _WEIGHTS_HELP = {
     "random": "An untrained network (seeded): what the architecture alone responds to.",
     "demo": "Weights trained for this app's demo stories (shipped with it).",
 }
+TORCHSCRIPT_OFF_NOTE = (
+    "TorchScript files are off on this server (it can be reached from other machines and TorchScript is a "
+    "program); state_dicts for a listed architecture work."
+)
 STORIES_PAGE = "stories"  # url path of pages/stories.py (st.Page names a page after its file)
 
 
@@ -115,6 +119,8 @@ def _own_model_form() -> None:
         st.file_uploader(
             "Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE, max_upload_size=10
         )
+        if not deployment.server_allows_torchscript():
+            st.caption(TORCHSCRIPT_OFF_NOTE)
         st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
         if error:
             st.error(plain(error))

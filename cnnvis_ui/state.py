@@ -15,7 +15,7 @@ import streamlit as st
 
 from cnnvis_engine import EngineError
 
-from . import compute
+from . import compute, deployment
 
 # Shared choices (sidebar).
 MODEL = "model"  # registry name, or USER_MODEL_CHOICE
@@ -210,9 +210,10 @@ def load_user_model() -> None:
     data = file.getvalue()
     labels_data = labels.getvalue() if labels is not None else None
     architecture = st.session_state.get(MODEL_ARCHITECTURE) or None  # "": TorchScript, no architecture
-    key = compute.sha256(data)[:16] + f":{architecture}:" + (compute.sha256(labels_data)[:8] if labels_data else "-")
+    key = compute.sha256(data) + f":{architecture}:" + (compute.sha256(labels_data) if labels_data else "-")
     try:
-        compute.file_explainer(key, file.name, architecture, data, labels_data)
+        compute.file_explainer(key, file.name, architecture, data, labels_data,
+                               deployment.server_allows_torchscript())
     except EngineError as error:
         st.session_state[USER_MODEL_ERROR] = str(error)
         return

@@ -60,13 +60,13 @@ def check_torchscript(data: bytes, filename: str) -> None:
             problem = _problem(node)
             if problem:
                 raise ModelFileError(
-                    f"{filename} is refused: its code {problem}, which a model that only computes never needs."
+                    f"{filename} is refused: its code {problem}; a model that only computes needs none of that."
                 )
 
 
 def _problem(node: ast.AST) -> str:
     if isinstance(node, ast.FunctionDef) and node.name in STATE_METHODS:
-        return f"defines {node.name}, which would run while the file is being opened"
+        return f"defines {node.name}, its own (un)packing code, which runs while the file is being opened"
     if isinstance(node, ast.Attribute):
         parts = _dotted(node)
         if parts[:1] == ["torch"] and len(parts) == 2 and parts[1] in IO_OPS:

@@ -244,7 +244,8 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
                  and not state_dict[key].is_floating_point()]
     if not_float:
         raise ModelFileError(
-            f"The weights do not fit {architecture}: {_few(not_float)} hold whole numbers in the file, but "
+            f"The weights do not fit {architecture}: {_few(not_float)} {'holds' if len(not_float) == 1 else 'hold'} "
+            "whole numbers in the file, but "
             "the model needs floating-point values there."
         )
     wrong_shape = [
