@@ -34,12 +34,14 @@ from containment_cases import (
 from hardening_cases import SmallNet, torch_saved, torchscript
 
 from cnnvis_engine import Explainer, ModelError, ModelFileError
-from cnnvis_engine.models import load_model, load_model_file
+from cnnvis_engine.models import load_model, load_model_file, user_files
 from cnnvis_engine.models.contained import ContainedModel, Limits, Worker
+from cnnvis_engine.models.torchscript_check import check_torchscript
 from cnnvis_engine.models.user_files import TORCHSCRIPT_OFF
 from cnnvis_ui.deployment import is_loopback, torchscript_allowed
 
-pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
+              pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants:UserWarning")]
 FIGURES = Path(__file__).resolve().parent.parent / "test-artifacts" / "hardening"
 SHORT = Limits(timeout_s=3, memory_bytes=2**30)
 SECRET = "cnnvis-secret-3f9a1c"
@@ -77,6 +79,20 @@ def loads_in_process(data: bytes) -> torch.jit.ScriptModule:
 
 
 @pytest.fixture
+def workers(monkeypatch: pytest.MonkeyPatch) -> list[Worker]:
+    """Every worker `load_model_file` starts in the test, to read its figures (peak memory) afterwards."""
+    started: list[Worker] = []
+
+    class Recorded(Worker):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(user_files, "Worker", Recorded)
+    return started
+
+
+@pytest.fixture
 def target(tmp_path: Path) -> Path:
     path = tmp_path / "written-by-the-model"
     assert not path.exists()
@@ -98,12 +114,16 @@ def test_a_forward_that_writes_a_file_is_refused_and_writes_nothing(target: Path
 
 def test_without_the_static_check_the_worker_still_cannot_write(target: Path):
     data = torchscript(SavesAFile(str(target)))
+    start = time.perf_counter()
     bundle = load_model_file(data, "writer.pt", limits=SHORT, check_code=False)
+    seconds = time.perf_counter() - start
     try:  # the write fails inside the worker (no descriptor can be opened), the model itself still answers
         output = bundle.module(torch.zeros(2, 3, 8, 8))
         assert output.shape == (2, 5)
         assert not target.exists()
         assert not any(target.parent.iterdir())
+        record("save-in-forward-worker-only", written=target.exists(), load_and_probe_seconds=round(seconds, 2),
+               worker_peak_mib=round(bundle.module.worker.peak_mib, 1))
     finally:
         bundle.module.close()
 
@@ -154,7 +174,7 @@ def test_a_model_that_reads_a_server_file_gets_nothing_of_it(tmp_path: Path):
 def test_a_model_that_loops_forever_is_stopped_within_its_time_and_the_server_goes_on():
     worker = Worker(torchscript(LoopsForever()), SHORT)
     worker.request({"op": "forget"})  # started and loaded: the loop is in forward
-    pid = worker.pid
+    pid, peak = worker.pid, worker.peak_mib
     assert pid is not None
     outcome: dict[str, object] = {}
 
@@ -180,7 +200,8 @@ def test_a_model_that_loops_forever_is_stopped_within_its_time_and_the_server_go
     assert 3 <= outcome["seconds"] < 6
     assert gone(pid) and worker.pid is None
     record("loop", seconds=round(outcome["seconds"], 2), message=outcome["message"],
-           other_session_explain_seconds=round(other_seconds, 2), worker_gone=gone(pid))
+           other_session_explain_seconds=round(other_seconds, 2), worker_gone=gone(pid),
+           worker_peak_mib_before_the_loop=round(peak, 1))
 
 
 def test_a_looping_upload_is_refused_with_the_sentence():
@@ -190,7 +211,7 @@ def test_a_looping_upload_is_refused_with_the_sentence():
     record("loop-upload", seconds_including_worker_start=round(time.perf_counter() - start, 2))
 
 
-def test_a_model_that_allocates_20_gb_is_stopped_and_the_server_keeps_its_memory():
+def test_a_model_that_allocates_20_gb_is_stopped_and_the_server_keeps_its_memory(workers):
     before = rss_mib()
     start = time.perf_counter()
     with pytest.raises(ModelFileError) as info:
@@ -201,7 +222,8 @@ def test_a_model_that_allocates_20_gb_is_stopped_and_the_server_keeps_its_memory
                        "stopped.")
     growth = rss_mib() - before
     assert growth < 100, f"the server grew by {growth:.0f} MB"
-    record("allocate-20gb", message=message, seconds=round(seconds, 2), server_rss_growth_mib=round(growth, 1))
+    record("allocate-20gb", message=message, seconds=round(seconds, 2), server_rss_growth_mib=round(growth, 1),
+           worker_peak_mib=round(workers[0].peak_mib, 1))
 
 
 # ----- zip bombs ---------------------------------------------------------------------------------------------
@@ -303,6 +325,27 @@ def test_a_valid_torchscript_upload_runs_in_its_worker_and_is_explained_like_in_
     assert gone(pid)
 
 
+def test_real_exported_models_pass_the_code_check_and_a_traced_one_loads():
+    import torchvision
+
+    torch.manual_seed(0)
+    for name, how in (("resnet18", "script"), ("mobilenet_v3_small", "script"), ("mobilenet_v3_small", "trace")):
+        net = torchvision.models.get_model(name, weights=None).eval()
+        exported = torch.jit.script(net) if how == "script" else torch.jit.trace(net, torch.zeros(1, 3, 224, 224))
+        buffer = io.BytesIO()
+        torch.jit.save(exported, buffer)
+        check_torchscript(buffer.getvalue(), f"{name}.pt")  # no refusal
+    traced = torchvision.models.get_model("resnet18", weights=None, num_classes=7).eval()
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.trace(traced, torch.zeros(1, 3, 64, 64)), buffer)
+    bundle = load_model_file(buffer.getvalue(), "traced.pt", input_size=(64, 64), limits=SHORT)
+    try:
+        assert len(bundle.class_names) == 7
+        assert torch.allclose(bundle.module(torch.ones(1, 3, 64, 64)), traced(torch.ones(1, 3, 64, 64)), atol=1e-5)
+    finally:
+        bundle.module.close()
+
+
 def test_the_worker_restarts_after_a_timeout_and_stops_when_the_model_is_dropped():
     import gc
 
@@ -343,11 +386,12 @@ def test_proxy_overhead_against_in_process(tmp_path: Path):
             once(module), once(scripted)
         remote = sorted(once(module) for _ in range(5))[2]
         local = sorted(once(scripted) for _ in range(5))[2]
+        peak = module.worker.peak_mib
     finally:
         torch.set_num_threads(threads)
         module.close()
     record("overhead", remote_ms=round(1000 * remote, 1), in_process_ms=round(1000 * local, 1),
-           overhead_ms=round(1000 * (remote - local), 1))
+           overhead_ms=round(1000 * (remote - local), 1), worker_peak_mib=round(peak, 1))
     assert remote < local + 0.5
 
 

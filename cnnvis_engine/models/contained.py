@@ -107,6 +107,7 @@ class Worker:
         self._lock = threading.Lock()
         self._ids = itertools.count()
         self._finalizer = weakref.finalize(self, _stop, self._process)
+        self.peak_mib = 0.0  # the worker's peak resident memory as of its last answer (VmHWM)
 
     def __deepcopy__(self, memo: dict) -> Worker:
         return self  # a handle on a process, shared by copies (e.g. the sanity check's copy of the model)
@@ -166,6 +167,8 @@ class Worker:
             _stop(self._process)
             raise self._died() from exc
         reply, out = self._read(time.monotonic() + timeout)
+        if isinstance(reply.get("peak_mib"), (int, float)):
+            self.peak_mib = float(reply["peak_mib"])
         if reply.get("ok") is True:
             return reply, out
         kind, detail = reply.get("kind"), str(reply.get("error", ""))

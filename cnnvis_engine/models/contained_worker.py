@@ -154,6 +154,14 @@ def _address_space() -> int:
     raise RuntimeError("no VmSize")
 
 
+def _peak_mib(status_fd: int) -> float:
+    """This process's peak resident memory (VmHWM) in MiB, from /proc/self/status opened before locking in."""
+    for line in os.pread(status_fd, 8192, 0).decode().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return -1.0
+
+
 def _lock_in(limits: dict[str, Any]) -> None:
     import resource
     import signal
@@ -251,8 +259,9 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     _warm_up()
+    status = os.open("/proc/self/status", os.O_RDONLY)  # kept open: the only file readable after locking in
     _lock_in(limits)
-    write_message(replies, {"ok": True, "pid": os.getpid()})
+    write_message(replies, {"ok": True, "pid": os.getpid(), "peak_mib": _peak_mib(status)})
     server = _Server()
     while True:
         try:
@@ -265,6 +274,7 @@ def main() -> None:
         except BaseException as exc:  # the model's own errors, our limits' errors: all go back as text
             reply, out = _error(exc), ()
         del header, tensors
+        reply["peak_mib"] = _peak_mib(status)
         try:
             write_message(replies, reply, out)
         except BaseException as exc:  # e.g. an output the wire cannot carry (a complex tensor)
