@@ -123,7 +123,8 @@ def test_without_the_static_check_the_worker_still_cannot_write(target: Path):
         assert not target.exists()
         assert not any(target.parent.iterdir())
         record("save-in-forward-worker-only", written=target.exists(), load_and_probe_seconds=round(seconds, 2),
-               worker_peak_mib=round(bundle.module.worker.peak_mib, 1))
+               worker_peak_mib=round(bundle.module.worker.peak_mib, 1),
+               worker_anon_mib=round(bundle.module.worker.anon_mib, 1))
     finally:
         bundle.module.close()
 
@@ -174,7 +175,7 @@ def test_a_model_that_reads_a_server_file_gets_nothing_of_it(tmp_path: Path):
 def test_a_model_that_loops_forever_is_stopped_within_its_time_and_the_server_goes_on():
     worker = Worker(torchscript(LoopsForever()), SHORT)
     worker.request({"op": "forget"})  # started and loaded: the loop is in forward
-    pid, peak = worker.pid, worker.peak_mib
+    pid, peak, anon = worker.pid, worker.peak_mib, worker.anon_mib
     assert pid is not None
     outcome: dict[str, object] = {}
 
@@ -201,7 +202,7 @@ def test_a_model_that_loops_forever_is_stopped_within_its_time_and_the_server_go
     assert gone(pid) and worker.pid is None
     record("loop", seconds=round(outcome["seconds"], 2), message=outcome["message"],
            other_session_explain_seconds=round(other_seconds, 2), worker_gone=gone(pid),
-           worker_peak_mib_before_the_loop=round(peak, 1))
+           worker_peak_mib_before_the_loop=round(peak, 1), worker_anon_mib_before_the_loop=round(anon, 1))
 
 
 def test_a_looping_upload_is_refused_with_the_sentence():
@@ -223,7 +224,8 @@ def test_a_model_that_allocates_20_gb_is_stopped_and_the_server_keeps_its_memory
     growth = rss_mib() - before
     assert growth < 100, f"the server grew by {growth:.0f} MB"
     record("allocate-20gb", message=message, seconds=round(seconds, 2), server_rss_growth_mib=round(growth, 1),
-           worker_peak_mib=round(workers[0].peak_mib, 1))
+           worker_peak_mib=round(workers[0].peak_mib, 1),
+           worker_anon_mib=round(workers[0].anon_mib, 1))
 
 
 # ----- zip bombs ---------------------------------------------------------------------------------------------
@@ -386,12 +388,13 @@ def test_proxy_overhead_against_in_process(tmp_path: Path):
             once(module), once(scripted)
         remote = sorted(once(module) for _ in range(5))[2]
         local = sorted(once(scripted) for _ in range(5))[2]
-        peak = module.worker.peak_mib
+        peak, anon = module.worker.peak_mib, module.worker.anon_mib
     finally:
         torch.set_num_threads(threads)
         module.close()
     record("overhead", remote_ms=round(1000 * remote, 1), in_process_ms=round(1000 * local, 1),
-           overhead_ms=round(1000 * (remote - local), 1), worker_peak_mib=round(peak, 1))
+           overhead_ms=round(1000 * (remote - local), 1), worker_peak_mib=round(peak, 1),
+           worker_anon_mib=round(anon, 1))
     assert remote < local + 0.5
 
 

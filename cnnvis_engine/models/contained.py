@@ -108,6 +108,7 @@ class Worker:
         self._ids = itertools.count()
         self._finalizer = weakref.finalize(self, _stop, self._process)
         self.peak_mib = 0.0  # the worker's peak resident memory as of its last answer (VmHWM)
+        self.anon_mib = 0.0  # and its own (anonymous) memory then, without the shared library pages
 
     def __deepcopy__(self, memo: dict) -> Worker:
         return self  # a handle on a process, shared by copies (e.g. the sanity check's copy of the model)
@@ -167,8 +168,8 @@ class Worker:
             _stop(self._process)
             raise self._died() from exc
         reply, out = self._read(time.monotonic() + timeout)
-        if isinstance(reply.get("peak_mib"), (int, float)):
-            self.peak_mib = float(reply["peak_mib"])
+        if isinstance(reply.get("peak_mib"), (int, float)) and isinstance(reply.get("anon_mib"), (int, float)):
+            self.peak_mib, self.anon_mib = float(reply["peak_mib"]), float(reply["anon_mib"])
         if reply.get("ok") is True:
             return reply, out
         kind, detail = reply.get("kind"), str(reply.get("error", ""))

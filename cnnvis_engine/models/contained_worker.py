@@ -154,12 +154,16 @@ def _address_space() -> int:
     raise RuntimeError("no VmSize")
 
 
-def _peak_mib(status_fd: int) -> float:
-    """This process's peak resident memory (VmHWM) in MiB, from /proc/self/status opened before locking in."""
+def _memory(status_fd: int) -> dict[str, float]:
+    """This process's peak resident memory (VmHWM: with the pages of torch's libraries, shared with every
+    process that maps them) and its own memory now (RssAnon), in MiB, from /proc/self/status opened before
+    locking in."""
+    found = {}
     for line in os.pread(status_fd, 8192, 0).decode().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return -1.0
+        for key, name in (("VmHWM:", "peak_mib"), ("RssAnon:", "anon_mib")):
+            if line.startswith(key):
+                found[name] = int(line.split()[1]) / 1024
+    return found
 
 
 def _lock_in(limits: dict[str, Any]) -> None:
@@ -261,7 +265,7 @@ def main() -> None:
     _warm_up()
     status = os.open("/proc/self/status", os.O_RDONLY)  # kept open: the only file readable after locking in
     _lock_in(limits)
-    write_message(replies, {"ok": True, "pid": os.getpid(), "peak_mib": _peak_mib(status)})
+    write_message(replies, {"ok": True, "pid": os.getpid(), **_memory(status)})
     server = _Server()
     while True:
         try:
@@ -274,7 +278,7 @@ def main() -> None:
         except BaseException as exc:  # the model's own errors, our limits' errors: all go back as text
             reply, out = _error(exc), ()
         del header, tensors
-        reply["peak_mib"] = _peak_mib(status)
+        reply.update(_memory(status))
         try:
             write_message(replies, reply, out)
         except BaseException as exc:  # e.g. an output the wire cannot carry (a complex tensor)
