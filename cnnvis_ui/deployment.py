@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import streamlit as st
 
-ALLOW_TORCHSCRIPT = "CNNVIS_ALLOW_TORCHSCRIPT"  # "1" on an exposed server: accept TorchScript uploads anyway
+ALLOW_TORCHSCRIPT = "CNNVIS_ALLOW_TORCHSCRIPT"  # "1": accept TorchScript uploads anyway; "0": never
 
 
 def is_loopback(address: str | None) -> bool:
@@ -25,8 +25,14 @@ def is_loopback(address: str | None) -> bool:
 
 
 def torchscript_allowed(address: str | None, environ: Mapping[str, str] = os.environ) -> bool:
-    """TorchScript uploads: on for a loopback server, and for an exposed one only with CNNVIS_ALLOW_TORCHSCRIPT=1."""
-    return is_loopback(address) or environ.get(ALLOW_TORCHSCRIPT, "").strip().lower() in ("1", "true", "yes")
+    """TorchScript uploads: CNNVIS_ALLOW_TORCHSCRIPT=1 or =0 decides when set (=0 is for a loopback server behind a
+    reverse proxy, which is exposed though its address is not); unset, on for loopback only."""
+    choice = environ.get(ALLOW_TORCHSCRIPT, "").strip().lower()
+    if choice in ("1", "true", "yes", "on"):
+        return True
+    if choice in ("0", "false", "no", "off"):
+        return False
+    return is_loopback(address)
 
 
 def server_allows_torchscript() -> bool:

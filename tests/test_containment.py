@@ -405,6 +405,7 @@ def test_an_exposed_server_refuses_torchscript_with_the_sentence_and_still_takes
     for address in ("0.0.0.0", "", None, "192.0.2.7", "::", "example.org"):
         assert not torchscript_allowed(address, {}), address
         assert torchscript_allowed(address, {"CNNVIS_ALLOW_TORCHSCRIPT": "1"}), address
+    assert not torchscript_allowed("127.0.0.1", {"CNNVIS_ALLOW_TORCHSCRIPT": "0"})  # behind a reverse proxy
     with pytest.raises(ModelFileError) as info:
         load_model_file(torchscript(SmallNet()), "mine.pt", allow_torchscript=torchscript_allowed("0.0.0.0", {}))
     assert str(info.value) == TORCHSCRIPT_OFF
