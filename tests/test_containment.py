@@ -297,6 +297,16 @@ def test_an_odd_tensor_in_a_state_dict_is_refused_with_a_sentence(change: str, w
     record(f"state-dict-{change}", message=str(info.value))
 
 
+def test_anything_else_a_load_raises_is_still_a_sentence(monkeypatch: pytest.MonkeyPatch, resnet18_weights):
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("Traceback (most recent call last):\n  File \"x.py\"\nRuntimeError: something odd")
+
+    monkeypatch.setattr(user_files, "load_model", broken)
+    with pytest.raises(ModelFileError) as info:
+        load_model_file(torch_saved(resnet18_weights), "w.pth", architecture="resnet18")
+    assert str(info.value) == "w.pth could not be loaded: something odd."
+
+
 # ----- what still works --------------------------------------------------------------------------------------
 def test_a_valid_torchscript_upload_runs_in_its_worker_and_is_explained_like_in_process():
     torch.manual_seed(0)

@@ -227,8 +227,7 @@ class Worker:
 
 class _Remote(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, worker: Worker, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
-        graph = bool(ctx.needs_input_grad[1])
+    def forward(ctx: Any, worker: Worker, graph: bool, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         ctx.worker, ctx.graph_id = worker, worker.new_id()
         output, reply = worker.forward(x.detach(), graph, ctx.graph_id)
         if output is None:
@@ -241,14 +240,14 @@ class _Remote(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[None, torch.Tensor]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[None, None, torch.Tensor]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         gradient = ctx.worker.backward(ctx.graph_id, x, grad_output)
         if gradient is None:
             raise ContainedError(
                 "The model's output does not depend on its input image, so no gradient reaches the image.", "error"
             )
-        return None, gradient
+        return None, None, gradient
 
 
 class ContainedModel(nn.Module):
@@ -261,7 +260,8 @@ class ContainedModel(nn.Module):
         self.worker = worker
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _Remote.apply(self.worker, x)
+        graph = torch.is_grad_enabled() and x.requires_grad  # else the worker keeps no graph
+        return _Remote.apply(self.worker, graph, x)
 
     def close(self) -> None:
         """Stop the worker now (it starts again on the next call)."""
@@ -272,5 +272,6 @@ def summary(text: str) -> str:
     """One readable line of an error text: TorchScript puts its traceback first and the real error last."""
     lines = [re.sub(r"^(\w+\.)*\w+(Error|Exception): ", "", line.strip()) for line in text.strip().splitlines()]
     lines = [line for line in lines if line] or ["unknown error"]
-    line = (lines[-1] if lines[0].startswith("The following operation failed") else lines[0]).rstrip(".")
+    traceback = lines[0].startswith(("The following operation failed", "Traceback"))
+    line = (lines[-1] if traceback else lines[0]).rstrip(".")
     return line if len(line) <= 300 else line[:297] + "..."
