@@ -254,6 +254,17 @@ def test_an_archive_naming_a_path_outside_itself_is_refused():
         load_model_file(buffer.getvalue(), "escape.pt", architecture="resnet18")
 
 
+def test_an_archive_with_more_code_than_any_model_needs_is_refused_before_parsing():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("archive/code/__torch__/big.py", "x = 1\n" * (6 * 2**20))  # 36 MB of source, 40 KB zipped
+        archive.writestr("archive/constants.pkl", b"\x80\x02).")
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match=r"^big.pt holds 36 MB of TorchScript code; the limit is 32 MB"):
+        load_model_file(buffer.getvalue(), "big.pt", limits=SHORT)
+    assert time.perf_counter() - start < 1
+
+
 # ----- outputs the probe refuses -----------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("module", "words"),

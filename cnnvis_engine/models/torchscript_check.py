@@ -24,6 +24,7 @@ from ..errors import ModelFileError
 IO_OPS = frozenset({"save", "load", "from_file", "_load_from_file", "_save_parameters", "_load_for_mobile"})
 OP_NAMESPACES = frozenset({"aten", "prim"})
 STATE_METHODS = frozenset({"__setstate__", "__getstate__"})
+MAX_CODE_BYTES = 32 * 2**20  # torchvision's largest scripted models hold well under 1 MB of code
 
 
 def check_archive(data: bytes, filename: str, max_bytes: int) -> None:
@@ -49,12 +50,17 @@ def check_archive(data: bytes, filename: str, max_bytes: int) -> None:
 def check_torchscript(data: bytes, filename: str) -> None:
     """Refuse a TorchScript archive whose code does more than compute: see the module's docstring."""
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        sources = [(entry.filename, archive.read(entry)) for entry in archive.infolist()
-                   if "/code/" in entry.filename and entry.filename.endswith(".py")]
+        code = [entry for entry in archive.infolist() if "/code/" in entry.filename and entry.filename.endswith(".py")]
+        size = sum(entry.file_size for entry in code)
+        if size > MAX_CODE_BYTES:  # parsing is done in the server: bound it
+            raise ModelFileError(
+                f"{filename} holds {_mb(size)} of TorchScript code; the limit is {_mb(MAX_CODE_BYTES)}, so it is refused."
+            )
+        sources = [(entry.filename, archive.read(entry)) for entry in code]
     for name, source in sources:
         try:
             tree = ast.parse(source.decode("utf-8"), filename=name)
-        except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
+        except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
             raise ModelFileError(f"{filename} holds TorchScript code that cannot be read, so it is refused.") from exc
         for node in ast.walk(tree):
             problem = _problem(node)
