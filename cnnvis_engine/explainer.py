@@ -196,7 +196,7 @@ class Explainer:
         return x, displays, [d.notes for d in decoded]
 
     def _tensor_input(self, x: torch.Tensor) -> tuple[torch.Tensor, list[np.ndarray], list[tuple[str, ...]]]:
-        expected = (3, *self.bundle.input_size)
+        expected = (self.bundle.channels, *self.bundle.input_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
             raise ImageError(
                 f"A ready batch must be a float tensor of shape (N, {', '.join(map(str, expected))}); got {tuple(x.shape)}."

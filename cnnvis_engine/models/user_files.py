@@ -17,28 +17,16 @@ import torch
 
 from ..errors import ModelFileError
 from .bundle import ModelBundle, Normalization
+from .heads import fit_head
+from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
+from .onnx_files import is_onnx, load_onnx
+from .preprocessing import resolve_preprocessing
 from .registry import load_model
 
-MAX_LABEL_LINES = 100_000
 _PICKLE_REFUSED = (
     "This file is a pickled Python object, which could run arbitrary code when opened, so it is refused. "
     "Export the model with torch.jit.script(model).save('model.pt') (or save its state_dict) and upload that."
 )
-
-
-def parse_labels(data: bytes) -> tuple[str, ...]:
-    """UTF-8 text, one class name per line, blank lines dropped. Names are kept as plain strings, never markup."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ModelFileError("The labels file is not UTF-8 text; save it as UTF-8, one class name per line.") from exc
-    lines = text.splitlines()
-    if len(lines) > MAX_LABEL_LINES:
-        raise ModelFileError(f"The labels file has {len(lines):,} lines; the limit is {MAX_LABEL_LINES:,}.")
-    names = tuple(line.strip() for line in lines if line.strip())
-    if not names:
-        raise ModelFileError("The labels file is empty; it needs one class name per line.")
-    return names
 
 
 def load_model_file(
@@ -47,20 +35,32 @@ def load_model_file(
     *,
     architecture: str | None = None,
     labels: bytes | None = None,
-    input_size: tuple[int, int] = (224, 224),
+    input_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    normalization: Normalization | None = None,
     max_bytes: int = 512 * 2**20,
 ) -> ModelBundle:
     """Bundle for an uploaded model file, checked with one forward pass on a black `input_size` image.
 
-    `architecture` (a registry name) is needed when the file holds only a state_dict; the bundle then keeps that
-    architecture's input size and preprocessing, and its class names when the output count matches and no labels
-    are given. The model must return one tensor `(1, K)`; `labels` (if given) must name exactly K classes,
-    otherwise they are "class 0" ... "class K-1".
+    The file is an ONNX model (converted to PyTorch modules, so every layer shows), a TorchScript archive, or a
+    state_dict. `architecture` (a registry name) is needed when the file holds only a state_dict; the bundle then
+    keeps that architecture's input size and preprocessing, and its class names when the output count matches
+    and no labels are given; a classifier with another output count (a fine-tuned head) is resized to fit.
+    The model must return one tensor `(1, K)`; `labels` (if given, any format of `labels.parse_labels`) must
+    name exactly K classes, otherwise they are "class 0" ... "class K-1".
+
+    Preprocessing: `input_size` (height, width), `channels` (3 for RGB, 1 for grayscale) and `normalization`
+    override what the file says (an ONNX input's static shape), else the architecture's, else 224×224 RGB with
+    ImageNet mean and std.
     """
     if len(data) > max_bytes:
         raise ModelFileError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)}.")
     base: ModelBundle | None = None  # the registry architecture a state_dict belongs to
-    if _is_torchscript(data):
+    file_input = None  # what an ONNX file says about its input
+    if is_onnx(data, filename):
+        module, file_input = load_onnx(data, filename, max_bytes=max_bytes)
+        description = f"Your ONNX model {filename}, converted to PyTorch layers."
+    elif _is_torchscript(data):
         module = _load_torchscript(data, filename)
         description = f"Your TorchScript model {filename}."
     else:
@@ -70,11 +70,13 @@ def load_model_file(
                 f"{filename} holds only weights (a state_dict); choose the architecture they belong to."
             )
         base = load_model(architecture, "random")
-        module, input_size = base.module, base.input_size
+        module = base.module
+        resized = fit_head(module, state_dict)
         _load_weights(module, state_dict, architecture)
-        description = f"{architecture} with the weights from your file {filename}."
+        description = " ".join(filter(None, [f"{architecture} with the weights from your file {filename}.", resized]))
+    input_size, normalization = resolve_preprocessing(input_size, channels, normalization, base, file_input)
     module.eval()
-    num_classes = _probe(module, input_size)
+    num_classes = _probe(module, input_size, normalization.channels)
     if labels is None and base is not None and len(base.class_names) == num_classes:
         class_names = base.class_names  # fine-tuned on the same classes: keep the architecture's names
     elif labels is None:
@@ -90,7 +92,7 @@ def load_model_file(
         module=module,
         class_names=class_names,
         input_size=input_size,
-        normalization=base.normalization if base is not None else Normalization(),
+        normalization=normalization,
         weights_source="file",
         weights_detail=filename,
         description=description,
@@ -176,14 +178,15 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
         )
 
 
-def _probe(module: torch.nn.Module, input_size: tuple[int, int]) -> int:
-    """Run one black RGB image through the model; return the number of outputs K of its (1, K) result."""
+def _probe(module: torch.nn.Module, input_size: tuple[int, int], channels: int = 3) -> int:
+    """Run one black image through the model; return the number of outputs K of its (1, K) result."""
     height, width = input_size
     try:
         with torch.no_grad():
-            output = module(torch.zeros(1, 3, height, width))
+            output = module(torch.zeros(1, channels, height, width))
     except Exception as exc:  # a user's model can raise anything
-        raise ModelFileError(f"The model failed on a {height}×{width} RGB image: {_summary(exc)}.") from exc
+        kind = "RGB" if channels == 3 else "grayscale"
+        raise ModelFileError(f"The model failed on a {height}×{width} {kind} image: {_summary(exc)}.") from exc
     if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 1:
         raise ModelFileError(
             f"The model returned {_describe(output)}; a classifier must return one tensor of shape "
