@@ -127,7 +127,8 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
     if model.weights == "file":
         user = state.get(state.USER_MODEL)
         return compute.file_explainer(
-            model.file_key, user["filename"], user["architecture"], user["data"], user["labels"]
+            model.file_key, user["filename"], user["architecture"], user["data"], user["labels"],
+            user.get("preprocessing"),
         )
     problem = compute.weights_problem(model.name, model.weights)
     if problem:
