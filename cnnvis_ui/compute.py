@@ -130,7 +130,7 @@ def onnx_input(filename: str, data: bytes) -> OnnxInput | None:
 
 
 def describe_preprocessing(bundle: ModelBundle) -> str:
-    """"Fed 32×32 grayscale pictures, mean 0.5, std 0.25." — what the model gets, in one sentence."""
+    """"It is fed 48×40 grayscale pictures (width × height) with mean 0.5 and std 0.25." — what the model gets."""
     height, width = bundle.input_size
     norm = bundle.normalization
     kind = "RGB" if bundle.channels == 3 else "grayscale"
@@ -141,7 +141,7 @@ def describe_preprocessing(bundle: ModelBundle) -> str:
     else:
         unit = "" if norm.scale == 255 else f" (on the 0–{255 / norm.scale:g} scale)"
         how = f"with mean {', '.join(f'{m:g}' for m in norm.mean)} and std {', '.join(f'{v:g}' for v in norm.std)}{unit}"
-    return f"It is fed {height}×{width} {kind} pictures {how}."
+    return f"It is fed {width}×{height} {kind} pictures (width × height) {how}."
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)

@@ -46,7 +46,7 @@ def test_a_resnet18_fine_tuned_to_three_classes_loads_with_its_labels(finetuned_
     data = saved(finetuned_resnet18.state_dict())
     bundle = load_model_file(data, "pets.pth", architecture="resnet18", labels="\n".join(LABELS).encode())
     assert bundle.class_names == LABELS
-    assert "classifier `fc` was resized from 1,000 to 3 outputs" in bundle.description
+    assert "classifier 'fc' was resized from 1,000 to 3 outputs" in bundle.description
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.allclose(bundle.module(x), finetuned_resnet18(x), atol=1e-5)
@@ -76,7 +76,7 @@ def test_a_timm_model_fine_tuned_to_five_classes_loads() -> None:
         torch.manual_seed(4)
         model = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=5).eval()
     bundle = load_model_file(saved(model.state_dict()), "lite.pth", architecture="efficientnet_lite0")
-    assert "classifier `classifier` was resized from 1,000 to 5 outputs" in bundle.description
+    assert "classifier 'classifier' was resized from 1,000 to 5 outputs" in bundle.description
     assert bundle.module.num_classes == 5 and len(bundle.class_names) == 5
     assert bundle.normalization.mean == (127.0,) * 3 and bundle.normalization.std == (128.0,) * 3  # its own
     x = torch.randn(1, 3, 64, 64)

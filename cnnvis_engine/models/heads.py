@@ -43,7 +43,7 @@ def fit_head(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
     if isinstance(getattr(module, "num_classes", None), int):
         module.num_classes = outputs  # timm models keep their class count; reset_classifier updates it too
     return (
-        f"Its classifier `{name}` was resized from {before:,} to {outputs:,} outputs to fit your weights "
+        f"Its classifier '{name}' was resized from {before:,} to {outputs:,} outputs to fit your weights "
         "(a fine-tuned head)."
     )
 
