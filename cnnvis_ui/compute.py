@@ -135,12 +135,13 @@ def describe_preprocessing(bundle: ModelBundle) -> str:
     norm = bundle.normalization
     kind = "RGB" if bundle.channels == 3 else "grayscale"
     if all(m == 0 for m in norm.mean) and all(s == 1 for s in norm.std):
-        how = "scaled to 0–1" if norm.scale == 255 else ("as 0–255 values" if norm.scale == 1 else f"divided by {norm.scale:g}")
+        how = {255: "scaled to 0–1", 1: "as 0–255 values"}.get(norm.scale, f"divided by {norm.scale:g}")
     elif norm.for_channels(3) == Normalization():
         how = "with ImageNet mean and std"
     else:
         unit = "" if norm.scale == 255 else f" (on the 0–{255 / norm.scale:g} scale)"
-        how = f"with mean {', '.join(f'{m:g}' for m in norm.mean)} and std {', '.join(f'{v:g}' for v in norm.std)}{unit}"
+        mean, std = (", ".join(f"{v:g}" for v in values) for values in (norm.mean, norm.std))
+        how = f"with mean {mean} and std {std}{unit}"
     return f"It is fed {width}×{height} {kind} pictures (width × height) {how}."
 
 

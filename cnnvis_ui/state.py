@@ -271,7 +271,8 @@ def model_file_chosen() -> None:
     if spec is None:
         return
     defaults = {PREP_HEIGHT: spec.height, PREP_WIDTH: spec.width, PREP_CHANNELS: spec.channels}
-    defaults = {key: value for key, value in defaults.items() if value in ((1, 3) if key == PREP_CHANNELS else range(1, 4097))}
+    valid = {PREP_HEIGHT: range(1, 4097), PREP_WIDTH: range(1, 4097), PREP_CHANNELS: (1, 3)}
+    defaults = {key: value for key, value in defaults.items() if value in valid[key]}
     st.session_state[PREP_DEFAULTS] = defaults
     st.session_state.update(defaults)
     shape = " × ".join(str(v) if v else "any" for v in (spec.channels, spec.height, spec.width))

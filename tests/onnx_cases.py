@@ -48,7 +48,9 @@ def small_cnn(seed: int = 0, channels: int = 3) -> SmallCNN:
         return SmallCNN(channels).eval()
 
 
-def export(module: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bool = True, dynamic_size: bool = False) -> bytes:
+def export(
+    module: nn.Module, shape: tuple[int, ...], *, dynamic_batch: bool = True, dynamic_size: bool = False
+) -> bytes:
     """`module` as ONNX bytes (the TorchScript-based exporter, opset 17)."""
     axes = {0: "batch"} if dynamic_batch else {}
     if dynamic_size:

@@ -155,3 +155,16 @@ def test_onnx_bytes_are_recognised_without_the_extension(uploaded: ModelBundle, 
     assert onnx_files.is_onnx(data, "model.bin")
     assert not onnx_files.is_onnx(b"PK\x03\x04 zip", "model.bin") and not onnx_files.is_onnx(b"\x80\x02", "w.pt")
     assert load_model_file(data, "model.bin").input_size == SIZE
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_torchscript_says_how_to_get_every_layer(original) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(original), buffer)
+    bundle = load_model_file(buffer.getvalue(), "net.pt", input_size=SIZE)
+    result = Explainer(bundle).explain(synthetic_image(8), methods=["gradcam", "guided_backprop", "saliency"])
+    assert result["saliency"].applicable
+    for method in ("gradcam", "guided_backprop"):
+        assert "upload the model as ONNX" in result[method].reason and "`cnnvis serve`" in result[method].reason

@@ -125,7 +125,8 @@ def test_an_onnx_model_with_labels_and_its_preprocessing_shows_its_layers(page, 
     settle(page, panels=6)
     assert not alerts(page)
     caption = sidebar(page).inner_text()
-    assert "Your ONNX model shapes.onnx" in caption and "It is fed 48×40 RGB pictures (width × height) scaled to 0–1" in caption
+    assert "Your ONNX model shapes.onnx" in caption
+    assert "It is fed 48×40 RGB pictures (width × height) scaled to 0–1" in caption
     layers = options(page, "_w_layer")
     assert any("features/features/6/Conv" in option for option in layers), layers
     assert any("features/features/0/Conv" in option for option in layers), layers
@@ -164,6 +165,7 @@ def test_a_fine_tuned_resnet18_state_dict_loads_with_its_json_labels(page, tmp_p
     settle(page, panels=6)
     assert not alerts(page)
     caption = sidebar(page).inner_text()
-    assert "resized from 1,000 to 3 outputs" in caption and "224×224 RGB pictures (width × height) with ImageNet mean and std" in caption
+    assert "resized from 1,000 to 3 outputs" in caption
+    assert "224×224 RGB pictures (width × height) with ImageNet mean and std" in caption
     buttons = [page.locator(f".st-key-top5-{rank} button").inner_text() for rank in range(3)]
     assert sorted(button.split(" · ")[0] for button in buttons) == ["bird", "cat", "dog"], buttons
