@@ -168,3 +168,20 @@ def test_torchscript_says_how_to_get_every_layer(original) -> None:
     assert result["saliency"].applicable
     for method in ("gradcam", "guided_backprop"):
         assert "upload the model as ONNX" in result[method].reason and "`cnnvis serve`" in result[method].reason
+
+
+def test_a_torchvision_resnet_export_with_shared_weights_converts() -> None:
+    """PyTorch's exporter stores equal weights once (resnet18's zero biases after folding its batch norms) and
+    hands them out through Identity nodes, which onnx2torch alone cannot convert."""
+    import torchvision
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        resnet = torchvision.models.resnet18(num_classes=5).eval()
+    data = export(resnet, (1, 3, 64, 64))
+    assert any(node.op_type == "Identity" for node in onnx_files._parse(data).graph.node)
+    bundle = load_model_file(data, "resnet18.onnx")
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(bundle.module(x), resnet(x), atol=1e-4)
+    assert "layer4/layer4/1/conv2/Conv" in conv_names(bundle, synthetic_image(9))

@@ -61,6 +61,7 @@ def load_onnx(data: bytes, filename: str, *, max_bytes: int) -> tuple[nn.Module,
     proto = _parse(data, filename)
     _check_safe(proto, filename, max_bytes)
     spec = _input_spec(proto, filename)
+    _skip_weight_identities(proto)
     unsupported = _unsupported_ops(proto)
     if unsupported:
         raise ModelFileError(_unsupported_sentence(filename, unsupported))
@@ -184,6 +185,29 @@ def _input_spec(proto, filename: str) -> OnnxInput:
     if last in (1, 3) and second not in (1, 3):  # (N, H, W, C)
         return OnnxInput(last, second, third, channels_last=True)
     return OnnxInput(second, third, last, channels_last=False)
+
+
+def _skip_weight_identities(proto) -> None:
+    """Let nodes read shared weights directly. PyTorch's exporter stores equal weights once and hands out
+    copies through Identity nodes (a resnet50's zero biases after folding batch norms, say); onnx2torch wants a
+    convolution's weight and bias to be initializers themselves, so such Identity nodes are taken out."""
+    graph = proto.graph
+    initializers = {tensor.name for tensor in graph.initializer}
+    outputs = {value.name for value in graph.output}
+    alias = {
+        node.output[0]: node.input[0] for node in graph.node
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and len(node.input) == 1
+        and node.input[0] in initializers and node.output[0] not in outputs
+    }
+    if not alias:
+        return
+    kept = [n for n in graph.node if not (n.op_type == "Identity" and len(n.output) == 1 and n.output[0] in alias)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def _unsupported_ops(proto) -> list[str]:
