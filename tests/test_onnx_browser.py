@@ -1,6 +1,7 @@
 """The sidebar's own-model upload paths in real Chromium: an ONNX model with a labels file and chosen
 preprocessing (its convolutions listed by node name, Grad-CAM drawn), an ONNX file with an operation the
-converter lacks (a sentence; the dashboard goes on), and a resnet18 state_dict fine-tuned to three classes."""
+converter lacks (a sentence; the dashboard goes on), and a resnet18 state_dict fine-tuned to three classes, fed
+96×96 pictures chosen in the sidebar."""
 
 from __future__ import annotations
 
@@ -161,11 +162,19 @@ def test_a_fine_tuned_resnet18_state_dict_loads_with_its_json_labels(page, tmp_p
     upload(page, "_w_model_file", weights)
     choose(page, "_w_model_architecture", "resnet18")
     upload(page, "_w_labels_file", labels)
+    sidebar(page).get_by_text("Set the input size and normalisation").click()  # 96×96: a fine-tuned small input
+    settle(page)
+    for side in ("height", "width"):
+        field = page.locator(f".st-key-_w_prep_{side} input")
+        field.fill("96")
+        field.press("Enter")
+        settle(page)
     load(page)
     settle(page, panels=6)
     assert not alerts(page)
     caption = sidebar(page).inner_text()
     assert "resized from 1,000 to 3 outputs" in caption
-    assert "224×224 RGB pictures (width × height) with ImageNet mean and std" in caption
+    assert "96×96 RGB pictures (width × height) with ImageNet mean and std" in caption
+    assert "96×96 model input" in page.locator(".st-key-panel-input").inner_text()
     buttons = [page.locator(f".st-key-top5-{rank} button").inner_text() for rank in range(3)]
     assert sorted(button.split(" · ")[0] for button in buttons) == ["bird", "cat", "dog"], buttons
