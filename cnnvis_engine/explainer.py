@@ -36,6 +36,10 @@ from .tracing import SPATIAL_METHODS, LayerInfo, Trace, build_trace
 
 ALL_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
 ImageSource = Any  # PIL image, bytes, path or DecodedImage
+TORCHSCRIPT_WAY_OUT = (
+    "For every layer, upload the model as ONNX (torch.onnx.export(model, x, 'model.onnx')) or as a state_dict "
+    "for a listed architecture, or open your Python model with `cnnvis serve`."
+)
 TargetSpec = int | Target | None
 
 
@@ -196,7 +200,7 @@ class Explainer:
         return x, displays, [d.notes for d in decoded]
 
     def _tensor_input(self, x: torch.Tensor) -> tuple[torch.Tensor, list[np.ndarray], list[tuple[str, ...]]]:
-        expected = (3, *self.bundle.input_size)
+        expected = (self.bundle.channels, *self.bundle.input_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
             raise ImageError(
                 f"A ready batch must be a float tensor of shape (N, {', '.join(map(str, expected))}); got {tuple(x.shape)}."
@@ -473,7 +477,7 @@ class Explainer:
         if "guided_input_gradient" in METHODS[method].needs and _runs_torchscript(self.bundle.module):
             return (
                 "This model is TorchScript: its ReLUs run inside compiled code, where guided backpropagation cannot "
-                "reach their gradients. Vanilla saliency works on it."
+                f"reach their gradients. Vanilla saliency works on it. {TORCHSCRIPT_WAY_OUT}"
             )
         if method == "cam":
             if trace.cam_site is None:
@@ -486,7 +490,7 @@ class Explainer:
         if layer is None and _runs_torchscript(self.bundle.module):
             return (
                 f"This model is TorchScript: its layers run inside compiled code, out of the engine's sight, and "
-                f"{METHODS[method].title} needs a layer. Upload a state_dict for a listed architecture to use it."
+                f"{METHODS[method].title} needs a layer. {TORCHSCRIPT_WAY_OUT}"
             )
         if layer is None:
             return f"This model has no layer that {METHODS[method].title} can use."

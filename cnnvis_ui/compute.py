@@ -36,6 +36,8 @@ from cnnvis_engine import (
     sample_path,
 )
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
+from cnnvis_engine.models import ModelBundle, Normalization
+from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 
@@ -101,18 +103,49 @@ def registry_explainer(name: str, weights: str) -> Explainer:
     return Explainer(load_model(name, weights), cache_size=FORWARD_PASSES)
 
 
+# (input size (height, width), channels, (mean, std, scale)) chosen under the upload; None: automatic
+Preprocessing = tuple[tuple[int, int], int, tuple[tuple[float, ...], tuple[float, ...], float]]
+
+
 @st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
 def file_explainer(
     file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None,
+    preprocessing: Preprocessing | None = None,
     allow_torchscript: bool = True,
 ) -> Explainer:
-    """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError. An
-    uploaded TorchScript model runs in its own worker process, stopped when the cache drops the explainer."""
+    """A user's ONNX, TorchScript or state_dict file (+ labels, + preprocessing), keyed by `file_key` (which
+    covers all of them). Raises ModelFileError. An uploaded TorchScript model runs in its own worker process,
+    stopped when the cache drops the explainer."""
+    chosen = {}
+    if preprocessing is not None:
+        size, channels, (mean, std, scale) = preprocessing
+        chosen = {"input_size": size, "channels": channels, "normalization": Normalization(mean, std, scale)}
     return Explainer(
         load_model_file(_data, filename, architecture=architecture, labels=_labels,
-                        allow_torchscript=allow_torchscript),
+                        allow_torchscript=allow_torchscript, **chosen),
         cache_size=FORWARD_PASSES,
     )
+
+
+def onnx_input(filename: str, data: bytes) -> OnnxInput | None:
+    """What an ONNX file says about its input (for the preprocessing defaults); None for other files."""
+    return read_input(data) if is_onnx(data, filename) else None
+
+
+def describe_preprocessing(bundle: ModelBundle) -> str:
+    """"It is fed 48×40 grayscale pictures (width × height) with mean 0.5 and std 0.25." — what the model gets."""
+    height, width = bundle.input_size
+    norm = bundle.normalization
+    kind = "RGB" if bundle.channels == 3 else "grayscale"
+    if all(m == 0 for m in norm.mean) and all(s == 1 for s in norm.std):
+        how = {255: "scaled to 0–1", 1: "as 0–255 values"}.get(norm.scale, f"divided by {norm.scale:g}")
+    elif norm.for_channels(3) == Normalization():
+        how = "with ImageNet mean and std"
+    else:
+        unit = "" if norm.scale == 255 else f" (on the 0–{255 / norm.scale:g} scale)"
+        mean, std = (", ".join(f"{v:g}" for v in values) for values in (norm.mean, norm.std))
+        how = f"with mean {mean} and std {std}{unit}"
+    return f"It is fed {width}×{height} {kind} pictures (width × height) {how}."
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)

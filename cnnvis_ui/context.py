@@ -128,7 +128,8 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
         user = state.get(state.USER_MODEL)
         return compute.file_explainer(
             model.file_key, user["filename"], user["architecture"], user["data"], user["labels"],
-            deployment.server_allows_torchscript(),
+            preprocessing=user.get("preprocessing"),
+            allow_torchscript=deployment.server_allows_torchscript(),
         )
     problem = compute.weights_problem(model.name, model.weights)
     if problem:

@@ -101,29 +101,74 @@ def _model_section(ctx: Context) -> None:
                    "what the architecture alone responds to.]")
     elif spec is not None:
         st.caption(f"**{spec.family}.** {spec.description}")
+    elif ctx.model.weights == "file" and ctx.explainer is not None:
+        bundle = ctx.explainer.bundle
+        st.caption(plain(f"{bundle.description} {compute.describe_preprocessing(bundle)}"))
     _own_model_form()
+
+
+_FORMATS_NOTE = (
+    "**ONNX** files (exported from PyTorch, Keras, TensorFlow or JAX) and **state_dicts** of a listed "
+    "architecture get every panel. **TorchScript** hides its layers: it gets only the panels that need none "
+    "(saliency, Integrated Gradients, SmoothGrad, occlusion); for every layer, export it to ONNX or open your "
+    "Python model with `cnnvis serve`."
+)
+_NORMALISATIONS = {"imagenet": "ImageNet mean/std", "custom": "Custom mean/std", "unit": "Plain 0–1 scaling"}
 
 
 def _own_model_form() -> None:
     error = state.get(state.USER_MODEL_ERROR)
     with st.expander("Use your own model", icon=":material/upload_file:", expanded=bool(error)):
+        st.caption(_FORMATS_NOTE)
         st.file_uploader(
-            "TorchScript file or state_dict", type=["pt", "pth", "ts"], key=state.MODEL_FILE, max_upload_size=500,
-            help="TorchScript: `torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture "
-            "below. Pickled whole models are refused: they could run arbitrary code.",
+            "ONNX, TorchScript or state_dict file", type=["onnx", "pt", "pth", "ts"], key=state.MODEL_FILE,
+            max_upload_size=500, on_change=state.model_file_chosen,
+            help="ONNX: `torch.onnx.export(model, x, 'model.onnx')` (or tf2onnx for Keras/TensorFlow). TorchScript: "
+            "`torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture below. Pickled whole "
+            "models are refused: they could run arbitrary code.",
         )
+        file_input = state.get(state.MODEL_FILE_INPUT)
+        if file_input:
+            st.caption(plain(file_input))
         st.selectbox(
             "Architecture (state_dict only)", ["", *compute.model_choices()], key=state.MODEL_ARCHITECTURE,
-            format_func=lambda name: name or "None: a TorchScript file",
+            format_func=lambda name: name or "None: an ONNX or TorchScript file",
         )
         st.file_uploader(
-            "Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE, max_upload_size=10
+            "Class names (optional)", type=["txt", "json"], key=state.LABELS_FILE, max_upload_size=10,
+            help="One name a line, a JSON list, a JSON {index: name} object, or a Python dict literal such as "
+            "{0: 'tench, Tinca tinca', 1: 'goldfish', ...}.",
         )
+        _preprocessing_controls()
         if not deployment.server_allows_torchscript():
             st.caption(TORCHSCRIPT_OFF_NOTE)
         st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
         if error:
             st.error(plain(error))
+
+
+def _preprocessing_controls() -> None:
+    """Input size, RGB or grayscale, and normalisation, for the upload; off: the file's or architecture's own."""
+    state.seed_preprocessing()
+    custom = st.toggle(
+        "Set the input size and normalisation", key=state.PREP_CUSTOM,
+        help="Off: the architecture's preprocessing for a state_dict, the input size an ONNX file declares, and "
+        "224×224 RGB with ImageNet mean/std otherwise.",
+    )
+    if not custom:
+        return
+    height, width = st.columns(2)
+    height.number_input("Height", min_value=1, max_value=4096, step=1, key=state.PREP_HEIGHT)
+    width.number_input("Width", min_value=1, max_value=4096, step=1, key=state.PREP_WIDTH)
+    st.radio(
+        "Channels", [3, 1], key=state.PREP_CHANNELS, horizontal=True,
+        format_func=lambda channels: "RGB" if channels == 3 else "Grayscale",
+    )
+    st.selectbox("Normalisation", list(_NORMALISATIONS), key=state.PREP_NORM, format_func=_NORMALISATIONS.get)
+    if st.session_state[state.PREP_NORM] == "custom":
+        help_text = "One value, or three for R, G and B; on the 0–1 scale (0.485) or the 0–255 scale (123.7)."
+        st.text_input("Mean", key=state.PREP_MEAN, help=help_text)
+        st.text_input("Std", key=state.PREP_STD, help=help_text)
 
 
 def _image_section(ctx: Context) -> None:
@@ -183,6 +228,11 @@ def _layer_section(ctx: Context) -> None:
         help="Every layer the image passed through that outputs channels × height × width, in execution order. "
         "Type to search.",
     )
+    if not table.spatial and ctx.model.weights == "file":
+        st.caption(
+            "No layer of this model can be seen (a TorchScript model runs its layers inside compiled code). For "
+            "every layer, upload it as ONNX or a state_dict, or open your Python model with `cnnvis serve`."
+        )
     cam = table.defaults["cam"]
     st.caption(
         f"{len(table.spatial)} layers give spatial maps. "

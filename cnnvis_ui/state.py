@@ -50,6 +50,16 @@ IMAGE_UPLOADER = "_w_image_uploader"
 MODEL_FILE = "_w_model_file"
 LABELS_FILE = "_w_labels_file"
 MODEL_ARCHITECTURE = "_w_model_architecture"
+# The preprocessing chosen under the upload (widget-only keys; PREP_DEFAULTS, a plain key, re-seeds them).
+PREP_CUSTOM = "_w_prep_custom"  # False: the file's or the architecture's preprocessing
+PREP_HEIGHT = "_w_prep_height"
+PREP_WIDTH = "_w_prep_width"
+PREP_CHANNELS = "_w_prep_channels"  # 3 or 1
+PREP_NORM = "_w_prep_norm"  # "imagenet", "custom" or "unit"
+PREP_MEAN = "_w_prep_mean"  # text: one value or three
+PREP_STD = "_w_prep_std"
+PREP_DEFAULTS = "prep_defaults"  # {widget key: value}: what the chosen model file says (ONNX input shape)
+MODEL_FILE_INPUT = "model_file_input"  # a sentence on what the chosen model file says about its input, or ""
 
 USER_MODEL_CHOICE = "__your_model__"
 NO_METHOD = "__none__"  # the option that stands for "no second method"
@@ -68,6 +78,7 @@ DEFAULTS: dict[str, Any] = {
     UPLOAD_ERROR: "",
     USER_MODEL: None,
     USER_MODEL_ERROR: "",
+    MODEL_FILE_INPUT: "",
     COLORMAP: "jet",
     OPACITY: 0.5,
     SALIENCY_MODE: "saliency",
@@ -210,9 +221,16 @@ def load_user_model() -> None:
     data = file.getvalue()
     labels_data = labels.getvalue() if labels is not None else None
     architecture = st.session_state.get(MODEL_ARCHITECTURE) or None  # "": TorchScript, no architecture
-    key = compute.sha256(data) + f":{architecture}:" + (compute.sha256(labels_data) if labels_data else "-")
     try:
-        compute.file_explainer(key, file.name, architecture, data, labels_data,
+        preprocessing = chosen_preprocessing()
+    except ValueError as error:
+        st.session_state[USER_MODEL_ERROR] = str(error)
+        return
+    key = compute.sha256(data) + f":{architecture}:" + (compute.sha256(labels_data) if labels_data else "-")
+    if preprocessing is not None:
+        key += ":" + compute.sha256(repr(preprocessing).encode())
+    try:
+        compute.file_explainer(key, file.name, architecture, data, labels_data, preprocessing,
                                deployment.server_allows_torchscript())
     except EngineError as error:
         st.session_state[USER_MODEL_ERROR] = str(error)
@@ -223,7 +241,73 @@ def load_user_model() -> None:
         "architecture": architecture,
         "data": data,
         "labels": labels_data,
+        "preprocessing": preprocessing,
     }
     st.session_state[USER_MODEL_ERROR] = ""
     st.session_state[MODEL] = USER_MODEL_CHOICE
     model_changed()
+
+
+PREP_INITIAL: dict[str, Any] = {
+    PREP_CUSTOM: False, PREP_HEIGHT: 224, PREP_WIDTH: 224, PREP_CHANNELS: 3, PREP_NORM: "imagenet",
+    PREP_MEAN: "0.485, 0.456, 0.406", PREP_STD: "0.229, 0.224, 0.225",
+}
+
+
+def seed_preprocessing() -> None:
+    """Before the preprocessing widgets are drawn: give each its value (the file's default, else the usual)."""
+    defaults = st.session_state.get(PREP_DEFAULTS) or {}
+    for key, value in PREP_INITIAL.items():
+        st.session_state.setdefault(key, defaults.get(key, value))
+
+
+def model_file_chosen() -> None:
+    """The model uploader changed: read what an ONNX file says about its input, and offer it as the default."""
+    file = st.session_state.get(MODEL_FILE)
+    st.session_state[MODEL_FILE_INPUT] = ""
+    st.session_state[PREP_DEFAULTS] = {}
+    if file is None:
+        return
+    spec = compute.onnx_input(file.name, file.getvalue())
+    if spec is None:
+        return
+    defaults = {PREP_HEIGHT: spec.height, PREP_WIDTH: spec.width, PREP_CHANNELS: spec.channels}
+    valid = {PREP_HEIGHT: range(1, 4097), PREP_WIDTH: range(1, 4097), PREP_CHANNELS: (1, 3)}
+    defaults = {key: value for key, value in defaults.items() if value in valid[key]}
+    st.session_state[PREP_DEFAULTS] = defaults
+    st.session_state.update(defaults)
+    shape = " × ".join(str(v) if v else "any" for v in (spec.channels, spec.height, spec.width))
+    layout = ", channels last" if spec.channels_last else ""
+    st.session_state[MODEL_FILE_INPUT] = f"The file's input: {shape} (channels × height × width{layout})."
+
+
+def chosen_preprocessing() -> compute.Preprocessing | None:
+    """The preprocessing set under the upload, or None for the file's or architecture's own. Raises ValueError
+    with a sentence for a mean or std that is not one number or three."""
+    seed_preprocessing()
+    if not st.session_state[PREP_CUSTOM]:
+        return None
+    channels = int(st.session_state[PREP_CHANNELS])
+    size = (int(st.session_state[PREP_HEIGHT]), int(st.session_state[PREP_WIDTH]))
+    norm = st.session_state[PREP_NORM]
+    if norm == "unit":
+        return size, channels, ((0.0,), (1.0,), 255.0)
+    if norm == "imagenet":
+        return size, channels, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 255.0)
+    mean, std = _numbers(st.session_state[PREP_MEAN], "mean"), _numbers(st.session_state[PREP_STD], "std")
+    if len(mean) != len(std):
+        raise ValueError(f"Give as many std values as mean values (here {len(mean)} and {len(std)}).")
+    scale = 1.0 if max(mean + std) > 1 else 255.0  # values above 1 are on the 0–255 scale
+    return size, channels, (mean, std, scale)
+
+
+def _numbers(text: str, what: str) -> tuple[float, ...]:
+    parts = [part for part in str(text).replace(",", " ").split() if part]
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        values = ()
+    if len(values) not in (1, 3):
+        raise ValueError(f"The {what} must be one number, or three for R, G and B (for example 0.485, 0.456, 0.406).")
+    return values
+

@@ -68,9 +68,13 @@ class FeatureVisResult:
 
 
 def to_model_input(rgb: torch.Tensor, normalization: Normalization) -> torch.Tensor:
-    """RGB in [0, 1], (N, 3, H, W) -> the model's input: (255 · rgb / scale - mean) / std, as `Normalization.apply`."""
-    mean = torch.tensor(normalization.mean, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    std = torch.tensor(normalization.std, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    """RGB in [0, 1], (N, 3, H, W) -> the model's input (N, C, H, W): (255 · rgb / scale - mean) / std, as
+    `Normalization.apply`; for a grayscale model (C = 1) of the luma 0.299 R + 0.587 G + 0.114 B."""
+    if normalization.channels == 1:
+        luma = torch.tensor((0.299, 0.587, 0.114), dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+        rgb = (rgb * luma).sum(dim=1, keepdim=True)
+    mean = torch.tensor(normalization.mean, dtype=rgb.dtype, device=rgb.device).view(1, -1, 1, 1)
+    std = torch.tensor(normalization.std, dtype=rgb.dtype, device=rgb.device).view(1, -1, 1, 1)
     return (rgb * (255.0 / normalization.scale) - mean) / std
 
 

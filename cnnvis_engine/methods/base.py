@@ -149,8 +149,9 @@ def to_numpy(values: torch.Tensor) -> np.ndarray:
 
 
 def gradient_rgb(gradient: torch.Tensor) -> torch.Tensor:
-    """(N, 3, H, W) gradients -> (N, H, W, 3) pictures in [0, 1]: centred at grey, ±3 std span the range."""
+    """(N, C, H, W) gradients -> (N, H, W, 3) pictures in [0, 1]: centred at grey, ±3 std span the range; a
+    grayscale model's one channel (C = 1) is drawn gray."""
     centred = gradient - gradient.mean(dim=(1, 2, 3), keepdim=True)
     std = centred.flatten(1).std(dim=1).view(-1, 1, 1, 1)
     scaled = torch.where(std > 0, centred / (std * 6).clamp_min(1e-30) + 0.5, torch.full_like(centred, 0.5))
-    return scaled.clamp(0, 1).permute(0, 2, 3, 1)
+    return scaled.clamp(0, 1).expand(-1, 3, -1, -1).permute(0, 2, 3, 1)

@@ -20,35 +20,64 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Normalization:
-    """Per-channel affine map from RGB in [0, 255] to the model's input: x = (rgb / scale - mean) / std."""
+    """Per-channel affine map from RGB in [0, 255] to the model's input: x = (rgb / scale - mean) / std.
 
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    One mean and std per input channel: three for RGB, one for a grayscale model, which gets the picture's
+    luma (ITU-R 601, rounded as PIL's `convert("L")`)."""
+
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
     scale: float = 255.0
 
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def for_channels(self, channels: int) -> Normalization:
+        """The same normalisation for `channels` (1 or 3) input channels: RGB values averaged for grayscale,
+        a grayscale value repeated for RGB."""
+        if channels == self.channels:
+            return self
+        if channels == 1:
+            return Normalization((sum(self.mean) / len(self.mean),), (sum(self.std) / len(self.std),), self.scale)
+        return Normalization(self.mean * channels, self.std * channels, self.scale)
+
     def apply(self, rgb: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
-        """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 tensor on `device`; the bytes cross to it once.
+        """(..., H, W, 3) uint8 -> (..., C, H, W) float32 tensor on `device`; the bytes cross to it once.
         One conversion into the channel-first layout, then x * (1 / (scale * std)) - mean / std in place: a
         third of the time of dividing step by step (52 vs 145 µs at 224 px), equal to it within 5e-7."""
         rgb = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).to(device).movedim(-1, -3)
+        if self.channels == 1:
+            rgb = _luma(rgb)
         x = torch.empty(rgb.shape, dtype=torch.float32, device=rgb.device).copy_(rgb)
         factor, offset = self._affine
         return x.mul_(factor.to(x.device)).add_(offset.to(x.device))
 
     @functools.cached_property
     def _affine(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(3, 1, 1) factor and offset of `apply`, computed in float64 once."""
+        """(C, 1, 1) factor and offset of `apply`, computed in float64 once."""
         std = torch.tensor(self.std, dtype=torch.float64)
         factor = 1 / (self.scale * std)
         offset = -torch.tensor(self.mean, dtype=torch.float64) / std
-        return factor.float().view(3, 1, 1), offset.float().view(3, 1, 1)
+        return factor.float().view(-1, 1, 1), offset.float().view(-1, 1, 1)
 
     def invert(self, x: torch.Tensor) -> np.ndarray:
-        """(..., 3, H, W) tensor -> (..., H, W, 3) uint8 array."""
-        mean = torch.tensor(self.mean, device=x.device).view(3, 1, 1)
-        std = torch.tensor(self.std, device=x.device).view(3, 1, 1)
+        """(..., C, H, W) tensor -> (..., H, W, 3) uint8 array (a grayscale input shown as gray RGB)."""
+        mean = torch.tensor(self.mean, device=x.device).view(-1, 1, 1)
+        std = torch.tensor(self.std, device=x.device).view(-1, 1, 1)
         rgb = ((x.detach() * std + mean) * self.scale).clamp(0, 255).round().byte()
+        if rgb.shape[-3] == 1:
+            rgb = rgb.repeat_interleave(3, dim=-3)
         return rgb.movedim(-3, -1).cpu().numpy()
+
+
+_LUMA = (19595, 38470, 7471)  # 0.299, 0.587, 0.114 in 16-bit fixed point, as PIL's RGB -> "L"
+
+
+def _luma(rgb: torch.Tensor) -> torch.Tensor:
+    """(..., 3, H, W) uint8 -> (..., 1, H, W) uint8 luma, equal to PIL's `convert("L")`."""
+    weights = torch.tensor(_LUMA, dtype=torch.int32, device=rgb.device).view(3, 1, 1)
+    return ((rgb.int() * weights).sum(dim=-3, keepdim=True) + 0x8000).bitwise_right_shift(16).byte()
 
 
 def fast_layout(x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +96,8 @@ class ModelBundle:
     """A model in eval mode plus its preprocessing, labels and provenance.
 
     `prepare(image)` resizes to `input_size` (no crop, so every map aligns with the whole picture) and
-    returns the display array `(H, W, 3) uint8` and the input tensor `(3, H, W)`.
+    returns the display array `(H, W, 3) uint8` and the input tensor `(C, H, W)`: C = 3, or 1 for a grayscale
+    model (`normalization` has one mean), whose display stays RGB so maps overlay the picture as it was.
     """
 
     name: str
@@ -104,6 +134,11 @@ class ModelBundle:
 
     def deprocess(self, x: torch.Tensor) -> np.ndarray:
         return self.normalization.invert(x)
+
+    @property
+    def channels(self) -> int:
+        """Input channels: 3 (RGB) or 1 (grayscale)."""
+        return self.normalization.channels
 
     @property
     def device(self) -> torch.device:

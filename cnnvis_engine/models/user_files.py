@@ -21,35 +21,23 @@ import torch
 from ..errors import EngineError, ModelFileError
 from .bundle import ModelBundle, Normalization
 from .contained import ContainedError, ContainedModel, Limits, Worker, summary
+from .heads import fit_head
+from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
+from .onnx_files import is_onnx, load_onnx
+from .preprocessing import resolve_preprocessing
 from .registry import load_model
 from .torchscript_check import check_archive, check_torchscript
 
-MAX_LABEL_LINES = 100_000
 MAX_CLASSES = 100_000
 TORCHSCRIPT_OFF = (
     "TorchScript uploads are turned off on this server: it can be reached from other machines, and a TorchScript "
-    "file is a program. Upload a state_dict for one of the listed architectures instead (the operator can allow "
-    "TorchScript with CNNVIS_ALLOW_TORCHSCRIPT=1)."
+    "file is a program. Upload an ONNX file, or a state_dict for one of the listed architectures, instead (the "
+    "operator can allow TorchScript with CNNVIS_ALLOW_TORCHSCRIPT=1)."
 )
 _PICKLE_REFUSED = (
     "This file is a pickled Python object, which could run arbitrary code when opened, so it is refused. "
     "Export the model with torch.jit.script(model).save('model.pt') (or save its state_dict) and upload that."
 )
-
-
-def parse_labels(data: bytes) -> tuple[str, ...]:
-    """UTF-8 text, one class name per line, blank lines dropped. Names are kept as plain strings, never markup."""
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ModelFileError("The labels file is not UTF-8 text; save it as UTF-8, one class name per line.") from exc
-    lines = text.splitlines()
-    if len(lines) > MAX_LABEL_LINES:
-        raise ModelFileError(f"The labels file has {len(lines):,} lines; the limit is {MAX_LABEL_LINES:,}.")
-    names = tuple(line.strip() for line in lines if line.strip())
-    if not names:
-        raise ModelFileError("The labels file is empty; it needs one class name per line.")
-    return names
 
 
 def load_model_file(
@@ -58,7 +46,9 @@ def load_model_file(
     *,
     architecture: str | None = None,
     labels: bytes | None = None,
-    input_size: tuple[int, int] = (224, 224),
+    input_size: tuple[int, int] | None = None,
+    channels: int | None = None,
+    normalization: Normalization | None = None,
     max_bytes: int = 512 * 2**20,
     allow_torchscript: bool = True,
     limits: Limits | None = None,
@@ -67,10 +57,16 @@ def load_model_file(
     """Bundle for an uploaded model file, checked with one forward and one backward pass on a black `input_size`
     image. Every failure is a ModelFileError with a sentence.
 
-    `architecture` (a registry name) is needed when the file holds only a state_dict; the bundle then keeps that
-    architecture's input size and preprocessing, and its class names when the output count matches and no labels
-    are given. The model must return one float tensor `(1, K)` that depends on the input; `labels` (if given)
-    must name exactly K classes, otherwise they are "class 0" ... "class K-1".
+    The file is an ONNX model (converted to PyTorch modules, so every layer shows), a TorchScript archive, or a
+    state_dict. `architecture` (a registry name) is needed when the file holds only a state_dict; the bundle then
+    keeps that architecture's input size and preprocessing, and its class names when the output count matches
+    and no labels are given; a classifier with another output count (a fine-tuned head) is resized to fit.
+    The model must return one float tensor `(1, K)` that depends on the input; `labels` (if given, any format of
+    `labels.parse_labels`) must name exactly K classes, otherwise they are "class 0" ... "class K-1".
+
+    Preprocessing: `input_size` (height, width), `channels` (3 for RGB, 1 for grayscale) and `normalization`
+    override what the file says (an ONNX input's static shape), else the architecture's, else 224×224 RGB with
+    ImageNet mean and std.
 
     A TorchScript file is refused when `allow_torchscript` is False (a server exposed to a network), and
     otherwise becomes a `ContainedModel` running in its own worker process under `limits`. `check_code=False`
@@ -78,8 +74,9 @@ def load_model_file(
     """
     try:
         return _load_model_file(
-            data, filename, architecture=architecture, labels=labels, input_size=input_size, max_bytes=max_bytes,
-            allow_torchscript=allow_torchscript, limits=limits, check_code=check_code,
+            data, filename, architecture=architecture, labels=labels, input_size=input_size, channels=channels,
+            normalization=normalization, max_bytes=max_bytes, allow_torchscript=allow_torchscript, limits=limits,
+            check_code=check_code,
         )
     except ModelFileError:
         raise
@@ -97,7 +94,9 @@ def _load_model_file(
     *,
     architecture: str | None,
     labels: bytes | None,
-    input_size: tuple[int, int],
+    input_size: tuple[int, int] | None,
+    channels: int | None,
+    normalization: Normalization | None,
     max_bytes: int,
     allow_torchscript: bool,
     limits: Limits | None,
@@ -107,18 +106,17 @@ def _load_model_file(
         raise ModelFileError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)}.")
     check_archive(data, filename, max_bytes)
     base: ModelBundle | None = None  # the registry architecture a state_dict belongs to
-    if _is_torchscript(data):
+    file_input = None  # what an ONNX file says about its input
+    if is_onnx(data, filename):
+        module, file_input = load_onnx(data, filename, max_bytes=max_bytes)
+        description = f"Your ONNX model {filename}, converted to PyTorch layers."
+    elif _is_torchscript(data):
         if not allow_torchscript:
             raise ModelFileError(TORCHSCRIPT_OFF)
         if check_code:
             check_torchscript(data, filename)
-        module: torch.nn.Module = _load_torchscript(data, filename, limits)
+        module = _load_torchscript(data, filename, limits)
         description = f"Your TorchScript model {filename}."
-        try:
-            num_classes = _probe_contained(module, input_size)
-        except BaseException:
-            module.close()
-            raise
     else:
         state_dict = _load_state_dict(data, filename)
         if architecture is None:
@@ -126,12 +124,36 @@ def _load_model_file(
                 f"{filename} holds only weights (a state_dict); choose the architecture they belong to."
             )
         base = load_model(architecture, "random")
-        module, input_size = base.module, base.input_size
+        module = base.module
+        resized = fit_head(module, state_dict)
         _load_weights(module, state_dict, architecture)
-        description = f"{architecture} with the weights from your file {filename}."
-        module.eval()
-        num_classes = _probe(module, input_size)
+        description = " ".join(filter(None, [f"{architecture} with the weights from your file {filename}.", resized]))
+    try:
+        return _finish(module, description, filename, labels, base, file_input, input_size, channels, normalization)
+    except BaseException:
+        if isinstance(module, ContainedModel):
+            module.close()  # its worker process ends with the refusal
+        raise
+
+
+def _finish(
+    module: torch.nn.Module,
+    description: str,
+    filename: str,
+    labels: bytes | None,
+    base: ModelBundle | None,
+    file_input: object,
+    input_size: tuple[int, int] | None,
+    channels: int | None,
+    normalization: Normalization | None,
+) -> ModelBundle:
+    """Preprocessing, the probe and the class names of a loaded model, into its bundle."""
+    input_size, normalization = resolve_preprocessing(input_size, channels, normalization, base, file_input)
     module.eval()
+    if isinstance(module, ContainedModel):
+        num_classes = _probe_contained(module, input_size, normalization.channels)
+    else:
+        num_classes = _probe(module, input_size, normalization.channels)
     if labels is None and base is not None and len(base.class_names) == num_classes:
         class_names = base.class_names  # fine-tuned on the same classes: keep the architecture's names
     elif labels is None:
@@ -147,7 +169,7 @@ def _load_model_file(
         module=module,
         class_names=class_names,
         input_size=input_size,
-        normalization=base.normalization if base is not None else Normalization(),
+        normalization=normalization,
         weights_source="file",
         weights_detail=filename,
         description=description,
@@ -272,16 +294,16 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
         )
 
 
-def _probe(module: torch.nn.Module, input_size: tuple[int, int]) -> int:
-    """Run one black RGB image through the model (in this process: a registry architecture with the file's
-    weights) and back to the input; return the number of outputs K of its (1, K) result."""
+def _probe(module: torch.nn.Module, input_size: tuple[int, int], channels: int = 3) -> int:
+    """Run one black image through the model (in this process: ONNX layers, or a registry architecture with the
+    file's weights) and back to the input; return the number of outputs K of its (1, K) result."""
     height, width = input_size
-    x = torch.zeros(1, 3, height, width, requires_grad=True)
+    x = torch.zeros(1, channels, height, width, requires_grad=True)
     try:
         with torch.enable_grad():
             output = module(x)
     except Exception as exc:  # a user's model can raise anything
-        raise ModelFileError(f"The model failed on a {height}×{width} RGB image: {_summary(exc)}.") from exc
+        raise ModelFileError(f"The model failed on a {height}×{width} {_kind(channels)} image: {_summary(exc)}.") from exc
     num_classes = _check_output(output)
     connected = output.requires_grad and torch.autograd.grad(output.sum(), x, allow_unused=True)[0] is not None
     if not connected:
@@ -289,10 +311,10 @@ def _probe(module: torch.nn.Module, input_size: tuple[int, int]) -> int:
     return num_classes
 
 
-def _probe_contained(module: ContainedModel, input_size: tuple[int, int]) -> int:
+def _probe_contained(module: ContainedModel, input_size: tuple[int, int], channels: int = 3) -> int:
     """The same probe as `_probe`, through the model's worker process."""
     height, width = input_size
-    x = torch.zeros(1, 3, height, width)
+    x = torch.zeros(1, channels, height, width)
     graph_id = module.worker.new_id()
     try:
         output, reply = module.worker.forward(x, grad=True, graph_id=graph_id)
@@ -304,10 +326,16 @@ def _probe_contained(module: ContainedModel, input_size: tuple[int, int]) -> int
     except ContainedError as exc:
         if exc.kind != "error":
             raise ModelFileError(str(exc)) from exc
-        raise ModelFileError(f"The model failed on a {height}×{width} RGB image: {summary(exc.detail)}.") from exc
+        raise ModelFileError(
+            f"The model failed on a {height}×{width} {_kind(channels)} image: {summary(exc.detail)}."
+        ) from exc
     if not connected:
         raise ModelFileError(_UNCONNECTED)
     return num_classes
+
+
+def _kind(channels: int) -> str:
+    return "RGB" if channels == 3 else "grayscale"
 
 
 _UNCONNECTED = (

@@ -1,0 +1,255 @@
+"""ONNX uploads: a `.onnx` file (exported from PyTorch, Keras, TensorFlow or JAX) turned into PyTorch modules
+with onnx2torch, so every layer is an `nn.Module` named after its ONNX node ("features/0/Conv" ...) and every
+method, layer panels included, works on it.
+
+ONNX is a data format: a graph of standard operations and their weights; nothing in it runs as Python. What
+could still reach outside the upload is "external data", tensors whose bytes lie in other files named by
+path (the path-traversal CVEs of 2024): the file is parsed from its bytes alone and any tensor that points
+elsewhere is refused before anything reads it. A node-count cap keeps the conversion, which runs in the
+server's process, short.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import fx, nn
+
+from ..errors import ModelFileError
+
+MAX_NODES = 20_000
+_FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}  # onnx.TensorProto element types
+
+
+@dataclass(frozen=True)
+class OnnxInput:
+    """What the ONNX graph says about its image input; None where an axis is dynamic (or unnamed)."""
+
+    channels: int | None
+    height: int | None
+    width: int | None
+    channels_last: bool  # (N, H, W, C), as Keras and TensorFlow exports usually are
+
+
+def is_onnx(data: bytes, filename: str) -> bool:
+    """A `.onnx` name, or bytes that parse as an ONNX model with a graph (zips and pickles never do)."""
+    if filename.lower().endswith(".onnx"):
+        return True
+    if data[:2] == b"PK" or data[:1] == b"\x80":
+        return False
+    try:
+        proto = _parse(data)
+    except ModelFileError:
+        return False
+    return proto.ir_version > 0 and len(proto.graph.node) > 0
+
+
+def read_input(data: bytes) -> OnnxInput | None:
+    """The input shape the file declares (for the preprocessing defaults), or None if it is not ONNX."""
+    try:
+        return _input_spec(_parse(data), "the file")
+    except ModelFileError:
+        return None
+
+
+def load_onnx(data: bytes, filename: str, *, max_bytes: int) -> tuple[nn.Module, OnnxInput]:
+    """`(module, input)`: the converted model, which takes `(N, C, H, W)` whatever layout the file had, and what
+    the file says about its input. Raises ModelFileError with a sentence for every refusal."""
+    import onnx2torch  # imported here: only ONNX uploads need it
+
+    proto = _parse(data, filename)
+    _check_safe(proto, filename, max_bytes)
+    spec = _input_spec(proto, filename)
+    _skip_weight_identities(proto)
+    unsupported = _unsupported_ops(proto)
+    if unsupported:
+        raise ModelFileError(_unsupported_sentence(filename, unsupported))
+    try:
+        module = onnx2torch.convert(proto)
+    except NotImplementedError as exc:
+        raise ModelFileError(_unsupported_sentence(filename, [str(exc).strip() or "an operation"])) from exc
+    except Exception as exc:  # onnx2torch and onnx's shape inference raise many kinds on malformed graphs
+        raise ModelFileError(f"{filename} could not be converted to PyTorch: {_first_line(exc)}.") from exc
+    if spec.channels_last:
+        _take_channels_first(module)
+    return module.eval(), spec
+
+
+def _parse(data: bytes, filename: str = "the file"):
+    """The ModelProto, parsed from the bytes alone: `load_model_from_string` has no folder to look for external
+    data in, so it never opens another file."""
+    import onnx
+
+    try:
+        return onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf's DecodeError, or a RuntimeWarning-turned-error on truncated input
+        raise ModelFileError(f"{filename} is not an ONNX model file ({_first_line(exc)}).") from exc
+
+
+def _graphs(graph) -> Iterator:
+    """`graph` and every subgraph (If / Loop / Scan bodies) inside it."""
+    import onnx
+
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.GRAPH:
+                yield from _graphs(attribute.g)
+            elif attribute.type == onnx.AttributeProto.GRAPHS:
+                for sub in attribute.graphs:
+                    yield from _graphs(sub)
+
+
+def _tensors(graph) -> Iterator:
+    """Every TensorProto stored in the graph: initializers, sparse ones, and node attributes (Constant ...)."""
+    import onnx
+
+    yield from graph.initializer
+    for sparse in graph.sparse_initializer:
+        yield sparse.values
+        yield sparse.indices
+    for node in graph.node:
+        for attribute in node.attribute:
+            if attribute.type == onnx.AttributeProto.TENSOR:
+                yield attribute.t
+            elif attribute.type == onnx.AttributeProto.TENSORS:
+                yield from attribute.tensors
+            elif attribute.type == onnx.AttributeProto.SPARSE_TENSOR:
+                yield attribute.sparse_tensor.values
+                yield attribute.sparse_tensor.indices
+
+
+def _check_safe(proto, filename: str, max_bytes: int) -> None:
+    """Refuse external data, a graph of more than MAX_NODES nodes, and tensors that declare more than
+    `max_bytes` in all (a tensor's declared shape, not the bytes it brought, decides what converting it costs)."""
+    import onnx
+
+    graphs = list(_graphs(proto.graph))
+    nodes = sum(len(graph.node) for graph in graphs)
+    if nodes > MAX_NODES:
+        raise ModelFileError(
+            f"{filename} has {nodes:,} operations; the limit is {MAX_NODES:,}, so that converting it stays quick."
+        )
+    declared = 0
+    for graph in graphs:
+        for tensor in _tensors(graph):
+            if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data) > 0:
+                raise ModelFileError(
+                    f"{filename} keeps some of its weights in separate files ('external data', tensor "
+                    f"'{tensor.name[:80]}'), which an upload must not make the server open. Export the model "
+                    "as a single file (for example onnx.save(model, 'model.onnx', save_as_external_data=False))."
+                )
+            count = 1
+            for dim in tensor.dims:
+                count *= max(int(dim), 0)
+            declared += count * _itemsize(tensor.data_type)
+    if declared > max_bytes:
+        raise ModelFileError(
+            f"{filename}'s weights declare {declared / 2**20:,.0f} MB in all; the limit is {max_bytes / 2**20:,.0f} MB."
+        )
+
+
+def _itemsize(data_type: int) -> int:
+    import onnx
+
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
+    except (KeyError, TypeError, ValueError):
+        return 1  # strings and unknown types: at least a byte each
+
+
+def _input_spec(proto, filename: str) -> OnnxInput:
+    """The one image input: (N, C, H, W) or (N, H, W, C) floats; its static sizes where the graph gives them."""
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    inputs = [value for value in proto.graph.input if value.name not in initializers]
+    if len(inputs) != 1:
+        raise ModelFileError(
+            f"{filename} takes {len(inputs)} inputs; an image classifier here takes one, the image batch."
+        )
+    tensor_type = inputs[0].type.tensor_type
+    if tensor_type.elem_type not in _FLOAT_TYPES:
+        raise ModelFileError(
+            f"{filename}'s input is not a floating-point tensor (ONNX element type {tensor_type.elem_type}); "
+            "export the model with a float32 image input."
+        )
+    if not tensor_type.HasField("shape"):
+        return OnnxInput(None, None, None, channels_last=False)
+    dims = [dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None for dim in tensor_type.shape.dim]
+    if len(dims) != 4:
+        raise ModelFileError(
+            f"{filename}'s input has {len(dims)} axes; an image model takes 4: (batch, channels, height, width) "
+            "or (batch, height, width, channels)."
+        )
+    _, second, third, last = dims
+    if last in (1, 3) and second not in (1, 3):  # (N, H, W, C)
+        return OnnxInput(last, second, third, channels_last=True)
+    return OnnxInput(second, third, last, channels_last=False)
+
+
+def _skip_weight_identities(proto) -> None:
+    """Let nodes read shared weights directly. PyTorch's exporter stores equal weights once and hands out
+    copies through Identity nodes (a resnet50's zero biases after folding batch norms, say); onnx2torch wants a
+    convolution's weight and bias to be initializers themselves, so such Identity nodes are taken out."""
+    graph = proto.graph
+    initializers = {tensor.name for tensor in graph.initializer}
+    outputs = {value.name for value in graph.output}
+    alias = {
+        node.output[0]: node.input[0] for node in graph.node
+        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and len(node.input) == 1
+        and node.input[0] in initializers and node.output[0] not in outputs
+    }
+    if not alias:
+        return
+    kept = [n for n in graph.node if not (n.op_type == "Identity" and len(n.output) == 1 and n.output[0] in alias)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+
+
+def _unsupported_ops(proto) -> list[str]:
+    """The operations (domain, type, opset) of the main graph that onnx2torch has no converter for."""
+    from onnx2torch.node_converters import get_converter
+
+    opsets = {opset.domain: opset.version for opset in proto.opset_import}
+    missing: dict[str, None] = {}
+    for node in proto.graph.node:
+        domain = node.domain or ""
+        version = opsets.get(domain, opsets.get("ai.onnx" if domain == "" else domain))
+        label = f"{node.op_type}" + (f" (domain {domain})" if domain not in ("", "ai.onnx") else "")
+        if version is None:
+            missing[f"{label}, whose operator set the file does not declare"] = None
+            continue
+        try:
+            get_converter(domain=domain, operation_type=node.op_type, version=version)
+        except NotImplementedError:
+            missing[f"{label} (opset {version})"] = None
+    return list(missing)
+
+
+def _unsupported_sentence(filename: str, ops: list[str]) -> str:
+    shown = ", ".join(op[:120] for op in ops[:5]) + (f" and {len(ops) - 5} more" if len(ops) > 5 else "")
+    return (
+        f"{filename} uses operations the ONNX-to-PyTorch converter (onnx2torch) cannot handle: {shown}. Export "
+        "the model with standard operations (a newer or older opset may help), or upload it as TorchScript."
+    )
+
+
+def _take_channels_first(module: fx.GraphModule) -> None:
+    """Make a channels-last graph take (N, C, H, W), as every other model here: permute its input first."""
+    graph = module.graph
+    placeholder = next(node for node in graph.nodes if node.op == "placeholder")
+    with graph.inserting_after(placeholder):
+        permuted = graph.call_method("permute", (placeholder, 0, 2, 3, 1))
+    placeholder.replace_all_uses_with(permuted, delete_user_cb=lambda user: user is not permuted)
+    graph.lint()
+    module.recompile()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")[:300]
+
