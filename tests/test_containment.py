@@ -28,6 +28,7 @@ from containment_cases import (
     ReturnsNoClasses,
     SavesAFile,
     SavesAFileOnLoad,
+    StartsABackgroundTask,
     TooManyClasses,
     zip_bomb,
 )
@@ -263,6 +264,11 @@ def test_an_archive_with_more_code_than_any_model_needs_is_refused_before_parsin
     with pytest.raises(ModelFileError, match=r"^big.pt holds 36 MB of TorchScript code; the limit is 32 MB"):
         load_model_file(buffer.getvalue(), "big.pt", limits=SHORT)
     assert time.perf_counter() - start < 1
+
+
+def test_a_model_that_starts_a_background_task_is_refused():
+    with pytest.raises(ModelFileError, match="starts a background task \\(fork\\), which could go on running"):
+        load_model_file(torchscript(StartsABackgroundTask()), "fork.pt", limits=SHORT)
 
 
 # ----- outputs the probe refuses -----------------------------------------------------------------------------

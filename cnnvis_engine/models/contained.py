@@ -162,12 +162,18 @@ class Worker:
     ) -> tuple[dict[str, Any], list[torch.Tensor]]:
         popen = self._process.popen
         assert popen is not None and popen.stdin is not None
+        deadline = time.monotonic() + timeout
         try:
-            wire.write_message(popen.stdin.fileno(), header, tensors)
+            wire.write_message(popen.stdin.fileno(), header, tensors, deadline=deadline)
+        except wire.Timeout as exc:  # alive but not reading: stuck in something the model started
+            _stop(self._process)
+            raise ContainedError(
+                f"The model did not answer within {self.limits.timeout_s:g} s, so it was stopped.", "timeout"
+            ) from exc
         except OSError as exc:  # the pipe broke: the worker is gone
             _stop(self._process)
             raise self._died() from exc
-        reply, out = self._read(time.monotonic() + timeout)
+        reply, out = self._read(deadline)
         if isinstance(reply.get("peak_mib"), (int, float)) and isinstance(reply.get("anon_mib"), (int, float)):
             self.peak_mib, self.anon_mib = float(reply["peak_mib"]), float(reply["anon_mib"])
         if reply.get("ok") is True:

@@ -56,13 +56,16 @@ def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
 
 
-def write_message(fd: int, header: dict[str, Any], tensors: tuple[torch.Tensor, ...] = ()) -> None:
+def write_message(
+    fd: int, header: dict[str, Any], tensors: tuple[torch.Tensor, ...] = (), *, deadline: float | None = None
+) -> None:
+    """Timeout when the other side has not taken it all by `deadline` (a `time.monotonic()` value)."""
     tensors = tuple(t.detach().cpu().contiguous() for t in tensors)
     header = {**header, "tensors": [{"dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape)} for t in tensors]}
     encoded = json.dumps(header).encode()
-    _write_all(fd, struct.pack(">I", len(encoded)) + encoded)
+    _write_all(fd, struct.pack(">I", len(encoded)) + encoded, deadline)
     for tensor in tensors:
-        _write_all(fd, tensor_bytes(tensor))
+        _write_all(fd, tensor_bytes(tensor), deadline)
 
 
 def read_message(fd: int, *, deadline: float | None = None, max_bytes: int) -> tuple[dict[str, Any], list[torch.Tensor]]:
@@ -99,10 +102,24 @@ def _nbytes(spec: dict[str, Any]) -> int:
     return count * dtype.itemsize
 
 
-def _write_all(fd: int, data: bytes | memoryview) -> None:
+def _write_all(fd: int, data: bytes | memoryview, deadline: float | None) -> None:
     view = memoryview(data).cast("B")
-    while view:
-        view = view[os.write(fd, view):]
+    if deadline is None:
+        while view:
+            view = view[os.write(fd, view):]
+        return
+    os.set_blocking(fd, False)  # a write takes what the pipe has room for and returns; never waits past the deadline
+    try:
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
+                raise Timeout("the other side took nothing before the deadline")
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
+    finally:
+        os.set_blocking(fd, True)
 
 
 def _read_exact(fd: int, size: int, deadline: float | None) -> bytes:

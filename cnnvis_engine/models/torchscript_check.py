@@ -5,8 +5,8 @@ operator call is printed as `torch.<aten op>(...)` or `ops.<namespace>.<op>(...)
 source with `ast` (nothing is executed) and refuses the calls a classifier never needs and a hostile file does:
 file input/output (`torch.save`, `torch.load`, `torch.from_file`), operators outside the `aten` and `prim`
 namespaces (custom, distributed, profiler and debugging ops: e.g. `debugprims.load_tensor` reads a file),
-TorchScript classes bound from C++ (`torch.classes`), and `__setstate__`/`__getstate__` methods, which run
-inside `torch.jit.load` itself. It is the first fence, not the only one: the worker process the model runs in
+TorchScript classes bound from C++ (`torch.classes`), background tasks (`torch.jit.fork`), and
+`__setstate__`/`__getstate__` methods, which run inside `torch.jit.load` itself. It is the first fence, not the only one: the worker process the model runs in
 (contained.py) can open no file even for what this check would miss.
 
 `check_archive` reads only the zip's central directory and refuses a zip whose entries would inflate beyond the
@@ -24,6 +24,7 @@ from ..errors import ModelFileError
 IO_OPS = frozenset({"save", "load", "from_file", "_load_from_file", "_save_parameters", "_load_for_mobile"})
 OP_NAMESPACES = frozenset({"aten", "prim"})
 STATE_METHODS = frozenset({"__setstate__", "__getstate__"})
+BACKGROUND = frozenset({"fork", "awaitable"})  # torch.jit.fork / torch.jit._awaitable, as TorchScript prints them
 MAX_CODE_BYTES = 32 * 2**20  # torchvision's largest scripted models hold well under 1 MB of code
 
 
@@ -71,6 +72,8 @@ def check_torchscript(data: bytes, filename: str) -> None:
 
 
 def _problem(node: ast.AST) -> str:
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in BACKGROUND:
+        return f"starts a background task ({node.func.id}), which could go on running after the model answers"
     if isinstance(node, ast.FunctionDef) and node.name in STATE_METHODS:
         return f"defines {node.name}, its own (un)packing code, which runs while the file is being opened"
     if isinstance(node, ast.Attribute):
