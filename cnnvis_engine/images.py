@@ -77,10 +77,10 @@ def decode_image(
         _check_size(im.size, max_pixels)
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
         notes = []
-        frames, more = _count_frames(im)
+        frames, more = _gif_frames(data) if fmt == "GIF" else _count_frames(im)
         if frames > 1 and fmt in _FRAME_WORDS:
             what, unit = _FRAME_WORDS[fmt]
-            count = f"more than {frames:,}" if more else f"{frames}"
+            count = f"more than {frames:,}" if more else f"{frames:,}"
             notes.append(f"{what}: the first of {count} {unit} is shown.")
         im.load()
     return _finish(im, digest, fmt, notes, max_pixels)
@@ -90,7 +90,7 @@ def _count_frames(im: Image.Image) -> tuple[int, bool]:
     """(frames counted, whether there are more): PIL's `n_frames` walks a TIFF's page chain with a linear search
     per page (80,000 tiny pages took 26 s), so count by seeking, at most MAX_FRAMES_COUNTED frames and
     FRAME_COUNT_SECONDS, then go back to the first frame. Formats that know their count (WebP) say it."""
-    if im.format not in ("TIFF", "GIF"):
+    if im.format != "TIFF":
         return getattr(im, "n_frames", 1), False
     deadline = time.monotonic() + FRAME_COUNT_SECONDS
     count, more = 1, False
@@ -111,6 +111,29 @@ def _count_frames(im: Image.Image) -> tuple[int, bool]:
     finally:
         im.seek(0)
     return count, more
+
+
+def _gif_frames(data: bytes) -> tuple[int, bool]:
+    """(frames counted, whether there are more) from a GIF's block structure, without decoding any frame (PIL's
+    seek decodes each one): image descriptors (0x2C) are counted, extensions (0x21) and data sub-blocks skipped,
+    at most MAX_FRAMES_COUNTED. A damaged tail ends the count; decoding the first frame judges the file."""
+    pos, count = 13, 0
+    if len(data) >= 13 and data[10] & 0x80:  # global colour table
+        pos += 3 << ((data[10] & 7) + 1)
+    while pos < len(data) and count <= MAX_FRAMES_COUNTED:
+        block = data[pos]
+        if block == 0x2C:  # image descriptor, local colour table, LZW code size, then sub-blocks
+            count += 1
+            flags = data[pos + 9] if pos + 9 < len(data) else 0
+            pos += 10 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0) + 1
+        elif block == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:  # 0x3B trailer, or damage
+            break
+        while pos < len(data) and data[pos]:
+            pos += data[pos] + 1
+        pos += 1
+    return min(max(count, 1), MAX_FRAMES_COUNTED), count > MAX_FRAMES_COUNTED
 
 
 def _read(source: bytes | bytearray | str | os.PathLike[str]) -> bytes:
