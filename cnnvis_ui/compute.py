@@ -9,6 +9,7 @@ Display settings (colormap, opacity) never reach this module, so changing them o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from collections.abc import Mapping
@@ -38,6 +39,8 @@ from cnnvis_engine import (
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
+
+from .text import clean
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
 MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
@@ -105,10 +108,13 @@ def registry_explainer(name: str, weights: str) -> Explainer:
 def file_explainer(
     file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None
 ) -> Explainer:
-    """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError."""
-    return Explainer(
-        load_model_file(_data, filename, architecture=architecture, labels=_labels), cache_size=FORWARD_PASSES
-    )
+    """A user's TorchScript or state_dict file (+ labels), keyed by `file_key`. Raises ModelFileError. Its class
+    names lose bidirectional controls, and invisible-only ones become "(unnamed)" (`text.clean`)."""
+    bundle = load_model_file(_data, filename, architecture=architecture, labels=_labels)
+    names = tuple(clean(name) for name in bundle.class_names)
+    if names != bundle.class_names:
+        bundle = dataclasses.replace(bundle, class_names=names)
+    return Explainer(bundle, cache_size=FORWARD_PASSES)
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)

@@ -16,6 +16,7 @@ from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 from . import compute, context, state, views
 from .context import Context
 from .text import plain
+from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
 
 _WEIGHTS_NAMES = {"pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random", "demo": "Demo"}
 _WEIGHTS_HELP = {
@@ -104,7 +105,8 @@ def _own_model_form() -> None:
     error = state.get(state.USER_MODEL_ERROR)
     with st.expander("Use your own model", icon=":material/upload_file:", expanded=bool(error)):
         st.file_uploader(
-            "TorchScript file or state_dict", type=["pt", "pth", "ts"], key=state.MODEL_FILE, max_upload_size=500,
+            "TorchScript file or state_dict", type=["pt", "pth", "ts"], key=state.MODEL_FILE,
+            max_upload_size=MODEL_MB,
             help="TorchScript: `torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture "
             "below. Pickled whole models are refused: they could run arbitrary code.",
         )
@@ -113,7 +115,8 @@ def _own_model_form() -> None:
             format_func=lambda name: name or "None: a TorchScript file",
         )
         st.file_uploader(
-            "Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE, max_upload_size=10
+            "Class names (optional, one per line)", type=["txt"], key=state.LABELS_FILE,
+            max_upload_size=LABELS_MB,
         )
         st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
         if error:
@@ -137,7 +140,7 @@ def _image_section(ctx: Context) -> None:
     st.file_uploader(
         "Or upload your own", type=list(UPLOAD_EXTENSIONS), key=state.IMAGE_UPLOADER, on_change=state.image_uploaded,
         help="PNG, JPEG, WebP, BMP, TIFF or GIF. It is resized to the model's input without cropping.",
-        max_upload_size=50,  # MB; the server's own cap (server.maxUploadSize) is the model files' 512
+        max_upload_size=IMAGE_MB,  # MB, checked on the server too (state.image_uploaded)
     )
     error = state.get(state.UPLOAD_ERROR)
     if error:
@@ -165,7 +168,7 @@ def _layer_section(ctx: Context) -> None:
     try:
         table = ctx.layer_table()
     except EngineError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     labels = {layer.name: layer.label for layer in table.spatial}
     default = table.defaults["gradcam"]
@@ -208,7 +211,7 @@ def _target_section(ctx: Context) -> None:
     try:
         predictions = ctx.predictions()
     except EngineError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     st.caption("Top-5 predictions — click one to explain it everywhere")
     target = state.get(state.TARGET)
