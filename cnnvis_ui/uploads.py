@@ -15,6 +15,7 @@ whatever it is sent, under any file id, until the session shuts down (which for 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -27,10 +28,11 @@ from .text import clean
 IMAGE_MB = 50  # the image uploader (cnnvis_engine.images.MAX_FILE_BYTES is the same 50 MiB)
 MODEL_MB = 500  # the model uploader; also server.maxUploadSize, the route's own cap
 LABELS_MB = 10  # the class-names uploader
-ORPHAN_SECONDS = 60.0  # an upload no widget has asked for by then is dropped
-GONE_SECONDS = 30.0  # the files of a session that has not been connected for this long are dropped
+# The reaper's times; a deployment (or a test) may change them through the environment.
+ORPHAN_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_ORPHAN_SECONDS", 60))  # unclaimed by any widget this long: dropped
+GONE_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_GONE_SECONDS", 30))  # a session disconnected this long: its files
+SWEEP_SECONDS = min(5.0, ORPHAN_SECONDS / 4, GONE_SECONDS / 4)  # how often it looks when nothing is uploaded
 UNCLAIMED_BYTES = (MODEL_MB + IMAGE_MB + LABELS_MB) * 2**20  # per session, what all three widgets may hold at once
-SWEEP_SECONDS = 5.0  # how often the reaper looks when nothing is uploaded
 
 
 def refusal(file: Any, limit_mb: int) -> str:
