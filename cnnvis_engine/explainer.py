@@ -184,7 +184,7 @@ class Explainer:
         names = _methods(methods)
         _check_top_k(top_k)
         if isinstance(images, torch.Tensor):
-            self._tensor_input(images)  # every check (shape, finite values) before the first chunk runs
+            self._check_tensor(images)  # shape and finite values, before the first chunk runs
         results: list[Explanation] = []
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = slice(start, start + BATCH_CHUNK)
@@ -230,6 +230,13 @@ class Explainer:
         return x, displays, [d.notes for d in decoded]
 
     def _tensor_input(self, x: torch.Tensor) -> tuple[torch.Tensor, list[np.ndarray], list[tuple[str, ...]]]:
+        self._check_tensor(x)
+        x = x.detach().to(self.bundle.device, torch.float32)
+        return x.clone(), list(self.bundle.normalization.invert(x)), [()] * len(x)
+
+    def _check_tensor(self, x: torch.Tensor) -> None:
+        """A ready batch must have the model's input shape and hold only finite values: a NaN would be traced (CAM
+        then judged from NaN outputs) before anything could notice."""
         expected = (3, *self.bundle.input_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
             raise ImageError(
@@ -242,8 +249,6 @@ class Explainer:
             raise ImageError(
                 f"The batch holds NaN or infinite values in {which}, so it cannot be explained; nothing was run."
             )
-        x = x.detach().to(self.bundle.device, torch.float32)
-        return x.clone(), list(self.bundle.normalization.invert(x)), [()] * len(x)
 
     def _pass(
         self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]], graph: bool = True
