@@ -17,6 +17,7 @@ that pass's graph).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,6 +36,12 @@ from .targets import ClassTarget, RegressionTarget, Target, resolve_target
 from .tracing import SPATIAL_METHODS, LayerInfo, Trace, build_trace
 
 ALL_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
+# Bounds on one explain_batch call: its results (each image and its maps, ~1 MB at 224×224 for a few methods) are
+# all returned at once, so at most MAX_BATCH images; they go through the model BATCH_CHUNK at a time, so the
+# recorded pass (every layer's output and the graph: ~30 MB per image on resnet50) stays bounded.
+MAX_BATCH = 1024
+BATCH_CHUNK = 32
+MAX_METHOD_NAMES = 1000  # names read from one `methods` argument (an endless generator stops here)
 ImageSource = Any  # PIL image, bytes, path or DecodedImage
 TORCHSCRIPT_WAY_OUT = (
     "For every layer, upload the model as ONNX (torch.onnx.export(model, x, 'model.onnx')) or as a state_dict "
@@ -123,6 +130,7 @@ class Explainer:
         return list(trace.layers) if method is None else trace.for_method(_eligibility(method))
 
     def predict(self, image: ImageSource, top_k: int = 5) -> tuple[Prediction, ...]:
+        _check_top_k(top_k)
         return self._predictions(self._cached_pass(image).output.detach(), top_k)[0]
 
     def explain(
@@ -143,8 +151,10 @@ class Explainer:
         class index, a Target, or None for the top-1 class. Methods that do not apply come back with a
         `reason` instead of a map; errors that concern the whole call raise an EngineError.
         """
+        names = _methods(methods)
+        _check_top_k(top_k)
         fp = self._cached_pass(image)
-        return self._explain(fp, [target], _methods(methods), layer, layers, options, top_k)[0]
+        return self._explain(fp, [target], names, layer, layers, options, top_k)[0]
 
     def explain_batch(
         self,
@@ -160,13 +170,37 @@ class Explainer:
         """`explain` for a whole batch at once on the model's device: one forward pass and shared backward
         passes for all images, no per-image loop. `targets` is one spec for all or one per image. The
         layers are traced on the batch. Results equal `explain` per image. `images` may also be a ready model
-        input (N, 3, H, W), normalised as `bundle.prepare` does, already on the model's device or not."""
+        input (N, 3, H, W), normalised as `bundle.prepare` does, already on the model's device or not.
+        At most MAX_BATCH images; they are decoded and run BATCH_CHUNK at a time (the results equal one pass
+        over all of them up to float rounding)."""
+        if not isinstance(images, torch.Tensor):
+            images = list(images)
         if len(images) == 0:
             raise ImageError("The batch is empty: give at least one image.")
+        if len(images) > MAX_BATCH:
+            raise ImageError(
+                f"The batch has {len(images):,} images; one call explains at most {MAX_BATCH:,}, so give them in "
+                "several calls."
+            )
         per_image = list(targets) if isinstance(targets, Sequence) else [targets] * len(images)
         if len(per_image) != len(images):
             raise TargetError(f"There are {len(images)} images but {len(per_image)} targets; give one target per image.")
         names = _methods(methods)
+        _check_top_k(top_k)
+        if isinstance(images, torch.Tensor):
+            self._check_tensor(images)  # shape and finite values, before the first chunk runs
+        results: list[Explanation] = []
+        for start in range(0, len(images), BATCH_CHUNK):
+            chunk = slice(start, start + BATCH_CHUNK)
+            results += self._explain_chunk(images[chunk], per_image[chunk], names, layer, layers, options, top_k)
+        return results
+
+    def _explain_chunk(
+        self, images: list[ImageSource] | torch.Tensor, per_image: list[TargetSpec], names: list[str],
+        layer: str | None, layers: Mapping[str, str] | None, options: Mapping[str, Mapping[str, Any]] | None,
+        top_k: int,
+    ) -> list[Explanation]:
+        """`explain_batch` for at most BATCH_CHUNK images: one forward pass, shared backward passes."""
         needs = frozenset().union(*(METHODS[m].needs for m in names))
         if isinstance(images, torch.Tensor):
             x, displays, notes = self._tensor_input(images)
@@ -200,13 +234,25 @@ class Explainer:
         return x, displays, [d.notes for d in decoded]
 
     def _tensor_input(self, x: torch.Tensor) -> tuple[torch.Tensor, list[np.ndarray], list[tuple[str, ...]]]:
+        self._check_tensor(x)
+        x = x.detach().to(self.bundle.device, torch.float32)
+        return x.clone(), list(self.bundle.normalization.invert(x)), [()] * len(x)
+
+    def _check_tensor(self, x: torch.Tensor) -> None:
+        """A ready batch must have the model's input shape and hold only finite values: a NaN would be traced (CAM
+        then judged from NaN outputs) before anything could notice."""
         expected = (self.bundle.channels, *self.bundle.input_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
             raise ImageError(
                 f"A ready batch must be a float tensor of shape (N, {', '.join(map(str, expected))}); got {tuple(x.shape)}."
             )
-        x = x.detach().to(self.bundle.device, torch.float32)
-        return x.clone(), list(self.bundle.normalization.invert(x)), [()] * len(x)
+        finite = torch.isfinite(x.detach()).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            bad = torch.nonzero(~finite).flatten().tolist()
+            which = f"image {bad[0]}" if len(bad) == 1 else f"{len(bad)} images (the first is image {bad[0]})"
+            raise ImageError(
+                f"The batch holds NaN or infinite values in {which}, so it cannot be explained; nothing was run."
+            )
 
     def _pass(
         self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]], graph: bool = True
@@ -269,7 +315,10 @@ class Explainer:
         with self.bundle.lock:
             trace = self._traces.get(key)
             if trace is None:
-                trace = self._traces[key] = build_trace(record, output.detach(), self._functional[key[0]])
+                trace = build_trace(record, output.detach(), self._functional[key[0]])
+                if not bool(torch.isfinite(output.detach()).all()):  # judged from NaN, it must not serve others
+                    return trace
+                self._traces[key] = trace
                 while len(self._traces) > 4:
                     self._traces.popitem(last=False)
             self._latest_trace[key[0]] = key
@@ -550,11 +599,37 @@ def _eligibility(method: str) -> str:
 
 
 def _methods(methods: Iterable[str]) -> list[str]:
+    """The method names, each once, in order. A string is refused: it would be read letter by letter."""
+    if isinstance(methods, (str, bytes)):
+        raise MethodError(
+            f"The methods must be a list of names, such as [{_shown(methods)}], not one piece of text "
+            "(it would be read letter by letter)."
+        )
+    methods = list(itertools.islice(methods, MAX_METHOD_NAMES + 1))
+    if len(methods) > MAX_METHOD_NAMES:
+        raise MethodError(f"More than {MAX_METHOD_NAMES} method names were given; there are {len(METHODS)} methods.")
+    wrong = [m for m in methods if not isinstance(m, str)]
+    if wrong:
+        raise MethodError(f"Each method must be named by a string such as 'gradcam'; got {_shown(wrong[0])}.")
     names = list(dict.fromkeys(methods))
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        raise MethodError(f"Unknown method '{unknown[0]}'. Available methods: {', '.join(METHODS)}.")
+        raise MethodError(f"Unknown method {_shown(unknown[0])}. Available methods: {', '.join(METHODS)}.")
     return names
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut at `limit` characters: user input quoted in a message stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _check_top_k(top_k: Any) -> None:
+    """`top_k` must be a whole number ≥ 1; more than the model's outputs gives all of them."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise TargetError(
+            f"The number of predictions to list (top_k) must be a whole number of at least 1; got {_shown(top_k)}."
+        )
 
 
 def _total_score(targets: tuple[Target, ...], output: torch.Tensor) -> torch.Tensor:

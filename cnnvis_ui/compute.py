@@ -9,6 +9,7 @@ Display settings (colormap, opacity) never reach this module, so changing them o
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ from cnnvis_engine.models import ModelBundle, Normalization
 from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
+
+from .text import clean
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
 MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
@@ -115,16 +118,19 @@ def file_explainer(
 ) -> Explainer:
     """A user's ONNX, TorchScript or state_dict file (+ labels, + preprocessing), keyed by `file_key` (which
     covers all of them). Raises ModelFileError. An uploaded TorchScript model runs in its own worker process,
-    stopped when the cache drops the explainer."""
+    stopped when the cache drops the explainer. Its class names lose bidirectional controls, and invisible-only
+    ones become "(unnamed)" (`text.clean`)."""
     chosen = {}
     if preprocessing is not None:
         size, channels, (mean, std, scale) = preprocessing
         chosen = {"input_size": size, "channels": channels, "normalization": Normalization(mean, std, scale)}
-    return Explainer(
-        load_model_file(_data, filename, architecture=architecture, labels=_labels,
-                        allow_torchscript=allow_torchscript, **chosen),
-        cache_size=FORWARD_PASSES,
+    bundle = load_model_file(
+        _data, filename, architecture=architecture, labels=_labels, allow_torchscript=allow_torchscript, **chosen
     )
+    names = tuple(clean(name) for name in bundle.class_names)
+    if names != bundle.class_names:
+        bundle = dataclasses.replace(bundle, class_names=names)
+    return Explainer(bundle, cache_size=FORWARD_PASSES)
 
 
 def onnx_input(filename: str, data: bytes) -> OnnxInput | None:

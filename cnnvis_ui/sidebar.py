@@ -16,6 +16,7 @@ from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 from . import compute, context, deployment, state, views
 from .context import Context
 from .text import plain
+from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
 
 _WEIGHTS_NAMES = {"pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random", "demo": "Demo"}
 _WEIGHTS_HELP = {
@@ -122,7 +123,7 @@ def _own_model_form() -> None:
         st.caption(_FORMATS_NOTE)
         st.file_uploader(
             "ONNX, TorchScript or state_dict file", type=["onnx", "pt", "pth", "ts"], key=state.MODEL_FILE,
-            max_upload_size=500, on_change=state.model_file_chosen,
+            max_upload_size=MODEL_MB, on_change=state.model_file_chosen,
             help="ONNX: `torch.onnx.export(model, x, 'model.onnx')` (or tf2onnx for Keras/TensorFlow). TorchScript: "
             "`torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture below. Pickled whole "
             "models are refused: they could run arbitrary code.",
@@ -135,7 +136,7 @@ def _own_model_form() -> None:
             format_func=lambda name: name or "None: an ONNX or TorchScript file",
         )
         st.file_uploader(
-            "Class names (optional)", type=["txt", "json"], key=state.LABELS_FILE, max_upload_size=10,
+            "Class names (optional)", type=["txt", "json"], key=state.LABELS_FILE, max_upload_size=LABELS_MB,
             help="One name a line, a JSON list, a JSON {index: name} object, or a Python dict literal such as "
             "{0: 'tench, Tinca tinca', 1: 'goldfish', ...}.",
         )
@@ -188,7 +189,7 @@ def _image_section(ctx: Context) -> None:
     st.file_uploader(
         "Or upload your own", type=list(UPLOAD_EXTENSIONS), key=state.IMAGE_UPLOADER, on_change=state.image_uploaded,
         help="PNG, JPEG, WebP, BMP, TIFF or GIF. It is resized to the model's input without cropping.",
-        max_upload_size=50,  # MB; the server's own cap (server.maxUploadSize) is the model files' 512
+        max_upload_size=IMAGE_MB,  # MB, checked on the server too (state.image_uploaded)
     )
     error = state.get(state.UPLOAD_ERROR)
     if error:
@@ -216,7 +217,7 @@ def _layer_section(ctx: Context) -> None:
     try:
         table = ctx.layer_table()
     except EngineError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     labels = {layer.name: layer.label for layer in table.spatial}
     default = table.defaults["gradcam"]
@@ -264,7 +265,7 @@ def _target_section(ctx: Context) -> None:
     try:
         predictions = ctx.predictions()
     except EngineError as error:
-        st.error(str(error))
+        st.error(plain(error))
         return
     st.caption("Top-5 predictions — click one to explain it everywhere")
     target = state.get(state.TARGET)

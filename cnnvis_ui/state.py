@@ -15,7 +15,8 @@ import streamlit as st
 
 from cnnvis_engine import EngineError
 
-from . import compute, deployment
+from . import compute, deployment, uploads
+from .text import clean
 
 # Shared choices (sidebar).
 MODEL = "model"  # registry name, or USER_MODEL_CHOICE
@@ -194,19 +195,24 @@ def image_uploaded() -> None:
     file = st.session_state.get(IMAGE_UPLOADER)
     if file is None:
         return
+    refused = uploads.refusal(file, uploads.IMAGE_MB)  # the widget's limit, kept by the server too
+    if refused:
+        st.session_state[UPLOAD_ERROR] = refused
+        uploads.discard(file)
+        return
     data = file.getvalue()
     digest = compute.sha256(data)
     try:
         compute.decode_upload(digest, data)
     except EngineError as error:
-        st.session_state[UPLOAD_ERROR] = f"{file.name} was not used: {error}"
+        st.session_state[UPLOAD_ERROR] = f"{clean(file.name)} was not used: {error}"
         return
-    uploads = dict(st.session_state[UPLOADS])
-    uploads.pop(digest, None)
-    uploads[digest] = (file.name, data)
-    while len(uploads) > MAX_UPLOADS:
-        uploads.pop(next(iter(uploads)))
-    st.session_state[UPLOADS] = uploads
+    kept = dict(st.session_state[UPLOADS])
+    kept.pop(digest, None)
+    kept[digest] = (clean(file.name), data)
+    while len(kept) > MAX_UPLOADS:
+        kept.pop(next(iter(kept)))
+    st.session_state[UPLOADS] = kept
     choose_image(f"upload:{digest}")
 
 
@@ -218,6 +224,12 @@ def load_user_model() -> None:
     if file is None:
         st.session_state[USER_MODEL_ERROR] = "Choose a model file first."
         return
+    for upload, limit in ((file, uploads.MODEL_MB), (labels, uploads.LABELS_MB)):  # kept by the server too
+        refused = uploads.refusal(upload, limit) if upload is not None else ""
+        if refused:
+            st.session_state[USER_MODEL_ERROR] = refused
+            uploads.discard(upload)
+            return
     data = file.getvalue()
     labels_data = labels.getvalue() if labels is not None else None
     architecture = st.session_state.get(MODEL_ARCHITECTURE) or None  # "": TorchScript, no architecture
@@ -237,7 +249,7 @@ def load_user_model() -> None:
         return
     st.session_state[USER_MODEL] = {
         "key": key,
-        "filename": file.name,
+        "filename": clean(file.name),
         "architecture": architecture,
         "data": data,
         "labels": labels_data,

@@ -2,18 +2,70 @@
 
 Streamlit renders Markdown in `st.markdown`, captions, alerts and button labels: a class name such as
 `![x](http://host/pixel.png)` would make every viewer's browser fetch that URL, and `**a**`, `:red[a]`, `:cat:` or
-`$x$` would be restyled. Raw HTML is never rendered there, but its characters must stay visible too.
+`$x$` would be restyled. Its Markdown (GitHub's flavour) also turns `www.host.example/path`, `https://…` and
+`name@host.example` into links by itself (autolinks), `&copy;` into ©, and a leading `- `, `+ ` or `1. ` into a
+list. Raw HTML is never rendered there, but its characters must stay visible too.
+
+And text must not hide what it is: right-to-left overrides and other bidirectional controls (which can make
+`exe.png` of `gnp.exe`) are dropped, control characters become spaces, and a name with nothing visible left
+(zero-width spaces only, say) is shown as "(unnamed)".
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+
+UNNAMED = "(unnamed)"
 
 # What starts Markdown, Streamlit's directives (:red[..], :cat:, :material/..:) or LaTeX; `_` only where it could
-# open or close emphasis (not inside a word such as conv_stem). Dots, dashes and parentheses stay as they are.
-_MARKDOWN = re.compile(r"[\\`*\[\]!<>$:~#|/]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
+# open or close emphasis (not inside a word such as conv_stem); `&` (entities) and `@` (e-mail autolinks). Dots,
+# dashes and parentheses stay as they are, except the dot of `www.` (the start of a www autolink) and the
+# list markers at the start: `- `, `+ `, `1. `, `1) `.
+_MARKDOWN = re.compile(r"[\\`*\[\]!<>$:~#|/&@]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])|(?i:(?<=www))\.|^[-+=]")
+_ORDERED_LIST = re.compile(r"^(\d+)([.)])")
+# What GitHub's Markdown links by itself. Streamlit's renderer finds these in the text after escapes are resolved
+# (mdast-util-gfm-autolink-literal), so no escape stops them: such text is shown as inline code instead.
+_AUTOLINK = re.compile(r"(?i)https?:/|www\.|mailto:|xmpp:|[-.\w+]@[-\w]+\.[-\w]")
+_BACKTICKS = re.compile(r"`+")
+# Bidirectional controls: LRE RLE PDF LRO RLO (U+202A–U+202E), LRI RLI FSI PDI (U+2066–U+2069), LRM RLM, ALM.
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# Characters that take no room or show nothing though Unicode calls them letters or symbols.
+_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800\u180e\u034f")
+_INVISIBLE_CATEGORIES = frozenset({"Cf", "Cc", "Cs", "Co", "Cn", "Zs", "Zl", "Zp", "Mn", "Me"})
 
 
-def plain(text: str) -> str:
-    """`text` with its Markdown-special characters backslash-escaped (CommonMark escapes), so it shows as is."""
-    return _MARKDOWN.sub(lambda match: "\\" + match.group(0), str(text))
+def visible(text: str) -> bool:
+    """Whether `text` has at least one character a person can see."""
+    return any(c not in _BLANK and unicodedata.category(c) not in _INVISIBLE_CATEGORIES for c in text)
+
+
+def clean(text: object, fallback: str = UNNAMED) -> str:
+    """`text` without bidirectional controls, with control characters (newlines, tabs, …) as spaces; `fallback`
+    when something was there but nothing visible is left. The empty string stays empty."""
+    raw = str(text)
+    cleaned = _CONTROL.sub(" ", _BIDI.sub("", raw))
+    if raw and not visible(cleaned):
+        return fallback
+    return cleaned
+
+
+def plain(text: object) -> str:
+    """`clean(text)` as Markdown that shows it as typed: no formatting, no entity, no list, no link. Its special
+    characters are backslash-escaped (CommonMark escapes); text that would become a link whatever its escapes
+    (`www.`, `http://`, an e-mail address) is put in a code span, where nothing is parsed."""
+    cleaned = clean(text)
+    if _AUTOLINK.search(cleaned):
+        return code_span(cleaned)
+    escaped = _MARKDOWN.sub(lambda match: "\\" + match.group(0), cleaned)
+    return _ORDERED_LIST.sub(r"\1\\\2", escaped)
+
+
+def code_span(text: str) -> str:
+    """`text` as one CommonMark code span: fenced by one backtick more than its longest run of them, padded with
+    a space where it starts or ends with a backtick or a space (the parser strips one from each side)."""
+    longest = max((len(run) for run in _BACKTICKS.findall(text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

@@ -15,16 +15,26 @@ import torch
 from ..errors import EngineError, MethodError, ModelError
 from .base import MethodInputs
 
+MAX_INTERNAL_BATCH = 1024  # items per extra forward pass: 1024 × 3 × 224 × 224 float32 inputs are 616 MB
 
-def option(inputs: MethodInputs, name: str, default: float, kind: type = int, low: float = 1) -> float:
-    """inputs.options[name] (or `default`) as `kind`, refused with a MethodError unless it is >= `low`."""
+
+def option(
+    inputs: MethodInputs, name: str, default: float, kind: type = int, low: float = 1, high: float = float("inf")
+) -> float:
+    """inputs.options[name] (or `default`) as `kind`, refused with a MethodError unless `low` <= it <= `high`.
+    `high` bounds the work one call may ask for (see the methods' MAX_* constants)."""
     value = inputs.options.get(name, default)
     try:
         value = kind(value)
-    except (TypeError, ValueError):
-        raise MethodError(f"The setting '{name}' must be a number; got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        raise MethodError(f"The setting '{name}' must be a number; got {shown}.") from None
     if not value >= low:  # also refuses NaN
         raise MethodError(f"The setting '{name}' must be at least {low}; got {value}.")
+    if value > high:
+        raise MethodError(
+            f"The setting '{name}' may be at most {high:,} (a bound on the work of one call); got {value:,}."
+        )
     return value
 
 
@@ -32,7 +42,8 @@ def batch_size(inputs: MethodInputs, grad: bool) -> int:
     """Images per extra forward pass: `internal_batch_size`, by default 256 (GPU) or 64 (CPU) without gradients
     and 128 or 16 for passes that keep their graph for a backward pass."""
     gpu = inputs.x.device.type == "cuda"
-    return option(inputs, "internal_batch_size", (128 if gpu else 16) if grad else (256 if gpu else 64))
+    default = (128 if gpu else 16) if grad else (256 if gpu else 64)
+    return option(inputs, "internal_batch_size", default, high=MAX_INTERNAL_BATCH)
 
 
 def forward(

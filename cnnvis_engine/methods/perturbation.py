@@ -8,6 +8,8 @@ from ..errors import MethodError
 from .base import Method, MethodInputs, MethodOutput, normalize, register_method
 from .passes import batch_size, chunks, forward, item_scores, option
 
+MAX_POSITIONS = 4096  # occlusion windows per image, each a forward pass: 64 × 64 (window 1 on 224 px is 50,176)
+
 
 def window_positions(size: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
     """(P, size) bool: which of `size` pixels the P windows cover. Windows start at 0, s, 2s, ... until one
@@ -40,6 +42,12 @@ class Occlusion(Method):
             raise MethodError(
                 f"The occlusion window ({window} px, stride {stride}) must fit the {height}×{width} input "
                 "and be at least as large as the stride."
+            )
+        positions = (-(-(height - window) // stride) + 1) * (-(-(width - window) // stride) + 1)
+        if positions > MAX_POSITIONS:
+            raise MethodError(
+                f"An occlusion window of {window} px with stride {stride} on the {height}×{width} input means "
+                f"{positions:,} forward passes per image; the limit is {MAX_POSITIONS:,}. Use a larger window or stride."
             )
         rows = window_positions(height, window, stride, x.device)
         cols = window_positions(width, window, stride, x.device)

@@ -1,0 +1,183 @@
+"""Upload limits the server keeps, not only the browser.
+
+Streamlit 1.67's upload route (`PUT /_stcore/upload_file/<session>/<file id>`) checks one thing: the body is at
+most `server.maxUploadSize`. A widget's `max_upload_size` is enforced by the browser alone, and the route keeps
+whatever it is sent, under any file id, until the session shuts down (which for a closed tab is when its
+`server.disconnectedSessionTTL` runs out, and later if nothing touches the session store). So:
+
+- `refusal(file, limit_mb)`: every UploadedFile is checked against its own widget's limit before use (a sentence
+  when over) and `discard`-ed, so the bytes are freed at once;
+- `server.maxUploadSize` (.streamlit/config.toml) is the largest widget limit, MODEL_MB;
+- `install()` puts a small `Reaper` on the runtime's MemoryUploadedFileManager instance (not a fork: three of
+  its methods are wrapped on that one object): files no widget claims within ORPHAN_SECONDS, files of sessions
+  that have been gone GONE_SECONDS, and the oldest unclaimed files beyond UNCLAIMED_BYTES per session are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from streamlit import runtime
+
+from .text import clean
+
+IMAGE_MB = 50  # the image uploader (cnnvis_engine.images.MAX_FILE_BYTES is the same 50 MiB)
+MODEL_MB = 500  # the model uploader; also server.maxUploadSize, the route's own cap
+LABELS_MB = 10  # the class-names uploader
+# The reaper's times; a deployment (or a test) may change them through the environment.
+ORPHAN_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_ORPHAN_SECONDS", 60))  # unclaimed by any widget this long: dropped
+GONE_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_GONE_SECONDS", 30))  # a session disconnected this long: its files
+SWEEP_SECONDS = min(5.0, ORPHAN_SECONDS / 4, GONE_SECONDS / 4)  # how often it looks when nothing is uploaded
+UNCLAIMED_BYTES = (MODEL_MB + IMAGE_MB + LABELS_MB) * 2**20  # per session, what all three widgets may hold at once
+
+
+def refusal(file: Any, limit_mb: int) -> str:
+    """A sentence when `file` (an UploadedFile) is larger than its widget's `limit_mb`, else ""."""
+    if file.size <= limit_mb * 2**20:
+        return ""
+    return f"{clean(file.name)} was not used: it is {file.size / 2**20:,.1f} MB, and the limit here is {limit_mb} MB."
+
+
+def discard(file: Any) -> None:
+    """Drop `file`'s bytes from the server's upload store now (the widget then shows no file)."""
+    manager = _manager()
+    ctx = _session_id()
+    if manager is not None and ctx is not None:
+        manager.remove_file(session_id=ctx, file_id=file.file_id)
+
+
+def install() -> Reaper | None:
+    """Put the Reaper on the running server's upload store, once per process (None without a server, as under
+    AppTest, or when the store is not Streamlit's in-memory one)."""
+    manager = _manager()
+    if manager is None or not hasattr(manager, "file_storage"):
+        return None
+    with _INSTALL_LOCK:
+        reaper = getattr(manager, "_cnnvis_reaper", None)
+        if reaper is None:
+            reaper = manager._cnnvis_reaper = Reaper(manager, runtime.get_instance().is_active_session)
+            reaper.start()
+    return reaper
+
+
+class Reaper:
+    """Frees uploads nothing will use. It wraps `add_file` (note the arrival, enforce UNCLAIMED_BYTES),
+    `get_files` (a widget's value names the file: it is claimed) and `remove_file` / `remove_session_files`
+    (forget them) on one MemoryUploadedFileManager, and sweeps every SWEEP_SECONDS on a daemon thread."""
+
+    def __init__(self, manager: Any, is_active: Callable[[str], bool], clock: Callable[[], float] = time.monotonic):
+        self.manager, self.is_active, self.clock = manager, is_active, clock
+        self.arrived: dict[tuple[str, str], float] = {}  # unclaimed files: (session, file id) -> arrival
+        self.gone_since: dict[str, float] = {}  # sessions with files, not connected: session -> first seen so
+        self.freed_files = self.freed_bytes = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._add, self._get = manager.add_file, manager.get_files
+        self._remove, self._remove_session = manager.remove_file, manager.remove_session_files
+        manager.add_file, manager.get_files = self.add_file, self.get_files
+        manager.remove_file, manager.remove_session_files = self.remove_file, self.remove_session_files
+
+    # ----- the wrapped methods ---------------------------------------------------------------------------------
+    def add_file(self, session_id: str, file: Any) -> None:
+        self._add(session_id=session_id, file=file)
+        with self._lock:
+            self.arrived[(session_id, file.file_id)] = self.clock()
+        self._limit_session(session_id)
+
+    def get_files(self, session_id: str, file_ids: Any) -> list:
+        files = self._get(session_id, file_ids)
+        with self._lock:
+            for record in files:
+                self.arrived.pop((session_id, record.file_id), None)
+        return files
+
+    def remove_file(self, session_id: str, file_id: str) -> None:
+        self._remove(session_id=session_id, file_id=file_id)
+        with self._lock:
+            self.arrived.pop((session_id, file_id), None)
+
+    def remove_session_files(self, session_id: str) -> None:
+        self._remove_session(session_id)
+        with self._lock:
+            for key in [key for key in self.arrived if key[0] == session_id]:
+                del self.arrived[key]
+            self.gone_since.pop(session_id, None)
+
+    # ----- sweeping --------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="cnnvis-upload-reaper", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(SWEEP_SECONDS):
+            try:
+                self.sweep()
+            except Exception:  # noqa: BLE001 - the sweeper must outlive any one odd state; the next sweep retries
+                continue
+
+    def sweep(self) -> tuple[int, int]:
+        """Drop what is due now; (files, bytes) dropped."""
+        now = self.clock()
+        sessions = list(self.manager.file_storage)
+        gone = []
+        with self._lock:
+            for session in sessions:
+                if self.is_active(session):
+                    self.gone_since.pop(session, None)
+                elif now - self.gone_since.setdefault(session, now) >= GONE_SECONDS:
+                    gone.append(session)
+            late = [key for key, arrival in self.arrived.items() if now - arrival >= ORPHAN_SECONDS]
+        dropped = [self._drop_session(session) for session in gone]
+        dropped += [self._drop(*key) for key in late]
+        return len([d for d in dropped if d]), sum(dropped)
+
+    def _limit_session(self, session_id: str) -> None:
+        """Drop the session's oldest unclaimed files while they hold more than UNCLAIMED_BYTES."""
+        with self._lock:
+            mine = sorted((arrival, file_id) for (session, file_id), arrival in self.arrived.items() if session == session_id)
+        storage = self.manager.file_storage.get(session_id, {})
+        sizes = {file_id: len(record.data) for file_id, record in list(storage.items())}
+        total = sum(sizes.get(file_id, 0) for _, file_id in mine)
+        for _, file_id in mine:
+            if total <= UNCLAIMED_BYTES:
+                break
+            total -= self._drop(session_id, file_id)
+
+    def _drop(self, session_id: str, file_id: str) -> int:
+        record = self.manager.file_storage.get(session_id, {}).get(file_id)
+        self.remove_file(session_id, file_id)
+        size = len(record.data) if record is not None else 0
+        self._count(1 if record is not None else 0, size)
+        return size
+
+    def _drop_session(self, session_id: str) -> int:
+        records = list(self.manager.file_storage.get(session_id, {}).values())
+        self.remove_session_files(session_id)
+        size = sum(len(record.data) for record in records)
+        self._count(len(records), size)
+        return size
+
+    def _count(self, files: int, size: int) -> None:
+        with self._lock:
+            self.freed_files += files
+            self.freed_bytes += size
+
+
+_INSTALL_LOCK = threading.Lock()
+
+
+def _manager() -> Any:
+    return runtime.get_instance().uploaded_file_mgr if runtime.exists() else None
+
+
+def _session_id() -> str | None:
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else None
