@@ -29,6 +29,7 @@ class ModelSpec:
     default_weights: str
     builder: Builder  # weights choice -> bundle
     served: bool = False  # offered by `offer_model` (cnnvis serve, cnnvis.show): listed first
+    title: str = ""  # an offered model's own name, as its owner spelled it (`name` is lowercased)
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -67,7 +68,7 @@ def offer_model(bundle: ModelBundle, *, family: str = "Your model") -> ModelSpec
     if earlier is not None and not earlier.served:
         raise ModelError(f"'{bundle.name}' is the name of a built-in model; give yours another name.")
     spec = ModelSpec(key, family, bundle.description, bundle.task, (SERVED_WEIGHTS,), SERVED_WEIGHTS,
-                     lambda weights: bundle, served=True)
+                     lambda weights: bundle, served=True, title=bundle.name)
     MODELS.pop(key, None)  # re-offered: it moves to the end of the served ones
     MODELS[key] = spec
     return spec
