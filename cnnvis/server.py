@@ -127,6 +127,7 @@ def _choose_port(port: int | None) -> int:
     if port is not None:
         return port
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: a just-stopped port is free
         try:
             sock.bind(("127.0.0.1", DEFAULT_PORT))
         except OSError:

@@ -172,6 +172,57 @@ def test_a_timm_cnn_by_name_in_the_sidebar_with_random_weights(browser):
         context.close()
 
 
+RESTART = textwrap.dedent('''
+    import sys
+    import urllib.request
+
+    from torch import nn
+
+    import cnnvis
+    from cnnvis_engine.models import list_models
+
+
+    def net(classes):
+        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+
+
+    def healthy(url):
+        try:
+            return urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok"
+        except OSError:
+            return False
+
+
+    port = int(sys.argv[1])
+    url = cnnvis.show(net(3), name="Net", port=port, inline=False)
+    assert healthy(url)
+    assert cnnvis.show(net(5), name="Net", port=port, inline=False) == url  # the same server, the new model
+    assert list_models()[0].title == "Net" and len(cnnvis.load_model("Net").class_names) == 5
+    try:
+        cnnvis.show(net(1), name="Bad", inline=False)
+    except cnnvis.EngineError as error:
+        print("REFUSED", error)
+    assert healthy(url)  # a refused model leaves the dashboard running
+    cnnvis.stop()
+    assert not healthy(url) and list_models()[0].name == "efficientnet_lite0"
+    again = cnnvis.show(net(2), name="Other", port=port, inline=False)  # a second server in the same process
+    assert again == url and healthy(again)
+    cnnvis.stop()
+    print("OK")
+''')
+
+
+def test_show_stop_and_show_again_in_one_process(tmp_path):
+    script = tmp_path / "restart.py"
+    script.write_text(RESTART)
+    result = subprocess.run(
+        [sys.executable, str(script), str(free_port())], cwd=tmp_path, env=environment(), capture_output=True,
+        text=True, timeout=120,
+    )
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]
+    assert "REFUSED The model has a single output" in result.stdout
+
+
 # ----- the command line, no browser --------------------------------------------------------------------------
 def cnnvis(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
