@@ -37,7 +37,7 @@ from cnnvis_engine import (
     sample_path,
 )
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
-from cnnvis_engine.models import find_spec, zoo_names
+from cnnvis_engine.models import MODELS, find_spec, zoo_names
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 
@@ -70,8 +70,18 @@ class ModelRef:
 
     @property
     def label(self) -> str:
-        spec = find_spec(self.name) if self.weights == "yours" else None  # an offered model: its own spelling
-        return f"{spec.title if spec else self.name} · {WEIGHTS_LABELS.get(self.weights, self.weights)}"
+        return f"{model_title(self.name)} · {WEIGHTS_LABELS.get(self.weights, self.weights)}"
+
+
+def model_title(name: str) -> str:
+    """A model's name on screen: a served model's as its owner spelled it (its registry key is lowercased)."""
+    return MODELS[name].title or name if is_served(name) else name
+
+
+def is_served(name: str) -> bool:
+    """Offered by `cnnvis serve --model` or `cnnvis.show` (see `offer_model`)."""
+    spec = MODELS.get(name)
+    return spec is not None and spec.served
 
 
 WEIGHTS_LABELS = {

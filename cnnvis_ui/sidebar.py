@@ -65,8 +65,7 @@ def _model_label(name: str) -> str:
     if name == state.USER_MODEL_CHOICE:
         user = state.get(state.USER_MODEL)
         return f"Your model: {user['filename']}" if user else "Your model"
-    spec = compute.model_spec(name)
-    return f"{spec.title or spec.name} (yours)" if spec is not None and spec.served else name
+    return f"{compute.model_title(name)} (yours)" if compute.is_served(name) else name
 
 
 def _model_section(ctx: Context) -> None:

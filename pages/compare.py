@@ -23,7 +23,7 @@ def row_title(key: str) -> tuple[str, str]:
     if name == state.USER_MODEL_CHOICE:
         user = state.get(state.USER_MODEL)
         return f"Your model: {user['filename']}" if user else "Your model", compute.WEIGHTS_LABELS["file"]
-    return name, compute.WEIGHTS_LABELS.get(weights, weights)
+    return compute.model_title(name), compute.WEIGHTS_LABELS.get(weights, weights)
 
 
 def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
