@@ -265,3 +265,17 @@ def test_zoo_pretrained_offline_is_refused_quickly(monkeypatch):
     with pytest.raises(ModelError, match=r"Pretrained weights for timm:resnet10t could not be downloaded"):
         load_model("timm:resnet10t")
     assert time.monotonic() - start < 5
+
+
+def test_report_command_takes_your_python_model(net_file, weights_file, tmp_path):
+    from cnnvis_engine.cli import main
+
+    path, _ = weights_file
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    synthetic_image(8, (40, 40)).save(pictures / "one.png")
+    out = tmp_path / "report"
+    assert main(["report", "--model", f"{net_file}:build", "--weights", str(path), "--images", str(pictures),
+                 "--out", str(out), "--steps", "4"]) == 0
+    index = (out / "index.csv").read_text().splitlines()
+    assert len(index) == 2 and index[1].startswith("one.png,class ") and (out / "one.png").is_file()
