@@ -48,7 +48,9 @@ def serve_parser() -> argparse.ArgumentParser:
         "pretrained or random",
     )
     parser.add_argument("--labels", help="class names, one per line")
-    parser.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"), help="the model's input (default 224 224)")
+    parser.add_argument(
+        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="the model's input (default 224 224)"
+    )
     parser.add_argument("--mean", nargs="+", type=float, help="per-channel mean of RGB / scale (default ImageNet's)")
     parser.add_argument("--std", nargs="+", type=float, help="per-channel std of RGB / scale (default ImageNet's)")
     parser.add_argument("--scale", type=float, help="RGB is divided by this first: 255 (default) or 1")

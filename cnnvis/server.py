@@ -88,7 +88,8 @@ def start(port: int | None = None) -> str:
         thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), name="cnnvis-server", daemon=True)
         thread.start()
         if not started.wait(START_TIMEOUT) or failure:
-            raise RuntimeError(f"The dashboard could not start on port {chosen}: {failure[0] if failure else 'timeout'}")
+            reason = failure[0] if failure else "timeout"
+            raise RuntimeError(f"The dashboard could not start on port {chosen}: {reason}")
         from streamlit import config
 
         address = f"http://127.0.0.1:{config.get_option('server.port')}"

@@ -105,9 +105,8 @@ def test_factory_file_loads_weights_labels_and_its_own_preprocessing(net_file, w
     # the 32×32 model with its own mean/std gets inputs of that size and normalisation
     display, x = bundle.prepare(synthetic_image(1, (90, 70)))
     assert display.shape == (32, 32, 3) and tuple(x.shape) == (3, 32, 32)
-    expected = (torch.from_numpy(np.array(display)).permute(2, 0, 1).float() / 255 - torch.tensor(MEAN).view(3, 1, 1)) / (
-        torch.tensor(STD).view(3, 1, 1)
-    )
+    rgb = torch.from_numpy(np.array(display)).permute(2, 0, 1).float()
+    expected = (rgb / 255 - torch.tensor(MEAN).view(3, 1, 1)) / torch.tensor(STD).view(3, 1, 1)
     assert torch.allclose(x, expected, atol=1e-5)
     seen = []
     handle = bundle.module.stem.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
@@ -186,7 +185,8 @@ def test_missing_files_and_wrong_weights_get_a_sentence(net_file, tmp_path):
         load_model(f"{net_file}:build", weights=tmp_path / "nope.pt")
     other = nn.Sequential(nn.Conv2d(3, 5, 3))
     torch.save({"stem.0.weight": other[0].weight, "stem.0.bias": other[0].bias}, tmp_path / "wrong.pt")
-    with pytest.raises(ModelFileError, match=r"^The weights do not fit toy_net.py:build: stem.0.weight is \(5, 3, 3, 3\)"):
+    wrong = r"^The weights do not fit toy_net.py:build: stem.0.weight is \(5, 3, 3, 3\)"
+    with pytest.raises(ModelFileError, match=wrong):
         load_model(f"{net_file}:build", weights=tmp_path / "wrong.pt")
     (tmp_path / "labels.txt").write_text("a\nb\n")
     with pytest.raises(ModelFileError, match="The labels name 2 classes, but the model has 4 outputs."):

@@ -183,7 +183,9 @@ RESTART = textwrap.dedent('''
 
 
     def net(classes):
-        return nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes))
+        return nn.Sequential(
+            nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, classes)
+        )
 
 
     def healthy(url):
@@ -236,7 +238,7 @@ def cnnvis(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     [
         (("--model", "missing.py:build"), "error: There is no file missing.py."),
         (("--model", "toy_net.py:broken"), "error: toy_net.py:broken() raised ValueError: no config for this size."),
-        (("--model", "toy_net.py:not_a_model"), "error: toy_net.py:not_a_model() returned a dict, not a torch.nn.Module."),
+        (("--model", "toy_net.py:not_a_model"), "error: toy_net.py:not_a_model() returned a dict, not a torch.nn.Module"),
         (("--model", "toy_net.py:one_output"), "error: The model has a single output"),
         (("--model", "toy_net.py:build", "--weights", "wrong.pt"), "error: The weights do not fit toy_net.py:build"),
         (("--model", "resnet50"), "error: 'resnet50' is neither"),

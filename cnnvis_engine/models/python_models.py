@@ -63,7 +63,8 @@ def load_python_model(
     return wrap_module(
         model, name=name or f"{Path(source).name if where.endswith('.py') else source}:{attr}", labels=labels,
         input_size=input_size, mean=mean, std=std, scale=scale, weights_source="file", weights_detail=detail,
-        description=f"Imported from {where}:{attr}, with {'the weights in ' + Path(weights).name if weights else 'the weights its code gives it'}.",
+        description=f"Imported from {where}:{attr}, with "
+        + (f"the weights in {Path(weights).name}." if weights else "the weights its code gives it."),
     )
 
 
