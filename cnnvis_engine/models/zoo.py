@@ -114,14 +114,16 @@ def _torchvision(model: str, weights: str) -> tuple:
     transforms = enum.transforms()  # ImageClassification: resize, centre crop, mean, std
     size = int(transforms.crop_size[0])
     normalization = Normalization(mean=tuple(transforms.mean), std=tuple(transforms.std))
-    with seeded_init():  # repeatable random weights; the caller's generator is left alone either way
-        module = torchvision.models.get_model(model, weights=None)
-    detail = RANDOM_DETAIL
-    if weights == "pretrained":
+    state_dict = None
+    if weights == "pretrained":  # first: offline it fails at once, before the model is built
         state_dict = load_checkpoint(
             f"torchvision:{model}", enum.url,
             lambda: enum.get_state_dict(progress=False, check_hash=True, weights_only=True),
         )
+    with seeded_init():  # repeatable random weights; the caller's generator is left alone either way
+        module = torchvision.models.get_model(model, weights=None)
+    detail = RANDOM_DETAIL
+    if state_dict is not None:
         module.load_state_dict(state_dict)
         detail = f"torchvision {enum} ({enum.url})"
     return module, normalization, (size, size), tuple(enum.meta["categories"]), detail
