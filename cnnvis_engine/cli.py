@@ -26,7 +26,8 @@ from .explainer import Explanation, Explainer
 from .faithfulness import Faithfulness, evaluate_maps
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
-from .models import ModelBundle, load_model, load_model_file
+from .models import ModelBundle, list_models, load_model, load_model_file
+from .models.python_models import is_python_spec
 from .render import render_grid, render_overlay, render_rgb
 from .report import ReportPanel, ReportStamp, library_versions, render_report_html, render_report_png
 
@@ -60,7 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnvis_engine", description="cnnvis engine commands.")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="Explain every picture in a folder; write PNG/HTML pages and an index.")
-    report.add_argument("--model", required=True, help="a registered model name (e.g. resnet50, efficientnet_lite0)")
+    report.add_argument(
+        "--model", required=True, help="a registered model name (e.g. resnet50, efficientnet_lite0), "
+        "torchvision:<name>, timm:<name>, or your own path/to/net.py:attr",
+    )
     report.add_argument(
         "--weights", help="a weights choice (pretrained, random, embedded) or a model file (state_dict or TorchScript)"
     )
@@ -115,6 +119,8 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def _load(name: str, weights: str | None) -> ModelBundle:
+    if is_python_spec(name) and not any(spec.name == name.lower() for spec in list_models()):
+        return load_model(name, weights)  # your net.py:build, with its state_dict file if given
     if weights and Path(weights).is_file():
         path = Path(weights)
         return load_model_file(path.read_bytes(), path.name, architecture=name)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +27,7 @@ from cnnvis_engine import (
     Explainer,
     Explanation,
     LayerInfo,
+    ModelError,
     ModelSpec,
     Prediction,
     Target,
@@ -37,7 +38,7 @@ from cnnvis_engine import (
     sample_path,
 )
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
-from cnnvis_engine.models import ModelBundle, Normalization
+from cnnvis_engine.models import MODELS, ModelBundle, Normalization, find_spec, zoo_names
 from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
@@ -73,7 +74,18 @@ class ModelRef:
 
     @property
     def label(self) -> str:
-        return f"{self.name} · {WEIGHTS_LABELS.get(self.weights, self.weights)}"
+        return f"{model_title(self.name)} · {WEIGHTS_LABELS.get(self.weights, self.weights)}"
+
+
+def model_title(name: str) -> str:
+    """A model's name on screen: a served model's as its owner spelled it (its registry key is lowercased)."""
+    return MODELS[name].title or name if is_served(name) else name
+
+
+def is_served(name: str) -> bool:
+    """Offered by `cnnvis serve --model` or `cnnvis.show` (see `offer_model`)."""
+    spec = MODELS.get(name)
+    return spec is not None and spec.served
 
 
 WEIGHTS_LABELS = {
@@ -82,6 +94,7 @@ WEIGHTS_LABELS = {
     "random": "random weights",
     "demo": "demo weights",
     "file": "weights from your file",
+    "yours": "your model as you gave it",
 }
 
 
@@ -184,17 +197,38 @@ def comparable_models(include_random: bool) -> list[str]:
 
 
 def model_choices() -> list[str]:
-    """Registry model names, the embedded default first."""
-    return [spec.name for spec in list_models()]
+    """Registry model names, the embedded default first (no served models: these are architectures)."""
+    return [spec.name for spec in list_models() if not spec.served]
+
+
+def network_choices(extra: Sequence[str] = ()) -> list[str]:
+    """What the sidebar's Network box offers: the models served by `cnnvis serve` / `cnnvis.show` first, then the
+    registered ones, then `extra` (an uploaded model), then every torchvision and timm classifier by prefixed name
+    (CNNs first; see `zoo_names`)."""
+    names = [spec.name for spec in list_models()] + list(extra)
+    listed = set(names)
+    return names + [name for name in _zoo_choices() if name not in listed]
+
+
+@st.cache_resource(show_spinner=False)
+def _zoo_choices() -> tuple[str, ...]:
+    """The zoo's names, listed once per server (timm's import takes a second; the list itself 10 ms)."""
+    try:
+        return zoo_names()
+    except (ImportError, ModelError):  # a machine without timm still offers the rest
+        return ()
 
 
 def model_spec(name: str) -> ModelSpec | None:
-    return next((spec for spec in list_models() if spec.name == name), None)
+    """A registered, served or zoo model's spec; None for names that are none of these."""
+    return find_spec(name) if name else None
 
 
 def default_model() -> ModelRef:
-    spec = model_spec(DEFAULT_MODEL)
-    return ModelRef(DEFAULT_MODEL, spec.default_weights if spec else "embedded")
+    """The newest served model when there is one (`cnnvis serve --model`, `cnnvis.show`), else the default."""
+    served = next((spec for spec in list_models() if spec.served), None)
+    spec = served or model_spec(DEFAULT_MODEL)
+    return ModelRef(spec.name if spec else DEFAULT_MODEL, spec.default_weights if spec else "embedded")
 
 
 # ----- images -------------------------------------------------------------------------------------------

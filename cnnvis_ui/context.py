@@ -137,6 +137,18 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
     return compute.registry_explainer(model.name, model.weights)
 
 
+def explain_user_model(method: str, image: LoadedImage) -> compute.Explanation:
+    """`method` on the model uploaded in this session, at its automatic layer and top-1 class (the Compare grid)."""
+    user = state.get(state.USER_MODEL)
+    if user is None:
+        raise ModelError("Your uploaded model is no longer kept in this session; load it again in the sidebar.")
+    model = ModelRef(user["filename"], "file", user["key"])
+    return compute.explain(
+        image.sha, model.key, None, None, (method,), compute.freeze_options(compute.method_options(method)),
+        load_explainer(model), image.decoded,
+    )
+
+
 def image_title(ref: str) -> str:
     kind, _, key = ref.partition(":")
     if kind == "upload":

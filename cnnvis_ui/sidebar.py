@@ -18,12 +18,15 @@ from .context import Context
 from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
 
-_WEIGHTS_NAMES = {"pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random", "demo": "Demo"}
+_WEIGHTS_NAMES = {
+    "pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random", "demo": "Demo", "yours": "Yours",
+}
 _WEIGHTS_HELP = {
     "pretrained": "Weights learned on ImageNet, downloaded once by torchvision/timm and cached.",
     "embedded": "Real ImageNet weights that ship with the app: they work offline.",
     "random": "An untrained network (seeded): what the architecture alone responds to.",
     "demo": "Weights trained for this app's demo stories (shipped with it).",
+    "yours": "The model as your command line or notebook gave it (cnnvis serve --model, cnnvis.show).",
 }
 TORCHSCRIPT_OFF_NOTE = (
     "TorchScript files are off on this server (it can be reached from other machines and TorchScript is a "
@@ -67,15 +70,17 @@ def _model_label(name: str) -> str:
     if name == state.USER_MODEL_CHOICE:
         user = state.get(state.USER_MODEL)
         return f"Your model: {user['filename']}" if user else "Your model"
-    return name
+    return f"{compute.model_title(name)} (yours)" if compute.is_served(name) else name
 
 
 def _model_section(ctx: Context) -> None:
     st.subheader("Model", divider="gray")
-    names = compute.model_choices() + ([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
+    names = compute.network_choices([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
     st.selectbox(
         "Network", names, key=state.seed(state.MODEL, names), format_func=_model_label,
         on_change=state.commit, args=(state.MODEL, state.model_changed),
+        help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
+        "(convolutional networks first). Type to search.",
     )
     spec = compute.model_spec(state.get(state.MODEL))
     if spec is not None:

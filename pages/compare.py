@@ -9,11 +9,21 @@ from cnnvis_ui.text import plain
 
 COMPARE_METHODS = ["gradcam", "guided_gradcam", "cam", "saliency", "guided_backprop"]
 MAX_IMAGES, MAX_MODELS = 4, 6
+USER_KEY = f"{state.USER_MODEL_CHOICE}:file"
 
 
 def model_label(key: str) -> str:
-    name, _, weights = key.partition(":")
-    return compute.ModelRef(name, weights).label
+    name, weights = row_title(key)
+    return f"{name} · {weights}"
+
+
+def row_title(key: str) -> tuple[str, str]:
+    """A model key's name and weights, in words; the uploaded model is "Your model: <file>"."""
+    name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d, net.py:build)
+    if name == state.USER_MODEL_CHOICE:
+        user = state.get(state.USER_MODEL)
+        return f"Your model: {user['filename']}" if user else "Your model", compute.WEIGHTS_LABELS["file"]
+    return compute.model_title(name), compute.WEIGHTS_LABELS.get(weights, weights)
 
 
 def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
@@ -34,6 +44,8 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
         "untrained. Their maps show what the architecture responds to, not what it learned.",
     )
     options = compute.comparable_models(state.get(state.COMPARE_RANDOM))
+    if state.get(state.USER_MODEL):  # the model uploaded in this session, like any other
+        options.append(USER_KEY)
     current = context.current_model().key
     state.put(
         state.COMPARE_MODELS,
@@ -52,14 +64,17 @@ def compute_grid(method: str, images: list[context.LoadedImage], models: list[st
     cells, total = {}, len(models) * len(images)
     bar = st.progress(0.0)
     for i, key in enumerate(models):
-        name, _, weights = key.partition(":")
+        name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d)
         for j, image in enumerate(images):
             bar.progress(
                 (i * len(images) + j) / total,
                 text=f"{model_label(key)} on {image.title} ({i + 1} of {len(models)} models)",
             )
             try:
-                cells[key, image.ref] = compute.explain_with_model(image.sha, name, weights, method, image.decoded)
+                cells[key, image.ref] = (
+                    context.explain_user_model(method, image) if key == USER_KEY
+                    else compute.explain_with_model(image.sha, name, weights, method, image.decoded)
+                )
             except EngineError as error:
                 cells[key, image.ref] = str(error)
     bar.empty()
@@ -75,8 +90,8 @@ def draw_grid(
     report = []
     for i, key in enumerate(models):
         row = st.columns(widths)
-        name, _, weights = key.partition(":")
-        row[0].markdown(f"**{name}**  \n:gray[{compute.WEIGHTS_LABELS[weights]}]")
+        name, weights = row_title(key)
+        row[0].markdown(f"**{plain(name)}**  \n:gray[{weights}]")
         for j, image in enumerate(images):
             cell = cells[key, image.ref]
             with row[j + 1]:
@@ -92,7 +107,7 @@ def draw_grid(
                 report.append(
                     views.relabel(
                         view,
-                        title=f"{name} ({compute.WEIGHTS_LABELS[weights]}) · {image.title}",
+                        title=f"{name} ({weights}) · {image.title}",
                         caption=f"predicted {top.name} ({views.percent(top.probability)}) · {view.caption}",
                     )
                 )

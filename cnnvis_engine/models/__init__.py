@@ -4,7 +4,11 @@
 from . import torchvision_zoo, timm_zoo, embedded  # noqa: F401, I001
 from . import demos  # noqa: F401  (the article's stories: tanks and weather, salt U-Net, robot perception)
 from .bundle import ModelBundle, Normalization, TaskKind, WeightsSource
-from .registry import DEFAULT_MODEL, MODELS, ModelSpec, list_models, load_model, register_model
+from .registry import (
+    DEFAULT_MODEL, MODELS, ModelSpec, find_spec, list_models, load_model, offer_model, register_model, withdraw_model,
+)
+from .python_models import wrap_module
+from .zoo import zoo_names
 from .user_files import load_model_file, parse_labels
 from .weights import weights_cache_dir
 
@@ -16,10 +20,15 @@ __all__ = [
     "Normalization",
     "TaskKind",
     "WeightsSource",
+    "find_spec",
     "list_models",
     "load_model",
     "load_model_file",
+    "offer_model",
     "parse_labels",
     "register_model",
     "weights_cache_dir",
+    "withdraw_model",
+    "wrap_module",
+    "zoo_names",
 ]

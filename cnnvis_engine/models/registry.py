@@ -7,7 +7,8 @@ Each zoo module (`torchvision_zoo`, `timm_zoo`, `embedded`) registers a builder 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..errors import ModelError
@@ -27,6 +28,8 @@ class ModelSpec:
     weights: tuple[str, ...]  # allowed weight choices, e.g. ("pretrained", "random")
     default_weights: str
     builder: Builder  # weights choice -> bundle
+    served: bool = False  # offered by `offer_model` (cnnvis serve, cnnvis.show): listed first
+    title: str = ""  # an offered model's own name, as its owner spelled it (`name` is lowercased)
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -54,14 +57,85 @@ def register_model(
     return decorator
 
 
+SERVED_WEIGHTS = "yours"  # the one weights choice of an offered model: whatever it came with
+
+
+def offer_model(bundle: ModelBundle, *, family: str = "Your model") -> ModelSpec:
+    """Register an already loaded model (`cnnvis serve --model`, `cnnvis.show`) under its lowercased name, replacing
+    one offered earlier under that name (a registered architecture's name is refused). Listed first."""
+    key = bundle.name.lower()
+    earlier = MODELS.get(key)
+    if earlier is not None and not earlier.served:
+        raise ModelError(f"'{bundle.name}' is the name of a built-in model; give yours another name.")
+    spec = ModelSpec(key, family, bundle.description, bundle.task, (SERVED_WEIGHTS,), SERVED_WEIGHTS,
+                     lambda weights: bundle, served=True, title=bundle.name)
+    MODELS.pop(key, None)  # re-offered: it moves to the end of the served ones
+    MODELS[key] = spec
+    return spec
+
+
+def withdraw_model(name: str) -> None:
+    """Forget a model `offer_model` added (cnnvis.stop); registered architectures stay."""
+    spec = MODELS.get(name.lower())
+    if spec is not None and spec.served:
+        del MODELS[spec.name]
+
+
 def list_models(task: TaskKind | None = None) -> list[ModelSpec]:
-    """Registered models, the default first, then in registration order; only `task` ones if given."""
-    specs = sorted(MODELS.values(), key=lambda spec: spec.name != DEFAULT_MODEL)  # stable: keeps the order
-    return [spec for spec in specs if task is None or spec.task == task]
+    """Offered models (newest first), then the registered ones, the default first, in registration order;
+    only `task` ones if given."""
+    served = [spec for spec in reversed(MODELS.values()) if spec.served]
+    others = sorted((s for s in MODELS.values() if not s.served), key=lambda spec: spec.name != DEFAULT_MODEL)
+    return [spec for spec in served + others if task is None or spec.task == task]
 
 
-def load_model(name: str, weights: str | None = None) -> ModelBundle:
-    """Build the registered model `name` with the weights choice (its default when None), in eval mode."""
+def find_spec(name: str) -> ModelSpec | None:
+    """The spec of a registered or offered model, or of a "torchvision:"/"timm:" zoo name; None if unknown."""
+    spec = MODELS.get(name.lower())
+    if spec is not None:
+        return spec
+    from .zoo import is_zoo_name, zoo_spec
+
+    if is_zoo_name(name):
+        try:
+            return zoo_spec(name)
+        except ModelError:
+            return None
+    return None
+
+
+def load_model(
+    name: str,
+    weights: str | None = None,
+    *,
+    labels: Sequence[str] | str | os.PathLike | None = None,
+    input_size: tuple[int, int] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    scale: float | None = None,
+) -> ModelBundle:
+    """Build a model, in eval mode:
+
+    - a registered name (`resnet50`) with a weights choice (its default when None);
+    - a zoo name, `torchvision:<name>` or `timm:<name>`, with "pretrained" (the default where the library has
+      weights) or "random" (see `zoo`);
+    - your own Python model, `path/to/net.py:attr` or `package.module:attr`, with `weights` a state_dict file (or
+      None: as the code builds it), `labels` a file or a list of names, and its own `input_size` (height, width),
+      `mean`, `std` and `scale` (see `python_models`).
+    """
+    from .python_models import is_python_spec, load_python_model
+    from .zoo import build_zoo, is_zoo_name, zoo_spec
+
+    if is_zoo_name(name):
+        spec = zoo_spec(name)
+        choice = spec.default_weights if weights is None else weights
+        if choice not in spec.weights:
+            raise ModelError(f"{spec.name} has no '{choice}' weights; choose one of: {', '.join(spec.weights)}.")
+        return build_zoo(name, choice)
+    if name.lower() not in MODELS and is_python_spec(name):
+        return load_python_model(
+            name, weights, labels=labels, input_size=input_size, mean=mean, std=std, scale=scale
+        )
     spec = MODELS.get(name.lower())
     if spec is None:
         matches = difflib.get_close_matches(name.lower(), MODELS, n=3)

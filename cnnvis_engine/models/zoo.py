@@ -1,0 +1,185 @@
+"""Every classifier torchvision and timm list, by prefixed name: `torchvision:convnext_tiny`, `timm:resnet18d`.
+
+These are not registered at import (timm alone lists over a thousand): `zoo_names()` lists them cheaply, once, and
+`zoo_spec(name)` / `build_zoo(name, weights)` resolve one when it is asked for. Preprocessing comes from each
+library's own metadata, never guessed: torchvision's weights carry their transforms (crop size, mean, std) and
+class names; timm's `pretrained_cfg` (through `timm.data.resolve_data_config`) gives the input size, mean and std.
+Random weights are always there (seeded); pretrained ones are the library's default, downloaded when online and
+otherwise refused with the clear offline error of `weights.py`, quickly (timm's hub client would retry for 45 s).
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+from functools import cache
+
+import torchvision
+from torch import nn
+
+from ..errors import ModelError
+from .bundle import ModelBundle, Normalization
+from .imagenet import imagenet_classes
+from .registry import ModelSpec
+from .weights import RANDOM_DETAIL, load_checkpoint, pretrained_error, seeded_init
+
+PREFIXES = ("torchvision", "timm")
+ZOO_FAMILY = {"torchvision": "torchvision", "timm": "timm (PyTorch Image Models)"}
+# Name parts of attention and MLP families (ViT, Swin, DeiT, BEiT, MLP-Mixer ...). `zoo_names` puts names with one
+# of them after the convolutional networks: a name heuristic, good enough to order a list, not a classification.
+_NOT_CNN = re.compile(
+    r"vit|deit|swin|beit|cait|xcit|levit|pvt|twins|tnt|volo|coat|convit|eva|mixer|mlp|former|hiera|davit|focalnet|"
+    r"gcvit|nest_|sequencer|cvt|visformer|crossvit|aimv2|naflex|siglip|sam2|_tiny_vit|tiny_vit|vitamin|mvit"
+)
+_HF_HOST = "huggingface.co"
+
+
+def is_zoo_name(name: str) -> bool:
+    prefix, sep, _ = name.partition(":")
+    return bool(sep) and prefix.lower() in PREFIXES
+
+
+def looks_like_cnn(name: str) -> bool:
+    """False for names of attention/MLP families (see `_NOT_CNN`); the rest are taken to be convolutional."""
+    return _NOT_CNN.search(name.partition(":")[2].lower()) is None
+
+
+@cache
+def zoo_names() -> tuple[str, ...]:
+    """Every "torchvision:<name>" and "timm:<name>" classifier: convolutional ones first, then the rest, each part
+    in the libraries' own (alphabetical) order. Listed once per process (about 10 ms after timm's import)."""
+    import timm  # imported here: over a second, and only when the zoo is asked for
+
+    names = [f"torchvision:{n}" for n in torchvision.models.list_models(module=torchvision.models)]
+    names += [f"timm:{n}" for n in timm.list_models()]
+    return tuple(sorted(names, key=lambda n: not looks_like_cnn(n)))  # stable: keeps each library's order
+
+
+def _split(name: str) -> tuple[str, str]:
+    prefix, _, model = name.partition(":")
+    prefix = prefix.lower()
+    if prefix not in PREFIXES or not model:
+        raise ModelError(f"'{name}' is not a zoo name; write torchvision:<name> or timm:<name>.")
+    known = zoo_names()
+    full = f"{prefix}:{model}"
+    if full not in known:
+        import difflib
+
+        close = difflib.get_close_matches(full, [n for n in known if n.startswith(prefix)], n=3)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ModelError(f"{prefix} has no classifier called '{model}'.{hint}")
+    return prefix, model
+
+
+@cache
+def zoo_spec(name: str) -> ModelSpec:
+    """What the dashboard shows about a zoo model before it is built; pretrained only where the library has it."""
+    prefix, model = _split(name)
+    if prefix == "torchvision":
+        has_pretrained = torchvision.models.get_model_weights(model).DEFAULT is not None
+    else:
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(model)
+        has_pretrained = cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
+    kind = "convolutional network" if looks_like_cnn(name) else "network built on attention or MLP blocks"
+    description = f"{prefix}'s {model}, a {kind}, with the library's own preprocessing."
+    weights = ("pretrained", "random") if has_pretrained else ("random",)
+    return ModelSpec(f"{prefix}:{model}", ZOO_FAMILY[prefix], description, "classification", weights, weights[0],
+                     lambda choice: build_zoo(f"{prefix}:{model}", choice))
+
+
+def build_zoo(name: str, weights: str) -> ModelBundle:
+    """The zoo model `name` with "pretrained" or "random" (seeded) weights, in eval mode."""
+    prefix, model = _split(name)
+    if weights not in ("pretrained", "random"):
+        raise ModelError(f"{name} has no '{weights}' weights; choose pretrained or random.")
+    build = _torchvision if prefix == "torchvision" else _timm
+    module, normalization, input_size, class_names, detail = build(model, weights)
+    module.eval()
+    return ModelBundle(
+        name=f"{prefix}:{model}",
+        module=module,
+        class_names=class_names,
+        input_size=input_size,
+        normalization=normalization,
+        weights_source=weights,
+        weights_detail=detail,
+        description=zoo_spec(name).description,
+    )
+
+
+def _torchvision(model: str, weights: str) -> tuple:
+    enum = torchvision.models.get_model_weights(model).DEFAULT
+    transforms = enum.transforms()  # ImageClassification: resize, centre crop, mean, std
+    size = int(transforms.crop_size[0])
+    normalization = Normalization(mean=tuple(transforms.mean), std=tuple(transforms.std))
+    state_dict = None
+    if weights == "pretrained":  # first: offline it fails at once, before the model is built
+        state_dict = load_checkpoint(
+            f"torchvision:{model}", enum.url,
+            lambda: enum.get_state_dict(progress=False, check_hash=True, weights_only=True),
+        )
+    with seeded_init():  # repeatable random weights; the caller's generator is left alone either way
+        module = torchvision.models.get_model(model, weights=None)
+    detail = RANDOM_DETAIL
+    if state_dict is not None:
+        module.load_state_dict(state_dict)
+        detail = f"torchvision {enum} ({enum.url})"
+    return module, normalization, (size, size), tuple(enum.meta["categories"]), detail
+
+
+def _timm(model: str, weights: str) -> tuple:
+    import timm
+    from timm.data import resolve_data_config
+
+    name = f"timm:{model}"
+    if weights == "random":
+        with seeded_init():
+            module = timm.create_model(model, pretrained=False)
+        detail = RANDOM_DETAIL
+    else:
+        cfg = timm.models.get_pretrained_cfg(model)
+        _check_reachable(name, cfg)
+        try:
+            with seeded_init():  # the throwaway initialisation leaves the caller's generator alone
+                module = timm.create_model(model, pretrained=True)  # looks in the caches first
+        except Exception as exc:  # URLError, OSError, hub errors, corrupt file: all mean "no weights"
+            raise _timm_error(name, cfg) from exc
+        detail = f"timm {model} ({cfg.hf_hub_id or cfg.url})"
+    data = resolve_data_config({}, model=module)
+    _, height, width = data["input_size"]
+    normalization = Normalization(mean=tuple(data["mean"]), std=tuple(data["std"]))
+    return module, normalization, (int(height), int(width)), _timm_classes(module), detail
+
+
+def _timm_classes(module: nn.Module) -> tuple[str, ...]:
+    count = int(getattr(module, "num_classes", 0) or 0)
+    return imagenet_classes() if count == 1000 else tuple(f"class {i}" for i in range(count))
+
+
+def _check_reachable(name: str, cfg: object) -> None:
+    """Offline, timm's Hugging Face client retries for about 45 s before it fails: fail at once instead when the
+    weights are not in the hub's cache and the hub's host name does not even resolve."""
+    repo = getattr(cfg, "hf_hub_id", None)
+    if not repo:
+        return  # a plain URL: torch.hub fails fast on its own
+    from huggingface_hub import try_to_load_from_cache
+
+    repo = repo.split("@")[0]
+    if any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("model.safetensors", "pytorch_model.bin")):
+        return
+    try:
+        socket.getaddrinfo(_HF_HOST, 443)
+    except OSError as exc:
+        raise _timm_error(name, cfg) from exc
+
+
+def _timm_error(name: str, cfg: object) -> ModelError:
+    repo = getattr(cfg, "hf_hub_id", None)
+    if repo:
+        return ModelError(
+            f"Pretrained weights for {name} could not be downloaded from the Hugging Face hub ({repo}; no internet "
+            "connection?). Run it once online so they are cached, or choose random weights."
+        )
+    return pretrained_error(name, getattr(cfg, "url", "") or f"{name}.pth")
