@@ -6,7 +6,7 @@ N·size² half floats (2 KiB a picture at 32×32), whatever the model's input si
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -49,7 +49,7 @@ def shrink_map(values: np.ndarray, size: int) -> np.ndarray:
 def stream_maps(
     explainer: Explainer,
     image_set: ImageSet,
-    targets: Sequence[int | None],
+    targets: Sequence[int | None] | Mapping[int, int | None],  # by input position
     *,
     method: str = "gradcam",
     layer: str | None = None,
@@ -78,7 +78,7 @@ def explain_paths(
     explainer: Explainer,
     image_set: ImageSet,
     chosen: Sequence[int],
-    targets: Sequence[int | None],
+    targets: Sequence[int | None] | Mapping[int, int | None],  # by input position
     *,
     method: str,
     layer: str | None,
