@@ -191,7 +191,7 @@ def audit(
         read=table["read"], predicted=table["predicted"], probability=table["probability"], target=table["target"],
         correct=correct, maps=table["maps"], pointing=table["pointing"], mass_inside=table["mass"],
         clusters=found_clusters, classes=views, class_names=tuple(names), model=bundle.name, method=method,
-        layer=layer, size=size, group=group, skipped=tuple(image_set.skipped) + tuple(table["skipped"]),
+        layer=layer or table.get("layer"), size=size, group=group, skipped=tuple(image_set.skipped) + tuple(table["skipped"]),
         notes=tuple(notes),
         settings={"method": method, "layer": layer, "size": size, "neighbours": neighbours, "clusters": clusters,
                   "group": group, "engine": engine, "seed": seed},
@@ -248,6 +248,7 @@ def _collect(batches, n: int, size: int) -> dict:
         table["pointing"][i] = batch.pointing
         table["mass"][i] = batch.mass
         table["skipped"] += batch.skipped
+        table["layer"] = table.get("layer") or batch.layer
     return table
 
 

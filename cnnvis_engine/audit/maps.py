@@ -34,6 +34,7 @@ class MapBatch:
     pointing: np.ndarray  # (B,) float64: pointing game, NaN without a region
     mass: np.ndarray  # (B,) float64: relevance mass inside the region, NaN without one
     skipped: list[Skipped] = field(default_factory=list)
+    layer: str | None = None  # the layer the method used (its default when none was named)
 
 
 def shrink_map(values: np.ndarray, size: int) -> np.ndarray:
@@ -123,6 +124,7 @@ def explain_paths(
         pointing=pointing,
         mass=mass,
         skipped=skipped,
+        layer=results[0].layer,
     )
 
 
