@@ -50,14 +50,17 @@ class ImageSet:
         return path.name
 
 
-ImageSource = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+ImageSource = "str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | ImageSet"
 
 
 def read_image_set(images: ImageSource, labels: Sequence[str | int | None] | None = None) -> ImageSet:
     """The pictures named by `images`: a folder (with class subfolders, or flat), a `.csv` of `path,label`
     (a header row is allowed; relative paths are taken from the CSV's folder) or a list of paths, with
-    `labels` one per path. Raises AuditError for a missing path, an empty set or mismatched labels."""
-    if isinstance(images, (str, os.PathLike)):
+    `labels` one per path; an ImageSet is taken as it is. Raises AuditError for a missing path, an empty set or
+    mismatched labels."""
+    if isinstance(images, ImageSet):
+        found = images
+    elif isinstance(images, (str, os.PathLike)):
         path = Path(images)
         if not path.exists():
             raise AuditError(f"There is no file or folder at {path}.")
