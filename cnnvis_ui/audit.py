@@ -289,3 +289,31 @@ def flagged_csv(result: Audit, indices: list[int] | None = None) -> bytes:
         c = owner.get(i)
         writer.writerow([*rows[i], describe(c, result) if c else ""])
     return out.getvalue().encode("utf-8")
+
+
+# ----- the tanks story's step 4 ----------------------------------------------------------------------------------
+@st.cache_data(show_spinner="Auditing 120 field photos…")
+def story_audit(model: str) -> dict:
+    """The audit of the demo set (120 fresh photos, sun and clouds at random, tank boxes known) with one tank
+    detector: its flagged clusters with sentences, the weather of their photos and pictures to show."""
+    from . import compute
+
+    bundle = compute.registry_explainer(model, "demo").bundle
+    folder = demo_folder(audit_root())
+    scenes = tank_dataset(DEMO_COUNT, DEMO_SEED, light="clean")
+    image_set = picture_set(folder)
+    order = [int(p.stem) for p in image_set.paths]
+    boxes = [tuple(int(v) for v in scenes.boxes[i]) if scenes.boxes[i][0] >= 0 else None for i in order]
+    sunny = scenes.sunny[order]
+    result = audit(bundle, image_set, boxes=boxes, size=16)
+    flagged = []
+    for cluster in result.flagged():
+        share = float(sunny[list(cluster.members)].mean())
+        weather = ("all sunny" if share == 1 else "all cloudy" if share == 0 else
+                   f"{share:.0%} sunny" if share >= 0.5 else f"{1 - share:.0%} cloudy")
+        flagged.append({
+            "label": cluster.label, "sentence": describe(cluster, result), "suspicion": cluster.suspicion,
+            "weather": weather, "pictures": [mean_map_png(cluster)] + [picture_png(result, m) for m in cluster.prototypes[:3]],
+        })
+    return {"pictures": int(result.read.sum()), "flagged": flagged,
+            "highest": max((c.suspicion for c in result.clusters), default=0.0)}

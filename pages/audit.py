@@ -87,7 +87,7 @@ def grid(result, chosen: list[int]) -> None:
         shown = chosen[:a.GRID_LIMIT]
         for start in range(0, len(shown), COLUMNS):
             for col, index in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
-                col.image(a.picture_png(result, index), caption=result.names[index], use_container_width=True)
+                col.image(a.picture_png(result, index), caption=result.names[index], width="stretch")
         st.download_button("Export the selection (CSV)", a.flagged_csv(result, chosen), file_name="selection.csv",
                            mime="text/csv", key="audit-export-selection")
 
@@ -101,7 +101,7 @@ def card(result, cluster) -> None:
         pictures = [a.mean_map_png(cluster)] + [a.picture_png(result, m) for m in cluster.prototypes[:3]]
         captions = ["mean map"] + [result.names[m].split("/")[-1] for m in cluster.prototypes[:3]]
         for col, picture, caption in zip(st.columns(4), pictures, captions):
-            col.image(picture, caption=caption, use_container_width=True)
+            col.image(picture, caption=caption, width="stretch")
 
 
 def render() -> None:

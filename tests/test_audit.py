@@ -18,9 +18,17 @@ from cnnvis_engine.demos.marked_shapes import SHAPE_CLASSES, shape_set, train_sh
 from cnnvis_engine.hooks import count_hooks
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Two torch threads on a shared 2-core machine wait on each other (docs: NOTES); the audit is batched anyway."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def shapes_model():
-    torch.set_num_threads(1)
     return train_shape_model()
 
 
@@ -231,3 +239,26 @@ def test_every_picture_unreadable(shapes_model, tmp_path):
     Image.new("RGB", (2, 2)).save(tmp_path / "tiny.png")  # smaller than the engine accepts
     with pytest.raises(AuditError, match="None of the 2 pictures could be read"):
         audit(shapes_model, tmp_path)
+
+
+# ----- the tanks story's step 4 ---------------------------------------------------------------------------------
+def test_tanks_story_audit_flags_the_weather_for_the_biased_detector_only(tmp_path):
+    from cnnvis_engine.demos.tank_scenes import tank_dataset
+    from cnnvis_engine.models import load_model
+    from cnnvis_ui.audit import DEMO_COUNT, DEMO_SEED, demo_folder
+
+    folder = demo_folder(tmp_path)
+    scenes = tank_dataset(DEMO_COUNT, DEMO_SEED, light="clean")
+    image_set = read_image_set(folder)
+    order = [int(p.stem) for p in image_set.paths]
+    boxes = [tuple(scenes.boxes[i]) if scenes.boxes[i][0] >= 0 else None for i in order]
+    sunny = scenes.sunny[order]
+    biased = audit(load_model("tanks_shortcut", "demo"), image_set, boxes=boxes, size=16)
+    fair = audit(load_model("tanks_clean", "demo"), image_set, boxes=boxes, size=16)
+    flagged = biased.flagged()
+    assert flagged
+    for cluster in flagged:  # each flagged cluster is one weather: the biased detector split its classes by it
+        weather = sunny[list(cluster.members)].mean()
+        assert weather > 0.9 or weather < 0.1
+    assert not fair.flagged()
+    assert max(c.suspicion for c in fair.clusters) < min(c.suspicion for c in flagged)

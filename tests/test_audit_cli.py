@@ -26,8 +26,15 @@ def tank_folder(tmp_path_factory):
     return folder
 
 
-def test_audit_command_writes_maps_clusters_and_report(tank_folder, tmp_path, capsys):
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_audit_command_writes_maps_clusters_and_report(tank_folder, tmp_path, capsys):
     out = tmp_path / "out"
     code = main(["audit", "--model", "tanks_shortcut", "--images", str(tank_folder), "--out", str(out),
                  "--size", "8", "--batch-size", "10"])

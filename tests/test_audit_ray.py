@@ -19,8 +19,15 @@ def ray_local():
     ray.shutdown()
 
 
-def test_ray_engine_equals_local_engine(ray_local, tmp_path):
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_ray_engine_equals_local_engine(ray_local, tmp_path):
     bundle = train_shape_model(count=300, steps=150)
     shapes = shape_set(48, 9, marked_share=0.3)
     write_shape_folder(tmp_path, shapes)
