@@ -1,12 +1,13 @@
 """The audit's explain stage: pictures per second, ours (batched `explain_batch`) vs a per-picture torchcam loop,
 and the Ray engine (local mode) vs the local engine. Prints rates and ratios; not a timed test.
 
-    python -m bench.audit_bench [--model tanks_shortcut] [--count 256] [--batch-size 64] [--threads 1] [--ray]
+    python -m bench.audit_bench [--model tanks_shortcut|marked_shapes|resnet50] [--count 256] [--batch-size 64]
+        [--threads 1] [--ray]
 
 Every case computes Grad-CAM for the top-1 class at the model's default layer from pictures resized to the
 model's input and keeps a size×size map summing to 1.
   explain stage (decoded pictures in memory, so decoding the files is left out on both sides):
-    audit           `explain_batch` per batch (one forward + one backward pass) + shrink    goal >= 3x torchcam
+    audit           `maps.explain_decoded` per batch: one channels-last `explain_batch` + shrink   goal >= 3x
     torchcam loop   one `GradCAM` extractor, then per picture: resize, forward, extractor(class), shrink
   from the PNG files (decoding included, the same `decode_image` on both sides):
     audit, local engine     `maps.stream_maps`
@@ -19,6 +20,7 @@ On a GPU the goal is >= 1,000 pictures/s for resnet50 at 224 px (`--model resnet
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 import warnings
@@ -30,7 +32,7 @@ from PIL import Image
 
 from cnnvis_engine import Explainer, decode_image, load_model
 from cnnvis_engine.audit.dataset import read_image_set
-from cnnvis_engine.audit.maps import shrink_map, stream_maps
+from cnnvis_engine.audit.maps import explain_decoded, shrink_map, stream_maps
 
 warnings.filterwarnings("ignore")
 
@@ -46,11 +48,11 @@ def write_pictures(folder: Path, count: int, side: int) -> None:
 
 def ours_in_memory(bundle, images: list, batch_size: int, size: int) -> float:
     explainer = Explainer(bundle, cache_size=0)
-    explainer.explain_batch(images[:2], methods=["gradcam"])  # trace once (warm-up)
+    explain_decoded(explainer, images[:2], [None, None], method="gradcam", layer=None, size=size)  # trace once
     start = time.perf_counter()
     for i in range(0, len(images), batch_size):
-        for e in explainer.explain_batch(images[i:i + batch_size], methods=["gradcam"]):
-            shrink_map(e["gradcam"].map, size).astype(np.float16)
+        batch = images[i:i + batch_size]
+        explain_decoded(explainer, batch, [None] * len(batch), method="gradcam", layer=None, size=size)
     return len(images) / (time.perf_counter() - start)
 
 
@@ -117,6 +119,15 @@ def ray_engine(bundle, image_set, batch_size: int, size: int, workers: int) -> f
         ray.shutdown()
 
 
+def alternate(rounds: int, first, second) -> tuple[float, float]:
+    """Median rates of two cases measured in turn, `rounds` times each, so both meet the same load."""
+    a, b = [], []
+    for _ in range(rounds):
+        a.append(first())
+        b.append(second())
+    return statistics.median(a), statistics.median(b)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tanks_shortcut")
@@ -128,24 +139,30 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--ray", action="store_true", help="also time the Ray engine in local mode")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each case, taken in turn (median shown)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    bundle = load_model(args.model, args.weights)
+    if args.model == "marked_shapes":  # the tests' tiny 32 px net, trained here in seconds
+        from cnnvis_engine.demos.marked_shapes import train_shape_model
+
+        bundle = train_shape_model()
+    else:
+        bundle = load_model(args.model, args.weights)
     bundle.module.to(args.device)
     layer = Explainer(bundle).trace(Image.new("RGB", bundle.input_size[::-1])).default_layer("gradcam")
     print(f"{args.model} ({bundle.input_size[0]} px), Grad-CAM at {layer}, {args.count} pictures, device "
-          f"{args.device}, {args.threads} torch thread(s), batch {args.batch_size}")
+          f"{args.device}, {args.threads} torch thread(s), batch {args.batch_size}, median of {args.rounds} rounds")
     with tempfile.TemporaryDirectory() as tmp:
         write_pictures(Path(tmp), args.count, max(bundle.input_size))
         image_set = read_image_set(tmp)
         decoded = [decode_image(p) for p in image_set.paths]
-        rate = ours_in_memory(bundle, decoded, args.batch_size, args.size)
-        peer = torchcam_in_memory(bundle, decoded, args.size, layer)
+        rate, peer = alternate(args.rounds, lambda: ours_in_memory(bundle, decoded, args.batch_size, args.size),
+                               lambda: torchcam_in_memory(bundle, decoded, args.size, layer))
         print("  explain stage (decoded pictures in memory)")
         print(f"    audit                 {rate:8.1f} pictures/s")
         print(f"    torchcam loop         {peer:8.1f} pictures/s   audit / torchcam = {rate / peer:.2f}x (goal >= 3x)")
-        rate = ours(bundle, image_set, args.batch_size, args.size)
-        peer = torchcam_loop(bundle, image_set, args.size, layer)
+        rate, peer = alternate(args.rounds, lambda: ours(bundle, image_set, args.batch_size, args.size),
+                               lambda: torchcam_loop(bundle, image_set, args.size, layer))
         print("  from the PNG files (decoding included)")
         print(f"    audit, local engine   {rate:8.1f} pictures/s")
         print(f"    torchcam loop         {peer:8.1f} pictures/s   audit / torchcam = {rate / peer:.2f}x")
