@@ -313,7 +313,8 @@ def story_audit(model: str) -> dict:
                    f"{share:.0%} sunny" if share >= 0.5 else f"{1 - share:.0%} cloudy")
         flagged.append({
             "label": cluster.label, "sentence": describe(cluster, result), "suspicion": cluster.suspicion,
-            "weather": weather, "pictures": [mean_map_png(cluster)] + [picture_png(result, m) for m in cluster.prototypes[:3]],
+            "weather": weather,
+            "pictures": [mean_map_png(cluster)] + [picture_png(result, m) for m in cluster.prototypes[:3]],
         })
     return {"pictures": int(result.read.sum()), "flagged": flagged,
             "highest": max((c.suspicion for c in result.clusters), default=0.0)}

@@ -55,8 +55,8 @@ def results(run: dict) -> None:
         st.error(str(error))
         return
     flagged = result.flagged()
-    st.subheader(f"{int(result.read.sum())} pictures of {run['folder']}: "
-                 + (f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''}" if flagged else "nothing suspicious"))
+    found = f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''}" if flagged else "nothing suspicious"
+    st.subheader(f"{int(result.read.sum())} pictures of {run['folder']}: {found}")
     for note in result.notes:
         st.info(note)
     if result.skipped:
@@ -69,7 +69,8 @@ def results(run: dict) -> None:
     label = st.segmented_control("Class", labels, default=labels[0], key=a.CLASS) or labels[0]
     plot, cards = st.columns([3, 2])
     with plot:
-        event = st.plotly_chart(a.layout_figure(result, label), on_select="rerun", selection_mode=("points", "box", "lasso"),
+        event = st.plotly_chart(a.layout_figure(result, label), on_select="rerun",
+                                selection_mode=("points", "box", "lasso"),
                                 key=f"audit-scatter-{label}", config={"displayModeBar": True, "displaylogo": False})
         chosen = a.selected_indices(event)
         if chosen:
@@ -83,7 +84,8 @@ def results(run: dict) -> None:
 
 def grid(result, chosen: list[int]) -> None:
     with st.container(key="audit-grid"):
-        st.markdown(f"**{len(chosen)} selected**" + (f" (the first {a.GRID_LIMIT} shown)" if len(chosen) > a.GRID_LIMIT else ""))
+        more = f" (the first {a.GRID_LIMIT} shown)" if len(chosen) > a.GRID_LIMIT else ""
+        st.markdown(f"**{len(chosen)} selected**{more}")
         shown = chosen[:a.GRID_LIMIT]
         for start in range(0, len(shown), COLUMNS):
             for col, index in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):

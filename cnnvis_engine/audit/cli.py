@@ -18,18 +18,22 @@ from ..models import ModelBundle, load_model, load_model_file
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    audit = commands.add_parser("audit", help="Audit a whole picture set for shortcuts (SpRAy): cluster each class's maps.")
+    audit = commands.add_parser(
+        "audit", help="Audit a whole picture set for shortcuts (SpRAy): cluster each class's maps."
+    )
     audit.add_argument("--model", required=True, help="a registered model name (e.g. tanks_shortcut, resnet50)")
     audit.add_argument("--weights", help="a weights choice (pretrained, random, embedded) or a model file")
     audit.add_argument("--images", required=True, type=Path,
                        help="a folder with one subfolder per class, a flat folder, or a CSV of path,label")
     audit.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    audit.add_argument("--method", default="gradcam", help=f"the map to cluster (default gradcam): {', '.join(METHODS)}")
+    audit.add_argument("--method", default="gradcam",
+                       help=f"the map to cluster (default gradcam): {', '.join(METHODS)}")
     audit.add_argument("--layer", help="layer for layer-based methods (default: the method's default)")
     audit.add_argument("--size", type=int, default=32, help="maps are kept at size×size (default 32)")
     audit.add_argument("--clusters", type=int, help="clusters per class (default: by the eigengap)")
     audit.add_argument("--neighbours", type=int, default=10, help="k of the nearest-neighbour graph (default 10)")
-    audit.add_argument("--group", choices=("true", "predicted"), help="classes by true label (default when known) or prediction")
+    audit.add_argument("--group", choices=("true", "predicted"),
+                       help="classes by true label (default when known) or prediction")
     audit.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray (Ray Data)")
     audit.add_argument("--ray-address", help="a Ray cluster to join (default: a local Ray for this run)")
     audit.add_argument("--workers", type=int, default=2, help="Ray actors (default 2)")

@@ -76,7 +76,8 @@ def _to_rows(chosen: list[int], batch: MapBatch, image_set: ImageSet, size: int)
         j = where.get(i)
         if j is None:
             continue
-        out["predicted"][k], out["probability"][k], out["target"][k] = batch.predicted[j], batch.probability[j], batch.target[j]
+        out["predicted"][k], out["target"][k] = batch.predicted[j], batch.target[j]
+        out["probability"][k] = batch.probability[j]
         out["map"][k] = batch.maps[j].reshape(-1)
         out["pointing"][k], out["mass"][k] = batch.pointing[j], batch.mass[j]
     return out
@@ -137,7 +138,8 @@ def _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_si
     done = 0
     for out in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
         read = out["read"].astype(bool)
-        skipped = [Skipped(image_set.name(int(i)), str(r)) for i, r, ok in zip(out["index"], out["reason"], read) if not ok]
+        skipped = [Skipped(image_set.name(int(i)), str(reason))
+                   for i, reason, ok in zip(out["index"], out["reason"], read) if not ok]
         yield MapBatch(
             indices=out["index"][read].astype(np.int64),
             predicted=out["predicted"][read].astype(np.int64),

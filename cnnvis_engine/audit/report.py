@@ -125,7 +125,8 @@ def render_audit_html(result: Audit, *, title: str = "", shown_per_class: int = 
         clusters = result.for_class(label)
         flagged = sum(c.flagged for c in clusters)
         cards = "\n".join(_card(result, c) for c in clusters[:shown_per_class])
-        more = f"<p class=muted>{len(clusters) - shown_per_class} more clusters in clusters.csv.</p>" if len(clusters) > shown_per_class else ""
+        hidden = len(clusters) - shown_per_class
+        more = f"<p class=muted>{hidden} more clusters in clusters.csv.</p>" if hidden > 0 else ""
         status = f"{flagged} suspicious cluster{'s' if flagged != 1 else ''}" if flagged else "nothing suspicious"
         sections.append(f"<section><h2>{esc(label)} <small>{len(view.members)} pictures, {len(clusters)} "
                         f"clusters, {status}</small></h2>{cards}{more}</section>")
@@ -147,7 +148,8 @@ def _card(result: Audit, cluster: Cluster) -> str:
     esc = html.escape
     mean = _stretch(cluster.mean_map)
     pictures = "".join(
-        f'<figure><img src="{_png(_overlay(result, m))}" alt=""><figcaption>{esc(result.names[m])}</figcaption></figure>'
+        f'<figure><img src="{_png(_overlay(result, m))}" alt="">'
+        f"<figcaption>{esc(result.names[m])}</figcaption></figure>"
         for m in cluster.prototypes
     )
     mark = " flagged" if cluster.flagged else ""
@@ -190,7 +192,8 @@ def _png(picture: np.ndarray) -> str:
 _PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #262730; margin: 2rem; max-width: 1100px; }}
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #262730; margin: 2rem;
+       max-width: 1100px; }}
 h2 small {{ color: #6e707a; font-weight: normal; font-size: .9rem; }}
 .card {{ border: 1px solid #d6d9e0; border-radius: 8px; padding: .6rem 1rem; margin: .8rem 0; }}
 .card.flagged {{ border-color: #e0524f; background: #fff6f5; }}

@@ -12,9 +12,9 @@ https://arxiv.org/abs/1902.10178) for the maps of one class.
        suspicion = max(0, 1 − φ(C)/φ₀) · (1 − |C|/n) · (1 − mass(C)),
    with φ(C) = cut(C, V∖C) / min(vol C, vol V∖C) the cluster's conductance in the graph (0: nothing links
    it to the rest of the class) and φ₀ = 0.2: a cluster with a fifth of its links or more leaving it is not
-   cut off. Splits of a class whose maps vary smoothly (the object anywhere in the picture) have φ of 0.1–0.2;
-   a planted shortcut's cluster below 0.05. mass(C) is the mean relevance mass inside the object (the factor
-   is 1 where no object region is known). A class that is one cluster has suspicion 0.
+   cut off. In the tests, splits of a class whose maps vary smoothly (the object anywhere in the picture)
+   have φ of 0.1–0.2, a planted shortcut's cluster far less. mass(C) is the mean relevance mass inside the
+   object (the factor is 1 where no object region is known). A class that is one cluster has suspicion 0.
 
 A 2-D t-SNE layout of the maps (van der Maaten & Hinton 2008) is for display only.
 """
@@ -55,7 +55,8 @@ def knn_affinity(maps: np.ndarray, neighbours: int) -> sparse.csr_matrix:
 
 
 def laplacian_spectrum(affinity: sparse.csr_matrix, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """The `count` smallest eigenvalues (ascending) of L = I − D^{-1/2} A D^{-1/2} and their eigenvectors (n, count)."""
+    """The `count` smallest eigenvalues (ascending) of L = I − D^{-1/2} A D^{-1/2}, and their eigenvectors
+    (n, count)."""
     n = affinity.shape[0]
     degree = np.asarray(affinity.sum(axis=1)).ravel()
     scale = sparse.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
@@ -123,8 +124,8 @@ def analyse_class(
 
 
 def suspicion(conductance: float, share: float, mass_inside: float | None = None) -> float:
-    """max(0, 1 − φ/φ₀) · (1 − share) · (1 − mass inside the object, where known): small, cut-off clusters whose
-    maps avoid the object rank first."""
+    """max(0, 1 − φ/φ₀) · (1 − share) · (1 − mass inside the object, where known): small, cut-off
+    clusters whose maps avoid the object rank first."""
     score = max(0.0, 1.0 - conductance / CUT_OFF) * (1.0 - share)
     if mass_inside is not None and np.isfinite(mass_inside):
         score *= 1.0 - mass_inside
