@@ -262,3 +262,16 @@ def test_tanks_story_audit_flags_the_weather_for_the_biased_detector_only(tmp_pa
         assert weather > 0.9 or weather < 0.1
     assert not fair.flagged()
     assert max(c.suspicion for c in fair.clusters) < min(c.suspicion for c in flagged)
+
+
+def test_a_flat_folder_is_grouped_by_prediction(shapes_model, tmp_path):
+    shapes = shape_set(20, 11)
+    for i, image in enumerate(shapes.images):
+        Image.fromarray(image).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff broken")
+    result = audit(shapes_model, tmp_path, size=8)
+    assert result.group == "predicted" and np.isnan(result.correct).all()
+    assert set(result.classes) <= set(SHAPE_CLASSES)
+    for label, view in result.classes.items():
+        assert all(result.predicted_name(m) == label for m in view.members)
+    assert sum(len(v.members) for v in result.classes.values()) == 20  # the broken file belongs to no class

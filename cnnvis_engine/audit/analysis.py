@@ -161,7 +161,8 @@ def audit(
             correct[i] = float(table["predicted"][i] == known)
     names = bundle.class_names
     group_of = [
-        (image_set.labels[i] if label_index[i] is None else names[label_index[i]]) if group == "true"
+        None if not table["read"][i]
+        else (image_set.labels[i] if label_index[i] is None else names[label_index[i]]) if group == "true"
         else (names[table["predicted"][i]] if table["predicted"][i] < len(names) else f"class {table['predicted'][i]}")
         for i in range(n)
     ]

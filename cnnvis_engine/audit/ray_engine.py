@@ -12,6 +12,7 @@ Locally `ray.init(num_cpus=workers)` starts a private Ray for the call and shuts
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -122,7 +123,8 @@ def _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_si
     gpus = float(ray.cluster_resources().get("GPU", 0))
     actors = max(1, min(workers, blocks))
     state = bundle_state(bundle)
-    state["module"] = bundle.module.to("cpu") if gpus else bundle.module
+    if bundle.device.type != "cpu":  # ship a CPU copy; the caller's module stays where it is
+        state["module"] = copy.deepcopy(bundle.module).to("cpu")
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         ExplainActor,
         fn_constructor_kwargs={
