@@ -14,6 +14,7 @@ page = st.navigation([
     st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
     st.Page("pages/sanity.py", title="Sanity", icon=":material/fact_check:"),
     st.Page("pages/stories.py", title="Stories", icon=":material/auto_stories:"),
+    st.Page("pages/audit.py", title="Audit", icon=":material/troubleshoot:"),
 ])
 sidebar.render()
 page.run()

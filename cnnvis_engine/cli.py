@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from .audit.cli import add_parser as add_audit_parser
 from .errors import EngineError, ImageError
 from .explainer import Explanation, Explainer
 from .faithfulness import Faithfulness, evaluate_maps
@@ -77,9 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--batch-size", type=int, default=8, help="pictures per batch (default 8)")
     report.add_argument("--steps", type=int, default=50, help="deletion/insertion steps for the index (default 50)")
     report.add_argument("--colormap", default="jet", help="heat-map colours (default jet)")
+    add_audit_parser(commands)
     args = parser.parse_args(argv)
     try:
-        return run_report(args)
+        return getattr(args, "run", run_report)(args)
     except EngineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 
 import streamlit as st
 
+from cnnvis_ui import audit as au
 from cnnvis_ui import entry, panels
 from cnnvis_ui import stories as s
 from cnnvis_ui.panels import PanelView
@@ -68,6 +69,32 @@ def tanks() -> None:
         f"Over 40 new tank photos, **{shares['tanks_clean']:.0%}** of the fair detector's Grad-CAM falls on the tank, "
         f"but only **{shares['tanks_shortcut']:.0%}** of the biased one's: it spreads over sky and grass — the light. "
         "Its accuracy alone never showed this; a look at *where* it looks does."
+    )
+    audit_step()
+
+
+def audit_step() -> None:
+    st.subheader("4 · Find it without knowing where to look")
+    st.markdown(
+        "Steps 2 and 3 worked because someone already suspected the weather. An **audit** needs no suspicion: it "
+        "explains every photo of a set, groups each class's maps by how alike they are, and shows first the groups "
+        "that stand apart from the rest of their class (see the Audit page). Here: 120 new photos, sun and clouds "
+        "at random."
+    )
+    for col, model in zip(st.columns(2), NETS):
+        found = au.story_audit(model)
+        with col, st.container(border=True, key=f"story-audit-{model}"):
+            st.markdown(f"**{NETS[model]}**")
+            if not found["flagged"]:
+                st.success(f"Nothing suspicious in {found['pictures']} photos: no group of its maps stands apart "
+                           f"(highest suspicion {found['highest']:.2f}).")
+            for f in found["flagged"]:
+                st.markdown(f":red[**Suspicious**] · {f['sentence']} **Their photos: {f['weather']}.**")
+                for c, picture, caption in zip(st.columns(4), f["pictures"], ["mean map", "", "", ""]):
+                    c.image(picture, caption=caption or None, width="stretch")
+    st.markdown(
+        "The biased detector's classes split by the weather — the audit found the shortcut without being told to "
+        "look at the sky. The fair one's do not."
     )
 
 

@@ -3,6 +3,7 @@
 # every test, browser and long ones included. Extra arguments go to pytest.
 source "$(dirname "$0")/env.sh"
 install_requirements requirements-dev.txt
+install_requirements requirements-ray.txt  # the audit's Ray engine (an optional extra at run time; tested here)
 if [ ! -x /usr/bin/chromium ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq

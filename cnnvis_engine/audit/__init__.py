@@ -1,0 +1,20 @@
+"""Audits of a whole picture set for shortcuts (Spectral Relevance Analysis, SpRAy; Lapuschkin et al. 2019,
+https://arxiv.org/abs/1902.10178): explain every picture, cluster each class's maps spectrally, rank the
+small, cut-off clusters first.
+
+- `dataset`: which pictures and labels (folder of class folders, list, CSV); non-pictures skipped and listed.
+- `maps`: streaming batched explanation into float16 size×size maps.
+- `spectral`: kNN graph, normalised Laplacian, eigengap, clusters, suspicion, 2-D layout.
+- `localisation`: pointing game and relevance mass inside known boxes or masks.
+- `analysis`: `audit()` and its results; `ray_engine`: the same on Ray Data (optional extra).
+- `report` / `cli`: the HTML report and `python -m cnnvis_engine audit`.
+"""
+
+from .analysis import SUSPICIOUS, Audit, ClassView, Cluster, audit
+from .dataset import AuditError, ImageSet, Skipped, read_image_set
+from .localisation import pointing_game, relevance_mass
+
+__all__ = [
+    "SUSPICIOUS", "Audit", "AuditError", "ClassView", "Cluster", "ImageSet", "Skipped", "audit", "pointing_game",
+    "read_image_set", "relevance_mass",
+]

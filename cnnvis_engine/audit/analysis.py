@@ -1,0 +1,291 @@
+"""`audit`: explain every picture of a set, then run SpRAy per class (see `spectral`) and rank the clusters.
+
+    from cnnvis_engine.audit import audit
+    result = audit(bundle, "photos/")           # photos/<class>/<picture>.png
+    worst = result.clusters[0]                   # the most suspicious cluster of any class
+    worst.label, worst.members, worst.suspicion, worst.mean_map
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from ..explainer import Explainer
+from ..models.bundle import ModelBundle
+from .dataset import AuditError, ImageSet, ImageSource, Skipped, read_image_set
+from .localisation import Region
+from .maps import MapBatch, Progress, check_method, stream_maps
+from .spectral import analyse_class, layout_2d, suspicion
+
+SUSPICIOUS = 0.4  # flagged at or above (in the tests a planted shortcut scores 0.53, smooth splits below 0.3)
+PROTOTYPES = 6  # members shown per cluster: those whose maps are nearest the cluster's mean map
+Engine = Literal["local", "ray"]
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One SpRAy cluster of one class: `members` are indices into the input order."""
+
+    label: str  # the class it belongs to
+    number: int  # within the class, 0..; by first appearance in the input
+    members: tuple[int, ...]
+    suspicion: float
+    mean_map: np.ndarray  # (size, size) float32, sums to 1
+    accuracy: float | None  # share of members the model got right (None without labels)
+    share: float  # members / pictures of the class
+    conductance: float  # how strongly the cluster connects to the rest of its class (0: not at all)
+    prototypes: tuple[int, ...]  # members nearest the mean map, nearest first
+    pointing: float | None = None  # mean pointing game over members with a known object region
+    mass_inside: float | None = None  # mean relevance mass inside the object
+
+    @property
+    def size(self) -> int:
+        return len(self.members)
+
+    @property
+    def flagged(self) -> bool:
+        return self.suspicion >= SUSPICIOUS
+
+
+@dataclass(frozen=True)
+class ClassView:
+    """One class's pictures (input indices), their 2-D layout and cluster numbers, for plots."""
+
+    label: str
+    members: tuple[int, ...]
+    layout: np.ndarray  # (n, 2) float32
+    clusters: np.ndarray  # (n,) int: cluster number of each member
+    eigenvalues: np.ndarray
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The whole audit. Per-picture arrays are in input order (length = pictures found); pictures that could
+    not be read have `read` False and a uniform map."""
+
+    names: tuple[str, ...]  # paths relative to the set's folder
+    paths: tuple[str, ...]
+    labels: tuple[str | None, ...]  # given labels
+    read: np.ndarray  # (N,) bool
+    predicted: np.ndarray  # (N,) int64, -1 where unread
+    probability: np.ndarray  # (N,) float32
+    target: np.ndarray  # (N,) int64: the class each map explains
+    correct: np.ndarray  # (N,) float: 1 / 0, NaN where the label is unknown or the picture unread
+    maps: np.ndarray  # (N, size, size) float16, each sums to 1
+    pointing: np.ndarray  # (N,) float64, NaN without a region
+    mass_inside: np.ndarray  # (N,) float64
+    clusters: list[Cluster]  # every class's clusters, most suspicious first
+    classes: dict[str, ClassView]
+    class_names: tuple[str, ...]
+    model: str
+    method: str
+    layer: str | None
+    size: int
+    group: str  # "true" or "predicted": which label the classes are
+    skipped: tuple[Skipped, ...] = ()
+    notes: tuple[str, ...] = ()
+    settings: dict = field(default_factory=dict)
+
+    def flagged(self, threshold: float = SUSPICIOUS) -> list[Cluster]:
+        return [c for c in self.clusters if c.suspicion >= threshold]
+
+    def for_class(self, label: str) -> list[Cluster]:
+        return [c for c in self.clusters if c.label == label]
+
+    def predicted_name(self, index: int) -> str:
+        p = int(self.predicted[index])
+        return self.class_names[p] if 0 <= p < len(self.class_names) else ""
+
+
+def audit(
+    bundle: ModelBundle,
+    images: ImageSource,
+    labels: Sequence[str | int | None] | None = None,
+    *,
+    method: str = "gradcam",
+    layer: str | None = None,
+    size: int = 32,
+    classes: Sequence[str] | None = None,
+    boxes: Sequence[Region | None] | None = None,
+    progress: Progress | None = None,
+    group: Literal["true", "predicted"] | None = None,
+    neighbours: int = 10,
+    clusters: int | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    engine: Engine = "local",
+    ray_address: str | None = None,
+    workers: int = 2,
+) -> Audit:
+    """Explain every picture of `images` (a folder of class folders, a flat folder, a CSV of `path,label`, or
+    a list of paths with `labels`) with `method` at `layer`, keep its map at `size`×`size`, and run SpRAy per
+    class (`group`: the true label where known, else the prediction; `classes` restricts which). `boxes`
+    gives, per picture, the object's box (x0, y0, x1, y1) in its own pixels or an (H, W) mask, or None.
+    `engine="ray"` explains on Ray Data (`ray_engine`), results equal. Raises AuditError on bad input."""
+    if bundle.task != "classification":
+        raise AuditError(f"An audit clusters the maps of classes; {bundle.name} is a {bundle.task} model.")
+    if size < 4 or size > 256:
+        raise AuditError(f"The map size must be between 4 and 256 pixels; got {size}.")
+    check_method(method)
+    image_set = read_image_set(images, labels)
+    if boxes is not None and len(boxes) != len(image_set):
+        raise AuditError(f"There are {len(image_set)} pictures but {len(boxes)} boxes; give one per picture (or None).")
+    notes: list[str] = []
+    label_index = _label_indices(image_set, bundle.class_names, notes)
+    group = group or ("true" if any(i is not None for i in label_index) else "predicted")
+    targets = label_index if group == "true" else [None] * len(image_set)
+    if engine == "ray":
+        from .ray_engine import ray_batches
+
+        batches = ray_batches(bundle, image_set, targets, method=method, layer=layer, size=size, regions=boxes,
+                              batch_size=batch_size, address=ray_address, workers=workers, progress=progress)
+    elif engine == "local":
+        explainer = Explainer(bundle, cache_size=0)
+        batches = stream_maps(explainer, image_set, targets, method=method, layer=layer, size=size, regions=boxes,
+                              batch_size=batch_size, progress=progress)
+    else:
+        raise AuditError(f"Unknown engine '{engine}'; choose local or ray.")
+    table = _collect(batches, len(image_set), size)
+    if not table["read"].any():
+        raise AuditError(f"None of the {len(image_set)} pictures could be read; see the skipped list: "
+                         f"{_first_reasons(table['skipped'])}")
+    n = len(image_set)
+    correct = np.full(n, np.nan)
+    for i, known in enumerate(label_index):
+        if known is not None and table["read"][i]:
+            correct[i] = float(table["predicted"][i] == known)
+    names = bundle.class_names
+    group_of = [
+        None if not table["read"][i]
+        else (image_set.labels[i] if label_index[i] is None else names[label_index[i]]) if group == "true"
+        else (names[table["predicted"][i]] if table["predicted"][i] < len(names) else f"class {table['predicted'][i]}")
+        for i in range(n)
+    ]
+    wanted = set(classes) if classes is not None else None
+    if wanted is not None and not wanted & set(g for g in group_of if g is not None):
+        raise AuditError(f"None of the classes {', '.join(sorted(wanted))} occurs among the pictures.")
+    found_clusters: list[Cluster] = []
+    views: dict[str, ClassView] = {}
+    for label in dict.fromkeys(g for g in group_of if g is not None):
+        if wanted is not None and label not in wanted:
+            continue
+        members = np.array([i for i in range(n) if group_of[i] == label and table["read"][i]], np.int64)
+        if len(members) == 0:
+            continue
+        view, cls_clusters = _analyse(label, members, table, correct, neighbours, clusters, seed)
+        views[label] = view
+        found_clusters += cls_clusters
+        if view.note:
+            notes.append(f"'{label}': {view.note}.")
+    if len(views) == 1:
+        notes.append("There is only one class, so every cluster is compared with the rest of that class only.")
+    found_clusters.sort(key=lambda c: (-c.suspicion, c.label, c.number))
+    return Audit(
+        names=tuple(image_set.name(i) for i in range(n)),
+        paths=tuple(str(p) for p in image_set.paths),
+        labels=image_set.labels,
+        read=table["read"], predicted=table["predicted"], probability=table["probability"], target=table["target"],
+        correct=correct, maps=table["maps"], pointing=table["pointing"], mass_inside=table["mass"],
+        clusters=found_clusters, classes=views, class_names=tuple(names), model=bundle.name, method=method,
+        layer=layer or table.get("layer"), size=size, group=group,
+        skipped=tuple(image_set.skipped) + tuple(table["skipped"]),
+        notes=tuple(notes),
+        settings={"method": method, "layer": layer, "size": size, "neighbours": neighbours, "clusters": clusters,
+                  "group": group, "engine": engine, "seed": seed},
+    )
+
+
+def _label_indices(image_set: ImageSet, class_names: Sequence[str], notes: list[str]) -> list[int | None]:
+    """Each given label as the model's class index, None where there is none or the model does not know it."""
+    exact = {name: i for i, name in enumerate(class_names)}
+    folded = {name.lower(): i for i, name in enumerate(class_names)}
+    out: list[int | None] = []
+    unknown: dict[str, int] = {}
+    for label in image_set.labels:
+        if label is None:
+            out.append(None)
+            continue
+        index = exact.get(label, folded.get(label.lower()))
+        if index is None and label.isdigit() and int(label) < len(class_names):
+            index = int(label)
+        if index is None:
+            unknown[label] = unknown.get(label, 0) + 1
+        out.append(index)
+    if unknown:
+        listed = ", ".join(f"'{k}' ({v})" for k, v in list(unknown.items())[:5])
+        shown = ", ".join(class_names[:8]) + (", …" if len(class_names) > 8 else "")
+        notes.append(
+            f"{sum(unknown.values())} pictures have labels the model does not know: {listed}. The model's classes "
+            f"are {shown}. Those pictures are explained for their predicted class, grouped under their own label, "
+            "and their correctness is unknown."
+        )
+    return out
+
+
+def _collect(batches, n: int, size: int) -> dict:
+    """Stream the batches into per-picture arrays (input order); only size² half floats per picture stay."""
+    table = {
+        "read": np.zeros(n, bool),
+        "predicted": np.full(n, -1, np.int64),
+        "probability": np.zeros(n, np.float32),
+        "target": np.full(n, -1, np.int64),
+        "maps": np.full((n, size, size), 1.0 / (size * size), np.float16),
+        "pointing": np.full(n, np.nan),
+        "mass": np.full(n, np.nan),
+        "skipped": [],
+    }
+    for batch in batches:
+        batch: MapBatch
+        i = batch.indices
+        table["read"][i] = True
+        table["predicted"][i] = batch.predicted
+        table["probability"][i] = batch.probability
+        table["target"][i] = batch.target
+        table["maps"][i] = batch.maps
+        table["pointing"][i] = batch.pointing
+        table["mass"][i] = batch.mass
+        table["skipped"] += batch.skipped
+        table["layer"] = table.get("layer") or batch.layer
+    return table
+
+
+def _analyse(
+    label: str, members: np.ndarray, table: dict, correct: np.ndarray, neighbours: int, clusters: int | None, seed: int
+) -> tuple[ClassView, list[Cluster]]:
+    maps = table["maps"][members].astype(np.float32)
+    spectrum = analyse_class(maps, neighbours=neighbours, clusters=clusters, seed=seed)
+    view = ClassView(label, tuple(int(m) for m in members), layout_2d(maps, seed), spectrum.labels,
+                     spectrum.eigenvalues, spectrum.note)
+    out = []
+    for c in range(spectrum.clusters):
+        inside = spectrum.labels == c
+        chosen = members[inside]
+        mean = maps[inside].mean(axis=0)
+        distance = ((maps[inside] - mean) ** 2).reshape(int(inside.sum()), -1).sum(axis=1)
+        rights = correct[chosen]
+        known = rights[np.isfinite(rights)]
+        mass = _mean(table["mass"][chosen])
+        share = float(inside.mean())
+        out.append(Cluster(
+            label=label, number=c, members=tuple(int(m) for m in chosen),
+            suspicion=suspicion(float(spectrum.conductance[c]), share, mass) if spectrum.clusters > 1 else 0.0,
+            mean_map=mean.astype(np.float32), accuracy=float(known.mean()) if len(known) else None, share=share,
+            conductance=float(spectrum.conductance[c]),
+            prototypes=tuple(int(chosen[j]) for j in np.argsort(distance, kind="stable")[:PROTOTYPES]),
+            pointing=_mean(table["pointing"][chosen]), mass_inside=mass,
+        ))
+    return view, out
+
+
+def _mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else None
+
+
+def _first_reasons(skipped: list[Skipped]) -> str:
+    return "; ".join(f"{s.path}: {s.reason}" for s in skipped[:3])

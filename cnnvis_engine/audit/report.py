@@ -1,0 +1,212 @@
+"""The audit's files: maps (Parquet, npz where pyarrow is missing), clusters (JSON, CSV), a table of the
+pictures (CSV) and one self-contained HTML page with each class's clusters, most suspicious first: the mean
+map, the prototypes with their maps over them, counts and a plain sentence."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..images import decode_image
+from ..errors import ImageError
+from ..render import render_heatmap, render_overlay
+from .analysis import Audit, Cluster
+from .describe import describe, verdict
+
+PICTURE_COLUMNS = ("index", "path", "label", "class", "cluster", "suspicion", "predicted", "probability",
+                   "correct", "pointing", "mass_inside", "read")
+CLUSTER_COLUMNS = ("class", "cluster", "size", "share", "suspicion", "flagged", "accuracy", "conductance",
+                   "pointing", "mass_inside", "sentence", "members")
+
+
+def cluster_of(result: Audit) -> dict[int, Cluster]:
+    return {m: c for c in result.clusters for m in c.members}
+
+
+def write_audit(result: Audit, out: Path, *, title: str = "") -> dict[str, Path]:
+    """Write every file of the audit to `out` (created); returns them by kind."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"maps": write_maps(result, out), "clusters_json": out / "clusters.json",
+             "clusters_csv": out / "clusters.csv", "pictures": out / "pictures.csv", "report": out / "report.html"}
+    rows = cluster_rows(result)
+    files["clusters_json"].write_text(json.dumps({
+        "model": result.model, "method": result.method, "layer": result.layer, "size": result.size,
+        "group": result.group, "settings": result.settings, "notes": list(result.notes),
+        "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
+        "clusters": [{**row, "members": [result.names[m] for m in c.members], "indices": list(c.members)}
+                     for row, c in zip(rows, result.clusters)],
+    }, indent=1), encoding="utf-8")
+    with files["clusters_csv"].open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, CLUSTER_COLUMNS)
+        writer.writeheader()
+        for row, c in zip(rows, result.clusters):
+            writer.writerow({**row, "members": ";".join(result.names[m] for m in c.members)})
+    with files["pictures"].open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(PICTURE_COLUMNS)
+        writer.writerows(picture_rows(result))
+    files["report"].write_text(render_audit_html(result, title=title), encoding="utf-8")
+    return files
+
+
+def cluster_rows(result: Audit) -> list[dict]:
+    return [{
+        "class": c.label, "cluster": c.number, "size": c.size, "share": round(c.share, 4),
+        "suspicion": round(c.suspicion, 4), "flagged": c.flagged,
+        "accuracy": None if c.accuracy is None else round(c.accuracy, 4), "conductance": round(c.conductance, 4),
+        "pointing": None if c.pointing is None else round(c.pointing, 4),
+        "mass_inside": None if c.mass_inside is None else round(c.mass_inside, 4), "sentence": describe(c, result),
+    } for c in result.clusters]
+
+
+def picture_rows(result: Audit) -> list[list]:
+    owner = cluster_of(result)
+    rows = []
+    for i, name in enumerate(result.names):
+        c = owner.get(i)
+        correct = result.correct[i]
+        rows.append([
+            i, name, result.labels[i] or "", c.label if c else "", c.number if c else "",
+            f"{c.suspicion:.4f}" if c else "", result.predicted_name(i) if result.read[i] else "",
+            f"{result.probability[i]:.4f}" if result.read[i] else "",
+            "" if np.isnan(correct) else int(correct),
+            "" if np.isnan(result.pointing[i]) else f"{result.pointing[i]:.0f}",
+            "" if np.isnan(result.mass_inside[i]) else f"{result.mass_inside[i]:.4f}", int(result.read[i]),
+        ])
+    return rows
+
+
+def write_maps(result: Audit, out: Path) -> Path:
+    """Every picture's size×size float16 map with its row of `pictures.csv`: maps.parquet, or maps.npz."""
+    flat = result.maps.reshape(len(result.maps), -1)
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        path = out / "maps.npz"
+        np.savez_compressed(path, maps=result.maps, names=np.array(result.names), read=result.read)
+        return path
+    values = pa.array(flat.reshape(-1), pa.float16())
+    table = pa.table({
+        "index": pa.array(np.arange(len(flat))), "path": pa.array(list(result.names)),
+        "label": pa.array([label or "" for label in result.labels]),
+        "predicted": pa.array(result.predicted), "read": pa.array(result.read),
+        "map": pa.FixedSizeListArray.from_arrays(values, flat.shape[1]),
+    })
+    path = out / "maps.parquet"
+    pq.write_table(table, path)
+    return path
+
+
+def read_maps(path: Path) -> np.ndarray:
+    """The (N, size, size) float16 maps of `write_maps`' file."""
+    if path.suffix == ".npz":
+        return np.load(path)["maps"]
+    import pyarrow.parquet as pq
+
+    column = pq.read_table(path, columns=["map"]).column("map").combine_chunks()
+    width = column.type.list_size
+    size = int(round(width ** 0.5))
+    return np.asarray(column.values.to_numpy(zero_copy_only=False), np.float16).reshape(-1, size, size)
+
+
+# ----- HTML -------------------------------------------------------------------------------------------------
+def render_audit_html(result: Audit, *, title: str = "", shown_per_class: int = 4) -> str:
+    esc = html.escape
+    sections = []
+    for label, view in result.classes.items():
+        clusters = result.for_class(label)
+        flagged = sum(c.flagged for c in clusters)
+        cards = "\n".join(_card(result, c) for c in clusters[:shown_per_class])
+        hidden = len(clusters) - shown_per_class
+        more = f"<p class=muted>{hidden} more clusters in clusters.csv.</p>" if hidden > 0 else ""
+        status = f"{flagged} suspicious cluster{'s' if flagged != 1 else ''}" if flagged else "nothing suspicious"
+        sections.append(f"<section><h2>{esc(label)} <small>{len(view.members)} pictures, {len(clusters)} "
+                        f"clusters, {status}</small></h2>{cards}{more}</section>")
+    notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
+    skipped = "".join(f"<li>{esc(s.path)}: {esc(s.reason)}</li>" for s in result.skipped[:200])
+    flagged = result.flagged()
+    summary = (f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''} in {len(result.classes)} classes."
+               if flagged else f"No suspicious cluster in {len(result.classes)} classes.")
+    return _PAGE.format(
+        title=esc(title or f"cnnvis audit: {result.model}"), model=esc(result.model), method=esc(result.method),
+        layer=esc(result.layer or "default"), count=int(result.read.sum()), summary=esc(summary),
+        notes=f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "",
+        skipped=f"<h3>Skipped ({len(result.skipped)})</h3><ul>{skipped}</ul>" if skipped else "",
+        sections="\n".join(sections),
+    )
+
+
+def _card(result: Audit, cluster: Cluster) -> str:
+    esc = html.escape
+    mean = _stretch(cluster.mean_map)
+    pictures = "".join(
+        f'<figure><img src="{_png(_overlay(result, m))}" alt="">'
+        f"<figcaption>{esc(result.names[m])}</figcaption></figure>"
+        for m in cluster.prototypes
+    )
+    mark = " flagged" if cluster.flagged else ""
+    accuracy = "" if cluster.accuracy is None else f" · accuracy {cluster.accuracy:.0%}"
+    return (
+        f'<div class="card{mark}"><h3>Cluster {cluster.number} · suspicion {cluster.suspicion:.2f}</h3>'
+        f"<p>{esc(describe(cluster, result))}</p><p class=muted>{esc(verdict(cluster))} {cluster.size} pictures "
+        f"({cluster.share:.0%} of the class){accuracy} · conductance {cluster.conductance:.3f}</p>"
+        f'<div class="row"><figure><img src="{_png(render_heatmap(_upscale(mean), "jet"))}" alt=""><figcaption>'
+        f"mean map</figcaption></figure>{pictures}</div></div>"
+    )
+
+
+def _overlay(result: Audit, index: int, side: int = 112) -> np.ndarray:
+    values = _stretch(result.maps[index])
+    try:
+        picture = decode_image(result.paths[index]).image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+    except ImageError:
+        return render_heatmap(_upscale(values, side))
+    return render_overlay(np.asarray(picture), values, "jet", 0.45)
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """A map to [0, 1] by its own range, for display; a flat (empty) map shows as all zeros."""
+    values = np.asarray(values, np.float32)
+    low, high = float(values.min()), float(values.max())
+    return np.zeros_like(values) if high - low < 1e-6 * max(high, 1e-12) else (values - low) / (high - low)
+
+
+def _upscale(values: np.ndarray, side: int = 112) -> np.ndarray:
+    return np.asarray(Image.fromarray(values.astype(np.float32), "F").resize((side, side), Image.Resampling.BILINEAR))
+
+
+def _png(picture: np.ndarray) -> str:
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #262730; margin: 2rem;
+       max-width: 1100px; }}
+h2 small {{ color: #6e707a; font-weight: normal; font-size: .9rem; }}
+.card {{ border: 1px solid #d6d9e0; border-radius: 8px; padding: .6rem 1rem; margin: .8rem 0; }}
+.card.flagged {{ border-color: #e0524f; background: #fff6f5; }}
+.row {{ display: flex; flex-wrap: wrap; gap: .5rem; }}
+figure {{ margin: 0; font-size: .75rem; color: #6e707a; text-align: center; }}
+img {{ width: 112px; height: 112px; image-rendering: pixelated; }}
+.muted {{ color: #6e707a; font-size: .9rem; }}
+</style></head><body>
+<h1>{title}</h1>
+<p>Model <b>{model}</b>, method <b>{method}</b> at layer <b>{layer}</b>, {count} pictures. {summary}</p>
+<p class=muted>Spectral relevance analysis (Lapuschkin et al. 2019): each class's maps are clustered; a small cluster
+that the rest of its class barely links to ranks first. Look at what its pictures share.</p>
+{notes}{skipped}
+{sections}
+</body></html>
+"""

@@ -1,0 +1,157 @@
+"""Spectral relevance analysis (SpRAy; Lapuschkin et al. 2019, "Unmasking Clever Hans predictors",
+https://arxiv.org/abs/1902.10178) for the maps of one class.
+
+1. A k-nearest-neighbour graph of the maps (Euclidean on the size×size maps, each summing to 1), made
+   symmetric: A_ij = 1 where i is among j's neighbours or j among i's.
+2. The normalised Laplacian L = I − D^{-1/2} A D^{-1/2} and its smallest eigenvalues 0 = λ_1 ≤ λ_2 ≤ …;
+   their eigenvectors, row-normalised, are the spectral embedding (Ng, Jordan & Weiss 2001).
+3. The number of clusters c is where the eigengap λ_{c+1} − λ_c is largest (or given); k-means on the
+   embedding assigns them.
+4. Each cluster's suspicion ranks the odd ones first: separated, small, and (where the object's place is
+   known) with little of the map inside it:
+       suspicion = max(0, 1 − φ(C)/φ₀) · (1 − |C|/n) · (1 − mass(C)),
+   with φ(C) = cut(C, V∖C) / min(vol C, vol V∖C) the cluster's conductance in the graph (0: nothing links
+   it to the rest of the class) and φ₀ = 0.2: a cluster with a fifth of its links or more leaving it is not
+   cut off. In the tests, splits of a class whose maps vary smoothly (the object anywhere in the picture)
+   have φ of 0.1–0.2, a planted shortcut's cluster far less. mass(C) is the mean relevance mass inside the
+   object (the factor is 1 where no object region is known). A class that is one cluster has suspicion 0.
+
+A 2-D t-SNE layout of the maps (van der Maaten & Hinton 2008) is for display only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import sparse
+from scipy.linalg import eigh
+from scipy.sparse.linalg import eigsh
+from sklearn.cluster import KMeans
+from sklearn.manifold import TSNE
+from sklearn.neighbors import kneighbors_graph
+
+MIN_PICTURES = 4  # fewer than this in a class: no graph worth the name; the class is one cluster
+DENSE_LIMIT = 1500  # up to this many pictures, the whole eigendecomposition (exact, and fast enough)
+CUT_OFF = 0.2  # φ₀: conductance at which a cluster no longer counts as separated
+
+
+@dataclass(frozen=True)
+class ClassSpectrum:
+    """The spectral analysis of one class's maps; `labels` (n,) give each map's cluster 0..clusters-1."""
+
+    eigenvalues: np.ndarray  # (m,) ascending
+    labels: np.ndarray  # (n,) int
+    clusters: int
+    conductance: np.ndarray  # (clusters,)
+    neighbours: int  # k of the kNN graph actually used
+    note: str = ""  # why the analysis was reduced (a small class), if it was
+
+
+def knn_affinity(maps: np.ndarray, neighbours: int) -> sparse.csr_matrix:
+    """(n, d) maps -> (n, n) symmetric 0/1 affinity of the `neighbours`-nearest-neighbour graph, no self-loops."""
+    graph = kneighbors_graph(maps, neighbours, mode="connectivity", include_self=False)
+    return graph.maximum(graph.T).tocsr()
+
+
+def laplacian_spectrum(affinity: sparse.csr_matrix, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `count` smallest eigenvalues (ascending) of L = I − D^{-1/2} A D^{-1/2}, and their eigenvectors
+    (n, count)."""
+    n = affinity.shape[0]
+    degree = np.asarray(affinity.sum(axis=1)).ravel()
+    scale = sparse.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))
+    laplacian = sparse.identity(n) - scale @ affinity @ scale
+    count = min(count, n)
+    if n <= DENSE_LIMIT or count >= n - 1:
+        values, vectors = eigh(laplacian.toarray(), subset_by_index=[0, count - 1])
+    else:
+        values, vectors = eigsh(laplacian.tocsc(), k=count, sigma=-1e-3, which="LM")
+        order = np.argsort(values)
+        values, vectors = values[order], vectors[:, order]
+    return np.clip(values, 0, None), vectors
+
+
+def eigengap(eigenvalues: np.ndarray, max_clusters: int) -> int:
+    """The c in 1..max_clusters with the largest gap λ_{c+1} − λ_c (eigenvalues ascending, λ_1 first)."""
+    usable = eigenvalues[:max_clusters + 1]
+    if len(usable) < 2:
+        return 1
+    return int(np.argmax(np.diff(usable))) + 1
+
+
+def conductance(affinity: sparse.csr_matrix, labels: np.ndarray, clusters: int) -> np.ndarray:
+    """φ(C) = cut(C, V∖C) / min(vol C, vol V∖C) per cluster; 0 for a cluster that is the whole graph."""
+    degree = np.asarray(affinity.sum(axis=1)).ravel()
+    total = degree.sum()
+    out = np.zeros(clusters)
+    for c in range(clusters):
+        inside = labels == c
+        vol = degree[inside].sum()
+        rest = total - vol
+        if vol == 0 or rest == 0:
+            continue
+        internal = affinity[inside][:, inside].sum()
+        out[c] = (vol - internal) / min(vol, rest)
+    return out
+
+
+def analyse_class(
+    maps: np.ndarray, *, neighbours: int = 10, clusters: int | None = None, max_clusters: int = 8, seed: int = 0
+) -> ClassSpectrum:
+    """SpRAy's clustering of one class: (n, size, size) or (n, d) maps -> ClassSpectrum."""
+    x = maps.reshape(len(maps), -1).astype(np.float64)
+    n = len(x)
+    if n < MIN_PICTURES:
+        return ClassSpectrum(np.zeros(1), np.zeros(n, int), 1, np.zeros(1), 0,
+                             f"only {n} pictures: too few to cluster (at least {MIN_PICTURES}), kept as one group")
+    note = ""
+    k = min(neighbours, n - 1)
+    if k < neighbours:
+        note = f"only {n} pictures: the neighbour graph uses {k} neighbours instead of {neighbours}"
+    affinity = knn_affinity(x, k)
+    limit = min(max_clusters, n - 1) if clusters is None else min(clusters, n)
+    values, vectors = laplacian_spectrum(affinity, min(limit + 1, n))
+    chosen = eigengap(values, limit) if clusters is None else max(1, min(clusters, n))
+    if chosen == 1:
+        labels = np.zeros(n, int)
+    else:
+        embedding = vectors[:, :chosen]
+        embedding = embedding / np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
+        labels = KMeans(chosen, n_init=10, random_state=seed).fit_predict(embedding)
+        labels = _relabel(labels, chosen)
+        chosen = int(labels.max()) + 1
+    return ClassSpectrum(values, labels, chosen, conductance(affinity, labels, chosen), k, note)
+
+
+def suspicion(conductance: float, share: float, mass_inside: float | None = None) -> float:
+    """max(0, 1 − φ/φ₀) · (1 − share) · (1 − mass inside the object, where known): small, cut-off
+    clusters whose maps avoid the object rank first."""
+    score = max(0.0, 1.0 - conductance / CUT_OFF) * (1.0 - share)
+    if mass_inside is not None and np.isfinite(mass_inside):
+        score *= 1.0 - mass_inside
+    return float(max(score, 0.0))
+
+
+def layout_2d(maps: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(n, ...) maps -> (n, 2) t-SNE coordinates for a scatter plot (PCA's first two axes for a handful)."""
+    x = maps.reshape(len(maps), -1).astype(np.float32)
+    n = len(x)
+    if n < 8:
+        centred = x - x.mean(axis=0)
+        if n < 2:
+            return np.zeros((n, 2), np.float32)
+        u, s, _ = np.linalg.svd(centred, full_matrices=False)
+        out = np.zeros((n, 2), np.float32)
+        width = min(2, len(s))
+        out[:, :width] = u[:, :width] * s[:width]
+        return out
+    perplexity = float(min(30.0, (n - 1) / 3))
+    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x).astype(np.float32)
+
+
+def _relabel(labels: np.ndarray, clusters: int) -> np.ndarray:
+    """Clusters numbered by first appearance, empty ones dropped: the same partition gives the same labels."""
+    mapping: dict[int, int] = {}
+    for value in labels:
+        mapping.setdefault(int(value), len(mapping))
+    return np.array([mapping[int(v)] for v in labels], int)

@@ -1,0 +1,320 @@
+"""The Audit page's helpers: which folders a visitor may audit, zip uploads, the cached audit run, the pictures
+and tables it shows, and the page's session keys.
+
+Visitors are strangers: only folders under the audit root (`CNNVIS_AUDIT_ROOT`, default a `cnnvis-audit` folder
+in the system's temporary folder) are read, checked on the real path, so neither `..` nor a symbolic link leads
+out of it. A zip upload is bounded (size, number of files, uncompressed total) and its member names may not
+climb out of the folder it is unpacked into. Results are cached per model, folder (and its files' names, sizes
+and times) and settings.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import stat
+import tempfile
+import zipfile
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+from PIL import Image
+
+from cnnvis_engine import EngineError, Explainer, decode_image
+from cnnvis_engine.audit import Audit, AuditError, Cluster, ImageSet, audit, read_image_set
+from cnnvis_engine.audit.describe import describe, verdict
+from cnnvis_engine.audit.report import picture_rows, PICTURE_COLUMNS
+from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
+from cnnvis_engine.render import render_heatmap, render_overlay
+
+# Session keys of the page.
+FOLDER = "audit_folder"  # the folder chosen (a path under the root)
+METHOD = "audit_method"
+SIZE = "audit_size"
+RUN = "audit_run"  # the settings of the audit last run in this session: {"model", "weights", "folder", ...}
+CLASS = "audit_class"
+ZIP = "_w_audit_zip"
+ZIP_ERROR = "audit_zip_error"
+
+METHODS = ("gradcam", "cam", "gradcam++", "layercam", "saliency")
+SIZES = (16, 32)
+DEMO_FOLDER = "tank-photos"  # made on first use: 120 drawn field scenes, sun and clouds at random
+DEMO_COUNT, DEMO_SEED = 120, 4242
+MAX_ZIP_BYTES = 20 * 1024 * 1024
+MAX_ZIP_FILES = 2000
+MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
+GRID_LIMIT = 24  # selected pictures shown at once
+COLOURS = ("#e4572e", "#2e86ab", "#f3a712", "#6a994e", "#8d6a9f", "#29335c", "#c44569", "#7f8c8d")
+
+
+def audit_root() -> Path:
+    root = Path(os.environ.get("CNNVIS_AUDIT_ROOT") or Path(tempfile.gettempdir()) / "cnnvis-audit")
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(os.path.realpath(root))
+
+
+def inside_root(path: Path, root: Path) -> bool:
+    real = os.path.realpath(path)
+    return real == str(root) or real.startswith(str(root) + os.sep)
+
+
+def resolve_folder(text: str, root: Path | None = None) -> Path:
+    """The folder `text` names (relative to the root, or absolute), refused unless it really lies under the root."""
+    root = root or audit_root()
+    text = (text or "").strip()
+    if not text:
+        raise AuditError("Choose a folder to audit.")
+    path = Path(text) if Path(text).is_absolute() else root / text
+    if not inside_root(path, root):
+        raise AuditError(f"Only folders under {root} can be audited here.")
+    if not path.is_dir():
+        raise AuditError(f"There is no folder '{text}' under {root}.")
+    return Path(os.path.realpath(path))
+
+
+def folders(root: Path | None = None) -> list[str]:
+    """The folders a visitor can pick: the demo set, then every folder under the root and under its `uploads/`."""
+    root = root or audit_root()
+    demo_folder(root)
+    found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "uploads" and not p.name.startswith("."))
+    uploads = root / "uploads"
+    if uploads.is_dir():
+        found += sorted(f"uploads/{p.name}" for p in uploads.iterdir() if p.is_dir())
+    return found
+
+
+def demo_folder(root: Path) -> Path:
+    """The bundled demo set under the root, drawn once from seeded scenes (sun and clouds at random)."""
+    folder = root / DEMO_FOLDER
+    if not (folder / ".complete").exists():
+        scenes = tank_dataset(DEMO_COUNT, DEMO_SEED, light="clean")
+        for i, (image, label) in enumerate(zip(scenes.images, scenes.labels)):
+            (folder / TANK_CLASSES[label]).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(image).save(folder / TANK_CLASSES[label] / f"{i:03d}.png")
+        (folder / ".complete").write_text("drawn by cnnvis_ui.audit.demo_folder\n")
+    return folder
+
+
+def unpack_zip(data: bytes, root: Path | None = None) -> str:
+    """Unpack an uploaded zip under root/uploads/<its sha256>; returns that folder relative to the root.
+    Refuses an oversized, crowded or bomb-like archive and member names that are absolute, climb with `..`
+    or are links."""
+    root = root or audit_root()
+    if len(data) > MAX_ZIP_BYTES:
+        raise AuditError(f"The zip is {len(data) / 2**20:.1f} MB; the limit is {MAX_ZIP_BYTES // 2**20} MB.")
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as error:
+        raise AuditError("This file is not a zip archive that can be read.") from error
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) > MAX_ZIP_FILES:
+        raise AuditError(f"The zip holds {len(members)} files; the limit is {MAX_ZIP_FILES}.")
+    if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
+        raise AuditError(f"The zip unpacks to more than {MAX_UNZIPPED_BYTES // 2**20} MB.")
+    for m in members:
+        parts = Path(m.filename).parts
+        if m.filename.startswith(("/", "\\")) or ".." in parts or ":" in m.filename or "\\" in m.filename:
+            raise AuditError(f"The zip's member name '{m.filename}' points outside its folder; it is refused.")
+        if stat.S_ISLNK(m.external_attr >> 16):
+            raise AuditError(f"The zip's member '{m.filename}' is a link; links are refused.")
+    name = hashlib.sha256(data).hexdigest()[:16]
+    target = root / "uploads" / name
+    if not (target / ".complete").exists():
+        written = 0
+        for m in members:
+            path = target / m.filename
+            if not inside_root(path, target):
+                raise AuditError(f"The zip's member name '{m.filename}' points outside its folder; it is refused.")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(m) as source:
+                content = source.read(m.file_size + 1)
+            written += len(content)
+            if len(content) > m.file_size or written > MAX_UNZIPPED_BYTES:
+                raise AuditError("The zip's sizes do not match its contents; it is refused.")
+            path.write_bytes(content)
+        (target / ".complete").write_text("unpacked\n")
+    return f"uploads/{name}"
+
+
+def picture_set(folder: Path) -> ImageSet:
+    """The folder's pictures, without any whose real path leaves the folder (a link planted inside it)."""
+    found = read_image_set(folder)
+    keep = [i for i, p in enumerate(found.paths) if inside_root(p, folder)]
+    if not keep:
+        raise AuditError(f"There are no pictures in {folder.name} that can be audited.")
+    return replace(found, paths=tuple(found.paths[i] for i in keep), labels=tuple(found.labels[i] for i in keep))
+
+
+def signature(folder: Path) -> str:
+    """Names, sizes and modification times of the folder's files: a new or changed file is a new audit."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            info = path.stat()
+            digest.update(f"{path.relative_to(folder)}|{info.st_size}|{info.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)  # an audit is N × size² half floats and its clusters
+def run_audit(model_key: str, folder: str, files: str, method: str, size: int, _explainer: Explainer) -> Audit:
+    """The audit of `folder` (`files`: its signature) with the model `model_key`, with a progress bar while it
+    runs (drawn inside, so a cache hit replays it, as `compute.randomisation` does)."""
+    bar = st.empty()
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Explaining pictures: {done} of {total}")
+
+    try:
+        return audit(_explainer.bundle, picture_set(Path(folder)), method=method, size=size, progress=progress)
+    finally:
+        bar.empty()
+
+
+def layout_figure(result: Audit, label: str, height: int = 420) -> go.Figure:
+    """The class's 2-D layout, one colour per cluster, the flagged ones named as such; each point's customdata is
+    its picture's index in the audit."""
+    view = result.classes[label]
+    members = np.array(view.members)
+    clusters = {c.number: c for c in result.for_class(label)}
+    points = spread_duplicates(view.layout)
+    fig = go.Figure()
+    for rank, number in enumerate(sorted(clusters, key=lambda n: -clusters[n].suspicion)):
+        c = clusters[number]
+        inside = view.clusters == number
+        name = f"cluster {number} · {c.size} pictures · suspicion {c.suspicion:.2f}" + (" ⚠" if c.flagged else "")
+        fig.add_trace(go.Scatter(
+            x=points[inside, 0], y=points[inside, 1], mode="markers", name=name,
+            customdata=members[inside], text=[result.names[m] for m in members[inside]],
+            hovertemplate="%{text}<extra></extra>",
+            marker={"size": 9, "color": COLOURS[rank % len(COLOURS)],
+                    "line": {"width": 1.5 if c.flagged else 0, "color": "#262730"}},
+        ))
+    fig.update_layout(
+        height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="select",
+        legend={"orientation": "h", "y": -0.05}, xaxis={"visible": False}, yaxis={"visible": False},
+        title={"text": "Each dot is a picture; near dots have similar maps", "font": {"size": 13}},
+    )
+    return fig
+
+
+def spread_duplicates(layout: np.ndarray) -> np.ndarray:
+    """Pictures with identical maps (empty ones, say) land on one spot; spread them on a small seeded disc so each
+    can be seen and selected. Display only: the clusters were made from the maps."""
+    points = np.array(layout, np.float64)
+    if len(points) == 0:
+        return points
+    scale = 0.02 * max(float(np.ptp(points, axis=0).max()), 1e-6)
+    _, first, counts = np.unique(points.round(6), axis=0, return_inverse=True, return_counts=True)
+    first = first.ravel()
+    rng = np.random.default_rng(0)
+    for group in np.flatnonzero(counts > 1):
+        where = np.flatnonzero(first == group)
+        angle = rng.uniform(0, 2 * np.pi, len(where))
+        radius = scale * np.sqrt(rng.uniform(0, 1, len(where))) * np.sqrt(len(where))
+        points[where] += np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1)
+    return points
+
+
+def selected_indices(event) -> list[int]:
+    """The audit indices of the points a box, lasso or click selected (from `st.plotly_chart`'s event)."""
+    if not event:
+        return []
+    selection = event.get("selection", {}) if isinstance(event, dict) else getattr(event, "selection", {})
+    points = selection.get("points", []) if isinstance(selection, dict) else getattr(selection, "points", [])
+    out = []
+    for point in points:
+        data = point.get("customdata")
+        if isinstance(data, list):
+            data = data[0] if data else None
+        if data is not None:
+            out.append(int(data))
+    return list(dict.fromkeys(out))
+
+
+@st.cache_data(max_entries=512, show_spinner=False)
+def overlay_png(path: str, stamp: float, values: bytes, size: int, side: int = 128) -> bytes:
+    """A picture with its audit map over it, as PNG bytes (`stamp`: the file's mtime, so a changed file redraws)."""
+    heat = np.frombuffer(values, np.float16).astype(np.float32).reshape(size, size)
+    low, high = float(heat.min()), float(heat.max())
+    heat = np.zeros_like(heat) if high - low < 1e-9 else (heat - low) / (high - low)
+    try:
+        picture = np.asarray(decode_image(path).image.resize((side, side), Image.Resampling.BILINEAR))
+        shown = render_overlay(picture, heat, "jet", 0.45)
+    except EngineError:
+        shown = render_heatmap(np.asarray(Image.fromarray(heat, "F").resize((side, side))))
+    buffer = io.BytesIO()
+    Image.fromarray(shown).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def picture_png(result: Audit, index: int) -> bytes:
+    path = result.paths[index] if index < len(result.paths) else ""
+    stamp = os.stat(path).st_mtime if path and os.path.exists(path) else 0.0
+    return overlay_png(path, stamp, result.maps[index].tobytes(), result.size)
+
+
+def mean_map_png(cluster: Cluster, side: int = 128) -> bytes:
+    values = cluster.mean_map
+    low, high = float(values.min()), float(values.max())
+    values = np.zeros_like(values) if high - low < 1e-9 else (values - low) / (high - low)
+    big = np.asarray(Image.fromarray(values.astype(np.float32), "F").resize((side, side), Image.Resampling.BILINEAR))
+    buffer = io.BytesIO()
+    Image.fromarray(render_heatmap(big)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def cluster_sentence(cluster: Cluster, result: Audit) -> str:
+    return describe(cluster, result)
+
+
+def cluster_verdict(cluster: Cluster) -> str:
+    return verdict(cluster)
+
+
+def flagged_csv(result: Audit, indices: list[int] | None = None) -> bytes:
+    """The flagged clusters' pictures (or `indices`) as CSV: one row per picture, with its cluster and sentence."""
+    if indices is None:
+        indices = [m for c in result.flagged() for m in c.members]
+    rows = picture_rows(result)
+    owner = {m: c for c in result.clusters for m in c.members}
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow([*PICTURE_COLUMNS, "sentence"])
+    for i in indices:
+        c = owner.get(i)
+        writer.writerow([*rows[i], describe(c, result) if c else ""])
+    return out.getvalue().encode("utf-8")
+
+
+# ----- the tanks story's step 4 ----------------------------------------------------------------------------------
+@st.cache_data(show_spinner="Auditing 120 field photos…")
+def story_audit(model: str) -> dict:
+    """The audit of the demo set (120 fresh photos, sun and clouds at random, tank boxes known) with one tank
+    detector: its flagged clusters with sentences, the weather of their photos and pictures to show."""
+    from . import compute
+
+    bundle = compute.registry_explainer(model, "demo").bundle
+    folder = demo_folder(audit_root())
+    scenes = tank_dataset(DEMO_COUNT, DEMO_SEED, light="clean")
+    image_set = picture_set(folder)
+    order = [int(p.stem) for p in image_set.paths]
+    boxes = [tuple(int(v) for v in scenes.boxes[i]) if scenes.boxes[i][0] >= 0 else None for i in order]
+    sunny = scenes.sunny[order]
+    result = audit(bundle, image_set, boxes=boxes, size=16)
+    flagged = []
+    for cluster in result.flagged():
+        share = float(sunny[list(cluster.members)].mean())
+        weather = ("all sunny" if share == 1 else "all cloudy" if share == 0 else
+                   f"{share:.0%} sunny" if share >= 0.5 else f"{1 - share:.0%} cloudy")
+        flagged.append({
+            "label": cluster.label, "sentence": describe(cluster, result), "suspicion": cluster.suspicion,
+            "weather": weather,
+            "pictures": [mean_map_png(cluster)] + [picture_png(result, m) for m in cluster.prototypes[:3]],
+        })
+    return {"pictures": int(result.read.sum()), "flagged": flagged,
+            "highest": max((c.suspicion for c in result.clusters), default=0.0)}

@@ -1,0 +1,123 @@
+"""Audit: find shortcuts in a whole picture set. Every picture of a folder is explained, each class's maps are
+clustered (spectral relevance analysis, Lapuschkin et al. 2019), and small clusters cut off from the rest of
+their class are shown first: pictures the model treats alike for a reason of their own."""
+
+import streamlit as st
+
+from cnnvis_engine import EngineError
+from cnnvis_ui import audit as a
+from cnnvis_ui import context, entry
+
+PAPER = "https://arxiv.org/abs/1902.10178"
+COLUMNS = 6
+
+
+def take_zip() -> None:
+    upload = st.session_state.get(a.ZIP)
+    st.session_state[a.ZIP_ERROR] = ""
+    if upload is None:
+        return
+    try:
+        st.session_state[a.FOLDER] = a.unpack_zip(upload.getvalue())
+    except EngineError as error:
+        st.session_state[a.ZIP_ERROR] = str(error)
+
+
+def settings() -> dict | None:
+    """The widgets; the settings of the audit to show (the last one run in this session), or None."""
+    model = context.current_model()
+    root = a.audit_root()
+    st.caption(f"Model: **{model.label}** (change it in the sidebar). Folders are read under `{root}`.")
+    choices = a.folders(root)
+    if st.session_state.get(a.FOLDER) not in choices:
+        st.session_state[a.FOLDER] = a.DEMO_FOLDER
+    left, middle, right, button = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
+    left.selectbox("Folder (one subfolder per class)", choices, key=a.FOLDER)
+    middle.selectbox("Map", a.METHODS, key=a.METHOD, format_func=lambda m: {"gradcam": "Grad-CAM", "cam": "CAM",
+                     "gradcam++": "Grad-CAM++", "layercam": "LayerCAM", "saliency": "Saliency"}[m])
+    right.selectbox("Map size", a.SIZES, index=0, key=a.SIZE)
+    with st.expander("Upload a small set as a zip (class folders inside)"):
+        st.file_uploader("Zip of pictures", type=["zip"], key=a.ZIP, on_change=take_zip)
+        if st.session_state.get(a.ZIP_ERROR):
+            st.error(st.session_state[a.ZIP_ERROR])
+    if button.button("Run audit", type="primary", key="audit-run"):
+        st.session_state[a.RUN] = {"model": model, "folder": st.session_state[a.FOLDER],
+                                   "method": st.session_state[a.METHOD], "size": st.session_state[a.SIZE]}
+    return st.session_state.get(a.RUN)
+
+
+def results(run: dict) -> None:
+    try:
+        folder = a.resolve_folder(run["folder"])
+        explainer = context.load_explainer(run["model"])
+        result = a.run_audit(run["model"].key, str(folder), a.signature(folder), run["method"], run["size"], explainer)
+    except EngineError as error:
+        st.error(str(error))
+        return
+    flagged = result.flagged()
+    found = f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''}" if flagged else "nothing suspicious"
+    st.subheader(f"{int(result.read.sum())} pictures of {run['folder']}: {found}")
+    for note in result.notes:
+        st.info(note)
+    if result.skipped:
+        with st.expander(f"{len(result.skipped)} files skipped"):
+            st.dataframe({"file": [s.path for s in result.skipped], "why": [s.reason for s in result.skipped]},
+                         hide_index=True)
+    st.download_button("Export the flagged pictures (CSV)", a.flagged_csv(result), file_name="flagged.csv",
+                       mime="text/csv", key="audit-export", disabled=not flagged)
+    labels = sorted(result.classes, key=lambda c: -max((k.suspicion for k in result.for_class(c)), default=0))
+    label = st.segmented_control("Class", labels, default=labels[0], key=a.CLASS) or labels[0]
+    plot, cards = st.columns([3, 2])
+    with plot:
+        event = st.plotly_chart(a.layout_figure(result, label), on_select="rerun",
+                                selection_mode=("points", "box", "lasso"),
+                                key=f"audit-scatter-{label}", config={"displayModeBar": True, "displaylogo": False})
+        chosen = a.selected_indices(event)
+        if chosen:
+            grid(result, chosen)
+        else:
+            st.caption("Drag a box or lasso around dots (or click one) to see those pictures with their maps.")
+    with cards:
+        for cluster in result.for_class(label):
+            card(result, cluster)
+
+
+def grid(result, chosen: list[int]) -> None:
+    with st.container(key="audit-grid"):
+        more = f" (the first {a.GRID_LIMIT} shown)" if len(chosen) > a.GRID_LIMIT else ""
+        st.markdown(f"**{len(chosen)} selected**{more}")
+        shown = chosen[:a.GRID_LIMIT]
+        for start in range(0, len(shown), COLUMNS):
+            for col, index in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
+                col.image(a.picture_png(result, index), caption=result.names[index], width="stretch")
+        st.download_button("Export the selection (CSV)", a.flagged_csv(result, chosen), file_name="selection.csv",
+                           mime="text/csv", key="audit-export-selection")
+
+
+def card(result, cluster) -> None:
+    with st.container(border=True, key=f"audit-card-{cluster.label}-{cluster.number}".replace(" ", "_")):
+        badge = ":red[**Suspicious**]" if cluster.flagged else ":gray[not suspicious]"
+        st.markdown(f"{badge} · cluster {cluster.number} · suspicion {cluster.suspicion:.2f}")
+        st.markdown(a.cluster_sentence(cluster, result))
+        st.caption(a.cluster_verdict(cluster))
+        pictures = [a.mean_map_png(cluster)] + [a.picture_png(result, m) for m in cluster.prototypes[:3]]
+        captions = ["mean map"] + [result.names[m].split("/")[-1] for m in cluster.prototypes[:3]]
+        for col, picture, caption in zip(st.columns(4), pictures, captions):
+            col.image(picture, caption=caption, width="stretch")
+
+
+def render() -> None:
+    st.title("Audit: find shortcuts in a whole picture set")
+    st.markdown(
+        "One picture at a time, nobody notices that a network learned the weather instead of the tanks. Here every "
+        "picture of a folder is explained, and the maps of each class are grouped by how alike they are "
+        f"([spectral relevance analysis]({PAPER})). A small group that the rest of its class hardly resembles is "
+        "suspicious: look at what its pictures share — a mark, a background, the weather."
+    )
+    run = settings()
+    if run:
+        results(run)
+
+
+entry.ensure_entry()
+render()

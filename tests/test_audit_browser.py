@@ -1,0 +1,104 @@
+"""The Audit page in Chromium: run on a small folder, box-select points on the layout, see the grid of pictures
+with their maps, export the flagged pictures as CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+import pytest
+from conftest import ROOT, dashboard_server
+from PIL import Image
+
+from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
+
+pytestmark = pytest.mark.browser
+ARTIFACTS = ROOT / "test-artifacts"
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
+
+
+@pytest.fixture(scope="module")
+def audit_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("audit-root")
+    scenes = tank_dataset(80, 31, light="clean")  # the biased detector splits each class by the weather
+    for i, (image, label) in enumerate(zip(scenes.images, scenes.labels)):
+        folder = root / "small-set" / TANK_CLASSES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:02d}.png")
+    (root / "tank-photos").mkdir()  # the page draws its demo set only where none is marked complete
+    (root / "tank-photos" / ".complete").write_text("")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(audit_root):
+    old = os.environ.get("CNNVIS_AUDIT_ROOT")
+    os.environ["CNNVIS_AUDIT_ROOT"] = str(audit_root)
+    try:
+        with dashboard_server(ARTIFACTS / "audit-server.log") as (url, _):
+            yield url
+    finally:
+        if old is None:
+            os.environ.pop("CNNVIS_AUDIT_ROOT", None)
+        else:
+            os.environ["CNNVIS_AUDIT_ROOT"] = old
+
+
+def settle(page) -> None:
+    try:
+        page.wait_for_selector(RUNNING, timeout=1500)
+    except Exception:
+        pass
+    page.wait_for_selector(IDLE, timeout=90_000)
+    page.wait_for_timeout(400)
+
+
+def choose(page, widget_key: str, text: str) -> None:
+    box = page.locator(f".st-key-{widget_key} input").first
+    box.scroll_into_view_if_needed()
+    box.click()
+    box.fill(text)
+    page.get_by_role("option").filter(has_text=text).first.click()
+    settle(page)
+
+
+def test_audit_page_runs_selects_and_exports(browser, server):
+    context = browser.new_context(viewport={"width": 1500, "height": 1300}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    try:
+        page.goto(f"{server}/audit")  # straight to the page: the Explore page's default model is not needed
+        settle(page)
+        choose(page, "_w_model", "tanks_shortcut"))
+        choose(page, "audit_folder", "small-set"))
+        page.locator(".st-key-audit-run button").click()
+        settle(page)
+        page.get_by_text("80 pictures of small-set").wait_for()
+        page.wait_for_selector(".js-plotly-plot .scatterlayer .point"))
+        page.screenshot(path=ARTIFACTS / "audit-page.png", full_page=True)
+        assert page.locator("[class*='st-key-audit-card-']").count() >= 2  # cluster cards of the class shown
+        assert "pictures:" in page.locator("[class*='st-key-audit-card-']").first.inner_text()
+
+        plot = page.locator(".js-plotly-plot .nsewdrag").first  # box selection: drag across the whole plot
+        box = plot.bounding_box()
+        page.mouse.move(box["x"] + 5, box["y"] + 5)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=8)
+        page.mouse.move(box["x"] + box["width"] - 5, box["y"] + box["height"] - 5, steps=8)
+        page.mouse.up()
+        settle(page)
+        grid = page.locator(".st-key-audit-grid")
+        grid.wait_for())
+        assert "selected" in grid.inner_text()
+        assert grid.locator("img").count() >= 2
+        page.screenshot(path=ARTIFACTS / "audit-selection.png", full_page=True)
+
+        with page.expect_download() as download:
+            page.locator(".st-key-audit-export button").click()
+        rows = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+        assert rows and {"path", "class", "cluster", "suspicion", "sentence"} <= set(rows[0])
+        assert all(r["path"].endswith(".png") for r in rows)
+    finally:
+        context.close()
