@@ -13,7 +13,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
-from . import compute, context, state, views
+from . import compute, context, share, state, views
 from .context import Context
 from .text import plain
 
@@ -30,6 +30,11 @@ STORIES_PAGE = "stories"  # url path of pages/stories.py (st.Page names a page a
 def render() -> Context | None:
     """Draw the sidebar and return the current context (model, image, layer, target); on the Stories page only
     a note, and None (no model is loaded for it)."""
+    state.init()  # adopts the URL's view (a link, a reload, back or forward)
+    state.sync_url()
+    with st.sidebar:
+        share.copy_link_button()
+        share.link_notice()
     if page_path() == STORIES_PAGE:
         st.sidebar.caption(
             "Each story brings its own small models and pictures, so the model, image, layer and class choices "
