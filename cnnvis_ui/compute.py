@@ -39,6 +39,7 @@ from cnnvis_engine import (
 )
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
+from cnnvis_engine.models import weights_on_disk
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
@@ -128,15 +129,13 @@ SHIPPED_WEIGHTS = frozenset({"embedded", "demo"})  # weights that come with the 
 
 
 def comparable_models(include_random: bool) -> list[str]:
-    """"name:weights" keys for the Compare page: each model with its own real weights where they load, and
-    with random weights only when `include_random` (an explicit choice). Shipped weights are offered without
-    loading the model; pretrained ones are tried once (a quick failure offline; see `weights_problem`)."""
+    """"name:weights" keys for the Compare page: each model with its own real weights where they are on this
+    machine (shipped ones, or a pretrained checkpoint in the cache: a file check, `weights_on_disk`), and with
+    random weights only when `include_random` (an explicit choice). No model is loaded and nothing is downloaded
+    to build the list: a model is loaded only when a cell that shows it is drawn."""
     keys = []
     for spec in list_models():
-        keys += [
-            f"{spec.name}:{w}" for w in spec.weights
-            if w in SHIPPED_WEIGHTS or (w != "random" and not weights_problem(spec.name, w))
-        ]
+        keys += [f"{spec.name}:{w}" for w in spec.weights if w != "random" and weights_on_disk(spec.name, w)]
         if include_random and "random" in spec.weights:
             keys.append(f"{spec.name}:random")
     return keys

@@ -42,7 +42,9 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     st.multiselect(
         "Models (rows)", options, key=state.seed(state.COMPARE_MODELS), format_func=model_label,
         max_selections=MAX_MODELS, on_change=state.commit, args=(state.COMPARE_MODELS,),
-        help="Only models whose weights load here are offered, plus random weights when you switch them on.",
+        help="Models whose weights are on this server are offered (pretrained ones once downloaded, e.g. by "
+        "choosing them on Explore), plus random weights when you switch them on. A model loads only when its row "
+        "is drawn.",
     )
     return state.get(state.COMPARE_METHOD), state.get(state.COMPARE_IMAGES), state.get(state.COMPARE_MODELS)
 

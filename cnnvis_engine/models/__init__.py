@@ -4,7 +4,7 @@
 from . import torchvision_zoo, timm_zoo, embedded  # noqa: F401, I001
 from . import demos  # noqa: F401  (the article's stories: tanks and weather, salt U-Net, robot perception)
 from .bundle import ModelBundle, Normalization, TaskKind, WeightsSource
-from .registry import DEFAULT_MODEL, MODELS, ModelSpec, list_models, load_model, register_model
+from .registry import DEFAULT_MODEL, MODELS, ModelSpec, list_models, load_model, register_model, weights_on_disk
 from .user_files import load_model_file, parse_labels
 from .weights import weights_cache_dir
 
@@ -22,4 +22,5 @@ __all__ = [
     "parse_labels",
     "register_model",
     "weights_cache_dir",
+    "weights_on_disk",
 ]
