@@ -42,6 +42,8 @@ from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 from cnnvis_engine.models import weights_on_disk
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 
+from . import threads
+
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
 MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
 # Recorded forward passes (with their autograd graphs) each explainer keeps: the current image, so a new class
@@ -99,12 +101,14 @@ def sha256(data: bytes) -> str:
 
 # ----- models -------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
+@threads.sized
 def registry_explainer(name: str, weights: str) -> Explainer:
     """A registry model with the given weights, loaded once per server. Raises EngineError."""
     return Explainer(load_model(name, weights), cache_size=FORWARD_PASSES)
 
 
 @st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
+@threads.sized
 def file_explainer(
     file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None
 ) -> Explainer:
@@ -179,6 +183,7 @@ def decode_upload(digest: str, _data: bytes) -> DecodedImage:
 
 # ----- results ------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=32, show_spinner=False)
+@threads.sized
 def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage) -> LayerTable:
     trace = _explainer.trace(_image)
     return LayerTable(
@@ -190,6 +195,7 @@ def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: D
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+@threads.sized
 def predictions(
     image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage, top_k: int = 5
 ) -> tuple[Prediction, ...]:
@@ -197,6 +203,7 @@ def predictions(
 
 
 @st.cache_data(max_entries=32, show_spinner=False)  # a panel set is a few MB: feature maps and gradients
+@threads.sized
 def explain(
     image_sha: str,
     model_key: str,
@@ -219,6 +226,7 @@ def method_options(method: str) -> dict[str, Mapping[str, object]]:
 
 
 @st.cache_data(max_entries=48, show_spinner=False)
+@threads.sized
 def explain_with_model(image_sha: str, name: str, weights: str, method: str, _image: DecodedImage) -> Explanation:
     """One method on one registry model with its automatic layer and top-1 class (the Compare grid). The model
     is loaded only when the result is not cached yet."""
@@ -226,6 +234,7 @@ def explain_with_model(image_sha: str, name: str, weights: str, method: str, _im
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+@threads.sized
 def faithfulness(
     image_sha: str,
     model_key: str,
@@ -244,6 +253,7 @@ def faithfulness(
 
 
 @st.cache_data(max_entries=16, show_spinner=False)  # a test is about 20 maps of 224×224 floats
+@threads.sized
 def randomisation(
     image_sha: str,
     model_key: str,
@@ -289,6 +299,7 @@ def clear_all() -> None:
 
 # ----- feature visualisation ----------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False)  # a gallery is a few small images
+@threads.sized
 def channel_gallery(
     model_key: str, layer: str, channels: tuple[int, ...], size: int, steps: int, seed: int, _explainer: Explainer
 ) -> tuple[FeatureVisResult, ...]:
