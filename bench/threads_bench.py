@@ -29,17 +29,16 @@ CONDITIONS = ("quiet", "competitor", "4 sessions")
 
 def _task(name: str):
     """(warm-up, task) for `name`, as functions of no arguments, the model and image loaded (not timed)."""
-    from cnnvis_engine import load_model
+    from cnnvis_engine import Explainer, load_model
     from cnnvis_engine.featurevis import render_channels
     from cnnvis_engine.images import decode_image
     from cnnvis_engine.samples import sample_path
     from cnnvis_engine.sanity import randomisation_test
-    from cnnvis_engine.tracing import trace_layers
 
     bundle = load_model("efficientnet_lite0")
     cat = decode_image(sample_path("cat"))
     if name == "gallery":
-        layer = trace_layers(bundle, cat).default_layer("feature_maps")
+        layer = Explainer(bundle).trace(cat).default_layer("feature_maps")
         return (lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=2, seed=0),
                 lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=64, seed=0))
     return (lambda: randomisation_test(bundle, cat, "gradcam", mode="cascading", layers=[]),

@@ -13,7 +13,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
-from . import compute, context, share, state, views
+from . import compute, context, share, state, views, words
 from .context import Context
 from .text import plain
 
@@ -172,20 +172,36 @@ def _layer_section(ctx: Context) -> None:
     except EngineError as error:
         st.error(str(error))
         return
-    labels = {layer.name: layer.label for layer in table.spatial}
+    everything, chosen = state.get(state.ALL_LAYERS), state.get(state.LAYER)
     default = table.defaults["gradcam"]
+    shown = [layer for layer in table.spatial
+             if everything or not layer.passes_through or layer.name in (chosen, default)]
+    by_name = {layer.name: layer for layer in table.spatial}
+    labels = {layer.name: words.layer_label(layer) for layer in shown}
     options = [state.AUTO, *labels]
+    current = by_name.get(chosen or default)
     st.selectbox(
         "Layer for feature maps and Grad-CAM", options, key=state.seed(state.LAYER, options),
         format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
-        on_change=state.commit, args=(state.LAYER,),
-        help="Every layer the image passed through that outputs channels × height × width, in execution order. "
-        "Type to search.",
+        on_change=state.commit, args=(state.LAYER,), filter_mode="contains",
+        help="The layers the picture passes through, in order, that give a map per channel. Type part of a name "
+        "(`blocks.3.`) or a kind (`convolution`) to search."
+        + (f"\n\n{words.layer_detail(current)}" if current else ""),
+    )
+    hidden = len(table.spatial) - len(shown)
+    st.toggle(
+        "Show pass-through layers", key=state.seed(state.ALL_LAYERS), on_change=state.commit,
+        args=(state.ALL_LAYERS,),
+        help=f"{hidden} layers are hidden: they hand their input on unchanged (`Identity` placeholders, dropout, "
+        "which is off while explaining), so their maps are the layer before's." if hidden or not everything
+        else "Hide the layers that hand their input on unchanged.",
     )
     cam = table.defaults["cam"]
     st.caption(
-        f"{len(table.spatial)} layers give spatial maps. "
-        + (f"CAM always uses `{cam}`, the global pool's input." if cam else "CAM does not apply to this model.")
+        f"{len(shown)} layers give maps"
+        + (f" ({hidden} pass-through ones hidden). " if hidden else ". ")
+        + (f"CAM always uses `{cam}`, the last layer before the network averages each map to one number."
+           if cam else "CAM does not apply to this model.")
     )
 
 
@@ -205,7 +221,7 @@ def _target_section(ctx: Context) -> None:
         "Class" if ctx.explainer.bundle.task != "regression" else "Output",
         options,
         key=state.seed(state.TARGET, options),
-        format_func=lambda i: automatic if i < 0 else f"{names[i]} ({i})",
+        format_func=lambda i: automatic if i < 0 else words.class_name(names, i),
         on_change=state.commit,
         args=(state.TARGET,),
         help="Type to search the names.",

@@ -23,6 +23,7 @@ MODEL = "model"  # registry name, or USER_MODEL_CHOICE
 WEIGHTS = "weights"  # the registry's weights choice ("pretrained", "embedded", "random"), "file" for uploads
 IMAGE = "image"  # "sample:<key>" or "upload:<sha256>"
 LAYER = "layer"  # traced layer name, or None for the automatic default
+ALL_LAYERS = "all_layers"  # the layer list shows pass-through layers (Identity, dropout) too
 TARGET = "target"  # class index, or None for the top-1 prediction
 UPLOADS = "uploads"  # {sha256: (file name, bytes)} of the last few good image uploads
 UPLOAD_ERROR = "upload_error"  # why the last image upload was refused ("" if it was not)
@@ -69,6 +70,7 @@ DEFAULTS: dict[str, Any] = {
     WEIGHTS: None,
     IMAGE: DEFAULT_IMAGE,
     LAYER: None,
+    ALL_LAYERS: False,
     TARGET: None,
     UPLOAD_ERROR: "",
     USER_MODEL: None,
@@ -207,6 +209,7 @@ URL_PARAMS: dict[str, tuple[str, Codec]] = {
     SANITY_SECOND: ("sanity_second", _TEXT),
     SANITY_MODE: ("sanity_mode", _TEXT),
     SANITY_SHOWN: ("sanity_run", _BOOL),
+    ALL_LAYERS: ("all_layers", _BOOL),
 }
 ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
 USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"

@@ -117,10 +117,8 @@ def panels_area(ctx: context.Context) -> None:
     methods = ("feature_maps", display.saliency, "cam", "gradcam", "guided_gradcam")
     method_views, explanation = views.explained_views(ctx, methods, display.colormap, display.opacity)
     if explanation is not None:
-        summary.markdown(
-            f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}** "
-            f"at layer `{explanation.layer}`"
-        )
+        at_layer = f" at layer `{explanation.layer}`" if explanation.layer else ""  # None: the method needs none
+        summary.markdown(f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}**{at_layer}")
         image_view = views.input_view(explanation.image, ctx.image.title, ctx.notes)
     else:
         summary.markdown(f"**{plain(ctx.model.label)}**")

@@ -65,7 +65,8 @@ def test_an_explore_view_survives_a_fresh_browser_reload_and_history(browser, se
     settle(other, panels=6)
     assert summary(other) == view
     assert other.locator(".st-key-_w_colormap input").input_value() == "viridis"
-    assert other.get_by_test_id("stSidebar").get_by_role("button", name="Coffee", exact=True).get_attribute("kind") == "primary"
+    coffee = other.get_by_test_id("stSidebar").get_by_role("button", name="Coffee", exact=True)
+    assert coffee.get_attribute("kind") == "primary"
     assert panel_png(other, "gradcam") == original, "the shared link's Grad-CAM PNG differs"
     other.screenshot(path=ARTIFACTS / "share-receiver.png")
     other_context.close()
