@@ -44,6 +44,15 @@ class Hover:
 
 
 @dataclass(frozen=True)
+class Legend:
+    """The colour bar under a map: its colormap and what its two ends mean."""
+
+    colormap: str
+    low: str = "0: no evidence"
+    high: str = "1: strongest in this map"
+
+
+@dataclass(frozen=True)
 class PanelView:
     key: str  # stable id: "gradcam", "feature_maps" (widget keys and file names derive from it)
     title: str
@@ -53,6 +62,7 @@ class PanelView:
     hover: Hover | None = None
     method: str | None = None  # registry name, for the folded explanation
     level: str = "info"  # how to show `note`: "info" (not applicable) or "error"
+    legend: Legend | None = None  # a colour bar under the picture
 
 
 # ----- hover grids ---------------------------------------------------------------------------------------
@@ -111,8 +121,30 @@ def jpeg_bytes(picture: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def figure(picture: np.ndarray, hover: Hover | None = None, height: int = PANEL_HEIGHT) -> go.Figure:
-    """The picture (sent as one JPEG) under an invisible heat map that carries the raw values for hover."""
+def colorscale(colormap: str, steps: int = 11) -> list[list[object]]:
+    """`colormap` as a plotly colour scale, sampled from the engine's own rendering (so the bar matches the map)."""
+    ramp = render_heatmap(np.linspace(0, 1, steps, dtype=np.float32)[None, :], colormap)[0]
+    return [[i / (steps - 1), f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(ramp.tolist())]
+
+
+def _legend_trace(legend: Legend) -> go.Heatmap:
+    """A colour bar only: the trace's one cell lies outside the axes, so nothing of it is drawn on the picture."""
+    return go.Heatmap(
+        z=[[0.0, 1.0]], x=[-10.0, -9.0], y=[-10.0], zmin=0, zmax=1, colorscale=colorscale(legend.colormap),
+        hoverinfo="skip", showscale=True,
+        colorbar={
+            "orientation": "h", "thickness": 8, "len": 1.0, "x": 0.5, "xanchor": "center", "y": -0.01,
+            "yanchor": "top", "tickvals": [0, 1], "ticktext": [legend.low, legend.high], "ticks": "",
+            "tickfont": {"size": 11}, "outlinewidth": 0,
+        },
+    )
+
+
+def figure(
+    picture: np.ndarray, hover: Hover | None = None, height: int = PANEL_HEIGHT, legend: Legend | None = None
+) -> go.Figure:
+    """The picture (sent as one JPEG) under an invisible heat map that carries the raw values for hover, and the
+    colour bar of `legend` under it."""
     h, w = picture.shape[:2]
     uri = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(picture)).decode("ascii")
     fig = go.Figure(go.Image(source=uri, hoverinfo="skip"))
@@ -132,11 +164,13 @@ def figure(picture: np.ndarray, hover: Hover | None = None, height: int = PANEL_
             showscale=False,
             hoverongaps=False,
         ))
+    if legend is not None:
+        fig.add_trace(_legend_trace(legend))
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain", fixedrange=True)
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", fixedrange=True)
     fig.update_layout(
         height=height,
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        margin={"l": 0, "r": 0, "t": 0, "b": 34 if legend is not None else 0},
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         hovermode="closest",
@@ -157,7 +191,7 @@ def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvi
             )
         else:
             st.plotly_chart(
-                figure(view.picture, view.hover, height),
+                figure(view.picture, view.hover, height, view.legend),
                 key=f"chart-{view.key}",
                 config={"displayModeBar": False, "scrollZoom": False, "doubleClick": False},
             )

@@ -18,7 +18,7 @@ from cnnvis_engine.render import render_grid, render_heatmap, render_overlay, re
 from cnnvis_engine.report import ReportStamp
 
 from .context import Context, LoadedImage
-from .panels import PanelView, map_hover, tile_hover
+from .panels import Legend, PanelView, map_hover, tile_hover
 
 TILE = 96
 GAP = 2
@@ -80,6 +80,7 @@ def feature_maps_view(
         caption=f"{result.layer} · {len(channels)} of {result.meta['n_total']} channels ({order}) · "
         f"{result.raw.shape[1]}×{result.raw.shape[2]} each",
         hover=tile_hover(result.raw, channels, columns, tile, GAP, "activation"),
+        legend=Legend(colormap, "lowest activation", "highest"),
     )
 
 
@@ -104,6 +105,9 @@ def kernels_view(
     )
 
 
+SATURATED_END = "1: the top 1%"  # gradient maps are stretched to their 99th percentile (`stretched`)
+
+
 def _target(explanation: Explanation) -> str:
     return explanation.target.label
 
@@ -119,8 +123,8 @@ def _saliency(result: MethodResult, ex: Explanation, colormap: str, opacity: flo
     return PanelView(
         key="saliency", title="Saliency (vanilla)", picture=render_heatmap(stretched(result.map), colormap),
         method="saliency",
-        caption=f"max over RGB of |d score / d pixel| for {_target(ex)}; top 1% saturated",
-        hover=map_hover(result.raw, "|gradient|"),
+        caption=f"how strongly each pixel sways the score of {_target(ex)} · the brightest 1% at full colour",
+        hover=map_hover(result.raw, "|gradient|"), legend=Legend(colormap, "0: no effect", SATURATED_END),
     )
 
 
@@ -141,7 +145,7 @@ def _guided_backprop(result: MethodResult, ex: Explanation, colormap: str, opaci
 def _cam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
     return PanelView(
         key="cam", title="CAM", picture=render_overlay(ex.image, result.map, colormap, opacity), method="cam",
-        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "CAM"),
+        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "CAM"), legend=Legend(colormap),
     )
 
 
@@ -154,6 +158,7 @@ def _gradcam(result: MethodResult, ex: Explanation, colormap: str, opacity: floa
         method="gradcam",
         caption=f"{result.layer} · {_target(ex)}",
         hover=map_hover(result.raw, "Grad-CAM"),
+        legend=Legend(colormap),
         note="Zero everywhere: at this layer nothing speaks for this class; try another layer or class."
         if flat
         else "",
@@ -184,6 +189,7 @@ def _layer_overlay(result: MethodResult, ex: Explanation, colormap: str, opacity
     return PanelView(
         key=panel_key(result.method), title=title, picture=render_overlay(ex.image, result.map, colormap, opacity),
         method=result.method, caption=f"{result.layer} · {explained}{samples}", hover=map_hover(result.raw, title),
+        legend=Legend(colormap),
     )
 
 
@@ -193,6 +199,7 @@ def _occlusion(result: MethodResult, ex: Explanation, colormap: str, opacity: fl
         key="occlusion", title="Occlusion", picture=render_overlay(ex.image, result.map, colormap, opacity),
         method="occlusion", caption=f"{window}×{window} px grey patches, {stride} px apart · drop in {_target(ex)}",
         hover=map_hover(result.raw, "score drop when hidden"),
+        legend=Legend(colormap, "0: no drop when hidden", "1: the biggest drop"),
     )
 
 
@@ -200,8 +207,10 @@ def _smoothgrad(result: MethodResult, ex: Explanation, colormap: str, opacity: f
     return PanelView(
         key="smoothgrad", title="SmoothGrad", picture=render_heatmap(stretched(result.map), colormap),
         method="smoothgrad",
-        caption=f"mean |gradient| over {result.meta['samples']} noisy copies for {_target(ex)}; top 1% saturated",
+        caption=f"saliency averaged over {result.meta['samples']} noisy copies, for {_target(ex)} · the brightest 1% "
+        "at full colour",
         hover=map_hover(result.raw.max(axis=0), "mean |gradient|"),
+        legend=Legend(colormap, "0: no effect", SATURATED_END),
     )
 
 
@@ -209,9 +218,10 @@ def _integrated_gradients(result: MethodResult, ex: Explanation, colormap: str, 
     return PanelView(
         key="integrated_gradients", title="Integrated Gradients",
         picture=render_heatmap(stretched(result.map), colormap), method="integrated_gradients",
-        caption=f"{result.meta['steps']} steps from the mean colour for {_target(ex)}; top 1% saturated · "
-        f"sum of attributions misses the score change by {result.meta['delta']:.2g}",
-        hover=map_hover(result.raw.sum(axis=0), "attribution"),
+        caption=f"each pixel's share of the score of {_target(ex)}, over {result.meta['steps']} steps from a plain "
+        f"picture · the brightest 1% at full colour · the shares add up to the score change within "
+        f"{result.meta['delta']:.2g}",
+        hover=map_hover(result.raw.sum(axis=0), "attribution"), legend=Legend(colormap, "0: no share", SATURATED_END),
     )
 
 
