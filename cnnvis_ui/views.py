@@ -351,3 +351,44 @@ def report_stamp(ctx: Context, explanation: Explanation | None, settings: dict[s
         settings=settings,
         title=f"cnnvis — {ctx.model.name} on {ctx.image.title if ctx.image else 'an image'}",
     )
+
+
+# Maps whose good faithfulness scores can mislead: they follow the picture's edges more than the network's weights
+# (Adebayo et al. 2018, and this app's Sanity page: guided backprop hardly changes when the weights are random).
+EDGE_LIKE = frozenset({"guided_backprop", "guided_gradcam", "integrated_gradients", "smoothgrad"})
+
+
+def faithfulness_verdict(scores: dict[str, Faithfulness], titles: dict[str, str]) -> str:
+    """One line under the faithfulness table: which map did best by each measure, and the caveat a good score
+    needs when it comes from a map that the Sanity test shows barely depends on the weights."""
+    if not scores:
+        return ""
+    by_deletion = min(scores, key=lambda m: scores[m].deletion.auc)
+    by_insertion = max(scores, key=lambda m: scores[m].insertion.auc)
+    by_drop = min(scores, key=lambda m: scores[m].average_drop)
+    best: dict[str, list[str]] = {}
+    for method, measure in ((by_deletion, "deletion"), (by_insertion, "insertion"), (by_drop, "average drop")):
+        best.setdefault(method, []).append(measure)
+    parts = [f"{titles[m]} does best by {' and '.join(measures)}" for m, measures in best.items()]
+    if len(best) == 1:
+        parts = [f"{titles[by_deletion]} does best by every measure"]
+    verdict = "; ".join(parts) + "."
+    edgy = [titles[m] for m in best if m in EDGE_LIKE]
+    if edgy:
+        verdict += (f" A good score is not the whole story: {', '.join(edgy)} also follows the picture's edges, and "
+                    "the Sanity page shows guided backprop hardly changes when the network's weights are random.")
+    return verdict
+
+
+def coincide_note(explanation: Explanation | None) -> str:
+    """Said on the CAM panel when CAM and Grad-CAM come out the same (they do at the layer feeding the global
+    average pool: Grad-CAM's channel weights there are the classifier's weights over the map's size)."""
+    if explanation is None:
+        return ""
+    cam, gradcam = explanation.get("cam"), explanation.get("gradcam")
+    if cam is None or gradcam is None or not (cam.applicable and gradcam.applicable) or cam.layer != gradcam.layer:
+        return ""
+    if cam.map.shape != gradcam.map.shape or not np.allclose(cam.map, gradcam.map, atol=1e-3):
+        return ""
+    return (f"Same picture as Grad-CAM: at {cam.layer}, the layer that feeds the global average pool, Grad-CAM's "
+            "weights are the classifier's own, which is what CAM uses. Choose an earlier layer to see them differ.")

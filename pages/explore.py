@@ -99,6 +99,7 @@ def faithfulness_section(
         column_config={"Average drop (lower is better)": st.column_config.NumberColumn(format="percent")},
         hide_index=True, key="faithfulness-table",
     )
+    st.markdown(plain(views.faithfulness_verdict(scores, titles)))
 
 
 @st.fragment
@@ -124,6 +125,9 @@ def panels_area(ctx: context.Context) -> None:
         summary.markdown(f"**{plain(ctx.model.label)}**")
         image_view = views.original_view(ctx.image)
     by_key = {view.key: view for view in [image_view, *method_views]}
+    same = views.coincide_note(explanation)
+    if same and "cam" in by_key:
+        by_key["cam"] = views.relabel(by_key["cam"], note=same)
     added, sources = extra_panels(ctx, extras, display)
     ordered = [by_key[key] for row in LAYOUT for key in row if key in by_key] + added
     if scoring:
