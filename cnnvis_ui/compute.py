@@ -309,6 +309,7 @@ def channel_gallery(
     The progress bar is drawn inside on purpose: Streamlit replays only elements a cached function made itself,
     so a cache hit replays the bar being made, filled and removed — a few updates, not one per step."""
     bar = st.empty()
+    bar.progress(0.0, text=f"Rendering {len(channels)} channels of {layer}: starting…")  # from the first second
 
     def progress(step: int, total: int) -> None:
         if step % 8 == 0 or step == total:

@@ -1,4 +1,5 @@
-"""Sharing the view: the "Copy link" button and what an opened link could not bring back.
+"""Sharing the view: the "Copy link" button and what an opened link could not bring back; and the one-line hint
+at the top of every page that says where the choices are (the sidebar hides behind its toggle on a phone).
 
 The view itself lives in the URL (`state.URL_PARAMS`): every change writes it, so the address bar always holds the
 link. The button copies that address; where the browser refuses the clipboard (a page served over plain http
@@ -64,3 +65,27 @@ def link_notice() -> None:
     if notice:
         st.warning(plain(notice), icon=":material/link_off:")
         state.put(state.LINK_NOTICE, "")
+
+
+# Fixed text (no user input): one line for wide screens, another for phones, where the sidebar starts folded away.
+_WHERE_HTML = """
+<style>
+  .cnnvis-where { font-size: 0.85rem; opacity: 0.75; margin: 0 0 -0.5rem 0; }
+  .cnnvis-where .narrow { display: none; }
+  @media (max-width: 640px) {
+    .cnnvis-where .wide { display: none; }
+    .cnnvis-where .narrow { display: inline; }
+  }
+</style>
+<p class="cnnvis-where">
+  <span class="wide">Model, picture, layer and class are chosen in the sidebar on the left; to try your own
+  picture, use <b>Or upload your own</b> under the sample photos there.</span>
+  <span class="narrow">Tap <b>&#187;</b> at the top left to choose the model, the picture (or upload your own),
+  the layer and the class.</span>
+</p>
+"""
+
+
+def where_things_are() -> None:
+    """The hint line at the top of a page's main area."""
+    st.html(_WHERE_HTML)

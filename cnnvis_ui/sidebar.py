@@ -42,6 +42,7 @@ def render() -> Context | None:
         )
         return None
     state.init()
+    share.where_things_are()
     with st.sidebar:
         with st.spinner("Loading the model…"):
             ctx = context.current()

@@ -89,7 +89,7 @@ def draw_grid(
                 view = views.method_views(cell, display.colormap, display.opacity)[0]
                 layer = cell[method].layer
                 view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {views.percent(top.probability)}",
-                                     caption=f"layer: {layer}" if layer else "", method=None)
+                                     caption=f"{image.title} · layer {layer}" if layer else image.title, method=None)
                 panels.draw(view, height=240, file_stem="cnnvis-compare")
                 report.append(
                     views.relabel(

@@ -157,3 +157,19 @@ def test_the_copy_link_button_copies_the_address(browser, server):
     copied = page.evaluate("navigator.clipboard.readText()")
     assert copied == page.url and "colormap=viridis" in copied
     context.close()
+
+
+def test_the_page_says_where_the_choices_are_at_desk_and_phone_widths(browser, server):
+    for viewport, shown, hidden in (
+        ({"width": 1600, "height": 1000}, ".cnnvis-where .wide", ".cnnvis-where .narrow"),
+        ({"width": 420, "height": 900}, ".cnnvis-where .narrow", ".cnnvis-where .wide"),
+    ):
+        context = browser.new_context(viewport=viewport)
+        page = context.new_page()
+        page.set_default_timeout(90_000)
+        page.goto(server)
+        settle(page)
+        assert page.locator(shown).first.is_visible() and not page.locator(hidden).first.is_visible()
+        assert "upload" in page.locator(shown).first.inner_text()
+        page.screenshot(path=ARTIFACTS / f"where-{viewport['width']}.png")
+        context.close()
