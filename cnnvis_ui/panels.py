@@ -23,7 +23,9 @@ from PIL import Image
 
 from cnnvis_engine import METHODS
 from cnnvis_engine.render import render_heatmap
-from cnnvis_engine.report import ReportPanel, ReportStamp, library_versions, render_report_html, render_report_png
+from cnnvis_engine.report import (
+    ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png,
+)
 
 from .text import plain
 
@@ -111,6 +113,11 @@ def png_bytes(picture: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(picture)).save(buffer, format="PNG", compress_level=3)
     return buffer.getvalue()
+
+
+def panel_png(view: PanelView) -> bytes:
+    """A panel's download: its picture with its title above and its caption below."""
+    return render_panel_png(ReportPanel(view.title, view.picture, caption=view.caption))
 
 
 def jpeg_bytes(picture: np.ndarray) -> bytes:
@@ -201,7 +208,7 @@ def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvi
                 st.caption(f":orange[{plain(view.note)}]")
             st.download_button(
                 "PNG",
-                data=partial(png_bytes, view.picture),
+                data=partial(panel_png, view),
                 file_name=f"{file_stem}-{view.key}.png",
                 mime="image/png",
                 key=f"png-{view.key}",

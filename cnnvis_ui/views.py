@@ -392,3 +392,25 @@ def coincide_note(explanation: Explanation | None) -> str:
         return ""
     return (f"Same picture as Grad-CAM: at {cam.layer}, the layer that feeds the global average pool, Grad-CAM's "
             "weights are the classifier's own, which is what CAM uses. Choose an earlier layer to see them differ.")
+
+
+def predictions_row(ctx: Context) -> dict[str, str]:
+    """The top-5 predictions as one report row ("espresso 90% · cup 3% · …"); none if they cannot be had."""
+    try:
+        predictions = ctx.predictions()
+    except EngineError:
+        return {}
+    return {"Top predictions": " · ".join(f"{p.name} {percent(p.probability)}" for p in predictions)}
+
+
+def scores_rows(scores: dict[str, Faithfulness], titles: dict[str, str]) -> dict[str, str]:
+    """Each scored map's faithfulness numbers and its deletion curve in words, as report rows."""
+    rows = {}
+    for method, score in scores.items():
+        curve = ", ".join(f"{s:.2f}" for s in score.deletion.scores[::5])
+        rows[f"Faithfulness of {titles.get(method, method)}"] = (
+            f"deletion AUC {score.deletion.auc:.2f} (lower is better), insertion AUC {score.insertion.auc:.2f} "
+            f"(higher is better), average drop {score.average_drop:.0%}; probability as 0%, 20%, … of the pixels "
+            f"go: {curve}"
+        )
+    return rows

@@ -140,7 +140,10 @@ def panels_area(ctx: context.Context) -> None:
             "Overlay opacity": f"{display.opacity:.2f}",
             "Saliency": controls.SALIENCY_MODES[display.saliency],
             "Feature maps": "top 16 channels by mean activation, each on its own scale",
+            **views.predictions_row(ctx),
         }
+        if scoring:
+            settings.update(views.scores_rows(scores, {v.method: v.title for v in ordered if v.method}))
         panels.report_buttons(
             ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
         )

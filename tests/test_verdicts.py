@@ -30,7 +30,8 @@ def test_the_verdict_names_the_best_and_warns_about_edge_maps():
 def test_identical_curves_are_drawn_distinguishably():
     same = SimpleNamespace(auc=0.3, fractions=[0, 0.5, 1], scores=[0.9, 0.4, 0.1])
     fig = charts.faithfulness_figure({
-        "Grad-CAM": SimpleNamespace(deletion=same, insertion=same), "CAM": SimpleNamespace(deletion=same, insertion=same),
+        "Grad-CAM": SimpleNamespace(deletion=same, insertion=same),
+        "CAM": SimpleNamespace(deletion=same, insertion=same),
     })
     styles = {(trace.line.dash, trace.line.width) for trace in fig.data}
     assert len(styles) == 2  # same numbers, yet one solid and thick, one dashed
@@ -42,3 +43,13 @@ def test_cam_and_gradcam_at_the_pool_s_input_say_they_coincide(zoo, cat):
     assert "Same picture as Grad-CAM" in views.coincide_note(at_pool)
     earlier = explainer.explain(cat, methods=["cam", "gradcam"], layer="blocks.5")
     assert views.coincide_note(earlier) == ""
+
+
+def test_reports_carry_the_faithfulness_numbers_and_curve():
+    import numpy as np
+
+    curve = SimpleNamespace(auc=0.25, scores=np.linspace(0.9, 0.0, 26), fractions=np.linspace(0, 1, 26))
+    rows = views.scores_rows({"gradcam": SimpleNamespace(deletion=curve, insertion=curve, average_drop=0.3)}, TITLES)
+    text = rows["Faithfulness of Grad-CAM"]
+    assert "deletion AUC 0.25" in text and "average drop 30%" in text
+    assert text.endswith("0.90, 0.72, 0.54, 0.36, 0.18, 0.00")
