@@ -141,7 +141,7 @@ def _legend_trace(legend: Legend) -> go.Heatmap:
         hoverinfo="skip", showscale=True,
         colorbar={
             "orientation": "h", "thickness": 8, "len": 1.0, "x": 0.5, "xanchor": "center", "y": -0.01,
-            "yanchor": "top", "tickvals": [0, 1], "ticktext": [legend.low, legend.high], "ticks": "",
+            "yanchor": "top", "tickvals": [0.02, 0.98], "ticktext": [legend.low, legend.high], "ticks": "outside",
             "tickfont": {"size": 11}, "outlinewidth": 0,
         },
     )
@@ -177,7 +177,7 @@ def figure(
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", fixedrange=True)
     fig.update_layout(
         height=height,
-        margin={"l": 0, "r": 0, "t": 0, "b": 34 if legend is not None else 0},
+        margin={"l": 0, "r": 0, "t": 0, "b": 52 if legend is not None else 0},
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         hovermode="closest",
