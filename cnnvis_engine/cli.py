@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from .audit.cli import add_parser as add_audit_parser
 from .errors import EngineError, ImageError
@@ -184,6 +185,7 @@ def _report_batch(
         stem = path.stem
         (args.out / f"{stem}.png").write_bytes(render_report_png(panels, stamp))
         (args.out / f"{stem}.html").write_text(render_report_html(panels, stamp), encoding="utf-8")
+        _write_thumbnail(args.out / _thumbnail_name(f"{stem}.png"), explanation, scored[i], args.colormap)
         rows.append(Row(
             image=path.name, prediction=top.name, probability=top.probability, target=explanation.target.label,
             layer=explanation.layer or "", deletion_auc=faith.deletion.auc if faith else None,
@@ -208,19 +210,37 @@ def _panel(explanation: Explanation, method: str, colormap: str) -> ReportPanel:
     return ReportPanel(title, picture, caption=caption)
 
 
+THUMBNAIL = 96  # px, the longer side of an index thumbnail
+
+
+def _thumbnail_name(png: str) -> str:
+    return png.removesuffix(".png") + ".thumb.jpg"
+
+
+def _write_thumbnail(path: Path, explanation: Explanation, result: MethodResult, colormap: str) -> None:
+    """The index's small picture: the Grad-CAM overlay when it applies, else the image the model saw."""
+    picture = render_overlay(explanation.image, result.map, colormap) if result.applicable else explanation.image
+    thumb = Image.fromarray(picture)
+    thumb.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
+    thumb.save(path, format="JPEG", quality=85)
+
+
 def _write_index(out: Path, rows: list[Row], bundle: ModelBundle) -> None:
     with (out / "index.csv").open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         writer.writerows(row.values() for row in rows)
     esc = html.escape
-    header = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in COLUMNS[:-3]) + "<th>report</th><th>error</th>"
+    header = "<th></th>" + "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in COLUMNS[:-3])
+    header += "<th>report</th><th>error</th>"
     body = []
     for row in rows:
         values = row.values()
         cells = "".join(f"<td>{esc(v)}</td>" for v in values[:len(COLUMNS) - 3])
         link = f'<a href="{esc(row.html)}">page</a> · <a href="{esc(row.png)}">png</a>' if row.html else ""
-        body.append(f"<tr>{cells}<td>{link}</td><td>{esc(row.error)}</td></tr>")
+        thumb = (f'<a href="{esc(row.html)}"><img src="{esc(_thumbnail_name(row.png))}" alt="" '
+                 f'style="max-width:{THUMBNAIL}px;max-height:{THUMBNAIL}px"></a>' if row.png else "")
+        body.append(f"<tr><td>{thumb}</td>{cells}<td>{link}</td><td>{esc(row.error)}</td></tr>")
     page = _INDEX.format(model=esc(bundle.name), header=header, rows="\n".join(body))
     (out / "index.html").write_text(page, encoding="utf-8")
 

@@ -121,6 +121,20 @@ def render_report_png(panels: Sequence[ReportPanel], stamp: ReportStamp, *, colu
     return buffer.getvalue()
 
 
+def render_panel_png(panel: ReportPanel, *, pad: int = 12) -> bytes:
+    """One panel as a PNG: its title above the picture at its own size (not resampled) and its caption below,
+    wrapped to the picture's width, so a saved panel still says what it shows."""
+    if panel.picture is None:
+        raise EngineError("This panel has no picture to save.")
+    fonts = _Fonts()
+    tile = max(panel.picture.shape[:2])
+    canvas = Image.new("RGB", (tile + 2 * pad, _cell_height(panel, fonts, tile) + 2 * pad), _BACKGROUND)
+    _draw_cell(canvas, ImageDraw.Draw(canvas), panel, fonts, pad, pad, tile)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
 def render_report_html(panels: Sequence[ReportPanel], stamp: ReportStamp) -> str:
     """One self-contained HTML page: inline CSS, every picture a base64 PNG data URI, all text escaped."""
     if not panels:

@@ -41,7 +41,9 @@ class ClassTarget:
 
     @property
     def label(self) -> str:
-        return f"{self.name} (class {self.index})" if self.name else f"class {self.index}"
+        """"tabby (class 281)"; a class without a real name ("", "class 1", "1") once: "class 1"."""
+        unnamed = self.name.strip().lower() in ("", str(self.index), f"class {self.index}", f"class{self.index}")
+        return f"class {self.index}" if unnamed else f"{self.name} (class {self.index})"
 
 
 @dataclass(frozen=True)

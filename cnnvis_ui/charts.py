@@ -13,6 +13,7 @@ from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.sanity import RandomisationStep
 
 COLOURS = qualitative.D3
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # identical curves still tell apart
 _LAYOUT = {
     "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
     "legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0},
@@ -34,7 +35,8 @@ def faithfulness_figure(scores: Mapping[str, Faithfulness], height: int = 380) -
         for column, curve in enumerate((score.deletion, score.insertion), start=1):
             fig.add_trace(go.Scatter(
                 x=curve.fractions, y=curve.scores, mode="lines", name=name, legendgroup=title,
-                showlegend=column == 1, line={"color": colour, "width": 2},
+                showlegend=column == 1, line={"color": colour, "width": 3 if index == 0 else 2,
+                                              "dash": DASHES[index % len(DASHES)]},
                 hovertemplate=f"{title}: %{{y:.3f}}<extra></extra>",
             ), row=1, col=column)
     fig.update_xaxes(title_text="fraction of pixels removed", tickformat=".0%", range=[0, 1], row=1, col=1)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -41,8 +43,10 @@ from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
 from cnnvis_engine.models import MODELS, ModelBundle, Normalization, find_spec, zoo_names
 from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
+from cnnvis_engine.models import weights_on_disk
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 
+from . import threads
 from .text import clean
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
@@ -114,6 +118,7 @@ def sha256(data: bytes) -> str:
 
 # ----- models -------------------------------------------------------------------------------------------
 @st.cache_resource(max_entries=MAX_MODELS, show_spinner=False)
+@threads.sized
 def registry_explainer(name: str, weights: str) -> Explainer:
     """A registry model with the given weights, loaded once per server. Raises EngineError."""
     return Explainer(load_model(name, weights), cache_size=FORWARD_PASSES)
@@ -124,6 +129,7 @@ Preprocessing = tuple[tuple[int, int], int, tuple[tuple[float, ...], tuple[float
 
 
 @st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
+@threads.sized
 def file_explainer(
     file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None,
     preprocessing: Preprocessing | None = None,
@@ -182,15 +188,13 @@ SHIPPED_WEIGHTS = frozenset({"embedded", "demo"})  # weights that come with the 
 
 
 def comparable_models(include_random: bool) -> list[str]:
-    """"name:weights" keys for the Compare page: each model with its own real weights where they load, and
-    with random weights only when `include_random` (an explicit choice). Shipped weights are offered without
-    loading the model; pretrained ones are tried once (a quick failure offline; see `weights_problem`)."""
+    """"name:weights" keys for the Compare page: each model with its own real weights where they are on this
+    machine (shipped ones, or a pretrained checkpoint in the cache: a file check, `weights_on_disk`), and with
+    random weights only when `include_random` (an explicit choice). No model is loaded and nothing is downloaded
+    to build the list: a model is loaded only when a cell that shows it is drawn."""
     keys = []
     for spec in list_models():
-        keys += [
-            f"{spec.name}:{w}" for w in spec.weights
-            if w in SHIPPED_WEIGHTS or (w != "random" and not weights_problem(spec.name, w))
-        ]
+        keys += [f"{spec.name}:{w}" for w in spec.weights if w != "random" and weights_on_disk(spec.name, w)]
         if include_random and "random" in spec.weights:
             keys.append(f"{spec.name}:random")
     return keys
@@ -255,6 +259,7 @@ def decode_upload(digest: str, _data: bytes) -> DecodedImage:
 
 # ----- results ------------------------------------------------------------------------------------------
 @st.cache_data(max_entries=32, show_spinner=False)
+@threads.sized
 def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage) -> LayerTable:
     trace = _explainer.trace(_image)
     return LayerTable(
@@ -266,6 +271,7 @@ def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: D
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+@threads.sized
 def predictions(
     image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage, top_k: int = 5
 ) -> tuple[Prediction, ...]:
@@ -273,6 +279,7 @@ def predictions(
 
 
 @st.cache_data(max_entries=32, show_spinner=False)  # a panel set is a few MB: feature maps and gradients
+@threads.sized
 def explain(
     image_sha: str,
     model_key: str,
@@ -295,6 +302,7 @@ def method_options(method: str) -> dict[str, Mapping[str, object]]:
 
 
 @st.cache_data(max_entries=48, show_spinner=False)
+@threads.sized
 def explain_with_model(image_sha: str, name: str, weights: str, method: str, _image: DecodedImage) -> Explanation:
     """One method on one registry model with its automatic layer and top-1 class (the Compare grid). The model
     is loaded only when the result is not cached yet."""
@@ -302,6 +310,7 @@ def explain_with_model(image_sha: str, name: str, weights: str, method: str, _im
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+@threads.sized
 def faithfulness(
     image_sha: str,
     model_key: str,
@@ -320,6 +329,7 @@ def faithfulness(
 
 
 @st.cache_data(max_entries=16, show_spinner=False)  # a test is about 20 maps of 224×224 floats
+@threads.sized
 def randomisation(
     image_sha: str,
     model_key: str,
@@ -365,6 +375,7 @@ def clear_all() -> None:
 
 # ----- feature visualisation ----------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False)  # a gallery is a few small images
+@threads.sized
 def channel_gallery(
     model_key: str, layer: str, channels: tuple[int, ...], size: int, steps: int, seed: int, _explainer: Explainer
 ) -> tuple[FeatureVisResult, ...]:
@@ -374,6 +385,7 @@ def channel_gallery(
     The progress bar is drawn inside on purpose: Streamlit replays only elements a cached function made itself,
     so a cache hit replays the bar being made, filled and removed — a few updates, not one per step."""
     bar = st.empty()
+    bar.progress(0.0, text=f"Rendering {len(channels)} channels of {layer}: starting…")  # from the first second
 
     def progress(step: int, total: int) -> None:
         if step % 8 == 0 or step == total:
@@ -385,3 +397,35 @@ def channel_gallery(
         ))
     finally:
         bar.empty()
+
+
+# ----- uploads kept for shared links --------------------------------------------------------------------
+class UploadStore:
+    """The last good image uploads of every session, by sha256, so that a link naming an upload
+    (`image=upload:<sha256>`) opens in another browser while the server still has it. Bounded by count and
+    bytes, oldest out first; thread-safe (sessions run on their own threads). Only someone who has the link (or
+    the picture itself) knows the digest that reads an entry."""
+
+    def __init__(self, max_items: int = 16, max_bytes: int = 200 << 20) -> None:
+        self._items: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.max_items, self.max_bytes = max_items, max_bytes
+
+    def put(self, digest: str, name: str, data: bytes) -> None:
+        with self._lock:
+            self._items.pop(digest, None)
+            self._items[digest] = (name, data)
+            while len(self._items) > self.max_items or (
+                len(self._items) > 1 and sum(len(d) for _, d in self._items.values()) > self.max_bytes
+            ):
+                self._items.popitem(last=False)
+
+    def get(self, digest: str) -> tuple[str, bytes] | None:
+        with self._lock:
+            return self._items.get(digest)
+
+
+@st.cache_resource(show_spinner=False)
+def upload_store() -> UploadStore:
+    """The server's one `UploadStore`."""
+    return UploadStore()

@@ -149,6 +149,22 @@ def explain_user_model(method: str, image: LoadedImage) -> compute.Explanation:
     )
 
 
+MISSING_UPLOAD = (
+    "The image this view was made with was uploaded, and this server no longer has it (uploads are kept for a "
+    "while, not for ever). Please upload it again: the same picture brings the same view back."
+)
+
+
+def adopt_upload(digest: str) -> tuple[str, bytes] | None:
+    """An upload of another session that the server still keeps (a shared link), added to this session's
+    uploads; None when the server no longer has it."""
+    entry = compute.upload_store().get(digest)
+    if entry is not None:
+        uploads = {**state.get(state.UPLOADS), digest: entry}
+        state.put(state.UPLOADS, dict(list(uploads.items())[-state.MAX_UPLOADS:]))
+    return entry
+
+
 def image_title(ref: str) -> str:
     kind, _, key = ref.partition(":")
     if kind == "upload":
@@ -161,9 +177,9 @@ def load_image(ref: str) -> LoadedImage:
     """Decode the image `ref` names (cached); raises EngineError."""
     kind, _, key = ref.partition(":")
     if kind == "upload":
-        entry = state.get(state.UPLOADS).get(key)
+        entry = state.get(state.UPLOADS).get(key) or adopt_upload(key)
         if entry is None:
-            raise ImageError("That upload is no longer kept in this session; please upload it again.")
+            raise ImageError(MISSING_UPLOAD)
         return LoadedImage(ref, entry[0], compute.decode_upload(key, entry[1]))
     return LoadedImage(ref, image_title(ref), compute.decode_sample(key))
 
@@ -177,6 +193,7 @@ def current() -> Context:
         image = load_image(state.get(state.IMAGE))
     except EngineError as error:
         image_error = str(error)
+        state.put(state.UPLOAD_ERROR, image_error)  # stays under the uploader until another image is chosen
         state.put(state.IMAGE, state.DEFAULT_IMAGE)
         image = load_image(state.DEFAULT_IMAGE)
     explainer, model_error = None, ""

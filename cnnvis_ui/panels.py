@@ -23,7 +23,9 @@ from PIL import Image
 
 from cnnvis_engine import METHODS
 from cnnvis_engine.render import render_heatmap
-from cnnvis_engine.report import ReportPanel, ReportStamp, library_versions, render_report_html, render_report_png
+from cnnvis_engine.report import (
+    ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png,
+)
 
 from .text import plain
 
@@ -44,6 +46,15 @@ class Hover:
 
 
 @dataclass(frozen=True)
+class Legend:
+    """The colour bar under a map: its colormap and what its two ends mean."""
+
+    colormap: str
+    low: str = "0: no evidence"
+    high: str = "1: strongest in this map"
+
+
+@dataclass(frozen=True)
 class PanelView:
     key: str  # stable id: "gradcam", "feature_maps" (widget keys and file names derive from it)
     title: str
@@ -53,6 +64,7 @@ class PanelView:
     hover: Hover | None = None
     method: str | None = None  # registry name, for the folded explanation
     level: str = "info"  # how to show `note`: "info" (not applicable) or "error"
+    legend: Legend | None = None  # a colour bar under the picture
 
 
 # ----- hover grids ---------------------------------------------------------------------------------------
@@ -103,6 +115,11 @@ def png_bytes(picture: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+def panel_png(view: PanelView) -> bytes:
+    """A panel's download: its picture with its title above and its caption below."""
+    return render_panel_png(ReportPanel(view.title, view.picture, caption=view.caption))
+
+
 def jpeg_bytes(picture: np.ndarray) -> bytes:
     """For the screen only (downloads and reports are PNG): 10× faster to encode and 3–7× smaller than PNG for
     these pictures, which keeps a redraw quick; 4:4:4 at quality 92 keeps colour edges and kernel tiles sharp."""
@@ -111,8 +128,30 @@ def jpeg_bytes(picture: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def figure(picture: np.ndarray, hover: Hover | None = None, height: int = PANEL_HEIGHT) -> go.Figure:
-    """The picture (sent as one JPEG) under an invisible heat map that carries the raw values for hover."""
+def colorscale(colormap: str, steps: int = 11) -> list[list[object]]:
+    """`colormap` as a plotly colour scale, sampled from the engine's own rendering (so the bar matches the map)."""
+    ramp = render_heatmap(np.linspace(0, 1, steps, dtype=np.float32)[None, :], colormap)[0]
+    return [[i / (steps - 1), f"rgb({r},{g},{b})"] for i, (r, g, b) in enumerate(ramp.tolist())]
+
+
+def _legend_trace(legend: Legend) -> go.Heatmap:
+    """A colour bar only: the trace's one cell lies outside the axes, so nothing of it is drawn on the picture."""
+    return go.Heatmap(
+        z=[[0.0, 1.0]], x=[-10.0, -9.0], y=[-10.0], zmin=0, zmax=1, colorscale=colorscale(legend.colormap),
+        hoverinfo="skip", showscale=True,
+        colorbar={
+            "orientation": "h", "thickness": 8, "len": 1.0, "x": 0.5, "xanchor": "center", "y": -0.01,
+            "yanchor": "top", "tickvals": [0.02, 0.98], "ticktext": [legend.low, legend.high], "ticks": "outside",
+            "tickfont": {"size": 11}, "outlinewidth": 0,
+        },
+    )
+
+
+def figure(
+    picture: np.ndarray, hover: Hover | None = None, height: int = PANEL_HEIGHT, legend: Legend | None = None
+) -> go.Figure:
+    """The picture (sent as one JPEG) under an invisible heat map that carries the raw values for hover, and the
+    colour bar of `legend` under it."""
     h, w = picture.shape[:2]
     uri = "data:image/jpeg;base64," + base64.b64encode(jpeg_bytes(picture)).decode("ascii")
     fig = go.Figure(go.Image(source=uri, hoverinfo="skip"))
@@ -132,11 +171,13 @@ def figure(picture: np.ndarray, hover: Hover | None = None, height: int = PANEL_
             showscale=False,
             hoverongaps=False,
         ))
+    if legend is not None:
+        fig.add_trace(_legend_trace(legend))
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain", fixedrange=True)
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", fixedrange=True)
     fig.update_layout(
         height=height,
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
+        margin={"l": 0, "r": 0, "t": 0, "b": 52 if legend is not None else 0},
         paper_bgcolor="rgba(0,0,0,0)",
         plot_bgcolor="rgba(0,0,0,0)",
         hovermode="closest",
@@ -157,7 +198,7 @@ def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvi
             )
         else:
             st.plotly_chart(
-                figure(view.picture, view.hover, height),
+                figure(view.picture, view.hover, height, view.legend),
                 key=f"chart-{view.key}",
                 config={"displayModeBar": False, "scrollZoom": False, "doubleClick": False},
             )
@@ -167,7 +208,7 @@ def draw(view: PanelView, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvi
                 st.caption(f":orange[{plain(view.note)}]")
             st.download_button(
                 "PNG",
-                data=partial(png_bytes, view.picture),
+                data=partial(panel_png, view),
                 file_name=f"{file_stem}-{view.key}.png",
                 mime="image/png",
                 key=f"png-{view.key}",

@@ -13,7 +13,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
-from . import compute, context, deployment, state, views
+from . import compute, context, deployment, share, state, views, words
 from .context import Context
 from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
@@ -38,6 +38,11 @@ STORIES_PAGE = "stories"  # url path of pages/stories.py (st.Page names a page a
 def render() -> Context | None:
     """Draw the sidebar and return the current context (model, image, layer, target); on the Stories page only
     a note, and None (no model is loaded for it)."""
+    state.init()  # adopts the URL's view (a link, a reload, back or forward)
+    state.sync_url()
+    with st.sidebar:
+        share.copy_link_button()
+        share.link_notice()
     if page_path() == STORIES_PAGE:
         st.sidebar.caption(
             "Each story brings its own small models and pictures, so the model, image, layer and class choices "
@@ -45,6 +50,7 @@ def render() -> Context | None:
         )
         return None
     state.init()
+    share.where_things_are()
     with st.sidebar:
         with st.spinner("Loading the model…"):
             ctx = context.current()
@@ -224,15 +230,29 @@ def _layer_section(ctx: Context) -> None:
     except EngineError as error:
         st.error(plain(error))
         return
-    labels = {layer.name: layer.label for layer in table.spatial}
+    everything, chosen = state.get(state.ALL_LAYERS), state.get(state.LAYER)
     default = table.defaults["gradcam"]
+    shown = [layer for layer in table.spatial
+             if everything or not layer.passes_through or layer.name in (chosen, default)]
+    by_name = {layer.name: layer for layer in table.spatial}
+    labels = {layer.name: words.layer_label(layer) for layer in shown}
     options = [state.AUTO, *labels]
+    current = by_name.get(chosen or default)
     st.selectbox(
         "Layer for feature maps and Grad-CAM", options, key=state.seed(state.LAYER, options),
         format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
-        on_change=state.commit, args=(state.LAYER,),
-        help="Every layer the image passed through that outputs channels × height × width, in execution order. "
-        "Type to search.",
+        on_change=state.commit, args=(state.LAYER,), filter_mode="contains",
+        help="The layers the picture passes through, in order, that give a map per channel. Type part of a name "
+        "(`blocks.3.`) or a kind (`convolution`) to search."
+        + (f"\n\n{words.layer_detail(current)}" if current else ""),
+    )
+    hidden = len(table.spatial) - len(shown)
+    st.toggle(
+        "Show pass-through layers", key=state.seed(state.ALL_LAYERS), on_change=state.commit,
+        args=(state.ALL_LAYERS,),
+        help=f"{hidden} layers are hidden: they hand their input on unchanged (`Identity` placeholders, dropout, "
+        "which is off while explaining), so their maps are the layer before's." if hidden or not everything
+        else "Hide the layers that hand their input on unchanged.",
     )
     if not table.spatial and ctx.model.weights == "file":
         st.caption(
@@ -241,8 +261,10 @@ def _layer_section(ctx: Context) -> None:
         )
     cam = table.defaults["cam"]
     st.caption(
-        f"{len(table.spatial)} layers give spatial maps. "
-        + (f"CAM always uses `{cam}`, the global pool's input." if cam else "CAM does not apply to this model.")
+        f"{len(shown)} layers give maps"
+        + (f" ({hidden} pass-through ones hidden). " if hidden else ". ")
+        + (f"CAM always uses `{cam}`, the last layer before the network averages each map to one number."
+           if cam else "CAM does not apply to this model.")
     )
 
 
@@ -262,7 +284,7 @@ def _target_section(ctx: Context) -> None:
         "Class" if ctx.explainer.bundle.task != "regression" else "Output",
         options,
         key=state.seed(state.TARGET, options),
-        format_func=lambda i: automatic if i < 0 else f"{names[i]} ({i})",
+        format_func=lambda i: automatic if i < 0 else words.class_name(names, i),
         on_change=state.commit,
         args=(state.TARGET,),
         help="Type to search the names.",

@@ -8,7 +8,8 @@ drawn on a run), and tests can set plain keys directly (AppTest runs a page file
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
@@ -23,6 +24,7 @@ MODEL = "model"  # registry name, or USER_MODEL_CHOICE
 WEIGHTS = "weights"  # the registry's weights choice ("pretrained", "embedded", "random"), "file" for uploads
 IMAGE = "image"  # "sample:<key>" or "upload:<sha256>"
 LAYER = "layer"  # traced layer name, or None for the automatic default
+ALL_LAYERS = "all_layers"  # the layer list shows pass-through layers (Identity, dropout) too
 TARGET = "target"  # class index, or None for the top-1 prediction
 UPLOADS = "uploads"  # {sha256: (file name, bytes)} of the last few good image uploads
 UPLOAD_ERROR = "upload_error"  # why the last image upload was refused ("" if it was not)
@@ -46,6 +48,10 @@ SANITY_METHOD = "sanity_method"
 SANITY_SECOND = "sanity_second"  # a second method to compare with, or NO_METHOD
 SANITY_MODE = "sanity_mode"  # "cascading" or "independent"
 SANITY_RUNS = "sanity_runs"  # the randomisation tests asked for in this session (`sanity_run` keys)
+SANITY_SHOWN = "sanity_shown"  # the Sanity page shows the test of its current settings (set by the page)
+LINK_NOTICE = "link_notice"  # what of an opened link could not be reproduced here ("" if all of it could)
+SANITY_FROM_LINK = "_sanity_from_link"  # the URL just read showed the Sanity test: run it when the page draws
+URL_SEEN = "_url_seen"  # our query parameters as this session last read or wrote them
 # Widget-only keys (no plain twin): file inputs and the user-model form.
 IMAGE_UPLOADER = "_w_image_uploader"
 MODEL_FILE = "_w_model_file"
@@ -75,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     WEIGHTS: None,
     IMAGE: DEFAULT_IMAGE,
     LAYER: None,
+    ALL_LAYERS: False,
     TARGET: None,
     UPLOAD_ERROR: "",
     USER_MODEL: None,
@@ -97,17 +104,20 @@ DEFAULTS: dict[str, Any] = {
     SANITY_SECOND: "guided_backprop",
     SANITY_MODE: "cascading",
     SANITY_RUNS: (),
+    SANITY_SHOWN: False,
+    LINK_NOTICE: "",
 }
 
 
 def init() -> None:
-    """Give every key its default unless it has a value."""
+    """Give every key its default unless it has a value; then adopt the URL's view if the URL is not the one
+    this session last wrote (a link opened, a reload, back or forward)."""
     for key, value in DEFAULTS.items():
         st.session_state.setdefault(key, value)
     st.session_state.setdefault(UPLOADS, {})
     if st.session_state[MODEL] is None:
-        default = compute.default_model()
-        st.session_state[MODEL], st.session_state[WEIGHTS] = default.name, default.weights
+        _default_model()
+    read_url()
 
 
 def get(key: str) -> Any:
@@ -117,6 +127,8 @@ def get(key: str) -> Any:
 
 def put(key: str, value: Any) -> None:
     st.session_state[key] = value
+    if key in URL_PARAMS:
+        sync_url()
 
 
 def widget(key: str) -> str:
@@ -152,6 +164,151 @@ def commit(key: str, then: Callable[[], None] | None = None) -> None:
     st.session_state[key] = None if key in AUTOMATIC and value == AUTOMATIC[key] else value
     if then is not None:
         then()
+    sync_url()
+
+
+# ----- the view in the URL ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Codec:
+    """How a plain key's value is written in a query parameter, and read back (ValueError if it cannot be)."""
+
+    encode: Callable[[Any], str]
+    decode: Callable[[str], Any]
+
+
+def _decode_bool(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError(text)
+    return text == "1"
+
+
+def _decode_optional_int(text: str) -> int | None:
+    return int(text) if text else None
+
+
+_TEXT = Codec(str, str)
+_OPTIONAL_TEXT = Codec(lambda v: "" if v is None else str(v), lambda t: t or None)
+_INT = Codec(str, int)
+_OPTIONAL_INT = Codec(lambda v: "" if v is None else str(int(v)), _decode_optional_int)
+_FLOAT = Codec(lambda v: f"{float(v):g}", float)
+_BOOL = Codec(lambda v: "1" if v else "0", _decode_bool)
+_LIST = Codec(lambda v: ",".join(v or ()), lambda t: [item for item in t.split(",") if item])
+_TUPLE = Codec(lambda v: ",".join(v or ()), lambda t: tuple(item for item in t.split(",") if item))
+
+# Every plain key that defines a view: its query parameter and codec. Values equal to their default are left out
+# of the URL, except the model, weights and image, which are always written: a link keeps naming them even if a
+# later version changes the defaults, and a URL without them is one the app did not write.
+URL_PARAMS: dict[str, tuple[str, Codec]] = {
+    MODEL: ("model", _TEXT),
+    WEIGHTS: ("weights", _TEXT),
+    IMAGE: ("image", _TEXT),
+    LAYER: ("layer", _OPTIONAL_TEXT),
+    TARGET: ("class", _OPTIONAL_INT),
+    COLORMAP: ("colormap", _TEXT),
+    OPACITY: ("opacity", _FLOAT),
+    SALIENCY_MODE: ("saliency", _TEXT),
+    EXTRA_METHODS: ("methods", _TUPLE),
+    FAITHFULNESS: ("scores", _BOOL),
+    FM_CHANNELS: ("channels", _INT),
+    FM_SORT: ("sort", _BOOL),
+    FM_SHARED: ("one_scale", _BOOL),
+    KERNEL_LAYER: ("kernels", _OPTIONAL_TEXT),
+    COMPARE_METHOD: ("compare_method", _TEXT),
+    COMPARE_IMAGES: ("compare_images", _LIST),
+    COMPARE_MODELS: ("compare_models", _LIST),
+    COMPARE_RANDOM: ("compare_random", _BOOL),
+    SANITY_METHOD: ("sanity_method", _TEXT),
+    SANITY_SECOND: ("sanity_second", _TEXT),
+    SANITY_MODE: ("sanity_mode", _TEXT),
+    SANITY_SHOWN: ("sanity_run", _BOOL),
+    ALL_LAYERS: ("all_layers", _BOOL),
+}
+ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
+USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"
+
+
+def url_params() -> dict[str, str]:
+    """The query parameters that reproduce this session's view."""
+    params = {}
+    for key, (name, codec) in URL_PARAMS.items():
+        value = st.session_state.get(key, DEFAULTS.get(key))
+        if key == MODEL and value == USER_MODEL_CHOICE:
+            user = st.session_state.get(USER_MODEL)
+            value = USER_MODEL_PREFIX + user["key"] if user else None
+        if value is None and key in ALWAYS_IN_URL:
+            continue
+        text = codec.encode(value)
+        if key in ALWAYS_IN_URL or text != codec.encode(DEFAULTS.get(key)):
+            params[name] = text
+    return params
+
+
+def _ours(params: Mapping[str, str]) -> dict[str, str]:
+    names = {name for name, _ in URL_PARAMS.values()}
+    return {name: value for name, value in params.items() if name in names}
+
+
+def sync_url() -> None:
+    """Write the view into the browser's URL (one history entry per change), leaving other parameters alone."""
+    wanted = url_params()
+    current = st.query_params.to_dict()
+    if _ours(current) != wanted:
+        others = {name: value for name, value in current.items() if name not in _ours(current)}
+        st.query_params.from_dict({**others, **wanted})
+    st.session_state[URL_SEEN] = wanted
+
+
+def read_url() -> None:
+    """Adopt the URL's view when it is not the one this session last read or wrote: the first run of a session
+    (a link or a reload), or back/forward. A parameter left out of a URL that has some of ours means its default;
+    one that cannot be read, or names what this server does not have, is dropped and said in `LINK_NOTICE`."""
+    found = _ours(st.query_params.to_dict())
+    if not found or st.session_state.get(URL_SEEN) == found:
+        # Nothing of ours: a first visit, or a page switch (Streamlit sends a new page's run without the query).
+        # The session's view stands, and `sync_url` writes it back.
+        return
+    st.session_state[URL_SEEN] = found
+    problems = []
+    for key, (name, codec) in URL_PARAMS.items():
+        try:
+            value = codec.decode(found[name]) if name in found else DEFAULTS.get(key)
+        except ValueError:
+            problems.append(f"{name}={found[name]!r} could not be read")
+            value = DEFAULTS.get(key)
+        st.session_state[key] = value
+    problems += _check_model(found.get("model"))
+    st.session_state[SANITY_FROM_LINK] = st.session_state[SANITY_SHOWN]
+    st.session_state[LINK_NOTICE] = (
+        "Parts of the link could not be reproduced here: " + "; ".join(problems) + "." if problems else ""
+    )
+
+
+def _default_model() -> None:
+    default = compute.default_model()
+    st.session_state[MODEL], st.session_state[WEIGHTS] = default.name, default.weights
+
+
+def _check_model(written: str | None) -> list[str]:
+    """Make the model and weights read from a URL ones this server has; return what could not be had."""
+    name = st.session_state[MODEL]
+    if name is None:
+        _default_model()
+        return []
+    if name.startswith(USER_MODEL_PREFIX):
+        user = st.session_state.get(USER_MODEL)
+        if user is not None and USER_MODEL_PREFIX + user["key"] == name:
+            st.session_state[MODEL], st.session_state[WEIGHTS] = USER_MODEL_CHOICE, "file"
+            return []
+        _default_model()
+        return ["the link's model is a file uploaded in another session: upload it again under "
+                "\"Use your own model\""]
+    spec = compute.model_spec(name)
+    if spec is None:
+        _default_model()
+        return [f"there is no model called {written!r} here"]
+    if st.session_state[WEIGHTS] not in spec.weights:
+        st.session_state[WEIGHTS] = spec.default_weights
+    return []
 
 
 # ----- actions (callbacks) ------------------------------------------------------------------------------
@@ -166,20 +323,24 @@ def model_changed() -> None:
     st.session_state[LAYER] = None
     st.session_state[TARGET] = None
     st.session_state[KERNEL_LAYER] = None
+    sync_url()
 
 
 def choose_weights(weights: str) -> None:
     st.session_state[WEIGHTS] = weights
+    sync_url()
 
 
 def choose_image(ref: str) -> None:
     st.session_state[IMAGE] = ref
     st.session_state[UPLOAD_ERROR] = ""
+    sync_url()
 
 
 def choose_target(index: int | None) -> None:
     """Re-target every panel (a top-5 button)."""
     st.session_state[TARGET] = index
+    sync_url()
 
 
 def request_runs(runs: Sequence[tuple]) -> None:
@@ -187,6 +348,16 @@ def request_runs(runs: Sequence[tuple]) -> None:
     again when the page is drawn again, now or after a visit to another page."""
     earlier = [run for run in get(SANITY_RUNS) if run not in runs]
     st.session_state[SANITY_RUNS] = (*earlier, *runs)[-MAX_SANITY_RUNS:]
+
+
+def sanity_shown(runs: Sequence[tuple]) -> bool:
+    """The Sanity page, after drawing its settings: are the tests for them shown? They are when asked for in this
+    session, or when a link just opened showed them (then they are asked for now). Kept in the URL."""
+    if st.session_state.pop(SANITY_FROM_LINK, False) and not set(get(SANITY_RUNS)).issuperset(runs):
+        request_runs(runs)
+    shown = set(get(SANITY_RUNS)).issuperset(runs)
+    put(SANITY_SHOWN, shown)
+    return shown
 
 
 def image_uploaded() -> None:
@@ -213,6 +384,7 @@ def image_uploaded() -> None:
     while len(kept) > MAX_UPLOADS:
         kept.pop(next(iter(kept)))
     st.session_state[UPLOADS] = kept
+    compute.upload_store().put(digest, clean(file.name), data)
     choose_image(f"upload:{digest}")
 
 

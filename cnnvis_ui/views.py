@@ -18,7 +18,7 @@ from cnnvis_engine.render import render_grid, render_heatmap, render_overlay, re
 from cnnvis_engine.report import ReportStamp
 
 from .context import Context, LoadedImage
-from .panels import PanelView, map_hover, tile_hover
+from .panels import Legend, PanelView, map_hover, tile_hover
 
 TILE = 96
 GAP = 2
@@ -80,6 +80,7 @@ def feature_maps_view(
         caption=f"{result.layer} · {len(channels)} of {result.meta['n_total']} channels ({order}) · "
         f"{result.raw.shape[1]}×{result.raw.shape[2]} each",
         hover=tile_hover(result.raw, channels, columns, tile, GAP, "activation"),
+        legend=Legend(colormap, "lowest activation", "highest"),
     )
 
 
@@ -104,6 +105,9 @@ def kernels_view(
     )
 
 
+SATURATED_END = "1: the top 1%"  # gradient maps are stretched to their 99th percentile (`stretched`)
+
+
 def _target(explanation: Explanation) -> str:
     return explanation.target.label
 
@@ -119,8 +123,8 @@ def _saliency(result: MethodResult, ex: Explanation, colormap: str, opacity: flo
     return PanelView(
         key="saliency", title="Saliency (vanilla)", picture=render_heatmap(stretched(result.map), colormap),
         method="saliency",
-        caption=f"max over RGB of |d score / d pixel| for {_target(ex)}; top 1% saturated",
-        hover=map_hover(result.raw, "|gradient|"),
+        caption=f"how strongly each pixel sways the score of {_target(ex)} · the brightest 1% at full colour",
+        hover=map_hover(result.raw, "|gradient|"), legend=Legend(colormap, "0: no effect", SATURATED_END),
     )
 
 
@@ -141,7 +145,7 @@ def _guided_backprop(result: MethodResult, ex: Explanation, colormap: str, opaci
 def _cam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
     return PanelView(
         key="cam", title="CAM", picture=render_overlay(ex.image, result.map, colormap, opacity), method="cam",
-        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "CAM"),
+        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "CAM"), legend=Legend(colormap),
     )
 
 
@@ -154,6 +158,7 @@ def _gradcam(result: MethodResult, ex: Explanation, colormap: str, opacity: floa
         method="gradcam",
         caption=f"{result.layer} · {_target(ex)}",
         hover=map_hover(result.raw, "Grad-CAM"),
+        legend=Legend(colormap),
         note="Zero everywhere: at this layer nothing speaks for this class; try another layer or class."
         if flat
         else "",
@@ -184,6 +189,7 @@ def _layer_overlay(result: MethodResult, ex: Explanation, colormap: str, opacity
     return PanelView(
         key=panel_key(result.method), title=title, picture=render_overlay(ex.image, result.map, colormap, opacity),
         method=result.method, caption=f"{result.layer} · {explained}{samples}", hover=map_hover(result.raw, title),
+        legend=Legend(colormap),
     )
 
 
@@ -193,6 +199,7 @@ def _occlusion(result: MethodResult, ex: Explanation, colormap: str, opacity: fl
         key="occlusion", title="Occlusion", picture=render_overlay(ex.image, result.map, colormap, opacity),
         method="occlusion", caption=f"{window}×{window} px grey patches, {stride} px apart · drop in {_target(ex)}",
         hover=map_hover(result.raw, "score drop when hidden"),
+        legend=Legend(colormap, "0: no drop when hidden", "1: the biggest drop"),
     )
 
 
@@ -200,8 +207,10 @@ def _smoothgrad(result: MethodResult, ex: Explanation, colormap: str, opacity: f
     return PanelView(
         key="smoothgrad", title="SmoothGrad", picture=render_heatmap(stretched(result.map), colormap),
         method="smoothgrad",
-        caption=f"mean |gradient| over {result.meta['samples']} noisy copies for {_target(ex)}; top 1% saturated",
+        caption=f"saliency averaged over {result.meta['samples']} noisy copies, for {_target(ex)} · the brightest 1% "
+        "at full colour",
         hover=map_hover(result.raw.max(axis=0), "mean |gradient|"),
+        legend=Legend(colormap, "0: no effect", SATURATED_END),
     )
 
 
@@ -209,9 +218,10 @@ def _integrated_gradients(result: MethodResult, ex: Explanation, colormap: str, 
     return PanelView(
         key="integrated_gradients", title="Integrated Gradients",
         picture=render_heatmap(stretched(result.map), colormap), method="integrated_gradients",
-        caption=f"{result.meta['steps']} steps from the mean colour for {_target(ex)}; top 1% saturated · "
-        f"sum of attributions misses the score change by {result.meta['delta']:.2g}",
-        hover=map_hover(result.raw.sum(axis=0), "attribution"),
+        caption=f"each pixel's share of the score of {_target(ex)}, over {result.meta['steps']} steps from a plain "
+        f"picture · the brightest 1% at full colour · the shares add up to the score change within "
+        f"{result.meta['delta']:.2g}",
+        hover=map_hover(result.raw.sum(axis=0), "attribution"), legend=Legend(colormap, "0: no share", SATURATED_END),
     )
 
 
@@ -341,3 +351,66 @@ def report_stamp(ctx: Context, explanation: Explanation | None, settings: dict[s
         settings=settings,
         title=f"cnnvis — {ctx.model.name} on {ctx.image.title if ctx.image else 'an image'}",
     )
+
+
+# Maps whose good faithfulness scores can mislead: they follow the picture's edges more than the network's weights
+# (Adebayo et al. 2018, and this app's Sanity page: guided backprop hardly changes when the weights are random).
+EDGE_LIKE = frozenset({"guided_backprop", "guided_gradcam", "integrated_gradients", "smoothgrad"})
+
+
+def faithfulness_verdict(scores: dict[str, Faithfulness], titles: dict[str, str]) -> str:
+    """One line under the faithfulness table: which map did best by each measure, and the caveat a good score
+    needs when it comes from a map that the Sanity test shows barely depends on the weights."""
+    if not scores:
+        return ""
+    by_deletion = min(scores, key=lambda m: scores[m].deletion.auc)
+    by_insertion = max(scores, key=lambda m: scores[m].insertion.auc)
+    by_drop = min(scores, key=lambda m: scores[m].average_drop)
+    best: dict[str, list[str]] = {}
+    for method, measure in ((by_deletion, "deletion"), (by_insertion, "insertion"), (by_drop, "average drop")):
+        best.setdefault(method, []).append(measure)
+    parts = [f"{titles[m]} does best by {' and '.join(measures)}" for m, measures in best.items()]
+    if len(best) == 1:
+        parts = [f"{titles[by_deletion]} does best by every measure"]
+    verdict = "; ".join(parts) + "."
+    edgy = [titles[m] for m in best if m in EDGE_LIKE]
+    if edgy:
+        verdict += (f" A good score is not the whole story: {', '.join(edgy)} also follows the picture's edges, and "
+                    "the Sanity page shows guided backprop hardly changes when the network's weights are random.")
+    return verdict
+
+
+def coincide_note(explanation: Explanation | None) -> str:
+    """Said on the CAM panel when CAM and Grad-CAM come out the same (they do at the layer feeding the global
+    average pool: Grad-CAM's channel weights there are the classifier's weights over the map's size)."""
+    if explanation is None:
+        return ""
+    cam, gradcam = explanation.get("cam"), explanation.get("gradcam")
+    if cam is None or gradcam is None or not (cam.applicable and gradcam.applicable) or cam.layer != gradcam.layer:
+        return ""
+    if cam.map.shape != gradcam.map.shape or not np.allclose(cam.map, gradcam.map, atol=1e-3):
+        return ""
+    return (f"Same picture as Grad-CAM: at {cam.layer}, the layer that feeds the global average pool, Grad-CAM's "
+            "weights are the classifier's own, which is what CAM uses. Choose an earlier layer to see them differ.")
+
+
+def predictions_row(ctx: Context) -> dict[str, str]:
+    """The top-5 predictions as one report row ("espresso 90% · cup 3% · …"); none if they cannot be had."""
+    try:
+        predictions = ctx.predictions()
+    except EngineError:
+        return {}
+    return {"Top predictions": " · ".join(f"{p.name} {percent(p.probability)}" for p in predictions)}
+
+
+def scores_rows(scores: dict[str, Faithfulness], titles: dict[str, str]) -> dict[str, str]:
+    """Each scored map's faithfulness numbers and its deletion curve in words, as report rows."""
+    rows = {}
+    for method, score in scores.items():
+        curve = ", ".join(f"{s:.2f}" for s in score.deletion.scores[::5])
+        rows[f"Faithfulness of {titles.get(method, method)}"] = (
+            f"deletion AUC {score.deletion.auc:.2f} (lower is better), insertion AUC {score.insertion.auc:.2f} "
+            f"(higher is better), average drop {score.average_drop:.0%}; probability as 0%, 20%, … of the pixels "
+            f"go: {curve}"
+        )
+    return rows

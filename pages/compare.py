@@ -54,7 +54,9 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     st.multiselect(
         "Models (rows)", options, key=state.seed(state.COMPARE_MODELS), format_func=model_label,
         max_selections=MAX_MODELS, on_change=state.commit, args=(state.COMPARE_MODELS,),
-        help="Only models whose weights load here are offered, plus random weights when you switch them on.",
+        help="Models whose weights are on this server are offered (pretrained ones once downloaded, e.g. by "
+        "choosing them on Explore), plus random weights when you switch them on. A model loads only when its row "
+        "is drawn.",
     )
     return state.get(state.COMPARE_METHOD), state.get(state.COMPARE_IMAGES), state.get(state.COMPARE_MODELS)
 
@@ -102,7 +104,7 @@ def draw_grid(
                 view = views.method_views(cell, display.colormap, display.opacity)[0]
                 layer = cell[method].layer
                 view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {views.percent(top.probability)}",
-                                     caption=f"layer: {layer}" if layer else "", method=None)
+                                     caption=f"{image.title} · layer {layer}" if layer else image.title, method=None)
                 panels.draw(view, height=240, file_stem="cnnvis-compare")
                 report.append(
                     views.relabel(

@@ -99,6 +99,7 @@ def faithfulness_section(
         column_config={"Average drop (lower is better)": st.column_config.NumberColumn(format="percent")},
         hide_index=True, key="faithfulness-table",
     )
+    st.markdown(plain(views.faithfulness_verdict(scores, titles)))
 
 
 @st.fragment
@@ -117,15 +118,16 @@ def panels_area(ctx: context.Context) -> None:
     methods = ("feature_maps", display.saliency, "cam", "gradcam", "guided_gradcam")
     method_views, explanation = views.explained_views(ctx, methods, display.colormap, display.opacity)
     if explanation is not None:
-        summary.markdown(
-            f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}** "
-            f"at layer `{explanation.layer}`"
-        )
+        at_layer = f" at layer `{explanation.layer}`" if explanation.layer else ""  # None: the method needs none
+        summary.markdown(f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}**{at_layer}")
         image_view = views.input_view(explanation.image, ctx.image.title, ctx.notes)
     else:
         summary.markdown(f"**{plain(ctx.model.label)}**")
         image_view = views.original_view(ctx.image)
     by_key = {view.key: view for view in [image_view, *method_views]}
+    same = views.coincide_note(explanation)
+    if same and "cam" in by_key:
+        by_key["cam"] = views.relabel(by_key["cam"], note=same)
     added, sources = extra_panels(ctx, extras, display)
     ordered = [by_key[key] for row in LAYOUT for key in row if key in by_key] + added
     if scoring:
@@ -138,7 +140,10 @@ def panels_area(ctx: context.Context) -> None:
             "Overlay opacity": f"{display.opacity:.2f}",
             "Saliency": controls.SALIENCY_MODES[display.saliency],
             "Feature maps": "top 16 channels by mean activation, each on its own scale",
+            **views.predictions_row(ctx),
         }
+        if scoring:
+            settings.update(views.scores_rows(scores, {v.method: v.title for v in ordered if v.method}))
         panels.report_buttons(
             ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
         )

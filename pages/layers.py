@@ -8,7 +8,7 @@ import streamlit as st
 
 from cnnvis_engine import EngineError, MethodResult
 from cnnvis_engine.render import render_grid
-from cnnvis_ui import compute, context, controls, entry, panels, state, views
+from cnnvis_ui import compute, context, controls, entry, panels, state, views, words
 from cnnvis_ui.compute import ModelRef, model_spec
 from cnnvis_ui.panels import PanelView
 from cnnvis_ui.text import plain
@@ -99,7 +99,7 @@ def gallery_view(layer: str, channels: Sequence[int], results: Sequence[compute.
 def kernels(ctx: context.Context, colormap: str) -> None:
     st.subheader("Kernels")
     table = ctx.layer_table()
-    labels = {layer.name: layer.label for layer in table.convolutions}
+    labels = {layer.name: words.layer_label(layer) for layer in table.convolutions}
     names = [state.AUTO, *labels]
     first = table.defaults["kernels"]
     st.selectbox(

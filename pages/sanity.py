@@ -81,6 +81,7 @@ def render() -> None:
                 "result says little. You can still run it.", icon=":material/warning:")
     methods, mode = choose()
     runs = [ctx.sanity_run(method, mode) for method in methods]
+    state.sanity_shown(runs)
     asked = set(state.get(state.SANITY_RUNS))
     st.button(
         "Run the test", key="sanity-run", type="primary", icon=":material/play_arrow:", disabled=asked.issuperset(runs),

@@ -51,7 +51,7 @@ def tanks() -> None:
 
     st.subheader("3 · Grad-CAM shows what each one was looking at")
     names = {p.key: p.title for p in s.pictures("tanks")}
-    key = st.segmented_control("Photo", list(names), format_func=names.get, default="tank_sunny", key=s.TANK_PICTURE) or "tank_sunny"
+    key = st.segmented_control("Photo", list(names), format_func=names.get, default="tank_sunny", key=s.TANK_PICTURE, bind="query-params") or "tank_sunny"
     p = s.picture("tanks", key)
     shares = s.tank_cam_shares()
     cols = st.columns(2)
@@ -104,7 +104,7 @@ def salt() -> None:
         "stripes stop. The article's U-Net marks salt pixel by pixel. Ours is a small U-Net trained on drawn sections."
     )
     names = {p.key: p.title for p in s.pictures("salt")}
-    key = st.segmented_control("Section", list(names), format_func=names.get, default="salt_1", key=s.SALT_PICTURE) or "salt_1"
+    key = st.segmented_control("Section", list(names), format_func=names.get, default="salt_1", key=s.SALT_PICTURE, bind="query-params") or "salt_1"
     p = s.picture("salt", key)
     image = s.image_array(p)
     predicted = s.salt_prediction(str(p.path))
@@ -121,7 +121,7 @@ def salt() -> None:
     with cols[2]:
         st.markdown("**3 · Grad-CAM for “salt”**")
         layers = {"decode1": "last decoder block (64×64)", "bottom": "bottleneck (16×16)"}
-        layer = st.segmented_control("Layer", list(layers), format_func=layers.get, default="decode1", key=s.SALT_LAYER) or "decode1"
+        layer = st.segmented_control("Layer", list(layers), format_func=layers.get, default="decode1", key=s.SALT_LAYER, bind="query-params") or "decode1"
         ex = s.explanation(str(p.path), "salt_unet", ("segment", 1), layer)
         show("salt-cam", "What made these pixels salt", s.gradcam_overlay(ex),
              f"{s.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
@@ -140,7 +140,7 @@ def robot() -> None:
     )
     views = {p.key: p.title for p in s.pictures("robot")}
     st.subheader("1 · What the robot sees, and its 25 answers")
-    key = st.segmented_control("View", list(views)[:2], format_func=views.get, default="robot_obstacles", key=s.ROBOT_PICTURE) or "robot_obstacles"
+    key = st.segmented_control("View", list(views)[:2], format_func=views.get, default="robot_obstacles", key=s.ROBOT_PICTURE, bind="query-params") or "robot_obstacles"
     p = s.picture("robot", key)
     answers = s.robot_answers(str(p.path))
     a, b = st.columns([2, 3])
@@ -159,11 +159,11 @@ def robot() -> None:
         "**LayerCAM** keeps the gradient at each position, so it shows which spots feed the chosen group."
     )
     groups = {"all": "All 25", "direction": "One direction", "distance": "One distance", "reported": "What it switched on"}
-    kind = st.segmented_control("Outputs", list(groups), format_func=groups.get, default="all", key=s.ROBOT_GROUP) or "all"
+    kind = st.segmented_control("Outputs", list(groups), format_func=groups.get, default="all", key=s.ROBOT_GROUP, bind="query-params") or "all"
     c1, c2, _ = st.columns(3)
-    direction = c1.selectbox("Direction", s.DIRECTIONS, index=s.first_direction(p.truth["obstacles"]), key=s.ROBOT_DIRECTION,
+    direction = c1.selectbox("Direction", s.DIRECTIONS, index=s.first_direction(p.truth["obstacles"]), key=s.ROBOT_DIRECTION, bind="query-params",
                              disabled=kind != "direction")
-    distance = c2.selectbox("Distance", s.DISTANCES, index=4, key=s.ROBOT_DISTANCE, disabled=kind != "distance")
+    distance = c2.selectbox("Distance", s.DISTANCES, index=4, key=s.ROBOT_DISTANCE, bind="query-params", disabled=kind != "distance")
     outputs, label = s.group_outputs(kind, direction, distance, answers)
     ex = s.explanation(str(p.path), "robot_perception", ("outputs", outputs, label), s.ROBOT_LAYER, ("gradcam", "layercam"))
     cols = st.columns(3)
@@ -205,7 +205,7 @@ def robot() -> None:
 
 def render() -> None:
     st.title("Stories: why look inside a network?")
-    story = st.segmented_control("Story", list(STORIES), format_func=STORIES.get, default="tanks", key=s.STORY) or "tanks"
+    story = st.segmented_control("Story", list(STORIES), format_func=STORIES.get, default="tanks", key=s.STORY, bind="query-params") or "tanks"
     {"tanks": tanks, "salt": salt, "robot": robot}[story]()
 
 

@@ -44,6 +44,11 @@ def test_report_writes_pages_and_an_index(tmp_path, capsys):
         assert 0 <= float(row["average_drop"]) <= 1
     index = (out / "index.html").read_text(encoding="utf-8")
     assert 'href="cat.html"' in index and 'href="coffee.png"' in index
+    for key in ("cat", "coffee"):  # a thumbnail per picture, shown in the index
+        assert f'src="{key}.thumb.jpg"' in index
+        with Image.open(out / f"{key}.thumb.jpg") as thumb:
+            assert max(thumb.size) == 96
+    assert "broken.thumb.jpg" not in index
     assert "Wrote 2 reports" in capsys.readouterr().err
 
 

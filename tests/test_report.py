@@ -104,3 +104,24 @@ def test_grayscale_and_float_pictures_are_converted(stamp):
     panels = [ReportPanel("gray", np.full((16, 16), 128, np.uint8)), ReportPanel("float", np.full((16, 16, 3), 300.0))]
     image = Image.open(io.BytesIO(render_report_png(panels, stamp)))
     assert image.size[0] > 0
+
+
+def test_a_panel_png_carries_its_title_and_caption_above_and_below_the_unscaled_picture():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from cnnvis_engine.report import ReportPanel, render_panel_png
+
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 255, (224, 224, 3), dtype=np.uint8)
+    panel = ReportPanel("Grad-CAM", picture, caption="blocks.5 · cup (class 968)")
+    png = render_panel_png(panel)
+    assert png == render_panel_png(panel)  # the same panel, the same bytes (a shared link's PNG matches)
+    saved = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+    assert saved.shape[1] == 224 + 24 and saved.shape[0] > 224 + 40
+    rows = [y for y in range(saved.shape[0]) if np.array_equal(saved[y, 12:236], picture[0])]
+    assert rows, "the picture is in the PNG at its own size"
+    top = rows[0]
+    assert (saved[:top] < 100).any() and (saved[top + 224:] < 160).any()  # dark title text above, caption below

@@ -5,7 +5,8 @@ from . import torchvision_zoo, timm_zoo, embedded  # noqa: F401, I001
 from . import demos  # noqa: F401  (the article's stories: tanks and weather, salt U-Net, robot perception)
 from .bundle import ModelBundle, Normalization, TaskKind, WeightsSource
 from .registry import (
-    DEFAULT_MODEL, MODELS, ModelSpec, find_spec, list_models, load_model, offer_model, register_model, withdraw_model,
+    DEFAULT_MODEL, MODELS, ModelSpec, find_spec, list_models, load_model, offer_model, register_model, weights_on_disk,
+    withdraw_model,
 )
 from .python_models import wrap_module
 from .zoo import zoo_names
@@ -28,6 +29,7 @@ __all__ = [
     "parse_labels",
     "register_model",
     "weights_cache_dir",
+    "weights_on_disk",
     "withdraw_model",
     "wrap_module",
     "zoo_names",

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..errors import ModelError
 from .bundle import ModelBundle, TaskKind
+from .weights import checkpoint_cached
 
 Builder = Callable[[str], ModelBundle]
 
@@ -30,6 +31,7 @@ class ModelSpec:
     builder: Builder  # weights choice -> bundle
     served: bool = False  # offered by `offer_model` (cnnvis serve, cnnvis.show): listed first
     title: str = ""  # an offered model's own name, as its owner spelled it (`name` is lowercased)
+    checkpoint_url: Callable[[], str] | None = None  # where "pretrained" comes from (cached under its file name)
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -44,14 +46,16 @@ def register_model(
     task: TaskKind = "classification",
     weights: tuple[str, ...] = ("pretrained", "random"),
     default_weights: str | None = None,
+    checkpoint_url: Callable[[], str] | None = None,
 ) -> Callable[[Builder], Builder]:
-    """Decorator: add `builder` to MODELS under `name`. The first weights choice is the default unless given."""
+    """Decorator: add `builder` to MODELS under `name`. The first weights choice is the default unless given;
+    `checkpoint_url` gives the pretrained checkpoint's URL without loading anything (see `weights_on_disk`)."""
     default = weights[0] if default_weights is None else default_weights
     if name != name.lower() or name in MODELS or default not in weights:
         raise ValueError(f"Bad registration for {name!r}: keys are lowercase and unique, default among {weights}.")
 
     def decorator(builder: Builder) -> Builder:
-        MODELS[name] = ModelSpec(name, family, description, task, tuple(weights), default, builder)
+        MODELS[name] = ModelSpec(name, family, description, task, tuple(weights), default, builder, checkpoint_url)
         return builder
 
     return decorator
@@ -146,6 +150,20 @@ def load_model(
     if choice not in spec.weights:
         raise ModelError(f"{spec.name} has no '{choice}' weights; choose one of: {', '.join(spec.weights)}.")
     return spec.builder(choice)
+
+
+LOCAL_WEIGHTS = frozenset({"random", "embedded", "demo"})  # made or shipped here: never downloaded
+
+
+def weights_on_disk(name: str, weights: str) -> bool:
+    """Whether `name` with `weights` loads without a download: random and shipped weights always, "pretrained"
+    when its checkpoint file is in torch.hub's cache. A file check: nothing is loaded, nothing is fetched."""
+    spec = MODELS.get(name.lower())
+    if spec is None or weights not in spec.weights:
+        return False
+    if weights in LOCAL_WEIGHTS:
+        return True
+    return spec.checkpoint_url is not None and checkpoint_cached(spec.checkpoint_url())
 
 
 def _either(names: list[str]) -> str:

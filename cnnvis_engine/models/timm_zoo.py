@@ -36,6 +36,12 @@ def build_timm(name: str, timm_name: str, description: str, weights: str) -> Mod
     return imagenet_bundle(name, module, weights, detail, description)
 
 
-@register_model("seresnet50", family="SENet", description=_SERESNET50_DESCRIPTION)
+def _seresnet50_url() -> str:
+    import timm
+
+    return timm.models.get_pretrained_cfg(_SERESNET50).url
+
+
+@register_model("seresnet50", family="SENet", description=_SERESNET50_DESCRIPTION, checkpoint_url=_seresnet50_url)
 def seresnet50(weights: str) -> ModelBundle:
     return build_timm("seresnet50", _SERESNET50, _SERESNET50_DESCRIPTION, weights)

@@ -50,5 +50,11 @@ def build_torchvision(name: str, description: str, weights: str) -> ModelBundle:
     return imagenet_bundle(name, module, weights, detail, description)
 
 
+def _checkpoint_url(name: str) -> str:
+    return torchvision.models.get_model_weights(name).DEFAULT.url
+
+
 for _name, _family, _description in _ZOO:
-    register_model(_name, family=_family, description=_description)(partial(build_torchvision, _name, _description))
+    register_model(_name, family=_family, description=_description, checkpoint_url=partial(_checkpoint_url, _name))(
+        partial(build_torchvision, _name, _description)
+    )

@@ -32,6 +32,11 @@ def checkpoint_filename(url: str) -> str:
     return Path(urlparse(url).path).name
 
 
+def checkpoint_cached(url: str) -> bool:
+    """Whether the checkpoint downloaded from `url` is already in the cache folder (a file check, no download)."""
+    return (weights_cache_dir() / checkpoint_filename(url)).is_file()
+
+
 def pretrained_error(name: str, url: str) -> ModelError:
     """The error for pretrained weights that could not be had; raise it `from` the cause."""
     cached = weights_cache_dir() / checkpoint_filename(url)

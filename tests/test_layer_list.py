@@ -1,0 +1,39 @@
+"""The sidebar's layer list: pass-through layers hidden unless asked for, readable kinds, substring search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnvis_ui import compute, state
+
+DASHBOARD = str(Path(__file__).resolve().parent.parent / "dashboard.py")
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    compute.clear_all()
+    yield
+    compute.clear_all()
+
+
+def layer_box(at: AppTest):
+    return next(box for box in at.selectbox if box.key == state.widget(state.LAYER))
+
+
+def test_pass_through_layers_are_hidden_until_asked_for():
+    at = AppTest.from_file(DASHBOARD, default_timeout=120).run()
+    assert not at.exception
+    options = layer_box(at).options
+    assert not any("pass-through" in option for option in options)
+    assert len(options) == 1 + 261 - 106  # "Automatic" + efficientnet_lite0's spatial layers without its Identities
+    assert any(option.startswith("bn2 · batch norm + activation · 1280×7×7") for option in options)
+    assert any("155 layers give maps (106 pass-through ones hidden)" in c.value for c in at.caption)
+
+    at = AppTest.from_file(DASHBOARD, default_timeout=120)
+    at.query_params.update({"model": "efficientnet_lite0", "weights": "embedded", "image": "sample:cat",
+                            "all_layers": "1"})
+    at.run()
+    assert len(layer_box(at).options) == 1 + 261
