@@ -133,7 +133,7 @@ def _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_si
         },
         batch_size=batch_size,
         batch_format="numpy",
-        concurrency=actors,
+        compute=ray.data.ActorPoolStrategy(size=actors),
         num_gpus=1 if gpus else 0,
         num_cpus=1,
     )
