@@ -155,13 +155,13 @@ def test_serve_a_factory_file_then_compare_and_sanity_offer_it(browser, toy_file
 
 
 @pytest.mark.browser
-def test_a_timm_cnn_by_name_in_the_sidebar_with_random_weights(browser):
-    port = free_port()
-    command = [sys.executable, "-m", "cnnvis", "serve", "--port", str(port)]
+def test_a_timm_cnn_by_name_in_the_sidebar_with_random_weights(browser, toy_files):
+    port = free_port()  # served with the small toy model first, so the first page costs little
+    command = [sys.executable, "-m", "cnnvis", "serve", "--model", f"{toy_files[0]}:build", "--port", str(port)]
     with running(command, ARTIFACTS / "serve-plain.log", "cnnvis:") as (url, _):
         context, page = new_page(browser)
         page.goto(url)
-        settle(page)  # the default model's panels need not be drawn first
+        settle(page)
         choose(page, "_w_model", "timm:resnet10t")
         page.get_by_test_id("stSidebar").get_by_text("could not be downloaded").wait_for()
         page.get_by_role("button", name="Use random weights for timm:resnet10t").click()
