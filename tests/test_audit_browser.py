@@ -71,12 +71,12 @@ def test_audit_page_runs_selects_and_exports(browser, server):
     try:
         page.goto(f"{server}/audit")  # straight to the page: the Explore page's default model is not needed
         settle(page)
-        choose(page, "_w_model", "tanks_shortcut"))
-        choose(page, "audit_folder", "small-set"))
+        choose(page, "_w_model", "tanks_shortcut")
+        choose(page, "audit_folder", "small-set")
         page.locator(".st-key-audit-run button").click()
         settle(page)
         page.get_by_text("80 pictures of small-set").wait_for()
-        page.wait_for_selector(".js-plotly-plot .scatterlayer .point"))
+        page.wait_for_selector(".js-plotly-plot .scatterlayer .point")
         page.screenshot(path=ARTIFACTS / "audit-page.png", full_page=True)
         assert page.locator("[class*='st-key-audit-card-']").count() >= 2  # cluster cards of the class shown
         assert "pictures:" in page.locator("[class*='st-key-audit-card-']").first.inner_text()
@@ -90,7 +90,7 @@ def test_audit_page_runs_selects_and_exports(browser, server):
         page.mouse.up()
         settle(page)
         grid = page.locator(".st-key-audit-grid")
-        grid.wait_for())
+        grid.wait_for()
         assert "selected" in grid.inner_text()
         assert grid.locator("img").count() >= 2
         page.screenshot(path=ARTIFACTS / "audit-selection.png", full_page=True)
