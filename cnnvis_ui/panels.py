@@ -142,7 +142,7 @@ def _legend_trace(legend: Legend) -> go.Heatmap:
         colorbar={
             "orientation": "h", "thickness": 8, "len": 1.0, "x": 0.5, "xanchor": "center", "y": -0.01,
             "yanchor": "top", "tickvals": [0.02, 0.98], "ticktext": [legend.low, legend.high], "ticks": "outside",
-            "tickfont": {"size": 11}, "outlinewidth": 0,
+            "ticklen": 3, "showticklabels": False, "outlinewidth": 0,  # the labels are annotations: always drawn
         },
     )
 
@@ -173,6 +173,11 @@ def figure(
         ))
     if legend is not None:
         fig.add_trace(_legend_trace(legend))
+        for x, anchor, text in ((0, "left", legend.low), (1, "right", legend.high)):
+            fig.add_annotation(
+                x=x, y=0, xref="paper", yref="paper", xanchor=anchor, yanchor="top", yshift=-16, text=text,
+                showarrow=False, font={"size": 11, "color": "#6e707a"},
+            )
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain", fixedrange=True)
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", fixedrange=True)
     fig.update_layout(

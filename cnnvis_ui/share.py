@@ -15,43 +15,40 @@ from .text import plain
 
 # The browser's current address, not one the server computed: it is right even after back/forward. The fixed
 # text is this module's own (no user input reaches the script).
-_LINK_ICON = (  # drawn, not an emoji: headless and minimal systems may lack an emoji font
-    '<svg width="14" height="14" viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2" '
-    'style="vertical-align:-2px;margin-right:6px"><path d="M10 13a5 5 0 0 0 7.07 0l3-3a5 5 0 0 0-7.07-7.07l-1.5 1.5"/>'
-    '<path d="M14 11a5 5 0 0 0-7.07 0l-3 3a5 5 0 0 0 7.07 7.07l1.5-1.5"/></svg>'
-)
 _COPY_LINK_HTML = """
 <div class="cnnvis-share">
 <button type="button" id="cnnvis-copy-link" title="Copies this page's address: it reopens this exact view
 (page, model, image, layer, class, methods and display settings) in any browser that can reach this server."
  style="width:100%;padding:0.35rem 0.75rem;border-radius:0.5rem;border:1px solid rgba(49,51,63,0.2);
- background:transparent;cursor:pointer;font:inherit;color:inherit">ICON Copy link to this view</button>
+ background:transparent;cursor:pointer;font:inherit;color:inherit">Copy link to this view</button>
 <input id="cnnvis-link-text" readonly aria-label="Link to this view"
  style="display:none;width:100%;margin-top:0.3rem;font-size:0.8rem">
 </div>
 <script>
 (function () {
-  const button = document.getElementById("cnnvis-copy-link");
-  const field = document.getElementById("cnnvis-link-text");
-  if (!button || button.dataset.ready) return;
-  button.dataset.ready = "1";
-  button.addEventListener("click", async function () {
+  // One listener for the page, on the document: the button may be drawn after this script runs, and again on
+  // every rerun.
+  if (window.cnnvisCopyLink) return;
+  window.cnnvisCopyLink = true;
+  document.addEventListener("click", async function (event) {
+    const button = event.target.closest && event.target.closest("#cnnvis-copy-link");
+    if (!button) return;
+    const field = document.getElementById("cnnvis-link-text");
     const link = window.location.href;
-    button.dataset.link = link;
     try {
       await navigator.clipboard.writeText(link);
-      button.textContent = "\\u2713 Link copied";
+      button.textContent = "\u2713 Link copied";
     } catch (error) {
       field.style.display = "block";
       field.value = link;
       field.select();
       button.textContent = "Copy the link below";
     }
-    setTimeout(function () { button.innerHTML = 'ICON Copy link to this view'; }, 2500);
+    setTimeout(function () { button.innerHTML = 'Copy link to this view'; }, 2500);
   });
 })();
 </script>
-""".replace("ICON", _LINK_ICON)
+"""  # no inline <svg> icon: with one in the body, Streamlit did not run the script
 
 
 def copy_link_button() -> None:

@@ -4,6 +4,10 @@ Shared choices live in plain keys (MODEL, WEIGHTS, IMAGE, LAYER, TARGET, ...). A
 (`widget(KEY)`): it is seeded from the plain key just before it is drawn and copies its value back in its
 `on_change` callback. So a choice survives page switches (Streamlit forgets the state of a widget that is not
 drawn on a run), and tests can set plain keys directly (AppTest runs a page file without the entry script).
+
+The plain keys that define a view are also the URL's query parameters (`URL_PARAMS`): `init()` adopts a URL this
+session did not write (a link, a reload, back/forward) and every change writes it (`sync_url`), so a link
+reproduces the view in any browser.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ def test_a_legend_adds_a_colour_bar_that_draws_nothing_on_the_picture():
     bars = [trace for trace in fig.data if getattr(trace, "showscale", False)]
     assert len(bars) == 1
     bar = bars[0]
-    assert list(bar.colorbar.ticktext) == ["0: no evidence", "1: strongest in this map"]
+    assert [a.text for a in fig.layout.annotations] == ["0: no evidence", "1: strongest in this map"]
     assert max(bar.x) < -0.5  # outside the picture's axis range: only the bar shows
     assert not any(getattr(trace, "showscale", False) for trace in panels.figure(picture).data)
 
