@@ -55,7 +55,9 @@ def register_model(
         raise ValueError(f"Bad registration for {name!r}: keys are lowercase and unique, default among {weights}.")
 
     def decorator(builder: Builder) -> Builder:
-        MODELS[name] = ModelSpec(name, family, description, task, tuple(weights), default, builder, checkpoint_url)
+        MODELS[name] = ModelSpec(
+            name, family, description, task, tuple(weights), default, builder, checkpoint_url=checkpoint_url
+        )
         return builder
 
     return decorator
