@@ -26,14 +26,9 @@ DASHBOARD = str(ROOT / "dashboard.py")
 EXPLORE, LAYERS, COMPARE, SANITY = (
     str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity")
 )
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 EXPLORE_PANELS = {"Input image", "Grad-CAM", "Guided Grad-CAM", "CAM", "Saliency (vanilla)", "Feature maps"}
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    compute.clear_all()
-    yield
-    compute.clear_all()
 
 
 def app(path: str = DASHBOARD, **session: object) -> AppTest:

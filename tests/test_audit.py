@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cnnvis_engine.audit import SUSPICIOUS, AuditError, audit, pointing_game, read_image_set, relevance_mass
@@ -17,14 +16,7 @@ from cnnvis_engine.audit.spectral import analyse_class, eigengap, knn_affinity, 
 from cnnvis_engine.demos.marked_shapes import SHAPE_CLASSES, shape_set, train_shape_model, write_shape_folder
 from cnnvis_engine.hooks import count_hooks
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Two torch threads on a shared 2-core machine wait on each other (docs: NOTES); the audit is batched anyway."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cnnvis_engine.audit.report import read_maps
 from cnnvis_engine.cli import main
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -24,14 +25,6 @@ def tank_folder(tmp_path_factory):
         Image.fromarray(image).save(folder / TANK_CLASSES[label] / f"{i:02d}.png")
     (folder / "tank" / "notes.txt").write_text("not a picture")
     return folder
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_audit_command_writes_maps_clusters_and_report(tank_folder, tmp_path, capsys):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 ray = pytest.importorskip("ray")  # a guard only: scripts/test.sh installs requirements-ray.txt, so CI runs this
 
 from cnnvis_engine.audit import audit  # noqa: E402
 from cnnvis_engine.demos.marked_shapes import shape_set, train_shape_model, write_shape_folder  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +18,6 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_ray_engine_equals_local_engine(ray_local, tmp_path):

@@ -41,6 +41,8 @@ from cnnvis_engine.featurevis.transforms import apply_affine, random_affine
 from cnnvis_engine.models import ModelBundle, load_model
 from cnnvis_engine.samples import sample_path
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MARGIN = 1.5  # the optimised image's channel mean must be ≥ 1.5 × the best of the 4 photos and the noise image
 SIZE = 64  # margin tests: 64 × 64 images
 
@@ -61,18 +63,6 @@ def tiny_cnn_bundle() -> ModelBundle:
         module.conv1.bias.zero_()
     return ModelBundle(name="tiny_cnn", module=module.eval(), class_names=("a", "b", "c", "d"),
                        input_size=(SIZE, SIZE), weights_source="random")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread for this module, restored afterwards. The optimisation runs thousands of small ops;
-    on the shared 2-core machine, with other processes busy, each 2-thread op waits for its second thread to
-    be scheduled: this file took 215 s with 2 threads and 7 s with 1 under the same load (6 s on an idle machine
-    with 2). Results are the same bit for bit with 1 or 2 threads (checked)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -15,15 +15,9 @@ from cnnvis_engine.models import load_model_file
 from cnnvis_engine.models.heads import classifier_name, fit_head
 from tests.conftest import synthetic_image
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 LABELS = ("cat", "dog", "bird")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def saved(state_dict: dict) -> bytes:

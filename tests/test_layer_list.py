@@ -7,16 +7,11 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnvis_ui import compute, state
+from cnnvis_ui import state
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 DASHBOARD = str(Path(__file__).resolve().parent.parent / "dashboard.py")
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    compute.clear_all()
-    yield
-    compute.clear_all()
 
 
 def layer_box(at: AppTest):

@@ -14,33 +14,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine import MethodError
 from cnnvis_ui import compute, state
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_caches")
+
 LAYERS = str(Path(__file__).resolve().parent.parent / "pages" / "layers.py")
 SHOW = "Show what these channels look for"
 TILE, GAP, COLUMNS = 128, 2, 4  # pages/layers.py's gallery grid
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    compute.clear_all()
-    yield
-    compute.clear_all()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: the optimisation runs thousands of small ops, and on the shared 2-core machine each
-    2-thread op waits for its second thread (see tests/test_featurevis.py). Same images either way."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

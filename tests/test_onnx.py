@@ -15,15 +15,9 @@ from tests.onnx_cases import (
     CLASSES, ChannelsLast, declared_huge, export, external_data, small_cnn, two_inputs, unsupported_op,
 )
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SIZE = (40, 48)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

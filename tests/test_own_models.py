@@ -20,6 +20,8 @@ from cnnvis_engine.models import find_spec, list_models, load_model, offer_model
 from cnnvis_engine.models.zoo import looks_like_cnn
 from conftest import leaves_model_untouched, synthetic_image
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 NET = textwrap.dedent('''
     import torch
     from torch import nn
@@ -63,14 +65,6 @@ NET = textwrap.dedent('''
 ''')
 CONV_LAYERS = ("stem.0", "stage.0", "stage.2")
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.247, 0.243, 0.261)  # CIFAR-10's, for a 32×32 model
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -11,15 +11,10 @@ from streamlit.testing.v1 import AppTest
 from torch import nn
 
 from cnnvis_engine.models import offer_model, withdraw_model, wrap_module
-from cnnvis_ui import compute, state
+from cnnvis_ui import state
 from test_app import COMPARE, SANITY, TinyNet, step_captions
 
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    compute.clear_all()
-    yield
-    compute.clear_all()
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 
 @pytest.fixture

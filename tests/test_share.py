@@ -11,6 +11,8 @@ from streamlit.testing.v1 import AppTest
 
 from cnnvis_ui import compute, state
 
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
 
 def _script() -> None:
     from cnnvis_ui import state
@@ -27,13 +29,6 @@ def _sanity_script() -> None:
     state.init()
     st.session_state["shown"] = state.sanity_shown([("sha", "model", None, None, "gradcam", "cascading")])
     state.sync_url()
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    compute.clear_all()
-    yield
-    compute.clear_all()
 
 
 def run(params: dict[str, str] | None = None, script=_script) -> AppTest:

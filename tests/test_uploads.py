@@ -14,8 +14,10 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from streamlit.testing.v1 import AppTest
 
-from cnnvis_ui import compute, state, uploads
+from cnnvis_ui import state, uploads
 from cnnvis_ui.uploads import GONE_SECONDS, ORPHAN_SECONDS, UNCLAIMED_BYTES, Reaper
+
+pytestmark = pytest.mark.usefixtures("fresh_caches")
 
 ROOT = Path(__file__).resolve().parent.parent
 MB = 2**20
@@ -109,13 +111,6 @@ def test_refusal_names_the_file_the_size_and_the_limit():
 
 
 # ----- the app ---------------------------------------------------------------------------------------------------
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    compute.clear_all()
-    yield
-    compute.clear_all()
-
-
 def dashboard() -> AppTest:
     return AppTest.from_file(str(ROOT / "dashboard.py"), default_timeout=60).run()
 

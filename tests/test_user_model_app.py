@@ -13,14 +13,9 @@ from torch import nn
 
 from cnnvis_ui import compute, state
 
+pytestmark = pytest.mark.usefixtures("fresh_caches")
+
 DASHBOARD = str(Path(__file__).resolve().parent.parent / "dashboard.py")
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    compute.clear_all()
-    yield
-    compute.clear_all()
 
 
 def grayscale_torchscript() -> bytes:

@@ -20,15 +20,9 @@ from cnnvis_engine.models.preprocessing import UNIT_SCALING, resolve_preprocessi
 from cnnvis_engine.render import render_overlay, render_rgb
 from tests.conftest import leaves_model_untouched, synthetic_image
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def small_net(channels: int, seed: int = 0) -> nn.Sequential:
