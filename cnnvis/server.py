@@ -27,10 +27,11 @@ DEFAULT_PORT = 8501
 OPTIONS = {
     "server.address": "127.0.0.1",
     "server.headless": True,
-    "server.maxUploadSize": 512,
+    "server.maxUploadSize": 500,
     "server.fileWatcherType": "none",
     "browser.gatherUsageStats": False,
     "client.toolbarMode": "viewer",
+    "client.showErrorDetails": "none",
 }
 START_TIMEOUT = 60.0
 

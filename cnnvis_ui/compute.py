@@ -184,7 +184,6 @@ def weights_problem(name: str, weights: str) -> str:
     return ""
 
 
-SHIPPED_WEIGHTS = frozenset({"embedded", "demo"})  # weights that come with the package: no download to try
 
 
 def comparable_models(include_random: bool) -> list[str]:

@@ -154,7 +154,8 @@ def load_model(
     return spec.builder(choice)
 
 
-LOCAL_WEIGHTS = frozenset({"random", "embedded", "demo"})  # made or shipped here: never downloaded
+# Made or shipped here, or handed over in memory (a served model's own): never downloaded.
+LOCAL_WEIGHTS = frozenset({"random", "embedded", "demo", SERVED_WEIGHTS})
 
 
 def weights_on_disk(name: str, weights: str) -> bool:
