@@ -14,7 +14,7 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from streamlit.testing.v1 import AppTest
 
-from cnnvis_ui import state, uploads
+from cnnvis_ui import compute, state, uploads
 from cnnvis_ui.uploads import GONE_SECONDS, ORPHAN_SECONDS, UNCLAIMED_BYTES, Reaper
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
