@@ -14,6 +14,7 @@ import torch
 import torchvision
 from conftest import ROOT, dashboard_server
 from PIL import Image
+from test_browser import choose, settle
 from torch import nn
 
 from tests.onnx_cases import CLASSES, export, small_cnn, unsupported_op
@@ -21,8 +22,6 @@ from tests.onnx_cases import CLASSES, export, small_cnn, unsupported_op
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "test-artifacts"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
 
 
 @pytest.fixture(scope="module")
@@ -42,19 +41,6 @@ def page(browser, server, request):
     page.screenshot(path=ARTIFACTS / f"{request.node.name}-final.png", full_page=True)
     assert page.locator("[data-testid='stException']").count() == 0
     context.close()
-
-
-def settle(page, panels: int = 0) -> None:
-    try:
-        page.wait_for_selector(RUNNING, timeout=1500)
-    except Exception:  # the rerun was quicker than we could see it, or none was started
-        pass
-    page.wait_for_selector(IDLE, timeout=90_000)
-    if panels:
-        page.wait_for_function(
-            f"document.querySelectorAll('.js-plotly-plot .main-svg image').length >= {panels}", timeout=60_000
-        )
-    page.wait_for_timeout(400)
 
 
 def sidebar(page):
@@ -84,15 +70,6 @@ def options(page, widget_key: str) -> list[str]:
     texts = page.get_by_role("option").all_inner_texts()
     page.keyboard.press("Escape")
     return texts
-
-
-def choose(page, widget_key: str, text: str) -> None:
-    box = page.locator(f".st-key-{widget_key} input").first
-    box.scroll_into_view_if_needed()
-    box.click()
-    box.fill(text)
-    page.get_by_role("option").filter(has_text=text).first.click()
-    settle(page)
 
 
 def panel_pixels(page, key: str, name: str) -> np.ndarray:
