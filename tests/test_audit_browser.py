@@ -10,13 +10,12 @@ import os
 import pytest
 from conftest import ROOT, dashboard_server
 from PIL import Image
+from test_browser import choose, settle
 
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
 
 pytestmark = pytest.mark.browser
 ARTIFACTS = ROOT / "test-artifacts"
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
-RUNNING = "[data-testid='stApp'][data-test-script-state='running']"
 
 
 @pytest.fixture(scope="module")
@@ -44,24 +43,6 @@ def server(audit_root):
             os.environ.pop("CNNVIS_AUDIT_ROOT", None)
         else:
             os.environ["CNNVIS_AUDIT_ROOT"] = old
-
-
-def settle(page) -> None:
-    try:
-        page.wait_for_selector(RUNNING, timeout=1500)
-    except Exception:
-        pass
-    page.wait_for_selector(IDLE, timeout=90_000)
-    page.wait_for_timeout(400)
-
-
-def choose(page, widget_key: str, text: str) -> None:
-    box = page.locator(f".st-key-{widget_key} input").first
-    box.scroll_into_view_if_needed()
-    box.click()
-    box.fill(text)
-    page.get_by_role("option").filter(has_text=text).first.click()
-    settle(page)
 
 
 def test_audit_page_runs_selects_and_exports(browser, server):
