@@ -96,12 +96,14 @@ def _target(key: TargetKey, names: tuple[str, ...]):
     return RegressionTarget(value, name=key[2] if len(key) > 2 else "")
 
 
-@st.cache_data(max_entries=96, show_spinner=False)
 def explanation(path: str, model: str, target: TargetKey, layer: str | None = None, methods: tuple[str, ...] = ("gradcam",)) -> Explanation:
-    """One cached engine call on a story picture with a demo model."""
+    """A demo model's explanation of a story picture, through the dashboard's one cached path (`compute.explain`)."""
     explainer = compute.registry_explainer(model, DEMO_WEIGHTS)
-    return explainer.explain(decoded(path), layer=layer, target=_target(target, explainer.bundle.class_names),
-                             methods=list(methods), top_k=len(explainer.bundle.class_names))
+    names, image = explainer.bundle.class_names, decoded(path)
+    return compute.explain(
+        image.sha256, f"{model}:{DEMO_WEIGHTS}", layer, _target(target, names), tuple(methods), (), lambda: explainer,
+        image, top_k=len(names),
+    )
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

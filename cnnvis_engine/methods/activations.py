@@ -71,6 +71,7 @@ class Kernels(Method):
     needs = frozenset({"module"})
     layer = "conv"
     drawing = "grid"
+    legend = None  # each patch is its own picture
     hover = "weight norm"
     LIMIT = 256  # kernels drawn at most
 

@@ -161,12 +161,13 @@ class Method(ABC):
     name: ClassVar[str]
     title: ClassVar[str]
     summary: ClassVar[str]  # one plain sentence for a non-coder
+    panel_title: ClassVar[str] = ""  # the title over its panel, if not `title`
     paper: ClassVar[str] = ""
     needs: ClassVar[frozenset[Need]] = frozenset()
     layer: ClassVar[LayerKind] = "spatial"
     drawing: ClassVar[Drawing] = "overlay"
     options: ClassVar[tuple[Option, ...]] = ()
-    legend: ClassVar[tuple[str, str] | None] = None  # what the colour bar's ends mean; None: the default words
+    legend: ClassVar[tuple[str, str] | None] = ("0: no evidence", "1: strongest in this map")  # None: no colour bar
     hover: ClassVar[str] = ""  # what a hovered value is; "" = the title
     # derived in __init_subclass__ unless set
     slow: ClassVar[bool]

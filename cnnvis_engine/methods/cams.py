@@ -86,6 +86,7 @@ class GuidedGradCAM(Method):
     paper = "https://arxiv.org/abs/1610.02391"
     needs = frozenset({"activation", "layer_gradient", "guided_input_gradient"})
     drawing = "rgb"
+    legend = None  # grey is zero; colour shows the sign per channel
     hover = "max |value|"
 
     @classmethod

@@ -16,6 +16,7 @@ class Saliency(Method):
 
     name = "saliency"
     title = "Saliency"
+    panel_title = "Saliency (vanilla)"
     summary = "Which pixels would change the score most if they changed a little."
     paper = "https://arxiv.org/abs/1312.6034"
     needs = frozenset({"input_gradient"})
@@ -41,11 +42,13 @@ class GuidedBackprop(Method):
 
     name = "guided_backprop"
     title = "Guided backprop"
+    panel_title = "Saliency (guided backprop)"
     summary = "Saliency that only lets positive evidence flow back, so the picture shows crisp object edges."
     paper = "https://arxiv.org/abs/1412.6806"
     needs = frozenset({"guided_input_gradient"})
     layer = "none"
     drawing = "rgb"
+    legend = None  # grey is zero; colour shows the gradient's sign per channel
     hover = "max |guided gradient|"
 
     @classmethod
