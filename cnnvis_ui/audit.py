@@ -25,7 +25,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from PIL import Image
 
-from cnnvis_engine import EngineError, Explainer, decode_image
+from cnnvis_engine import METHODS, EngineError, Explainer, decode_image
 from cnnvis_engine.audit import Audit, AuditError, Cluster, ImageSet, audit, read_image_set
 from cnnvis_engine.audit.describe import describe, verdict
 from cnnvis_engine.audit.report import picture_rows, PICTURE_COLUMNS
@@ -41,7 +41,6 @@ CLASS = "audit_class"
 ZIP = "_w_audit_zip"
 ZIP_ERROR = "audit_zip_error"
 
-METHODS = ("gradcam", "cam", "gradcam++", "layercam", "saliency")
 SIZES = (16, 32)
 DEMO_FOLDER = "tank-photos"  # made on first use: 120 drawn field scenes, sun and clouds at random
 DEMO_COUNT, DEMO_SEED = 120, 4242
@@ -318,3 +317,8 @@ def story_audit(model: str) -> dict:
         })
     return {"pictures": int(result.read.sum()), "flagged": flagged,
             "highest": max((c.suspicion for c in result.clusters), default=0.0)}
+
+
+def map_methods() -> list[str]:
+    """The methods an audit may map with: one map per picture, no extra forward passes (a set has thousands)."""
+    return [m for m, method in METHODS.items() if method.scorable and not method.slow]

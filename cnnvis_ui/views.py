@@ -119,7 +119,7 @@ def method_views(explanation: Explanation, colormap: str, opacity: float) -> lis
 
 def _is_flat(result: MethodResult) -> bool:
     """The method's raw values are the same everywhere (e.g. Grad-CAM 0 at every pixel of a plain grey image)."""
-    if result.method in ("feature_maps", "kernels") or result.raw is None or not result.raw.size:
+    if METHODS[result.method].drawing == "grid" or result.raw is None or not result.raw.size:
         return False  # channel grids: one flat channel is one tile among many
     raw = np.nan_to_num(result.raw.astype(np.float64))
     return float(np.ptp(raw)) <= 1e-6 * max(float(np.abs(raw).max()), 1e-30)

@@ -4,7 +4,7 @@ their class are shown first: pictures the model treats alike for a reason of the
 
 import streamlit as st
 
-from cnnvis_engine import EngineError
+from cnnvis_engine import METHODS, EngineError
 from cnnvis_ui import audit as a
 from cnnvis_ui import context, entry
 
@@ -33,8 +33,7 @@ def settings() -> dict | None:
         st.session_state[a.FOLDER] = a.DEMO_FOLDER
     left, middle, right, button = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
     left.selectbox("Folder (one subfolder per class)", choices, key=a.FOLDER)
-    middle.selectbox("Map", a.METHODS, key=a.METHOD, format_func=lambda m: {"gradcam": "Grad-CAM", "cam": "CAM",
-                     "gradcam++": "Grad-CAM++", "layercam": "LayerCAM", "saliency": "Saliency"}[m])
+    middle.selectbox("Map", a.map_methods(), key=a.METHOD, format_func=lambda m: METHODS[m].title)
     right.selectbox("Map size", a.SIZES, index=0, key=a.SIZE)
     with st.expander("Upload a small set as a zip (class folders inside)"):
         st.file_uploader("Zip of pictures", type=["zip"], key=a.ZIP, on_change=take_zip)

@@ -153,7 +153,7 @@ def explain_decoded(
 def check_method(method: str) -> None:
     if method not in METHODS:
         raise AuditError(f"Unknown method '{method}'. Available methods: {', '.join(METHODS)}.")
-    if method == "kernels" or method == "feature_maps":
+    if not METHODS[method].scorable:  # a grid of channels or kernels
         raise AuditError(f"{METHODS[method].title} shows the model's channels, not one map per picture; audit with "
                          "gradcam, cam, saliency or another attribution method.")
 
