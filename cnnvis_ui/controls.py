@@ -86,3 +86,39 @@ def faithfulness_switch() -> bool:
         "About a second per map, once.",
     )
     return bool(state.get(state.FAITHFULNESS))
+
+
+def method_settings(methods: list[str]) -> dict[str, dict[str, float]]:
+    """A number box for every option the chosen extra `methods` declare (`Method.options`), seeded with the value
+    the dashboard runs it with; returns the options to explain each method with. A value the engine refuses comes
+    back as the panel's sentence, not here."""
+    changed = state.get(state.METHOD_SETTINGS)
+    wanted: dict[str, dict[str, float]] = {}
+    for method in methods:
+        options = METHODS[method].options
+        if not options:
+            continue
+        values = METHODS[method].quick_options()
+        columns = st.columns(len(options))
+        for column, option in zip(columns, options):
+            start = changed.get(method, {}).get(option.name, values.get(option.name, option.default))
+            start = option.kind(min(max(start, option.low), option.high))  # a link's value out of range: clamped
+            key = state.setting_widget(method, option.name)
+            st.session_state[key] = start
+            column.number_input(
+                f"{METHODS[method].title}: {option.label}", key=key, step=1 if option.kind is int else 0.1,
+                min_value=None if option.low == -float("inf") else option.kind(option.low),
+                max_value=None if option.high == float("inf") else option.kind(option.high),
+                on_change=_commit_setting, args=(method, option.name),
+                help=f"The engine's default is {option.default:g}.",
+            )
+            if option.name in changed.get(method, {}):  # the rest keep the dashboard's or the engine's default
+                values[option.name] = start
+        wanted[method] = values
+    return wanted
+
+
+def _commit_setting(method: str, option: str) -> None:
+    settings = {m: dict(values) for m, values in state.get(state.METHOD_SETTINGS).items()}
+    settings.setdefault(method, {})[option] = st.session_state[state.setting_widget(method, option)]
+    state.put(state.METHOD_SETTINGS, settings)

@@ -40,6 +40,7 @@ OPACITY = "opacity"
 SALIENCY_MODE = "saliency_mode"  # "saliency" (vanilla) or "guided_backprop"
 EXTRA_METHODS = "extra_methods"  # registry names of the extra Explore panels, in the order offered
 FAITHFULNESS = "faithfulness"  # score the Explore maps (deletion, insertion, average drop)
+METHOD_SETTINGS = "method_settings"  # {method: {option: value}}: the settings changed from the dashboard's own
 FM_CHANNELS = "fm_channels"
 FM_SORT = "fm_sort"
 FM_SHARED = "fm_shared_scale"
@@ -96,6 +97,7 @@ DEFAULTS: dict[str, Any] = {
     SALIENCY_MODE: "saliency",
     EXTRA_METHODS: (),
     FAITHFULNESS: False,
+    METHOD_SETTINGS: {},
     FM_CHANNELS: 16,
     FM_SORT: True,
     FM_SHARED: False,
@@ -133,6 +135,11 @@ def put(key: str, value: Any) -> None:
     st.session_state[key] = value
     if key in URL_PARAMS:
         sync_url()
+
+
+def setting_widget(method: str, option: str) -> str:
+    """The widget key of one method setting (METHOD_SETTINGS holds the values)."""
+    return f"_w_setting_{method.replace('+', 'p')}_{option}"
 
 
 def widget(key: str) -> str:
@@ -199,6 +206,22 @@ _BOOL = Codec(lambda v: "1" if v else "0", _decode_bool)
 _LIST = Codec(lambda v: ",".join(v or ()), lambda t: [item for item in t.split(",") if item])
 _TUPLE = Codec(lambda v: ",".join(v or ()), lambda t: tuple(item for item in t.split(",") if item))
 
+
+def _encode_settings(settings: Mapping[str, Mapping[str, float]]) -> str:
+    return ",".join(f"{m}.{name}={value:g}" for m, values in sorted(settings.items()) for name, value in sorted(values.items()))
+
+
+def _decode_settings(text: str) -> dict[str, dict[str, float]]:
+    settings: dict[str, dict[str, float]] = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        method, _, option = name.rpartition(".")
+        settings.setdefault(method, {})[option] = float(value)  # ValueError: the link is left out with a note
+    return settings
+
+
+_SETTINGS = Codec(_encode_settings, _decode_settings)
+
 # Every plain key that defines a view: its query parameter and codec. Values equal to their default are left out
 # of the URL, except the model, weights and image, which are always written: a link keeps naming them even if a
 # later version changes the defaults, and a URL without them is one the app did not write.
@@ -213,6 +236,7 @@ URL_PARAMS: dict[str, tuple[str, Codec]] = {
     SALIENCY_MODE: ("saliency", _TEXT),
     EXTRA_METHODS: ("methods", _TUPLE),
     FAITHFULNESS: ("scores", _BOOL),
+    METHOD_SETTINGS: ("settings", _SETTINGS),
     FM_CHANNELS: ("channels", _INT),
     FM_SORT: ("sort", _BOOL),
     FM_SHARED: ("one_scale", _BOOL),

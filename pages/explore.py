@@ -36,16 +36,16 @@ def predictions_table(ctx: context.Context) -> None:
 
 
 def extra_panels(
-    ctx: context.Context, extras: list[str], display: controls.Display
+    ctx: context.Context, extras: list[str], display: controls.Display, settings: dict[str, dict[str, float]]
 ) -> tuple[list[panels.PanelView], dict[str, Explanation]]:
-    """The chosen extra methods' panels, one cached engine call each (so adding one computes only that one), and
-    the explanation each came from."""
+    """The chosen extra methods' panels with their `settings`, one cached engine call each (so adding one computes
+    only that one), and the explanation each came from."""
     found, sources = [], {}
     for method in extras:
         waiting = f"{METHODS[method].title} runs the network many times over: a few seconds…"
         with st.spinner(waiting, show_time=True) if METHODS[method].slow else nullcontext():
             method_views, explanation = views.explained_views(
-                ctx, [method], display.colormap, display.opacity, options=compute.method_options(method)
+                ctx, [method], display.colormap, display.opacity, options=options_of(method, settings)
             )
         found += method_views
         if explanation is not None:
@@ -53,8 +53,12 @@ def extra_panels(
     return found, sources
 
 
+def options_of(method: str, settings: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    return {method: settings[method]} if settings.get(method) else {}
+
+
 def scores_for(
-    ctx: context.Context, sources: dict[str, Explanation]
+    ctx: context.Context, sources: dict[str, Explanation], settings: dict[str, dict[str, float]]
 ) -> tuple[dict[str, compute.Faithfulness], dict[str, str]]:
     """Faithfulness of every scorable map (cached per image, model, layer, class and method), and the errors."""
     scores, problems = {}, {}
@@ -63,7 +67,7 @@ def scores_for(
             if not views.scorable(explanation, method):
                 continue
             try:
-                scores[method] = ctx.faithfulness(explanation, method, compute.method_options(method))
+                scores[method] = ctx.faithfulness(explanation, method, options_of(method, settings))
             except EngineError as error:
                 problems[method] = str(error)
     return scores, problems
@@ -111,6 +115,7 @@ def panels_area(ctx: context.Context) -> None:
         summary = st.empty()
         display = controls.display_settings()
         extras = controls.extra_methods()
+        settings = controls.method_settings(extras)
         scoring = controls.faithfulness_switch()
         report_slot = st.container()
     with right:
@@ -128,11 +133,11 @@ def panels_area(ctx: context.Context) -> None:
     same = views.coincide_note(explanation)
     if same and "cam" in by_key:
         by_key["cam"] = views.relabel(by_key["cam"], note=same)
-    added, sources = extra_panels(ctx, extras, display)
+    added, sources = extra_panels(ctx, extras, display, settings)
     ordered = [by_key[key] for row in LAYOUT for key in row if key in by_key] + added
     if scoring:
         sources = {**{m: explanation for m in SCORED if m in methods}, **sources}
-        scores, problems = scores_for(ctx, sources)
+        scores, problems = scores_for(ctx, sources, settings)
         ordered = [views.with_scores(v, scores[v.method]) if v.method in scores else v for v in ordered]
     with report_slot:
         settings = {

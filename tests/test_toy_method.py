@@ -131,3 +131,4 @@ def test_the_cli_panel_pngs_equal_the_dashboards(tmp_path, monkeypatch):
     for method in ("gradcam", "saliency"):
         cli = (tmp_path / "out" / f"cat.{method}.png").read_bytes()
         assert cli == panels.panel_png(by_method[method]), method
+
