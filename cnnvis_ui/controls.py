@@ -94,12 +94,14 @@ def method_settings(methods: list[str]) -> dict[str, dict[str, float]]:
     back as the panel's sentence, not here."""
     changed = state.get(state.METHOD_SETTINGS)
     wanted: dict[str, dict[str, float]] = {}
-    for method in methods:
+    tunable = [method for method in methods if METHODS[method].options]
+    if not tunable:
+        return wanted
+    box = st.expander(f"Settings of {', '.join(METHODS[m].title for m in tunable)}", icon=":material/tune:")
+    for method in tunable:
         options = METHODS[method].options
-        if not options:
-            continue
         values = METHODS[method].quick_options()
-        columns = st.columns(len(options))
+        columns = box.columns(len(options))
         for column, option in zip(columns, options):
             start = changed.get(method, {}).get(option.name, values.get(option.name, option.default))
             start = option.kind(min(max(start, option.low), option.high))  # a link's value out of range: clamped
