@@ -57,6 +57,7 @@ LINK_NOTICE = "link_notice"  # what of an opened link could not be reproduced he
 SANITY_FROM_LINK = "_sanity_from_link"  # the URL just read showed the Sanity test: run it when the page draws
 URL_SEEN = "_url_seen"  # our query parameters as this session last read or wrote them
 SHARED_SCALE = "shared_scale"  # Compare and Sanity: the maps of one method share one colour scale (cnnvis_ui/scale.py)
+SANITY_OUTCOMES = "sanity_outcomes"  # {`sanity_run` key: the randomisation test's outcome} (cnnvis_ui/caveats.py)
 # Widget-only keys (no plain twin): file inputs and the user-model form.
 IMAGE_UPLOADER = "_w_image_uploader"
 MODEL_FILE = "_w_model_file"
@@ -112,6 +113,7 @@ DEFAULTS: dict[str, Any] = {
     SANITY_SHOWN: False,
     LINK_NOTICE: "",
     SHARED_SCALE: False,
+    SANITY_OUTCOMES: None,
 }
 
 

@@ -4,7 +4,7 @@ the sidebar's model, image, layer and class, for one method and optionally a sec
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
-from cnnvis_ui import charts, context, entry, panels, scale, state, views
+from cnnvis_ui import caveats, charts, context, entry, panels, scale, state, views
 from cnnvis_ui.text import plain
 
 SANITY_METHODS = (
@@ -52,6 +52,7 @@ def run(ctx: context.Context, method: str, mode: str, same_scale: bool = False) 
     except EngineError as error:
         panels.message(METHODS[method].title, str(error), key=key)
         return None
+    caveats.remember(ctx.sanity_run(method, mode), steps)  # for Explore's faithfulness table
     with st.container(border=True, key=key):
         at_layer = f" at layer `{explanation.layer}`" if explanation.layer else ""
         st.markdown(f"**{plain(METHODS[method].title)}** for **{plain(explanation.target.label)}**{at_layer}")
