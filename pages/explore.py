@@ -6,7 +6,7 @@ from contextlib import nullcontext
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError, Explanation
-from cnnvis_ui import caveats, charts, compute, context, controls, entry, panels, views
+from cnnvis_ui import caveats, charts, compute, context, controls, curves, entry, panels, views
 from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
@@ -151,8 +151,9 @@ def panels_area(ctx: context.Context) -> None:
         }
         if scoring:
             settings.update(views.scores_rows(scores, {v.method: v.title for v in ordered if v.method}))
+        plotted = curves.report_views(scores, {v.method: v.title for v in ordered if v.method}) if scoring else []
         panels.report_buttons(
-            ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
+            ordered + plotted, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
         )
     panels.draw_grid(ordered, columns=3, file_stem=f"cnnvis-{ctx.model.name}")
     if scoring:
