@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import pairwise
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -37,10 +38,9 @@ def coinciding(scores: Mapping[str, Faithfulness], tolerance: float = _TOLERANCE
 
 
 def _same(a: Faithfulness, b: Faithfulness, tolerance: float) -> bool:
-    return all(
-        x.scores.shape == y.scores.shape and float(np.abs(np.asarray(x.scores) - np.asarray(y.scores)).max()) <= tolerance
-        for x, y in ((a.deletion, b.deletion), (a.insertion, b.insertion))
-    )
+    pairs = [(np.asarray(x.scores, dtype=float), np.asarray(y.scores, dtype=float))
+             for x, y in ((a.deletion, b.deletion), (a.insertion, b.insertion))]
+    return all(x.shape == y.shape and float(np.abs(x - y).max(initial=0.0)) <= tolerance for x, y in pairs)
 
 
 def legend_name(title: str, score: Faithfulness, same: Mapping[str, str]) -> str:
@@ -69,7 +69,7 @@ def _dashed(draw: ImageDraw.ImageDraw, points: Sequence[tuple[float, float]], co
         draw.line(list(points), fill=colour, width=width, joint="curve")
         return
     runs, index, left, on = list(pattern), 0, float(pattern[0]), True
-    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+    for (x0, y0), (x1, y1) in pairwise(points):
         length = float(np.hypot(x1 - x0, y1 - y0))
         done = 0.0
         while done < length:

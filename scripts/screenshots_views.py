@@ -20,12 +20,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from PIL import Image, ImageDraw, ImageFont  # noqa: E402
+from conftest import chromium_browser, dashboard_server
+from PIL import Image, ImageDraw, ImageFont
+from test_browser import choose, settle
 
-from conftest import chromium_browser, dashboard_server  # noqa: E402
-from test_browser import choose, settle  # noqa: E402
-
-from cnnvis_ui import narrow, state  # noqa: E402
+from cnnvis_ui import narrow, state
 
 DOCS = ROOT / "docs"
 GAP = 24

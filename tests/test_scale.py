@@ -74,7 +74,7 @@ def test_on_the_shared_scale_the_weaker_map_looks_weaker(explanation, method):
 
 
 def test_a_panel_on_the_shared_scale_is_redrawn_and_says_so(explanation):
-    bundle, image, ex = explanation
+    ex = explanation[2]
     strong = ex["gradcam"]
     weak = weaker(strong, 0.1)
     shared = scale.SharedScale.over(scale.triples([strong, weak]), "jet", 0.5)
