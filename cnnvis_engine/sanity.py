@@ -48,6 +48,7 @@ class RandomisationStep:
     randomised: tuple[str, ...]
     map: np.ndarray
     spearman: float
+    raw: np.ndarray | None = None  # the method's un-normalised output (`MethodResult.raw`), for a shared scale
 
     @property
     def label(self) -> str:
@@ -90,7 +91,7 @@ def randomisation_test(
         raise LayerError(f"The model has no layer called '{unknown[0]}' to randomise.")
     explainer = Explainer(dataclasses.replace(bundle, module=model, lock=threading.RLock()))
 
-    def explain(spec: TargetSpec, chosen: str | None) -> tuple[Any, str | None, np.ndarray]:
+    def explain(spec: TargetSpec, chosen: str | None) -> tuple[Any, str | None, np.ndarray, np.ndarray | None]:
         result = explainer.explain_batch(
             [image], layer=chosen, targets=[spec], methods=[method], options={method: dict(options or {})}
         )[0]
@@ -100,10 +101,10 @@ def randomisation_test(
         if found.map is None or found.map.ndim != 2:
             shape = "none" if found.map is None else "×".join(map(str, found.map.shape))
             raise MethodError(f"The randomisation test compares one map per image; {method} gives {shape}.")
-        return result.target, found.layer, found.map
+        return result.target, found.layer, found.map, found.raw
 
-    target_used, layer_used, original = explain(target, layer)
-    steps = [RandomisationStep("", (), original, 1.0)]
+    target_used, layer_used, original, raw = explain(target, layer)
+    steps = [RandomisationStep("", (), original, 1.0, raw)]
     total = len(order) + 1
     if progress:
         progress(1, total, "")
@@ -113,8 +114,8 @@ def randomisation_test(
         saved = {key: value.clone() for key, value in unit.state_dict().items()} if mode == "independent" else None
         _randomise(unit, seed + index)
         randomised = [*randomised, name] if mode == "cascading" else [name]
-        _, _, current = explain(target_used, layer_used)
-        steps.append(RandomisationStep(name, tuple(randomised), current, spearman(original, current)))
+        _, _, current, raw = explain(target_used, layer_used)
+        steps.append(RandomisationStep(name, tuple(randomised), current, spearman(original, current), raw))
         if saved is not None:
             unit.load_state_dict(saved)
         if progress:

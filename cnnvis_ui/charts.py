@@ -12,6 +12,8 @@ from plotly.subplots import make_subplots
 from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.sanity import RandomisationStep
 
+from . import curves
+
 COLOURS = qualitative.D3
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # identical curves still tell apart
 _LAYOUT = {
@@ -29,14 +31,16 @@ def faithfulness_figure(scores: Mapping[str, Faithfulness], height: int = 380) -
         subplot_titles=("Deletion: most important pixels removed first (low area = good)",
                         "Insertion: most important pixels put back first (high area = good)"),
     )
+    same = curves.coinciding(scores)  # a curve that repeats an earlier one says so, and shows its own markers
     for index, (title, score) in enumerate(scores.items()):
         colour = COLOURS[index % len(COLOURS)]
-        name = f"{title}: deletion {score.deletion.auc:.2f}, insertion {score.insertion.auc:.2f}"
+        name = curves.legend_name(title, score, same)
         for column, curve in enumerate((score.deletion, score.insertion), start=1):
             fig.add_trace(go.Scatter(
-                x=curve.fractions, y=curve.scores, mode="lines", name=name, legendgroup=title,
+                x=curve.fractions, y=curve.scores, mode="lines+markers", name=name, legendgroup=title,
                 showlegend=column == 1, line={"color": colour, "width": 3 if index == 0 else 2,
                                               "dash": DASHES[index % len(DASHES)]},
+                marker={"symbol": curves.SYMBOLS[index % len(curves.SYMBOLS)], "size": 7, "maxdisplayed": 9},
                 hovertemplate=f"{title}: %{{y:.3f}}<extra></extra>",
             ), row=1, col=column)
     fig.update_xaxes(title_text="fraction of pixels removed", tickformat=".0%", range=[0, 1], row=1, col=1)

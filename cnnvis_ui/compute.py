@@ -337,6 +337,7 @@ def randomisation(
     replay only elements created inside it. So a cache hit replays the bar being made, filled and removed."""
     title = METHODS[method].title
     bar = st.empty()
+    bar.progress(0.0, text=f"{title}: the trained model's map first…")  # from the first second
 
     def progress(done: int, total: int, layer_name: str) -> None:
         done_text = f"randomised {layer_name}" if layer_name else "the trained model"

@@ -13,7 +13,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
-from . import compute, context, deployment, share, state, views, words
+from . import compute, context, deployment, narrow, share, state, views, words
 from .context import Context
 from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
@@ -51,6 +51,7 @@ def render() -> Context | None:
         return None
     state.init()
     share.where_things_are()
+    narrow.menu_button()  # at phone width: a button that opens this sidebar
     with st.sidebar:
         with st.spinner("Loading the model…"):
             ctx = context.current()

@@ -57,6 +57,8 @@ SANITY_SHOWN = "sanity_shown"  # the Sanity page shows the test of its current s
 LINK_NOTICE = "link_notice"  # what of an opened link could not be reproduced here ("" if all of it could)
 SANITY_FROM_LINK = "_sanity_from_link"  # the URL just read showed the Sanity test: run it when the page draws
 URL_SEEN = "_url_seen"  # our query parameters as this session last read or wrote them
+SHARED_SCALE = "shared_scale"  # Compare and Sanity: the maps of one method share one colour scale (cnnvis_ui/scale.py)
+SANITY_OUTCOMES = "sanity_outcomes"  # {`sanity_run` key: the randomisation test's outcome} (cnnvis_ui/caveats.py)
 # Widget-only keys (no plain twin): file inputs and the user-model form.
 IMAGE_UPLOADER = "_w_image_uploader"
 MODEL_FILE = "_w_model_file"
@@ -112,6 +114,8 @@ DEFAULTS: dict[str, Any] = {
     SANITY_RUNS: (),
     SANITY_SHOWN: False,
     LINK_NOTICE: "",
+    SHARED_SCALE: False,
+    SANITY_OUTCOMES: None,
 }
 
 
@@ -250,6 +254,7 @@ URL_PARAMS: dict[str, tuple[str, Codec]] = {
     SANITY_MODE: ("sanity_mode", _TEXT),
     SANITY_SHOWN: ("sanity_run", _BOOL),
     ALL_LAYERS: ("all_layers", _BOOL),
+    SHARED_SCALE: ("same_scale", _BOOL),
 }
 ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
 USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"

@@ -36,6 +36,7 @@ ROBOT_PICTURE = "stories_robot_picture"
 ROBOT_GROUP = "stories_robot_group"
 ROBOT_DIRECTION = "stories_robot_direction"
 ROBOT_DISTANCE = "stories_robot_distance"
+TANK_SHARED_SCALE = "stories_tank_same_scale"  # the two detectors' Grad-CAMs on one colour scale (on by default)
 # The robot's Grad-CAM layer: at the last block (`features`) Grad-CAM is empty for this net, because the dense
 # layer after it weighs every position differently and each channel's average gradient comes out negative.
 ROBOT_LAYER = "features.2"
@@ -174,9 +175,11 @@ def box_region(shape: tuple[int, int], box: list[int]) -> np.ndarray:
     return region
 
 
-def gradcam_overlay(ex: Explanation, opacity: float = 0.5, box: list[int] | None = None, method: str = "gradcam") -> np.ndarray:
-    """Grad-CAM (or `method`) over the picture, enlarged; the tank's box drawn in white if given."""
-    picture = enlarge(render_overlay(ex.image, ex[method].map, "jet", opacity))
+def gradcam_overlay(ex: Explanation, opacity: float = 0.5, box: list[int] | None = None, method: str = "gradcam",
+                    values: np.ndarray | None = None) -> np.ndarray:
+    """Grad-CAM (or `method`) over the picture, enlarged; the tank's box drawn in white if given. `values`: the map
+    to draw instead of the method's own (e.g. on a scale shared with other maps)."""
+    picture = enlarge(render_overlay(ex.image, ex[method].map if values is None else values, "jet", opacity))
     if box is not None:
         scale = DISPLAY_SIDE / ex.image.shape[1]
         x0, y0, x1, y1 = (int(round(v * scale)) for v in box)

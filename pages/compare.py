@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError, list_samples
 from cnnvis_engine.report import ReportStamp
-from cnnvis_ui import compute, context, controls, entry, panels, state, views
+from cnnvis_ui import compute, context, controls, entry, panels, scale, state, views
 from cnnvis_ui.text import plain
 
 MAX_IMAGES, MAX_MODELS = 4, 6
@@ -80,8 +80,11 @@ def compute_grid(method: str, images: list[context.LoadedImage], models: list[st
 
 
 def draw_grid(
-    method: str, cells: dict, images: list[context.LoadedImage], models: list[str], display: controls.Display
+    method: str, cells: dict, images: list[context.LoadedImage], models: list[str], display: controls.Display,
+    same_scale: bool = False,
 ) -> list:
+    drawn = [cell[method] for cell in cells.values() if not isinstance(cell, str)]
+    shared = scale.SharedScale.over(scale.triples(drawn), display.colormap, display.opacity) if same_scale else None
     widths = [1.4] + [2] * len(images)
     for column, image in zip(st.columns(widths)[1:], images):
         column.markdown(f"**{plain(image.title)}**")
@@ -101,6 +104,7 @@ def draw_grid(
                 layer = cell[method].layer
                 view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {views.percent(top.probability)}",
                                      caption=f"{image.title} · layer {layer}" if layer else image.title, method=None)
+                view = shared.view(view, cell[method], cell.image) if shared is not None else view
                 panels.draw(view, height=240, file_stem="cnnvis-compare")
                 report.append(
                     views.relabel(
@@ -119,12 +123,13 @@ def render() -> None:
     images = [f"sample:{s.key}" for s in list_samples()] + [f"upload:{d}" for d in state.get(state.UPLOADS)]
     method, image_refs, models = choose(images)
     display = controls.display_settings(saliency=False)
+    same_scale = scale.toggle()
     if not image_refs or not models:
         st.info("Choose at least one image and one model.")
         return
     loaded = [context.load_image(ref) for ref in image_refs]
     cells = compute_grid(method, loaded, models)
-    report = draw_grid(method, cells, loaded, models, display)
+    report = draw_grid(method, cells, loaded, models, display, same_scale)
     if report:
         stamp = ReportStamp(
             model=", ".join(model_label(k) for k in models),
@@ -136,6 +141,7 @@ def render() -> None:
                 "Method": METHODS[method].title,
                 "Colormap": display.colormap,
                 "Overlay opacity": f"{display.opacity:.2f}",
+                "Colour scale": "shared by the maps" if same_scale else "each map its own",
             },
             title=f"cnnvis — {METHODS[method].title} compared",
         )

@@ -6,7 +6,7 @@ from contextlib import nullcontext
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError, Explanation
-from cnnvis_ui import charts, compute, context, controls, entry, panels, views
+from cnnvis_ui import caveats, charts, compute, context, controls, curves, entry, panels, views
 from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
@@ -74,7 +74,8 @@ def scores_for(
 
 
 def faithfulness_section(
-    scores: dict[str, compute.Faithfulness], problems: dict[str, str], titles: dict[str, str]
+    scores: dict[str, compute.Faithfulness], problems: dict[str, str], titles: dict[str, str],
+    ctx: context.Context | None = None,
 ) -> None:
     """The curves of every scored map in one figure, their numbers in a table, and what could not be scored."""
     st.subheader("How faithful are these maps?")
@@ -99,11 +100,17 @@ def faithfulness_section(
             "Deletion AUC (lower is better)": [s.deletion.auc for s in scores.values()],
             "Insertion AUC (higher is better)": [s.insertion.auc for s in scores.values()],
             "Average drop (lower is better)": [s.average_drop for s in scores.values()],
+            **({"Sanity test": caveats.column(ctx, list(scores))} if ctx is not None else {}),
         },
-        column_config={"Average drop (lower is better)": st.column_config.NumberColumn(format="percent")},
+        column_config={
+            "Average drop (lower is better)": st.column_config.NumberColumn(format="percent"),
+            "Sanity test": st.column_config.TextColumn(help=caveats.HELP),
+        },
         hide_index=True, key="faithfulness-table",
     )
     st.markdown(plain(views.faithfulness_verdict(scores, titles)))
+    for sentence in caveats.sentences(ctx, list(scores), titles) if ctx is not None else ():
+        st.markdown(plain(sentence))
 
 
 @st.fragment
@@ -149,12 +156,13 @@ def panels_area(ctx: context.Context) -> None:
         }
         if scoring:
             settings.update(views.scores_rows(scores, {v.method: v.title for v in ordered if v.method}))
+        plotted = curves.report_views(scores, {v.method: v.title for v in ordered if v.method}) if scoring else []
         panels.report_buttons(
-            ordered, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
+            ordered + plotted, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
         )
     panels.draw_grid(ordered, columns=3, file_stem=f"cnnvis-{ctx.model.name}")
     if scoring:
-        faithfulness_section(scores, problems, {v.method: v.title for v in ordered if v.method})
+        faithfulness_section(scores, problems, {v.method: v.title for v in ordered if v.method}, ctx)
 
 
 def render() -> None:

@@ -4,7 +4,7 @@ the sidebar's model, image, layer and class, for one method and optionally a sec
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
-from cnnvis_ui import charts, context, entry, panels, state, views
+from cnnvis_ui import caveats, charts, context, entry, panels, scale, state, views
 from cnnvis_ui.text import plain
 
 MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
@@ -40,7 +40,7 @@ def choose() -> tuple[list[str], str]:
     return [method, *([second] if second not in (state.NO_METHOD, method) else [])], state.get(state.SANITY_MODE)
 
 
-def run(ctx: context.Context, method: str, mode: str) -> tuple | None:
+def run(ctx: context.Context, method: str, mode: str, same_scale: bool = False) -> tuple | None:
     """One method's test (cached) and the grid of its maps; None, with the reason in the panel's place, when
     the method cannot be tested here."""
     key = f"sanity-{views.css_key(method)}"
@@ -50,13 +50,18 @@ def run(ctx: context.Context, method: str, mode: str) -> tuple | None:
     except EngineError as error:
         panels.message(METHODS[method].title, str(error), key=key)
         return None
+    caveats.remember(ctx.sanity_run(method, mode), steps)  # for Explore's faithfulness table
     with st.container(border=True, key=key):
         at_layer = f" at layer `{explanation.layer}`" if explanation.layer else ""
         st.markdown(f"**{plain(METHODS[method].title)}** for **{plain(explanation.target.label)}**{at_layer}")
         colormap, opacity = state.get(state.COLORMAP), state.get(state.OPACITY)
+        shared = scale.step_pictures(steps, method, explanation.image, colormap, opacity) if same_scale else None
+        if same_scale:
+            st.caption(f"One colour scale for these {len(steps)} maps: 1 = the strongest of them." if shared else
+                       "These maps cannot be put on one scale; each keeps its own.")
         for start in range(0, len(steps), COLUMNS):
-            for cell, step in zip(st.columns(COLUMNS), steps[start:start + COLUMNS]):
-                picture = views.step_picture(explanation.image, step.map, method, colormap, opacity)
+            for index, (cell, step) in enumerate(zip(st.columns(COLUMNS), steps[start:start + COLUMNS]), start):
+                picture = shared[index] if shared else views.step_picture(explanation.image, step.map, method, colormap, opacity)
                 cell.image(picture, caption=f"{step.label} · ρ = {step.spearman:.2f}", width="stretch")
     return steps
 
@@ -78,6 +83,7 @@ def render() -> None:
         st.info("This test needs trained weights: these are random, so there is nothing learned to destroy and the "
                 "result says little. You can still run it.", icon=":material/warning:")
     methods, mode = choose()
+    same_scale = scale.toggle()
     runs = [ctx.sanity_run(method, mode) for method in methods]
     state.sanity_shown(runs)
     asked = set(state.get(state.SANITY_RUNS))
@@ -90,7 +96,7 @@ def render() -> None:
     results = {
         METHODS[method].title: steps
         for method, key in zip(methods, runs)
-        if key in asked and (steps := run(ctx, method, mode)) is not None
+        if key in asked and (steps := run(ctx, method, mode, same_scale)) is not None
     }
     if results:
         with chart:

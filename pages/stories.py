@@ -4,7 +4,7 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 import streamlit as st
 
 from cnnvis_ui import audit as au
-from cnnvis_ui import entry, panels
+from cnnvis_ui import entry, panels, scale
 from cnnvis_ui import stories as s
 from cnnvis_ui.panels import PanelView
 
@@ -54,16 +54,23 @@ def tanks() -> None:
     key = st.segmented_control("Photo", list(names), format_func=names.get, default="tank_sunny", key=s.TANK_PICTURE, bind="query-params") or "tank_sunny"
     p = s.picture("tanks", key)
     shares = s.tank_cam_shares()
+    same_scale = st.toggle(scale.TOGGLE_LABEL, value=True, key=s.TANK_SHARED_SCALE, bind="query-params",
+                           help=scale.TOGGLE_HELP)
+    found = {model: s.explanation(str(p.path), model, ("class", 1)) for model in NETS}
+    shared = scale.SharedScale.over(scale.triples(ex["gradcam"] for ex in found.values())) if same_scale else None
     cols = st.columns(2)
     for col, model in zip(cols, NETS):
-        ex = s.explanation(str(p.path), model, ("class", 1))
+        ex = found[model]
         flat = ex["gradcam"].meta.get("flat", False)
         inside = s.map_share(ex["gradcam"].map, s.box_region(ex.image.shape[:2], p.truth["box"])) if p.truth["box"] else None
         caption = f"Grad-CAM for “tank” at layer {ex.layer}"
         if inside is not None and not flat:
             caption += f" · {inside:.0%} of it inside the tank's box (white)"
+        values = shared.values("gradcam", ex["gradcam"].raw, ex["gradcam"].map) if shared is not None else None
+        if values is not None:
+            caption += f" · {shared.caption('gradcam')}"
         with col:
-            show(f"tank-{model}", NETS[model], s.gradcam_overlay(ex, box=p.truth["box"]), caption,
+            show(f"tank-{model}", NETS[model], s.gradcam_overlay(ex, box=p.truth["box"], values=values), caption,
                  "Empty: this network found no evidence of a tank anywhere in this photo." if flat else "")
     st.markdown(
         f"Over 40 new tank photos, **{shares['tanks_clean']:.0%}** of the fair detector's Grad-CAM falls on the tank, "
