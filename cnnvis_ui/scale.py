@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from cnnvis_engine import MethodResult
+from cnnvis_engine import METHODS, MethodResult
 from cnnvis_engine.render import render_heatmap, render_overlay, render_rgb
 
-from . import state, views
+from . import state
 from .panels import Legend, PanelView
 
 TOGGLE_LABEL = "Same scale for all maps"
@@ -31,7 +31,7 @@ TOGGLE_HELP = (
     "looks weak. Evidence against the class is shown as 0."
 )
 _MATCH = 0.02  # a recovered map may differ from the method's own by this much (bilinear resampling differences)
-_PERCENTILE = 99  # sparse gradient maps saturate their brightest 1%, as on their own scale (`views.stretched`)
+_PERCENTILE = 99  # sparse gradient maps saturate their brightest 1%, as on their own scale (`render.stretched`)
 
 
 def toggle(*, disabled: bool = False) -> bool:
@@ -114,7 +114,7 @@ class SharedScale:
         return np.clip(values / ceiling, 0.0, 1.0).astype(np.float32)
 
     def legend(self, method: str) -> Legend:
-        high = (f"1: the top 1% of the strongest of the {self.counts[method]} maps" if method in views.SPARSE
+        high = (f"1: the top 1% of the strongest of the {self.counts[method]} maps" if _sparse(method)
                 else f"1: the strongest of the {self.counts[method]} maps")
         return Legend(self.colormap, "0: no evidence", high)
 
@@ -124,7 +124,7 @@ class SharedScale:
     def picture(self, method: str, image: np.ndarray, values: np.ndarray) -> np.ndarray:
         """`values` drawn as the method's panel draws its map: a sparse gradient map as a heat map, any other
         over the picture."""
-        if method in views.SPARSE:
+        if _sparse(method):
             return render_heatmap(values, self.colormap)
         return render_overlay(image, values, self.colormap, self.opacity)
 
@@ -133,7 +133,7 @@ class SharedScale:
         saying so; a panel without a picture, or whose map cannot be put on the scale, is returned as it is."""
         if view.picture is None or not result.applicable:
             return view
-        if result.rgb is not None and np.array_equal(view.picture, render_rgb(result.rgb)):
+        if METHODS[result.method].drawing == "rgb":
             return self._colour_view(view, result)
         values = self.values(result.method, result.raw, result.map)
         if values is None:
@@ -158,9 +158,14 @@ class SharedScale:
                                    caption=f"{view.caption} · {caption}" if view.caption else caption)
 
 
+def _sparse(method: str) -> bool:
+    """A gradient map, drawn as a heat map stretched to its 99th percentile (or as an RGB picture of it)."""
+    return METHODS[method].drawing in ("heatmap", "rgb")
+
+
 def _ceiling(method: str, values: np.ndarray) -> float:
     positive = np.maximum(values, 0)
-    return float(np.percentile(positive, _PERCENTILE) if method in views.SPARSE else positive.max())
+    return float(np.percentile(positive, _PERCENTILE) if _sparse(method) else positive.max())
 
 
 def triples(results: Iterable[MethodResult]) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
