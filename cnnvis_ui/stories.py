@@ -1,8 +1,8 @@
 """Cached helpers for the Stories page: the story pictures, the demo models' answers and explanations on them,
 fresh-data scores, and the small pictures the page shows (mask overlays, Grad-CAM overlays, answer grids).
 
-Models come from `compute.registry_explainer` (shared across sessions). Batch scoring runs the shared module
-under the bundle's lock, so it never meets another session's hooks.
+Models come from `compute.registry_explainer` (shared across sessions). Batch scoring runs the shared bundle
+(`ModelBundle.run`, its lock held per batch), so it never meets another session's hooks.
 """
 
 from __future__ import annotations
@@ -131,8 +131,7 @@ def tank_scores(count: int = 200) -> dict[str, dict[str, float]]:
     scores = {}
     for model in ("tanks_shortcut", "tanks_clean"):
         bundle = compute.registry_explainer(model, DEMO_WEIGHTS).bundle
-        with bundle.lock:
-            scores[model] = {rule: evaluation.tank_accuracy(bundle.module, rule, count=count) for rule in ("shortcut", "clean", "reversed")}
+        scores[model] = {rule: evaluation.tank_accuracy(bundle, rule, count=count) for rule in ("shortcut", "clean", "reversed")}
     return scores
 
 
@@ -148,16 +147,14 @@ def tank_cam_shares() -> dict[str, float]:
 @st.cache_data(show_spinner=False)
 def salt_scores() -> dict[str, float]:
     bundle = compute.registry_explainer("salt_unet", DEMO_WEIGHTS).bundle
-    with bundle.lock:
-        iou = evaluation.salt_iou(bundle.module, count=100)
+    iou = evaluation.salt_iou(bundle, count=100)
     return {"iou": iou, "cam_share": evaluation.salt_cam_share(bundle, count=16).mean}
 
 
 @st.cache_data(show_spinner=False)
 def robot_scores() -> dict[str, float]:
     bundle = compute.registry_explainer("robot_perception", DEMO_WEIGHTS).bundle
-    with bundle.lock:
-        return {**evaluation.robot_scores(bundle.module, count=200), **evaluation.robot_failures(bundle.module, count=60)}
+    return {**evaluation.robot_scores(bundle, count=200), **evaluation.robot_failures(bundle, count=60)}
 
 
 # ----- what the page shows -----------------------------------------------------------------------------------

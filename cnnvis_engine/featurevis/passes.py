@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..errors import EngineError, LayerError, MethodError, ModelError
+from ..errors import EngineError, LayerError, MethodError
 from ..hooks import capture
 from ..models.bundle import ModelBundle, Normalization
 from .transforms import TransformSettings
@@ -110,16 +110,9 @@ def forward(
     with `redirect_relus`, the ReLUs of this pass let a dead channel's gradient through (`hooks.capture`).
     Holds the bundle's lock for the pass; hooks exist only inside it."""
     wanted = frozenset(layers)
-    with bundle.lock:
-        try:
-            with capture(bundle.module, clone_outputs=wanted, only=wanted, redirect_relus=redirect_relus) as record:
-                output = bundle.module(x)
-        except EngineError:
-            raise
-        except Exception as error:  # the model itself failed on this input
-            first_line = (str(error).splitlines() or [type(error).__name__])[0]
-            size = f"{x.shape[-2]}×{x.shape[-1]}"
-            raise ModelError(f"The model {bundle.name} failed on a {size} image: {first_line}") from error
+    size = f"{x.shape[-2]}×{x.shape[-1]}"
+    with bundle.lock, capture(bundle.module, clone_outputs=wanted, only=wanted, redirect_relus=redirect_relus) as record:
+        output = bundle.run(x, failed_on=f"a {size} image", fast=False)
     calls = record.by_name()
     activations = {}
     for layer in wanted:
@@ -131,6 +124,4 @@ def forward(
         if value is None:
             raise LayerError(f"The layer '{layer}' does not output a tensor, so it cannot be visualised.")
         activations[layer] = value
-    if isinstance(output, (tuple, list)):
-        output = output[0]
     return output, activations
