@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnvis_engine import Explainer, ModelBundle, ModelFileError
 from cnnvis_engine.faithfulness import evaluate_map
-from cnnvis_engine.featurevis import passes
+from cnnvis_engine.featurevis import model_pass as passes
 from cnnvis_engine.models import Normalization, load_model_file
 from cnnvis_engine.models.preprocessing import UNIT_SCALING, resolve_preprocessing
 from cnnvis_engine.render import render_overlay, render_rgb

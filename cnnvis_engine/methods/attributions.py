@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .base import Method, MethodInputs, MethodOutput, gradient_rgb, normalize, register_method, upsample
-from .passes import batch_size, chunks, forward, item_scores, noisy_items, option, seeded_noise
+from .extra_passes import batch_size, chunks, forward, item_scores, noisy_items, option, seeded_noise
 
 # Bounds on the work of one call. Gauss-Legendre nodes cost O(steps³) to compute (1024: 0.1 s, 20000: ~30 min)
 # and each step is a forward and backward pass; SmoothGrad draws all its noise up front: 256 samples of a

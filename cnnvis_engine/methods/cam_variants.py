@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, MethodInputs, MethodOutput, normalize, register_method, upsample
-from .passes import batch_size, chunks, forward, item_scores
+from .extra_passes import batch_size, chunks, forward, item_scores
 
 
 def weighted_map(weights: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:

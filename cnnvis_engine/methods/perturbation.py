@@ -6,7 +6,7 @@ import torch
 
 from ..errors import MethodError
 from .base import Method, MethodInputs, MethodOutput, normalize, register_method
-from .passes import batch_size, chunks, forward, item_scores, option
+from .extra_passes import batch_size, chunks, forward, item_scores, option
 
 MAX_POSITIONS = 4096  # occlusion windows per image, each a forward pass: 64 × 64 (window 1 on 224 px is 50,176)
 
