@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cnnvis_engine import ClassTarget, DecodedImage, Explanation, RegressionTarget, SegmentationTarget, decode_image
-from cnnvis_engine.demos import evaluation, readout
+from cnnvis_engine.stories import evaluation, readout
 from cnnvis_engine.demos.floor_views import DIRECTIONS, DISTANCES, ROBOT_OUTPUT_NAMES, output_index
 from cnnvis_engine.render import render_overlay
 
