@@ -148,9 +148,6 @@ class ModelBundle:
                 raise ModelError(f"The model {self.name} failed on {failed_on}: {first_line}{hint}") from error
         return output[0] if isinstance(output, (tuple, list)) else output
 
-    def deprocess(self, x: torch.Tensor) -> np.ndarray:
-        return self.normalization.invert(x)
-
     @property
     def channels(self) -> int:
         """Input channels: 3 (RGB) or 1 (grayscale)."""
