@@ -9,7 +9,7 @@ Public API (re-exports only)::
 """
 
 from .errors import EngineError, ImageError, LayerError, MethodError, ModelError, ModelFileError, TargetError
-from .explainer import ALL_METHODS, Explainer, Explanation, Prediction
+from .explainer import ARTICLE_METHODS, Explainer, Explanation, Prediction
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
 from .models import DEFAULT_MODEL, ModelBundle, ModelSpec, list_models, load_model, load_model_file
@@ -18,7 +18,7 @@ from .targets import ClassTarget, RegressionTarget, SegmentationTarget, Target
 from .tracing import LayerInfo, Trace
 
 __all__ = [
-    "ALL_METHODS", "DEFAULT_MODEL", "METHODS", "UPLOAD_EXTENSIONS",
+    "ARTICLE_METHODS", "DEFAULT_MODEL", "METHODS", "UPLOAD_EXTENSIONS",
     "ClassTarget", "DecodedImage", "EngineError", "Explainer", "Explanation", "ImageError", "LayerError",
     "LayerInfo", "MethodError", "MethodResult", "ModelBundle", "ModelError", "ModelFileError", "ModelSpec",
     "Prediction", "RegressionTarget", "Sample", "SegmentationTarget", "Target", "TargetError", "Trace",

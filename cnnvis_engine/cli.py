@@ -30,8 +30,10 @@ from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
 from .models import ModelBundle, list_models, load_model, load_model_file
 from .models.python_models import is_python_spec
-from .render import render_grid, render_overlay, render_rgb
-from .report import ReportPanel, ReportStamp, library_versions, render_report_html, render_report_png
+from .render import draw
+from .report import (
+    ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png, result_panel,
+)
 
 SCORED = "gradcam"  # the method whose map the index scores
 COLUMNS = (
@@ -79,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--batch-size", type=int, default=8, help="pictures per batch (default 8)")
     report.add_argument("--steps", type=int, default=50, help="deletion/insertion steps for the index (default 50)")
     report.add_argument("--colormap", default="jet", help="heat-map colours (default jet)")
+    report.add_argument("--opacity", type=float, default=0.5, help="how strongly maps cover the picture (default 0.5)")
     add_audit_parser(commands)
     args = parser.parse_args(argv)
     try:
@@ -180,9 +183,15 @@ def _report_batch(
             layer=explanation.layer or "", target=explanation.target.label, image=path.name, settings=settings,
             versions=versions,
         )
-        panels = [ReportPanel("Image", explanation.image, caption=f"{top.name} · {top.probability:.1%}")]
-        panels += [_panel(explanation, m, args.colormap) for m in methods]
+        drawn = {
+            m: result_panel(explanation[m], explanation.image, explanation.target.label, args.colormap, args.opacity)
+            for m in methods
+        }
+        panels = [ReportPanel("Image", explanation.image, caption=f"{top.name} · {top.probability:.1%}"), *drawn.values()]
         stem = path.stem
+        for method, panel in drawn.items():  # each as the dashboard's panel download saves it
+            if panel.picture is not None:
+                (args.out / f"{stem}.{method.replace('+', 'p')}.png").write_bytes(render_panel_png(panel))
         (args.out / f"{stem}.png").write_bytes(render_report_png(panels, stamp))
         (args.out / f"{stem}.html").write_text(render_report_html(panels, stamp), encoding="utf-8")
         _write_thumbnail(args.out / _thumbnail_name(f"{stem}.png"), explanation, scored[i], args.colormap)
@@ -195,19 +204,6 @@ def _report_batch(
     return rows
 
 
-def _panel(explanation: Explanation, method: str, colormap: str) -> ReportPanel:
-    result: MethodResult = explanation[method]
-    title = METHODS[method].title
-    if not result.applicable:
-        return ReportPanel(title, None, note=result.reason)
-    caption = " · ".join(filter(None, [result.layer, explanation.target.label]))
-    if result.rgb is not None:
-        picture = render_rgb(result.rgb)
-    elif result.map.ndim == 2:
-        picture = render_overlay(explanation.image, result.map, colormap)
-    else:  # channel sets (K, H, W) and kernel patches (K, h, w[, 3])
-        picture = render_grid(result.map)
-    return ReportPanel(title, picture, caption=caption)
 
 
 THUMBNAIL = 96  # px, the longer side of an index thumbnail
@@ -219,7 +215,7 @@ def _thumbnail_name(png: str) -> str:
 
 def _write_thumbnail(path: Path, explanation: Explanation, result: MethodResult, colormap: str) -> None:
     """The index's small picture: the Grad-CAM overlay when it applies, else the image the model saw."""
-    picture = render_overlay(explanation.image, result.map, colormap) if result.applicable else explanation.image
+    picture = draw(result, explanation.image, colormap) if result.applicable else explanation.image
     thumb = Image.fromarray(picture)
     thumb.thumbnail((THUMBNAIL, THUMBNAIL), Image.Resampling.LANCZOS)
     thumb.save(path, format="JPEG", quality=85)

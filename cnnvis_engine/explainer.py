@@ -32,10 +32,11 @@ from .hooks import Capture, ModuleCall, capture, guided_backward, node_gradient
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult
 from .models.bundle import ModelBundle
-from .targets import ClassTarget, RegressionTarget, Target, resolve_target
-from .tracing import SPATIAL_METHODS, LayerInfo, Trace, build_trace
+from .targets import ClassTarget, Target, resolve_target
+from .tracing import LayerInfo, Trace, build_trace
 
-ALL_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
+# The article's seven methods: what `explain` computes unless told otherwise.
+ARTICLE_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
 # Bounds on one explain_batch call: its results (each image and its maps, ~1 MB at 224×224 for a few methods) are
 # all returned at once, so at most MAX_BATCH images; they go through the model BATCH_CHUNK at a time, so the
 # recorded pass (every layer's output and the graph: ~30 MB per image on resnet50) stays bounded.
@@ -127,7 +128,7 @@ class Explainer:
     def layers(self, image: ImageSource, method: str | None = None) -> list[LayerInfo]:
         """The layers `image` passed through, in execution order; only those valid for `method` if given."""
         trace = self.trace(image)
-        return list(trace.layers) if method is None else trace.for_method(_eligibility(method))
+        return list(trace.layers) if method is None else trace.for_method(_methods([method])[0])
 
     def predict(self, image: ImageSource, top_k: int = 5) -> tuple[Prediction, ...]:
         _check_top_k(top_k)
@@ -139,7 +140,7 @@ class Explainer:
         *,
         layer: str | None = None,
         target: TargetSpec = None,
-        methods: Iterable[str] = ALL_METHODS,
+        methods: Iterable[str] = ARTICLE_METHODS,
         layers: Mapping[str, str] | None = None,
         options: Mapping[str, Mapping[str, Any]] | None = None,
         top_k: int = 5,
@@ -457,13 +458,12 @@ class Explainer:
 
     # ----- methods ----------------------------------------------------------------------------------
     def _layer_for(self, method: str, trace: Trace, layer: str | None, layers: Mapping[str, str]) -> str | None:
-        if method == "cam":
-            return trace.cam_site.layer if trace.cam_site else None
-        if not METHODS[method].uses_layer:
-            return None
-        name = layers.get(method) or layer
+        """The layer `method` runs at: the caller's (per method, else the common one) for methods that take one,
+        else the default of the kind of layer it declares (the CAM site; none)."""
+        kind = METHODS[method].layer
+        name = (layers.get(method) or layer) if METHODS[method].uses_layer else None
         if name is None:
-            return trace.default_layer(_eligibility(method))
+            return trace.default_of_kind(kind)
         trace.get(name)  # raises LayerError for an unknown name
         return name
 
@@ -474,7 +474,7 @@ class Explainer:
         cls = METHODS[method]
         inputs = MethodInputs(
             layer=layer,
-            module=self.bundle.module.get_submodule(layer) if layer else None,
+            module=self.bundle.module.get_submodule(layer) if layer and "module" in cls.needs else None,
             input_size=tuple(fp.x.shape[2:]),
             targets=targets,
             x=fp.x.detach(),
@@ -523,35 +523,33 @@ class Explainer:
         )
 
     def _not_applicable(self, method: str, trace: Trace, targets: tuple[Target, ...], layer: str | None) -> str:
-        if "guided_input_gradient" in METHODS[method].needs and _runs_torchscript(self.bundle.module):
+        """Why `method` does not apply here (empty when it does): from its needs, its own check (`Method.refuses`)
+        and the kind of layer it declares."""
+        cls = METHODS[method]
+        if "guided_input_gradient" in cls.needs and _runs_torchscript(self.bundle.module):
             return (
                 "This model is TorchScript: its ReLUs run inside compiled code, where guided backpropagation cannot "
                 f"reach their gradients. Vanilla saliency works on it. {TORCHSCRIPT_WAY_OUT}"
             )
-        if method == "cam":
-            if trace.cam_site is None:
-                return trace.cam_reason
-            if not all(isinstance(t, (ClassTarget, RegressionTarget)) for t in targets):
-                return "CAM weighs feature maps by one output's Linear weights, so it explains classes and outputs, not segmentation regions."
-            return ""
-        if not METHODS[method].uses_layer:
-            return ""
+        reason = cls.refuses(trace, targets)
+        if reason or not cls.uses_layer:
+            return reason
         if layer is None and _runs_torchscript(self.bundle.module):
             return (
                 f"This model is TorchScript: its layers run inside compiled code, out of the engine's sight, and "
-                f"{METHODS[method].title} needs a layer. {TORCHSCRIPT_WAY_OUT}"
+                f"{cls.title} needs a layer. {TORCHSCRIPT_WAY_OUT}"
             )
         if layer is None:
-            return f"This model has no layer that {METHODS[method].title} can use."
+            return f"This model has no layer that {cls.title} can use."
         info = trace.get(layer)
-        if _eligibility(method) not in info.methods:
-            if method == "kernels":
-                return f"'{layer}' is a {info.kind}, not a convolution, so it has no kernels to show."
-            return (
-                f"'{layer}' outputs shape {'×'.join(map(str, info.shape)) or 'no tensor'}, not a spatial feature map, "
-                f"so {METHODS[method].title} cannot use it; pick a layer with channels × height × width."
-            )
-        return ""
+        if cls.layer in info.kinds:
+            return ""
+        if cls.layer == "conv":
+            return f"'{layer}' is a {info.kind}, not a convolution, so it has no kernels to show."
+        return (
+            f"'{layer}' outputs shape {'×'.join(map(str, info.shape)) or 'no tensor'}, not a spatial feature map, "
+            f"so {cls.title} cannot use it; pick a layer with channels × height × width."
+        )
 
     def _predictions(self, output: torch.Tensor, top_k: int) -> list[tuple[Prediction, ...]]:
         """Top-k per image: softmax for classes, sigmoid per output for regression, pixel share per segment."""
@@ -586,16 +584,6 @@ def _runs_torchscript(module: torch.nn.Module) -> bool:
     """A ScriptModule, or an uploaded TorchScript model run in its worker (models.contained): layers and ReLUs
     out of the engine's sight."""
     return isinstance(module, torch.jit.ScriptModule) or getattr(module, "runs_torchscript", False)
-
-
-def _eligibility(method: str) -> str:
-    """The method whose layers `method` may use. The trace marks layers for the methods it knows (feature maps,
-    kernels, CAM, Grad-CAM, guided Grad-CAM); every other layer-based method reads a spatial feature map, so it
-    may use exactly the layers Grad-CAM may use."""
-    cls = METHODS.get(method)
-    if cls is None or not cls.uses_layer or method in SPATIAL_METHODS or method in ("kernels", "cam"):
-        return method
-    return "gradcam"
 
 
 def _methods(methods: Iterable[str]) -> list[str]:

@@ -1,4 +1,5 @@
-"""Maps -> pictures: colormaps, overlays and grids, as (H, W, 3) uint8 arrays (numpy + OpenCV)."""
+"""Maps -> pictures: colormaps, overlays and grids, as (H, W, 3) uint8 arrays (numpy + OpenCV), and `draw`, the one
+way every caller draws a method's result."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import cv2
 import numpy as np
 
 from .errors import EngineError
+from .methods import METHODS, MethodResult
 
 COLORMAPS: dict[str, int] = {
     "jet": cv2.COLORMAP_JET,
@@ -71,3 +73,38 @@ def _fit(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if values.shape[:2] == size:
         return values
     return cv2.resize(values.astype(np.float32), (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+
+
+GAP = 2  # pixels between a grid's tiles
+
+
+def stretched(values: np.ndarray) -> np.ndarray:
+    """Gradient maps are sparse: a few pixels hold the maximum, so a plain 0–1 stretch shows a blank field. Stretch
+    to the 99th percentile instead (the brightest 1% saturate)."""
+    ceiling = float(np.percentile(values, 99))
+    return np.clip(values / ceiling, 0, 1) if ceiling > 0 else values
+
+
+def grid_columns(count: int) -> int:
+    return math.ceil(math.sqrt(count))
+
+
+def draw(result: MethodResult, image: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+    """A result drawn the one way its method declares (`Method.drawing`): the dashboard's panels, the CLI's PNGs
+    and the reports all call this, so they show the same pixels. `image` is the input as the model saw it."""
+    method = METHODS[result.method]
+    if method.drawing == "grid":
+        tiles = method.tiles(result)
+        return render_grid(tiles, colormap, columns=grid_columns(len(tiles)), tile_size=method.tile_size(len(tiles)), gap=GAP)
+    if method.drawing == "rgb":
+        return render_rgb(result.rgb)
+    return draw_map(result.method, result.map, image, colormap, opacity)
+
+
+def draw_map(method: str, values: np.ndarray, image: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+    """One (H, W) map of `method` in [0, 1] (a result's, or a Sanity step's) drawn as its method's panel draws it:
+    a sparse gradient map (drawn as a heat map or an RGB picture) as a heat map stretched to its 99th percentile
+    (over the photo its fine speckle would vanish), any other over the picture."""
+    if METHODS[method].drawing in ("heatmap", "rgb"):
+        return render_heatmap(stretched(values), colormap)
+    return render_overlay(image, values, colormap, opacity)

@@ -22,6 +22,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import EngineError
+from .methods import METHODS, MethodResult
+from .render import draw
 
 VERSION_PACKAGES = ("cnnvis", "torch", "torchvision", "timm", "numpy", "pillow", "opencv-python-headless", "streamlit")
 
@@ -119,6 +121,16 @@ def render_report_png(panels: Sequence[ReportPanel], stamp: ReportStamp, *, colu
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def result_panel(result: MethodResult, image: np.ndarray, target: str, colormap: str, opacity: float) -> ReportPanel:
+    """A method's result as a panel: its title, the picture `render.draw` makes and the caption its class writes
+    (or why it does not apply). The dashboard's panels and the CLI's reports are both made from this."""
+    method = METHODS[result.method]
+    title = method.panel_title or method.title
+    if not result.applicable:
+        return ReportPanel(title, None, note=result.reason)
+    return ReportPanel(title, draw(result, image, colormap, opacity), caption=method.caption(result, target))
 
 
 def render_panel_png(panel: ReportPanel, *, pad: int = 12) -> bytes:

@@ -1,4 +1,5 @@
-"""The layers an input actually passed through, in execution order, and which methods each can serve.
+"""The layers an input actually passed through, in execution order, and which kinds of layer each is (the kinds
+methods declare they take: `Method.layer`).
 
 A `Trace` is built from one recorded forward pass (`hooks.capture`). Layers are listed in the order their
 calls started (a block before the layers inside it); a module run several times (ResNet's shared `relu`)
@@ -23,8 +24,9 @@ from torch import nn
 
 from .errors import LayerError
 from .hooks import ACTIVATION_MODULES, GUIDED_ACTIVATIONS, Capture, ModuleCall
+from .methods import METHODS
+from .methods.base import LayerKind
 
-SPATIAL_METHODS = frozenset({"feature_maps", "gradcam", "guided_gradcam"})
 # Modules that, in eval mode, give back their input unchanged: their maps are their input's maps. timm fills
 # blocks with Identity placeholders (106 of efficientnet_lite0's 261 spatial entries).
 PASS_THROUGH_KINDS = frozenset({
@@ -45,7 +47,12 @@ class LayerInfo:
     depth: int
     order: int  # when its first call started
     end: int  # when its last call ended
-    methods: frozenset[str]
+    kinds: frozenset[LayerKind]  # "spatial" (a C × h × w output), "conv" (a convolution), "cam_site"
+
+    @property
+    def methods(self) -> frozenset[str]:
+        """The registered methods that may use this layer."""
+        return frozenset(name for name, method in METHODS.items() if method.layer in self.kinds)
 
     @property
     def passes_through(self) -> bool:
@@ -82,29 +89,37 @@ class Trace:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise LayerError(f"The model has no layer called '{name}'.{hint}")
 
+    def of_kind(self, kind: LayerKind) -> list[LayerInfo]:
+        return [layer for layer in self.layers if kind in layer.kinds]
+
     def for_method(self, method: str) -> list[LayerInfo]:
-        return [layer for layer in self.layers if method in layer.methods]
+        """The layers `method` may use: those of the kind it declares."""
+        return self.of_kind(METHODS[method].layer)
 
     def default_layer(self, method: str) -> str | None:
-        """Last spatial block output for map methods, the global pool's input for CAM, first conv for kernels."""
-        if method == "cam":
+        return self.default_of_kind(METHODS[method].layer)
+
+    def default_of_kind(self, kind: LayerKind) -> str | None:
+        """The last spatial block output for map methods, the first convolution for kernels, the global pool's
+        input for CAM; None for methods that take no layer."""
+        if kind == "cam_site":
             return self.cam_site.layer if self.cam_site else None
-        candidates = self.for_method(method)
+        candidates = self.of_kind(kind)
         if not candidates:
             return None
-        if method == "kernels":
+        if kind == "conv":
             return candidates[0].name
         blocks = [layer for layer in candidates if not layer.is_leaf] or candidates
         return max(blocks, key=lambda layer: layer.end).name
 
 
-def _methods_for(module: nn.Module, shape: tuple[int, ...]) -> frozenset[str]:
-    methods: set[str] = set()
+def _kinds_of(module: nn.Module, shape: tuple[int, ...]) -> frozenset[LayerKind]:
+    kinds: set[LayerKind] = set()
     if len(shape) == 3 and shape[1] * shape[2] > 1:
-        methods |= SPATIAL_METHODS
+        kinds.add("spatial")
     if isinstance(module, nn.Conv2d):
-        methods.add("kernels")
-    return frozenset(methods)
+        kinds.add("conv")
+    return frozenset(kinds)
 
 
 def _find_cam_site(calls: list[ModuleCall], output: torch.Tensor) -> tuple[CamSite | None, str]:
@@ -177,13 +192,13 @@ def build_trace(capture: Capture, output: torch.Tensor, functional: dict[str, in
             depth=name.count(".") + 1,
             order=min(started[id(call)] for call in calls),
             end=last.end,
-            methods=_methods_for(module, shape),
+            kinds=_kinds_of(module, shape),
         ))
     layers.sort(key=lambda layer: layer.order)
     site, reason = _find_cam_site(capture.calls, output)
     if site is not None:
         layers = [
-            dataclasses.replace(layer, methods=layer.methods | {"cam"}) if layer.name == site.layer else layer
+            dataclasses.replace(layer, kinds=layer.kinds | {"cam_site"}) if layer.name == site.layer else layer
             for layer in layers
         ]
     return Trace(

@@ -16,7 +16,7 @@ import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,13 +62,6 @@ MAX_FILE_MODELS = 2  # uploaded models kept loaded at once
 # Recorded forward passes (with their autograd graphs) each explainer keeps: the current image, so a new class
 # or layer needs no new forward pass. Results are cached below, so more would only cost memory.
 FORWARD_PASSES = 1
-# The settings the dashboard runs the sampling methods with: fewer samples than the engine's defaults (50 path
-# points, 25 noisy copies), so a panel takes seconds, not tens of seconds, on a CPU. Their captions say so.
-METHOD_OPTIONS: Mapping[str, Mapping[str, object]] = {
-    "integrated_gradients": {"steps": 20},
-    "smoothgrad": {"samples": 15},
-    "smoothgrad_cam": {"samples": 15},
-}
 FAITHFULNESS_STEPS = 25  # deletion/insertion in 4% shares: 2 × 26 forward passes per map
 
 
@@ -285,35 +278,34 @@ def predictions(
     return _explainer.predict(_image, top_k=top_k)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)  # a panel set is a few MB: feature maps and gradients
+# A panel set is a few MB (feature maps and gradients); the Stories page adds many small ones (64–96 px pictures).
+@st.cache_data(max_entries=64, show_spinner=False)
 @threads.sized
 def explain(
     image_sha: str,
     model_key: str,
     layer: str | None,
-    target: int | None,
+    target: int | Target | None,
     methods: tuple[str, ...],
     options: tuple[tuple[str, tuple[tuple[str, object], ...]], ...],
-    _explainer: Explainer,
+    _load: Callable[[], Explainer],
     _image: DecodedImage,
+    top_k: int = 5,
 ) -> Explanation:
-    """One engine call for a panel set. `options` is `freeze_options(...)` of {method: {setting: value}}."""
-    return _explainer.explain(
-        _image, layer=layer, target=target, methods=list(methods), options={m: dict(o) for m, o in options}
+    """The one way the dashboard gets an explanation: one cached engine call for a panel set. `options` is
+    `freeze_options(...)` of {method: {setting: value}}; `_load` gives the model's explainer, and is called only
+    when the result is not cached (a Compare row's model loads only when one of its cells is new)."""
+    return _load().explain(
+        _image, layer=layer, target=target, methods=list(methods), options={m: dict(o) for m, o in options},
+        top_k=top_k,
     )
 
 
 def method_options(method: str) -> dict[str, Mapping[str, object]]:
-    """`options` for an `explain` of `method` alone with the dashboard's settings."""
-    return {method: METHOD_OPTIONS[method]} if method in METHOD_OPTIONS else {}
-
-
-@st.cache_data(max_entries=48, show_spinner=False)
-@threads.sized
-def explain_with_model(image_sha: str, name: str, weights: str, method: str, _image: DecodedImage) -> Explanation:
-    """One method on one registry model with its automatic layer and top-1 class (the Compare grid). The model
-    is loaded only when the result is not cached yet."""
-    return registry_explainer(name, weights).explain(_image, methods=[method])
+    """`options` for an `explain` of `method` alone with the dashboard's settings: the quick values its options
+    declare (fewer samples than the engine's defaults, so a panel takes seconds on a CPU; captions say so)."""
+    quick = METHODS[method].quick_options()
+    return {method: quick} if quick else {}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -486,15 +478,15 @@ def _story_target(key: StoryTarget, names: tuple[str, ...]) -> Target:
     return RegressionTarget(value, name=key[2] if len(key) > 2 else "")
 
 
-@st.cache_data(max_entries=96, show_spinner=False)
 def story_explanation(
     path: str, model: str, target: StoryTarget, layer: str | None = None, methods: tuple[str, ...] = ("gradcam",)
 ) -> Explanation:
-    """One cached engine call on a story picture with a demo model."""
+    """A demo model's explanation of a story picture, through the dashboard's one cached path (`explain`)."""
     explainer = registry_explainer(model, DEMO_WEIGHTS)
-    names = explainer.bundle.class_names
-    return explainer.explain(
-        story_image(path), layer=layer, target=_story_target(target, names), methods=list(methods), top_k=len(names)
+    names, image = explainer.bundle.class_names, story_image(path)
+    return explain(
+        image.sha256, f"{model}:{DEMO_WEIGHTS}", layer, _story_target(target, names), tuple(methods), (), lambda: explainer,
+        image, top_k=len(names),
     )
 
 

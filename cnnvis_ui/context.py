@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -75,7 +76,7 @@ class Context:
             target if target is not None or not use_choices else self.target,
             tuple(methods),
             compute.freeze_options(options or {}),
-            self.explainer,
+            lambda: self.explainer,
             self.image.decoded,
         )
 
@@ -137,15 +138,24 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
     return compute.registry_explainer(model.name, model.weights)
 
 
-def explain_user_model(method: str, image: LoadedImage) -> compute.Explanation:
-    """`method` on the model uploaded in this session, at its automatic layer and top-1 class (the Compare grid)."""
+def model_for(key: str) -> ModelRef:
+    """A model key as Compare lists it: a registry model's `name:weights`, or the upload in this session."""
+    name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d, net.py:build)
+    if name != state.USER_MODEL_CHOICE:
+        return ModelRef(name, weights)
     user = state.get(state.USER_MODEL)
     if user is None:
         raise ModelError("Your uploaded model is no longer kept in this session; load it again in the sidebar.")
-    model = ModelRef(user["filename"], "file", user["key"])
+    return ModelRef(user["filename"], "file", user["key"])
+
+
+def explain_on(model_key: str, image: LoadedImage, method: str) -> compute.Explanation:
+    """`method` on another model at its automatic layer and top-1 class (a Compare cell), through the same cache
+    as `Context.explain`; the model is loaded only if the result is not cached yet."""
+    model = model_for(model_key)
     return compute.explain(
         image.sha, model.key, None, None, (method,), compute.freeze_options(compute.method_options(method)),
-        load_explainer(model), image.decoded,
+        partial(load_explainer, model), image.decoded,
     )
 
 

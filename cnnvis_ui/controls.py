@@ -14,11 +14,8 @@ from cnnvis_engine.render import colormap_names
 from . import state
 
 SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
-EXTRA_METHODS = (
-    "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam", "smoothgrad_cam", "integrated_gradients",
-    "smoothgrad", "occlusion",
-)
-SLOW_METHODS = frozenset({"scorecam", "smoothgrad_cam", "integrated_gradients", "smoothgrad", "occlusion"})
+# The panels Explore always shows; every other registered method that draws a map is offered as an extra.
+STANDING = ("feature_maps", *SALIENCY_MODES, "cam", "gradcam", "guided_gradcam")
 
 
 @dataclass(frozen=True)
@@ -54,22 +51,30 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
     return Display(state.get(state.COLORMAP), float(state.get(state.OPACITY)), state.get(state.SALIENCY_MODE))
 
 
+def offered_extras() -> list[str]:
+    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order)."""
+    extras = [m for m, cls in METHODS.items() if m not in STANDING and cls.drawing != "grid"]
+    return sorted(extras, key=lambda m: METHODS[m].slow)
+
+
 def extra_methods() -> list[str]:
     """Pills for the extra Explore panels (none by default, so the page stays fast); returns the chosen ones in
     the order offered."""
-    state.put(state.EXTRA_METHODS, state.valid_subset(state.EXTRA_METHODS, EXTRA_METHODS, []))
+    offered = offered_extras()
+    state.put(state.EXTRA_METHODS, state.valid_subset(state.EXTRA_METHODS, offered, []))
     st.pills(
-        "More methods", EXTRA_METHODS, selection_mode="multi", format_func=_method_label, wrap=True,
+        "More methods", offered, selection_mode="multi", format_func=method_label, wrap=True,
         key=state.seed(state.EXTRA_METHODS), on_change=state.commit, args=(state.EXTRA_METHODS,),
         help="Each adds a panel below. :material/timer: marks methods that run the network tens to hundreds of "
         "times: they take a few seconds (more on a big model), once per image, layer and class.",
     )
     chosen = set(state.get(state.EXTRA_METHODS))
-    return [method for method in EXTRA_METHODS if method in chosen]
+    return [method for method in offered if method in chosen]
 
 
-def _method_label(method: str) -> str:
-    return f"{METHODS[method].title} :material/timer:" if method in SLOW_METHODS else METHODS[method].title
+def method_label(method: str) -> str:
+    """The method's title; a timer marks one that runs the network many times (`Method.slow`)."""
+    return f"{METHODS[method].title} :material/timer:" if METHODS[method].slow else METHODS[method].title
 
 
 def faithfulness_switch() -> bool:

@@ -1,27 +1,25 @@
 """Engine results -> `PanelView`s: the picture each method's panel shows, its hover values and its caption.
 
 Display settings (colormap, opacity) are applied here, after the cached computation, so changing them only
-redraws. One builder per method, chosen from a dict (no ladder over method names).
+redraws. Every method's panel is built the same way from what its class declares (`result_view`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from cnnvis_engine import METHODS, EngineError, Explanation, MethodResult
 from cnnvis_engine.faithfulness import Faithfulness
-from cnnvis_engine.render import render_grid, render_heatmap, render_overlay, render_rgb
-from cnnvis_engine.report import ReportStamp
+from cnnvis_engine.methods.gradients import SATURATED_END  # noqa: F401  (the colour bar end tests read)
+from cnnvis_engine.render import GAP, draw_map, grid_columns
+from cnnvis_engine.report import ReportStamp, result_panel
 
 from .context import Context, LoadedImage
 from .panels import Legend, PanelView, map_hover, tile_hover
 
-TILE = 96
-GAP = 2
 
 
 def input_view(picture: np.ndarray, title: str, notes: tuple[str, ...] = ()) -> PanelView:
@@ -57,193 +55,52 @@ def relabel(view: PanelView, **changes: object) -> PanelView:
     return dataclasses.replace(view, **changes)
 
 
-def _not_applicable(result: MethodResult, title: str) -> PanelView:
+# Explore shows saliency in one panel with two modes (vanilla, guided): the two methods share its key.
+SHARED_PANELS = {"guided_backprop": "saliency"}
+
+
+def _not_applicable(result: MethodResult, title: str, key: str | None = None) -> PanelView:
     return PanelView(
-        key=panel_key(result.method), title=title, note=f"Not applicable: {result.reason}", method=result.method
+        key=key or panel_key(result.method), title=title, note=f"Not applicable: {result.reason}", method=result.method
     )
 
 
-def feature_maps_view(
-    result: MethodResult, colormap: str, *, sort: bool = True, key: str = "feature_maps", columns: int | None = None
+def result_view(
+    result: MethodResult, image: np.ndarray, target: str, colormap: str, opacity: float, *, key: str | None = None,
+    title: str | None = None,
 ) -> PanelView:
+    """One method's panel, entirely from what its class declares: `report.result_panel` (the title, the picture
+    `render.draw` makes and the caption, as the CLI's reports have them), its note, hover values and colour bar. `image` is the input as the model saw it; `target` what is explained."""
+    method = METHODS[result.method]
+    panel = result_panel(result, image, target, colormap, opacity)
+    title = title or panel.title
+    if not result.applicable:
+        return _not_applicable(result, title, key)
+    values = method.hover_values(result.raw)
+    if method.drawing == "grid":
+        count = len(method.tiles(result))
+        indices = list(result.meta.get("channels", range(count)))
+        hover = tile_hover(values, indices, grid_columns(count), method.tile_size(count), GAP, method.hover or method.title)
+    else:
+        hover = map_hover(values, method.hover or method.title)
+    return PanelView(
+        key=key or panel_key(result.method), title=title, picture=panel.picture, method=result.method,
+        caption=panel.caption, note=method.note(result), hover=hover,
+        legend=Legend(colormap, *method.legend) if method.legend else None,
+    )
+
+
+def feature_maps_view(result: MethodResult, colormap: str, *, key: str = "feature_maps") -> PanelView:
     """The chosen channels as a grid of tiles, hover = the raw activation of each tile's cell."""
-    title = METHODS["feature_maps"].title
-    if not result.applicable:
-        return _not_applicable(result, title)
-    channels = list(result.meta["channels"])
-    columns = columns or math.ceil(math.sqrt(len(channels)))
-    tile = TILE if len(channels) <= 36 else 64
-    picture = render_grid(result.map, colormap, columns=columns, tile_size=tile, gap=GAP)
-    order = "highest mean activation" if sort else "channel order"
-    return PanelView(
-        key=key, title=title, picture=picture, method="feature_maps",
-        caption=f"{result.layer} · {len(channels)} of {result.meta['n_total']} channels ({order}) · "
-        f"{result.raw.shape[1]}×{result.raw.shape[2]} each",
-        hover=tile_hover(result.raw, channels, columns, tile, GAP, "activation"),
-        legend=Legend(colormap, "lowest activation", "highest"),
-    )
+    return result_view(result, _NO_PICTURE, "", colormap, 0.0, key=key)
 
 
-def kernels_view(
-    result: MethodResult, colormap: str, *, key: str = "kernels", title: str = "Kernels", limit: int = 256
-) -> PanelView:
+def kernels_view(result: MethodResult, colormap: str, *, key: str = "kernels", title: str = "Kernels") -> PanelView:
     """A convolution's kernels: RGB patches for a first layer, else each kernel averaged over its inputs."""
-    if not result.applicable:
-        return PanelView(key=key, title=title, note=f"Not applicable: {result.reason}", method="kernels")
-    tiles = result.map[:limit]
-    columns = math.ceil(math.sqrt(len(tiles)))
-    tile = max(12, min(48, 384 // columns))
-    picture = render_grid(tiles, colormap, columns=columns, tile_size=tile, gap=GAP)
-    norms = np.sqrt((result.raw[:limit].reshape(len(tiles), -1) ** 2).sum(axis=1))
-    out, inp, kh, kw = result.meta["shape"]
-    shown = f"first {len(tiles)} of {out}" if out > len(tiles) else f"{out}"
-    kind = "RGB patches" if result.meta.get("rgb") else f"averaged over {inp} input channels"
-    return PanelView(
-        key=key, title=title, picture=picture, method="kernels",
-        caption=f"{result.layer} · {shown} kernels of {kh}×{kw}, {kind}",
-        hover=tile_hover(norms[:, None, None], list(range(len(tiles))), columns, tile, GAP, "weight norm"),
-    )
+    return result_view(result, _NO_PICTURE, "", colormap, 0.0, key=key, title=title)
 
 
-SATURATED_END = "1: the top 1%"  # gradient maps are stretched to their 99th percentile (`stretched`)
-
-
-def _target(explanation: Explanation) -> str:
-    return explanation.target.label
-
-
-def stretched(values: np.ndarray) -> np.ndarray:
-    """Gradient maps are sparse: a few pixels hold the maximum, so a plain 0–1 stretch shows a blank field. Stretch
-    to the 99th percentile instead (the brightest 1% saturate); hover still shows the raw values."""
-    ceiling = float(np.percentile(values, 99))
-    return np.clip(values / ceiling, 0, 1) if ceiling > 0 else values
-
-
-def _saliency(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    return PanelView(
-        key="saliency", title="Saliency (vanilla)", picture=render_heatmap(stretched(result.map), colormap),
-        method="saliency",
-        caption=f"how strongly each pixel sways the score of {_target(ex)} · the brightest 1% at full colour",
-        hover=map_hover(result.raw, "|gradient|"), legend=Legend(colormap, "0: no effect", SATURATED_END),
-    )
-
-
-def _guided_backprop(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    unguided = result.meta.get("unguided") or ()
-    note = (
-        f"Not guided (left as they are): {', '.join(unguided[:4])}{' …' if len(unguided) > 4 else ''}."
-        if unguided
-        else ""
-    )
-    return PanelView(
-        key="saliency", title="Saliency (guided backprop)", picture=render_rgb(result.rgb), method="guided_backprop",
-        caption=f"guided gradient for {_target(ex)}, grey = 0", note=note,
-        hover=map_hover(np.abs(result.raw).max(axis=0), "max |guided gradient|"),
-    )
-
-
-def _cam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    return PanelView(
-        key="cam", title="CAM", picture=render_overlay(ex.image, result.map, colormap, opacity), method="cam",
-        caption=f"{result.layer} · {_target(ex)}", hover=map_hover(result.raw, "CAM"), legend=Legend(colormap),
-    )
-
-
-def _gradcam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    flat = result.meta.get("flat")
-    return PanelView(
-        key="gradcam",
-        title="Grad-CAM",
-        picture=render_overlay(ex.image, result.map, colormap, opacity),
-        method="gradcam",
-        caption=f"{result.layer} · {_target(ex)}",
-        hover=map_hover(result.raw, "Grad-CAM"),
-        legend=Legend(colormap),
-        note="Zero everywhere: at this layer nothing speaks for this class; try another layer or class."
-        if flat
-        else "",
-    )
-
-
-def _guided_gradcam(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    return PanelView(
-        key="guided_gradcam", title="Guided Grad-CAM", picture=render_rgb(result.rgb), method="guided_gradcam",
-        caption=f"{result.layer} · {_target(ex)}, grey = 0",
-        hover=map_hover(np.abs(result.raw).max(axis=0), "max |value|"),
-    )
-
-
-def _feature_maps(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    return feature_maps_view(result, colormap)
-
-
-def _kernels(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    return kernels_view(result, colormap)
-
-
-def _layer_overlay(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    """Grad-CAM's successors: a map at the layer's resolution laid over the picture."""
-    title = METHODS[result.method].title
-    explained = "the same for every class" if result.method == "eigencam" else _target(ex)
-    samples = f" · mean of {result.meta['samples']} noisy copies" if "samples" in result.meta else ""
-    return PanelView(
-        key=panel_key(result.method), title=title, picture=render_overlay(ex.image, result.map, colormap, opacity),
-        method=result.method, caption=f"{result.layer} · {explained}{samples}", hover=map_hover(result.raw, title),
-        legend=Legend(colormap),
-    )
-
-
-def _occlusion(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    window, stride = result.meta["window"], result.meta["stride"]
-    return PanelView(
-        key="occlusion", title="Occlusion", picture=render_overlay(ex.image, result.map, colormap, opacity),
-        method="occlusion", caption=f"{window}×{window} px grey patches, {stride} px apart · drop in {_target(ex)}",
-        hover=map_hover(result.raw, "score drop when hidden"),
-        legend=Legend(colormap, "0: no drop when hidden", "1: the biggest drop"),
-    )
-
-
-def _smoothgrad(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    return PanelView(
-        key="smoothgrad", title="SmoothGrad", picture=render_heatmap(stretched(result.map), colormap),
-        method="smoothgrad",
-        caption=f"saliency averaged over {result.meta['samples']} noisy copies, for {_target(ex)} · the brightest 1% "
-        "at full colour",
-        hover=map_hover(result.raw.max(axis=0), "mean |gradient|"),
-        legend=Legend(colormap, "0: no effect", SATURATED_END),
-    )
-
-
-def _integrated_gradients(result: MethodResult, ex: Explanation, colormap: str, opacity: float) -> PanelView:
-    return PanelView(
-        key="integrated_gradients", title="Integrated Gradients",
-        picture=render_heatmap(stretched(result.map), colormap), method="integrated_gradients",
-        caption=f"each pixel's share of the score of {_target(ex)}, over {result.meta['steps']} steps from a plain "
-        f"picture · the brightest 1% at full colour · the shares add up to the score change within "
-        f"{result.meta['delta']:.2g}",
-        hover=map_hover(result.raw.sum(axis=0), "attribution"), legend=Legend(colormap, "0: no share", SATURATED_END),
-    )
-
-
-Builder = Callable[[MethodResult, Explanation, str, float], PanelView]
-BUILDERS: dict[str, Builder] = {
-    "feature_maps": _feature_maps,
-    "kernels": _kernels,
-    "saliency": _saliency,
-    "guided_backprop": _guided_backprop,
-    "cam": _cam,
-    "gradcam": _gradcam,
-    "guided_gradcam": _guided_gradcam,
-    "gradcam++": _layer_overlay,
-    "xgradcam": _layer_overlay,
-    "layercam": _layer_overlay,
-    "scorecam": _layer_overlay,
-    "eigencam": _layer_overlay,
-    "smoothgrad_cam": _layer_overlay,
-    "occlusion": _occlusion,
-    "smoothgrad": _smoothgrad,
-    "integrated_gradients": _integrated_gradients,
-}
+_NO_PICTURE = np.zeros((1, 1, 3), np.uint8)  # grids are drawn without the input picture
 
 
 def method_views(explanation: Explanation, colormap: str, opacity: float) -> list[PanelView]:
@@ -252,10 +109,10 @@ def method_views(explanation: Explanation, colormap: str, opacity: float) -> lis
     views = []
     for method, result in explanation.items():
         if not result.applicable:
-            title = "Saliency" if method in ("saliency", "guided_backprop") else METHODS[method].title
+            title = "Saliency" if panel_key(method) == "saliency" else METHODS[method].title
             views.append(_not_applicable(result, title))
         else:
-            view = BUILDERS[method](result, explanation, colormap, opacity)
+            view = result_view(result, explanation.image, explanation.target.label, colormap, opacity)
             views.append(_flat(view, result) if _is_flat(result) else view)
     return views
 
@@ -285,7 +142,7 @@ def css_key(method: str) -> str:
 
 def panel_key(method: str) -> str:
     """The panel's stable id: one saliency panel for its two modes."""
-    return "saliency" if method == "guided_backprop" else css_key(method)
+    return SHARED_PANELS.get(method) or css_key(method)
 
 
 def explained_views(
@@ -326,15 +183,9 @@ def with_scores(view: PanelView, score: Faithfulness) -> PanelView:
     ))
 
 
-SPARSE = frozenset({"saliency", "guided_backprop", "guided_gradcam", "smoothgrad", "integrated_gradients"})
-
-
 def step_picture(image: np.ndarray, values: np.ndarray, method: str, colormap: str, opacity: float) -> np.ndarray:
-    """A randomisation step's (H, W) map drawn as its method's panel draws it: a sparse gradient map as a heat map
-    stretched to its 99th percentile (over the photo its fine speckle would vanish), any other over the picture."""
-    if method in SPARSE:
-        return render_heatmap(stretched(values), colormap)
-    return render_overlay(image, values, colormap, opacity)
+    """A randomisation step's (H, W) map drawn as its method's panel draws it (`render.draw_map`)."""
+    return draw_map(method, values, image, colormap, opacity)
 
 
 def report_stamp(ctx: Context, explanation: Explanation | None, settings: dict[str, str]) -> ReportStamp:

@@ -7,7 +7,6 @@ from cnnvis_engine.report import ReportStamp
 from cnnvis_ui import compute, context, controls, entry, panels, state, views
 from cnnvis_ui.text import plain
 
-COMPARE_METHODS = ["gradcam", "guided_gradcam", "cam", "saliency", "guided_backprop"]
 MAX_IMAGES, MAX_MODELS = 4, 6
 USER_KEY = f"{state.USER_MODEL_CHOICE}:file"
 
@@ -29,9 +28,10 @@ def row_title(key: str) -> tuple[str, str]:
 def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     """The method, image refs and model keys, from widgets seeded by their plain keys."""
     method_column, images_column = st.columns([1, 2])
+    offered = [m for m, cls in METHODS.items() if cls.drawing != "grid"]  # one map per cell
     method_column.selectbox(
-        "Method", COMPARE_METHODS, key=state.seed(state.COMPARE_METHOD, COMPARE_METHODS),
-        format_func=lambda m: METHODS[m].title, on_change=state.commit, args=(state.COMPARE_METHOD,),
+        "Method", offered, key=state.seed(state.COMPARE_METHOD, offered),
+        format_func=controls.method_label, on_change=state.commit, args=(state.COMPARE_METHOD,),
     )
     state.put(state.COMPARE_IMAGES, state.valid_subset(state.COMPARE_IMAGES, images, images[:3]))
     images_column.multiselect(
@@ -66,17 +66,13 @@ def compute_grid(method: str, images: list[context.LoadedImage], models: list[st
     cells, total = {}, len(models) * len(images)
     bar = st.progress(0.0)
     for i, key in enumerate(models):
-        name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d)
         for j, image in enumerate(images):
             bar.progress(
                 (i * len(images) + j) / total,
                 text=f"{model_label(key)} on {image.title} ({i + 1} of {len(models)} models)",
             )
             try:
-                cells[key, image.ref] = (
-                    context.explain_user_model(method, image) if key == USER_KEY
-                    else compute.explain_with_model(image.sha, name, weights, method, image.decoded)
-                )
+                cells[key, image.ref] = context.explain_on(key, image, method)
             except EngineError as error:
                 cells[key, image.ref] = str(error)
     bar.empty()

@@ -43,7 +43,7 @@ def extra_panels(
     found, sources = [], {}
     for method in extras:
         waiting = f"{METHODS[method].title} runs the network many times over: a few seconds…"
-        with st.spinner(waiting, show_time=True) if method in controls.SLOW_METHODS else nullcontext():
+        with st.spinner(waiting, show_time=True) if METHODS[method].slow else nullcontext():
             method_views, explanation = views.explained_views(
                 ctx, [method], display.colormap, display.opacity, options=compute.method_options(method)
             )

@@ -44,7 +44,7 @@ def feature_maps(ctx: context.Context, colormap: str) -> MethodResult | None:
     except EngineError as error:
         panels.message("Feature maps", str(error), key="layer-maps")
         return None
-    view = views.feature_maps_view(result, colormap, sort=sort, key="layer-maps")
+    view = views.feature_maps_view(result, colormap, key="layer-maps")
     scale_note = "one shared colour scale" if shared else "each channel on its own colour scale"
     view = views.with_caption(view, f"{view.caption} · {scale_note} · pick the layer in the sidebar")
     left, _ = st.columns([3, 1])

@@ -7,9 +7,6 @@ from cnnvis_engine import METHODS, EngineError
 from cnnvis_ui import charts, context, entry, panels, state, views
 from cnnvis_ui.text import plain
 
-SANITY_METHODS = (
-    "gradcam", "guided_backprop", "saliency", "guided_gradcam", "cam", "gradcam++", "xgradcam", "layercam", "eigencam"
-)
 MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
 PAPER = "https://arxiv.org/abs/1810.03292"
 COLUMNS = 8
@@ -22,11 +19,12 @@ def title(method: str) -> str:
 def choose() -> tuple[list[str], str]:
     """The methods to test (the chosen one, then the one to compare with, if any) and the mode."""
     method_column, second_column, mode_column = st.columns([2, 2, 3])
+    offered = [m for m, cls in METHODS.items() if cls.randomisable]  # maps cheap enough to redo per layer
     method_column.selectbox(
-        "Method", SANITY_METHODS, key=state.seed(state.SANITY_METHOD, SANITY_METHODS), format_func=title,
+        "Method", offered, key=state.seed(state.SANITY_METHOD, offered), format_func=title,
         on_change=state.commit, args=(state.SANITY_METHOD,),
     )
-    seconds = [state.NO_METHOD, *SANITY_METHODS]
+    seconds = [state.NO_METHOD, *offered]
     second_column.selectbox(
         "Compare with", seconds, key=state.seed(state.SANITY_SECOND, seconds), format_func=title,
         on_change=state.commit, args=(state.SANITY_SECOND,),

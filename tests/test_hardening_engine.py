@@ -38,7 +38,7 @@ from PIL import Image
 from torch import nn
 from torch.nn.modules import module as torch_module
 
-from cnnvis_engine import ALL_METHODS, Explainer, ImageError, ModelBundle, ModelFileError, hooks
+from cnnvis_engine import ARTICLE_METHODS, Explainer, ImageError, ModelBundle, ModelFileError, hooks
 from cnnvis_engine.hooks import count_hooks, model_state
 from cnnvis_engine.images import decode_image
 from cnnvis_engine.models import load_model, load_model_file
@@ -89,11 +89,11 @@ def test_an_odd_image_gives_a_result_or_a_sentence_and_the_session_goes_on(case:
     start = time.perf_counter()
     if case.refused:
         with pytest.raises(ImageError) as info:
-            shared_explainer.explain(data, methods=ALL_METHODS)
+            shared_explainer.explain(data, methods=ARTICLE_METHODS)
         assert case.refused in sentence(str(info.value))
         outcome = str(info.value)
     else:
-        explanation = shared_explainer.explain(data, methods=ALL_METHODS)
+        explanation = shared_explainer.explain(data, methods=ARTICLE_METHODS)
         assert case.note in " ".join(explanation.notes), explanation.notes
         assert explanation.image.shape == (*shared_explainer.bundle.input_size, 3)
         assert_displayable(explanation)
@@ -146,7 +146,7 @@ def _flat_module() -> nn.Sequential:
 def test_a_constant_image_gives_flat_maps_as_zeros_never_nan(grey: int):
     bundle = ModelBundle("flat", _flat_module(), TINY_CLASSES, input_size=(8, 8), weights_source="random")
     image = encode(Image.new("RGB", (32, 32), (grey,) * 3), "PNG")
-    explanation = Explainer(bundle).explain(image, methods=ALL_METHODS)
+    explanation = Explainer(bundle).explain(image, methods=ARTICLE_METHODS)
     assert_displayable(explanation)
     for method in ("cam", "feature_maps"):
         result = explanation[method]
@@ -167,7 +167,7 @@ def test_a_flat_grad_cam_is_zeros_not_stretched_rounding_noise(grey: int):
 def test_the_default_model_on_a_grey_image_gives_finite_maps_and_a_flat_grad_cam(zoo):
     bundle = zoo("efficientnet_lite0")
     case = next(c for c in IMAGE_CASES if c.key == "constant")
-    explanation = Explainer(bundle).explain(case.make(), methods=ALL_METHODS)
+    explanation = Explainer(bundle).explain(case.make(), methods=ARTICLE_METHODS)
     assert_displayable(explanation)
     gradcam = explanation["gradcam"]
     assert gradcam.meta["flat"] is True and not gradcam.map.any()  # ReLU(Σ w·A) ≤ 0 everywhere: zeros, not NaN

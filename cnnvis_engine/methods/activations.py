@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
-from .base import Method, MethodInputs, MethodOutput, normalize, register_method, upsample
+from .base import Method, MethodInputs, MethodOutput, MethodResult, normalize, register_method, upsample
 
 
 @register_method
@@ -21,6 +24,21 @@ class FeatureMaps(Method):
     summary = "What each filter of this layer responds to in your picture: bright where the filter fires."
     paper = "https://arxiv.org/abs/1311.2901"
     needs = frozenset({"activation"})
+    drawing = "grid"
+    legend = ("lowest activation", "highest")
+    hover = "activation"
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        order = "highest mean activation" if result.meta.get("sorted", True) else "channel order"
+        return (
+            f"{result.layer} · {len(result.meta['channels'])} of {result.meta['n_total']} channels ({order}) · "
+            f"{result.raw.shape[1]}×{result.raw.shape[2]} each"
+        )
+
+    @staticmethod
+    def hover_values(raw: np.ndarray) -> np.ndarray:
+        return raw
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         activation = inputs.activation
@@ -35,7 +53,7 @@ class FeatureMaps(Method):
         return MethodOutput(
             map=upsample(scaled, inputs.input_size).clamp(0, 1),
             raw=activation,
-            meta={"n_total": activation.shape[1], **inputs.meta},
+            meta={"n_total": activation.shape[1], "sorted": bool(inputs.options.get("sort", True)), **inputs.meta},
             sample_meta={"channels": chosen.tolist(), "channel_means": means.gather(1, chosen).tolist()},
         )
 
@@ -51,6 +69,33 @@ class Kernels(Method):
     summary = "The filters this convolution has learned; in the first layer they are small colour patterns such as edges and blobs."
     paper = "https://arxiv.org/abs/1311.2901"
     needs = frozenset({"module"})
+    layer = "conv"
+    drawing = "grid"
+    legend = None  # each patch is its own picture
+    hover = "weight norm"
+    LIMIT = 256  # kernels drawn at most
+
+    @classmethod
+    def tiles(cls, result: MethodResult) -> np.ndarray:
+        return result.map[:cls.LIMIT]
+
+    @staticmethod
+    def tile_size(count: int) -> int:
+        return max(12, min(48, 384 // math.ceil(math.sqrt(count))))
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        out, inputs, kh, kw = result.meta["shape"]
+        shown = min(out, cls.LIMIT)
+        count = f"first {shown} of {out}" if out > shown else f"{out}"
+        kind = "RGB patches" if result.meta.get("rgb") else f"averaged over {inputs} input channels"
+        return f"{result.layer} · {count} kernels of {kh}×{kw}, {kind}"
+
+    @classmethod
+    def hover_values(cls, raw: np.ndarray) -> np.ndarray:
+        """One value per kernel: its weights' L2 norm."""
+        kernels = raw[:cls.LIMIT]
+        return np.sqrt((kernels.reshape(len(kernels), -1) ** 2).sum(axis=1))[:, None, None]
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         weight = inputs.module.weight.detach().float()

@@ -8,8 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Method, MethodInputs, MethodOutput, gradient_rgb, normalize, register_method, upsample
-from .extra_passes import batch_size, chunks, forward, item_scores, noisy_items, option, seeded_noise
+from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, gradient_rgb, normalize, register_method, upsample
+from .gradients import SATURATED_END
+from .extra_passes import batch_size, chunks, forward, item_scores, noisy_items, seeded_noise
 
 # Bounds on the work of one call. Gauss-Legendre nodes cost O(steps³) to compute (1024: 0.1 s, 20000: ~30 min)
 # and each step is a forward and backward pass; SmoothGrad draws all its noise up front: 256 samples of a
@@ -31,11 +32,29 @@ class IntegratedGradients(Method):
     summary = "Adds up the gradients along a fade from a plain grey picture to yours: each pixel's share of the score."
     paper = "https://arxiv.org/abs/1703.01365"
     needs = frozenset({"forward"})
-    uses_layer = False
+    layer = "none"
+    drawing = "heatmap"
+    options = (
+        Option("steps", 50, "points along the path", high=MAX_STEPS, quick=20),
+        Option("baseline", 0.0, "the plain picture's value (normalised input)", low=-np.inf, kind=float),
+    )
+    legend = ("0: no share", SATURATED_END)
+    hover = "attribution"
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        return (
+            f"each pixel's share of the score of {target}, over {result.meta['steps']} steps from a plain picture · "
+            f"the brightest 1% at full colour · the shares add up to the score change within {result.meta['delta']:.2g}"
+        )
+
+    @staticmethod
+    def hover_values(raw: np.ndarray) -> np.ndarray:
+        return raw.sum(axis=0)
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        x, steps = inputs.x, option(inputs, "steps", 50, high=MAX_STEPS)
-        baseline = torch.full_like(x, option(inputs, "baseline", 0.0, float, -np.inf))
+        x, steps = inputs.x, self.setting(inputs, "steps")
+        baseline = torch.full_like(x, self.setting(inputs, "baseline"))
         nodes, weights = np.polynomial.legendre.leggauss(steps)
         alphas = torch.tensor(0.5 * (1 + nodes), dtype=x.dtype, device=x.device)
         weights = torch.tensor(0.5 * weights, dtype=x.dtype, device=x.device)
@@ -72,10 +91,21 @@ class SmoothGrad(Method):
     summary = "Saliency averaged over many slightly noisy copies of your picture, so the speckle cancels out."
     paper = "https://arxiv.org/abs/1706.03825"
     needs = frozenset({"forward"})
-    uses_layer = False
+    layer = "none"
+    drawing = "heatmap"
+    options = (Option("samples", 25, "noisy copies", high=MAX_SAMPLES, quick=15),)
+    legend = ("0: no effect", SATURATED_END)
+    hover = "mean |gradient|"
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        return (
+            f"saliency averaged over {result.meta['samples']} noisy copies, for {target} · the brightest 1% at full "
+            "colour"
+        )
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        samples = option(inputs, "samples", 25, high=MAX_SAMPLES)
+        samples = self.setting(inputs, "samples")
         epsilon, sigma = seeded_noise(inputs, samples)
         total = torch.zeros_like(inputs.x)
         for chunk in chunks(len(inputs.x) * samples, batch_size(inputs, grad=True)):
@@ -103,9 +133,14 @@ class SmoothGradCAM(Method):
     summary = "Grad-CAM averaged over noisy copies of your picture: steadier, less blotchy."
     paper = "https://arxiv.org/abs/1706.03825"
     needs = frozenset({"forward"})
+    options = (Option("samples", 25, "noisy copies", high=MAX_SAMPLES, quick=15),)
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        return f"{result.layer} · {target} · mean of {result.meta['samples']} noisy copies"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        samples = option(inputs, "samples", 25, high=MAX_SAMPLES)
+        samples = self.setting(inputs, "samples")
         epsilon, sigma = seeded_noise(inputs, samples)
         total = None
         for chunk in chunks(len(inputs.x) * samples, batch_size(inputs, grad=True)):

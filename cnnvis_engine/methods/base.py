@@ -1,8 +1,13 @@
-"""What every method shares: its result types, the inputs the explainer hands it, and the registry.
+"""What every method shares: its result types, the inputs the explainer hands it, its declarations and the
+registry.
 
-Adding a method is one small class: declare `needs` (what the explainer must capture) and write `compute`
-over a batch. The explainer merges the needs of all requested methods, so a panel set costs one forward
-pass and at most one plain and one guided backward pass, for one image or a whole batch.
+Adding a method is one small class: declare `needs` (what the explainer must capture), `layer` (which layers it
+takes), `drawing` (how its result is drawn) and its `options`, and write `compute` over a batch. Everything
+else reads these declarations: the explainer plans its passes and checks layers from them, the layer list
+offers the layers of the method's kind, `render.draw` draws the result the declared way, and the dashboard,
+the CLI and the reports list, caption and draw the method without knowing its name. The explainer merges the
+needs of all requested methods, so a panel set costs one forward pass and at most one plain and one guided
+backward pass, for one image or a whole batch.
 """
 
 from __future__ import annotations
@@ -17,9 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import MethodError
 from ..targets import Target
 
 Need = Literal["activation", "layer_gradient", "input_gradient", "guided_input_gradient", "cam", "module", "forward"]
+# Which layers a method takes: none; any layer with a spatial output (C, h, w); a convolution (its weights); or
+# the CAM site, the layer that feeds the global average pool (the explainer finds it; the user does not choose).
+LayerKind = Literal["none", "spatial", "conv", "cam_site"]
+# How a result is drawn (`render.draw`): its (H, W) map laid over the picture; a heat map of a sparse gradient
+# map stretched to its 99th percentile; its `rgb` picture; or a grid of its (K, h, w) tiles.
+Drawing = Literal["overlay", "heatmap", "rgb", "grid"]
 
 
 @dataclass(frozen=True)
@@ -99,18 +111,125 @@ class MethodInputs:
         ])
 
 
+def read_option(
+    inputs: MethodInputs, name: str, default: float, kind: type = int, low: float = 1, high: float = float("inf")
+) -> float:
+    """inputs.options[name] (or `default`) as `kind`, refused with a MethodError unless `low` <= it <= `high`.
+    `high` bounds the work one call may ask for (see the methods' MAX_* constants)."""
+    value = inputs.options.get(name, default)
+    try:
+        value = kind(value)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        raise MethodError(f"The setting '{name}' must be a number; got {shown}.") from None
+    if not value >= low:  # also refuses NaN
+        raise MethodError(f"The setting '{name}' must be at least {low}; got {value}.")
+    if value > high:
+        raise MethodError(
+            f"The setting '{name}' may be at most {high:,} (a bound on the work of one call); got {value:,}."
+        )
+    return value
+
+
+@dataclass(frozen=True)
+class Option:
+    """One setting of a method: its default, its bounds, what it means in words, and the value the dashboard runs
+    it with (`quick`: fewer samples, so a panel takes seconds on a CPU; None: the default)."""
+
+    name: str
+    default: float
+    label: str
+    low: float = 1
+    high: float = float("inf")
+    kind: type = int
+    quick: float | None = None
+
+    def read(self, inputs: MethodInputs, default: float | None = None) -> float:
+        """This setting's value in `inputs` (`default` overrides a default that depends on another setting)."""
+        return read_option(inputs, self.name, self.default if default is None else default, self.kind, self.low, self.high)
+
+
 class Method(ABC):
-    """One visualisation. Subclasses set the class attributes and implement `compute`."""
+    """One visualisation. Subclasses set the class attributes and implement `compute`; what the rest of the
+    system needs to know about a method it reads from these (never from the method's name).
+
+    `slow` (the method runs extra forward passes), `uses_layer` (the caller's layer applies), `scorable` (one
+    (H, W) map per image, so faithfulness can score it) and `randomisable` (cheap enough and map-like, so the
+    Sanity test can recompute it for every randomised layer) follow from the declarations unless a class sets
+    them."""
 
     name: ClassVar[str]
     title: ClassVar[str]
     summary: ClassVar[str]  # one plain sentence for a non-coder
+    panel_title: ClassVar[str] = ""  # the title over its panel, if not `title`
     paper: ClassVar[str] = ""
     needs: ClassVar[frozenset[Need]] = frozenset()
-    uses_layer: ClassVar[bool] = True  # False: the method picks its own layer (CAM) or needs none
+    layer: ClassVar[LayerKind] = "spatial"
+    drawing: ClassVar[Drawing] = "overlay"
+    options: ClassVar[tuple[Option, ...]] = ()
+    legend: ClassVar[tuple[str, str] | None] = ("0: no evidence", "1: strongest in this map")  # None: no colour bar
+    hover: ClassVar[str] = ""  # what a hovered value is; "" = the title
+    # derived in __init_subclass__ unless set
+    slow: ClassVar[bool]
+    uses_layer: ClassVar[bool]
+    scorable: ClassVar[bool]
+    randomisable: ClassVar[bool]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        derived = {
+            "slow": lambda: "forward" in cls.needs,
+            "uses_layer": lambda: cls.layer in ("spatial", "conv"),
+            "scorable": lambda: cls.drawing != "grid",
+            "randomisable": lambda: cls.scorable and not cls.slow,
+        }
+        for attribute, value in derived.items():
+            if attribute not in cls.__dict__:
+                setattr(cls, attribute, value())
 
     @abstractmethod
     def compute(self, inputs: MethodInputs) -> MethodOutput: ...
+
+    @classmethod
+    def setting(cls, inputs: MethodInputs, name: str, default: float | None = None) -> float:
+        """The declared option `name`, read from `inputs` and checked against its bounds."""
+        return next(option for option in cls.options if option.name == name).read(inputs, default)
+
+    @classmethod
+    def quick_options(cls) -> dict[str, float]:
+        """The settings the dashboard runs this method with."""
+        return {option.name: option.quick for option in cls.options if option.quick is not None}
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        """The panel's caption in plain words: where the map comes from and what it explains."""
+        return f"{result.layer} · {target}" if result.layer else target
+
+    @classmethod
+    def refuses(cls, trace: Any, targets: Sequence[Target]) -> str:
+        """Why this method cannot explain `targets` on a model with this `tracing.Trace`, beyond what its needs and
+        layer kind say (empty: it can)."""
+        return ""
+
+    @classmethod
+    def note(cls, result: MethodResult) -> str:
+        """A remark the panel shows under its picture (empty: none)."""
+        return ""
+
+    @staticmethod
+    def hover_values(raw: np.ndarray) -> np.ndarray:
+        """The values shown on hover, one per pixel of the drawn map (one per tile cell for grids): `raw` when it is
+        a map, else the largest magnitude over its channels."""
+        return raw if raw.ndim == 2 else np.abs(raw).max(axis=0)
+
+    # For `drawing = "grid"`: the tiles drawn, (K, h, w) maps or (K, h, w, 3) patches in [0, 1], and their size.
+    @staticmethod
+    def tiles(result: MethodResult) -> np.ndarray:
+        return result.map
+
+    @staticmethod
+    def tile_size(count: int) -> int:
+        return 96 if count <= 36 else 64
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Method, MethodInputs, MethodOutput, normalize, register_method, upsample
+from .base import Method, MethodInputs, MethodOutput, MethodResult, normalize, register_method, upsample
 from .extra_passes import batch_size, chunks, forward, item_scores
 
 
@@ -119,6 +119,10 @@ class EigenCAM(Method):
     summary = "The strongest common pattern of this layer's feature maps — class-agnostic: the same for every target."
     paper = "https://arxiv.org/abs/2008.00299"
     needs = frozenset({"activation"})
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        return f"{result.layer} · the same for every class"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         a = inputs.activation.nan_to_num(0.0).float()

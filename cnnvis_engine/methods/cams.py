@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import torch
 
-from .base import Method, MethodInputs, MethodOutput, gradient_rgb, normalize, register_method, upsample
+from ..targets import ClassTarget, RegressionTarget, Target
+from .base import Method, MethodInputs, MethodOutput, MethodResult, gradient_rgb, normalize, register_method, upsample
+
+if TYPE_CHECKING:
+    from ..tracing import Trace
 
 
 @register_method
@@ -18,7 +25,15 @@ class CAM(Method):
     summary = "The class's own weights laid back over the last feature maps: where the evidence for this class sits."
     paper = "https://arxiv.org/abs/1512.04150"
     needs = frozenset({"cam"})
-    uses_layer = False
+    layer = "cam_site"
+
+    @classmethod
+    def refuses(cls, trace: Trace, targets: Sequence[Target]) -> str:
+        if trace.cam_site is None:
+            return trace.cam_reason
+        if not all(isinstance(t, (ClassTarget, RegressionTarget)) for t in targets):
+            return "CAM weighs feature maps by one output's Linear weights, so it explains classes and outputs, not segmentation regions."
+        return ""
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         raw = torch.einsum("nc,nchw->nhw", inputs.cam_weights, inputs.activation)
@@ -47,6 +62,12 @@ class GradCAM(Method):
     paper = "https://arxiv.org/abs/1610.02391"
     needs = frozenset({"activation", "layer_gradient"})
 
+    @classmethod
+    def note(cls, result: MethodResult) -> str:
+        if not result.meta.get("flat"):
+            return ""
+        return "Zero everywhere: at this layer nothing speaks for this class; try another layer or class."
+
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         raw = gradcam(inputs)
         flat = (raw.flatten(1).amax(dim=1) <= raw.flatten(1).amin(dim=1)).tolist()
@@ -64,6 +85,13 @@ class GuidedGradCAM(Method):
     summary = "Guided backprop's sharp edges, kept only where Grad-CAM says the class evidence is."
     paper = "https://arxiv.org/abs/1610.02391"
     needs = frozenset({"activation", "layer_gradient", "guided_input_gradient"})
+    drawing = "rgb"
+    legend = None  # grey is zero; colour shows the sign per channel
+    hover = "max |value|"
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        return f"{result.layer} · {target}, grey = 0"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         mask = normalize(upsample(gradcam(inputs), inputs.input_size))

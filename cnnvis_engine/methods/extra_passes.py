@@ -14,28 +14,9 @@ import torch
 
 from ..errors import EngineError, MethodError, ModelError
 from .base import MethodInputs
+from .base import read_option as option
 
 MAX_INTERNAL_BATCH = 1024  # items per extra forward pass: 1024 × 3 × 224 × 224 float32 inputs are 616 MB
-
-
-def option(
-    inputs: MethodInputs, name: str, default: float, kind: type = int, low: float = 1, high: float = float("inf")
-) -> float:
-    """inputs.options[name] (or `default`) as `kind`, refused with a MethodError unless `low` <= it <= `high`.
-    `high` bounds the work one call may ask for (see the methods' MAX_* constants)."""
-    value = inputs.options.get(name, default)
-    try:
-        value = kind(value)
-    except (TypeError, ValueError, OverflowError):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
-        raise MethodError(f"The setting '{name}' must be a number; got {shown}.") from None
-    if not value >= low:  # also refuses NaN
-        raise MethodError(f"The setting '{name}' must be at least {low}; got {value}.")
-    if value > high:
-        raise MethodError(
-            f"The setting '{name}' may be at most {high:,} (a bound on the work of one call); got {value:,}."
-        )
-    return value
 
 
 def batch_size(inputs: MethodInputs, grad: bool) -> int:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from .base import Method, MethodInputs, MethodOutput, gradient_rgb, normalize, register_method
+import numpy as np
+
+from .base import Method, MethodInputs, MethodOutput, MethodResult, gradient_rgb, normalize, register_method
+
+SATURATED_END = "1: the top 1%"  # the end of a heat map stretched to its 99th percentile (render.stretched)
 
 
 @register_method
@@ -12,10 +16,18 @@ class Saliency(Method):
 
     name = "saliency"
     title = "Saliency"
+    panel_title = "Saliency (vanilla)"
     summary = "Which pixels would change the score most if they changed a little."
     paper = "https://arxiv.org/abs/1312.6034"
     needs = frozenset({"input_gradient"})
-    uses_layer = False
+    layer = "none"
+    drawing = "heatmap"
+    legend = ("0: no effect", SATURATED_END)
+    hover = "|gradient|"
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        return f"how strongly each pixel sways the score of {target} · the brightest 1% at full colour"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         raw = inputs.input_gradient.abs().amax(dim=1)
@@ -30,10 +42,25 @@ class GuidedBackprop(Method):
 
     name = "guided_backprop"
     title = "Guided backprop"
+    panel_title = "Saliency (guided backprop)"
     summary = "Saliency that only lets positive evidence flow back, so the picture shows crisp object edges."
     paper = "https://arxiv.org/abs/1412.6806"
     needs = frozenset({"guided_input_gradient"})
-    uses_layer = False
+    layer = "none"
+    drawing = "rgb"
+    legend = None  # grey is zero; colour shows the gradient's sign per channel
+    hover = "max |guided gradient|"
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        return f"guided gradient for {target}, grey = 0"
+
+    @classmethod
+    def note(cls, result: MethodResult) -> str:
+        unguided = result.meta.get("unguided") or ()
+        if not unguided:
+            return ""
+        return f"Not guided (left as they are): {', '.join(unguided[:4])}{' …' if len(unguided) > 4 else ''}."
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         gradient = inputs.guided_input_gradient

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import MethodError
-from .base import Method, MethodInputs, MethodOutput, normalize, register_method
-from .extra_passes import batch_size, chunks, forward, item_scores, option
+from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, normalize, register_method
+from .extra_passes import batch_size, chunks, forward, item_scores
 
 MAX_POSITIONS = 4096  # occlusion windows per image, each a forward pass: 64 × 64 (window 1 on 224 px is 50,176)
 
@@ -31,13 +31,25 @@ class Occlusion(Method):
     summary = "Covers the picture patch by patch and shows where covering it lowers the score most."
     paper = "https://arxiv.org/abs/1311.2901"
     needs = frozenset({"forward"})
-    uses_layer = False
+    layer = "none"
+    options = (
+        Option("window", 32, "patch size in pixels"),
+        Option("stride", 16, "pixels between patches (by default half the patch size)"),
+        Option("baseline", 0.0, "the patch's value (normalised input)", low=-float("inf"), kind=float),
+    )
+    legend = ("0: no drop when hidden", "1: the biggest drop")
+    hover = "score drop when hidden"
+
+    @classmethod
+    def caption(cls, result: MethodResult, target: str) -> str:
+        window, stride = result.meta["window"], result.meta["stride"]
+        return f"{window}×{window} px grey patches, {stride} px apart · drop in {target}"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         x, (height, width) = inputs.x, inputs.input_size
-        window = option(inputs, "window", 32)
-        stride = option(inputs, "stride", max(1, window // 2))
-        baseline = option(inputs, "baseline", 0.0, float, -float("inf"))
+        window = self.setting(inputs, "window")
+        stride = self.setting(inputs, "stride", default=max(1, window // 2))
+        baseline = self.setting(inputs, "baseline")
         if window > min(height, width) or stride > window:
             raise MethodError(
                 f"The occlusion window ({window} px, stride {stride}) must fit the {height}×{width} input "
