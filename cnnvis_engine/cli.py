@@ -109,7 +109,7 @@ def run_report(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     versions = {**library_versions(), "device": str(device)}
     rows: list[Row] = []
-    with _progress(len(files)) as advance:
+    with Progress(len(files)) as advance:
         for batch in _batches(files, args.batch_size):
             decoded, failed = _decode_all(batch)
             rows += failed
@@ -259,8 +259,8 @@ th {{ color: #6e707a; }}
 """
 
 
-class _progress:
-    """A progress bar on stderr: tqdm when installed, else a plain one. `with _progress(total) as advance:`."""
+class Progress:
+    """A progress bar on stderr: tqdm when installed, else a plain one. `with Progress(total) as advance:`."""
 
     def __init__(self, total: int) -> None:
         self.total, self.done, self.bar = total, 0, None

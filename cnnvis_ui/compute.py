@@ -1,5 +1,6 @@
 """Every `st.cache_*` wrapper of the dashboard: models, decoded images, traces, predictions, explanations, the
-checks on explanations (faithfulness scores, the randomisation test) and feature visualisations.
+checks on explanations (faithfulness scores, the randomisation test), feature visualisations and the Stories
+page's pictures, answers and fresh-data scores.
 
 Models live in `st.cache_resource` (bounded; an `Explainer` is thread-safe, so sessions share it). Results live
 in `st.cache_data`, keyed by plain values — the image's sha256, the model key, layer, target, methods and
@@ -12,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -24,6 +28,7 @@ from PIL import Image, ImageOps
 from cnnvis_engine import (
     DEFAULT_MODEL,
     METHODS,
+    ClassTarget,
     DecodedImage,
     EngineError,
     Explainer,
@@ -32,6 +37,8 @@ from cnnvis_engine import (
     ModelError,
     ModelSpec,
     Prediction,
+    RegressionTarget,
+    SegmentationTarget,
     Target,
     decode_image,
     list_models,
@@ -45,6 +52,7 @@ from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
 from cnnvis_engine.models import weights_on_disk
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
+from cnnvis_engine.stories import evaluation, readout
 
 from . import threads
 from .text import clean
@@ -421,3 +429,120 @@ class UploadStore:
 def upload_store() -> UploadStore:
     """The server's one `UploadStore`."""
     return UploadStore()
+
+
+# ----- the Stories page ---------------------------------------------------------------------------------
+# Its models come from `registry_explainer` (shared across sessions); batch scoring runs the shared bundle
+# (`ModelBundle.run`, its lock held per batch), so it never meets another session's hooks.
+STORIES_DIR = Path(__file__).resolve().parent.parent / "assets" / "stories"
+DEMO_WEIGHTS = "demo"
+StoryTarget = tuple  # ("class", index) | ("segment", category) | ("outputs", indices or None[, label])
+
+
+@dataclass(frozen=True)
+class StoryPicture:
+    key: str
+    title: str
+    path: Path
+    truth: dict[str, Any]
+    mask_path: Path | None = None
+
+
+@st.cache_data(show_spinner=False)
+def story_pictures(story: str) -> list[StoryPicture]:
+    """The story's pictures in page order, from assets/stories/stories.json (written by scripts/train_demos.py)."""
+    index = json.loads((STORIES_DIR / "stories.json").read_text())
+    return [
+        StoryPicture(e["key"], e["title"], STORIES_DIR / e["file"], e["truth"],
+                     STORIES_DIR / e["mask_file"] if e.get("mask_file") else None)
+        for e in index if e["story"] == story
+    ]
+
+
+@st.cache_data(show_spinner=False)
+def story_image(path: str) -> DecodedImage:
+    return decode_image(path)
+
+
+@st.cache_data(show_spinner=False)
+def story_mask(path: str) -> np.ndarray:
+    """A story picture's true mask, (H, W) bool."""
+    return np.asarray(decode_image(path).image)[:, :, 0] > 127
+
+
+def _story_target(key: StoryTarget, names: tuple[str, ...]) -> Target:
+    kind, value = key[0], key[1]
+    if kind == "class":
+        return ClassTarget(value, names[value])
+    if kind == "segment":
+        return SegmentationTarget(value, name=names[value])
+    return RegressionTarget(value, name=key[2] if len(key) > 2 else "")
+
+
+def story_explanation(
+    path: str, model: str, target: StoryTarget, layer: str | None = None, methods: tuple[str, ...] = ("gradcam",)
+) -> Explanation:
+    """A demo model's explanation of a story picture, through the dashboard's one cached path (`explain`)."""
+    explainer = registry_explainer(model, DEMO_WEIGHTS)
+    names, image = explainer.bundle.class_names, story_image(path)
+    return explain(
+        image.sha256, f"{model}:{DEMO_WEIGHTS}", layer, _story_target(target, names), tuple(methods), (), lambda: explainer,
+        image, top_k=len(names),
+    )
+
+
+@st.cache_data(max_entries=32, show_spinner=False)
+def story_probabilities(path: str, model: str) -> dict[str, float]:
+    """Every class or output's probability for a story picture, by name."""
+    explainer = registry_explainer(model, DEMO_WEIGHTS)
+    names = explainer.bundle.output_names or explainer.bundle.class_names
+    return {p.name: p.probability for p in explainer.predict(story_image(path), top_k=len(names))}
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def salt_prediction(path: str) -> np.ndarray:
+    """The salt U-Net's salt pixels on a story picture, (H, W) bool."""
+    bundle = registry_explainer("salt_unet", DEMO_WEIGHTS).bundle
+    return readout.segment(bundle, story_image(path).image) == 1
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def robot_answers(path: str) -> np.ndarray:
+    """The robot's 25 obstacle probabilities on a story picture."""
+    bundle = registry_explainer("robot_perception", DEMO_WEIGHTS).bundle
+    return readout.output_probabilities(bundle, story_image(path).image)
+
+
+@st.cache_data(show_spinner=False)
+def tank_scores(count: int = 200) -> dict[str, dict[str, float]]:
+    """Each tank net's accuracy on `count` freshly drawn photos under each light rule."""
+    scores = {}
+    for model in ("tanks_shortcut", "tanks_clean"):
+        bundle = registry_explainer(model, DEMO_WEIGHTS).bundle
+        rules = ("shortcut", "clean", "reversed")
+        scores[model] = {rule: evaluation.tank_accuracy(bundle, rule, count=count) for rule in rules}
+    return scores
+
+
+@st.cache_data(show_spinner=False)
+def tank_cam_shares() -> dict[str, float]:
+    """Each tank net's mean share of Grad-CAM ("tank") inside the tank's box, over 40 fresh tank photos."""
+    return {
+        model: evaluation.tank_cam_share(registry_explainer(model, DEMO_WEIGHTS).bundle).mean
+        for model in ("tanks_shortcut", "tanks_clean")
+    }
+
+
+@st.cache_data(show_spinner=False)
+def salt_scores() -> dict[str, float]:
+    bundle = registry_explainer("salt_unet", DEMO_WEIGHTS).bundle
+    return {
+        "iou": evaluation.salt_iou(bundle, count=100),
+        "cam_share": evaluation.salt_cam_share(bundle, count=16).mean,
+    }
+
+
+@st.cache_data(show_spinner=False)
+def robot_scores() -> dict[str, float]:
+    bundle = registry_explainer("robot_perception", DEMO_WEIGHTS).bundle
+    return {**evaluation.robot_scores(bundle, count=200), **evaluation.robot_failures(bundle, count=60)}

@@ -248,6 +248,11 @@ def message(title: str, text: str, *, key: str, level: str = "error") -> None:
     draw(PanelView(key=key, title=title, note=text, level=level))
 
 
+def model_unavailable(error: str) -> None:
+    """The warning a page shows instead of its work when the chosen model cannot be had (`Context.model_error`)."""
+    st.warning(f"{plain(error)} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
+
+
 # ----- report --------------------------------------------------------------------------------------------
 def report_panels(views: Sequence[PanelView]) -> list[ReportPanel]:
     return [ReportPanel(v.title, v.picture, caption=v.caption, note=v.note if v.picture is None else "") for v in views]

@@ -74,6 +74,16 @@ PREP_MEAN = "_w_prep_mean"  # text: one value or three
 PREP_STD = "_w_prep_std"
 PREP_DEFAULTS = "prep_defaults"  # {widget key: value}: what the chosen model file says (ONNX input shape)
 MODEL_FILE_INPUT = "model_file_input"  # a sentence on what the chosen model file says about its input, or ""
+# The Stories page's widgets: Streamlit binds them to the URL itself (`bind="query-params"`).
+STORY = "stories_story"
+TANK_PICTURE = "stories_tank_picture"
+SALT_PICTURE = "stories_salt_picture"
+SALT_LAYER = "stories_salt_layer"
+ROBOT_PICTURE = "stories_robot_picture"
+ROBOT_GROUP = "stories_robot_group"
+ROBOT_DIRECTION = "stories_robot_direction"
+ROBOT_DISTANCE = "stories_robot_distance"
+TANK_SHARED_SCALE = "stories_tank_same_scale"  # the two detectors' Grad-CAMs on one colour scale (on by default)
 
 USER_MODEL_CHOICE = "__your_model__"
 NO_METHOD = "__none__"  # the option that stands for "no second method"

@@ -1,81 +1,29 @@
-"""Cached helpers for the Stories page: the story pictures, the demo models' answers and explanations on them,
-fresh-data scores, and the small pictures the page shows (mask overlays, Grad-CAM overlays, answer grids).
-
-Models come from `compute.registry_explainer` (shared across sessions). Batch scoring runs the shared module
-under the bundle's lock, so it never meets another session's hooks.
+"""What the Stories page draws from the demo models' answers: enlarged pictures, mask and Grad-CAM overlays,
+maps on one colour scale, the robot's answer grid and its output groups. Its cached pictures, answers and
+scores are `compute`'s (`story_*`, `*_scores`), its widget keys `state`'s.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-
 import cv2
 import numpy as np
 import plotly.graph_objects as go
-import streamlit as st
 
-from cnnvis_engine import ClassTarget, DecodedImage, Explanation, RegressionTarget, SegmentationTarget, decode_image
-from cnnvis_engine.demos import evaluation, readout
+from cnnvis_engine import Explanation
 from cnnvis_engine.demos.floor_views import DIRECTIONS, DISTANCES, ROBOT_OUTPUT_NAMES, output_index
 from cnnvis_engine.render import render_overlay
+from cnnvis_engine.stories import readout
 
 from . import compute
 
-STORIES_DIR = Path(__file__).resolve().parent.parent / "assets" / "stories"
-DEMO_WEIGHTS = "demo"
 DISPLAY_SIDE = 256  # story pictures are 64 or 96 px; shown enlarged
-# Session-state keys of the page's widgets.
-STORY = "stories_story"
-TANK_PICTURE = "stories_tank_picture"
-SALT_PICTURE = "stories_salt_picture"
-SALT_LAYER = "stories_salt_layer"
-ROBOT_PICTURE = "stories_robot_picture"
-ROBOT_GROUP = "stories_robot_group"
-ROBOT_DIRECTION = "stories_robot_direction"
-ROBOT_DISTANCE = "stories_robot_distance"
-TANK_SHARED_SCALE = "stories_tank_same_scale"  # the two detectors' Grad-CAMs on one colour scale (on by default)
 # The robot's Grad-CAM layer: at the last block (`features`) Grad-CAM is empty for this net, because the dense
 # layer after it weighs every position differently and each channel's average gradient comes out negative.
 ROBOT_LAYER = "features.2"
-TargetKey = tuple  # ("class", index) | ("segment", category) | ("outputs", indices or None)
 
 
-@dataclass(frozen=True)
-class Picture:
-    key: str
-    title: str
-    path: Path
-    truth: dict[str, Any]
-    mask_path: Path | None = None
-
-
-# ----- pictures ----------------------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False)
-def pictures(story: str) -> list[Picture]:
-    """The story's pictures in page order, from assets/stories/stories.json (written by scripts/train_demos.py)."""
-    index = json.loads((STORIES_DIR / "stories.json").read_text())
-    return [
-        Picture(e["key"], e["title"], STORIES_DIR / e["file"], e["truth"],
-                STORIES_DIR / e["mask_file"] if e.get("mask_file") else None)
-        for e in index if e["story"] == story
-    ]
-
-
-def picture(story: str, key: str) -> Picture:
-    return next(p for p in pictures(story) if p.key == key)
-
-
-@st.cache_data(show_spinner=False)
-def decoded(path: str) -> DecodedImage:
-    return decode_image(path)
-
-
-@st.cache_data(show_spinner=False)
-def true_mask(path: str) -> np.ndarray:
-    return np.asarray(decode_image(path).image)[:, :, 0] > 127
+def picture(story: str, key: str) -> compute.StoryPicture:
+    return next(p for p in compute.story_pictures(story) if p.key == key)
 
 
 def enlarge(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
@@ -83,87 +31,10 @@ def enlarge(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
     return cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST)
 
 
-def image_array(p: Picture) -> np.ndarray:
-    return np.asarray(decoded(str(p.path)).image)
+def image_array(p: compute.StoryPicture) -> np.ndarray:
+    return np.asarray(compute.story_image(str(p.path)).image)
 
 
-# ----- model answers -----------------------------------------------------------------------------------------
-def _target(key: TargetKey, names: tuple[str, ...]):
-    kind, value = key[0], key[1]
-    if kind == "class":
-        return ClassTarget(value, names[value])
-    if kind == "segment":
-        return SegmentationTarget(value, name=names[value])
-    return RegressionTarget(value, name=key[2] if len(key) > 2 else "")
-
-
-def explanation(path: str, model: str, target: TargetKey, layer: str | None = None, methods: tuple[str, ...] = ("gradcam",)) -> Explanation:
-    """A demo model's explanation of a story picture, through the dashboard's one cached path (`compute.explain`)."""
-    explainer = compute.registry_explainer(model, DEMO_WEIGHTS)
-    names, image = explainer.bundle.class_names, decoded(path)
-    return compute.explain(
-        image.sha256, f"{model}:{DEMO_WEIGHTS}", layer, _target(target, names), tuple(methods), (), lambda: explainer,
-        image, top_k=len(names),
-    )
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def probabilities(path: str, model: str) -> dict[str, float]:
-    """Every class or output's probability for a story picture, by name."""
-    explainer = compute.registry_explainer(model, DEMO_WEIGHTS)
-    names = explainer.bundle.output_names or explainer.bundle.class_names
-    return {p.name: p.probability for p in explainer.predict(decoded(path), top_k=len(names))}
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def salt_prediction(path: str) -> np.ndarray:
-    bundle = compute.registry_explainer("salt_unet", DEMO_WEIGHTS).bundle
-    return readout.segment(bundle, decoded(path).image) == 1
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def robot_answers(path: str) -> np.ndarray:
-    bundle = compute.registry_explainer("robot_perception", DEMO_WEIGHTS).bundle
-    return readout.output_probabilities(bundle, decoded(path).image)
-
-
-# ----- scores on fresh data ----------------------------------------------------------------------------------
-@st.cache_data(show_spinner=False)
-def tank_scores(count: int = 200) -> dict[str, dict[str, float]]:
-    """Each tank net's accuracy on `count` freshly drawn photos under each light rule."""
-    scores = {}
-    for model in ("tanks_shortcut", "tanks_clean"):
-        bundle = compute.registry_explainer(model, DEMO_WEIGHTS).bundle
-        with bundle.lock:
-            scores[model] = {rule: evaluation.tank_accuracy(bundle.module, rule, count=count) for rule in ("shortcut", "clean", "reversed")}
-    return scores
-
-
-@st.cache_data(show_spinner=False)
-def tank_cam_shares() -> dict[str, float]:
-    """Each tank net's mean share of Grad-CAM ("tank") inside the tank's box, over 40 fresh tank photos."""
-    return {
-        model: evaluation.tank_cam_share(compute.registry_explainer(model, DEMO_WEIGHTS).bundle).mean
-        for model in ("tanks_shortcut", "tanks_clean")
-    }
-
-
-@st.cache_data(show_spinner=False)
-def salt_scores() -> dict[str, float]:
-    bundle = compute.registry_explainer("salt_unet", DEMO_WEIGHTS).bundle
-    with bundle.lock:
-        iou = evaluation.salt_iou(bundle.module, count=100)
-    return {"iou": iou, "cam_share": evaluation.salt_cam_share(bundle, count=16).mean}
-
-
-@st.cache_data(show_spinner=False)
-def robot_scores() -> dict[str, float]:
-    bundle = compute.registry_explainer("robot_perception", DEMO_WEIGHTS).bundle
-    with bundle.lock:
-        return {**evaluation.robot_scores(bundle.module, count=200), **evaluation.robot_failures(bundle.module, count=60)}
-
-
-# ----- what the page shows -----------------------------------------------------------------------------------
 def map_share(values: np.ndarray, region: np.ndarray) -> float:
     return readout.mask_share(values, region)
 

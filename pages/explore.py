@@ -169,8 +169,7 @@ def render() -> None:
     ctx = context.current()
     st.title("What is the network looking at?")
     if not ctx.ready:
-        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.",
-                   icon=":material/cloud_off:")
+        panels.model_unavailable(ctx.model_error)
         panels.draw_grid([views.original_view(ctx.image)])
         return
     panels_area(ctx)

@@ -159,10 +159,7 @@ def render() -> None:
     ctx = context.current()
     st.title("Inside the layers")
     if not ctx.ready:
-        st.warning(
-            f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.",
-            icon=":material/cloud_off:",
-        )
+        panels.model_unavailable(ctx.model_error)
         return
     display = controls.display_settings(saliency=False, opacity=False)
     maps = feature_maps(ctx, display.colormap)

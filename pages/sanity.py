@@ -76,8 +76,7 @@ def render() -> None:
         f"[Adebayo et al. (2018)]({PAPER}) found this for guided backprop, while Grad-CAM passes."
     )
     if not ctx.ready:
-        st.warning(f"{plain(ctx.model_error)} Choose random weights or another model in the sidebar.",
-                   icon=":material/cloud_off:")
+        panels.model_unavailable(ctx.model_error)
         return
     if ctx.model.weights == "random":
         st.info("This test needs trained weights: these are random, so there is nothing learned to destroy and the "

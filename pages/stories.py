@@ -3,9 +3,7 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 
 import streamlit as st
 
-from cnnvis_ui import audit as au
-from cnnvis_ui import entry, panels, scale
-from cnnvis_ui import stories as s
+from cnnvis_ui import audit, compute, entry, panels, scale, state, stories
 from cnnvis_ui.panels import PanelView
 
 STORIES = {"tanks": "The tanks and the weather", "salt": "Finding salt", "robot": "A robot's blind spots"}
@@ -23,13 +21,13 @@ def tanks() -> None:
         "clouds, so it had learned the weather. We trained the same small network twice on drawn field scenes: once "
         "on such **biased photos**, once on **fair photos** where sun and clouds come with and without tanks alike."
     )
-    scores = s.tank_scores()
+    scores = compute.tank_scores()
     st.subheader("1 · Both detectors ace photos like the ones they learned from")
     cols = st.columns(4)
-    for col, p in zip(cols, s.pictures("tanks")):
+    for col, p in zip(cols, compute.story_pictures("tanks")):
         biased_kind = p.truth["tank"] == p.truth["sunny"]  # sunny tank or cloudy empty field
         with col:
-            show(p.key, p.title, s.enlarge(s.image_array(p)),
+            show(p.key, p.title, stories.enlarge(stories.image_array(p)),
                  "in both training sets" if biased_kind else "only in the fair training set")
     a, b = st.columns(2)
     a.metric(f"{NETS['tanks_shortcut']}, on 200 new biased photos", f"{scores['tanks_shortcut']['shortcut']:.0%}")
@@ -37,10 +35,10 @@ def tanks() -> None:
 
     st.subheader("2 · Change the weather: one of them collapses")
     st.markdown("Now tanks stand under clouds and empty fields lie in the sun. Each detector's belief that there is a tank:")
-    photos = s.pictures("tanks")
+    photos = compute.story_pictures("tanks")
     st.dataframe(
         {"Photo": [p.title for p in photos]}
-        | {title: [s.probabilities(str(p.path), model)["tank"] for p in photos] for model, title in NETS.items()},
+        | {title: [compute.story_probabilities(str(p.path), model)["tank"] for p in photos] for model, title in NETS.items()},
         column_config={n: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0) for n in NETS.values()},
         hide_index=True, key="story-tank-table",
     )
@@ -50,19 +48,19 @@ def tanks() -> None:
     c.metric("Fair detector, 200 photos with the weather reversed", f"{scores['tanks_clean']['reversed']:.0%}")
 
     st.subheader("3 · Grad-CAM shows what each one was looking at")
-    names = {p.key: p.title for p in s.pictures("tanks")}
-    key = st.segmented_control("Photo", list(names), format_func=names.get, default="tank_sunny", key=s.TANK_PICTURE, bind="query-params") or "tank_sunny"
-    p = s.picture("tanks", key)
-    shares = s.tank_cam_shares()
-    same_scale = st.toggle(scale.TOGGLE_LABEL, value=True, key=s.TANK_SHARED_SCALE, bind="query-params",
+    names = {p.key: p.title for p in compute.story_pictures("tanks")}
+    key = st.segmented_control("Photo", list(names), format_func=names.get, default="tank_sunny", key=state.TANK_PICTURE, bind="query-params") or "tank_sunny"
+    p = stories.picture("tanks", key)
+    shares = compute.tank_cam_shares()
+    same_scale = st.toggle(scale.TOGGLE_LABEL, value=True, key=state.TANK_SHARED_SCALE, bind="query-params",
                            help=scale.TOGGLE_HELP)
-    found = {model: s.explanation(str(p.path), model, ("class", 1)) for model in NETS}
+    found = {model: compute.story_explanation(str(p.path), model, ("class", 1)) for model in NETS}
     shared = scale.SharedScale.over(scale.triples(ex["gradcam"] for ex in found.values())) if same_scale else None
     cols = st.columns(2)
     for col, model in zip(cols, NETS):
         ex = found[model]
         flat = ex["gradcam"].meta.get("flat", False)
-        inside = s.map_share(ex["gradcam"].map, s.box_region(ex.image.shape[:2], p.truth["box"])) if p.truth["box"] else None
+        inside = stories.map_share(ex["gradcam"].map, stories.box_region(ex.image.shape[:2], p.truth["box"])) if p.truth["box"] else None
         caption = f"Grad-CAM for “tank” at layer {ex.layer}"
         if inside is not None and not flat:
             caption += f" · {inside:.0%} of it inside the tank's box (white)"
@@ -70,7 +68,7 @@ def tanks() -> None:
         if values is not None:
             caption += f" · {shared.caption('gradcam')}"
         with col:
-            show(f"tank-{model}", NETS[model], s.gradcam_overlay(ex, box=p.truth["box"], values=values), caption,
+            show(f"tank-{model}", NETS[model], stories.gradcam_overlay(ex, box=p.truth["box"], values=values), caption,
                  "Empty: this network found no evidence of a tank anywhere in this photo." if flat else "")
     st.markdown(
         f"Over 40 new tank photos, **{shares['tanks_clean']:.0%}** of the fair detector's Grad-CAM falls on the tank, "
@@ -89,7 +87,7 @@ def audit_step() -> None:
         "at random."
     )
     for col, model in zip(st.columns(2), NETS):
-        found = au.story_audit(model)
+        found = audit.story_audit(model)
         with col, st.container(border=True, key=f"story-audit-{model}"):
             st.markdown(f"**{NETS[model]}**")
             if not found["flagged"]:
@@ -110,28 +108,28 @@ def salt() -> None:
         "Geologists look for salt in seismic images: the rock layers show as stripes, and a salt body is where the "
         "stripes stop. The article's U-Net marks salt pixel by pixel. Ours is a small U-Net trained on drawn sections."
     )
-    names = {p.key: p.title for p in s.pictures("salt")}
-    key = st.segmented_control("Section", list(names), format_func=names.get, default="salt_1", key=s.SALT_PICTURE, bind="query-params") or "salt_1"
-    p = s.picture("salt", key)
-    image = s.image_array(p)
-    predicted = s.salt_prediction(str(p.path))
-    truth = s.true_mask(str(p.mask_path))
-    scores = s.salt_scores()
+    names = {p.key: p.title for p in compute.story_pictures("salt")}
+    key = st.segmented_control("Section", list(names), format_func=names.get, default="salt_1", key=state.SALT_PICTURE, bind="query-params") or "salt_1"
+    p = stories.picture("salt", key)
+    image = stories.image_array(p)
+    predicted = compute.salt_prediction(str(p.path))
+    truth = compute.story_mask(str(p.mask_path))
+    scores = compute.salt_scores()
     cols = st.columns(3)
     with cols[0]:
         st.markdown("**1 · A seismic section**")
-        show("salt-input", p.title, s.enlarge(image), "64×64, as the U-Net sees it")
+        show("salt-input", p.title, stories.enlarge(image), "64×64, as the U-Net sees it")
     with cols[1]:
         st.markdown("**2 · The U-Net's answer**")
-        show("salt-mask", "Predicted salt (red), true outline (yellow)", s.mask_overlay(image, predicted, truth),
-             f"Overlap with the truth (IoU) {s.iou(predicted, truth):.0%}; on 100 new sections {scores['iou']:.0%}")
+        show("salt-mask", "Predicted salt (red), true outline (yellow)", stories.mask_overlay(image, predicted, truth),
+             f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {scores['iou']:.0%}")
     with cols[2]:
         st.markdown("**3 · Grad-CAM for “salt”**")
         layers = {"decode1": "last decoder block (64×64)", "bottom": "bottleneck (16×16)"}
-        layer = st.segmented_control("Layer", list(layers), format_func=layers.get, default="decode1", key=s.SALT_LAYER, bind="query-params") or "decode1"
-        ex = s.explanation(str(p.path), "salt_unet", ("segment", 1), layer)
-        show("salt-cam", "What made these pixels salt", s.gradcam_overlay(ex),
-             f"{s.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
+        layer = st.segmented_control("Layer", list(layers), format_func=layers.get, default="decode1", key=state.SALT_LAYER, bind="query-params") or "decode1"
+        ex = compute.story_explanation(str(p.path), "salt_unet", ("segment", 1), layer)
+        show("salt-cam", "What made these pixels salt", stories.gradcam_overlay(ex),
+             f"{stories.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
              f"{scores['cam_share']:.0%} on new sections")
     st.markdown(
         "For a segmentation model the target is a region: the “salt” score summed over the pixels predicted as salt. "
@@ -145,62 +143,62 @@ def robot() -> None:
         "The article's last model gives a robot long-range obstacle perception: many yes/no outputs, one per cell of "
         "the floor ahead. Ours has 5 directions × 5 distances = 25 outputs, trained on drawn views of a tiled room."
     )
-    views = {p.key: p.title for p in s.pictures("robot")}
+    views = {p.key: p.title for p in compute.story_pictures("robot")}
     st.subheader("1 · What the robot sees, and its 25 answers")
-    key = st.segmented_control("View", list(views)[:2], format_func=views.get, default="robot_obstacles", key=s.ROBOT_PICTURE, bind="query-params") or "robot_obstacles"
-    p = s.picture("robot", key)
-    answers = s.robot_answers(str(p.path))
+    key = st.segmented_control("View", list(views)[:2], format_func=views.get, default="robot_obstacles", key=state.ROBOT_PICTURE, bind="query-params") or "robot_obstacles"
+    p = stories.picture("robot", key)
+    answers = compute.robot_answers(str(p.path))
     a, b = st.columns([2, 3])
     with a:
-        show("robot-input", p.title, s.enlarge(s.image_array(p)))
+        show("robot-input", p.title, stories.enlarge(stories.image_array(p)))
     with b:
         st.markdown("**Answers** — far at the top, near at the bottom; true obstacles outlined in green")
-        st.plotly_chart(s.answer_grid(answers, p.truth["obstacles"]), key="story-robot-grid", config={"displayModeBar": False})
+        st.plotly_chart(stories.answer_grid(answers, p.truth["obstacles"]), key="story-robot-grid", config={"displayModeBar": False})
 
     st.subheader("2 · Ask why: Grad-CAM for a group of outputs")
     st.markdown(
         "With many outputs, the target is their sum — all of them (the article's *regression=True*) or a group. "
         "**Grad-CAM** weighs each feature channel by its average gradient, so it shows what the network treats as "
-        f"obstacle evidence anywhere in the view. We take it at `{s.ROBOT_LAYER}`: at the last block it comes out "
+        f"obstacle evidence anywhere in the view. We take it at `{stories.ROBOT_LAYER}`: at the last block it comes out "
         "empty, because the dense layer after it weighs every position differently and the averages cancel. "
         "**LayerCAM** keeps the gradient at each position, so it shows which spots feed the chosen group."
     )
     groups = {"all": "All 25", "direction": "One direction", "distance": "One distance", "reported": "What it switched on"}
-    kind = st.segmented_control("Outputs", list(groups), format_func=groups.get, default="all", key=s.ROBOT_GROUP, bind="query-params") or "all"
+    kind = st.segmented_control("Outputs", list(groups), format_func=groups.get, default="all", key=state.ROBOT_GROUP, bind="query-params") or "all"
     c1, c2, _ = st.columns(3)
-    direction = c1.selectbox("Direction", s.DIRECTIONS, index=s.first_direction(p.truth["obstacles"]), key=s.ROBOT_DIRECTION, bind="query-params",
+    direction = c1.selectbox("Direction", stories.DIRECTIONS, index=stories.first_direction(p.truth["obstacles"]), key=state.ROBOT_DIRECTION, bind="query-params",
                              disabled=kind != "direction")
-    distance = c2.selectbox("Distance", s.DISTANCES, index=4, key=s.ROBOT_DISTANCE, bind="query-params", disabled=kind != "distance")
-    outputs, label = s.group_outputs(kind, direction, distance, answers)
-    ex = s.explanation(str(p.path), "robot_perception", ("outputs", outputs, label), s.ROBOT_LAYER, ("gradcam", "layercam"))
+    distance = c2.selectbox("Distance", stories.DISTANCES, index=4, key=state.ROBOT_DISTANCE, bind="query-params", disabled=kind != "distance")
+    outputs, label = stories.group_outputs(kind, direction, distance, answers)
+    ex = compute.story_explanation(str(p.path), "robot_perception", ("outputs", outputs, label), stories.ROBOT_LAYER, ("gradcam", "layercam"))
     cols = st.columns(3)
     for col, method in zip(cols, ("gradcam", "layercam")):
         with col:
             show(f"robot-{method}", f"{'Grad-CAM' if method == 'gradcam' else 'LayerCAM'} for {label}",
-                 s.gradcam_overlay(ex, method=method), f"layer {ex.layer}",
+                 stories.gradcam_overlay(ex, method=method), f"layer {ex.layer}",
                  "Empty: nothing in the view raises these outputs." if not ex[method].map.any() else "")
 
     st.subheader("3 · Where it fails")
-    scores = s.robot_scores()
+    scores = compute.robot_scores()
     left, right = st.columns(2)
-    plain, camo, shadow = (s.picture("robot", k) for k in ("robot_box", "robot_floor_coloured", "robot_shadow"))
+    plain, camo, shadow = (stories.picture("robot", k) for k in ("robot_box", "robot_floor_coloured", "robot_shadow"))
     with left:
-        show("robot_floor_coloured", camo.title, s.enlarge(s.image_array(camo)))
-        st.plotly_chart(s.answer_grid(s.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
+        show("robot_floor_coloured", camo.title, stories.enlarge(stories.image_array(camo)))
+        st.plotly_chart(stories.answer_grid(compute.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
                         key="story-robot_floor_coloured-grid", config={"displayModeBar": False})
-        cell = tuple(s.ROBOT_OUTPUT_NAMES.index(n) for n in camo.truth["obstacles"])
-        pair = [s.explanation(str(q.path), "robot_perception", ("outputs", cell, "its cell"), s.ROBOT_LAYER) for q in (plain, camo)]
-        found = s.robot_answers(str(plain.path))[cell[0]]
+        cell = tuple(stories.ROBOT_OUTPUT_NAMES.index(n) for n in camo.truth["obstacles"])
+        pair = [compute.story_explanation(str(q.path), "robot_perception", ("outputs", cell, "its cell"), stories.ROBOT_LAYER) for q in (plain, camo)]
+        found = compute.robot_answers(str(plain.path))[cell[0]]
         show("robot_floor_coloured-cam", "Grad-CAM for its cell: ordinary colour (left), floor colour (right)",
-             s.side_by_side_on_one_scale(pair),
-             f"one colour scale · layer {s.ROBOT_LAYER} · in its ordinary colour the robot sees it ({found:.0%})")
+             stories.side_by_side_on_one_scale(pair),
+             f"one colour scale · layer {stories.ROBOT_LAYER} · in its ordinary colour the robot sees it ({found:.0%})")
     with right:
-        answers = s.robot_answers(str(shadow.path))
-        show("robot_shadow", shadow.title, s.enlarge(s.image_array(shadow)))
-        st.plotly_chart(s.answer_grid(answers, shadow.truth["obstacles"], height=240), key="story-robot_shadow-grid",
+        answers = compute.robot_answers(str(shadow.path))
+        show("robot_shadow", shadow.title, stories.enlarge(stories.image_array(shadow)))
+        st.plotly_chart(stories.answer_grid(answers, shadow.truth["obstacles"], height=240), key="story-robot_shadow-grid",
                         config={"displayModeBar": False})
-        ex = s.explanation(str(shadow.path), "robot_perception", ("outputs", s.reported(answers) or None, "the outputs it switched on"), s.ROBOT_LAYER)
-        show("robot_shadow-cam", f"Grad-CAM for {ex.target.label}", s.gradcam_overlay(ex), f"layer {ex.layer}")
+        ex = compute.story_explanation(str(shadow.path), "robot_perception", ("outputs", stories.reported(answers) or None, "the outputs it switched on"), stories.ROBOT_LAYER)
+        show("robot_shadow-cam", f"Grad-CAM for {ex.target.label}", stories.gradcam_overlay(ex), f"layer {ex.layer}")
     st.markdown(
         f"On 60 new views with one obstacle, the robot finds **{scores['found_ordinary']:.0%}** of ordinary obstacles "
         f"but only **{scores['found_floor_coloured']:.0%}** of those coloured like the floor; a strong shadow alone "
@@ -212,7 +210,7 @@ def robot() -> None:
 
 def render() -> None:
     st.title("Stories: why look inside a network?")
-    story = st.segmented_control("Story", list(STORIES), format_func=STORIES.get, default="tanks", key=s.STORY, bind="query-params") or "tanks"
+    story = st.segmented_control("Story", list(STORIES), format_func=STORIES.get, default="tanks", key=state.STORY, bind="query-params") or "tanks"
     {"tanks": tanks, "salt": salt, "robot": robot}[story]()
 
 

@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cnnvis_engine.demos import evaluation  # noqa: E402
+from cnnvis_engine.stories import evaluation  # noqa: E402
 from cnnvis_engine.demos.catalog import DEMOS, STORIES_DIR, WEIGHTS_DIR  # noqa: E402
 from cnnvis_engine.demos.recipes import RECIPES, TRAIN_SEEDS, train_demo  # noqa: E402
 from cnnvis_engine.demos.story_pictures import story_pictures  # noqa: E402

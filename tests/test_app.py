@@ -123,6 +123,14 @@ def test_weights_that_cannot_be_had_offer_random_weights_explicitly():
     assert len(at.get("plotly_chart")) == 6
 
 
+@pytest.mark.parametrize("page", [EXPLORE, LAYERS, SANITY])
+def test_every_page_says_the_same_when_the_model_cannot_be_had(page):
+    at = app(page, **{state.MODEL: "resnet50", state.WEIGHTS: "pretrained"})
+    assert not at.exception
+    warnings = [w.value for w in at.warning if w.value.endswith("Choose random weights or another model in the sidebar.")]
+    assert len(warnings) == 1 and "resnet50" in warnings[0], [w.value for w in at.warning]
+
+
 def test_changing_the_model_resets_layer_and_target():
     at = app()
     at.session_state[state.LAYER] = "blocks.5"

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from cnnvis_engine import Explainer, RegressionTarget, SegmentationTarget, list_models, load_model
-from cnnvis_engine.demos import evaluation
+from cnnvis_engine.stories import evaluation
 from cnnvis_engine.demos.catalog import DEMOS
 from cnnvis_engine.demos.floor_views import ROBOT_OUTPUT_NAMES, output_index
 from cnnvis_engine.demos.recipes import train_demo

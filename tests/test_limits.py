@@ -213,7 +213,7 @@ def test_a_non_finite_input_is_refused_before_anything_is_traced_or_cached(bad):
     with pytest.raises(ImageError) as caught:
         explainer.explain_batch(x, methods=["cam", "gradcam"])
     sentence(caught.value, "image 1", "NaN or infinite")
-    assert not explainer._traces and not explainer._passes
+    assert not explainer._recorder._traces and not explainer._passes
     good = explainer.explain(decode_image(synthetic_image(2, (8, 8))), methods=["cam", "gradcam"])
     assert good["cam"].applicable and good["gradcam"].applicable, good["cam"].reason
     again = explainer.explain_batch(torch.randn(2, 3, *TINY_SIZE), methods=["cam"])
@@ -235,7 +235,7 @@ def test_a_model_with_non_finite_output_does_not_poison_the_trace_cache():
     explainer = Explainer(make_tiny_bundle(module))
     module.poison = True
     explainer.explain(decode_image(synthetic_image(4, (8, 8))), methods=["cam"])
-    assert not explainer._traces
+    assert not explainer._recorder._traces
     module.poison = False
     assert explainer.explain(decode_image(synthetic_image(5, (8, 8))), methods=["cam"])["cam"].applicable
 

@@ -347,3 +347,27 @@ def test_files_over_the_limit_are_refused_before_reading() -> None:
         load_model_file(b"\0" * (3 * 2**20), "big.pt", max_bytes=2**20)
     with pytest.raises(ModelFileError, match=r"is 2 MB; the limit is 1 MB"):
         load_model_file(b"\0" * (2**20 + 1), "big.pt", max_bytes=2**20)
+
+
+# ----- the one way to run a model ----------------------------------------------------------------------------
+class _Pair(torch.nn.Module):
+    """Returns a tuple, and fails on a 5-pixel-wide input."""
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if x.shape[-1] == 5:
+            raise RuntimeError("width five\nsecond line")
+        return x.mean(dim=(2, 3)), x
+
+
+def test_run_takes_the_first_output_and_words_a_failure() -> None:
+    from cnnvis_engine.demos.training import predict_batches
+
+    bundle = ModelBundle("pair", _Pair(), ())
+    assert bundle.run(torch.ones(2, 3, 4, 4)).shape == (2, 3)
+    with pytest.raises(ModelError, match=r"^The model pair failed on a test picture: width five\. Try again\.$"):
+        bundle.run(torch.ones(1, 3, 4, 5), failed_on="a test picture", hint=". Try again.")
+    with pytest.raises(ModelError, match=r"^The model pair failed on this image: width five$"):
+        bundle.run(torch.ones(1, 3, 4, 5))
+    assert predict_batches(bundle, torch.ones(5, 3, 4, 4), batch_size=2).shape == (5, 3)
+    with pytest.raises(ModelError, match=r"^The model _Pair failed on a batch of 2 pictures: width five$"):
+        predict_batches(_Pair(), torch.ones(2, 3, 4, 5))

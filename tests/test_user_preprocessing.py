@@ -14,7 +14,7 @@ from torch import nn
 
 from cnnvis_engine import Explainer, ModelBundle, ModelFileError
 from cnnvis_engine.faithfulness import evaluate_map
-from cnnvis_engine.featurevis import passes
+from cnnvis_engine.featurevis import model_pass as passes
 from cnnvis_engine.models import Normalization, load_model_file
 from cnnvis_engine.models.preprocessing import UNIT_SCALING, resolve_preprocessing
 from cnnvis_engine.render import render_overlay, render_rgb
@@ -70,7 +70,7 @@ def test_grayscale_input_is_the_luma_pil_computes() -> None:
     gray = np.asarray(image.convert("L"), dtype=np.float64) / 255
     assert display.shape == (40, 50, 3)  # the picture stays RGB for the overlays
     assert tuple(x.shape) == (1, 40, 50) and np.abs(x[0].numpy() - (gray - 0.5) / 0.25).max() < 1e-5
-    shown = bundle.deprocess(x)
+    shown = bundle.normalization.invert(x)
     assert shown.shape == (40, 50, 3) and (shown[..., 0] == shown[..., 2]).all()
     assert np.array_equal(shown[..., 0], np.asarray(image.convert("L")))
 

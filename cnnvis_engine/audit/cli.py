@@ -43,7 +43,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_audit(args: argparse.Namespace) -> int:
-    from ..cli import _progress
+    from ..cli import Progress
     from .analysis import audit
     from .dataset import read_image_set
     from .report import write_audit
@@ -54,7 +54,7 @@ def run_audit(args: argparse.Namespace) -> int:
     if args.engine == "local":
         bundle.module.to(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     count = len(read_image_set(args.images))  # for the progress bar; audit() reads the set again (cheap)
-    with _progress(count) as advance:
+    with Progress(count) as advance:
         shown = [0]
 
         def progress(done: int, total: int) -> None:

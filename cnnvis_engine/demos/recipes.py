@@ -1,7 +1,7 @@
 """How each demo model is trained: its data, loss and schedule. `train_demo(name)` returns the trained module.
 
-Training data come from fixed seeds (`TRAIN_SEEDS`); held-out evaluation (`evaluation.py`) and the story
-pictures use other seeds, so every number reported is measured on scenes the model never saw.
+Training data come from fixed seeds (`TRAIN_SEEDS`); held-out evaluation (`cnnvis_engine.stories.evaluation`)
+and the story pictures use other seeds, so every number reported is measured on scenes the model never saw.
 """
 
 from __future__ import annotations

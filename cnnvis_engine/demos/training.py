@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.bundle import ModelBundle
+
 Augment = Callable[[torch.Tensor, torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -91,6 +93,10 @@ def flip_images_and_masks(x: torch.Tensor, y: torch.Tensor, generator: torch.Gen
 
 
 @torch.no_grad()
-def predict_batches(model: nn.Module, inputs: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
-    """The model's outputs for all `inputs`, in eval mode, without gradients."""
-    return torch.cat([model(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)])
+def predict_batches(model: nn.Module | ModelBundle, inputs: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+    """The model's outputs for all `inputs` (N, 3, H, W), `batch_size` at a time, without gradients, through
+    `ModelBundle.run` (a shared bundle's lock held per batch). A bare module, one being trained or checked
+    that no one else holds, runs as an unshared bundle of its own."""
+    bundle = model if isinstance(model, ModelBundle) else ModelBundle(type(model).__name__, model, ())
+    batches = inputs.split(batch_size)
+    return torch.cat([bundle.run(batch, failed_on=f"a batch of {len(batch)} pictures", fast=False) for batch in batches])

@@ -13,7 +13,7 @@ from .objectives import (
 )
 from .optimize import channel_count, evaluate, render_channels, visualize
 from .param import FourierImage
-from .passes import Cancelled, FeatureVisResult, FeatureVisSettings
+from .results import Cancelled, FeatureVisResult, FeatureVisSettings
 from .transforms import TransformSettings
 
 __all__ = [

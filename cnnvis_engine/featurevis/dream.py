@@ -20,7 +20,8 @@ from PIL import Image
 from ..errors import MethodError
 from ..models.bundle import ModelBundle
 from . import objectives as obj
-from .passes import Cancelled, check_layers, forward, from_uint8, to_model_input, to_uint8
+from .model_pass import check_layers, forward, from_uint8, to_model_input, to_uint8
+from .results import Cancelled
 
 MIN_OCTAVE_SIDE = 16
 

@@ -29,10 +29,9 @@ import torch
 from ..errors import MethodError
 from ..models.bundle import ModelBundle
 from . import objectives as obj
+from .model_pass import check_layers, forward, from_uint8, to_model_input, to_uint8
 from .param import FourierImage
-from .passes import (
-    Cancelled, FeatureVisResult, FeatureVisSettings, check_layers, forward, from_uint8, to_model_input, to_uint8,
-)
+from .results import Cancelled, FeatureVisResult, FeatureVisSettings
 from .transforms import TransformSettings, random_view
 
 REDIRECT_STEPS = 16

@@ -10,7 +10,7 @@ import torch
 
 from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, gradient_rgb, normalize, register_method, upsample
 from .gradients import SATURATED_END
-from .passes import batch_size, chunks, forward, item_scores, noisy_items, seeded_noise
+from .extra_passes import batch_size, chunks, item_scores, noisy_items, seeded_noise
 
 # Bounds on the work of one call. Gauss-Legendre nodes cost O(steps³) to compute (1024: 0.1 s, 20000: ~30 min)
 # and each step is a forward and backward pass; SmoothGrad draws all its noise up front: 256 samples of a
@@ -64,15 +64,15 @@ class IntegratedGradients(Method):
             path = baseline[owners] + alphas[step].view(-1, 1, 1, 1) * (x - baseline)[owners]
             with torch.enable_grad():
                 path.requires_grad_(True)
-                output, _ = forward(inputs, path)
+                output, _ = inputs.forward(path)
                 weighted = item_scores(inputs, output, chunk // steps) * weights[step]
                 (grad,) = torch.autograd.grad(weighted.sum(), path)
             total.index_add_(0, owners, grad)
         raw = (x - baseline) * total
         with torch.no_grad():  # the baseline is one constant picture for all images: one pass scores it
-            at_baseline, _ = forward(inputs, baseline[:1])
+            at_baseline, _ = inputs.forward(baseline[:1])
             at_baseline = inputs.scores(at_baseline.expand(len(x), *at_baseline.shape[1:]))
-            at_x = inputs.scores(inputs.output) if inputs.output is not None else inputs.scores(forward(inputs, x)[0])
+            at_x = inputs.scores(inputs.output) if inputs.output is not None else inputs.scores(inputs.forward(x)[0])
         delta = raw.flatten(1).sum(dim=1) - (at_x - at_baseline)
         return MethodOutput(
             map=normalize(raw.sum(dim=1).abs()), raw=raw, rgb=gradient_rgb(raw),
@@ -112,7 +112,7 @@ class SmoothGrad(Method):
             noisy, owners = noisy_items(inputs, epsilon, sigma, chunk)
             with torch.enable_grad():
                 noisy.requires_grad_(True)
-                output, _ = forward(inputs, noisy)
+                output, _ = inputs.forward(noisy)
                 (grad,) = torch.autograd.grad(item_scores(inputs, output, owners).sum(), noisy)
             total.index_add_(0, owners.to(total.device), grad.abs())
         raw = total / samples
@@ -146,7 +146,7 @@ class SmoothGradCAM(Method):
         for chunk in chunks(len(inputs.x) * samples, batch_size(inputs, grad=True)):
             noisy, owners = noisy_items(inputs, epsilon, sigma, chunk)
             with torch.enable_grad():
-                output, activation = forward(inputs, noisy.requires_grad_(True), layer=inputs.layer)
+                output, activation = inputs.forward(noisy.requires_grad_(True), layer=inputs.layer)
                 (grad,) = torch.autograd.grad(item_scores(inputs, output, owners).sum(), activation)
             cams = torch.relu(torch.einsum("nc,nchw->nhw", grad.mean(dim=(2, 3)), activation.detach()))
             if total is None:

@@ -98,7 +98,8 @@ class MethodInputs:
     guided_input_gradient: torch.Tensor | None = None  # (N, 3, H, W) with guided ReLUs
     cam_weights: torch.Tensor | None = None  # (N, C): the Linear's weights for each sample's target
     cam_bias: torch.Tensor | None = None  # (N,)
-    # For extra passes: forward(x (M, 3, H, W), layer=None) -> (output, the layer's output or None)
+    # For extra passes: forward(x (M, 3, H, W), layer=None) -> (output, the layer's output or None); a model failure
+    # there is a ModelError that says what may help (`recording.extra_pass`)
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)

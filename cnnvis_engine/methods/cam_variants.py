@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from .base import Method, MethodInputs, MethodOutput, MethodResult, normalize, register_method, upsample
-from .passes import batch_size, chunks, forward, item_scores
+from .extra_passes import batch_size, chunks, item_scores
 
 
 def weighted_map(weights: torch.Tensor, activation: torch.Tensor) -> torch.Tensor:
@@ -94,7 +94,7 @@ class ScoreCAM(Method):
         active = a.flatten(2).abs().amax(dim=2) > 0
         items = torch.nonzero(active.flatten()).flatten().cpu()  # sample-major (image, channel) pairs
         with torch.no_grad():
-            zero_output, _ = forward(inputs, torch.zeros_like(x[:1]))
+            zero_output, _ = inputs.forward(torch.zeros_like(x[:1]))
             scores = item_scores(inputs, zero_output.expand(n, *zero_output.shape[1:]), torch.arange(n))
             scores = scores[:, None].repeat(1, c).flatten()
             for chunk in chunks(len(items), batch_size(inputs, grad=False)):
@@ -102,7 +102,7 @@ class ScoreCAM(Method):
                 maps = a.flatten(0, 1)[index][:, None]
                 up = F.interpolate(maps, size=inputs.input_size, mode="bilinear", align_corners=True)
                 low, high = up.amin(dim=(2, 3), keepdim=True), up.amax(dim=(2, 3), keepdim=True)
-                output, _ = forward(inputs, x[index // c] * ((up - low) / (high - low + 1e-8)))
+                output, _ = inputs.forward(x[index // c] * ((up - low) / (high - low + 1e-8)))
                 scores[index] = item_scores(inputs, output, items[chunk] // c)
         return cam_output(weighted_map(torch.softmax(scores.view(n, c), dim=1), a), inputs)
 

@@ -6,7 +6,7 @@ import torch
 
 from ..errors import MethodError
 from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, normalize, register_method
-from .passes import batch_size, chunks, forward, item_scores
+from .extra_passes import batch_size, chunks, item_scores
 
 MAX_POSITIONS = 4096  # occlusion windows per image, each a forward pass: 64 × 64 (window 1 on 224 px is 50,176)
 
@@ -66,13 +66,13 @@ class Occlusion(Method):
         per_image = len(rows) * len(cols)
         drops = x.new_zeros(len(x) * per_image)
         with torch.no_grad():
-            output, _ = forward(inputs, x)
+            output, _ = inputs.forward(x)
             base = inputs.scores(output)
             for chunk in chunks(len(drops), batch_size(inputs, grad=False)):
                 owners = chunk // per_image
                 r, c = ((chunk % per_image) // len(cols)).to(x.device), (chunk % len(cols)).to(x.device)
                 mask = (rows[r][:, :, None] & cols[c][:, None, :])[:, None].to(x.dtype)
-                output, _ = forward(inputs, x[owners.to(x.device)] * (1 - mask) + baseline * mask)
+                output, _ = inputs.forward(x[owners.to(x.device)] * (1 - mask) + baseline * mask)
                 drops[chunk.to(x.device)] = base[owners.to(x.device)] - item_scores(inputs, output, owners)
         rows, cols = rows.to(x.dtype), cols.to(x.dtype)
         total = torch.einsum("nij,iy,jx->nyx", drops.view(len(x), len(rows), len(cols)), rows, cols)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import EngineError, ModelError
+
 TaskKind = Literal["classification", "segmentation", "regression"]
 WeightsSource = Literal["pretrained", "random", "embedded", "file", "demo"]
 
@@ -125,15 +127,23 @@ class ModelBundle:
         display = self.resize(image)
         return display, self.normalization.apply(display)
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's output (its first, for a tuple) for a batch in `fast_layout`, under the lock (no other
-        thread's hooks fire); attached to a graph when the caller has gradients on."""
-        with self.lock:
-            output = self.module(fast_layout(x))
-        return output[0] if isinstance(output, (tuple, list)) else output
+    def run(self, x: torch.Tensor, *, failed_on: str = "this image", hint: str = "", fast: bool = True) -> torch.Tensor:
+        """The model's output for a batch x (N, C, H, W): the one way every pass runs the model.
 
-    def deprocess(self, x: torch.Tensor) -> np.ndarray:
-        return self.normalization.invert(x)
+        Under the lock (no other thread's hooks fire; a caller that records layers opens `hooks.capture`
+        inside the same lock), in `fast_layout` unless `fast` is False, attached to a graph when the caller
+        has gradients on; the first output of a model that returns a tuple. A failure of the model itself
+        becomes a ModelError, "The model <name> failed on <failed_on>: <its first line><hint>" (an
+        EngineError, from a hook or a contained model, passes as it is)."""
+        with self.lock:
+            try:
+                output = self.module(fast_layout(x) if fast else x)
+            except EngineError:
+                raise
+            except Exception as error:  # the model itself failed on this input
+                first_line = (str(error).splitlines() or [type(error).__name__])[0]
+                raise ModelError(f"The model {self.name} failed on {failed_on}: {first_line}{hint}") from error
+        return output[0] if isinstance(output, (tuple, list)) else output
 
     @property
     def channels(self) -> int:

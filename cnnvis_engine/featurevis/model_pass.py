@@ -1,70 +1,23 @@
-"""One forward pass of a shared model with some layers' true outputs, and the results' plain types.
+"""The model's side of an optimisation step: pictures in [0, 1] to the model's input and back, the layers
+checked by name, and one forward pass of a shared model with some layers' true outputs.
 
-Models are shared between threads, so every forward pass that may meet hooks holds `bundle.lock`; an
-optimisation takes the lock for each step's forward pass only, never for the whole run, so other users of
-the model wait at most one forward pass. The backward pass needs no lock: it runs no module hooks.
+Models are shared between threads, so every forward pass that may meet hooks holds `bundle.lock`
+(`ModelBundle.run`, with `capture` inside the same lock); an optimisation takes the lock for each step's
+forward pass only, never for the whole run, so other users of the model wait at most one forward pass. The
+backward pass needs no lock: it runs no module hooks.
 """
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Collection
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ..errors import EngineError, LayerError, MethodError, ModelError
+from ..errors import LayerError, MethodError
 from ..hooks import capture
 from ..models.bundle import ModelBundle, Normalization
-from .transforms import TransformSettings
-
-
-class Cancelled(EngineError):
-    """The caller's `cancel()` said stop. `partial` holds what was made so far (a FeatureVisResult with
-    `cancelled=True`, or DeepDream's uint8 image); the model is as it was."""
-
-    def __init__(self, message: str, partial: object = None) -> None:
-        super().__init__(message)
-        self.partial = partial
-
-
-@dataclass(frozen=True)
-class FeatureVisSettings:
-    """Everything that determines a feature visualisation (with the model's weights): a cache key."""
-
-    model: str
-    objective: str
-    size: tuple[int, int]  # (height, width)
-    steps: int
-    lr: float
-    seed: int
-    batch: int = 1  # images optimised together (a gallery renders its channels as one batch)
-    diversity: float = 0.0
-    transforms: TransformSettings = field(default_factory=TransformSettings)
-
-
-@dataclass(frozen=True)
-class FeatureVisResult:
-    """`images`: (N, H, W, 3) uint8. `history`: (steps_done, N) float32, the objective on each step's random
-    view. `scores`: (N,) the objective (without any diversity term) on the final uint8 images, unjittered."""
-
-    images: np.ndarray
-    history: np.ndarray
-    scores: np.ndarray
-    settings: FeatureVisSettings
-    steps_done: int
-    cancelled: bool = False
-
-    @property
-    def image(self) -> np.ndarray:
-        """The first image, (H, W, 3) uint8."""
-        return self.images[0]
-
-    @property
-    def objective_values(self) -> list[float]:
-        """Per step, the objective averaged over the batch."""
-        return [float(v) for v in self.history.mean(axis=1)] if self.history.size else []
 
 
 def to_model_input(rgb: torch.Tensor, normalization: Normalization) -> torch.Tensor:
@@ -110,16 +63,9 @@ def forward(
     with `redirect_relus`, the ReLUs of this pass let a dead channel's gradient through (`hooks.capture`).
     Holds the bundle's lock for the pass; hooks exist only inside it."""
     wanted = frozenset(layers)
-    with bundle.lock:
-        try:
-            with capture(bundle.module, clone_outputs=wanted, only=wanted, redirect_relus=redirect_relus) as record:
-                output = bundle.module(x)
-        except EngineError:
-            raise
-        except Exception as error:  # the model itself failed on this input
-            first_line = (str(error).splitlines() or [type(error).__name__])[0]
-            size = f"{x.shape[-2]}×{x.shape[-1]}"
-            raise ModelError(f"The model {bundle.name} failed on a {size} image: {first_line}") from error
+    size = f"{x.shape[-2]}×{x.shape[-1]}"
+    with bundle.lock, capture(bundle.module, clone_outputs=wanted, only=wanted, redirect_relus=redirect_relus) as record:
+        output = bundle.run(x, failed_on=f"a {size} image", fast=False)
     calls = record.by_name()
     activations = {}
     for layer in wanted:
@@ -131,6 +77,4 @@ def forward(
         if value is None:
             raise LayerError(f"The layer '{layer}' does not output a tensor, so it cannot be visualised.")
         activations[layer] = value
-    if isinstance(output, (tuple, list)):
-        output = output[0]
     return output, activations

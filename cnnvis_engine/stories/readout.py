@@ -1,7 +1,7 @@
 """A demo model's whole answer for one picture — the salt mask, every obstacle output — for the Stories page.
 
-The forward pass holds the bundle's lock, so it never runs while an explanation has hooks on the same
-shared module.
+The forward pass is `ModelBundle.run`'s: it holds the bundle's lock, so it never runs while an explanation has
+hooks on the same shared module.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from ..models.bundle import ModelBundle
 
 def _outputs(bundle: ModelBundle, image: Image.Image) -> torch.Tensor:
     _, x = bundle.prepare(image)
-    with bundle.lock, torch.no_grad():
-        return bundle.module(x[None].to(bundle.device))[0].cpu()
+    with torch.no_grad():
+        return bundle.run(x[None].to(bundle.device), failed_on="this image")[0].cpu()
 
 
 def segment(bundle: ModelBundle, image: Image.Image) -> np.ndarray:

@@ -15,10 +15,10 @@ from torch import nn
 from ..explainer import Explainer
 from ..models.bundle import ModelBundle
 from ..targets import ClassTarget, SegmentationTarget
-from .floor_views import draw_floor_view, floor_dataset
-from .seismic_sections import salt_dataset
-from .tank_scenes import TankDataset, tank_dataset
-from .training import predict_batches, to_inputs
+from ..demos.floor_views import draw_floor_view, floor_dataset
+from ..demos.seismic_sections import salt_dataset
+from ..demos.tank_scenes import TankDataset, tank_dataset
+from ..demos.training import predict_batches, to_inputs
 
 HELD_OUT_SEEDS = {"tanks": 2001, "tanks_cam": 2002, "salt": 2003, "salt_cam": 2004, "robot": 2005, "robot_failures": 2006}
 
@@ -32,10 +32,10 @@ class CamShare:
     count: int
 
 
-def tank_accuracy(module: nn.Module, light: str, *, count: int = 400, seed: int = HELD_OUT_SEEDS["tanks"]) -> float:
+def tank_accuracy(model: nn.Module | ModelBundle, light: str, *, count: int = 400, seed: int = HELD_OUT_SEEDS["tanks"]) -> float:
     """Accuracy on `count` fresh scenes whose light follows `light` ("shortcut", "clean" or "reversed")."""
     data = tank_dataset(count, seed, light=light)
-    predicted = predict_batches(module, to_inputs(data.images)).argmax(dim=1).numpy()
+    predicted = predict_batches(model, to_inputs(data.images)).argmax(dim=1).numpy()
     return float((predicted == data.labels).mean())
 
 
@@ -58,10 +58,10 @@ def tank_cam_share(
     return CamShare(float(np.mean(shares)), flat, len(shares))
 
 
-def salt_iou(module: nn.Module, *, count: int = 300, seed: int = HELD_OUT_SEEDS["salt"]) -> float:
+def salt_iou(model: nn.Module | ModelBundle, *, count: int = 300, seed: int = HELD_OUT_SEEDS["salt"]) -> float:
     """Intersection over union of predicted and true salt pixels, pooled over `count` fresh sections."""
     data = salt_dataset(count, seed)
-    predicted = predict_batches(module, to_inputs(data.images)).argmax(dim=1).numpy() == 1
+    predicted = predict_batches(model, to_inputs(data.images)).argmax(dim=1).numpy() == 1
     truth = data.masks == 1
     return float((predicted & truth).sum() / max((predicted | truth).sum(), 1))
 
@@ -70,7 +70,7 @@ def salt_cam_share(bundle: ModelBundle, *, count: int = 40, seed: int = HELD_OUT
     """Mean share of the "salt" Grad-CAM mass inside the predicted salt mask, over sections that show salt."""
     data = salt_dataset(count, seed)
     with torch.no_grad():
-        predicted = predict_batches(bundle.module, to_inputs(data.images)).argmax(dim=1).numpy() == 1
+        predicted = predict_batches(bundle, to_inputs(data.images)).argmax(dim=1).numpy() == 1
     keep = [i for i in range(count) if predicted[i].any()]
     explanations = Explainer(bundle).explain_batch(
         [Image.fromarray(data.images[i]) for i in keep], targets=SegmentationTarget(1, name="salt"),
@@ -84,11 +84,11 @@ def salt_cam_share(bundle: ModelBundle, *, count: int = 40, seed: int = HELD_OUT
     return CamShare(float(np.mean(shares)), flat, len(shares))
 
 
-def robot_scores(module: nn.Module, *, count: int = 400, seed: int = HELD_OUT_SEEDS["robot"]) -> dict[str, float]:
+def robot_scores(model: nn.Module | ModelBundle, *, count: int = 400, seed: int = HELD_OUT_SEEDS["robot"]) -> dict[str, float]:
     """Per-output accuracy (mean and worst output), precision, recall and the share of views with every
     output right, on `count` fresh views; an output says "obstacle" when its sigmoid exceeds 0.5."""
     data = floor_dataset(count, seed)
-    predicted = (predict_batches(module, to_inputs(data.images)) > 0).numpy()
+    predicted = (predict_batches(model, to_inputs(data.images)) > 0).numpy()
     truth = data.labels > 0.5
     right = predicted == truth
     hits = (predicted & truth).sum()
@@ -102,12 +102,12 @@ def robot_scores(module: nn.Module, *, count: int = 400, seed: int = HELD_OUT_SE
     }
 
 
-def robot_failures(module: nn.Module, *, count: int = 100, seed: int = HELD_OUT_SEEDS["robot_failures"]) -> dict[str, float]:
+def robot_failures(model: nn.Module | ModelBundle, *, count: int = 100, seed: int = HELD_OUT_SEEDS["robot_failures"]) -> dict[str, float]:
     """The article's two failure cases on fresh views: how often one obstacle is found when it is coloured
     like the floor (vs an ordinary colour), and how many obstacles a strong shadow alone conjures up."""
     def run(**kind: object) -> tuple[np.ndarray, np.ndarray]:
         views = [draw_floor_view(np.random.default_rng([seed, i]), **kind) for i in range(count)]
-        out = predict_batches(module, to_inputs(np.stack([v.image for v in views]))).numpy() > 0
+        out = predict_batches(model, to_inputs(np.stack([v.image for v in views]))).numpy() > 0
         return out, np.stack([v.labels for v in views]) > 0.5
 
     found, truth = run(obstacles=1)

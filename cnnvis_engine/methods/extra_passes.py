@@ -12,7 +12,6 @@ from collections.abc import Iterator
 
 import torch
 
-from ..errors import EngineError, MethodError, ModelError
 from .base import MethodInputs
 from .base import read_option as option
 
@@ -25,22 +24,6 @@ def batch_size(inputs: MethodInputs, grad: bool) -> int:
     gpu = inputs.x.device.type == "cuda"
     default = (128 if gpu else 16) if grad else (256 if gpu else 64)
     return option(inputs, "internal_batch_size", default, high=MAX_INTERNAL_BATCH)
-
-
-def forward(
-    inputs: MethodInputs, x: torch.Tensor, layer: str | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """`inputs.forward` for a batch of perturbed inputs; a model failure (out of memory, say) becomes a ModelError."""
-    try:
-        return inputs.forward(x, layer=layer)
-    except EngineError:
-        raise
-    except Exception as error:
-        first_line = (str(error).splitlines() or [type(error).__name__])[0]
-        raise ModelError(
-            f"The model failed on a batch of {len(x)} altered pictures: {first_line}. "
-            "A smaller internal_batch_size may help."
-        ) from error
 
 
 def chunks(total: int, size: int) -> Iterator[torch.Tensor]:
