@@ -24,16 +24,14 @@ from PIL import Image
 
 from .audit.cli import add_parser as add_audit_parser
 from .errors import EngineError, ImageError
-from .explainer import Explanation, Explainer
+from .explainer import Explainer, Explanation
 from .faithfulness import Faithfulness, evaluate_maps
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
 from .models import ModelBundle, list_models, load_model, load_model_file
 from .models.python_models import is_python_spec
-from .render import draw
-from .report import (
-    ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png, result_panel,
-)
+from .render import draw, result_panel
+from .report import ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
 
 SCORED = "gradcam"  # the method whose map the index scores
 COLUMNS = (

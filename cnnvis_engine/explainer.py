@@ -26,14 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .arguments import check_top_k, method_names
 from .errors import ImageError, TargetError
+from .inputs import ImageSource, check_tensor, check_top_k, decode, from_images, from_tensor, method_names
 from .methods import METHODS, MethodInputs, MethodResult
-from .model_inputs import ImageSource, check_tensor, decode, from_images, from_tensor
 from .models.bundle import ModelBundle
-from .predictions import Prediction, top_predictions
 from .recording import RecordedPass, Recorder, extra_pass
-from .targets import Target, resolve_target
+from .targets import Prediction, Target, resolve_target, top_predictions
 from .tracing import LayerInfo, Trace
 
 # The article's seven methods: what `explain` computes unless told otherwise.

@@ -4,6 +4,7 @@ way every caller draws a method's result."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -108,3 +109,23 @@ def draw_map(method: str, values: np.ndarray, image: np.ndarray, colormap: str =
     if METHODS[method].drawing in ("heatmap", "rgb"):
         return render_heatmap(stretched(values), colormap)
     return render_overlay(image, values, colormap, opacity)
+
+
+@dataclass(frozen=True)
+class ReportPanel:
+    """One square of the report: a picture as shown on screen, or the reason there is none."""
+
+    title: str  # "Grad-CAM"
+    picture: np.ndarray | None  # (H, W, 3) uint8; None when the method does not apply here
+    caption: str = ""  # one line under the picture: "layer4 · tabby (class 281)"
+    note: str = ""  # shown instead of the picture when there is none (why the method does not apply)
+
+
+def result_panel(result: MethodResult, image: np.ndarray, target: str, colormap: str, opacity: float) -> ReportPanel:
+    """A method's result as a panel: its title, the picture `render.draw` makes and the caption its class writes
+    (or why it does not apply). The dashboard's panels and the CLI's reports are both made from this."""
+    method = METHODS[result.method]
+    title = method.panel_title or method.title
+    if not result.applicable:
+        return ReportPanel(title, None, note=result.reason)
+    return ReportPanel(title, draw(result, image, colormap, opacity), caption=method.caption(result, target))

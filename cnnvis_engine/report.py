@@ -15,15 +15,14 @@ import math
 import platform
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import EngineError
-from .methods import METHODS, MethodResult
-from .render import draw
+from .render import ReportPanel
 
 VERSION_PACKAGES = ("cnnvis", "torch", "torchvision", "timm", "numpy", "pillow", "opencv-python-headless", "streamlit")
 
@@ -32,16 +31,6 @@ _INK = (38, 39, 48)
 _MUTED = (110, 112, 122)
 _EMPTY = (240, 242, 246)
 _RULE = (214, 217, 224)
-
-
-@dataclass(frozen=True)
-class ReportPanel:
-    """One square of the report: a picture as shown on screen, or the reason there is none."""
-
-    title: str  # "Grad-CAM"
-    picture: np.ndarray | None  # (H, W, 3) uint8; None when the method does not apply here
-    caption: str = ""  # one line under the picture: "layer4 · tabby (class 281)"
-    note: str = ""  # shown instead of the picture when there is none (why the method does not apply)
 
 
 @dataclass(frozen=True)
@@ -55,7 +44,7 @@ class ReportStamp:
     image: str = ""  # which picture: a sample's title or an upload's file name
     settings: Mapping[str, str] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
-    created: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    created: datetime = field(default_factory=lambda: datetime.now(UTC))
     title: str = "cnnvis report"
 
     def rows(self) -> list[tuple[str, str]]:
@@ -121,16 +110,6 @@ def render_report_png(panels: Sequence[ReportPanel], stamp: ReportStamp, *, colu
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
-
-
-def result_panel(result: MethodResult, image: np.ndarray, target: str, colormap: str, opacity: float) -> ReportPanel:
-    """A method's result as a panel: its title, the picture `render.draw` makes and the caption its class writes
-    (or why it does not apply). The dashboard's panels and the CLI's reports are both made from this."""
-    method = METHODS[result.method]
-    title = method.panel_title or method.title
-    if not result.applicable:
-        return ReportPanel(title, None, note=result.reason)
-    return ReportPanel(title, draw(result, image, colormap, opacity), caption=method.caption(result, target))
 
 
 def render_panel_png(panel: ReportPanel, *, pad: int = 12) -> bytes:

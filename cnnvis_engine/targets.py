@@ -3,16 +3,22 @@
 The idea is pytorch-grad-cam's (`utils/model_targets.py`): a target is a callable, so one method serves
 classification (a logit), segmentation (a class's score over a region) and regression (one output, a group,
 or all of them).
+
+What the model predicts comes with them (`top_predictions`): its top classes, outputs or segments with their
+probabilities, the top one being the target when none is given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import torch
 
 from .errors import TargetError
+
+if TYPE_CHECKING:
+    from .models.bundle import ModelBundle
 
 
 @runtime_checkable
@@ -135,3 +141,31 @@ def resolve_target(target: int | Target | None, output: torch.Tensor, task: str,
         return SegmentationTarget(category, name=class_names[category] if category < len(class_names) else "")
     top = int(output[0].argmax())
     return ClassTarget(top, name=class_names[top] if top < len(class_names) else "")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    index: int
+    name: str
+    probability: float  # softmax for classes, sigmoid for regression outputs, pixel share for segments
+
+
+def top_predictions(bundle: ModelBundle, output: torch.Tensor, top_k: int) -> list[tuple[Prediction, ...]]:
+    """Top-k per image: softmax for classes, sigmoid per output for regression, pixel share per segment."""
+    names = bundle.output_names or bundle.class_names
+    if bundle.task == "segmentation":
+        classes = max(output.shape[1], 2)
+        labels = output.argmax(dim=1) if output.shape[1] > 1 else (output[:, 0] > 0).long()
+        scores = torch.nn.functional.one_hot(labels.flatten(1), classes).float().mean(dim=1)
+    elif bundle.task == "regression":
+        scores = torch.sigmoid(output.flatten(1).float())
+    else:
+        scores = torch.softmax(output.flatten(1).float(), dim=1)
+    values, indices = scores.topk(min(top_k, scores.shape[1]), dim=1)
+    return [
+        tuple(
+            Prediction(i, names[i] if i < len(names) else f"class {i}", v)
+            for v, i in zip(row_values, row_indices)
+        )
+        for row_values, row_indices in zip(values.tolist(), indices.tolist())
+    ]

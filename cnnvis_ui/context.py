@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import dataclasses
-from functools import partial
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
 
-from . import compute, deployment, state
+from . import compute, state, uploads
 from .compute import ModelRef
 
 
@@ -130,7 +130,7 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
         return compute.file_explainer(
             model.file_key, user["filename"], user["architecture"], user["data"], user["labels"],
             preprocessing=user.get("preprocessing"),
-            allow_torchscript=deployment.server_allows_torchscript(),
+            allow_torchscript=uploads.server_allows_torchscript(),
         )
     problem = compute.weights_problem(model.name, model.weights)
     if problem:

@@ -24,7 +24,12 @@ from PIL import Image
 from cnnvis_engine import METHODS
 from cnnvis_engine.render import render_heatmap
 from cnnvis_engine.report import (
-    ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png,
+    ReportPanel,
+    ReportStamp,
+    library_versions,
+    render_panel_png,
+    render_report_html,
+    render_report_png,
 )
 
 from .text import plain
@@ -258,17 +263,21 @@ def report_panels(views: Sequence[PanelView]) -> list[ReportPanel]:
     return [ReportPanel(v.title, v.picture, caption=v.caption, note=v.note if v.picture is None else "") for v in views]
 
 
+def _stamped(stamp: ReportStamp) -> ReportStamp:
+    """The stamp with the library versions, looked up only when a report is made."""
+    return dataclasses.replace(stamp, versions=stamp.versions or library_versions())
+
+
 def _report_png(views: Sequence[PanelView], stamp: ReportStamp) -> bytes:
-    return render_report_png(report_panels(views), stamp)
+    return render_report_png(report_panels(views), _stamped(stamp))
 
 
 def _report_html(views: Sequence[PanelView], stamp: ReportStamp) -> bytes:
-    return render_report_html(report_panels(views), stamp).encode("utf-8")
+    return render_report_html(report_panels(views), _stamped(stamp)).encode("utf-8")
 
 
 def report_buttons(views: Sequence[PanelView], stamp: ReportStamp, *, file_stem: str) -> None:
     """Two downloads of the current panel set, built only when clicked."""
-    stamp = dataclasses.replace(stamp, versions=stamp.versions or library_versions())
     with st.container(horizontal=True, key="report-buttons"):
         st.download_button(
             "Report as PNG", data=partial(_report_png, list(views), stamp), file_name=f"{file_stem}-report.png",

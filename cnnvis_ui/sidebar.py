@@ -13,7 +13,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 
-from . import compute, context, deployment, narrow, share, state, views, words
+from . import compute, context, share, state, text, uploads, views
 from .context import Context
 from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
@@ -51,7 +51,7 @@ def render() -> Context | None:
         return None
     state.init()
     share.where_things_are()
-    narrow.menu_button()  # at phone width: a button that opens this sidebar
+    share.menu_button()  # at phone width: a button that opens this sidebar
     with st.sidebar:
         with st.spinner("Loading the model…"):
             ctx = context.current()
@@ -153,7 +153,7 @@ def _own_model_form() -> None:
             "{0: 'tench, Tinca tinca', 1: 'goldfish', ...}.",
         )
         _preprocessing_controls()
-        if not deployment.server_allows_torchscript():
+        if not uploads.server_allows_torchscript():
             st.caption(TORCHSCRIPT_OFF_NOTE)
         st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
         if error:
@@ -236,7 +236,7 @@ def _layer_section(ctx: Context) -> None:
     shown = [layer for layer in table.spatial
              if everything or not layer.passes_through or layer.name in (chosen, default)]
     by_name = {layer.name: layer for layer in table.spatial}
-    labels = {layer.name: words.layer_label(layer) for layer in shown}
+    labels = {layer.name: text.layer_label(layer) for layer in shown}
     options = [state.AUTO, *labels]
     current = by_name.get(chosen or default)
     st.selectbox(
@@ -245,7 +245,7 @@ def _layer_section(ctx: Context) -> None:
         on_change=state.commit, args=(state.LAYER,), filter_mode="contains",
         help="The layers the picture passes through, in order, that give a map per channel. Type part of a name "
         "(`blocks.3.`) or a kind (`convolution`) to search."
-        + (f"\n\n{words.layer_detail(current)}" if current else ""),
+        + (f"\n\n{text.layer_detail(current)}" if current else ""),
     )
     hidden = len(table.spatial) - len(shown)
     st.toggle(
@@ -285,7 +285,7 @@ def _target_section(ctx: Context) -> None:
         "Class" if ctx.explainer.bundle.task != "regression" else "Output",
         options,
         key=state.seed(state.TARGET, options),
-        format_func=lambda i: automatic if i < 0 else words.class_name(names, i),
+        format_func=lambda i: automatic if i < 0 else text.class_name(names, i),
         on_change=state.commit,
         args=(state.TARGET,),
         help="Type to search the names.",

@@ -20,7 +20,7 @@ import streamlit as st
 
 from cnnvis_engine import EngineError
 
-from . import compute, deployment, uploads
+from . import compute, uploads
 from .text import clean
 
 # Shared choices (sidebar).
@@ -458,7 +458,7 @@ def load_user_model() -> None:
         key += ":" + compute.sha256(repr(preprocessing).encode())
     try:
         compute.file_explainer(key, file.name, architecture, data, labels_data, preprocessing,
-                               deployment.server_allows_torchscript())
+                               uploads.server_allows_torchscript())
     except EngineError as error:
         st.session_state[USER_MODEL_ERROR] = str(error)
         return

@@ -1,4 +1,6 @@
-"""Upload limits the server keeps, not only the browser.
+"""What the server accepts from visitors: upload limits it keeps, not only the browser, and whether it takes a
+TorchScript upload at all (a program: only on a server on loopback, a person's own machine, unless the operator
+of an exposed server turns it on).
 
 Streamlit 1.67's upload route (`PUT /_stcore/upload_file/<session>/<file id>`) checks one thing: the body is at
 most `server.maxUploadSize`. A widget's `max_upload_size` is enforced by the browser alone, and the route keeps
@@ -15,12 +17,14 @@ whatever it is sent, under any file id, until the session shuts down (which for 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import streamlit as st
 from streamlit import runtime
 
 from .text import clean
@@ -181,3 +185,35 @@ def _session_id() -> str | None:
 
     ctx = get_script_run_ctx()
     return ctx.session_id if ctx is not None else None
+
+
+# ----- TorchScript on this deployment ------------------------------------------------------------------------
+ALLOW_TORCHSCRIPT = "CNNVIS_ALLOW_TORCHSCRIPT"  # "1": accept TorchScript uploads anyway; "0": never
+
+
+def is_loopback(address: str | None) -> bool:
+    """127.x, ::1 and localhost. None or "" means every interface (Streamlit's default without our config)."""
+    if not address:
+        return False
+    if address.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:  # a host name: it resolves to who knows what
+        return False
+
+
+def torchscript_allowed(address: str | None, environ: Mapping[str, str] = os.environ) -> bool:
+    """TorchScript uploads: CNNVIS_ALLOW_TORCHSCRIPT=1 or =0 decides when set (=0 is for a loopback server behind a
+    reverse proxy, which is exposed though its address is not); unset, on for loopback only."""
+    choice = environ.get(ALLOW_TORCHSCRIPT, "").strip().lower()
+    if choice in ("1", "true", "yes", "on"):
+        return True
+    if choice in ("0", "false", "no", "off"):
+        return False
+    return is_loopback(address)
+
+
+def server_allows_torchscript() -> bool:
+    """For this server (its `server.address` option)."""
+    return torchscript_allowed(st.get_option("server.address"))

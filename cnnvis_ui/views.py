@@ -14,12 +14,11 @@ import numpy as np
 from cnnvis_engine import METHODS, EngineError, Explanation, MethodResult
 from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.methods.gradients import SATURATED_END  # noqa: F401  (the colour bar end tests read)
-from cnnvis_engine.render import GAP, draw_map, grid_columns
-from cnnvis_engine.report import ReportStamp, result_panel
+from cnnvis_engine.render import GAP, draw_map, grid_columns, result_panel
+from cnnvis_engine.report import ReportStamp
 
 from .context import Context, LoadedImage
 from .panels import Legend, PanelView, map_hover, tile_hover
-
 
 
 def input_view(picture: np.ndarray, title: str, notes: tuple[str, ...] = ()) -> PanelView:

@@ -8,10 +8,9 @@ import streamlit as st
 
 from cnnvis_engine import EngineError, MethodResult
 from cnnvis_engine.render import render_grid
-from cnnvis_ui import compute, context, controls, entry, panels, state, views, words
+from cnnvis_ui import compute, context, controls, entry, panels, state, text, views
 from cnnvis_ui.compute import ModelRef, model_spec
 from cnnvis_ui.panels import PanelView
-from cnnvis_ui.text import plain
 
 CHANNEL_COUNTS = [4, 8, 16, 32, 64]
 # The gallery: the first 8 channels shown, 64 px, 64 steps (bench/featurevis_bench.py's gallery case). Measured
@@ -99,7 +98,7 @@ def gallery_view(layer: str, channels: Sequence[int], results: Sequence[compute.
 def kernels(ctx: context.Context, colormap: str) -> None:
     st.subheader("Kernels")
     table = ctx.layer_table()
-    labels = {layer.name: words.layer_label(layer) for layer in table.convolutions}
+    labels = {layer.name: text.layer_label(layer) for layer in table.convolutions}
     names = [state.AUTO, *labels]
     first = table.defaults["kernels"]
     st.selectbox(

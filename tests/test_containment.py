@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from containment_cases import (
     Allocates,
     IgnoresItsInput,
@@ -33,13 +32,14 @@ from containment_cases import (
     zip_bomb,
 )
 from hardening_cases import SmallNet, torch_saved, torchscript
+from PIL import Image
 
 from cnnvis_engine import Explainer, ModelError, ModelFileError
 from cnnvis_engine.models import load_model, load_model_file, user_files
 from cnnvis_engine.models.contained import ContainedModel, Limits, Worker
 from cnnvis_engine.models.torchscript_check import check_torchscript
 from cnnvis_engine.models.user_files import TORCHSCRIPT_OFF
-from cnnvis_ui.deployment import is_loopback, torchscript_allowed
+from cnnvis_ui.uploads import is_loopback, torchscript_allowed
 
 pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
               pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants:UserWarning")]

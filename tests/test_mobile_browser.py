@@ -7,7 +7,8 @@ import pytest
 from conftest import dashboard_server
 from test_browser import ARTIFACTS, settle, summary
 
-from cnnvis_ui import narrow, state
+from cnnvis_ui import share as narrow
+from cnnvis_ui import state
 
 pytestmark = pytest.mark.browser
 PHONE = {"width": 420, "height": 900}

@@ -1,10 +1,10 @@
-"""Plain words: readable layer kinds, pass-through layers, classes without names (cnnvis_ui/words.py)."""
+"""Plain words: readable layer kinds, pass-through layers, classes without names (cnnvis_ui/text.py)."""
 
 from __future__ import annotations
 
 from cnnvis_engine import LayerInfo
 from cnnvis_engine.targets import ClassTarget
-from cnnvis_ui import words
+from cnnvis_ui import text as words
 
 
 def layer(name: str, kind: str, shape=(16, 7, 7), calls: int = 1) -> LayerInfo:
