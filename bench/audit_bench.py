@@ -167,7 +167,7 @@ def main() -> None:
         print(f"    audit, local engine   {rate:8.1f} pictures/s")
         print(f"    torchcam loop         {peer:8.1f} pictures/s   audit / torchcam = {rate / peer:.2f}x")
         if args.ray:
-            distributed = ray_engine(bundle.__class__(**{**_fields(bundle)}), image_set, args.batch_size, args.size,
+            distributed = ray_engine(bundle.__class__(**_fields(bundle)), image_set, args.batch_size, args.size,
                                      args.workers)
             print(f"    audit, Ray local mode {distributed:6.1f} pictures/s   Ray / local = {distributed / rate:.2f}x "
                   f"({args.workers} actors, 1 thread each)")

@@ -128,7 +128,7 @@ def time_redraws(page: Page, repeats: int) -> list[float]:
         before = pictures(page, HEAT_PANELS)
         start = []
         choose(
-            page, "_w_colormap", COLORMAPS[i % len(COLORMAPS)], before_click=lambda: start.append(time.perf_counter())
+            page, "_w_colormap", COLORMAPS[i % len(COLORMAPS)], before_click=lambda start=start: start.append(time.perf_counter())
         )
         times.append(wait_changed(page, before) - start[0])
         settle(page)

@@ -28,7 +28,7 @@ from PIL import Image
 from cnnvis_engine import METHODS, EngineError, Explainer, decode_image
 from cnnvis_engine.audit import Audit, AuditError, Cluster, ImageSet, audit, read_image_set
 from cnnvis_engine.audit.describe import describe, verdict
-from cnnvis_engine.audit.report import picture_rows, PICTURE_COLUMNS
+from cnnvis_engine.audit.report import PICTURE_COLUMNS, picture_rows
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
 from cnnvis_engine.render import render_heatmap, render_overlay
 

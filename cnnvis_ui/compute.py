@@ -47,10 +47,9 @@ from cnnvis_engine import (
     sample_path,
 )
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
-from cnnvis_engine.models import MODELS, ModelBundle, Normalization, find_spec, zoo_names
-from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
-from cnnvis_engine.models import weights_on_disk
+from cnnvis_engine.models import MODELS, ModelBundle, Normalization, find_spec, weights_on_disk, zoo_names
+from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 from cnnvis_engine.stories import evaluation, readout
 

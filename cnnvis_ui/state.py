@@ -343,8 +343,8 @@ def _check_model(written: str | None) -> list[str]:
             st.session_state[MODEL], st.session_state[WEIGHTS] = USER_MODEL_CHOICE, "file"
             return []
         _default_model()
-        return ["the link's model is a file uploaded in another session: upload it again under "
-                "\"Use your own model\""]
+        return [("the link's model is a file uploaded in another session: upload it again under "
+                 "\"Use your own model\"")]
     spec = compute.model_spec(name)
     if spec is None:
         _default_model()

@@ -53,7 +53,7 @@ def gradcam_overlay(ex: Explanation, opacity: float = 0.5, box: list[int] | None
     picture = enlarge(render_overlay(ex.image, ex[method].map if values is None else values, "jet", opacity))
     if box is not None:
         scale = DISPLAY_SIDE / ex.image.shape[1]
-        x0, y0, x1, y1 = (int(round(v * scale)) for v in box)
+        x0, y0, x1, y1 = (round(v * scale) for v in box)
         cv2.rectangle(picture, (x0, y0), (x1 - 1, y1 - 1), (255, 255, 255), 2)
     return picture
 

@@ -33,8 +33,8 @@ IMAGE_MB = 50  # the image uploader (cnnvis_engine.images.MAX_FILE_BYTES is the 
 MODEL_MB = 500  # the model uploader; also server.maxUploadSize, the route's own cap
 LABELS_MB = 10  # the class-names uploader
 # The reaper's times; a deployment (or a test) may change them through the environment.
-ORPHAN_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_ORPHAN_SECONDS", 60))  # unclaimed by any widget this long: dropped
-GONE_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_GONE_SECONDS", 30))  # a session disconnected this long: its files
+ORPHAN_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_ORPHAN_SECONDS", "60"))  # unclaimed by any widget this long: dropped
+GONE_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_GONE_SECONDS", "30"))  # a session disconnected this long: its files
 SWEEP_SECONDS = min(5.0, ORPHAN_SECONDS / 4, GONE_SECONDS / 4)  # how often it looks when nothing is uploaded
 UNCLAIMED_BYTES = (MODEL_MB + IMAGE_MB + LABELS_MB) * 2**20  # per session, what all three widgets may hold at once
 
@@ -122,7 +122,7 @@ class Reaper:
         while not self._stop.wait(SWEEP_SECONDS):
             try:
                 self.sweep()
-            except Exception:  # noqa: BLE001 - the sweeper must outlive any one odd state; the next sweep retries
+            except Exception:  # noqa: BLE001, S112 - the sweeper must outlive any one odd state; the next sweep retries
                 continue
 
     def sweep(self) -> tuple[int, int]:

@@ -26,12 +26,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cnnvis_engine.stories import evaluation  # noqa: E402
-from cnnvis_engine.demos.catalog import DEMOS, STORIES_DIR, WEIGHTS_DIR  # noqa: E402
-from cnnvis_engine.demos.recipes import RECIPES, TRAIN_SEEDS, train_demo  # noqa: E402
-from cnnvis_engine.demos.story_pictures import story_pictures  # noqa: E402
-from cnnvis_engine.demos.training import TrainLog  # noqa: E402
-from cnnvis_engine.models.demos import demo_bundle  # noqa: E402
+from cnnvis_engine.demos.catalog import DEMOS, STORIES_DIR, WEIGHTS_DIR
+from cnnvis_engine.demos.recipes import RECIPES, TRAIN_SEEDS, train_demo
+from cnnvis_engine.demos.story_pictures import story_pictures
+from cnnvis_engine.demos.training import TrainLog
+from cnnvis_engine.models.demos import demo_bundle
+from cnnvis_engine.stories import evaluation
 
 ARCHITECTURES = {
     "tanks_shortcut": "TankNet: four 3×3 conv–BatchNorm–ReLU blocks (16, 32, 64, 64 channels; max-pooling halves the size "
@@ -107,7 +107,7 @@ Took {log.seconds:.0f} s wall clock and {log.cpu_seconds:.0f} s of CPU time on {
 ({platform.processor() or platform.machine()}, torch {torch.__version__}; on a shared machine the wall clock grows with the load).
 
 ## Held-out results
-Measured on freshly generated scenes (seeds {sorted(set(evaluation.HELD_OUT_SEEDS.values()))[0]}+, never used in training):
+Measured on freshly generated scenes (seeds {min(set(evaluation.HELD_OUT_SEEDS.values()))}+, never used in training):
 
 | measure | value |
 |---|---|

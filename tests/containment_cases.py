@@ -10,7 +10,6 @@ import io
 import struct
 import zipfile
 import zlib
-from typing import Tuple
 
 import torch
 from torch import nn
@@ -43,11 +42,11 @@ class SavesAFileOnLoad(nn.Module):
         return x.mean((2, 3)) @ self.weight.t()
 
     @torch.jit.export
-    def __getstate__(self) -> Tuple[str, torch.Tensor, bool]:
+    def __getstate__(self) -> tuple[str, torch.Tensor, bool]:
         return (self.path, self.weight, self.training)
 
     @torch.jit.export
-    def __setstate__(self, state: Tuple[str, torch.Tensor, bool]) -> None:
+    def __setstate__(self, state: tuple[str, torch.Tensor, bool]) -> None:
         self.path = state[0]
         self.weight = state[1]
         self.training = state[2]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, dashboard_server
@@ -78,7 +79,7 @@ def test_audit_page_runs_selects_and_exports(browser, server):
 
         with page.expect_download() as download:
             page.locator(".st-key-audit-export button").click()
-        rows = list(csv.DictReader(io.StringIO(open(download.value.path(), encoding="utf-8").read())))
+        rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text(encoding="utf-8"))))
         assert rows and {"path", "class", "cluster", "suspicion", "sentence"} <= set(rows[0])
         assert all(r["path"].endswith(".png") for r in rows)
     finally:

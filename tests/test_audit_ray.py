@@ -7,8 +7,8 @@ import pytest
 
 ray = pytest.importorskip("ray")  # a guard only: scripts/test.sh installs requirements-ray.txt, so CI runs this
 
-from cnnvis_engine.audit import audit  # noqa: E402
-from cnnvis_engine.demos.marked_shapes import shape_set, train_shape_model, write_shape_folder  # noqa: E402
+from cnnvis_engine.audit import audit
+from cnnvis_engine.demos.marked_shapes import shape_set, train_shape_model, write_shape_folder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

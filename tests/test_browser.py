@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, dashboard_server
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
@@ -56,7 +57,7 @@ def settle(page, panels: int = 0) -> None:
     """Wait for the rerun an interaction started (if any) to finish and for `panels` plotly figures to draw."""
     try:
         page.wait_for_selector(RUNNING, timeout=1500)
-    except Exception:  # the rerun was quicker than we could see it, or none was started
+    except PlaywrightTimeout:  # the rerun was quicker than we could see it, or none was started
         pass
     page.wait_for_selector(IDLE, timeout=90_000)
     if panels:

@@ -11,18 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import leaves_model_untouched
 from PIL import Image
 
 from cnnvis_engine import Explainer, RegressionTarget, SegmentationTarget, list_models, load_model
-from cnnvis_engine.stories import evaluation
 from cnnvis_engine.demos.catalog import DEMOS
 from cnnvis_engine.demos.floor_views import ROBOT_OUTPUT_NAMES, output_index
 from cnnvis_engine.demos.recipes import train_demo
 from cnnvis_engine.demos.seismic_sections import draw_salt_section
 from cnnvis_engine.demos.tank_scenes import tank_dataset
 from cnnvis_engine.models import ModelBundle
-
-from conftest import leaves_model_untouched
+from cnnvis_engine.stories import evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = ("tanks_shortcut", "tanks_clean", "salt_unet", "robot_perception")

@@ -41,7 +41,7 @@ def test_an_exposed_server_refuses_torchscript_says_so_and_takes_a_state_dict(ex
     at.button(key="load-user-model").click().run()
     assert not at.exception
     assert at.session_state[state.USER_MODEL_ERROR] == TORCHSCRIPT_OFF
-    assert TORCHSCRIPT_OFF in [error.value for error in at.sidebar.error][0].replace("\\", "")
+    assert TORCHSCRIPT_OFF in next(error.value for error in at.sidebar.error).replace("\\", "")
     assert at.session_state[state.MODEL] != state.USER_MODEL_CHOICE
 
     weights = torch_saved(load_model("regnet_y_400mf", "random").module.state_dict())

@@ -12,14 +12,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from cnnvis_engine.errors import EngineError, LayerError, MethodError, ModelError, TargetError
-from cnnvis_engine.explainer import ARTICLE_METHODS, Explainer
-from cnnvis_engine.hooks import count_hooks, model_state
-from cnnvis_engine.images import decode_image
-from cnnvis_engine.models import ModelBundle
-from cnnvis_engine.targets import ClassTarget, RegressionTarget
 from conftest import (
     TINY_CLASSES,
     TINY_SIZE,
@@ -29,6 +21,14 @@ from conftest import (
     make_tiny_module,
     synthetic_image,
 )
+from torch import nn
+
+from cnnvis_engine.errors import EngineError, LayerError, MethodError, ModelError, TargetError
+from cnnvis_engine.explainer import ARTICLE_METHODS, Explainer
+from cnnvis_engine.hooks import count_hooks, model_state
+from cnnvis_engine.images import decode_image
+from cnnvis_engine.models import ModelBundle
+from cnnvis_engine.targets import ClassTarget, RegressionTarget
 
 
 def sentence(error: BaseException) -> str:
@@ -239,14 +239,14 @@ def test_errors_leave_no_hook_and_no_state_change(resnet18, cat):
     module = resnet18.module
     explainer = Explainer(resnet18)
     cases = [
-        (LayerError, dict(layer="layer9", methods=["gradcam"]), "layer9"),
-        (LayerError, dict(layers={"feature_maps": "nope"}, methods=["feature_maps"]), "nope"),
-        (TargetError, dict(target=1000, methods=["gradcam"]), "1000"),
-        (TargetError, dict(target=-3, methods=["saliency"]), "-3"),
-        (TargetError, dict(target=True, methods=["gradcam"]), "True"),
-        (TargetError, dict(target="tabby", methods=["cam"]), "str"),
-        (TargetError, dict(target=ClassTarget(5000), methods=["guided_backprop"]), "5000"),
-        (MethodError, dict(methods=["gradcam", "lime"]), "lime"),
+        (LayerError, {"layer": "layer9", "methods": ["gradcam"]}, "layer9"),
+        (LayerError, {"layers": {"feature_maps": "nope"}, "methods": ["feature_maps"]}, "nope"),
+        (TargetError, {"target": 1000, "methods": ["gradcam"]}, "1000"),
+        (TargetError, {"target": -3, "methods": ["saliency"]}, "-3"),
+        (TargetError, {"target": True, "methods": ["gradcam"]}, "True"),
+        (TargetError, {"target": "tabby", "methods": ["cam"]}, "str"),
+        (TargetError, {"target": ClassTarget(5000), "methods": ["guided_backprop"]}, "5000"),
+        (MethodError, {"methods": ["gradcam", "lime"]}, "lime"),
     ]
     for error, kwargs, mentioned in cases:
         with leaves_model_untouched(module), pytest.raises(error) as info:

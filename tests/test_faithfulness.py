@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import leaves_model_untouched, synthetic_image
 from torch import nn
 
 from cnnvis_engine.errors import EngineError, MethodError
 from cnnvis_engine.faithfulness import area_under_curve, curves, evaluate_map, evaluate_maps, gaussian_blur
-from conftest import leaves_model_untouched, synthetic_image
 
 
 def sigmoid(v: float) -> float:

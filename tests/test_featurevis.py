@@ -35,8 +35,8 @@ from cnnvis_engine.featurevis import (
     squared_norm,
     visualize,
 )
-from cnnvis_engine.featurevis.param import COLOR_CORRELATION_NORMALIZED, FourierImage, spectrum_scale
 from cnnvis_engine.featurevis.model_pass import forward, from_uint8, to_model_input
+from cnnvis_engine.featurevis.param import COLOR_CORRELATION_NORMALIZED, FourierImage, spectrum_scale
 from cnnvis_engine.featurevis.transforms import apply_affine, random_affine
 from cnnvis_engine.models import ModelBundle, load_model
 from cnnvis_engine.samples import sample_path

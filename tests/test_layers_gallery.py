@@ -105,7 +105,7 @@ def test_the_gallery_draws_one_tile_per_channel_of_the_feature_maps(renders):
 def test_the_gallery_follows_the_layer_and_the_channel_count(renders):
     at = show_gallery(layers_page(**{state.LAYER: "blocks.5", state.FM_CHANNELS: 4}))
     assert not at.exception
-    [(layer, channels, results)] = renders
+    [(layer, channels, _results)] = renders
     assert layer == "blocks.5" and len(channels) == 4
     picture = gallery_picture(at)
     assert picture.shape == (TILE, 4 * TILE + 3 * GAP, 3)

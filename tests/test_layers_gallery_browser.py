@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, dashboard_server
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
@@ -39,7 +40,7 @@ def page(browser, server):
 def settle(page) -> None:
     try:
         page.wait_for_selector(RUNNING, timeout=1500)
-    except Exception:  # the rerun was quicker than we could see it, or none was started
+    except PlaywrightTimeout:  # the rerun was quicker than we could see it, or none was started
         pass
     page.wait_for_selector(IDLE, timeout=120_000)
     page.wait_for_timeout(400)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, TINY_SIZE, make_tiny_bundle, make_tiny_module, synthetic_image
 from PIL import Image
 
 from cnnvis_engine import explainer as explainer_module
@@ -31,7 +32,6 @@ from cnnvis_engine.explainer import BATCH_CHUNK, MAX_BATCH, Explainer
 from cnnvis_engine.images import MAX_FILE_BYTES, MAX_FRAMES_COUNTED, decode_image
 from cnnvis_engine.methods.attributions import MAX_SAMPLES, MAX_STEPS
 from cnnvis_engine.methods.perturbation import MAX_POSITIONS
-from conftest import ROOT, TINY_SIZE, make_tiny_bundle, make_tiny_module, synthetic_image
 
 FIGURES = ROOT / "test-artifacts" / "limits"
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -144,7 +144,7 @@ def test_uploads_no_widget_claims_and_those_of_a_closed_tab_are_freed(server, br
     before = session.runs()
     session.upload("_w_image_uploader", png(tmp_path / "mine.png"))  # a real, claimed upload
     session.settle(since=before)
-    base, claimed = seen["url"].rsplit("/", 1)
+    base, _claimed = seen["url"].rsplit("/", 1)
     figures: dict[str, object] = {"rss_start_mb": round(rss_mb(process)), "stored_start_mb": round(stored_mb(url), 2)}
 
     orphan = bytes(100 * MB)

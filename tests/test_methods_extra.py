@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import IntegratedGradients, LayerGradCam, NoiseTunnel, Occlusion, Saliency
+from conftest import leaves_model_untouched, make_tiny_bundle, make_tiny_module, synthetic_image
 from pytorch_grad_cam import EigenCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
@@ -28,7 +29,6 @@ from cnnvis_engine.errors import EngineError, MethodError, ModelError
 from cnnvis_engine.explainer import Explainer
 from cnnvis_engine.hooks import capture
 from cnnvis_engine.models import Normalization, load_model
-from conftest import leaves_model_untouched, make_tiny_bundle, make_tiny_module, synthetic_image
 
 NEW_METHODS = (
     "gradcam++", "xgradcam", "layercam", "scorecam", "eigencam",

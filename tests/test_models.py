@@ -236,7 +236,7 @@ def test_torchscript_round_trips() -> None:
 
 
 def test_labels_name_the_outputs_and_stay_plain_text() -> None:
-    labels = "cat\n\n<b>dog</b>\r\n<script>alert(1)</script>\n  fish & chips \nbird\n".encode()
+    labels = b"cat\n\n<b>dog</b>\r\n<script>alert(1)</script>\n  fish & chips \nbird\n"
     bundle = load_model_file(torchscript(TinyNet()), "tiny.pt", labels=labels)
     assert bundle.class_names == ("cat", "<b>dog</b>", "<script>alert(1)</script>", "fish & chips", "bird")
 

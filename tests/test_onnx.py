@@ -8,11 +8,17 @@ import pytest
 import torch
 
 from cnnvis_engine import Explainer, ModelBundle, ModelFileError
-from cnnvis_engine.models import load_model_file
-from cnnvis_engine.models import onnx_files
+from cnnvis_engine.models import load_model_file, onnx_files
 from tests.conftest import leaves_model_untouched, synthetic_image
 from tests.onnx_cases import (
-    CLASSES, ChannelsLast, declared_huge, export, external_data, small_cnn, two_inputs, unsupported_op,
+    CLASSES,
+    ChannelsLast,
+    declared_huge,
+    export,
+    external_data,
+    small_cnn,
+    two_inputs,
+    unsupported_op,
 )
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

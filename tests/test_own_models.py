@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerGradCam
+from conftest import leaves_model_untouched, synthetic_image
 from torch import nn
 
 from cnnvis_engine import METHODS, Explainer, ModelError, ModelFileError
 from cnnvis_engine.models import find_spec, list_models, load_model, offer_model, withdraw_model, wrap_module, zoo_names
 from cnnvis_engine.models.zoo import looks_like_cnn
-from conftest import leaves_model_untouched, synthetic_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

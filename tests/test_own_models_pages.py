@@ -8,11 +8,11 @@ import io
 import pytest
 import torch
 from streamlit.testing.v1 import AppTest
+from test_app import COMPARE, SANITY, TinyNet, step_captions
 from torch import nn
 
 from cnnvis_engine.models import offer_model, withdraw_model, wrap_module
 from cnnvis_ui import state
-from test_app import COMPARE, SANITY, TinyNet, step_captions
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 

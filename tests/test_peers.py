@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import GuidedBackprop, LayerGradCam, Saliency
+from conftest import leaves_model_untouched
 from pytorch_grad_cam import GradCAM as PgcGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchcam.methods import CAM as TorchcamCAM
@@ -27,7 +28,6 @@ from torchcam.methods import GradCAM as TorchcamGradCAM
 
 from cnnvis_engine.explainer import Explainer
 from cnnvis_engine.models import ModelBundle, load_model
-from conftest import leaves_model_untouched
 
 # (model, the other layer); the default layer is whatever the engine picks
 GRADCAM_CASES = {

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import make_tiny_bundle, make_tiny_module
 
 from cnnvis_engine.errors import EngineError
 from cnnvis_engine.explainer import Explainer
 from cnnvis_engine.render import colormap_names, render_grid, render_heatmap, render_overlay, render_rgb
-from conftest import make_tiny_bundle, make_tiny_module
 
 RAMP = np.linspace(0, 1, 20 * 30, dtype=np.float32).reshape(20, 30)
 IMAGE = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -36,7 +36,7 @@ def stamp() -> ReportStamp:
         image="Chelsea the cat",
         settings={"Colormap": "jet", "Overlay opacity": "0.50"},
         versions={"python": "3.11", "torch": "2.x"},
-        created=datetime(2025, 1, 2, 3, 4, tzinfo=timezone.utc),
+        created=datetime(2025, 1, 2, 3, 4, tzinfo=UTC),
     )
 
 

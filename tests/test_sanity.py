@@ -10,12 +10,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import leaves_model_untouched, synthetic_image
 from scipy.stats import spearmanr
 
 from cnnvis_engine.errors import LayerError, MethodError
 from cnnvis_engine.models import load_model
 from cnnvis_engine.sanity import randomisation_layers, randomisation_test, spearman
-from conftest import leaves_model_untouched, synthetic_image
 
 
 def test_spearman_equals_scipy_with_ties_and_is_zero_for_a_flat_map():

@@ -13,8 +13,8 @@ from conftest import synthetic_image
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from cnnvis_engine import Explainer, ModelBundle, decode_image
 from cnnvis_engine import METHODS as REGISTRY
+from cnnvis_engine import Explainer, ModelBundle, decode_image
 from cnnvis_engine.render import render_rgb
 from cnnvis_engine.sanity import randomisation_test
 from cnnvis_ui import scale, state, views

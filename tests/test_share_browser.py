@@ -10,7 +10,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from conftest import ROOT, dashboard_server
+from conftest import dashboard_server
 from test_browser import ARTIFACTS, choose, go_to, settle, summary
 
 pytestmark = pytest.mark.browser

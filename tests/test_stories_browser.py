@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import ROOT, dashboard_server
 from PIL import Image
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +53,7 @@ def snapshot(page, name: str) -> None:
 def settle(page, figures: int = 0) -> None:
     try:
         page.wait_for_selector(RUNNING, timeout=1500)
-    except Exception:  # the rerun was quicker than we could see it, or none was started
+    except PlaywrightTimeout:  # the rerun was quicker than we could see it, or none was started
         pass
     page.wait_for_selector(IDLE, timeout=300_000)
     if figures:

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY_CLASSES, TINY_SIZE, leaves_model_untouched, make_tiny_bundle, synthetic_image
 from torch import nn
 
 from cnnvis_engine.errors import LayerError
 from cnnvis_engine.explainer import Explainer
 from cnnvis_engine.models import ModelBundle
-from conftest import TINY_CLASSES, TINY_SIZE, leaves_model_untouched, make_tiny_bundle, synthetic_image
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,7 @@ def audit(
         for i in range(n)
     ]
     wanted = set(classes) if classes is not None else None
-    if wanted is not None and not wanted & set(g for g in group_of if g is not None):
+    if wanted is not None and not wanted & {g for g in group_of if g is not None}:
         raise AuditError(f"None of the classes {', '.join(sorted(wanted))} occurs among the pictures.")
     found_clusters: list[Cluster] = []
     views: dict[str, ClassView] = {}

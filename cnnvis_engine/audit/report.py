@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..images import decode_image
 from ..errors import ImageError
+from ..images import decode_image
 from ..render import render_heatmap, render_overlay
 from .analysis import Audit, Cluster
 from .describe import describe, verdict
@@ -113,7 +113,7 @@ def read_maps(path: Path) -> np.ndarray:
 
     column = pq.read_table(path, columns=["map"]).column("map").combine_chunks()
     width = column.type.list_size
-    size = int(round(width ** 0.5))
+    size = round(width ** 0.5)
     return np.asarray(column.values.to_numpy(zero_copy_only=False), np.float16).reshape(-1, size, size)
 
 

@@ -111,7 +111,7 @@ def _room(rng: np.random.Generator, big: int, focal: float, horizon: float) -> t
     base = np.array(_FLOORS[rng.integers(0, len(_FLOORS))], np.float32) * rng.uniform(0.85, 1.1)
     wall = np.array([rng.uniform(170, 235), rng.uniform(165, 230), rng.uniform(150, 225)], np.float32)
     canvas = np.empty((big, big, 3), np.float32)
-    top = int(math.ceil(horizon))
+    top = math.ceil(horizon)
     canvas[:top] = wall * np.linspace(0.9, 1.0, top)[:, None, None]
     v = np.arange(top, big)[:, None] + 0.5 - horizon
     u = np.arange(big)[None, :] + 0.5 - big / 2
@@ -180,7 +180,7 @@ def _overlap(a: tuple, b: tuple) -> bool:
 def _draw(canvas: np.ndarray, o: Obstacle, big: int, focal: float, horizon: float) -> None:
     colour = np.array(o.colour, np.float32)
     half = o.width / 2
-    p = lambda x, y, z: _project(x, y, z, big, focal, horizon)  # noqa: E731
+    p = lambda x, y, z: _project(x, y, z, big, focal, horizon)
     if o.shape == "box":
         x0, x1, z0, z1 = o.x - half, o.x + half, o.z - half, o.z + half
         front = [p(x0, 0, z0), p(x1, 0, z0), p(x1, o.height, z0), p(x0, o.height, z0)]
@@ -196,14 +196,14 @@ def _draw(canvas: np.ndarray, o: Obstacle, big: int, focal: float, horizon: floa
         radius = focal * half / o.z
         rim_base = focal * half * (CAMERA_HEIGHT_M) / o.z**2 * 0.9
         rim_top = focal * half * (CAMERA_HEIGHT_M - o.height) / o.z**2 * 0.9
-        left, right = int(round(cx - radius)), int(round(cx + radius))
+        left, right = round(cx - radius), round(cx + radius)
         for col in range(left, right + 1):  # body shaded across its width, lit from the left
             t = (col - cx) / max(radius, 1e-6)
             shade = 0.95 - 0.30 * max(t, -1) ** 2 + 0.1 * (t < 0)
-            cv2.line(canvas, (col, int(round(top_v))), (col, int(round(base))), tuple(float(c) for c in colour * shade), 1)
-        cv2.ellipse(canvas, (int(round(cx)), int(round(base))), (max(int(radius), 1), max(int(rim_base), 1)), 0, 0, 180,
+            cv2.line(canvas, (col, round(top_v)), (col, round(base)), tuple(float(c) for c in colour * shade), 1)
+        cv2.ellipse(canvas, (round(cx), round(base)), (max(int(radius), 1), max(int(rim_base), 1)), 0, 0, 180,
                     tuple(float(c) for c in colour * 0.8), -1, cv2.LINE_AA)
-        cv2.ellipse(canvas, (int(round(cx)), int(round(top_v))), (max(int(radius), 1), max(int(rim_top), 1)), 0, 0, 360,
+        cv2.ellipse(canvas, (round(cx), round(top_v)), (max(int(radius), 1), max(int(rim_top), 1)), 0, 0, 360,
                     tuple(float(c) for c in np.minimum(colour * 1.2 + 15, 255)), -1, cv2.LINE_AA)
 
 
@@ -233,5 +233,5 @@ def _shadow(canvas: np.ndarray, rng: np.random.Generator, big: int, horizon: flo
 
 
 def _fill(canvas: np.ndarray, points: list[tuple[float, float]], colour: np.ndarray) -> None:
-    pts = np.array([[int(round(x)), int(round(y))] for x, y in points], np.int32)
+    pts = np.array([[round(x), round(y)] for x, y in points], np.int32)
     cv2.fillConvexPoly(canvas, pts, tuple(float(c) for c in colour), cv2.LINE_AA)

@@ -172,7 +172,7 @@ def _tank(canvas: np.ndarray, cx: float, ground: float, scale: float, sunny: boo
 
 
 def _poly(canvas: np.ndarray, points: list[tuple[float, float]], colour: tuple) -> None:
-    pts = np.array([[int(round(x)), int(round(y))] for x, y in points], np.int32)
+    pts = np.array([[round(x), round(y)] for x, y in points], np.int32)
     cv2.fillConvexPoly(canvas, pts, colour, cv2.LINE_AA)
 
 

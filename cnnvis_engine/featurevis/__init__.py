@@ -9,7 +9,14 @@ DeepDream. Pure torch/numpy; re-exports only.
 
 from .dream import deepdream
 from .objectives import (
-    Objective, channel, channel_difference, channels_per_image, class_logit, diversity, neuron, squared_norm,
+    Objective,
+    channel,
+    channel_difference,
+    channels_per_image,
+    class_logit,
+    diversity,
+    neuron,
+    squared_norm,
 )
 from .optimize import channel_count, evaluate, render_channels, visualize
 from .param import FourierImage

@@ -176,4 +176,4 @@ def render_channels(
 def _main_layer(objective: obj.Objective) -> str:
     if not objective.layers:
         raise MethodError("Diversity compares a layer's feature maps; this objective reads no layer.")
-    return sorted(objective.layers)[0]
+    return min(objective.layers)

@@ -8,9 +8,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, gradient_rgb, normalize, register_method, upsample
-from .gradients import SATURATED_END
+from .base import (
+    Method,
+    MethodInputs,
+    MethodOutput,
+    MethodResult,
+    Option,
+    gradient_rgb,
+    normalize,
+    register_method,
+    upsample,
+)
 from .extra_passes import batch_size, chunks, item_scores, noisy_items, seeded_noise
+from .gradients import SATURATED_END
 
 # Bounds on the work of one call. Gauss-Legendre nodes cost O(steps³) to compute (1024: 0.1 s, 20000: ~30 min)
 # and each step is a forward and backward pass; SmoothGrad draws all its noise up front: 256 samples of a

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .base import Method, MethodInputs, MethodOutput, MethodResult, gradient_rgb, normalize, register_method
 
 SATURATED_END = "1: the top 1%"  # the end of a heat map stretched to its 99th percentile (render.stretched)

@@ -143,7 +143,7 @@ class Worker:
         if "LD_LIBRARY_PATH" in os.environ:
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         self._process.folder = folder
-        self._process.popen = subprocess.Popen(  # noqa: S603 (our own interpreter and file, no shell)
+        self._process.popen = subprocess.Popen(
             [sys.executable, "-I", str(WORKER), json.dumps(limits)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=folder, env=env,
             close_fds=True, start_new_session=True,

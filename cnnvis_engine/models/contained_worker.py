@@ -295,13 +295,13 @@ def main() -> None:
         _set_cpu_ceiling(limits["cpu"])
         try:
             reply, out = server.handle(header, tensors)
-        except BaseException as exc:  # the model's own errors, our limits' errors: all go back as text
+        except BaseException as exc:  # noqa: BLE001 - the model's own errors, our limits' errors: all go back as text
             reply, out = _error(exc), ()
         del header, tensors
         reply.update(_memory(status))
         try:
             write_message(replies, reply, out)
-        except BaseException as exc:  # e.g. an output the wire cannot carry (a complex tensor)
+        except BaseException as exc:  # noqa: BLE001 - e.g. an output the wire cannot carry (a complex tensor)
             write_message(replies, _error(exc))
 
 

@@ -12,13 +12,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..explainer import Explainer
-from ..models.bundle import ModelBundle
-from ..targets import ClassTarget, SegmentationTarget
 from ..demos.floor_views import draw_floor_view, floor_dataset
 from ..demos.seismic_sections import salt_dataset
 from ..demos.tank_scenes import TankDataset, tank_dataset
 from ..demos.training import predict_batches, to_inputs
+from ..explainer import Explainer
+from ..models.bundle import ModelBundle
+from ..targets import ClassTarget, SegmentationTarget
 
 HELD_OUT_SEEDS = {"tanks": 2001, "tanks_cam": 2002, "salt": 2003, "salt_cam": 2004, "robot": 2005, "robot_failures": 2006}
 
