@@ -8,13 +8,15 @@ entry.tune_malloc()
 uploads.install()  # the server frees uploads no widget claims and those of closed sessions
 
 st.set_page_config(page_title="cnnvis — what a CNN looks at", page_icon=panels.app_icon(), layout="wide")
-page = st.navigation([
-    st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
-    st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
-    st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
-    st.Page("pages/sanity.py", title="Sanity", icon=":material/fact_check:"),
-    st.Page("pages/stories.py", title="Stories", icon=":material/auto_stories:"),
-    st.Page("pages/audit.py", title="Audit", icon=":material/troubleshoot:"),
-])
+page = st.navigation(
+    [
+        st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
+        st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
+        st.Page("pages/sanity.py", title="Sanity", icon=":material/fact_check:"),
+        st.Page("pages/stories.py", title="Stories", icon=":material/auto_stories:"),
+        st.Page("pages/audit.py", title="Audit", icon=":material/troubleshoot:"),
+    ]
+)
 sidebar.render()
 page.run()

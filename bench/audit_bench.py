@@ -51,7 +51,7 @@ def ours_in_memory(bundle, images: list, batch_size: int, size: int) -> float:
     explain_decoded(explainer, images[:2], [None, None], method="gradcam", layer=None, size=size)  # trace once
     start = time.perf_counter()
     for i in range(0, len(images), batch_size):
-        batch = images[i:i + batch_size]
+        batch = images[i : i + batch_size]
         explain_decoded(explainer, batch, [None] * len(batch), method="gradcam", layer=None, size=size)
     return len(images) / (time.perf_counter() - start)
 
@@ -61,6 +61,7 @@ def torchcam_in_memory(bundle, images: list, size: int, layer: str) -> float:
 
     model = bundle.module
     with GradCAM(model, target_layer=layer) as extractor:
+
         def one(image) -> np.ndarray:
             x = bundle.normalization.apply(bundle.resize(image.image)[None], bundle.device)
             out = model(x)
@@ -88,6 +89,7 @@ def torchcam_loop(bundle, image_set, size: int, layer: str) -> float:
 
     model = bundle.module
     with GradCAM(model, target_layer=layer) as extractor:
+
         def one(path: Path) -> np.ndarray:
             display = bundle.resize(decode_image(path).image)
             x = bundle.normalization.apply(display[None], bundle.device)
@@ -109,11 +111,31 @@ def ray_engine(bundle, image_set, batch_size: int, size: int, workers: int) -> f
 
     ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
-        list(ray_batches(bundle, read_image_set(list(image_set.paths[:batch_size])), [None] * batch_size,
-                         method="gradcam", layer=None, size=size, batch_size=batch_size, workers=workers))
+        list(
+            ray_batches(
+                bundle,
+                read_image_set(list(image_set.paths[:batch_size])),
+                [None] * batch_size,
+                method="gradcam",
+                layer=None,
+                size=size,
+                batch_size=batch_size,
+                workers=workers,
+            )
+        )
         start = time.perf_counter()
-        list(ray_batches(bundle, image_set, [None] * len(image_set), method="gradcam", layer=None, size=size,
-                         batch_size=batch_size, workers=workers))
+        list(
+            ray_batches(
+                bundle,
+                image_set,
+                [None] * len(image_set),
+                method="gradcam",
+                layer=None,
+                size=size,
+                batch_size=batch_size,
+                workers=workers,
+            )
+        )
         return len(image_set) / (time.perf_counter() - start)
     finally:
         ray.shutdown()
@@ -150,27 +172,38 @@ def main() -> None:
         bundle = load_model(args.model, args.weights)
     bundle.module.to(args.device)
     layer = Explainer(bundle).trace(Image.new("RGB", bundle.input_size[::-1])).default_layer("gradcam")
-    print(f"{args.model} ({bundle.input_size[0]} px), Grad-CAM at {layer}, {args.count} pictures, device "
-          f"{args.device}, {args.threads} torch thread(s), batch {args.batch_size}, median of {args.rounds} rounds")
+    print(
+        f"{args.model} ({bundle.input_size[0]} px), Grad-CAM at {layer}, {args.count} pictures, device "
+        f"{args.device}, {args.threads} torch thread(s), batch {args.batch_size}, median of {args.rounds} rounds"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         write_pictures(Path(tmp), args.count, max(bundle.input_size))
         image_set = read_image_set(tmp)
         decoded = [decode_image(p) for p in image_set.paths]
-        rate, peer = alternate(args.rounds, lambda: ours_in_memory(bundle, decoded, args.batch_size, args.size),
-                               lambda: torchcam_in_memory(bundle, decoded, args.size, layer))
+        rate, peer = alternate(
+            args.rounds,
+            lambda: ours_in_memory(bundle, decoded, args.batch_size, args.size),
+            lambda: torchcam_in_memory(bundle, decoded, args.size, layer),
+        )
         print("  explain stage (decoded pictures in memory)")
         print(f"    audit                 {rate:8.1f} pictures/s")
         print(f"    torchcam loop         {peer:8.1f} pictures/s   audit / torchcam = {rate / peer:.2f}x (goal >= 3x)")
-        rate, peer = alternate(args.rounds, lambda: ours(bundle, image_set, args.batch_size, args.size),
-                               lambda: torchcam_loop(bundle, image_set, args.size, layer))
+        rate, peer = alternate(
+            args.rounds,
+            lambda: ours(bundle, image_set, args.batch_size, args.size),
+            lambda: torchcam_loop(bundle, image_set, args.size, layer),
+        )
         print("  from the PNG files (decoding included)")
         print(f"    audit, local engine   {rate:8.1f} pictures/s")
         print(f"    torchcam loop         {peer:8.1f} pictures/s   audit / torchcam = {rate / peer:.2f}x")
         if args.ray:
-            distributed = ray_engine(bundle.__class__(**_fields(bundle)), image_set, args.batch_size, args.size,
-                                     args.workers)
-            print(f"    audit, Ray local mode {distributed:6.1f} pictures/s   Ray / local = {distributed / rate:.2f}x "
-                  f"({args.workers} actors, 1 thread each)")
+            distributed = ray_engine(
+                bundle.__class__(**_fields(bundle)), image_set, args.batch_size, args.size, args.workers
+            )
+            print(
+                f"    audit, Ray local mode {distributed:6.1f} pictures/s   Ray / local = {distributed / rate:.2f}x "
+                f"({args.workers} actors, 1 thread each)"
+            )
     if args.device == "cpu":
         print("  (no GPU here: the >= 1,000 pictures/s goal for resnet50 at 224 px is for a GPU)")
 

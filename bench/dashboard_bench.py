@@ -27,8 +27,14 @@ from PIL import Image
 from playwright.sync_api import Page, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 PANELS = ("input", "gradcam", "guided_gradcam", "cam", "saliency", "feature_maps")
 HEAT_PANELS = ("gradcam", "cam", "saliency", "feature_maps")  # the ones a colormap changes
@@ -67,7 +73,9 @@ def wait_changed(page: Page, before: dict[str, str], timeout_s: float = 120) -> 
             const img = document.querySelector(`.st-key-panel-${k} .js-plotly-plot .main-svg image`);
             return img && img.getAttribute('href') && img.getAttribute('href') !== old;
         })""",
-        arg=before, polling="raf", timeout=timeout_s * 1000,
+        arg=before,
+        polling="raf",
+        timeout=timeout_s * 1000,
     )
     return time.perf_counter()
 
@@ -128,7 +136,10 @@ def time_redraws(page: Page, repeats: int) -> list[float]:
         before = pictures(page, HEAT_PANELS)
         start = []
         choose(
-            page, "_w_colormap", COLORMAPS[i % len(COLORMAPS)], before_click=lambda start=start: start.append(time.perf_counter())
+            page,
+            "_w_colormap",
+            COLORMAPS[i % len(COLORMAPS)],
+            before_click=lambda start=start: start.append(time.perf_counter()),
         )
         times.append(wait_changed(page, before) - start[0])
         settle(page)
@@ -191,7 +202,7 @@ def main() -> None:
             choose(page, "_w_model", "resnet50")
             page.get_by_role("button", name="Use random weights for resnet50").click()
             settle(page)
-            resnet_uploads = time_uploads(page, photos[options.repeats:])
+            resnet_uploads = time_uploads(page, photos[options.repeats :])
             resnet_redraws = time_redraws(page, options.repeats)
             peak, now = memory_kb(server.pid, "VmHWM"), memory_kb(server.pid, "VmRSS")
         finally:
@@ -200,14 +211,18 @@ def main() -> None:
             browser.close()
 
     print(f"machine: {os.cpu_count()} CPUs; Chromium {options.chromium}")
-    print(f"cold start: server healthy {healthy:.2f} s, "
-          f"first page with all panels rendered {first_page:.2f} s (target ≤ 10 s)")
+    print(
+        f"cold start: server healthy {healthy:.2f} s, "
+        f"first page with all panels rendered {first_page:.2f} s (target ≤ 10 s)"
+    )
     print(f"upload → all panels, efficientnet_lite0 (built-in weights): {describe(default_uploads)}")
     print(f"upload → all panels, resnet50 (random weights): {describe(resnet_uploads)} (target ≤ 2 s)")
     print(f"redraw after a colormap change, efficientnet_lite0: {describe(redraws)} (target ≤ 0.5 s)")
     print(f"redraw after a colormap change, resnet50: {describe(resnet_redraws)}")
-    print(f"server memory with both models used: peak {peak / 1024:.0f} MiB (VmHWM), "
-          f"now {now / 1024:.0f} MiB (target ≤ 1.5 GB)")
+    print(
+        f"server memory with both models used: peak {peak / 1024:.0f} MiB (VmHWM), "
+        f"now {now / 1024:.0f} MiB (target ≤ 1.5 GB)"
+    )
 
 
 if __name__ == "__main__":

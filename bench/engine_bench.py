@@ -95,11 +95,15 @@ def peer_calls(model: torch.nn.Module, layer: str, x: torch.Tensor, target: int)
         "cam": {"torchcam CAM": torchcam_cam},
         "gradcam": {
             "torchcam GradCAM": torchcam_gradcam,
-            "captum LayerGradCam": lambda: LayerGradCam(model, module).attribute(x, target=target, relu_attributions=True),
+            "captum LayerGradCam": lambda: LayerGradCam(model, module).attribute(
+                x, target=target, relu_attributions=True
+            ),
             "pytorch-grad-cam GradCAM": lambda: pgc(input_tensor=x, targets=[ClassifierOutputTarget(target)]),
         },
         "guided_gradcam": {
-            "captum GuidedGradCam": lambda: GuidedGradCam(model, module).attribute(x.clone().requires_grad_(), target=target)
+            "captum GuidedGradCam": lambda: GuidedGradCam(model, module).attribute(
+                x.clone().requires_grad_(), target=target
+            )
         },
     }
 
@@ -126,8 +130,10 @@ def main() -> None:
     explored.explain(images[-1], target=target, methods=["gradcam", "cam"])
     classes = iter(range(10, 10 + 10 * (args.repeats + 2)))
 
-    print(f"model {args.model} (random weights), layer {layer}, input 1×3×224×224, device {args.device}, "
-          f"torch threads {torch.get_num_threads()}, torch {torch.__version__}")
+    print(
+        f"model {args.model} (random weights), layer {layer}, input 1×3×224×224, device {args.device}, "
+        f"torch threads {torch.get_num_threads()}, torch {torch.__version__}"
+    )
     calls: dict[str, Callable[[], object]] = {
         f"{panel}|{name}": call for panel, panel_calls in peers.items() for name, call in panel_calls.items()
     }

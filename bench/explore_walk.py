@@ -25,9 +25,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--image", default="sample:coffee")
     parser.add_argument("--functions", action="store_true", help="name the functions called in each module")
-    parser.add_argument("--scope", choices=("page", "explanation"), default="page",
-                        help="page: the whole run; explanation: only inside views.explained_views, the picture's way "
-                        "into the engine and back as panels (the standing panels and each extra one)")
+    parser.add_argument(
+        "--scope",
+        choices=("page", "explanation"),
+        default="page",
+        help="page: the whole run; explanation: only inside views.explained_views, the picture's way "
+        "into the engine and back as panels (the standing panels and each extra one)",
+    )
     args = parser.parse_args()
     from streamlit.testing.v1 import AppTest
 

@@ -73,25 +73,35 @@ def main() -> None:
     bundle = load_model("efficientnet_lite0")
     bundle.module.to(args.device)  # this process's own copy
     size, chunk = args.size, args.chunk
-    print(f"efficientnet_lite0, {size}x{size}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"device {bundle.device}")
-    medians = alternate(args.rounds, {
-        "bare forward+backward": lambda: bare_steps_per_s(bundle, size, chunk),
-        "visualize channel(blocks.4, 0)": lambda: visualize_steps_per_s(bundle, channel("blocks.4", 0), size, chunk),
-        "visualize class_logit(1)": lambda: visualize_steps_per_s(bundle, class_logit(1), size, chunk),
-    })
+    print(
+        f"efficientnet_lite0, {size}x{size}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"device {bundle.device}"
+    )
+    medians = alternate(
+        args.rounds,
+        {
+            "bare forward+backward": lambda: bare_steps_per_s(bundle, size, chunk),
+            "visualize channel(blocks.4, 0)": lambda: visualize_steps_per_s(
+                bundle, channel("blocks.4", 0), size, chunk
+            ),
+            "visualize class_logit(1)": lambda: visualize_steps_per_s(bundle, class_logit(1), size, chunk),
+        },
+    )
     bare = medians["bare forward+backward"]
     for name, rate in medians.items():
-        print(f"  {name:32s} {rate:7.1f} steps/s  {1000 / rate:7.1f} ms/step  "
-              f"{rate / bare:5.2f}x bare  (target >= 0.8x)")
+        print(
+            f"  {name:32s} {rate:7.1f} steps/s  {1000 / rate:7.1f} ms/step  {rate / bare:5.2f}x bare  (target >= 0.8x)"
+        )
     if args.skip_full:
         return
     bare_now = bare_steps_per_s(bundle, size, chunk)
     start = time.perf_counter()
     visualize(bundle, channel("blocks.4", 0), size=size, steps=args.steps, seed=0)
     wall = time.perf_counter() - start
-    print(f"  one {size}x{size} channel image, {args.steps} steps: {wall:.1f} s  (target <= 30 s); "
-          f"{args.steps} bare steps measured just before would take {args.steps / bare_now:.1f} s")
+    print(
+        f"  one {size}x{size} channel image, {args.steps} steps: {wall:.1f} s  (target <= 30 s); "
+        f"{args.steps} bare steps measured just before would take {args.steps / bare_now:.1f} s"
+    )
     start = time.perf_counter()
     render_channels(bundle, "blocks.4", 8, size=64, steps=64)
     print(f"  gallery, 8 channels of blocks.4 at 64x64, 64 steps: {time.perf_counter() - start:.1f} s")

@@ -83,8 +83,10 @@ def main() -> None:
     x = torch.stack([bundle.prepare(p.image)[1] for p in pictures]).to(device)
     peer = copy.deepcopy(bundle.module)  # pytorch-grad-cam and torchcam call .backward(): parameter .grad
     name = torch.cuda.get_device_name(device) if gpu else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"model {args.model} (random weights), layer {layer}, batch {args.batch}×3×224×224, device {name}, "
-          f"torch {torch.__version__}, {repeats} repeats")
+    print(
+        f"model {args.model} (random weights), layer {layer}, batch {args.batch}×3×224×224, device {name}, "
+        f"torch {torch.__version__}, {repeats} repeats"
+    )
 
     def bare_forward():
         with torch.no_grad():
@@ -118,8 +120,13 @@ def main() -> None:
     ig_options = {"steps": args.steps, **({"internal_batch_size": args.ig_batch} if args.ig_batch else {})}
 
     def ours_ig():
-        ex.explain_batch(pictures, targets=target, methods=["integrated_gradients"],
-                         options={"integrated_gradients": ig_options}, top_k=1)
+        ex.explain_batch(
+            pictures,
+            targets=target,
+            methods=["integrated_gradients"],
+            options={"integrated_gradients": ig_options},
+            top_k=1,
+        )
 
     def timed(fn: Callable[[], object], times: int = repeats) -> float:
         return median_ms(fn, times, device, warmup)
@@ -140,8 +147,10 @@ def main() -> None:
     print(f"  bare forward                  {forward_ms:9.1f} ms")
     print(f"  bare forward+backward         {fb_ms:9.1f} ms")
     print(f"  our preprocessing alone       {prep_ms:9.1f} ms  (inside explain_batch's time below)")
-    print("\ncase                                  ours ms  img/s   vs                          peer ms  img/s   "
-          "ratio   target")
+    print(
+        "\ncase                                  ours ms  img/s   vs                          peer ms  img/s   "
+        "ratio   target"
+    )
     rows = [
         ("Grad-CAM, batch tensor", ours_tensor_ms, "pytorch-grad-cam GradCAM", pgc_ms, "throughput", 2.0),
         ("Grad-CAM, batch tensor", ours_tensor_ms, "torchcam GradCAM", tc_ms, "throughput", 2.0),
@@ -158,8 +167,10 @@ def main() -> None:
             ratio = ours / peer_ms
             verdict = "ok" if ratio <= goal else "MISSED"
             target_text = f"<= {goal}x the time"
-        print(f"{case:34s} {ours:9.1f} {per_second / ours:6.0f}   {peer_name:26s} {peer_ms:9.1f} "
-              f"{per_second / peer_ms:6.0f}   {ratio:5.2f}   {target_text} {verdict}")
+        print(
+            f"{case:34s} {ours:9.1f} {per_second / ours:6.0f}   {peer_name:26s} {peer_ms:9.1f} "
+            f"{per_second / peer_ms:6.0f}   {ratio:5.2f}   {target_text} {verdict}"
+        )
 
 
 if __name__ == "__main__":

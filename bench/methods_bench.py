@@ -110,17 +110,36 @@ def main() -> None:
         torch.manual_seed(0)
         sigma = 0.15 * float(x.max() - x.min())
         return NoiseTunnel(Saliency(peer)).attribute(
-            x.clone(), nt_type="smoothgrad", nt_samples=25, nt_samples_batch_size=grad_batch, stdevs=sigma,
+            x.clone(),
+            nt_type="smoothgrad",
+            nt_samples=25,
+            nt_samples_batch_size=grad_batch,
+            stdevs=sigma,
             target=target,
         )
 
     cases = {
-        "scorecam": ("Score-CAM", ours("scorecam", internal_batch_size=nograd_batch), "pytorch-grad-cam ScoreCAM",
-                     pgc_scorecam, args.scorecam_repeats),
-        "ig": ("Integrated Gradients (50)", ours("integrated_gradients", steps=50, internal_batch_size=grad_batch),
-               "captum IntegratedGradients", captum_ig, args.repeats),
-        "smoothgrad": ("SmoothGrad (25)", ours("smoothgrad", samples=25, internal_batch_size=grad_batch),
-                       "captum NoiseTunnel(Saliency)", captum_smoothgrad, args.repeats),
+        "scorecam": (
+            "Score-CAM",
+            ours("scorecam", internal_batch_size=nograd_batch),
+            "pytorch-grad-cam ScoreCAM",
+            pgc_scorecam,
+            args.scorecam_repeats,
+        ),
+        "ig": (
+            "Integrated Gradients (50)",
+            ours("integrated_gradients", steps=50, internal_batch_size=grad_batch),
+            "captum IntegratedGradients",
+            captum_ig,
+            args.repeats,
+        ),
+        "smoothgrad": (
+            "SmoothGrad (25)",
+            ours("smoothgrad", samples=25, internal_batch_size=grad_batch),
+            "captum NoiseTunnel(Saliency)",
+            captum_smoothgrad,
+            args.repeats,
+        ),
     }
     skip = {name.strip() for name in args.skip.split(",") if name.strip()}
     import tqdm  # pytorch-grad-cam's ScoreCAM draws a progress bar per batch; keep the table readable
@@ -134,8 +153,11 @@ def main() -> None:
         (ours_wall, ours_cpu), (peer_wall, peer_cpu) = alternate(mine, theirs, repeats)
         wall, cpu = ours_wall / peer_wall, ours_cpu / peer_cpu
         verdict = "ok" if cpu <= 1.0 else "MISSED"
-        print(f"{case:26s} {ours_wall:7.0f} /{ours_cpu:7.0f}   {peer_name:28s} {peer_wall:7.0f} /{peer_cpu:7.0f}   "
-              f"{wall:4.2f} / {cpu:4.2f} {verdict} (x{repeats})", flush=True)
+        print(
+            f"{case:26s} {ours_wall:7.0f} /{ours_cpu:7.0f}   {peer_name:28s} {peer_wall:7.0f} /{peer_cpu:7.0f}   "
+            f"{wall:4.2f} / {cpu:4.2f} {verdict} (x{repeats})",
+            flush=True,
+        )
 
 
 def _quiet(init: Callable) -> Callable:

@@ -39,10 +39,14 @@ def _task(name: str):
     cat = decode_image(sample_path("cat"))
     if name == "gallery":
         layer = Explainer(bundle).trace(cat).default_layer("feature_maps")
-        return (lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=2, seed=0),
-                lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=64, seed=0))
-    return (lambda: randomisation_test(bundle, cat, "gradcam", mode="cascading", layers=[]),
-            lambda: randomisation_test(bundle, cat, "gradcam", mode="cascading"))
+        return (
+            lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=2, seed=0),
+            lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=64, seed=0),
+        )
+    return (
+        lambda: randomisation_test(bundle, cat, "gradcam", mode="cascading", layers=[]),
+        lambda: randomisation_test(bundle, cat, "gradcam", mode="cascading"),
+    )
 
 
 def child(task: str, policy: str, sessions: int) -> None:
@@ -74,8 +78,17 @@ def child(task: str, policy: str, sessions: int) -> None:
 
 
 def run_case(task: str, policy: str, condition: str, timeout: float) -> str:
-    command = [sys.executable, "-m", "bench.threads_bench", "--child", task, "--policy", policy,
-               "--sessions", "4" if condition == "4 sessions" else "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "bench.threads_bench",
+        "--child",
+        task,
+        "--policy",
+        policy,
+        "--sessions",
+        "4" if condition == "4 sessions" else "1",
+    ]
     competitor = None
     if condition == "competitor":
         competitor = subprocess.Popen([sys.executable, "-c", "while True: pass"])

@@ -40,11 +40,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cnnvis serve", description="Start the cnnvis dashboard.")
     parser.add_argument(
-        "--model", help="your model: path/to/net.py:attr or package.module:attr (an nn.Module class, a factory or a "
+        "--model",
+        help="your model: path/to/net.py:attr or package.module:attr (an nn.Module class, a factory or a "
         "model), or torchvision:<name> / timm:<name>",
     )
     parser.add_argument(
-        "--weights", help="a state_dict file for your model (torch.save(model.state_dict(), 'w.pt')); for zoo names "
+        "--weights",
+        help="a state_dict file for your model (torch.save(model.state_dict(), 'w.pt')); for zoo names "
         "pretrained or random",
     )
     parser.add_argument("--labels", help="class names, one per line")
@@ -73,9 +75,13 @@ def serve(argv: Sequence[str]) -> int:
                 bundle = load_model(args.model, args.weights)
             elif is_python_spec(args.model):
                 bundle = load_model(
-                    args.model, args.weights, labels=args.labels,
+                    args.model,
+                    args.weights,
+                    labels=args.labels,
                     input_size=tuple(args.input_size) if args.input_size else None,
-                    mean=args.mean, std=args.std, scale=args.scale,
+                    mean=args.mean,
+                    std=args.std,
+                    scale=args.scale,
                 )
             else:
                 raise EngineError(

@@ -65,9 +65,15 @@ def start(port: int | None = None) -> str:
         from streamlit.web.server import Server
 
         chosen = _choose_port(port)
-        bootstrap.load_config_options({name.replace(".", "_"): value for name, value in {
-            **OPTIONS, "server.port": chosen,
-        }.items()})
+        bootstrap.load_config_options(
+            {
+                name.replace(".", "_"): value
+                for name, value in {
+                    **OPTIONS,
+                    "server.port": chosen,
+                }.items()
+            }
+        )
         if str(ROOT) not in sys.path:
             sys.path.insert(0, str(ROOT))  # pages import cnnvis_ui, as under `streamlit run`
         Runtime._instance = None  # a stopped server leaves its runtime behind

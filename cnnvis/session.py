@@ -35,10 +35,21 @@ def show(
     (in eval mode afterwards); `labels` names its K classes (a list, or a text file with one per line);
     `input_size` is (height, width), 224×224 by default; `mean`/`std` apply to RGB / `scale` (255: pixels in
     [0, 1]), ImageNet's by default. Raises EngineError with a sentence when the model cannot be explained."""
-    bundle = model if isinstance(model, ModelBundle) else wrap_module(
-        model, name=name or type(model).__name__, labels=labels, input_size=input_size, mean=mean, std=std,
-        scale=scale, weights_source="file", weights_detail=f"the {type(model).__name__} given to cnnvis.show",
-        description=f"{name or type(model).__name__}, given to cnnvis.show in this Python process.",
+    bundle = (
+        model
+        if isinstance(model, ModelBundle)
+        else wrap_module(
+            model,
+            name=name or type(model).__name__,
+            labels=labels,
+            input_size=input_size,
+            mean=mean,
+            std=std,
+            scale=scale,
+            weights_source="file",
+            weights_detail=f"the {type(model).__name__} given to cnnvis.show",
+            description=f"{name or type(model).__name__}, given to cnnvis.show in this Python process.",
+        )
     )
     replaced = bundle.name.lower() in _shown
     spec = offer_model(bundle)

@@ -35,8 +35,17 @@ from .report import ReportPanel, ReportStamp, library_versions, render_panel_png
 
 SCORED = "gradcam"  # the method whose map the index scores
 COLUMNS = (
-    "image", "prediction", "probability", "target", "layer",
-    "deletion_auc", "insertion_auc", "average_drop", "png", "html", "error",
+    "image",
+    "prediction",
+    "probability",
+    "target",
+    "layer",
+    "deletion_auc",
+    "insertion_auc",
+    "average_drop",
+    "png",
+    "html",
+    "error",
 )
 
 
@@ -64,7 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="Explain every picture in a folder; write PNG/HTML pages and an index.")
     report.add_argument(
-        "--model", required=True, help="a registered model name (e.g. resnet50, efficientnet_lite0), "
+        "--model",
+        required=True,
+        help="a registered model name (e.g. resnet50, efficientnet_lite0), "
         "torchvision:<name>, timm:<name>, or your own path/to/net.py:attr",
     )
     report.add_argument(
@@ -133,7 +144,7 @@ def _load(name: str, weights: str | None) -> ModelBundle:
 
 def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:
     for start in range(0, len(files), size):
-        yield files[start:start + size]
+        yield files[start : start + size]
 
 
 def _decode_all(files: Iterable[Path]) -> tuple[list[tuple[Path, DecodedImage]], list[Row]]:
@@ -162,8 +173,12 @@ def _report_batch(
     scores: dict[int, Faithfulness] = {}
     if usable:
         found = evaluate_maps(
-            bundle, [images[i] for i in usable], [scored[i].map for i in usable],
-            [explanations[i].target for i in usable], steps=args.steps, batch_size=max(64, args.batch_size),
+            bundle,
+            [images[i] for i in usable],
+            [scored[i].map for i in usable],
+            [explanations[i].target for i in usable],
+            steps=args.steps,
+            batch_size=max(64, args.batch_size),
         )
         scores = dict(zip(usable, found))
     rows = []
@@ -177,15 +192,22 @@ def _report_batch(
                 f"(high is good), average drop {faith.average_drop:.1%}"
             )
         stamp = ReportStamp(
-            model=bundle.name, weights=" ".join(filter(None, [bundle.weights_source, bundle.weights_detail])),
-            layer=explanation.layer or "", target=explanation.target.label, image=path.name, settings=settings,
+            model=bundle.name,
+            weights=" ".join(filter(None, [bundle.weights_source, bundle.weights_detail])),
+            layer=explanation.layer or "",
+            target=explanation.target.label,
+            image=path.name,
+            settings=settings,
             versions=versions,
         )
         drawn = {
             m: result_panel(explanation[m], explanation.image, explanation.target.label, args.colormap, args.opacity)
             for m in methods
         }
-        panels = [ReportPanel("Image", explanation.image, caption=f"{top.name} · {top.probability:.1%}"), *drawn.values()]
+        panels = [
+            ReportPanel("Image", explanation.image, caption=f"{top.name} · {top.probability:.1%}"),
+            *drawn.values(),
+        ]
         stem = path.stem
         for method, panel in drawn.items():  # each as the dashboard's panel download saves it
             if panel.picture is not None:
@@ -193,15 +215,21 @@ def _report_batch(
         (args.out / f"{stem}.png").write_bytes(render_report_png(panels, stamp))
         (args.out / f"{stem}.html").write_text(render_report_html(panels, stamp), encoding="utf-8")
         _write_thumbnail(args.out / _thumbnail_name(f"{stem}.png"), explanation, scored[i], args.colormap)
-        rows.append(Row(
-            image=path.name, prediction=top.name, probability=top.probability, target=explanation.target.label,
-            layer=explanation.layer or "", deletion_auc=faith.deletion.auc if faith else None,
-            insertion_auc=faith.insertion.auc if faith else None, average_drop=faith.average_drop if faith else None,
-            png=f"{stem}.png", html=f"{stem}.html",
-        ))
+        rows.append(
+            Row(
+                image=path.name,
+                prediction=top.name,
+                probability=top.probability,
+                target=explanation.target.label,
+                layer=explanation.layer or "",
+                deletion_auc=faith.deletion.auc if faith else None,
+                insertion_auc=faith.insertion.auc if faith else None,
+                average_drop=faith.average_drop if faith else None,
+                png=f"{stem}.png",
+                html=f"{stem}.html",
+            )
+        )
     return rows
-
-
 
 
 THUMBNAIL = 96  # px, the longer side of an index thumbnail
@@ -230,10 +258,14 @@ def _write_index(out: Path, rows: list[Row], bundle: ModelBundle) -> None:
     body = []
     for row in rows:
         values = row.values()
-        cells = "".join(f"<td>{esc(v)}</td>" for v in values[:len(COLUMNS) - 3])
+        cells = "".join(f"<td>{esc(v)}</td>" for v in values[: len(COLUMNS) - 3])
         link = f'<a href="{esc(row.html)}">page</a> · <a href="{esc(row.png)}">png</a>' if row.html else ""
-        thumb = (f'<a href="{esc(row.html)}"><img src="{esc(_thumbnail_name(row.png))}" alt="" '
-                 f'style="max-width:{THUMBNAIL}px;max-height:{THUMBNAIL}px"></a>' if row.png else "")
+        thumb = (
+            f'<a href="{esc(row.html)}"><img src="{esc(_thumbnail_name(row.png))}" alt="" '
+            f'style="max-width:{THUMBNAIL}px;max-height:{THUMBNAIL}px"></a>'
+            if row.png
+            else ""
+        )
         body.append(f"<tr><td>{thumb}</td>{cells}<td>{link}</td><td>{esc(row.error)}</td></tr>")
     page = _INDEX.format(model=esc(bundle.name), header=header, rows="\n".join(body))
     (out / "index.html").write_text(page, encoding="utf-8")
@@ -286,4 +318,3 @@ class Progress:
         filled = int(30 * self.done / max(self.total, 1))
         bar = "#" * filled + "." * (30 - filled)
         print(f"\r[{bar}] {self.done}/{self.total} images", end="", file=sys.stderr, flush=True)
-

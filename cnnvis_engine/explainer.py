@@ -147,7 +147,9 @@ class Explainer:
             )
         per_image = list(targets) if isinstance(targets, Sequence) else [targets] * len(images)
         if len(per_image) != len(images):
-            raise TargetError(f"There are {len(images)} images but {len(per_image)} targets; give one target per image.")
+            raise TargetError(
+                f"There are {len(images)} images but {len(per_image)} targets; give one target per image."
+            )
         names = method_names(methods)
         check_top_k(top_k)
         if isinstance(images, torch.Tensor):
@@ -159,8 +161,13 @@ class Explainer:
         return results
 
     def _explain_chunk(
-        self, images: list[ImageSource] | torch.Tensor, per_image: list[TargetSpec], names: list[str],
-        layer: str | None, layers: Mapping[str, str] | None, options: Mapping[str, Mapping[str, Any]] | None,
+        self,
+        images: list[ImageSource] | torch.Tensor,
+        per_image: list[TargetSpec],
+        names: list[str],
+        layer: str | None,
+        layers: Mapping[str, str] | None,
+        options: Mapping[str, Mapping[str, Any]] | None,
         top_k: int,
     ) -> list[Explanation]:
         """`explain_batch` for at most BATCH_CHUNK images: one forward pass, shared backward passes."""
@@ -191,8 +198,13 @@ class Explainer:
             return fp
 
     def _lean_pass(
-        self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]], methods: list[str],
-        layer: str | None, layers: Mapping[str, str],
+        self,
+        x: torch.Tensor,
+        displays: list[np.ndarray],
+        notes: list[tuple[str, ...]],
+        methods: list[str],
+        layer: str | None,
+        layers: Mapping[str, str],
     ) -> RecordedPass | None:
         """A pass for `explain_batch`, which never serves another call, for methods that take no gradient to the
         input: only the outputs of the layers they use, the graph from the first whose gradient they take
@@ -221,7 +233,7 @@ class Explainer:
             chosen = {m: self._layer_for(m, fp.trace, layer, layers or {}) for m in methods}
             fp.refresh({name for m, name in chosen.items() if name and METHODS[m].needs & {"activation", "cam"}})
             targets = tuple(
-                resolve_target(spec, fp.output[i:i + 1], self.bundle.task, self.bundle.class_names)
+                resolve_target(spec, fp.output[i : i + 1], self.bundle.task, self.bundle.class_names)
                 for i, spec in enumerate(target_specs)
             )
             score = fp.score(targets)
@@ -268,7 +280,12 @@ class Explainer:
         return name
 
     def _run(
-        self, method: str, fp: RecordedPass, targets: tuple[Target, ...], score: torch.Tensor, layer: str | None,
+        self,
+        method: str,
+        fp: RecordedPass,
+        targets: tuple[Target, ...],
+        score: torch.Tensor,
+        layer: str | None,
         options: Mapping,
     ) -> list[MethodResult]:
         cls = METHODS[method]

@@ -86,7 +86,7 @@ def evaluate_maps(
     with torch.no_grad():
         output = forward(x)
     specs = list(targets) if targets is not None else [None] * len(images)
-    resolved = [resolve_target(s, output[i:i + 1], bundle.task, bundle.class_names) for i, s in enumerate(specs)]
+    resolved = [resolve_target(s, output[i : i + 1], bundle.task, bundle.class_names) for i, s in enumerate(specs)]
     score = _scorer(bundle, resolved)
     size = batch_size or (256 if x.device.type == "cuda" else 64)
     fractions, deletion, insertion = curves(
@@ -191,4 +191,3 @@ def _scorer(bundle: ModelBundle, targets: Sequence[Target]) -> Callable[[torch.T
         return torch.cat([targets[i].score(part) for i, part in enumerate(parts) if len(part)])
 
     return score
-

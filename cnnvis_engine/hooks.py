@@ -29,14 +29,37 @@ from torch.overrides import TorchFunctionMode
 
 GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 ACTIVATION_MODULES = (
-    nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish, nn.Hardsigmoid, nn.Sigmoid, nn.Tanh,
-    nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.Mish, nn.PReLU, nn.Softplus, nn.Hardtanh,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.SiLU,
+    nn.GELU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.LeakyReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.Mish,
+    nn.PReLU,
+    nn.Softplus,
+    nn.Hardtanh,
 )
 FUNCTIONAL_ACTIVATIONS = {
-    torch.relu: "relu", torch.relu_: "relu", torch.nn.functional.relu: "relu", torch.nn.functional.relu6: "relu6",
-    torch.nn.functional.silu: "silu", torch.nn.functional.gelu: "gelu", torch.nn.functional.hardswish: "hardswish",
-    torch.nn.functional.hardsigmoid: "hardsigmoid", torch.sigmoid: "sigmoid", torch.nn.functional.mish: "mish",
-    torch.nn.functional.leaky_relu: "leaky_relu", torch.nn.functional.elu: "elu", torch.tanh: "tanh",
+    torch.relu: "relu",
+    torch.relu_: "relu",
+    torch.nn.functional.relu: "relu",
+    torch.nn.functional.relu6: "relu6",
+    torch.nn.functional.silu: "silu",
+    torch.nn.functional.gelu: "gelu",
+    torch.nn.functional.hardswish: "hardswish",
+    torch.nn.functional.hardsigmoid: "hardsigmoid",
+    torch.sigmoid: "sigmoid",
+    torch.nn.functional.mish: "mish",
+    torch.nn.functional.leaky_relu: "leaky_relu",
+    torch.nn.functional.elu: "elu",
+    torch.tanh: "tanh",
 }
 
 
@@ -207,10 +230,12 @@ def capture(
     mode = _FunctionalActivationCounter(record, inside_activation) if count_functional else contextlib.nullcontext()
     try:
         if scripted:
-            handles.append(register_module_forward_hook(
-                lambda m, args, kwargs, out: after(m, args, kwargs, out) if id(m) in scripted else None,
-                with_kwargs=True,
-            ))
+            handles.append(
+                register_module_forward_hook(
+                    lambda m, args, kwargs, out: after(m, args, kwargs, out) if id(m) in scripted else None,
+                    with_kwargs=True,
+                )
+            )
         handles += [m.register_forward_hook(after, with_kwargs=True) for m in own]
         for m in watched:
             if id(m) not in scripted and not m._forward_hooks:

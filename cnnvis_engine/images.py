@@ -38,7 +38,11 @@ _DAMAGED = "The image file is cut short or damaged, so it cannot be read."
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
-_FRAME_WORDS = {"GIF": ("Animated GIF", "frames"), "WEBP": ("Animated WebP", "frames"), "TIFF": ("Multi-page TIFF", "pages")}
+_FRAME_WORDS = {
+    "GIF": ("Animated GIF", "frames"),
+    "WEBP": ("Animated WebP", "frames"),
+    "TIFF": ("Multi-page TIFF", "pages"),
+}
 
 
 @dataclass(frozen=True)
@@ -149,7 +153,9 @@ def _read(source: bytes | bytearray | str | os.PathLike[str]) -> bytes:
         if stat.S_ISDIR(info.st_mode):
             raise ImageError(f"The path {path} is a folder, not an image file.")
         if not stat.S_ISREG(info.st_mode):
-            raise ImageError(f"The path {path} is not a regular file (a device, a pipe or a socket), so it is not read.")
+            raise ImageError(
+                f"The path {path} is not a regular file (a device, a pipe or a socket), so it is not read."
+            )
         if info.st_size > MAX_FILE_BYTES:
             raise ImageError(_too_big(info.st_size))
         with path.open("rb") as handle:

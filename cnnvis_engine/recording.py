@@ -46,7 +46,14 @@ class Recorder:
         x = x.requires_grad_(graph)
         output, record = self.record(x, graph)
         return RecordedPass(
-            self, x, output, record.by_name(), self.trace(x, output, record), images, notes, graph,
+            self,
+            x,
+            output,
+            record.by_name(),
+            self.trace(x, output, record),
+            images,
+            notes,
+            graph,
             stale=frozenset(record.overwritten()),
         )
 
@@ -56,8 +63,13 @@ class Recorder:
         return self._traces.get(key) if key else None
 
     def lean(
-        self, x: torch.Tensor, images: list[np.ndarray], notes: list[tuple[str, ...]], trace: Trace,
-        keep: frozenset[str], grad_from: frozenset[str],
+        self,
+        x: torch.Tensor,
+        images: list[np.ndarray],
+        notes: list[tuple[str, ...]],
+        trace: Trace,
+        keep: frozenset[str],
+        grad_from: frozenset[str],
     ) -> RecordedPass | None:
         """A pass that serves one call only, for methods that take no gradient to the input: it keeps only the
         outputs of `keep`, and its graph starts at the first of `grad_from` (`capture`'s `keep` and
@@ -68,8 +80,16 @@ class Recorder:
         if self._traces.get(_trace_key(x, record)) is not trace or (grad_from and output.grad_fn is None):
             return None
         return RecordedPass(
-            self, x, output, record.by_name(), trace, images, notes, bool(grad_from),
-            stale=frozenset(record.overwritten()), cloned=keep,
+            self,
+            x,
+            output,
+            record.by_name(),
+            trace,
+            images,
+            notes,
+            bool(grad_from),
+            stale=frozenset(record.overwritten()),
+            cloned=keep,
         )
 
     def record(self, x: torch.Tensor, graph: bool, **options: Any) -> tuple[torch.Tensor, Capture]:
@@ -78,7 +98,10 @@ class Recorder:
         shape = tuple(x.shape[1:])
         with self.bundle.lock:
             count = shape not in self._functional
-            with torch.set_grad_enabled(graph), capture(self.bundle.module, count_functional=count, **options) as record:
+            with (
+                torch.set_grad_enabled(graph),
+                capture(self.bundle.module, count_functional=count, **options) as record,
+            ):
                 output = self.bundle.run(x, failed_on="this image", fast=False)
             if count:
                 self._functional[shape] = dict(record.functional_activations)
@@ -162,7 +185,7 @@ class RecordedPass:
                 target.score(output[:1])  # raises a TargetError for a class the model does not have
             index = torch.tensor([t.index for t in targets], device=output.device)[:, None]
             return output.gather(1, index).sum()
-        return torch.cat([t.score(output[i:i + 1]) for i, t in enumerate(targets)]).sum()
+        return torch.cat([t.score(output[i : i + 1]) for i, t in enumerate(targets)]).sum()
 
     def gradient(self, targets: tuple[Target, ...], score: torch.Tensor, what: str) -> torch.Tensor:
         """d score / d `what` ("input", "guided" input, or a layer name), cached per pass and targets."""
@@ -203,9 +226,7 @@ class RecordedPass:
         linear = self.recorder.bundle.module.get_submodule(self.trace.cam_site.linear)
         weight = linear.weight.detach()
         bias = linear.bias.detach() if linear.bias is not None else torch.zeros(weight.shape[0], device=weight.device)
-        rows = [
-            [t.index] if isinstance(t, ClassTarget) else list(t.outputs or range(weight.shape[0])) for t in targets
-        ]
+        rows = [[t.index] if isinstance(t, ClassTarget) else list(t.outputs or range(weight.shape[0])) for t in targets]
         return torch.stack([weight[r].sum(dim=0) for r in rows]), torch.stack([bias[r].sum() for r in rows])
 
 

@@ -66,7 +66,10 @@ def render_grid(
         picture = render_rgb(tile) if tile.ndim == 3 else render_heatmap(tile, colormap)
         picture = cv2.resize(picture, (tile_size, tile_size), interpolation=cv2.INTER_NEAREST)
         r, c = divmod(i, columns)
-        grid[r * (tile_size + gap):r * (tile_size + gap) + tile_size, c * (tile_size + gap):c * (tile_size + gap) + tile_size] = picture
+        grid[
+            r * (tile_size + gap) : r * (tile_size + gap) + tile_size,
+            c * (tile_size + gap) : c * (tile_size + gap) + tile_size,
+        ] = picture
     return grid
 
 
@@ -96,13 +99,17 @@ def draw(result: MethodResult, image: np.ndarray, colormap: str = "jet", opacity
     method = METHODS[result.method]
     if method.drawing == "grid":
         tiles = method.tiles(result)
-        return render_grid(tiles, colormap, columns=grid_columns(len(tiles)), tile_size=method.tile_size(len(tiles)), gap=GAP)
+        return render_grid(
+            tiles, colormap, columns=grid_columns(len(tiles)), tile_size=method.tile_size(len(tiles)), gap=GAP
+        )
     if method.drawing == "rgb":
         return render_rgb(result.rgb)
     return draw_map(result.method, result.map, image, colormap, opacity)
 
 
-def draw_map(method: str, values: np.ndarray, image: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
+def draw_map(
+    method: str, values: np.ndarray, image: np.ndarray, colormap: str = "jet", opacity: float = 0.5
+) -> np.ndarray:
     """One (H, W) map of `method` in [0, 1] (a result's, or a Sanity step's) drawn as its method's panel draws it:
     a sparse gradient map (drawn as a heat map or an RGB picture) as a heat map stretched to its 99th percentile
     (over the photo its fine speckle would vanish), any other over the picture."""

@@ -90,7 +90,7 @@ def render_report_png(panels: Sequence[ReportPanel], stamp: ReportStamp, *, colu
     header_height = sum(height for _, _, height, _ in header) + 12
     cell_heights = [_cell_height(panel, fonts, tile) for panel in panels]
     rows = math.ceil(len(panels) / columns)
-    row_heights = [max(cell_heights[r * columns:(r + 1) * columns]) for r in range(rows)]
+    row_heights = [max(cell_heights[r * columns : (r + 1) * columns]) for r in range(rows)]
     height = pad + header_height + gap + sum(row_heights) + (rows - 1) * gap + pad
 
     canvas = Image.new("RGB", (width, height), _BACKGROUND)

@@ -40,14 +40,16 @@ class ClassTarget:
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         if output.dim() != 2:
-            raise TargetError(f"A class target needs a model that outputs one score per class; this one outputs shape {tuple(output.shape)}.")
+            raise TargetError(
+                f"A class target needs a model that outputs one score per class; this one outputs shape {tuple(output.shape)}."
+            )
         if not 0 <= self.index < output.shape[1]:
             raise TargetError(f"Class {self.index} does not exist: the model has classes 0 to {output.shape[1] - 1}.")
         return output[:, self.index]
 
     @property
     def label(self) -> str:
-        """"tabby (class 281)"; a class without a real name ("", "class 1", "1") once: "class 1"."""
+        """ "tabby (class 281)"; a class without a real name ("", "class 1", "1") once: "class 1"."""
         unnamed = self.name.strip().lower() in ("", str(self.index), f"class {self.index}", f"class{self.index}")
         return f"class {self.index}" if unnamed else f"{self.name} (class {self.index})"
 
@@ -63,10 +65,14 @@ class SegmentationTarget:
 
     def score(self, output: torch.Tensor) -> torch.Tensor:
         if output.dim() != 4:
-            raise TargetError(f"A segmentation target needs a per-pixel output (N, K, H, W); this model gives shape {tuple(output.shape)}.")
+            raise TargetError(
+                f"A segmentation target needs a per-pixel output (N, K, H, W); this model gives shape {tuple(output.shape)}."
+            )
         channels = output.shape[1]
         if not 0 <= self.category < max(channels, 2):
-            raise TargetError(f"Segmentation class {self.category} does not exist: the model has classes 0 to {max(channels, 2) - 1}.")
+            raise TargetError(
+                f"Segmentation class {self.category} does not exist: the model has classes 0 to {max(channels, 2) - 1}."
+            )
         mask = self.mask(output)
         scores = output[:, self.category] if channels > 1 else output[:, 0] * (1 if self.category == 1 else -1)
         return (scores * mask).sum(dim=(1, 2))
@@ -81,7 +87,7 @@ class SegmentationTarget:
             if self.box is not None:
                 x0, y0, x1, y1 = self.box
                 boxed = torch.zeros_like(mask)
-                boxed[:, max(y0, 0):max(y1, 0), max(x0, 0):max(x1, 0)] = 1
+                boxed[:, max(y0, 0) : max(y1, 0), max(x0, 0) : max(x1, 0)] = 1
                 mask = mask * boxed
         return mask
 
@@ -105,7 +111,9 @@ class RegressionTarget:
             return flat.sum(dim=1)
         bad = [j for j in self.outputs if not 0 <= j < flat.shape[1]]
         if bad or not self.outputs:
-            raise TargetError(f"Output {bad[0] if bad else '(none)'} does not exist: the model has outputs 0 to {flat.shape[1] - 1}.")
+            raise TargetError(
+                f"Output {bad[0] if bad else '(none)'} does not exist: the model has outputs 0 to {flat.shape[1] - 1}."
+            )
         return flat[:, list(self.outputs)].sum(dim=1)
 
     @property
@@ -115,7 +123,9 @@ class RegressionTarget:
         return "all outputs" if self.outputs is None else "outputs " + ", ".join(map(str, self.outputs))
 
 
-def resolve_target(target: int | Target | None, output: torch.Tensor, task: str, class_names: tuple[str, ...]) -> Target:
+def resolve_target(
+    target: int | Target | None, output: torch.Tensor, task: str, class_names: tuple[str, ...]
+) -> Target:
     """An explicit target, a class index, or the default: the top-1 class / the dominant segment / all outputs."""
     if isinstance(target, bool):
         raise TargetError("The target must be a class number or a target object, not True/False.")
@@ -163,9 +173,6 @@ def top_predictions(bundle: ModelBundle, output: torch.Tensor, top_k: int) -> li
         scores = torch.softmax(output.flatten(1).float(), dim=1)
     values, indices = scores.topk(min(top_k, scores.shape[1]), dim=1)
     return [
-        tuple(
-            Prediction(i, names[i] if i < len(names) else f"class {i}", v)
-            for v, i in zip(row_values, row_indices)
-        )
+        tuple(Prediction(i, names[i] if i < len(names) else f"class {i}", v) for v, i in zip(row_values, row_indices))
         for row_values, row_indices in zip(values.tolist(), indices.tolist())
     ]

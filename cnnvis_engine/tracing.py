@@ -29,10 +29,19 @@ from .methods.base import LayerKind
 
 # Modules that, in eval mode, give back their input unchanged: their maps are their input's maps. timm fills
 # blocks with Identity placeholders (106 of efficientnet_lite0's 261 spatial entries).
-PASS_THROUGH_KINDS = frozenset({
-    "Identity", "Dropout", "Dropout1d", "Dropout2d", "Dropout3d", "AlphaDropout", "FeatureAlphaDropout", "DropPath",
-    "DropBlock2d",
-})
+PASS_THROUGH_KINDS = frozenset(
+    {
+        "Identity",
+        "Dropout",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "AlphaDropout",
+        "FeatureAlphaDropout",
+        "DropPath",
+        "DropBlock2d",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +135,10 @@ def _find_cam_site(calls: list[ModuleCall], output: torch.Tensor) -> tuple[CamSi
     finished = sorted((c for c in calls if c.output is not None), key=lambda c: c.end)
     linear = next((c for c in reversed(finished) if isinstance(c.module, nn.Linear)), None)
     if linear is None or linear.first_input is None:
-        return None, "CAM needs the network to end in one Linear layer after global average pooling; this one has no Linear layer."
+        return (
+            None,
+            "CAM needs the network to end in one Linear layer after global average pooling; this one has no Linear layer.",
+        )
     if linear.output.shape != output.shape or not torch.equal(linear.output, output):
         return None, (
             f"CAM needs the network's output to come straight from one Linear layer; after '{linear.name}' "
@@ -148,10 +160,18 @@ def _find_cam_site(calls: list[ModuleCall], output: torch.Tensor) -> tuple[CamSi
 
 
 def _unguided(calls: list[ModuleCall], functional: dict[str, int]) -> tuple[str, ...]:
-    names = sorted({
-        f"{c.name} ({type(c.module).__name__})" for c in calls
-        if isinstance(c.module, ACTIVATION_MODULES) and not isinstance(c.module, GUIDED_ACTIVATIONS)
-    } | {f"{c.name} (TorchScript: every activation inside)" for c in calls if isinstance(c.module, torch.jit.ScriptModule)})
+    names = sorted(
+        {
+            f"{c.name} ({type(c.module).__name__})"
+            for c in calls
+            if isinstance(c.module, ACTIVATION_MODULES) and not isinstance(c.module, GUIDED_ACTIVATIONS)
+        }
+        | {
+            f"{c.name} (TorchScript: every activation inside)"
+            for c in calls
+            if isinstance(c.module, torch.jit.ScriptModule)
+        }
+    )
     names += [f"functional {name} ×{count}" for name, count in sorted(functional.items())]
     return tuple(names)
 
@@ -183,17 +203,19 @@ def build_trace(capture: Capture, output: torch.Tensor, functional: dict[str, in
         last = max(calls, key=lambda c: c.end)
         shape = tuple(last.output.shape[1:]) if last.output is not None else ()
         module = last.module
-        layers.append(LayerInfo(
-            name=name,
-            kind=type(module).__name__,
-            shape=shape,
-            calls=len(calls),
-            is_leaf=next(module.children(), None) is None,
-            depth=name.count(".") + 1,
-            order=min(started[id(call)] for call in calls),
-            end=last.end,
-            kinds=_kinds_of(module, shape),
-        ))
+        layers.append(
+            LayerInfo(
+                name=name,
+                kind=type(module).__name__,
+                shape=shape,
+                calls=len(calls),
+                is_leaf=next(module.children(), None) is None,
+                depth=name.count(".") + 1,
+                order=min(started[id(call)] for call in calls),
+                end=last.end,
+                kinds=_kinds_of(module, shape),
+            )
+        )
     layers.sort(key=lambda layer: layer.order)
     site, reason = _find_cam_site(capture.calls, output)
     if site is not None:

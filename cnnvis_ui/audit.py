@@ -186,16 +186,29 @@ def layout_figure(result: Audit, label: str, height: int = 420) -> go.Figure:
         c = clusters[number]
         inside = view.clusters == number
         name = f"cluster {number} · {c.size} pictures · suspicion {c.suspicion:.2f}" + (" ⚠" if c.flagged else "")
-        fig.add_trace(go.Scatter(
-            x=points[inside, 0], y=points[inside, 1], mode="markers", name=name,
-            customdata=members[inside], text=[result.names[m] for m in members[inside]],
-            hovertemplate="%{text}<extra></extra>",
-            marker={"size": 9, "color": COLOURS[rank % len(COLOURS)],
-                    "line": {"width": 1.5 if c.flagged else 0, "color": "#262730"}},
-        ))
+        fig.add_trace(
+            go.Scatter(
+                x=points[inside, 0],
+                y=points[inside, 1],
+                mode="markers",
+                name=name,
+                customdata=members[inside],
+                text=[result.names[m] for m in members[inside]],
+                hovertemplate="%{text}<extra></extra>",
+                marker={
+                    "size": 9,
+                    "color": COLOURS[rank % len(COLOURS)],
+                    "line": {"width": 1.5 if c.flagged else 0, "color": "#262730"},
+                },
+            )
+        )
     fig.update_layout(
-        height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, dragmode="select",
-        legend={"orientation": "h", "y": -0.05}, xaxis={"visible": False}, yaxis={"visible": False},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        dragmode="select",
+        legend={"orientation": "h", "y": -0.05},
+        xaxis={"visible": False},
+        yaxis={"visible": False},
         title={"text": "Each dot is a picture; near dots have similar maps", "font": {"size": 13}},
     )
     return fig
@@ -308,15 +321,29 @@ def story_audit(model: str) -> dict:
     flagged = []
     for cluster in result.flagged():
         share = float(sunny[list(cluster.members)].mean())
-        weather = ("all sunny" if share == 1 else "all cloudy" if share == 0 else
-                   f"{share:.0%} sunny" if share >= 0.5 else f"{1 - share:.0%} cloudy")
-        flagged.append({
-            "label": cluster.label, "sentence": describe(cluster, result), "suspicion": cluster.suspicion,
-            "weather": weather,
-            "pictures": [mean_map_png(cluster)] + [picture_png(result, m) for m in cluster.prototypes[:3]],
-        })
-    return {"pictures": int(result.read.sum()), "flagged": flagged,
-            "highest": max((c.suspicion for c in result.clusters), default=0.0)}
+        weather = (
+            "all sunny"
+            if share == 1
+            else "all cloudy"
+            if share == 0
+            else f"{share:.0%} sunny"
+            if share >= 0.5
+            else f"{1 - share:.0%} cloudy"
+        )
+        flagged.append(
+            {
+                "label": cluster.label,
+                "sentence": describe(cluster, result),
+                "suspicion": cluster.suspicion,
+                "weather": weather,
+                "pictures": [mean_map_png(cluster)] + [picture_png(result, m) for m in cluster.prototypes[:3]],
+            }
+        )
+    return {
+        "pictures": int(result.read.sum()),
+        "flagged": flagged,
+        "highest": max((c.suspicion for c in result.clusters), default=0.0),
+    }
 
 
 def map_methods() -> list[str]:

@@ -40,11 +40,17 @@ class Outcome:
         return f"{verb} {self.lowest:.2f}: {meaning}"
 
     def sentence(self, title: str) -> str:
-        when = ("when all layers are random" if self.mode == "cascading"
-                else "when its most important layer alone is random")
+        when = (
+            "when all layers are random"
+            if self.mode == "cascading"
+            else "when its most important layer alone is random"
+        )
         verb = "falls to" if self.depends else "stays at"
-        meaning = ("it depends on what the network learned" if self.depends
-                   else "it barely depends on what the network learned, whatever its faithfulness scores say")
+        meaning = (
+            "it depends on what the network learned"
+            if self.depends
+            else "it barely depends on what the network learned, whatever its faithfulness scores say"
+        )
         return f"Sanity: {title}'s similarity to the trained map {verb} {self.lowest:.2f} {when} — {meaning}."
 
 
@@ -76,10 +82,12 @@ def found(ctx: Context, method: str) -> Outcome | None:
 
 
 NOT_RUN = "not run yet (Sanity page)"
-HELP = ("The Sanity page's randomisation test (Adebayo et al. 2018), where this session has run it for this model, "
-        "image, layer and class: the Spearman rank correlation of the map with the trained network's map once the "
-        f"weights are random. Below {DEPENDS}: the map depends on what the network learned; above: it mostly shows "
-        "the picture itself, however well it scores here.")
+HELP = (
+    "The Sanity page's randomisation test (Adebayo et al. 2018), where this session has run it for this model, "
+    "image, layer and class: the Spearman rank correlation of the map with the trained network's map once the "
+    f"weights are random. Below {DEPENDS}: the map depends on what the network learned; above: it mostly shows "
+    "the picture itself, however well it scores here."
+)
 
 
 def column(ctx: Context, methods: Sequence[str]) -> list[str]:

@@ -131,7 +131,11 @@ Preprocessing = tuple[tuple[int, int], int, tuple[tuple[float, ...], tuple[float
 @st.cache_resource(max_entries=MAX_FILE_MODELS, show_spinner=False)
 @threads.sized
 def file_explainer(
-    file_key: str, filename: str, architecture: str | None, _data: bytes, _labels: bytes | None,
+    file_key: str,
+    filename: str,
+    architecture: str | None,
+    _data: bytes,
+    _labels: bytes | None,
     preprocessing: Preprocessing | None = None,
     allow_torchscript: bool = True,
 ) -> Explainer:
@@ -158,7 +162,7 @@ def onnx_input(filename: str, data: bytes) -> OnnxInput | None:
 
 
 def describe_preprocessing(bundle: ModelBundle) -> str:
-    """"It is fed 48×40 grayscale pictures (width × height) with mean 0.5 and std 0.25." — what the model gets."""
+    """ "It is fed 48×40 grayscale pictures (width × height) with mean 0.5 and std 0.25." — what the model gets."""
     height, width = bundle.input_size
     norm = bundle.normalization
     kind = "RGB" if bundle.channels == 3 else "grayscale"
@@ -184,10 +188,8 @@ def weights_problem(name: str, weights: str) -> str:
     return ""
 
 
-
-
 def comparable_models(include_random: bool) -> list[str]:
-    """"name:weights" keys for the Compare page: each model with its own real weights where they are on this
+    """ "name:weights" keys for the Compare page: each model with its own real weights where they are on this
     machine (shipped ones, or a pretrained checkpoint in the cache: a file check, `weights_on_disk`), and with
     random weights only when `include_random` (an explicit choice). No model is loaded and nothing is downloaded
     to build the list: a model is loaded only when a cell that shows it is drawn."""
@@ -295,7 +297,11 @@ def explain(
     `freeze_options(...)` of {method: {setting: value}}; `_load` gives the model's explainer, and is called only
     when the result is not cached (a Compare row's model loads only when one of its cells is new)."""
     return _load().explain(
-        _image, layer=layer, target=target, methods=list(methods), options={m: dict(o) for m, o in options},
+        _image,
+        layer=layer,
+        target=target,
+        methods=list(methods),
+        options={m: dict(o) for m, o in options},
         top_k=top_k,
     )
 
@@ -391,9 +397,11 @@ def channel_gallery(
             bar.progress(step / total, text=f"Rendering {len(channels)} channels of {layer}: step {step} of {total}")
 
     try:
-        return tuple(render_channels(
-            _explainer.bundle, layer, list(channels), size=size, steps=steps, seed=seed, progress=progress
-        ))
+        return tuple(
+            render_channels(
+                _explainer.bundle, layer, list(channels), size=size, steps=steps, seed=seed, progress=progress
+            )
+        )
     finally:
         bar.empty()
 
@@ -452,9 +460,15 @@ def story_pictures(story: str) -> list[StoryPicture]:
     """The story's pictures in page order, from assets/stories/stories.json (written by scripts/train_demos.py)."""
     index = json.loads((STORIES_DIR / "stories.json").read_text())
     return [
-        StoryPicture(e["key"], e["title"], STORIES_DIR / e["file"], e["truth"],
-                     STORIES_DIR / e["mask_file"] if e.get("mask_file") else None)
-        for e in index if e["story"] == story
+        StoryPicture(
+            e["key"],
+            e["title"],
+            STORIES_DIR / e["file"],
+            e["truth"],
+            STORIES_DIR / e["mask_file"] if e.get("mask_file") else None,
+        )
+        for e in index
+        if e["story"] == story
     ]
 
 
@@ -485,8 +499,15 @@ def story_explanation(
     explainer = registry_explainer(model, DEMO_WEIGHTS)
     names, image = explainer.bundle.class_names, story_image(path)
     return explain(
-        image.sha256, f"{model}:{DEMO_WEIGHTS}", layer, _story_target(target, names), tuple(methods), (), lambda: explainer,
-        image, top_k=len(names),
+        image.sha256,
+        f"{model}:{DEMO_WEIGHTS}",
+        layer,
+        _story_target(target, names),
+        tuple(methods),
+        (),
+        lambda: explainer,
+        image,
+        top_k=len(names),
     )
 
 

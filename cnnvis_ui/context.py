@@ -86,8 +86,16 @@ class Context:
         """Cached deletion/insertion/average-drop scores of `method`'s map in `explanation` (made with `options`)."""
         result = explanation[method]
         return compute.faithfulness(
-            self.image.sha, self.model.key, result.layer, explanation.target.label, method,
-            compute.freeze_options(options or {}), self.explainer, self.image.decoded, result.map, explanation.target,
+            self.image.sha,
+            self.model.key,
+            result.layer,
+            explanation.target.label,
+            method,
+            compute.freeze_options(options or {}),
+            self.explainer,
+            self.image.decoded,
+            result.map,
+            explanation.target,
         )
 
     def randomisation(self, method: str, mode: compute.Mode) -> tuple[compute.RandomisationStep, ...]:
@@ -128,7 +136,11 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
     if model.weights == "file":
         user = state.get(state.USER_MODEL)
         return compute.file_explainer(
-            model.file_key, user["filename"], user["architecture"], user["data"], user["labels"],
+            model.file_key,
+            user["filename"],
+            user["architecture"],
+            user["data"],
+            user["labels"],
             preprocessing=user.get("preprocessing"),
             allow_torchscript=uploads.server_allows_torchscript(),
         )
@@ -154,8 +166,14 @@ def explain_on(model_key: str, image: LoadedImage, method: str) -> compute.Expla
     as `Context.explain`; the model is loaded only if the result is not cached yet."""
     model = model_for(model_key)
     return compute.explain(
-        image.sha, model.key, None, None, (method,), compute.freeze_options(compute.method_options(method)),
-        partial(load_explainer, model), image.decoded,
+        image.sha,
+        model.key,
+        None,
+        None,
+        (method,),
+        compute.freeze_options(compute.method_options(method)),
+        partial(load_explainer, model),
+        image.decoded,
     )
 
 
@@ -171,7 +189,7 @@ def adopt_upload(digest: str) -> tuple[str, bytes] | None:
     entry = compute.upload_store().get(digest)
     if entry is not None:
         uploads = {**state.get(state.UPLOADS), digest: entry}
-        state.put(state.UPLOADS, dict(list(uploads.items())[-state.MAX_UPLOADS:]))
+        state.put(state.UPLOADS, dict(list(uploads.items())[-state.MAX_UPLOADS :]))
     return entry
 
 

@@ -34,8 +34,14 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
     )
     if opacity:
         columns[1].slider(
-            "Overlay opacity", min_value=0.0, max_value=1.0, step=0.05, key=state.seed(state.OPACITY),
-            on_change=state.commit, args=(state.OPACITY,), help="How strongly CAM and Grad-CAM cover the photo.",
+            "Overlay opacity",
+            min_value=0.0,
+            max_value=1.0,
+            step=0.05,
+            key=state.seed(state.OPACITY),
+            on_change=state.commit,
+            args=(state.OPACITY,),
+            help="How strongly CAM and Grad-CAM cover the photo.",
         )
     if saliency:
         columns[2].segmented_control(
@@ -63,8 +69,14 @@ def extra_methods() -> list[str]:
     offered = offered_extras()
     state.put(state.EXTRA_METHODS, state.valid_subset(state.EXTRA_METHODS, offered, []))
     st.pills(
-        "More methods", offered, selection_mode="multi", format_func=method_label, wrap=True,
-        key=state.seed(state.EXTRA_METHODS), on_change=state.commit, args=(state.EXTRA_METHODS,),
+        "More methods",
+        offered,
+        selection_mode="multi",
+        format_func=method_label,
+        wrap=True,
+        key=state.seed(state.EXTRA_METHODS),
+        on_change=state.commit,
+        args=(state.EXTRA_METHODS,),
         help="Each adds a panel below. :material/timer: marks methods that run the network tens to hundreds of "
         "times: they take a few seconds (more on a big model), once per image, layer and class.",
     )
@@ -79,8 +91,10 @@ def method_label(method: str) -> str:
 
 def faithfulness_switch() -> bool:
     st.toggle(
-        "Score the maps (deletion, insertion, average drop)", key=state.seed(state.FAITHFULNESS),
-        on_change=state.commit, args=(state.FAITHFULNESS,),
+        "Score the maps (deletion, insertion, average drop)",
+        key=state.seed(state.FAITHFULNESS),
+        on_change=state.commit,
+        args=(state.FAITHFULNESS,),
         help="Hides and reveals the picture in the order each map ranks its pixels and watches the class "
         "probability: a faithful map makes it fall fast when its top pixels go and rise fast when they come back. "
         "About a second per map, once.",
@@ -108,10 +122,13 @@ def method_settings(methods: list[str]) -> dict[str, dict[str, float]]:
             key = state.setting_widget(method, option.name)
             st.session_state[key] = start
             column.number_input(
-                f"{METHODS[method].title}: {option.label}", key=key, step=1 if option.kind is int else 0.1,
+                f"{METHODS[method].title}: {option.label}",
+                key=key,
+                step=1 if option.kind is int else 0.1,
                 min_value=None if option.low == -float("inf") else option.kind(option.low),
                 max_value=None if option.high == float("inf") else option.kind(option.high),
-                on_change=_commit_setting, args=(method, option.name),
+                on_change=_commit_setting,
+                args=(method, option.name),
                 help=f"The engine's default is {option.default:g}.",
             )
             if option.name in changed.get(method, {}):  # the rest keep the dashboard's or the engine's default

@@ -38,8 +38,10 @@ def coinciding(scores: Mapping[str, Faithfulness], tolerance: float = _TOLERANCE
 
 
 def _same(a: Faithfulness, b: Faithfulness, tolerance: float) -> bool:
-    pairs = [(np.asarray(x.scores, dtype=float), np.asarray(y.scores, dtype=float))
-             for x, y in ((a.deletion, b.deletion), (a.insertion, b.insertion))]
+    pairs = [
+        (np.asarray(x.scores, dtype=float), np.asarray(y.scores, dtype=float))
+        for x, y in ((a.deletion, b.deletion), (a.insertion, b.insertion))
+    ]
     return all(x.shape == y.shape and float(np.abs(x - y).max(initial=0.0)) <= tolerance for x, y in pairs)
 
 
@@ -59,11 +61,12 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 def _rgb(colour: str) -> tuple[int, int, int]:
     colour = colour.lstrip("#")
-    return tuple(int(colour[i:i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+    return tuple(int(colour[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
 
 
-def _dashed(draw: ImageDraw.ImageDraw, points: Sequence[tuple[float, float]], colour, width: int,
-            pattern: tuple[int, ...]) -> None:
+def _dashed(
+    draw: ImageDraw.ImageDraw, points: Sequence[tuple[float, float]], colour, width: int, pattern: tuple[int, ...]
+) -> None:
     """A polyline with an on/off dash `pattern` (pixel runs) carried across its segments; () draws it solid."""
     if not pattern:
         draw.line(list(points), fill=colour, width=width, joint="curve")
@@ -76,8 +79,11 @@ def _dashed(draw: ImageDraw.ImageDraw, points: Sequence[tuple[float, float]], co
             step = min(left, length - done)
             if on:
                 a, b = done / length, (done + step) / length
-                draw.line([(x0 + (x1 - x0) * a, y0 + (y1 - y0) * a), (x0 + (x1 - x0) * b, y0 + (y1 - y0) * b)],
-                          fill=colour, width=width)
+                draw.line(
+                    [(x0 + (x1 - x0) * a, y0 + (y1 - y0) * a), (x0 + (x1 - x0) * b, y0 + (y1 - y0) * b)],
+                    fill=colour,
+                    width=width,
+                )
             done += step
             left -= step
             if left <= 1e-9:
@@ -86,8 +92,14 @@ def _dashed(draw: ImageDraw.ImageDraw, points: Sequence[tuple[float, float]], co
     return
 
 
-def curve_picture(curves: Sequence[tuple[str, Curve]], title: str, x_label: str, *, size: tuple[int, int] = (520, 440),
-                  same: Mapping[str, str] | None = None) -> np.ndarray:
+def curve_picture(
+    curves: Sequence[tuple[str, Curve]],
+    title: str,
+    x_label: str,
+    *,
+    size: tuple[int, int] = (520, 440),
+    same: Mapping[str, str] | None = None,
+) -> np.ndarray:
     """Curves (label, Curve) as one (H, W, 3) uint8 chart: class probability against the fraction of pixels, one
     colour and dash per map, a legend with each map's area under the curve, curves that repeat an earlier one
     drawn on top, thinner, and named so."""
@@ -115,8 +127,10 @@ def curve_picture(curves: Sequence[tuple[str, Curve]], title: str, x_label: str,
     picture.paste(label.rotate(90, expand=True), (4, top))
     for index, (name, curve) in enumerate(curves):
         colour = _rgb(COLOURS[index % len(COLOURS)])
-        points = [(left + (right - left) * float(f), bottom - (bottom - top) * float(s) / ceiling)
-                  for f, s in zip(curve.fractions, curve.scores)]
+        points = [
+            (left + (right - left) * float(f), bottom - (bottom - top) * float(s) / ceiling)
+            for f, s in zip(curve.fractions, curve.scores)
+        ]
         _dashed(draw, points, colour, 2 if name in same else 3, DASHES[index % len(DASHES)])
         y = bottom + 44 + 18 * index
         _dashed(draw, [(left, y + 7), (left + 34, y + 7)], colour, 3, DASHES[index % len(DASHES)])
@@ -131,13 +145,29 @@ def report_views(scores: Mapping[str, Faithfulness], titles: Mapping[str, str]) 
         return []
     named = {titles.get(method, method): score for method, score in scores.items()}
     same = coinciding(named)
-    deletion = curve_picture([(t, s.deletion) for t, s in named.items()], "Deletion: most important pixels removed "
-                             "first", "fraction of pixels removed", same=same)
-    insertion = curve_picture([(t, s.insertion) for t, s in named.items()], "Insertion: most important pixels put "
-                              "back first", "fraction of pixels inserted", same=same)
+    deletion = curve_picture(
+        [(t, s.deletion) for t, s in named.items()],
+        "Deletion: most important pixels removed first",
+        "fraction of pixels removed",
+        same=same,
+    )
+    insertion = curve_picture(
+        [(t, s.insertion) for t, s in named.items()],
+        "Insertion: most important pixels put back first",
+        "fraction of pixels inserted",
+        same=same,
+    )
     return [
-        PanelView(key="curves-deletion", title="Faithfulness: deletion curves", picture=deletion,
-                  caption="the class probability as the pixels each map ranks highest are hidden; a small area is good"),
-        PanelView(key="curves-insertion", title="Faithfulness: insertion curves", picture=insertion,
-                  caption="the class probability as those pixels are put back on a blurred copy; a large area is good"),
+        PanelView(
+            key="curves-deletion",
+            title="Faithfulness: deletion curves",
+            picture=deletion,
+            caption="the class probability as the pixels each map ranks highest are hidden; a small area is good",
+        ),
+        PanelView(
+            key="curves-insertion",
+            title="Faithfulness: insertion curves",
+            picture=insertion,
+            caption="the class probability as those pixels are put back on a blurred copy; a large area is good",
+        ),
     ]

@@ -106,8 +106,8 @@ def tile_hover(raw: np.ndarray, channels: Sequence[int], columns: int, tile: int
     text = np.full(values.shape, "", dtype=object)
     for i, (k, block) in enumerate(zip(channels, blocks)):
         r, c = divmod(i, columns)
-        values[r * gh:(r + 1) * gh, c * gw:(c + 1) * gw] = block
-        text[r * gh:(r + 1) * gh, c * gw:(c + 1) * gw] = f"channel {k}"
+        values[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = block
+        text[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = f"channel {k}"
     cell_x = np.array([c * (tile + gap) + (j + 0.5) * tile / gw for c in range(columns) for j in range(gw)]) - 0.5
     cell_y = np.array([r * (tile + gap) + (i + 0.5) * tile / gh for r in range(rows) for i in range(gh)]) - 0.5
     return Hover(values=values, label=label, x=cell_x, y=cell_y, text=text)
@@ -142,12 +142,28 @@ def colorscale(colormap: str, steps: int = 11) -> list[list[object]]:
 def _legend_trace(legend: Legend) -> go.Heatmap:
     """A colour bar only: the trace's one cell lies outside the axes, so nothing of it is drawn on the picture."""
     return go.Heatmap(
-        z=[[0.0, 1.0]], x=[-10.0, -9.0], y=[-10.0], zmin=0, zmax=1, colorscale=colorscale(legend.colormap),
-        hoverinfo="skip", showscale=True,
+        z=[[0.0, 1.0]],
+        x=[-10.0, -9.0],
+        y=[-10.0],
+        zmin=0,
+        zmax=1,
+        colorscale=colorscale(legend.colormap),
+        hoverinfo="skip",
+        showscale=True,
         colorbar={
-            "orientation": "h", "thickness": 8, "len": 1.0, "x": 0.5, "xanchor": "center", "y": -0.01,
-            "yanchor": "top", "tickvals": [0.02, 0.98], "ticktext": [legend.low, legend.high], "ticks": "outside",
-            "ticklen": 3, "showticklabels": False, "outlinewidth": 0,  # the labels are annotations: always drawn
+            "orientation": "h",
+            "thickness": 8,
+            "len": 1.0,
+            "x": 0.5,
+            "xanchor": "center",
+            "y": -0.01,
+            "yanchor": "top",
+            "tickvals": [0.02, 0.98],
+            "ticktext": [legend.low, legend.high],
+            "ticks": "outside",
+            "ticklen": 3,
+            "showticklabels": False,
+            "outlinewidth": 0,  # the labels are annotations: always drawn
         },
     )
 
@@ -165,23 +181,37 @@ def figure(
         x = hover.x if hover.x is not None else (np.arange(gw) + 0.5) * w / gw - 0.5
         y = hover.y if hover.y is not None else (np.arange(gh) + 0.5) * h / gh - 0.5
         # numpy arrays, not lists: plotly validates them in bulk and sends them as compact typed arrays.
-        fig.add_trace(go.Heatmap(
-            z=np.asarray(hover.values, dtype=np.float32),
-            x=np.asarray(x, dtype=np.float32),
-            y=np.asarray(y, dtype=np.float32),
-            text=hover.text,
-            hovertemplate=(f"%{{text}}<br>{hover.label}: %{{z:.4g}}" if hover.text is not None
-                           else f"{hover.label}: %{{z:.4g}}") + "<extra></extra>",
-            colorscale=_CLEAR,
-            showscale=False,
-            hoverongaps=False,
-        ))
+        fig.add_trace(
+            go.Heatmap(
+                z=np.asarray(hover.values, dtype=np.float32),
+                x=np.asarray(x, dtype=np.float32),
+                y=np.asarray(y, dtype=np.float32),
+                text=hover.text,
+                hovertemplate=(
+                    f"%{{text}}<br>{hover.label}: %{{z:.4g}}"
+                    if hover.text is not None
+                    else f"{hover.label}: %{{z:.4g}}"
+                )
+                + "<extra></extra>",
+                colorscale=_CLEAR,
+                showscale=False,
+                hoverongaps=False,
+            )
+        )
     if legend is not None:
         fig.add_trace(_legend_trace(legend))
         for x, anchor, text in ((0, "left", legend.low), (1, "right", legend.high)):
             fig.add_annotation(
-                x=x, y=0, xref="paper", yref="paper", xanchor=anchor, yanchor="top", yshift=-16, text=text,
-                showarrow=False, font={"size": 11, "color": "#6e707a"},
+                x=x,
+                y=0,
+                xref="paper",
+                yref="paper",
+                xanchor=anchor,
+                yanchor="top",
+                yshift=-16,
+                text=text,
+                showarrow=False,
+                font={"size": 11, "color": "#6e707a"},
             )
     fig.update_xaxes(visible=False, range=[-0.5, w - 0.5], constrain="domain", fixedrange=True)
     fig.update_yaxes(visible=False, range=[h - 0.5, -0.5], scaleanchor="x", constrain="domain", fixedrange=True)
@@ -243,7 +273,7 @@ def draw_grid(views: Sequence[PanelView], columns: int = 3, **kwargs: object) ->
     """Panels in rows of `columns`."""
     for start in range(0, len(views), columns):
         cells = st.columns(columns, gap="medium")
-        for cell, view in zip(cells, views[start:start + columns]):
+        for cell, view in zip(cells, views[start : start + columns]):
             with cell:
                 draw(view, **kwargs)
 
@@ -280,12 +310,22 @@ def report_buttons(views: Sequence[PanelView], stamp: ReportStamp, *, file_stem:
     """Two downloads of the current panel set, built only when clicked."""
     with st.container(horizontal=True, key="report-buttons"):
         st.download_button(
-            "Report as PNG", data=partial(_report_png, list(views), stamp), file_name=f"{file_stem}-report.png",
-            mime="image/png", key="report-png", icon=":material/image:", on_click="ignore",
+            "Report as PNG",
+            data=partial(_report_png, list(views), stamp),
+            file_name=f"{file_stem}-report.png",
+            mime="image/png",
+            key="report-png",
+            icon=":material/image:",
+            on_click="ignore",
         )
         st.download_button(
-            "Report as HTML", data=partial(_report_html, list(views), stamp), file_name=f"{file_stem}-report.html",
-            mime="text/html", key="report-html", icon=":material/description:", on_click="ignore",
+            "Report as HTML",
+            data=partial(_report_html, list(views), stamp),
+            file_name=f"{file_stem}-report.html",
+            mime="text/html",
+            key="report-html",
+            icon=":material/description:",
+            on_click="ignore",
         )
 
 

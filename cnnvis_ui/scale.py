@@ -36,8 +36,14 @@ _PERCENTILE = 99  # sparse gradient maps saturate their brightest 1%, as on thei
 
 def toggle(*, disabled: bool = False) -> bool:
     """The "Same scale for all maps" switch (kept in the URL as `same_scale`); returns whether it is on."""
-    st.toggle(TOGGLE_LABEL, key=state.seed(state.SHARED_SCALE), on_change=state.commit, args=(state.SHARED_SCALE,),
-              help=TOGGLE_HELP, disabled=disabled)
+    st.toggle(
+        TOGGLE_LABEL,
+        key=state.seed(state.SHARED_SCALE),
+        on_change=state.commit,
+        args=(state.SHARED_SCALE,),
+        help=TOGGLE_HELP,
+        disabled=disabled,
+    )
     return bool(state.get(state.SHARED_SCALE))
 
 
@@ -89,8 +95,12 @@ class SharedScale:
     opacity: float = 0.5
 
     @classmethod
-    def over(cls, maps: Iterable[tuple[str, np.ndarray | None, np.ndarray | None]], colormap: str = "jet",
-             opacity: float = 0.5) -> SharedScale:
+    def over(
+        cls,
+        maps: Iterable[tuple[str, np.ndarray | None, np.ndarray | None]],
+        colormap: str = "jet",
+        opacity: float = 0.5,
+    ) -> SharedScale:
         """The scale of `maps`: (method, raw, display map) triples, e.g. from `triples`."""
         ceilings: dict[str, float] = {}
         spreads: dict[str, float] = {}
@@ -114,8 +124,11 @@ class SharedScale:
         return np.clip(values / ceiling, 0.0, 1.0).astype(np.float32)
 
     def legend(self, method: str) -> Legend:
-        high = (f"1: the top 1% of the strongest of the {self.counts[method]} maps" if _sparse(method)
-                else f"1: the strongest of the {self.counts[method]} maps")
+        high = (
+            f"1: the top 1% of the strongest of the {self.counts[method]} maps"
+            if _sparse(method)
+            else f"1: the strongest of the {self.counts[method]} maps"
+        )
         return Legend(self.colormap, "0: no evidence", high)
 
     def caption(self, method: str) -> str:
@@ -139,7 +152,9 @@ class SharedScale:
         if values is None:
             return view
         return dataclasses.replace(
-            view, picture=self.picture(result.method, image, values), legend=self.legend(result.method),
+            view,
+            picture=self.picture(result.method, image, values),
+            legend=self.legend(result.method),
             caption=f"{view.caption} · {self.caption(result.method)}" if view.caption else self.caption(result.method),
         )
 
@@ -153,9 +168,14 @@ class SharedScale:
         centred = raw - raw.mean()
         rgb = np.clip(centred / (spread * 6) + 0.5, 0, 1)
         rgb = np.repeat(rgb, 3, axis=0) if rgb.shape[0] == 1 else rgb
-        caption = f"scale shared by the {self.counts.get(result.method, 1)} maps: grey = 0, the widest-spread at full colour"
-        return dataclasses.replace(view, picture=render_rgb(rgb.transpose(1, 2, 0)),
-                                   caption=f"{view.caption} · {caption}" if view.caption else caption)
+        caption = (
+            f"scale shared by the {self.counts.get(result.method, 1)} maps: grey = 0, the widest-spread at full colour"
+        )
+        return dataclasses.replace(
+            view,
+            picture=render_rgb(rgb.transpose(1, 2, 0)),
+            caption=f"{view.caption} · {caption}" if view.caption else caption,
+        )
 
 
 def _sparse(method: str) -> bool:
@@ -173,8 +193,9 @@ def triples(results: Iterable[MethodResult]) -> list[tuple[str, np.ndarray | Non
     return [(r.method, r.raw, r.map) for r in results if r.applicable]
 
 
-def step_pictures(steps: Sequence[object], method: str, image: np.ndarray, colormap: str,
-                  opacity: float) -> list[np.ndarray] | None:
+def step_pictures(
+    steps: Sequence[object], method: str, image: np.ndarray, colormap: str, opacity: float
+) -> list[np.ndarray] | None:
     """The Sanity steps' maps on one scale (steps carry `raw` and `map`); None if they cannot all be put on it."""
     shared = SharedScale.over(((method, getattr(s, "raw", None), s.map) for s in steps), colormap, opacity)
     pictures = []

@@ -19,7 +19,11 @@ from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
 
 _WEIGHTS_NAMES = {
-    "pretrained": "Pretrained", "embedded": "Built-in ImageNet", "random": "Random", "demo": "Demo", "yours": "Yours",
+    "pretrained": "Pretrained",
+    "embedded": "Built-in ImageNet",
+    "random": "Random",
+    "demo": "Demo",
+    "yours": "Yours",
 }
 _WEIGHTS_HELP = {
     "pretrained": "Weights learned on ImageNet, downloaded once by torchvision/timm and cached.",
@@ -84,8 +88,12 @@ def _model_section(ctx: Context) -> None:
     st.subheader("Model", divider="gray")
     names = compute.network_choices([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
     st.selectbox(
-        "Network", names, key=state.seed(state.MODEL, names), format_func=_model_label,
-        on_change=state.commit, args=(state.MODEL, state.model_changed),
+        "Network",
+        names,
+        key=state.seed(state.MODEL, names),
+        format_func=_model_label,
+        on_change=state.commit,
+        args=(state.MODEL, state.model_changed),
         help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
         "(convolutional networks first). Type to search.",
     )
@@ -105,13 +113,19 @@ def _model_section(ctx: Context) -> None:
         st.warning(plain(ctx.model_error), icon=":material/cloud_off:")
         if spec is not None and "random" in spec.weights and ctx.model.weights != "random":
             st.button(
-                f"Use random weights for {spec.name}", key="use-random", icon=":material/casino:",
-                on_click=state.choose_weights, args=("random",), width="stretch",
+                f"Use random weights for {spec.name}",
+                key="use-random",
+                icon=":material/casino:",
+                on_click=state.choose_weights,
+                args=("random",),
+                width="stretch",
                 help="An untrained network: the maps then show what the architecture alone responds to.",
             )
     elif ctx.model.weights == "random":
-        st.caption(":orange[Random weights: an untrained network. Its predictions are meaningless; its maps show "
-                   "what the architecture alone responds to.]")
+        st.caption(
+            ":orange[Random weights: an untrained network. Its predictions are meaningless; its maps show "
+            "what the architecture alone responds to.]"
+        )
     elif spec is not None:
         st.caption(f"**{spec.family}.** {spec.description}")
     elif ctx.model.weights == "file" and ctx.explainer is not None:
@@ -134,8 +148,11 @@ def _own_model_form() -> None:
     with st.expander("Use your own model", icon=":material/upload_file:", expanded=bool(error)):
         st.caption(_FORMATS_NOTE)
         st.file_uploader(
-            "ONNX, TorchScript or state_dict file", type=["onnx", "pt", "pth", "ts"], key=state.MODEL_FILE,
-            max_upload_size=MODEL_MB, on_change=state.model_file_chosen,
+            "ONNX, TorchScript or state_dict file",
+            type=["onnx", "pt", "pth", "ts"],
+            key=state.MODEL_FILE,
+            max_upload_size=MODEL_MB,
+            on_change=state.model_file_chosen,
             help="ONNX: `torch.onnx.export(model, x, 'model.onnx')` (or tf2onnx for Keras/TensorFlow). TorchScript: "
             "`torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture below. Pickled whole "
             "models are refused: they could run arbitrary code.",
@@ -144,11 +161,16 @@ def _own_model_form() -> None:
         if file_input:
             st.caption(plain(file_input))
         st.selectbox(
-            "Architecture (state_dict only)", ["", *compute.model_choices()], key=state.MODEL_ARCHITECTURE,
+            "Architecture (state_dict only)",
+            ["", *compute.model_choices()],
+            key=state.MODEL_ARCHITECTURE,
             format_func=lambda name: name or "None: an ONNX or TorchScript file",
         )
         st.file_uploader(
-            "Class names (optional)", type=["txt", "json"], key=state.LABELS_FILE, max_upload_size=LABELS_MB,
+            "Class names (optional)",
+            type=["txt", "json"],
+            key=state.LABELS_FILE,
+            max_upload_size=LABELS_MB,
             help="One name a line, a JSON list, a JSON {index: name} object, or a Python dict literal such as "
             "{0: 'tench, Tinca tinca', 1: 'goldfish', ...}.",
         )
@@ -164,7 +186,8 @@ def _preprocessing_controls() -> None:
     """Input size, RGB or grayscale, and normalisation, for the upload; off: the file's or architecture's own."""
     state.seed_preprocessing()
     custom = st.toggle(
-        "Set the input size and normalisation", key=state.PREP_CUSTOM,
+        "Set the input size and normalisation",
+        key=state.PREP_CUSTOM,
         help="Off: the architecture's preprocessing for a state_dict, the input size an ONNX file declares, and "
         "224×224 RGB with ImageNet mean/std otherwise.",
     )
@@ -174,7 +197,10 @@ def _preprocessing_controls() -> None:
     height.number_input("Height", min_value=1, max_value=4096, step=1, key=state.PREP_HEIGHT)
     width.number_input("Width", min_value=1, max_value=4096, step=1, key=state.PREP_WIDTH)
     st.radio(
-        "Channels", [3, 1], key=state.PREP_CHANNELS, horizontal=True,
+        "Channels",
+        [3, 1],
+        key=state.PREP_CHANNELS,
+        horizontal=True,
         format_func=lambda channels: "RGB" if channels == 3 else "Grayscale",
     )
     st.selectbox("Normalisation", list(_NORMALISATIONS), key=state.PREP_NORM, format_func=_NORMALISATIONS.get)
@@ -189,17 +215,24 @@ def _image_section(ctx: Context) -> None:
     current = state.get(state.IMAGE)
     samples = list_samples()
     for start in range(0, len(samples), 2):
-        for column, sample in zip(st.columns(2, gap="small"), samples[start:start + 2]):
+        for column, sample in zip(st.columns(2, gap="small"), samples[start : start + 2]):
             ref = f"sample:{sample.key}"
             with column:
                 st.image(compute.thumbnail(sample.key), width="stretch")
                 st.button(
                     sample.key.capitalize(),
-                    key=f"sample-{sample.key}", type="primary" if ref == current else "secondary", width="stretch",
-                    help=f"{sample.title} — {sample.credit}", on_click=state.choose_image, args=(ref,),
+                    key=f"sample-{sample.key}",
+                    type="primary" if ref == current else "secondary",
+                    width="stretch",
+                    help=f"{sample.title} — {sample.credit}",
+                    on_click=state.choose_image,
+                    args=(ref,),
                 )
     st.file_uploader(
-        "Or upload your own", type=list(UPLOAD_EXTENSIONS), key=state.IMAGE_UPLOADER, on_change=state.image_uploaded,
+        "Or upload your own",
+        type=list(UPLOAD_EXTENSIONS),
+        key=state.IMAGE_UPLOADER,
+        on_change=state.image_uploaded,
         help="PNG, JPEG, WebP, BMP, TIFF or GIF. It is resized to the model's input without cropping.",
         max_upload_size=IMAGE_MB,  # MB, checked on the server too (state.image_uploaded)
     )
@@ -233,26 +266,33 @@ def _layer_section(ctx: Context) -> None:
         return
     everything, chosen = state.get(state.ALL_LAYERS), state.get(state.LAYER)
     default = table.defaults["gradcam"]
-    shown = [layer for layer in table.spatial
-             if everything or not layer.passes_through or layer.name in (chosen, default)]
+    shown = [
+        layer for layer in table.spatial if everything or not layer.passes_through or layer.name in (chosen, default)
+    ]
     by_name = {layer.name: layer for layer in table.spatial}
     labels = {layer.name: text.layer_label(layer) for layer in shown}
     options = [state.AUTO, *labels]
     current = by_name.get(chosen or default)
     st.selectbox(
-        "Layer for feature maps and Grad-CAM", options, key=state.seed(state.LAYER, options),
+        "Layer for feature maps and Grad-CAM",
+        options,
+        key=state.seed(state.LAYER, options),
         format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
-        on_change=state.commit, args=(state.LAYER,), filter_mode="contains",
+        on_change=state.commit,
+        args=(state.LAYER,),
+        filter_mode="contains",
         help="The layers the picture passes through, in order, that give a map per channel. Type part of a name "
-        "(`blocks.3.`) or a kind (`convolution`) to search."
-        + (f"\n\n{text.layer_detail(current)}" if current else ""),
+        "(`blocks.3.`) or a kind (`convolution`) to search." + (f"\n\n{text.layer_detail(current)}" if current else ""),
     )
     hidden = len(table.spatial) - len(shown)
     st.toggle(
-        "Show pass-through layers", key=state.seed(state.ALL_LAYERS), on_change=state.commit,
+        "Show pass-through layers",
+        key=state.seed(state.ALL_LAYERS),
+        on_change=state.commit,
         args=(state.ALL_LAYERS,),
         help=f"{hidden} layers are hidden: they hand their input on unchanged (`Identity` placeholders, dropout, "
-        "which is off while explaining), so their maps are the layer before's." if hidden or not everything
+        "which is off while explaining), so their maps are the layer before's."
+        if hidden or not everything
         else "Hide the layers that hand their input on unchanged.",
     )
     if not table.spatial and ctx.model.weights == "file":
@@ -264,8 +304,11 @@ def _layer_section(ctx: Context) -> None:
     st.caption(
         f"{len(shown)} layers give maps"
         + (f" ({hidden} pass-through ones hidden). " if hidden else ". ")
-        + (f"CAM always uses `{cam}`, the last layer before the network averages each map to one number."
-           if cam else "CAM does not apply to this model.")
+        + (
+            f"CAM always uses `{cam}`, the last layer before the network averages each map to one number."
+            if cam
+            else "CAM does not apply to this model."
+        )
     )
 
 
@@ -300,8 +343,10 @@ def _target_section(ctx: Context) -> None:
     chosen = predictions[0].index if target is None else target
     for rank, prediction in enumerate(predictions):
         st.button(
-            plain(f"{prediction.name} · {views.percent(prediction.probability)}"), key=f"top5-{rank}",
-            type="primary" if prediction.index == chosen else "secondary", width="stretch",
-            on_click=state.choose_target, args=(prediction.index,),
+            plain(f"{prediction.name} · {views.percent(prediction.probability)}"),
+            key=f"top5-{rank}",
+            type="primary" if prediction.index == chosen else "secondary",
+            width="stretch",
+            on_click=state.choose_target,
+            args=(prediction.index,),
         )
-

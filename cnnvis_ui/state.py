@@ -222,7 +222,9 @@ _TUPLE = Codec(lambda v: ",".join(v or ()), lambda t: tuple(item for item in t.s
 
 
 def _encode_settings(settings: Mapping[str, Mapping[str, float]]) -> str:
-    return ",".join(f"{m}.{name}={value:g}" for m, values in sorted(settings.items()) for name, value in sorted(values.items()))
+    return ",".join(
+        f"{m}.{name}={value:g}" for m, values in sorted(settings.items()) for name, value in sorted(values.items())
+    )
 
 
 def _decode_settings(text: str) -> dict[str, dict[str, float]]:
@@ -343,8 +345,7 @@ def _check_model(written: str | None) -> list[str]:
             st.session_state[MODEL], st.session_state[WEIGHTS] = USER_MODEL_CHOICE, "file"
             return []
         _default_model()
-        return [("the link's model is a file uploaded in another session: upload it again under "
-                 "\"Use your own model\"")]
+        return [('the link\'s model is a file uploaded in another session: upload it again under "Use your own model"')]
     spec = compute.model_spec(name)
     if spec is None:
         _default_model()
@@ -457,8 +458,9 @@ def load_user_model() -> None:
     if preprocessing is not None:
         key += ":" + compute.sha256(repr(preprocessing).encode())
     try:
-        compute.file_explainer(key, file.name, architecture, data, labels_data, preprocessing,
-                               uploads.server_allows_torchscript())
+        compute.file_explainer(
+            key, file.name, architecture, data, labels_data, preprocessing, uploads.server_allows_torchscript()
+        )
     except EngineError as error:
         st.session_state[USER_MODEL_ERROR] = str(error)
         return
@@ -476,8 +478,13 @@ def load_user_model() -> None:
 
 
 PREP_INITIAL: dict[str, Any] = {
-    PREP_CUSTOM: False, PREP_HEIGHT: 224, PREP_WIDTH: 224, PREP_CHANNELS: 3, PREP_NORM: "imagenet",
-    PREP_MEAN: "0.485, 0.456, 0.406", PREP_STD: "0.229, 0.224, 0.225",
+    PREP_CUSTOM: False,
+    PREP_HEIGHT: 224,
+    PREP_WIDTH: 224,
+    PREP_CHANNELS: 3,
+    PREP_NORM: "imagenet",
+    PREP_MEAN: "0.485, 0.456, 0.406",
+    PREP_STD: "0.229, 0.224, 0.225",
 }
 
 
@@ -537,4 +544,3 @@ def _numbers(text: str, what: str) -> tuple[float, ...]:
     if len(values) not in (1, 3):
         raise ValueError(f"The {what} must be one number, or three for R, G and B (for example 0.485, 0.456, 0.406).")
     return values
-

@@ -46,8 +46,13 @@ def box_region(shape: tuple[int, int], box: list[int]) -> np.ndarray:
     return region
 
 
-def gradcam_overlay(ex: Explanation, opacity: float = 0.5, box: list[int] | None = None, method: str = "gradcam",
-                    values: np.ndarray | None = None) -> np.ndarray:
+def gradcam_overlay(
+    ex: Explanation,
+    opacity: float = 0.5,
+    box: list[int] | None = None,
+    method: str = "gradcam",
+    values: np.ndarray | None = None,
+) -> np.ndarray:
     """Grad-CAM (or `method`) over the picture, enlarged; the tank's box drawn in white if given. `values`: the map
     to draw instead of the method's own (e.g. on a scale shared with other maps)."""
     picture = enlarge(render_overlay(ex.image, ex[method].map if values is None else values, "jet", opacity))
@@ -61,10 +66,14 @@ def gradcam_overlay(ex: Explanation, opacity: float = 0.5, box: list[int] | None
 def side_by_side_on_one_scale(explanations: list[Explanation], method: str = "gradcam", gap: int = 8) -> np.ndarray:
     """The maps of several explanations on one colour scale (their raw values over the common peak), so a
     weak map stays dark instead of being stretched; enlarged and laid side by side on white."""
-    maps = [cv2.resize(ex[method].raw.astype(np.float32), ex.image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-            for ex in explanations]
+    maps = [
+        cv2.resize(ex[method].raw.astype(np.float32), ex.image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        for ex in explanations
+    ]
     peak = max(float(m.max()) for m in maps) or 1.0
-    pictures = [enlarge(render_overlay(ex.image, np.clip(m / peak, 0, 1), "jet", 0.5)) for ex, m in zip(explanations, maps)]
+    pictures = [
+        enlarge(render_overlay(ex.image, np.clip(m / peak, 0, 1), "jet", 0.5)) for ex, m in zip(explanations, maps)
+    ]
     spacer = np.full((DISPLAY_SIDE, gap, 3), 255, np.uint8)
     return np.hstack([part for picture in pictures for part in (picture, spacer)][:-1])
 
@@ -93,18 +102,33 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 def answer_grid(answers: np.ndarray, truth: list[str], height: int = 300) -> go.Figure:
     """The 25 obstacle outputs as the robot's floor plan: far at the top, near at the bottom, left to right;
     each cell shows its probability; true obstacles are outlined in green."""
-    grid = np.array([[answers[output_index(c, r)] for c in range(len(DIRECTIONS))] for r in range(len(DISTANCES))])[::-1]
+    grid = np.array([[answers[output_index(c, r)] for c in range(len(DIRECTIONS))] for r in range(len(DISTANCES))])[
+        ::-1
+    ]
     rows = list(DISTANCES)[::-1]
-    fig = go.Figure(go.Heatmap(
-        z=grid, x=list(DIRECTIONS), y=rows, zmin=0, zmax=1, colorscale="Reds", showscale=False,
-        text=[[f"{v:.0%}" for v in row] for row in grid], texttemplate="%{text}",
-        hovertemplate="%{x} / %{y}: %{z:.1%}<extra></extra>", xgap=2, ygap=2,
-    ))
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid,
+            x=list(DIRECTIONS),
+            y=rows,
+            zmin=0,
+            zmax=1,
+            colorscale="Reds",
+            showscale=False,
+            text=[[f"{v:.0%}" for v in row] for row in grid],
+            texttemplate="%{text}",
+            hovertemplate="%{x} / %{y}: %{z:.1%}<extra></extra>",
+            xgap=2,
+            ygap=2,
+        )
+    )
     for name in truth:
         index = ROBOT_OUTPUT_NAMES.index(name)
         r, c = divmod(index, len(DIRECTIONS))
         y = len(DISTANCES) - 1 - r
-        fig.add_shape(type="rect", x0=c - 0.5, x1=c + 0.5, y0=y - 0.5, y1=y + 0.5, line={"color": "#1a9850", "width": 4})
+        fig.add_shape(
+            type="rect", x0=c - 0.5, x1=c + 0.5, y0=y - 0.5, y1=y + 0.5, line={"color": "#1a9850", "width": 4}
+        )
     fig.update_yaxes(autorange="reversed", fixedrange=True)
     fig.update_xaxes(side="top", fixedrange=True)
     fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 30, "b": 0}, dragmode=False)

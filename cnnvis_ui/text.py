@@ -110,7 +110,7 @@ LAYER_KINDS = {
 
 
 def layer_kind(kind: str) -> str:
-    """"batch norm + activation" for BatchNormAct2d; unknown classes as words ("MyBlock" -> "my block")."""
+    """ "batch norm + activation" for BatchNormAct2d; unknown classes as words ("MyBlock" -> "my block")."""
     if kind in LAYER_KINDS:
         return LAYER_KINDS[kind]
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", kind).lower() or "layer"

@@ -33,7 +33,9 @@ IMAGE_MB = 50  # the image uploader (cnnvis_engine.images.MAX_FILE_BYTES is the 
 MODEL_MB = 500  # the model uploader; also server.maxUploadSize, the route's own cap
 LABELS_MB = 10  # the class-names uploader
 # The reaper's times; a deployment (or a test) may change them through the environment.
-ORPHAN_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_ORPHAN_SECONDS", "60"))  # unclaimed by any widget this long: dropped
+ORPHAN_SECONDS = float(
+    os.environ.get("CNNVIS_UPLOAD_ORPHAN_SECONDS", "60")
+)  # unclaimed by any widget this long: dropped
 GONE_SECONDS = float(os.environ.get("CNNVIS_UPLOAD_GONE_SECONDS", "30"))  # a session disconnected this long: its files
 SWEEP_SECONDS = min(5.0, ORPHAN_SECONDS / 4, GONE_SECONDS / 4)  # how often it looks when nothing is uploaded
 UNCLAIMED_BYTES = (MODEL_MB + IMAGE_MB + LABELS_MB) * 2**20  # per session, what all three widgets may hold at once
@@ -144,7 +146,9 @@ class Reaper:
     def _limit_session(self, session_id: str) -> None:
         """Drop the session's oldest unclaimed files while they hold more than UNCLAIMED_BYTES."""
         with self._lock:
-            mine = sorted((arrival, file_id) for (session, file_id), arrival in self.arrived.items() if session == session_id)
+            mine = sorted(
+                (arrival, file_id) for (session, file_id), arrival in self.arrived.items() if session == session_id
+            )
         storage = self.manager.file_storage.get(session_id, {})
         sizes = {file_id: len(record.data) for file_id, record in list(storage.items())}
         total = sum(sizes.get(file_id, 0) for _, file_id in mine)

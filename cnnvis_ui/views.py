@@ -23,8 +23,11 @@ from .panels import Legend, PanelView, map_hover, tile_hover
 
 def input_view(picture: np.ndarray, title: str, notes: tuple[str, ...] = ()) -> PanelView:
     return PanelView(
-        key="input", title="Input image", picture=picture,
-        caption=f"{title} · {picture.shape[1]}×{picture.shape[0]} model input", note=" ".join(notes),
+        key="input",
+        title="Input image",
+        picture=picture,
+        caption=f"{title} · {picture.shape[1]}×{picture.shape[0]} model input",
+        note=" ".join(notes),
     )
 
 
@@ -34,8 +37,11 @@ def original_view(image: LoadedImage, max_side: int = 512) -> PanelView:
     picture.thumbnail((max_side, max_side))
     width, height = image.decoded.original_size
     return PanelView(
-        key="input", title="Input image", picture=np.asarray(picture),
-        caption=f"{image.title} · {width}×{height}", note=" ".join(image.decoded.notes),
+        key="input",
+        title="Input image",
+        picture=np.asarray(picture),
+        caption=f"{image.title} · {width}×{height}",
+        note=" ".join(image.decoded.notes),
     )
 
 
@@ -65,7 +71,13 @@ def _not_applicable(result: MethodResult, title: str, key: str | None = None) ->
 
 
 def result_view(
-    result: MethodResult, image: np.ndarray, target: str, colormap: str, opacity: float, *, key: str | None = None,
+    result: MethodResult,
+    image: np.ndarray,
+    target: str,
+    colormap: str,
+    opacity: float,
+    *,
+    key: str | None = None,
     title: str | None = None,
 ) -> PanelView:
     """One method's panel, entirely from what its class declares: `report.result_panel` (the title, the picture
@@ -79,12 +91,19 @@ def result_view(
     if method.drawing == "grid":
         count = len(method.tiles(result))
         indices = list(result.meta.get("channels", range(count)))
-        hover = tile_hover(values, indices, grid_columns(count), method.tile_size(count), GAP, method.hover or method.title)
+        hover = tile_hover(
+            values, indices, grid_columns(count), method.tile_size(count), GAP, method.hover or method.title
+        )
     else:
         hover = map_hover(values, method.hover or method.title)
     return PanelView(
-        key=key or panel_key(result.method), title=title, picture=panel.picture, method=result.method,
-        caption=panel.caption, note=method.note(result), hover=hover,
+        key=key or panel_key(result.method),
+        title=title,
+        picture=panel.picture,
+        method=result.method,
+        caption=panel.caption,
+        note=method.note(result),
+        hover=hover,
         legend=Legend(colormap, *method.legend) if method.legend else None,
     )
 
@@ -128,10 +147,15 @@ def _flat(view: PanelView, result: MethodResult) -> PanelView:
     """Say the map is flat instead of drawing one uniform colour (or, once min-max stretches rounding noise,
     stripes)."""
     value = float(np.nan_to_num(result.raw).flat[0])
-    return dataclasses.replace(view, picture=None, hover=None, note=(
-        f"Flat map ({view.caption}): the same value ({value:.3g}) everywhere, so there is nothing to highlight; "
-        "try another layer or class."
-    ))
+    return dataclasses.replace(
+        view,
+        picture=None,
+        hover=None,
+        note=(
+            f"Flat map ({view.caption}): the same value ({value:.3g}) everywhere, so there is nothing to highlight; "
+            "try another layer or class."
+        ),
+    )
 
 
 def css_key(method: str) -> str:
@@ -176,10 +200,13 @@ def scorable(explanation: Explanation | None, method: str) -> bool:
 
 def with_scores(view: PanelView, score: Faithfulness) -> PanelView:
     """The map's faithfulness scores under its caption (and so in the report too)."""
-    return with_caption(view, (
-        f"{view.caption} · deletion AUC {score.deletion.auc:.2f} ↓ · insertion AUC {score.insertion.auc:.2f} ↑ · "
-        f"average drop {score.average_drop:.0%} ↓"
-    ))
+    return with_caption(
+        view,
+        (
+            f"{view.caption} · deletion AUC {score.deletion.auc:.2f} ↓ · insertion AUC {score.insertion.auc:.2f} ↑ · "
+            f"average drop {score.average_drop:.0%} ↓"
+        ),
+    )
 
 
 def step_picture(image: np.ndarray, values: np.ndarray, method: str, colormap: str, opacity: float) -> np.ndarray:
@@ -225,8 +252,10 @@ def faithfulness_verdict(scores: dict[str, Faithfulness], titles: dict[str, str]
     verdict = "; ".join(parts) + "."
     edgy = [titles[m] for m in best if m in EDGE_LIKE]
     if edgy:
-        verdict += (f" A good score is not the whole story: {', '.join(edgy)} also follows the picture's edges, and "
-                    "the Sanity page shows guided backprop hardly changes when the network's weights are random.")
+        verdict += (
+            f" A good score is not the whole story: {', '.join(edgy)} also follows the picture's edges, and "
+            "the Sanity page shows guided backprop hardly changes when the network's weights are random."
+        )
     return verdict
 
 
@@ -240,8 +269,10 @@ def coincide_note(explanation: Explanation | None) -> str:
         return ""
     if cam.map.shape != gradcam.map.shape or not np.allclose(cam.map, gradcam.map, atol=1e-3):
         return ""
-    return (f"Same picture as Grad-CAM: at {cam.layer}, the layer that feeds the global average pool, Grad-CAM's "
-            "weights are the classifier's own, which is what CAM uses. Choose an earlier layer to see them differ.")
+    return (
+        f"Same picture as Grad-CAM: at {cam.layer}, the layer that feeds the global average pool, Grad-CAM's "
+        "weights are the classifier's own, which is what CAM uses. Choose an earlier layer to see them differ."
+    )
 
 
 def predictions_row(ctx: Context) -> dict[str, str]:

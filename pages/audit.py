@@ -40,8 +40,12 @@ def settings() -> dict | None:
         if st.session_state.get(a.ZIP_ERROR):
             st.error(st.session_state[a.ZIP_ERROR])
     if button.button("Run audit", type="primary", key="audit-run"):
-        st.session_state[a.RUN] = {"model": model, "folder": st.session_state[a.FOLDER],
-                                   "method": st.session_state[a.METHOD], "size": st.session_state[a.SIZE]}
+        st.session_state[a.RUN] = {
+            "model": model,
+            "folder": st.session_state[a.FOLDER],
+            "method": st.session_state[a.METHOD],
+            "size": st.session_state[a.SIZE],
+        }
     return st.session_state.get(a.RUN)
 
 
@@ -60,17 +64,28 @@ def results(run: dict) -> None:
         st.info(note)
     if result.skipped:
         with st.expander(f"{len(result.skipped)} files skipped"):
-            st.dataframe({"file": [s.path for s in result.skipped], "why": [s.reason for s in result.skipped]},
-                         hide_index=True)
-    st.download_button("Export the flagged pictures (CSV)", a.flagged_csv(result), file_name="flagged.csv",
-                       mime="text/csv", key="audit-export", disabled=not flagged)
+            st.dataframe(
+                {"file": [s.path for s in result.skipped], "why": [s.reason for s in result.skipped]}, hide_index=True
+            )
+    st.download_button(
+        "Export the flagged pictures (CSV)",
+        a.flagged_csv(result),
+        file_name="flagged.csv",
+        mime="text/csv",
+        key="audit-export",
+        disabled=not flagged,
+    )
     labels = sorted(result.classes, key=lambda c: -max((k.suspicion for k in result.for_class(c)), default=0))
     label = st.segmented_control("Class", labels, default=labels[0], key=a.CLASS) or labels[0]
     plot, cards = st.columns([3, 2])
     with plot:
-        event = st.plotly_chart(a.layout_figure(result, label), on_select="rerun",
-                                selection_mode=("points", "box", "lasso"),
-                                key=f"audit-scatter-{label}", config={"displayModeBar": True, "displaylogo": False})
+        event = st.plotly_chart(
+            a.layout_figure(result, label),
+            on_select="rerun",
+            selection_mode=("points", "box", "lasso"),
+            key=f"audit-scatter-{label}",
+            config={"displayModeBar": True, "displaylogo": False},
+        )
         chosen = a.selected_indices(event)
         if chosen:
             grid(result, chosen)
@@ -85,12 +100,17 @@ def grid(result, chosen: list[int]) -> None:
     with st.container(key="audit-grid"):
         more = f" (the first {a.GRID_LIMIT} shown)" if len(chosen) > a.GRID_LIMIT else ""
         st.markdown(f"**{len(chosen)} selected**{more}")
-        shown = chosen[:a.GRID_LIMIT]
+        shown = chosen[: a.GRID_LIMIT]
         for start in range(0, len(shown), COLUMNS):
-            for col, index in zip(st.columns(COLUMNS), shown[start:start + COLUMNS]):
+            for col, index in zip(st.columns(COLUMNS), shown[start : start + COLUMNS]):
                 col.image(a.picture_png(result, index), caption=result.names[index], width="stretch")
-        st.download_button("Export the selection (CSV)", a.flagged_csv(result, chosen), file_name="selection.csv",
-                           mime="text/csv", key="audit-export-selection")
+        st.download_button(
+            "Export the selection (CSV)",
+            a.flagged_csv(result, chosen),
+            file_name="selection.csv",
+            mime="text/csv",
+            key="audit-export-selection",
+        )
 
 
 def card(result, cluster) -> None:

@@ -30,17 +30,29 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     method_column, images_column = st.columns([1, 2])
     offered = [m for m, cls in METHODS.items() if cls.drawing != "grid"]  # one map per cell
     method_column.selectbox(
-        "Method", offered, key=state.seed(state.COMPARE_METHOD, offered),
-        format_func=controls.method_label, on_change=state.commit, args=(state.COMPARE_METHOD,),
+        "Method",
+        offered,
+        key=state.seed(state.COMPARE_METHOD, offered),
+        format_func=controls.method_label,
+        on_change=state.commit,
+        args=(state.COMPARE_METHOD,),
     )
     state.put(state.COMPARE_IMAGES, state.valid_subset(state.COMPARE_IMAGES, images, images[:3]))
     images_column.multiselect(
-        "Images (columns)", images, key=state.seed(state.COMPARE_IMAGES), format_func=context.image_title,
-        max_selections=MAX_IMAGES, on_change=state.commit, args=(state.COMPARE_IMAGES,),
+        "Images (columns)",
+        images,
+        key=state.seed(state.COMPARE_IMAGES),
+        format_func=context.image_title,
+        max_selections=MAX_IMAGES,
+        on_change=state.commit,
+        args=(state.COMPARE_IMAGES,),
     )
     st.toggle(
-        "Offer random weights too", key=state.seed(state.COMPARE_RANDOM), on_change=state.commit,
-        args=(state.COMPARE_RANDOM,), help="Models whose pretrained weights cannot be had here can still be compared "
+        "Offer random weights too",
+        key=state.seed(state.COMPARE_RANDOM),
+        on_change=state.commit,
+        args=(state.COMPARE_RANDOM,),
+        help="Models whose pretrained weights cannot be had here can still be compared "
         "untrained. Their maps show what the architecture responds to, not what it learned.",
     )
     options = compute.comparable_models(state.get(state.COMPARE_RANDOM))
@@ -52,8 +64,13 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
         state.valid_subset(state.COMPARE_MODELS, options, [k for k in options if k == current] or options[:1]),
     )
     st.multiselect(
-        "Models (rows)", options, key=state.seed(state.COMPARE_MODELS), format_func=model_label,
-        max_selections=MAX_MODELS, on_change=state.commit, args=(state.COMPARE_MODELS,),
+        "Models (rows)",
+        options,
+        key=state.seed(state.COMPARE_MODELS),
+        format_func=model_label,
+        max_selections=MAX_MODELS,
+        on_change=state.commit,
+        args=(state.COMPARE_MODELS,),
         help="Models whose weights are on this server are offered (pretrained ones once downloaded, e.g. by "
         "choosing them on Explore), plus random weights when you switch them on. A model loads only when its row "
         "is drawn.",
@@ -80,7 +97,11 @@ def compute_grid(method: str, images: list[context.LoadedImage], models: list[st
 
 
 def draw_grid(
-    method: str, cells: dict, images: list[context.LoadedImage], models: list[str], display: controls.Display,
+    method: str,
+    cells: dict,
+    images: list[context.LoadedImage],
+    models: list[str],
+    display: controls.Display,
     same_scale: bool = False,
 ) -> list:
     drawn = [cell[method] for cell in cells.values() if not isinstance(cell, str)]
@@ -102,8 +123,13 @@ def draw_grid(
                 top = cell.predictions[0]
                 view = views.method_views(cell, display.colormap, display.opacity)[0]
                 layer = cell[method].layer
-                view = views.relabel(view, key=f"cmp-{i}-{j}", title=f"{top.name} · {views.percent(top.probability)}",
-                                     caption=f"{image.title} · layer {layer}" if layer else image.title, method=None)
+                view = views.relabel(
+                    view,
+                    key=f"cmp-{i}-{j}",
+                    title=f"{top.name} · {views.percent(top.probability)}",
+                    caption=f"{image.title} · layer {layer}" if layer else image.title,
+                    method=None,
+                )
                 view = shared.view(view, cell[method], cell.image) if shared is not None else view
                 panels.draw(view, height=240, file_stem="cnnvis-compare")
                 report.append(
@@ -118,8 +144,10 @@ def draw_grid(
 
 def render() -> None:
     st.title("Compare models")
-    st.caption("One method, several models (rows) × several images (columns). Each cell explains that model's own top "
-               "prediction at its automatic layer; the sidebar's layer and class apply to Explore and Layers only.")
+    st.caption(
+        "One method, several models (rows) × several images (columns). Each cell explains that model's own top "
+        "prediction at its automatic layer; the sidebar's layer and class apply to Explore and Layers only."
+    )
     images = [f"sample:{s.key}" for s in list_samples()] + [f"upload:{d}" for d in state.get(state.UPLOADS)]
     method, image_refs, models = choose(images)
     display = controls.display_settings(saliency=False)

@@ -74,7 +74,9 @@ def scores_for(
 
 
 def faithfulness_section(
-    scores: dict[str, compute.Faithfulness], problems: dict[str, str], titles: dict[str, str],
+    scores: dict[str, compute.Faithfulness],
+    problems: dict[str, str],
+    titles: dict[str, str],
     ctx: context.Context | None = None,
 ) -> None:
     """The curves of every scored map in one figure, their numbers in a table, and what could not be scored."""
@@ -91,7 +93,8 @@ def faithfulness_section(
     if not scores:
         return
     st.plotly_chart(
-        charts.faithfulness_figure({titles[m]: score for m, score in scores.items()}), key="faithfulness-chart",
+        charts.faithfulness_figure({titles[m]: score for m, score in scores.items()}),
+        key="faithfulness-chart",
         config={"displayModeBar": False},
     )
     st.dataframe(
@@ -106,7 +109,8 @@ def faithfulness_section(
             "Average drop (lower is better)": st.column_config.NumberColumn(format="percent"),
             "Sanity test": st.column_config.TextColumn(help=caveats.HELP),
         },
-        hide_index=True, key="faithfulness-table",
+        hide_index=True,
+        key="faithfulness-table",
     )
     st.markdown(plain(views.faithfulness_verdict(scores, titles)))
     for sentence in caveats.sentences(ctx, list(scores), titles) if ctx is not None else ():

@@ -26,15 +26,21 @@ def feature_maps(ctx: context.Context, colormap: str) -> MethodResult | None:
     st.subheader("Feature maps")
     count, order, scale = st.columns(3)
     count.select_slider(
-        "Channels", CHANNEL_COUNTS, key=state.seed(state.FM_CHANNELS, CHANNEL_COUNTS),
-        on_change=state.commit, args=(state.FM_CHANNELS,),
+        "Channels",
+        CHANNEL_COUNTS,
+        key=state.seed(state.FM_CHANNELS, CHANNEL_COUNTS),
+        on_change=state.commit,
+        args=(state.FM_CHANNELS,),
     )
     order.toggle(
         "Sort by mean activation", key=state.seed(state.FM_SORT), on_change=state.commit, args=(state.FM_SORT,)
     )
     scale.toggle(
-        "One colour scale for all channels", key=state.seed(state.FM_SHARED), on_change=state.commit,
-        args=(state.FM_SHARED,), help="Off: each channel is stretched to its own range, so weak channels stay visible.",
+        "One colour scale for all channels",
+        key=state.seed(state.FM_SHARED),
+        on_change=state.commit,
+        args=(state.FM_SHARED,),
+        help="Off: each channel is stretched to its own range, so weak channels stay visible.",
     )
     sort, shared = state.get(state.FM_SORT), state.get(state.FM_SHARED)
     options = {"feature_maps": {"n_channels": state.get(state.FM_CHANNELS), "sort": sort, "shared_scale": shared}}
@@ -86,10 +92,15 @@ def gallery_view(layer: str, channels: Sequence[int], results: Sequence[compute.
     note = (
         f"Stayed grey: channel{'s' if len(grey) > 1 else ''} {', '.join(grey)}. It never responded, even with the "
         "gradient let through the ReLUs for the first steps; a layer before the activation may work better."
-        if grey else ""
+        if grey
+        else ""
     )
     return PanelView(
-        key="layer-gallery", title=GALLERY_TITLE, picture=picture, hover=hover, note=note,
+        key="layer-gallery",
+        title=GALLERY_TITLE,
+        picture=picture,
+        hover=hover,
+        note=note,
         caption=f"{layer} · channels {', '.join(map(str, channels))}, left to right · each {GALLERY_SIZE}×"
         f"{GALLERY_SIZE} px optimised for {GALLERY_STEPS} steps from a grey start (seed {GALLERY_SEED})",
     )
@@ -102,9 +113,12 @@ def kernels(ctx: context.Context, colormap: str) -> None:
     names = [state.AUTO, *labels]
     first = table.defaults["kernels"]
     st.selectbox(
-        "Convolution", names, key=state.seed(state.KERNEL_LAYER, names),
+        "Convolution",
+        names,
+        key=state.seed(state.KERNEL_LAYER, names),
         format_func=lambda name: f"First convolution: {labels.get(first, '—')}" if name == state.AUTO else labels[name],
-        on_change=state.commit, args=(state.KERNEL_LAYER,),
+        on_change=state.commit,
+        args=(state.KERNEL_LAYER,),
     )
     layer = state.get(state.KERNEL_LAYER) or first
     try:
@@ -127,8 +141,10 @@ def trained_vs_random(ctx: context.Context, colormap: str) -> None:
         return
     trained = next((w for w in spec.weights if w != "random"), None)
     if trained is None or "random" not in spec.weights:
-        st.info(f"{spec.name} comes only with {compute.WEIGHTS_LABELS.get(spec.weights[0], spec.weights[0])}, so there "
-                "is no trained/untrained pair to compare.")
+        st.info(
+            f"{spec.name} comes only with {compute.WEIGHTS_LABELS.get(spec.weights[0], spec.weights[0])}, so there "
+            "is no trained/untrained pair to compare."
+        )
         return
     st.caption(
         "Training turns the first layer's random noise into edge, colour and blob detectors. "

@@ -21,18 +21,31 @@ def choose() -> tuple[list[str], str]:
     method_column, second_column, mode_column = st.columns([2, 2, 3])
     offered = [m for m, cls in METHODS.items() if cls.randomisable]  # maps cheap enough to redo per layer
     method_column.selectbox(
-        "Method", offered, key=state.seed(state.SANITY_METHOD, offered), format_func=title,
-        on_change=state.commit, args=(state.SANITY_METHOD,),
+        "Method",
+        offered,
+        key=state.seed(state.SANITY_METHOD, offered),
+        format_func=title,
+        on_change=state.commit,
+        args=(state.SANITY_METHOD,),
     )
     seconds = [state.NO_METHOD, *offered]
     second_column.selectbox(
-        "Compare with", seconds, key=state.seed(state.SANITY_SECOND, seconds), format_func=title,
-        on_change=state.commit, args=(state.SANITY_SECOND,),
+        "Compare with",
+        seconds,
+        key=state.seed(state.SANITY_SECOND, seconds),
+        format_func=title,
+        on_change=state.commit,
+        args=(state.SANITY_SECOND,),
         help="Grad-CAM against guided backprop shows the paper's finding: one changes, the other hardly does.",
     )
     mode_column.segmented_control(
-        "Randomise", list(MODES), format_func=MODES.get, required=True,
-        key=state.seed(state.SANITY_MODE, list(MODES)), on_change=state.commit, args=(state.SANITY_MODE,),
+        "Randomise",
+        list(MODES),
+        format_func=MODES.get,
+        required=True,
+        key=state.seed(state.SANITY_MODE, list(MODES)),
+        on_change=state.commit,
+        args=(state.SANITY_MODE,),
         help="Cascading: each step adds one more layer to the random ones, from the output down. One layer at a "
         "time: each step randomises a single layer and keeps all the others as trained.",
     )
@@ -57,11 +70,18 @@ def run(ctx: context.Context, method: str, mode: str, same_scale: bool = False) 
         colormap, opacity = state.get(state.COLORMAP), state.get(state.OPACITY)
         shared = scale.step_pictures(steps, method, explanation.image, colormap, opacity) if same_scale else None
         if same_scale:
-            st.caption(f"One colour scale for these {len(steps)} maps: 1 = the strongest of them." if shared else
-                       "These maps cannot be put on one scale; each keeps its own.")
+            st.caption(
+                f"One colour scale for these {len(steps)} maps: 1 = the strongest of them."
+                if shared
+                else "These maps cannot be put on one scale; each keeps its own."
+            )
         for start in range(0, len(steps), COLUMNS):
-            for index, (cell, step) in enumerate(zip(st.columns(COLUMNS), steps[start:start + COLUMNS]), start):
-                picture = shared[index] if shared else views.step_picture(explanation.image, step.map, method, colormap, opacity)
+            for index, (cell, step) in enumerate(zip(st.columns(COLUMNS), steps[start : start + COLUMNS]), start):
+                picture = (
+                    shared[index]
+                    if shared
+                    else views.step_picture(explanation.image, step.map, method, colormap, opacity)
+                )
                 cell.image(picture, caption=f"{step.label} · ρ = {step.spearman:.2f}", width="stretch")
     return steps
 
@@ -79,16 +99,24 @@ def render() -> None:
         panels.model_unavailable(ctx.model_error)
         return
     if ctx.model.weights == "random":
-        st.info("This test needs trained weights: these are random, so there is nothing learned to destroy and the "
-                "result says little. You can still run it.", icon=":material/warning:")
+        st.info(
+            "This test needs trained weights: these are random, so there is nothing learned to destroy and the "
+            "result says little. You can still run it.",
+            icon=":material/warning:",
+        )
     methods, mode = choose()
     same_scale = scale.toggle()
     runs = [ctx.sanity_run(method, mode) for method in methods]
     state.sanity_shown(runs)
     asked = set(state.get(state.SANITY_RUNS))
     st.button(
-        "Run the test", key="sanity-run", type="primary", icon=":material/play_arrow:", disabled=asked.issuperset(runs),
-        on_click=state.request_runs, args=(runs,),
+        "Run the test",
+        key="sanity-run",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=asked.issuperset(runs),
+        on_click=state.request_runs,
+        args=(runs,),
         help="Each method's maps are computed once per model, image, layer, class and mode, then kept.",
     )
     chart = st.container()

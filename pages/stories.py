@@ -27,40 +27,71 @@ def tanks() -> None:
     for col, p in zip(cols, compute.story_pictures("tanks")):
         biased_kind = p.truth["tank"] == p.truth["sunny"]  # sunny tank or cloudy empty field
         with col:
-            show(p.key, p.title, stories.enlarge(stories.image_array(p)),
-                 "in both training sets" if biased_kind else "only in the fair training set")
+            show(
+                p.key,
+                p.title,
+                stories.enlarge(stories.image_array(p)),
+                "in both training sets" if biased_kind else "only in the fair training set",
+            )
     a, b = st.columns(2)
     a.metric(f"{NETS['tanks_shortcut']}, on 200 new biased photos", f"{scores['tanks_shortcut']['shortcut']:.0%}")
     b.metric(f"{NETS['tanks_clean']}, on 200 new fair photos", f"{scores['tanks_clean']['clean']:.0%}")
 
     st.subheader("2 · Change the weather: one of them collapses")
-    st.markdown("Now tanks stand under clouds and empty fields lie in the sun. Each detector's belief that there is a tank:")
+    st.markdown(
+        "Now tanks stand under clouds and empty fields lie in the sun. Each detector's belief that there is a tank:"
+    )
     photos = compute.story_pictures("tanks")
     st.dataframe(
         {"Photo": [p.title for p in photos]}
-        | {title: [compute.story_probabilities(str(p.path), model)["tank"] for p in photos] for model, title in NETS.items()},
-        column_config={n: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0) for n in NETS.values()},
-        hide_index=True, key="story-tank-table",
+        | {
+            title: [compute.story_probabilities(str(p.path), model)["tank"] for p in photos]
+            for model, title in NETS.items()
+        },
+        column_config={
+            n: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0) for n in NETS.values()
+        },
+        hide_index=True,
+        key="story-tank-table",
     )
     a, b, c = st.columns(3)
     a.metric("Biased detector, 200 photos with the weather reversed", f"{scores['tanks_shortcut']['reversed']:.0%}")
-    b.metric("Biased detector, 200 photos with random weather", f"{scores['tanks_shortcut']['clean']:.0%}", help="50% is a coin toss.")
+    b.metric(
+        "Biased detector, 200 photos with random weather",
+        f"{scores['tanks_shortcut']['clean']:.0%}",
+        help="50% is a coin toss.",
+    )
     c.metric("Fair detector, 200 photos with the weather reversed", f"{scores['tanks_clean']['reversed']:.0%}")
 
     st.subheader("3 · Grad-CAM shows what each one was looking at")
     names = {p.key: p.title for p in compute.story_pictures("tanks")}
-    key = st.segmented_control("Photo", list(names), format_func=names.get, default="tank_sunny", key=state.TANK_PICTURE, bind="query-params") or "tank_sunny"
+    key = (
+        st.segmented_control(
+            "Photo",
+            list(names),
+            format_func=names.get,
+            default="tank_sunny",
+            key=state.TANK_PICTURE,
+            bind="query-params",
+        )
+        or "tank_sunny"
+    )
     p = stories.picture("tanks", key)
     shares = compute.tank_cam_shares()
-    same_scale = st.toggle(scale.TOGGLE_LABEL, value=True, key=state.TANK_SHARED_SCALE, bind="query-params",
-                           help=scale.TOGGLE_HELP)
+    same_scale = st.toggle(
+        scale.TOGGLE_LABEL, value=True, key=state.TANK_SHARED_SCALE, bind="query-params", help=scale.TOGGLE_HELP
+    )
     found = {model: compute.story_explanation(str(p.path), model, ("class", 1)) for model in NETS}
     shared = scale.SharedScale.over(scale.triples(ex["gradcam"] for ex in found.values())) if same_scale else None
     cols = st.columns(2)
     for col, model in zip(cols, NETS):
         ex = found[model]
         flat = ex["gradcam"].meta.get("flat", False)
-        inside = stories.map_share(ex["gradcam"].map, stories.box_region(ex.image.shape[:2], p.truth["box"])) if p.truth["box"] else None
+        inside = (
+            stories.map_share(ex["gradcam"].map, stories.box_region(ex.image.shape[:2], p.truth["box"]))
+            if p.truth["box"]
+            else None
+        )
         caption = f"Grad-CAM for “tank” at layer {ex.layer}"
         if inside is not None and not flat:
             caption += f" · {inside:.0%} of it inside the tank's box (white)"
@@ -68,8 +99,13 @@ def tanks() -> None:
         if values is not None:
             caption += f" · {shared.caption('gradcam')}"
         with col:
-            show(f"tank-{model}", NETS[model], stories.gradcam_overlay(ex, box=p.truth["box"], values=values), caption,
-                 "Empty: this network found no evidence of a tank anywhere in this photo." if flat else "")
+            show(
+                f"tank-{model}",
+                NETS[model],
+                stories.gradcam_overlay(ex, box=p.truth["box"], values=values),
+                caption,
+                "Empty: this network found no evidence of a tank anywhere in this photo." if flat else "",
+            )
     st.markdown(
         f"Over 40 new tank photos, **{shares['tanks_clean']:.0%}** of the fair detector's Grad-CAM falls on the tank, "
         f"but only **{shares['tanks_shortcut']:.0%}** of the biased one's: it spreads over sky and grass — the light. "
@@ -91,8 +127,10 @@ def audit_step() -> None:
         with col, st.container(border=True, key=f"story-audit-{model}"):
             st.markdown(f"**{NETS[model]}**")
             if not found["flagged"]:
-                st.success(f"Nothing suspicious in {found['pictures']} photos: no group of its maps stands apart "
-                           f"(highest suspicion {found['highest']:.2f}).")
+                st.success(
+                    f"Nothing suspicious in {found['pictures']} photos: no group of its maps stands apart "
+                    f"(highest suspicion {found['highest']:.2f})."
+                )
             for f in found["flagged"]:
                 st.markdown(f":red[**Suspicious**] · {f['sentence']} **Their photos: {f['weather']}.**")
                 for c, picture, caption in zip(st.columns(4), f["pictures"], ["mean map", "", "", ""]):
@@ -109,7 +147,12 @@ def salt() -> None:
         "stripes stop. The article's U-Net marks salt pixel by pixel. Ours is a small U-Net trained on drawn sections."
     )
     names = {p.key: p.title for p in compute.story_pictures("salt")}
-    key = st.segmented_control("Section", list(names), format_func=names.get, default="salt_1", key=state.SALT_PICTURE, bind="query-params") or "salt_1"
+    key = (
+        st.segmented_control(
+            "Section", list(names), format_func=names.get, default="salt_1", key=state.SALT_PICTURE, bind="query-params"
+        )
+        or "salt_1"
+    )
     p = stories.picture("salt", key)
     image = stories.image_array(p)
     predicted = compute.salt_prediction(str(p.path))
@@ -121,16 +164,34 @@ def salt() -> None:
         show("salt-input", p.title, stories.enlarge(image), "64×64, as the U-Net sees it")
     with cols[1]:
         st.markdown("**2 · The U-Net's answer**")
-        show("salt-mask", "Predicted salt (red), true outline (yellow)", stories.mask_overlay(image, predicted, truth),
-             f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {scores['iou']:.0%}")
+        show(
+            "salt-mask",
+            "Predicted salt (red), true outline (yellow)",
+            stories.mask_overlay(image, predicted, truth),
+            f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {scores['iou']:.0%}",
+        )
     with cols[2]:
         st.markdown("**3 · Grad-CAM for “salt”**")
         layers = {"decode1": "last decoder block (64×64)", "bottom": "bottleneck (16×16)"}
-        layer = st.segmented_control("Layer", list(layers), format_func=layers.get, default="decode1", key=state.SALT_LAYER, bind="query-params") or "decode1"
+        layer = (
+            st.segmented_control(
+                "Layer",
+                list(layers),
+                format_func=layers.get,
+                default="decode1",
+                key=state.SALT_LAYER,
+                bind="query-params",
+            )
+            or "decode1"
+        )
         ex = compute.story_explanation(str(p.path), "salt_unet", ("segment", 1), layer)
-        show("salt-cam", "What made these pixels salt", stories.gradcam_overlay(ex),
-             f"{stories.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
-             f"{scores['cam_share']:.0%} on new sections")
+        show(
+            "salt-cam",
+            "What made these pixels salt",
+            stories.gradcam_overlay(ex),
+            f"{stories.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
+            f"{scores['cam_share']:.0%} on new sections",
+        )
     st.markdown(
         "For a segmentation model the target is a region: the “salt” score summed over the pixels predicted as salt. "
         "Its Grad-CAM sits on the salt body itself — the U-Net uses the salt's own chaotic texture, not something "
@@ -145,7 +206,17 @@ def robot() -> None:
     )
     views = {p.key: p.title for p in compute.story_pictures("robot")}
     st.subheader("1 · What the robot sees, and its 25 answers")
-    key = st.segmented_control("View", list(views)[:2], format_func=views.get, default="robot_obstacles", key=state.ROBOT_PICTURE, bind="query-params") or "robot_obstacles"
+    key = (
+        st.segmented_control(
+            "View",
+            list(views)[:2],
+            format_func=views.get,
+            default="robot_obstacles",
+            key=state.ROBOT_PICTURE,
+            bind="query-params",
+        )
+        or "robot_obstacles"
+    )
     p = stories.picture("robot", key)
     answers = compute.robot_answers(str(p.path))
     a, b = st.columns([2, 3])
@@ -153,7 +224,9 @@ def robot() -> None:
         show("robot-input", p.title, stories.enlarge(stories.image_array(p)))
     with b:
         st.markdown("**Answers** — far at the top, near at the bottom; true obstacles outlined in green")
-        st.plotly_chart(stories.answer_grid(answers, p.truth["obstacles"]), key="story-robot-grid", config={"displayModeBar": False})
+        st.plotly_chart(
+            stories.answer_grid(answers, p.truth["obstacles"]), key="story-robot-grid", config={"displayModeBar": False}
+        )
 
     st.subheader("2 · Ask why: Grad-CAM for a group of outputs")
     st.markdown(
@@ -163,20 +236,49 @@ def robot() -> None:
         "empty, because the dense layer after it weighs every position differently and the averages cancel. "
         "**LayerCAM** keeps the gradient at each position, so it shows which spots feed the chosen group."
     )
-    groups = {"all": "All 25", "direction": "One direction", "distance": "One distance", "reported": "What it switched on"}
-    kind = st.segmented_control("Outputs", list(groups), format_func=groups.get, default="all", key=state.ROBOT_GROUP, bind="query-params") or "all"
+    groups = {
+        "all": "All 25",
+        "direction": "One direction",
+        "distance": "One distance",
+        "reported": "What it switched on",
+    }
+    kind = (
+        st.segmented_control(
+            "Outputs", list(groups), format_func=groups.get, default="all", key=state.ROBOT_GROUP, bind="query-params"
+        )
+        or "all"
+    )
     c1, c2, _ = st.columns(3)
-    direction = c1.selectbox("Direction", stories.DIRECTIONS, index=stories.first_direction(p.truth["obstacles"]), key=state.ROBOT_DIRECTION, bind="query-params",
-                             disabled=kind != "direction")
-    distance = c2.selectbox("Distance", stories.DISTANCES, index=4, key=state.ROBOT_DISTANCE, bind="query-params", disabled=kind != "distance")
+    direction = c1.selectbox(
+        "Direction",
+        stories.DIRECTIONS,
+        index=stories.first_direction(p.truth["obstacles"]),
+        key=state.ROBOT_DIRECTION,
+        bind="query-params",
+        disabled=kind != "direction",
+    )
+    distance = c2.selectbox(
+        "Distance",
+        stories.DISTANCES,
+        index=4,
+        key=state.ROBOT_DISTANCE,
+        bind="query-params",
+        disabled=kind != "distance",
+    )
     outputs, label = stories.group_outputs(kind, direction, distance, answers)
-    ex = compute.story_explanation(str(p.path), "robot_perception", ("outputs", outputs, label), stories.ROBOT_LAYER, ("gradcam", "layercam"))
+    ex = compute.story_explanation(
+        str(p.path), "robot_perception", ("outputs", outputs, label), stories.ROBOT_LAYER, ("gradcam", "layercam")
+    )
     cols = st.columns(3)
     for col, method in zip(cols, ("gradcam", "layercam")):
         with col:
-            show(f"robot-{method}", f"{'Grad-CAM' if method == 'gradcam' else 'LayerCAM'} for {label}",
-                 stories.gradcam_overlay(ex, method=method), f"layer {ex.layer}",
-                 "Empty: nothing in the view raises these outputs." if not ex[method].map.any() else "")
+            show(
+                f"robot-{method}",
+                f"{'Grad-CAM' if method == 'gradcam' else 'LayerCAM'} for {label}",
+                stories.gradcam_overlay(ex, method=method),
+                f"layer {ex.layer}",
+                "Empty: nothing in the view raises these outputs." if not ex[method].map.any() else "",
+            )
 
     st.subheader("3 · Where it fails")
     scores = compute.robot_scores()
@@ -184,20 +286,39 @@ def robot() -> None:
     plain, camo, shadow = (stories.picture("robot", k) for k in ("robot_box", "robot_floor_coloured", "robot_shadow"))
     with left:
         show("robot_floor_coloured", camo.title, stories.enlarge(stories.image_array(camo)))
-        st.plotly_chart(stories.answer_grid(compute.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
-                        key="story-robot_floor_coloured-grid", config={"displayModeBar": False})
+        st.plotly_chart(
+            stories.answer_grid(compute.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
+            key="story-robot_floor_coloured-grid",
+            config={"displayModeBar": False},
+        )
         cell = tuple(stories.ROBOT_OUTPUT_NAMES.index(n) for n in camo.truth["obstacles"])
-        pair = [compute.story_explanation(str(q.path), "robot_perception", ("outputs", cell, "its cell"), stories.ROBOT_LAYER) for q in (plain, camo)]
+        pair = [
+            compute.story_explanation(
+                str(q.path), "robot_perception", ("outputs", cell, "its cell"), stories.ROBOT_LAYER
+            )
+            for q in (plain, camo)
+        ]
         found = compute.robot_answers(str(plain.path))[cell[0]]
-        show("robot_floor_coloured-cam", "Grad-CAM for its cell: ordinary colour (left), floor colour (right)",
-             stories.side_by_side_on_one_scale(pair),
-             f"one colour scale · layer {stories.ROBOT_LAYER} · in its ordinary colour the robot sees it ({found:.0%})")
+        show(
+            "robot_floor_coloured-cam",
+            "Grad-CAM for its cell: ordinary colour (left), floor colour (right)",
+            stories.side_by_side_on_one_scale(pair),
+            f"one colour scale · layer {stories.ROBOT_LAYER} · in its ordinary colour the robot sees it ({found:.0%})",
+        )
     with right:
         answers = compute.robot_answers(str(shadow.path))
         show("robot_shadow", shadow.title, stories.enlarge(stories.image_array(shadow)))
-        st.plotly_chart(stories.answer_grid(answers, shadow.truth["obstacles"], height=240), key="story-robot_shadow-grid",
-                        config={"displayModeBar": False})
-        ex = compute.story_explanation(str(shadow.path), "robot_perception", ("outputs", stories.reported(answers) or None, "the outputs it switched on"), stories.ROBOT_LAYER)
+        st.plotly_chart(
+            stories.answer_grid(answers, shadow.truth["obstacles"], height=240),
+            key="story-robot_shadow-grid",
+            config={"displayModeBar": False},
+        )
+        ex = compute.story_explanation(
+            str(shadow.path),
+            "robot_perception",
+            ("outputs", stories.reported(answers) or None, "the outputs it switched on"),
+            stories.ROBOT_LAYER,
+        )
         show("robot_shadow-cam", f"Grad-CAM for {ex.target.label}", stories.gradcam_overlay(ex), f"layer {ex.layer}")
     st.markdown(
         f"On 60 new views with one obstacle, the robot finds **{scores['found_ordinary']:.0%}** of ordinary obstacles "
@@ -210,7 +331,12 @@ def robot() -> None:
 
 def render() -> None:
     st.title("Stories: why look inside a network?")
-    story = st.segmented_control("Story", list(STORIES), format_func=STORIES.get, default="tanks", key=state.STORY, bind="query-params") or "tanks"
+    story = (
+        st.segmented_control(
+            "Story", list(STORIES), format_func=STORIES.get, default="tanks", key=state.STORY, bind="query-params"
+        )
+        or "tanks"
+    )
     {"tanks": tanks, "salt": salt, "robot": robot}[story]()
 
 

@@ -55,8 +55,9 @@ def labelled(parts: list[tuple[str, Image.Image]], *, across: bool = True) -> Im
     for label, picture in parts:
         draw.text((x, y), label, fill=(38, 39, 48), font=_font(18))
         canvas.paste(picture, (x, y + label_height))
-        draw.rectangle([x - 1, y + label_height - 1, x + picture.width, y + label_height + picture.height],
-                       outline=(200, 203, 210))
+        draw.rectangle(
+            [x - 1, y + label_height - 1, x + picture.width, y + label_height + picture.height], outline=(200, 203, 210)
+        )
         if across:
             x += picture.width + GAP
         else:
@@ -83,15 +84,17 @@ def mobile(browser, url: str) -> None:
     closed = shot(page.screenshot())
     page.locator(f"#{narrow.MENU_BUTTON_ID}").click()
     page.wait_for_function(
-        f"document.querySelector('.st-key-{state.widget(state.MODEL)}').getBoundingClientRect().x >= 0")
+        f"document.querySelector('.st-key-{state.widget(state.MODEL)}').getBoundingClientRect().x >= 0"
+    )
     page.wait_for_timeout(600)
     opened = shot(page.screenshot())
     page.get_by_test_id("stSidebarCollapseButton").locator("button").first.click()
     page.locator(".st-key-panel-gradcam").first.scroll_into_view_if_needed()
     page.wait_for_timeout(600)
     panels = shot(page.screenshot())
-    labelled([("The page at 420 px", closed), ("Its top button opens the menu", opened),
-              ("Panels one per row", panels)]).save(DOCS / "screenshot-mobile.png")
+    labelled(
+        [("The page at 420 px", closed), ("Its top button opens the menu", opened), ("Panels one per row", panels)]
+    ).save(DOCS / "screenshot-mobile.png")
     page.context.close()
 
 
@@ -113,9 +116,12 @@ def shared_link(browser, url: str) -> None:
     settle(receiver, panels=3)
     second = shot(receiver.screenshot())
     half = (first.width // 2, first.height // 2)
-    labelled([("Set in one browser: coffee, viridis", first.resize(half, Image.LANCZOS)),
-              ("Its link opened in a fresh browser", second.resize(half, Image.LANCZOS))]
-             ).save(DOCS / "screenshot-shared-link.png")
+    labelled(
+        [
+            ("Set in one browser: coffee, viridis", first.resize(half, Image.LANCZOS)),
+            ("Its link opened in a fresh browser", second.resize(half, Image.LANCZOS)),
+        ]
+    ).save(DOCS / "screenshot-shared-link.png")
     sender.context.close()
     receiver.context.close()
 
@@ -133,24 +139,35 @@ def shared_scale(browser, url: str) -> None:
             page.get_by_text("Same scale for all maps").click()
             settle(page)
         page.wait_for_function(
-            "document.querySelectorAll('.st-key-panel-story-tank-tanks_clean .js-plotly-plot .main-svg image').length")
+            "document.querySelectorAll('.st-key-panel-story-tank-tanks_clean .js-plotly-plot .main-svg image').length"
+        )
         left = page.locator(".st-key-panel-story-tank-tanks_shortcut").first
         left.scroll_into_view_if_needed()
         page.wait_for_timeout(800)
         a, b = left.bounding_box(), page.locator(".st-key-panel-story-tank-tanks_clean").first.bounding_box()
-        clip = {"x": a["x"], "y": min(a["y"], b["y"]), "width": b["x"] + b["width"] - a["x"],
-                "height": max(a["height"], b["height"])}
+        clip = {
+            "x": a["x"],
+            "y": min(a["y"], b["y"]),
+            "width": b["x"] + b["width"] - a["x"],
+            "height": max(a["height"], b["height"]),
+        }
         shots[on] = shot(page.screenshot(clip=clip))
-    labelled([("Each map on its own scale: the fair detector (0.1% “tank”) shows a red spot", shots[False]),
-              ("Same scale for both maps (the story's default): its near-zero evidence looks near zero", shots[True])],
-             across=False).save(DOCS / "screenshot-shared-scale.png")
+    labelled(
+        [
+            ("Each map on its own scale: the fair detector (0.1% “tank”) shows a red spot", shots[False]),
+            ("Same scale for both maps (the story's default): its near-zero evidence looks near zero", shots[True]),
+        ],
+        across=False,
+    ).save(DOCS / "screenshot-shared-scale.png")
     page.context.close()
 
 
 def main() -> None:
     DOCS.mkdir(exist_ok=True)
-    with dashboard_server(ROOT / "test-artifacts" / "screenshots-views-server.log") as (url, _), \
-            chromium_browser() as browser:
+    with (
+        dashboard_server(ROOT / "test-artifacts" / "screenshots-views-server.log") as (url, _),
+        chromium_browser() as browser,
+    ):
         for take in (legend, mobile, shared_link, shared_scale):
             if len(sys.argv) > 1 and take.__name__ not in sys.argv[1:]:
                 continue

@@ -127,7 +127,13 @@ def save_pictures(directory: Path, robot: torch.nn.Module) -> None:
     index = []
     for picture in story_pictures(robot):
         Image.fromarray(picture.image).save(directory / f"{picture.key}.png")
-        entry = {"story": picture.story, "key": picture.key, "file": f"{picture.key}.png", "title": picture.title, "truth": picture.truth}
+        entry = {
+            "story": picture.story,
+            "key": picture.key,
+            "file": f"{picture.key}.png",
+            "title": picture.title,
+            "truth": picture.truth,
+        }
         if picture.mask is not None:
             Image.fromarray(picture.mask * 255).save(directory / f"{picture.key}_mask.png")
             entry["mask_file"] = f"{picture.key}_mask.png"
@@ -140,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", action="append", choices=list(DEMOS), help="train only this model (repeatable)")
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: each recipe's own)")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="where weights and model cards go")
-    parser.add_argument("--stories", type=Path, default=None, help="where story pictures go (default: assets/stories "
-                        "with the default --out, else OUT/stories)")
+    parser.add_argument(
+        "--stories",
+        type=Path,
+        default=None,
+        help="where story pictures go (default: assets/stories with the default --out, else OUT/stories)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--pictures-only", action="store_true", help="only redraw the story pictures (shipped models)")
     args = parser.parse_args(argv)
@@ -157,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
         metrics = measure(name, module)
         (args.out / f"{name}.md").write_text(model_card(name, log, metrics, weights))
         summary = ", ".join(f"{k} {_fmt(v)}" for k, v in list(metrics.items())[:3])
-        print(f"{name}: trained in {log.seconds:.0f} s, {log.cpu_seconds:.0f} s CPU ({time.perf_counter() - start:.0f} s with data and evaluation); {summary}")
+        print(
+            f"{name}: trained in {log.seconds:.0f} s, {log.cpu_seconds:.0f} s CPU ({time.perf_counter() - start:.0f} s with data and evaluation); {summary}"
+        )
     if robot is None:  # the robot's failure pictures are picked with the model that ships
         robot = demo_bundle("robot_perception").module
     save_pictures(stories, robot)

@@ -36,13 +36,15 @@ def make_tiny_module(seed: int = 0) -> nn.Sequential:
     """Conv2d(3, 2, 3, padding=1) → ReLU(inplace=True) → avg pool → Flatten → Linear(2, 3), seeded."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        module = nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(3, 2, 3, padding=1),
-            relu=nn.ReLU(inplace=True),
-            pool=nn.AdaptiveAvgPool2d(1),
-            flatten=nn.Flatten(),
-            fc=nn.Linear(2, 3),
-        ))
+        module = nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv2d(3, 2, 3, padding=1),
+                relu=nn.ReLU(inplace=True),
+                pool=nn.AdaptiveAvgPool2d(1),
+                flatten=nn.Flatten(),
+                fc=nn.Linear(2, 3),
+            )
+        )
     return module.eval()
 
 
@@ -61,11 +63,14 @@ def synthetic_image(seed: int, size: tuple[int, int] = (64, 48)) -> Image.Image:
     rng = np.random.default_rng(seed)
     width, height = size
     yy, xx = np.mgrid[0:height, 0:width]
-    base = np.stack([
-        255 * xx / max(width - 1, 1),
-        255 * yy / max(height - 1, 1),
-        127 + 127 * np.sin((xx + yy) / (3 + seed)),
-    ], axis=-1)
+    base = np.stack(
+        [
+            255 * xx / max(width - 1, 1),
+            255 * yy / max(height - 1, 1),
+            127 + 127 * np.sin((xx + yy) / (3 + seed)),
+        ],
+        axis=-1,
+    )
     noisy = base + rng.normal(0, 40, base.shape)
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB")
 
@@ -131,8 +136,12 @@ def leaves_model_untouched(module: nn.Module) -> Iterator[None]:
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CNNVIS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -143,16 +152,30 @@ def free_port() -> int:
 
 
 @contextmanager
-def dashboard_server(log_path: Path, *extra_args: str, start_timeout: float = 90) -> Iterator[tuple[str, subprocess.Popen]]:
+def dashboard_server(
+    log_path: Path, *extra_args: str, start_timeout: float = 90
+) -> Iterator[tuple[str, subprocess.Popen]]:
     """`streamlit run dashboard.py` on a free port with the project's own config (so on 127.0.0.1), healthy
     before the block runs and stopped after it; stdout and stderr go to `log_path`. Yields (url, process)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     port = free_port()
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "dashboard.py", "--server.port", str(port),
-             "--server.headless", "true", *extra_args],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "dashboard.py",
+                "--server.port",
+                str(port),
+                "--server.headless",
+                "true",
+                *extra_args,
+            ],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         try:

@@ -158,11 +158,50 @@ def _with_raw_entry(base: bytes, name: str, compressed: bytes, size: int, crc: i
         file_crc = zlib.crc32(payload) if raw_crc is None else raw_crc
         usize = len(payload) if raw_size is None else raw_size
         extra = struct.pack("<HHQQ", 1, 16, usize, len(payload))
-        out += struct.pack("<IHHHHHIIIHH", 0x04034B50, 45, 0, method, 0, 0, file_crc, 0xFFFFFFFF, 0xFFFFFFFF,
-                           len(filename), len(extra)) + filename + extra + payload
+        out += (
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                45,
+                0,
+                method,
+                0,
+                0,
+                file_crc,
+                0xFFFFFFFF,
+                0xFFFFFFFF,
+                len(filename),
+                len(extra),
+            )
+            + filename
+            + extra
+            + payload
+        )
         cextra = struct.pack("<HHQQQ", 1, 24, usize, len(payload), offset)
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 45, 45, 0, method, 0, 0, file_crc, 0xFFFFFFFF,
-                               0xFFFFFFFF, len(filename), len(cextra), 0, 0, 0, 0, 0xFFFFFFFF) + filename + cextra
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                45,
+                45,
+                0,
+                method,
+                0,
+                0,
+                file_crc,
+                0xFFFFFFFF,
+                0xFFFFFFFF,
+                len(filename),
+                len(cextra),
+                0,
+                0,
+                0,
+                0,
+                0xFFFFFFFF,
+            )
+            + filename
+            + cextra
+        )
     start = len(out)
     out += central
     end64 = len(out)

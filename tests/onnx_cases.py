@@ -20,9 +20,14 @@ class SmallCNN(nn.Module):
     def __init__(self, channels: int = 3) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(channels, 8, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
-            nn.Conv2d(16, 16, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(channels, 8, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 16, 3, padding=1),
+            nn.ReLU(inplace=True),
         )
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(16, len(CLASSES))
@@ -59,15 +64,22 @@ def export(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, torch.zeros(shape), buffer, input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": axes, "logits": {0: "batch"}} if axes else None, opset_version=17, dynamo=False,
+            module,
+            torch.zeros(shape),
+            buffer,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": axes, "logits": {0: "batch"}} if axes else None,
+            opset_version=17,
+            dynamo=False,
         )
     return buffer.getvalue()
 
 
 def _model(nodes: list, initializers: list | None = None, inputs: list | None = None) -> onnx.ModelProto:
     graph = helper.make_graph(
-        nodes, "case",
+        nodes,
+        "case",
         inputs or [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
         initializer=initializers or [],
@@ -84,11 +96,13 @@ def _empty_tensor(name: str, dims: list[int]) -> TensorProto:
 
 def unsupported_op() -> bytes:
     """Pool → Flatten → Hardmax: onnx2torch has no converter for Hardmax."""
-    return _model([
-        helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
-        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
-        helper.make_node("Hardmax", ["flat"], ["logits"], name="hardmax"),
-    ]).SerializeToString()
+    return _model(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
+            helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+            helper.make_node("Hardmax", ["flat"], ["logits"], name="hardmax"),
+        ]
+    ).SerializeToString()
 
 
 def external_data(location: str) -> bytes:
@@ -97,27 +111,36 @@ def external_data(location: str) -> bytes:
     weight.data_location = TensorProto.EXTERNAL
     weight.external_data.add(key="location", value=location)
     weight.external_data.add(key="length", value="36")
-    return _model([
-        helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
-        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
-        helper.make_node("MatMul", ["flat", "weight"], ["logits"], name="matmul"),
-    ], [weight]).SerializeToString()
+    return _model(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
+            helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+            helper.make_node("MatMul", ["flat", "weight"], ["logits"], name="matmul"),
+        ],
+        [weight],
+    ).SerializeToString()
 
 
 def declared_huge() -> bytes:
     """A weight that declares 10^6 × 10^6 floats (4 TB) and brings none."""
     weight = _empty_tensor("weight", [10**6, 10**6])
-    return _model([
-        helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
-        helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
-        helper.make_node("MatMul", ["flat", "weight"], ["logits"], name="matmul"),
-    ], [weight]).SerializeToString()
+    return _model(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
+            helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
+            helper.make_node("MatMul", ["flat", "weight"], ["logits"], name="matmul"),
+        ],
+        [weight],
+    ).SerializeToString()
 
 
 def two_inputs() -> bytes:
     inputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, 8, 8]) for name in ("input", "other")]
-    return _model([
-        helper.make_node("Add", ["input", "other"], ["sum"], name="add"),
-        helper.make_node("GlobalAveragePool", ["sum"], ["pooled"], name="pool"),
-        helper.make_node("Flatten", ["pooled"], ["logits"], name="flatten"),
-    ], inputs=inputs).SerializeToString()
+    return _model(
+        [
+            helper.make_node("Add", ["input", "other"], ["sum"], name="add"),
+            helper.make_node("GlobalAveragePool", ["sum"], ["pooled"], name="pool"),
+            helper.make_node("Flatten", ["pooled"], ["logits"], name="flatten"),
+        ],
+        inputs=inputs,
+    ).SerializeToString()

@@ -89,8 +89,14 @@ def test_audit_records_every_picture_in_input_order(marked_audit, marked_folder,
 
 def test_progress_and_fixed_cluster_count(shapes_model, marked_folder):
     seen = []
-    result = audit(shapes_model, marked_folder[0], size=8, clusters=2, batch_size=50,
-                   progress=lambda done, total: seen.append((done, total)))
+    result = audit(
+        shapes_model,
+        marked_folder[0],
+        size=8,
+        clusters=2,
+        batch_size=50,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen == [(50, 160), (100, 160), (150, 160), (160, 160)]
     assert all(len(result.for_class(c)) == 2 for c in SHAPE_CLASSES)
 

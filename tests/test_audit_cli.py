@@ -29,8 +29,21 @@ def tank_folder(tmp_path_factory):
 
 def test_audit_command_writes_maps_clusters_and_report(tank_folder, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["audit", "--model", "tanks_shortcut", "--images", str(tank_folder), "--out", str(out),
-                 "--size", "8", "--batch-size", "10"])
+    code = main(
+        [
+            "audit",
+            "--model",
+            "tanks_shortcut",
+            "--images",
+            str(tank_folder),
+            "--out",
+            str(out),
+            "--size",
+            "8",
+            "--batch-size",
+            "10",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "24/24" in err or "24/24 images" in err  # the progress bar reached the end
@@ -54,8 +67,20 @@ def test_audit_command_writes_maps_clusters_and_report(tank_folder, tmp_path, ca
 
 
 def test_audit_command_clear_errors(tmp_path, capsys):
-    assert main(["audit", "--model", "tanks_shortcut", "--images", str(tmp_path / "missing"), "--out",
-                 str(tmp_path / "out")]) == 2
+    assert (
+        main(
+            [
+                "audit",
+                "--model",
+                "tanks_shortcut",
+                "--images",
+                str(tmp_path / "missing"),
+                "--out",
+                str(tmp_path / "out"),
+            ]
+        )
+        == 2
+    )
     assert "There is no file or folder at" in capsys.readouterr().err
     assert main(["audit", "--model", "tanks_shortcut", "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "There are no pictures" in capsys.readouterr().err

@@ -28,14 +28,24 @@ def test_ray_engine_equals_local_engine(ray_local, tmp_path):
     (tmp_path / "square" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
     seen = []
     local = audit(bundle, tmp_path, size=16, batch_size=8)
-    distributed = audit(bundle, tmp_path, size=16, batch_size=8, engine="ray", workers=2,
-                        progress=lambda done, total: seen.append((done, total)))
+    distributed = audit(
+        bundle,
+        tmp_path,
+        size=16,
+        batch_size=8,
+        engine="ray",
+        workers=2,
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen[-1] == (49, 49)
     np.testing.assert_array_equal(distributed.read, local.read)
     np.testing.assert_array_equal(distributed.predicted, local.predicted)
     np.testing.assert_allclose(distributed.maps.astype(np.float32), local.maps.astype(np.float32), atol=1e-4)
     assert [(c.label, c.members) for c in distributed.clusters] == [(c.label, c.members) for c in local.clusters]
     assert [c.suspicion for c in distributed.clusters] == pytest.approx([c.suspicion for c in local.clusters])
-    assert {s.path for s in distributed.skipped} == {s.path for s in local.skipped} == {
-        "disc/readme.txt", "square/broken.png"}
+    assert (
+        {s.path for s in distributed.skipped}
+        == {s.path for s in local.skipped}
+        == {"disc/readme.txt", "square/broken.png"}
+    )
     assert ray.is_initialized()  # a Ray the caller started is left running

@@ -207,6 +207,7 @@ def test_hovering_a_map_shows_its_raw_values(page):
         page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.4)
         page.wait_for_function(
             "label => Array.from(document.querySelectorAll('.hoverlayer')).some(e => e.textContent.includes(label))",
-            arg=label, timeout=10_000,
+            arg=label,
+            timeout=10_000,
         )
         page.mouse.move(0, 0)

@@ -24,7 +24,8 @@ def test_an_outcome_in_words():
     assert fell.lowest == pytest.approx(0.12) and fell.depends
     assert fell.short() == "falls to 0.12: depends on the weights"
     assert fell.sentence("Grad-CAM").startswith(
-        "Sanity: Grad-CAM's similarity to the trained map falls to 0.12 when all layers are random — it depends")
+        "Sanity: Grad-CAM's similarity to the trained map falls to 0.12 when all layers are random — it depends"
+    )
     stayed = caveats.outcome(steps(0.9, 0.85, 0.8), "cascading")
     assert stayed.short() == "stays at 0.80: barely depends on the weights" and not stayed.depends
     one_layer = caveats.outcome(steps(0.9, -0.2, 0.7), "independent")  # the most damaging single layer

@@ -22,10 +22,25 @@ def test_report_writes_pages_and_an_index(tmp_path, capsys):
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (images / "notes.txt").write_text("not a picture")
     out = tmp_path / "report"
-    code = main([
-        "report", "--model", "efficientnet_lite0", "--images", str(images), "--out", str(out),
-        "--methods", "gradcam,cam,saliency", "--device", "cpu", "--batch-size", "2", "--steps", "4",
-    ])
+    code = main(
+        [
+            "report",
+            "--model",
+            "efficientnet_lite0",
+            "--images",
+            str(images),
+            "--out",
+            str(out),
+            "--methods",
+            "gradcam,cam,saliency",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "2",
+            "--steps",
+            "4",
+        ]
+    )
     assert code == 0
     for key in ("cat", "coffee"):
         with Image.open(out / f"{key}.png") as png:
@@ -57,8 +72,19 @@ def test_refusals_exit_with_a_sentence(tmp_path, capsys):
     assert main(["report", "--model", "efficientnet_lite0", "--images", str(tmp_path), "--out", out]) == 2
     assert "no pictures" in capsys.readouterr().err
     shutil.copy(sample_path("cat"), tmp_path / "cat.jpg")
-    code = main(["report", "--model", "efficientnet_lite0", "--images", str(tmp_path), "--out", str(tmp_path / "o"),
-                 "--methods", "gradcam,nonsense"])
+    code = main(
+        [
+            "report",
+            "--model",
+            "efficientnet_lite0",
+            "--images",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "o"),
+            "--methods",
+            "gradcam,nonsense",
+        ]
+    )
     assert code == 2 and "Unknown method 'nonsense'" in capsys.readouterr().err
     assert main(["report", "--model", "resnet5", "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "resnet50" in capsys.readouterr().err  # the close-match hint
@@ -66,6 +92,10 @@ def test_refusals_exit_with_a_sentence(tmp_path, capsys):
 
 def test_module_entry_point():
     done = subprocess.run(
-        [sys.executable, "-m", "cnnvis_engine", "report", "--help"], capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-m", "cnnvis_engine", "report", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert done.returncode == 0 and "--images" in done.stdout and "--batch-size" in done.stdout

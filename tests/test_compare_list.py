@@ -23,6 +23,7 @@ def no_loads_or_downloads(monkeypatch, tmp_path):
         def fail(*args, **kwargs):
             calls.append(what)
             raise AssertionError(f"{what} called while listing models")
+
         return fail
 
     for name, spec in list(MODELS.items()):

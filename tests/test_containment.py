@@ -41,8 +41,10 @@ from cnnvis_engine.models.torchscript_check import check_torchscript
 from cnnvis_engine.models.user_files import TORCHSCRIPT_OFF
 from cnnvis_ui.uploads import is_loopback, torchscript_allowed
 
-pytestmark = [pytest.mark.filterwarnings("ignore::FutureWarning"),
-              pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants:UserWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore::FutureWarning"),
+    pytest.mark.filterwarnings("ignore:Validating sparse tensor invariants:UserWarning"),
+]
 FIGURES = Path(__file__).resolve().parent.parent / "test-artifacts" / "hardening"
 SHORT = Limits(timeout_s=3, memory_bytes=2**30)
 SECRET = "cnnvis-secret-3f9a1c"
@@ -55,7 +57,7 @@ def record(name: str, **figures: object) -> None:
 
 def sentence(message: str) -> str:
     assert message.endswith((".", "?")), message
-    for leak in ("Traceback", "Errno", "File \"", "torch/", ".py\""):
+    for leak in ("Traceback", "Errno", 'File "', "torch/", '.py"'):
         assert leak not in message, message
     return message
 
@@ -123,9 +125,13 @@ def test_without_the_static_check_the_worker_still_cannot_write(target: Path):
         assert output.shape == (2, 5)
         assert not target.exists()
         assert not any(target.parent.iterdir())
-        record("save-in-forward-worker-only", written=target.exists(), load_and_probe_seconds=round(seconds, 2),
-               worker_peak_mib=round(bundle.module.worker.peak_mib, 1),
-               worker_anon_mib=round(bundle.module.worker.anon_mib, 1))
+        record(
+            "save-in-forward-worker-only",
+            written=target.exists(),
+            load_and_probe_seconds=round(seconds, 2),
+            worker_peak_mib=round(bundle.module.worker.peak_mib, 1),
+            worker_anon_mib=round(bundle.module.worker.anon_mib, 1),
+        )
     finally:
         bundle.module.close()
 
@@ -191,8 +197,11 @@ def test_a_model_that_loops_forever_is_stopped_within_its_time_and_the_server_go
     thread = threading.Thread(target=probe)
     thread.start()
     time.sleep(0.5)
-    explainer = Explainer(load_model_file(torch_saved(load_model("resnet18", "random").module.state_dict()),
-                                          "w.pth", architecture="resnet18"))
+    explainer = Explainer(
+        load_model_file(
+            torch_saved(load_model("resnet18", "random").module.state_dict()), "w.pth", architecture="resnet18"
+        )
+    )
     start = time.perf_counter()  # meanwhile this process answers another "session"
     explanation = explainer.explain(Image.new("RGB", (32, 32)), methods=("saliency",))
     other_seconds = time.perf_counter() - start
@@ -201,9 +210,15 @@ def test_a_model_that_loops_forever_is_stopped_within_its_time_and_the_server_go
     assert outcome["message"] == "The model did not answer within 3 s, so it was stopped."
     assert 3 <= outcome["seconds"] < 6
     assert gone(pid) and worker.pid is None
-    record("loop", seconds=round(outcome["seconds"], 2), message=outcome["message"],
-           other_session_explain_seconds=round(other_seconds, 2), worker_gone=gone(pid),
-           worker_peak_mib_before_the_loop=round(peak, 1), worker_anon_mib_before_the_loop=round(anon, 1))
+    record(
+        "loop",
+        seconds=round(outcome["seconds"], 2),
+        message=outcome["message"],
+        other_session_explain_seconds=round(other_seconds, 2),
+        worker_gone=gone(pid),
+        worker_peak_mib_before_the_loop=round(peak, 1),
+        worker_anon_mib_before_the_loop=round(anon, 1),
+    )
 
 
 def test_a_looping_upload_is_refused_with_the_sentence():
@@ -220,13 +235,17 @@ def test_a_model_that_allocates_20_gb_is_stopped_and_the_server_keeps_its_memory
         load_model_file(torchscript(Allocates(20)), "hungry.pt", limits=SHORT)
     seconds = time.perf_counter() - start
     message = sentence(str(info.value))
-    assert message == ("The model needed more than 1 GB of memory, the limit for an uploaded model, so it was "
-                       "stopped.")
+    assert message == ("The model needed more than 1 GB of memory, the limit for an uploaded model, so it was stopped.")
     growth = rss_mib() - before
     assert growth < 100, f"the server grew by {growth:.0f} MB"
-    record("allocate-20gb", message=message, seconds=round(seconds, 2), server_rss_growth_mib=round(growth, 1),
-           worker_peak_mib=round(workers[0].peak_mib, 1),
-           worker_anon_mib=round(workers[0].anon_mib, 1))
+    record(
+        "allocate-20gb",
+        message=message,
+        seconds=round(seconds, 2),
+        server_rss_growth_mib=round(growth, 1),
+        worker_peak_mib=round(workers[0].peak_mib, 1),
+        worker_anon_mib=round(workers[0].anon_mib, 1),
+    )
 
 
 # ----- zip bombs ---------------------------------------------------------------------------------------------
@@ -242,8 +261,13 @@ def test_a_zip_bomb_is_refused_from_its_directory_without_inflating():
     assert message.startswith("bomb.pt would unpack to 2,049 MB (it is 2 MB compressed); the limit is 512 MB")
     growth = rss_mib() - before
     assert growth < 100 and seconds < 1
-    record("zip-bomb", file_mib=round(len(bomb) / 2**20, 2), message=message, seconds=round(seconds, 4),
-           rss_growth_mib=round(growth, 1))
+    record(
+        "zip-bomb",
+        file_mib=round(len(bomb) / 2**20, 2),
+        message=message,
+        seconds=round(seconds, 4),
+        rss_growth_mib=round(growth, 1),
+    )
 
 
 def test_an_archive_naming_a_path_outside_itself_is_refused():
@@ -306,8 +330,12 @@ def resnet18_weights() -> dict[str, torch.Tensor]:
 )
 def test_an_odd_tensor_in_a_state_dict_is_refused_with_a_sentence(change: str, words: str, resnet18_weights):
     weight = resnet18_weights["fc.weight"]
-    odd = {"sparse": lambda: weight.to_sparse(), "meta": lambda: torch.empty(weight.shape, device="meta"),
-           "integers": lambda: weight.long(), "complex": lambda: weight.to(torch.complex64)}[change]()
+    odd = {
+        "sparse": lambda: weight.to_sparse(),
+        "meta": lambda: torch.empty(weight.shape, device="meta"),
+        "integers": lambda: weight.long(),
+        "complex": lambda: weight.to(torch.complex64),
+    }[change]()
     with pytest.raises(ModelFileError) as info:
         load_model_file(torch_saved({**resnet18_weights, "fc.weight": odd}), "odd.pth", architecture="resnet18")
     assert words in sentence(str(info.value))
@@ -316,7 +344,7 @@ def test_an_odd_tensor_in_a_state_dict_is_refused_with_a_sentence(change: str, w
 
 def test_anything_else_a_load_raises_is_still_a_sentence(monkeypatch: pytest.MonkeyPatch, resnet18_weights):
     def broken(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("Traceback (most recent call last):\n  File \"x.py\"\nRuntimeError: something odd")
+        raise RuntimeError('Traceback (most recent call last):\n  File "x.py"\nRuntimeError: something odd')
 
     monkeypatch.setattr(user_files, "load_model", broken)
     with pytest.raises(ModelFileError) as info:
@@ -342,7 +370,9 @@ def test_a_valid_torchscript_upload_runs_in_its_worker_and_is_explained_like_in_
         assert torch.allclose(output, net(x), atol=1e-6) and torch.allclose(gradient, local, atol=1e-6)
         image = np.random.default_rng(0).integers(0, 255, (40, 30, 3), dtype=np.uint8)
         explanation = Explainer(bundle).explain(
-            Image.fromarray(image), methods=("saliency", "integrated_gradients", "smoothgrad", "occlusion", "gradcam"), target=1
+            Image.fromarray(image),
+            methods=("saliency", "integrated_gradients", "smoothgrad", "occlusion", "gradcam"),
+            target=1,
         )
         for method in ("saliency", "integrated_gradients", "smoothgrad", "occlusion"):
             assert explanation[method].applicable and np.isfinite(explanation[method].map).all(), method
@@ -396,8 +426,13 @@ def test_proxy_overhead_against_in_process(tmp_path: Path):
     """One 224×224 forward + backward to the input, through the worker and in-process (median of 5)."""
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 16, 3, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(16, 32, 3, stride=2), torch.nn.ReLU(),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(32, 10),
+        torch.nn.Conv2d(3, 16, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 32, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(32, 10),
     ).eval()
     scripted = torch.jit.script(net)
     module = ContainedModel(Worker(torchscript(net), SHORT))
@@ -419,9 +454,14 @@ def test_proxy_overhead_against_in_process(tmp_path: Path):
     finally:
         torch.set_num_threads(threads)
         module.close()
-    record("overhead", remote_ms=round(1000 * remote, 1), in_process_ms=round(1000 * local, 1),
-           overhead_ms=round(1000 * (remote - local), 1), worker_peak_mib=round(peak, 1),
-           worker_anon_mib=round(anon, 1))
+    record(
+        "overhead",
+        remote_ms=round(1000 * remote, 1),
+        in_process_ms=round(1000 * local, 1),
+        overhead_ms=round(1000 * (remote - local), 1),
+        worker_peak_mib=round(peak, 1),
+        worker_anon_mib=round(anon, 1),
+    )
     assert remote < local + 0.5
 
 
@@ -436,6 +476,5 @@ def test_an_exposed_server_refuses_torchscript_with_the_sentence_and_still_takes
     with pytest.raises(ModelFileError) as info:
         load_model_file(torchscript(SmallNet()), "mine.pt", allow_torchscript=torchscript_allowed("0.0.0.0", {}))
     assert str(info.value) == TORCHSCRIPT_OFF
-    bundle = load_model_file(torch_saved(resnet18_weights), "w.pth", architecture="resnet18",
-                             allow_torchscript=False)
+    bundle = load_model_file(torch_saved(resnet18_weights), "w.pth", architecture="resnet18", allow_torchscript=False)
     assert len(bundle.class_names) == 1000

@@ -59,9 +59,7 @@ def test_a_hostile_upload_is_contained_and_other_sessions_go_on(server, browser,
     second.open()  # another person's page renders meanwhile
     other_seconds = time.perf_counter() - start
     first_still_waiting = first.page.locator("[data-testid='stApp'][data-test-script-state='running']").count() == 1
-    first.page.get_by_test_id("stSidebar").get_by_text(f"did not answer within {TIMEOUT_S} s").wait_for(
-        timeout=120_000
-    )
+    first.page.get_by_test_id("stSidebar").get_by_text(f"did not answer within {TIMEOUT_S} s").wait_for(timeout=120_000)
     first.settle()
     loop_seconds = time.perf_counter() - start
     stopped = first.sidebar_alerts()
@@ -71,8 +69,14 @@ def test_a_hostile_upload_is_contained_and_other_sessions_go_on(server, browser,
     assert first.exceptions() == 0 and second.exceptions() == 0
     first.page.locator(".st-key-top5-1 button").click()  # the first session goes on too
     first.settle(panels=6)
-    record("contain-browser", refused=refused, stopped=stopped, other_session_rendered_seconds=round(other_seconds, 1),
-           loop_answered_seconds=round(loop_seconds, 1), first_still_waiting=first_still_waiting,
-           written=target.exists())
+    record(
+        "contain-browser",
+        refused=refused,
+        stopped=stopped,
+        other_session_rendered_seconds=round(other_seconds, 1),
+        loop_answered_seconds=round(loop_seconds, 1),
+        first_still_waiting=first_still_waiting,
+        written=target.exists(),
+    )
     first.close("contain-first")
     second.close("contain-second")

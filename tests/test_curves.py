@@ -17,7 +17,10 @@ def score(fall: float, rise: float) -> Faithfulness:
     return Faithfulness(
         deletion=Curve(FRACTIONS, deletion, float(np.trapezoid(deletion, FRACTIONS))),
         insertion=Curve(FRACTIONS, insertion, float(np.trapezoid(insertion, FRACTIONS))),
-        average_drop=0.2, increase=False, score=0.9, masked_score=0.7,
+        average_drop=0.2,
+        increase=False,
+        score=0.9,
+        masked_score=0.7,
     )
 
 
@@ -41,8 +44,10 @@ def test_each_map_has_its_own_dash_and_marker_and_a_repeated_curve_says_so():
 
 
 def test_the_report_plots_the_deletion_and_insertion_curves():
-    found = curves.report_views({"cam": SCORES["CAM"], "gradcam": SCORES["Grad-CAM"], "saliency": SCORES["Saliency (vanilla)"]},
-                                {"cam": "CAM", "gradcam": "Grad-CAM", "saliency": "Saliency (vanilla)"})
+    found = curves.report_views(
+        {"cam": SCORES["CAM"], "gradcam": SCORES["Grad-CAM"], "saliency": SCORES["Saliency (vanilla)"]},
+        {"cam": "CAM", "gradcam": "Grad-CAM", "saliency": "Saliency (vanilla)"},
+    )
     assert [v.title for v in found] == ["Faithfulness: deletion curves", "Faithfulness: insertion curves"]
     for view in found:
         picture = view.picture

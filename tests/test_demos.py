@@ -35,8 +35,12 @@ def demos() -> dict[str, ModelBundle]:
 # ----- registry and files ------------------------------------------------------------------------------------
 def test_demos_are_registered_with_their_shipped_weights(demos: dict[str, ModelBundle]) -> None:
     specs = {spec.name: spec for spec in list_models()}
-    tasks = {"tanks_shortcut": "classification", "tanks_clean": "classification", "salt_unet": "segmentation",
-             "robot_perception": "regression"}
+    tasks = {
+        "tanks_shortcut": "classification",
+        "tanks_clean": "classification",
+        "salt_unet": "segmentation",
+        "robot_perception": "regression",
+    }
     for name, bundle in demos.items():
         assert specs[name].weights == ("demo",) and specs[name].default_weights == "demo"
         assert specs[name].task == bundle.task == tasks[name]
@@ -179,7 +183,9 @@ def test_segmentation_target_in_a_box_matches_captum(demos: dict[str, ModelBundl
 
 @pytest.mark.parametrize("outputs", [None, tuple(output_index(d, 4) for d in range(5)), (output_index(4, 1),)])
 @pytest.mark.parametrize("layer", ["features.2", "features.1"])
-def test_regression_gradcam_matches_pytorch_grad_cam_and_captum(demos: dict[str, ModelBundle], outputs, layer: str) -> None:
+def test_regression_gradcam_matches_pytorch_grad_cam_and_captum(
+    demos: dict[str, ModelBundle], outputs, layer: str
+) -> None:
     bundle = demos["robot_perception"]
     image = Image.open(ROOT / "assets" / "stories" / "robot_obstacles.png")
     x = bundle.prepare(image)[1][None]

@@ -485,8 +485,10 @@ def test_threads_sharing_one_explainer_get_the_serial_results(resnet18, samples)
     before = model_state(bundle.module)
 
     serial_explainer = Explainer(bundle, cache_size=8)  # every image recorded once
-    serial = [[serial_explainer.explain(im, target=tg, layer=ly, methods=THREAD_METHODS) for im, tg, ly in row]
-              for row in jobs]
+    serial = [
+        [serial_explainer.explain(im, target=tg, layer=ly, methods=THREAD_METHODS) for im, tg, ly in row]
+        for row in jobs
+    ]
 
     shared = Explainer(bundle, cache_size=2)  # 8 images, 2 kept: passes are evicted and recorded again concurrently
     start = threading.Barrier(8)
@@ -521,14 +523,22 @@ def test_threads_sharing_one_explainer_get_the_serial_one_off_batches(resnet18, 
     images = [*samples.values(), *(decode_image(synthetic_image(seed, (40 + 9 * seed, 64))) for seed in range(4))]
     methods = ("gradcam", "cam", "feature_maps")
     jobs = [
-        [([images[(t + j) % 8], images[(t + j + 3) % 8]], [THREAD_TARGETS[(3 * t + j) % 5], 7],
-          THREAD_LAYERS[(t + 2 * j) % 4]) for j in range(5)]
+        [
+            (
+                [images[(t + j) % 8], images[(t + j + 3) % 8]],
+                [THREAD_TARGETS[(3 * t + j) % 5], 7],
+                THREAD_LAYERS[(t + 2 * j) % 4],
+            )
+            for j in range(5)
+        ]
         for t in range(8)
     ]
     serial_explainer = Explainer(bundle)
     serial_explainer.trace(images[0])
-    serial = [[serial_explainer.explain_batch(ims, targets=tgs, layer=ly, methods=methods) for ims, tgs, ly in row]
-              for row in jobs]
+    serial = [
+        [serial_explainer.explain_batch(ims, targets=tgs, layer=ly, methods=methods) for ims, tgs, ly in row]
+        for row in jobs
+    ]
     shared = Explainer(bundle)
     shared.trace(images[0])
     start = threading.Barrier(8)

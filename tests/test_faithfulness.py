@@ -35,8 +35,9 @@ def test_deletion_and_insertion_by_hand():
     x = torch.zeros(1, 3, 2, 2)
     x[0, 0] = torch.tensor([[1.0, 0.5], [-0.5, 2.0]])
     saliency = torch.tensor([[[0.9, 0.1], [0.5, 0.7]]])  # order: 1.0, 2.0, -0.5, 0.5
-    fractions, deletion, insertion = curves(MeanRed(), probability_of_class_0, x, saliency, steps=4,
-                                            deletion_baseline="zeros", insertion_baseline="zeros")
+    fractions, deletion, insertion = curves(
+        MeanRed(), probability_of_class_0, x, saliency, steps=4, deletion_baseline="zeros", insertion_baseline="zeros"
+    )
     # channel-0 sums left after deleting 0..4 pixels: 3, 2, 0, 0.5, 0; after inserting: 0, 1, 3, 2.5, 3
     expected_deletion = [sigmoid(2 * s / 4) for s in (3.0, 2.0, 0.0, 0.5, 0.0)]
     expected_insertion = [sigmoid(2 * s / 4) for s in (0.0, 1.0, 3.0, 2.5, 3.0)]

@@ -53,16 +53,29 @@ def tiny_cnn_bundle() -> ModelBundle:
     colour; a random net without that prefers whatever photo is brightest in its favourite colour."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(3)
-        module = nn.Sequential(OrderedDict(
-            conv1=nn.Conv2d(3, 8, 3, padding=1), bn1=nn.BatchNorm2d(8), relu1=nn.ReLU(inplace=True),
-            conv2=nn.Conv2d(8, 16, 3, stride=2, padding=1), bn2=nn.BatchNorm2d(16), relu2=nn.ReLU(inplace=True),
-            pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(16, 4),
-        ))
+        module = nn.Sequential(
+            OrderedDict(
+                conv1=nn.Conv2d(3, 8, 3, padding=1),
+                bn1=nn.BatchNorm2d(8),
+                relu1=nn.ReLU(inplace=True),
+                conv2=nn.Conv2d(8, 16, 3, stride=2, padding=1),
+                bn2=nn.BatchNorm2d(16),
+                relu2=nn.ReLU(inplace=True),
+                pool=nn.AdaptiveAvgPool2d(1),
+                flatten=nn.Flatten(),
+                fc=nn.Linear(16, 4),
+            )
+        )
     with torch.no_grad():
         module.conv1.weight -= module.conv1.weight.mean(dim=(1, 2, 3), keepdim=True)
         module.conv1.bias.zero_()
-    return ModelBundle(name="tiny_cnn", module=module.eval(), class_names=("a", "b", "c", "d"),
-                       input_size=(SIZE, SIZE), weights_source="random")
+    return ModelBundle(
+        name="tiny_cnn",
+        module=module.eval(),
+        class_names=("a", "b", "c", "d"),
+        input_size=(SIZE, SIZE),
+        weights_source="random",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +100,12 @@ def demo() -> ModelBundle:
 @pytest.fixture(scope="module")
 def photos() -> np.ndarray:
     """The 4 sample photos at SIZE × SIZE: (4, SIZE, SIZE, 3) uint8."""
-    return np.stack([
-        np.asarray(Image.open(sample_path(key)).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
-        for key in SAMPLE_KEYS
-    ])
+    return np.stack(
+        [
+            np.asarray(Image.open(sample_path(key)).convert("RGB").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+            for key in SAMPLE_KEYS
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,11 +127,14 @@ def last_batchnorm(bundle: ModelBundle) -> str:
 
 
 # ----- the acceptance margins --------------------------------------------------------------------------------
-@pytest.mark.parametrize("model, layer, steps, lr", [
-    ("lite0", "blocks.4", 32, 0.05),
-    ("demo", None, 64, 0.1),  # the tank net loves uniform noise: it needs more, larger steps to beat it
-    ("tiny", None, 64, 0.1),  # the stand-in, tested even where the demo is there
-])
+@pytest.mark.parametrize(
+    "model, layer, steps, lr",
+    [
+        ("lite0", "blocks.4", 32, 0.05),
+        ("demo", None, 64, 0.1),  # the tank net loves uniform noise: it needs more, larger steps to beat it
+        ("tiny", None, 64, 0.1),  # the stand-in, tested even where the demo is there
+    ],
+)
 def test_optimised_image_beats_every_photo_and_noise(request, photos, noise, model, layer, steps, lr):
     bundle = request.getfixturevalue(model)
     layer = layer or last_batchnorm(bundle)
@@ -128,8 +146,10 @@ def test_optimised_image_beats_every_photo_and_noise(request, photos, noise, mod
         photo_scores, noise_score = evaluate(bundle, objective, photos), evaluate(bundle, objective, noise)[0]
     assert all(torch.equal(weights[k], v) for k, v in bundle.module.state_dict().items())
     best = max(photo_scores.max(), noise_score)
-    print(f"{bundle.name} {layer}[{index}]: optimised {result.scores[0]:.2f}, photos {np.round(photo_scores, 2)}, "
-          f"noise {noise_score:.2f} -> {result.scores[0] / best:.2f}x the best")
+    print(
+        f"{bundle.name} {layer}[{index}]: optimised {result.scores[0]:.2f}, photos {np.round(photo_scores, 2)}, "
+        f"noise {noise_score:.2f} -> {result.scores[0] / best:.2f}x the best"
+    )
     assert best > 0, "the photos excite this channel, so the ratio is meaningful"
     assert result.scores[0] >= MARGIN * best
     assert result.image.shape == (SIZE, SIZE, 3) and result.image.dtype == np.uint8
@@ -181,8 +201,14 @@ def test_diversity_batch_is_reproducible_and_pushes_images_apart(lite0):
 def test_cancel_stops_within_a_step_and_leaves_the_model_as_it_was(lite0):
     steps_seen: list[int] = []
     with leaves_model_untouched(lite0.module), pytest.raises(Cancelled) as info:
-        visualize(lite0, channel("blocks.3", 1), size=32, steps=50,
-                  progress=lambda step, total: steps_seen.append(step), cancel=lambda: len(steps_seen) >= 3)
+        visualize(
+            lite0,
+            channel("blocks.3", 1),
+            size=32,
+            steps=50,
+            progress=lambda step, total: steps_seen.append(step),
+            cancel=lambda: len(steps_seen) >= 3,
+        )
     assert steps_seen == [1, 2, 3]
     partial = info.value.partial
     assert partial.cancelled and partial.steps_done == 3 and len(partial.objective_values) == 3
@@ -200,12 +226,15 @@ def test_model_training_flag_and_weights_untouched_on_a_training_mode_model():
     assert all(torch.equal(weights[k], v) for k, v in bundle.module.state_dict().items())
 
 
-@pytest.mark.parametrize("objective, error", [
-    (channel("conv", 5), MethodError),  # the tiny conv has 2 channels
-    (channel("nope", 0), LayerError),
-    (class_logit(7), MethodError),
-    (channel("fc", 0) - diversity("fc"), MethodError),  # diversity needs feature maps
-])
+@pytest.mark.parametrize(
+    "objective, error",
+    [
+        (channel("conv", 5), MethodError),  # the tiny conv has 2 channels
+        (channel("nope", 0), LayerError),
+        (class_logit(7), MethodError),
+        (channel("fc", 0) - diversity("fc"), MethodError),  # diversity needs feature maps
+    ],
+)
 def test_bad_objectives_raise_sentences_and_leave_no_hooks(objective, error):
     bundle = make_tiny_bundle()
     with leaves_model_untouched(bundle.module), pytest.raises(error) as info:
@@ -223,8 +252,9 @@ def test_lock_is_taken_per_step_not_for_the_whole_run():
             at_step_two.set()
             released.wait(timeout=10)
 
-    worker = threading.Thread(target=visualize, args=(bundle, channel("conv", 0)),
-                              kwargs={"size": 8, "steps": 4, "progress": progress})
+    worker = threading.Thread(
+        target=visualize, args=(bundle, channel("conv", 0)), kwargs={"size": 8, "steps": 4, "progress": progress}
+    )
     worker.start()
     assert at_step_two.wait(timeout=30)
     acquired.append(bundle.lock.acquire(timeout=5))  # the run is mid-way and still we get the lock
@@ -285,7 +315,8 @@ def test_fourier_image_starts_grey_and_scales_by_inverse_frequency():
     rgb = image.rgb().detach()
     assert rgb.shape == (2, 3, 16, 12) and 0.4 < float(rgb.min()) and float(rgb.max()) < 0.6
     assert np.abs(COLOR_CORRELATION_NORMALIZED).max() <= 1 and np.allclose(
-        np.linalg.norm(COLOR_CORRELATION_NORMALIZED, axis=0).max(), 1.0)
+        np.linalg.norm(COLOR_CORRELATION_NORMALIZED, axis=0).max(), 1.0
+    )
 
 
 def test_transforms_none_is_the_identity_and_views_are_seeded():

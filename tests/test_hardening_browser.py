@@ -185,8 +185,13 @@ def test_the_server_listens_on_loopback_only_and_keeps_xsrf_on(server):
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=10)
     assert refused.value.code == 403  # XSRF: without the token no upload is even looked at
-    record("server", listening=listening, other_addresses_refused=sorted(others), upload_without_xsrf=403,
-           max_upload_mb=config["maxUploadSize"])
+    record(
+        "server",
+        listening=listening,
+        other_addresses_refused=sorted(others),
+        upload_without_xsrf=403,
+        max_upload_mb=config["maxUploadSize"],
+    )
 
 
 # ----- bad images --------------------------------------------------------------------------------------------
@@ -194,7 +199,9 @@ def wait_for_input(session: Session, name: str) -> None:
     """Until the input panel shows the picture called `name` and the app is idle."""
     session.page.wait_for_function(
         "name => { const p = document.querySelector('.st-key-panel-input'); return p && p.innerText.includes(name); }",
-        arg=name, timeout=120_000)
+        arg=name,
+        timeout=120_000,
+    )
     session.settle()
 
 
@@ -377,7 +384,9 @@ def test_8_sessions_at_once_each_see_exactly_what_the_engine_gives_serially(serv
         session.settle(since=since, timeout=300)
         session.page.wait_for_function(
             f"document.querySelector('.st-key-panel-input') && "
-            f"document.querySelector('.st-key-panel-input').innerText.includes('{path.name}')", timeout=300_000)
+            f"document.querySelector('.st-key-panel-input').innerText.includes('{path.name}')",
+            timeout=300_000,
+        )
         session.settle(panels=6, timeout=300)
     counts = [s.runs() for s in sessions]
     ranks = [1 + i % 4 for i in range(USERS)]  # each session explains a class of its own, not its top-1
@@ -388,13 +397,15 @@ def test_8_sessions_at_once_each_see_exactly_what_the_engine_gives_serially(serv
     concurrent_seconds = time.perf_counter() - start
     seen = []
     for session in sessions:
-        seen.append({
-            "summary": session.summary(),
-            "top5": [session.page.locator(f".st-key-top5-{r} button").inner_text() for r in range(5)],
-            "gradcam_type": session.panel_image("gradcam")[0],
-            "gradcam": session.panel_image("gradcam")[1],
-            "errors": session.exceptions(),
-        })
+        seen.append(
+            {
+                "summary": session.summary(),
+                "top5": [session.page.locator(f".st-key-top5-{r} button").inner_text() for r in range(5)],
+                "gradcam_type": session.panel_image("gradcam")[0],
+                "gradcam": session.panel_image("gradcam")[1],
+                "errors": session.exceptions(),
+            }
+        )
 
     # The same work, serially, in this process: the default model, each picture, each class.
     from cnnvis_engine import Explainer, decode_image, load_model
@@ -408,30 +419,46 @@ def test_8_sessions_at_once_each_see_exactly_what_the_engine_gives_serially(serv
         top5 = explainer.predict(decoded, top_k=5)
         target = top5[rank].index
         result = explainer.explain(decoded, target=target, methods=["gradcam"])
-        expected.append({
-            "target": f"{top5[rank].name} (class {target})",
-            "top5": [f"{p.name} · {percent(p.probability)}" for p in top5],
-            "gradcam": render_overlay(result.image, result["gradcam"].map, "jet", 0.5).astype(np.float32),
-        })
+        expected.append(
+            {
+                "target": f"{top5[rank].name} (class {target})",
+                "top5": [f"{p.name} · {percent(p.probability)}" for p in top5],
+                "gradcam": render_overlay(result.image, result["gradcam"].map, "jet", 0.5).astype(np.float32),
+            }
+        )
 
-    differences = np.array([[np.abs(s["gradcam"] - e["gradcam"]).mean() if s["gradcam"].shape == e["gradcam"].shape
-                             else np.inf for e in expected] for s in seen])
+    differences = np.array(
+        [
+            [
+                np.abs(s["gradcam"] - e["gradcam"]).mean() if s["gradcam"].shape == e["gradcam"].shape else np.inf
+                for e in expected
+            ]
+            for s in seen
+        ]
+    )
     for i, (got, want) in enumerate(zip(seen, expected)):
         assert got["errors"] == 0
         assert got["top5"] == want["top5"], (i, got["top5"], want["top5"])
         assert f"explaining {want['target']}" in got["summary"], (i, got["summary"])
         # The same pixels; a JPEG on screen (lossy) may differ by its compression error only.
         tolerance = 0.0 if got["gradcam_type"] == "image/png" else 2.0
-        assert differences[i, i] <= tolerance, f"session {i}: Grad-CAM differs from the serial one by {differences[i, i]:.2f}"
+        assert differences[i, i] <= tolerance, (
+            f"session {i}: Grad-CAM differs from the serial one by {differences[i, i]:.2f}"
+        )
         assert differences[i, i] < np.delete(differences[i], i).min() / 4, f"session {i} looks like another's"
     for session, i in zip(sessions, range(USERS)):
         session.close(f"user{i}")
-    record("browser-users", sessions=USERS, seconds_for_all=round(concurrent_seconds, 1),
-           panel_encoding=sorted({s["gradcam_type"] for s in seen}),
-           gradcam_mean_abs_difference_own=[round(float(differences[i, i]), 3) for i in range(USERS)],
-           gradcam_mean_abs_difference_nearest_other=[round(float(np.delete(differences[i], i).min()), 1)
-                                                      for i in range(USERS)],
-           targets=[e["target"] for e in expected])
+    record(
+        "browser-users",
+        sessions=USERS,
+        seconds_for_all=round(concurrent_seconds, 1),
+        panel_encoding=sorted({s["gradcam_type"] for s in seen}),
+        gradcam_mean_abs_difference_own=[round(float(differences[i, i]), 3) for i in range(USERS)],
+        gradcam_mean_abs_difference_nearest_other=[
+            round(float(np.delete(differences[i], i).min()), 1) for i in range(USERS)
+        ],
+        targets=[e["target"] for e in expected],
+    )
 
 
 # ----- a long session ----------------------------------------------------------------------------------------
@@ -501,11 +528,21 @@ def test_200_clicks_each_answered_in_under_3_seconds(server, browser):
     by_kind = {}
     for what, seconds in log:
         by_kind.setdefault(what.split()[0], []).append(seconds)
-    summary = {kind: {"clicks": len(v), "median_s": round(statistics.median(v), 2), "max_s": round(max(v), 2)}
-               for kind, v in by_kind.items()}
-    record("browser-long-session", warmup=warmup, clicks=len(every), max_s=round(max(every), 2),
-           p95_s=round(float(np.percentile(every, 95)), 2), median_s=round(statistics.median(every), 2),
-           by_kind=summary, slowest=sorted(log, key=lambda item: -item[1])[:10], log=log)
+    summary = {
+        kind: {"clicks": len(v), "median_s": round(statistics.median(v), 2), "max_s": round(max(v), 2)}
+        for kind, v in by_kind.items()
+    }
+    record(
+        "browser-long-session",
+        warmup=warmup,
+        clicks=len(every),
+        max_s=round(max(every), 2),
+        p95_s=round(float(np.percentile(every, 95)), 2),
+        median_s=round(statistics.median(every), 2),
+        by_kind=summary,
+        slowest=sorted(log, key=lambda item: -item[1])[:10],
+        log=log,
+    )
     session.close("long-session")
     assert max(every) < 3.0, f"slowest: {sorted(log, key=lambda item: -item[1])[:5]}"
 

@@ -109,9 +109,25 @@ def test_an_odd_image_gives_a_result_or_a_sentence_and_the_session_goes_on(case:
 def test_the_image_cases_cover_the_issue():
     keys = {case.key for case in IMAGE_CASES}
     assert len(keys) == len(IMAGE_CASES) >= 20
-    for needed in ("zero_byte", "truncated_png", "text_named_png", "png_named_jpg", "bomb_50k", "one_pixel",
-                   "wide_10000x10", "gray16", "cmyk", "rgba", "palette", "animated_gif", "exif_rotated", "grayscale",
-                   "constant", "svg", "heic"):
+    for needed in (
+        "zero_byte",
+        "truncated_png",
+        "text_named_png",
+        "png_named_jpg",
+        "bomb_50k",
+        "one_pixel",
+        "wide_10000x10",
+        "gray16",
+        "cmyk",
+        "rgba",
+        "palette",
+        "animated_gif",
+        "exif_rotated",
+        "grayscale",
+        "constant",
+        "svg",
+        "heic",
+    ):
         assert needed in keys
 
 
@@ -136,10 +152,15 @@ def _flat_module() -> nn.Sequential:
     """No padding: on a constant image every feature map is spatially constant, so CAM and Grad-CAM are flat."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        return nn.Sequential(OrderedDict(
-            conv=nn.Conv2d(3, 4, 3), relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(),
-            fc=nn.Linear(4, 3),
-        )).eval()
+        return nn.Sequential(
+            OrderedDict(
+                conv=nn.Conv2d(3, 4, 3),
+                relu=nn.ReLU(),
+                pool=nn.AdaptiveAvgPool2d(1),
+                flatten=nn.Flatten(),
+                fc=nn.Linear(4, 3),
+            )
+        ).eval()
 
 
 @pytest.mark.parametrize("grey", [0, 128, 255])
@@ -172,10 +193,15 @@ def test_the_default_model_on_a_grey_image_gives_finite_maps_and_a_flat_grad_cam
     gradcam = explanation["gradcam"]
     assert gradcam.meta["flat"] is True and not gradcam.map.any()  # ReLU(Σ w·A) ≤ 0 everywhere: zeros, not NaN
     assert not explanation["guided_gradcam"].map.any()
-    spread = {m: float(np.ptp(explanation[m].raw) / max(np.abs(explanation[m].raw).max(), 1e-12))
-              for m in ("cam", "saliency")}
-    record("constant-default-model", gradcam_flat=True, relative_spread=spread,
-           cam_mean_after_normalising=float(explanation["cam"].map.mean()))
+    spread = {
+        m: float(np.ptp(explanation[m].raw) / max(np.abs(explanation[m].raw).max(), 1e-12)) for m in ("cam", "saliency")
+    }
+    record(
+        "constant-default-model",
+        gradcam_flat=True,
+        relative_spread=spread,
+        cam_mean_after_normalising=float(explanation["cam"].map.mean()),
+    )
 
 
 # ----- model files -------------------------------------------------------------------------------------------
@@ -231,8 +257,12 @@ def test_a_wrong_model_file_is_refused_with_a_reason(key: str, words: str, resne
         "returns_tuple": lambda: (torchscript(ReturnsTuple()), "tuple.pt", None),
         "returns_nan": lambda: (torchscript(ReturnsNaN()), "nan.pt", None),
         "missing_and_extra_keys": lambda: (
-            torch_saved({**{k: v for k, v in weights.items() if not k.startswith("fc.")}, "head.weight": torch.zeros(1)}),
-            "w.pth", "resnet18"),
+            torch_saved(
+                {**{k: v for k, v in weights.items() if not k.startswith("fc.")}, "head.weight": torch.zeros(1)}
+            ),
+            "w.pth",
+            "resnet18",
+        ),
         "wrong_shape": lambda: (torch_saved({**weights, "fc.weight": torch.zeros(10, 512)}), "w.pth", "resnet18"),
         "text_file": lambda: (b"these are not weights\n", "notes.pt", "resnet18"),
         "jpeg_named_pt": lambda: (encode(synthetic_image(0), "JPEG"), "photo.pt", "resnet18"),
@@ -243,7 +273,9 @@ def test_a_wrong_model_file_is_refused_with_a_reason(key: str, words: str, resne
     data, filename, architecture = files[key]()
     start = time.perf_counter()
     with pytest.raises(ModelFileError) as info:
-        load_model_file(data, filename, architecture=architecture, max_bytes=2 * 2**20 if key == "over_the_limit" else 2**30)
+        load_model_file(
+            data, filename, architecture=architecture, max_bytes=2 * 2**20 if key == "over_the_limit" else 2**30
+        )
     message = sentence(str(info.value), starts_with_a_name=True)
     assert words in message
     record(f"model-{key}", message=message, seconds=round(time.perf_counter() - start, 3))
@@ -263,7 +295,11 @@ def test_a_valid_torchscript_upload_can_be_explained():
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_a_torchscript_layer_inside_a_python_model_is_recorded_and_listed_as_unguided():
     module = nn.Sequential(
-        nn.Conv2d(3, 4, 3), nn.ReLU(), torch.jit.script(nn.Conv2d(4, 4, 3)), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Conv2d(3, 4, 3),
+        nn.ReLU(),
+        torch.jit.script(nn.Conv2d(4, 4, 3)),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
         nn.Linear(4, 3),
     ).eval()
     bundle = ModelBundle("mixed", module, TINY_CLASSES, input_size=(16, 16), weights_source="random")
@@ -292,7 +328,7 @@ def test_labels_with_markup_stay_plain_strings_end_to_end():
     weights = load_model("regnet_y_400mf", "random").module.state_dict()
     labels = xss_labels(1000)
     bundle = load_model_file(torch_saved(weights), "mine.pth", architecture="regnet_y_400mf", labels=labels)
-    assert bundle.class_names[:len(XSS_LABELS)] == tuple(f"{name} #{i}" for i, name in enumerate(XSS_LABELS))
+    assert bundle.class_names[: len(XSS_LABELS)] == tuple(f"{name} #{i}" for i, name in enumerate(XSS_LABELS))
     explanation = Explainer(bundle).explain(GOOD, methods=("gradcam",), target=1)
     assert explanation.target.label.startswith("<script>window.__pwned=2</script> #1")
     assert all(p.name == bundle.class_names[p.index] for p in explanation.predictions)
@@ -306,8 +342,12 @@ THREAD_LAYERS = (None, "layer3", "layer2", "layer4.0")
 
 
 def _arrays(explanation) -> dict[str, np.ndarray]:
-    return {f"{m}.{f}": getattr(r, f) for m, r in explanation.items() for f in ("map", "raw", "rgb")
-            if getattr(r, f) is not None}
+    return {
+        f"{m}.{f}": getattr(r, f)
+        for m, r in explanation.items()
+        for f in ("map", "raw", "rgb")
+        if getattr(r, f) is not None
+    }
 
 
 @pytest.mark.long
@@ -315,15 +355,22 @@ def test_16_threads_x_20_explains_on_one_shared_model_equal_the_serial_results(z
     resnet18 = zoo("resnet18")
     bundle = ModelBundle(name="resnet18", module=resnet18.module, class_names=resnet18.class_names, input_size=(48, 48))
     images = [decode_image(synthetic_image(seed, (36 + 7 * seed, 52))) for seed in range(10)]
-    jobs = [[(((t * 3 + j) % 10), THREAD_TARGETS[(5 * t + j) % 6], THREAD_LAYERS[(t + 3 * j) % 4])
-             for j in range(PER_THREAD)] for t in range(THREADS)]
+    jobs = [
+        [
+            (((t * 3 + j) % 10), THREAD_TARGETS[(5 * t + j) % 6], THREAD_LAYERS[(t + 3 * j) % 4])
+            for j in range(PER_THREAD)
+        ]
+        for t in range(THREADS)
+    ]
     before = model_state(bundle.module)
 
     serial_explainer = Explainer(bundle, cache_size=10)
     unique = sorted({job for row in jobs for job in row}, key=str)
     start = time.perf_counter()
-    serial = {job: serial_explainer.explain(images[job[0]], target=job[1], layer=job[2], methods=THREAD_METHODS)
-              for job in unique}
+    serial = {
+        job: serial_explainer.explain(images[job[0]], target=job[1], layer=job[2], methods=THREAD_METHODS)
+        for job in unique
+    }
     serial_seconds = time.perf_counter() - start
 
     shared = Explainer(bundle, cache_size=2)  # 10 images, 2 kept: passes are evicted and recorded again concurrently
@@ -331,8 +378,10 @@ def test_16_threads_x_20_explains_on_one_shared_model_equal_the_serial_results(z
 
     def work(row):
         barrier.wait(timeout=60)
-        return [shared.explain(images[image], target=target, layer=layer, methods=THREAD_METHODS)
-                for image, target, layer in row]
+        return [
+            shared.explain(images[image], target=target, layer=layer, methods=THREAD_METHODS)
+            for image, target, layer in row
+        ]
 
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=THREADS) as pool:
@@ -353,9 +402,17 @@ def test_16_threads_x_20_explains_on_one_shared_model_equal_the_serial_results(z
                 exact += np.array_equal(want[key], have[key])
                 atol = 1e-6 * max(1.0, float(np.abs(want[key]).max()))
                 np.testing.assert_allclose(have[key], want[key], rtol=1e-6, atol=atol, err_msg=f"{job} {key}")
-    record("engine-threads", threads=THREADS, explains_per_thread=PER_THREAD, unique_jobs=len(unique),
-           arrays_compared=compared, arrays_bit_identical=exact, serial_seconds=round(serial_seconds, 1),
-           threaded_seconds=round(threaded_seconds, 1), hooks_after=count_hooks(bundle.module))
+    record(
+        "engine-threads",
+        threads=THREADS,
+        explains_per_thread=PER_THREAD,
+        unique_jobs=len(unique),
+        arrays_compared=compared,
+        arrays_bit_identical=exact,
+        serial_seconds=round(serial_seconds, 1),
+        threaded_seconds=round(threaded_seconds, 1),
+        hooks_after=count_hooks(bundle.module),
+    )
 
 
 # ----- long sessions -----------------------------------------------------------------------------------------
@@ -403,8 +460,16 @@ def test_500_explains_keep_memory_flat_and_leave_no_hook(zoo):
     final = rss_kib()
     assert_untouched(bundle.module, before)
     growth = (final - warm) / warm
-    record("engine-soak", explains=SOAK_EXPLAINS, warmup=SOAK_WARMUP, input_size=bundle.input_size, rss_after_warmup_mib=round(warm / 1024, 1),
-           rss_final_mib=round(final / 1024, 1), growth_percent=round(100 * growth, 2),
-           rss_every_50=[(n, round(kib / 1024, 1)) for n, kib in samples], seconds=round(seconds, 1),
-           ms_per_explain=round(1000 * seconds / SOAK_EXPLAINS))
+    record(
+        "engine-soak",
+        explains=SOAK_EXPLAINS,
+        warmup=SOAK_WARMUP,
+        input_size=bundle.input_size,
+        rss_after_warmup_mib=round(warm / 1024, 1),
+        rss_final_mib=round(final / 1024, 1),
+        growth_percent=round(100 * growth, 2),
+        rss_every_50=[(n, round(kib / 1024, 1)) for n, kib in samples],
+        seconds=round(seconds, 1),
+        ms_per_explain=round(1000 * seconds / SOAK_EXPLAINS),
+    )
     assert growth <= 0.05, f"RSS grew {100 * growth:.1f}% after warm-up: {samples}"

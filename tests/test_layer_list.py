@@ -28,7 +28,8 @@ def test_pass_through_layers_are_hidden_until_asked_for():
     assert any("155 layers give maps (106 pass-through ones hidden)" in c.value for c in at.caption)
 
     at = AppTest.from_file(DASHBOARD, default_timeout=120)
-    at.query_params.update({"model": "efficientnet_lite0", "weights": "embedded", "image": "sample:cat",
-                            "all_layers": "1"})
+    at.query_params.update(
+        {"model": "efficientnet_lite0", "weights": "embedded", "image": "sample:cat", "all_layers": "1"}
+    )
     at.run()
     assert len(layer_box(at).options) == 1 + 261

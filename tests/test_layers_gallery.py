@@ -68,7 +68,7 @@ def gallery_picture(at: AppTest) -> np.ndarray:
 
 def tiles(picture: np.ndarray, count: int) -> list[np.ndarray]:
     return [
-        picture[r * (TILE + GAP):r * (TILE + GAP) + TILE, c * (TILE + GAP):c * (TILE + GAP) + TILE]
+        picture[r * (TILE + GAP) : r * (TILE + GAP) + TILE, c * (TILE + GAP) : c * (TILE + GAP) + TILE]
         for r, c in (divmod(i, COLUMNS) for i in range(count))
     ]
 

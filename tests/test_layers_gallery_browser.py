@@ -65,9 +65,9 @@ def test_the_gallery_shows_a_picture_for_each_channel(page):
     # 2 rows of 4 tiles on white: cut the figure into that grid and expect a patterned picture in every cell
     rows = np.flatnonzero(picture.min(axis=(1, 2)) < 250)
     cols = np.flatnonzero(picture.min(axis=(0, 2)) < 250)
-    grid = picture[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    grid = picture[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     height, width = grid.shape[0] // 2, grid.shape[1] // 4
-    cells = [grid[r * height:(r + 1) * height, c * width:(c + 1) * width] for r in range(2) for c in range(4)]
+    cells = [grid[r * height : (r + 1) * height, c * width : (c + 1) * width] for r in range(2) for c in range(4)]
     assert all(cell.std() > 15 for cell in cells), [round(float(cell.std()), 1) for cell in cells]
     page.evaluate(
         "document.querySelector('[data-testid=stMain]').scrollTop = "

@@ -87,13 +87,16 @@ def image():
 
 
 # ----- settings that ask for hours -------------------------------------------------------------------------------
-@pytest.mark.parametrize(("method", "setting", "value", "limit"), [
-    ("integrated_gradients", "steps", 20_000, MAX_STEPS),
-    ("integrated_gradients", "steps", 10**7, MAX_STEPS),
-    ("smoothgrad", "samples", 12_000, MAX_SAMPLES),
-    ("smoothgrad_cam", "samples", 12_000, MAX_SAMPLES),
-    ("smoothgrad", "internal_batch_size", 10**6, 1024),
-])
+@pytest.mark.parametrize(
+    ("method", "setting", "value", "limit"),
+    [
+        ("integrated_gradients", "steps", 20_000, MAX_STEPS),
+        ("integrated_gradients", "steps", 10**7, MAX_STEPS),
+        ("smoothgrad", "samples", 12_000, MAX_SAMPLES),
+        ("smoothgrad_cam", "samples", 12_000, MAX_SAMPLES),
+        ("smoothgrad", "internal_batch_size", 10**6, 1024),
+    ],
+)
 def test_a_setting_over_its_bound_is_refused_at_once(explainer, image, method, setting, value, limit):
     with measured(f"{method}-{setting}-{value}", asked=value, limit=limit) as facts:
         with pytest.raises(MethodError) as caught:
@@ -109,8 +112,11 @@ def test_the_bounds_still_serve_real_use(explainer, image):
         result = explainer.explain(image, methods=["integrated_gradients", "smoothgrad"], options=options)
     assert result["integrated_gradients"].meta["steps"] == MAX_STEPS and result["smoothgrad"].applicable
     for steps, samples in ((20, 15), (50, 25)):
-        result = explainer.explain(image, methods=["integrated_gradients", "smoothgrad"], options={
-            "integrated_gradients": {"steps": steps}, "smoothgrad": {"samples": samples}})
+        result = explainer.explain(
+            image,
+            methods=["integrated_gradients", "smoothgrad"],
+            options={"integrated_gradients": {"steps": steps}, "smoothgrad": {"samples": samples}},
+        )
         assert result["integrated_gradients"].applicable and result["smoothgrad"].meta["samples"] == samples
 
 
@@ -130,8 +136,11 @@ def test_occlusion_counts_its_windows_before_running_any():
 # ----- call arguments ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("top_k", [-1, 0, 1.5, True, "5", None])
 def test_top_k_must_be_a_whole_number_of_at_least_one(explainer, image, top_k):
-    for call in (lambda: explainer.predict(image, top_k=top_k), lambda: explainer.explain(image, top_k=top_k),
-                 lambda: explainer.explain_batch([image], top_k=top_k)):
+    for call in (
+        lambda: explainer.predict(image, top_k=top_k),
+        lambda: explainer.explain(image, top_k=top_k),
+        lambda: explainer.explain_batch([image], top_k=top_k),
+    ):
         with pytest.raises(TargetError) as caught:
             call()
         sentence(caught.value, "top_k", repr(top_k))
@@ -144,7 +153,10 @@ def test_a_top_k_above_the_number_of_classes_lists_them_all(explainer, image):
 
 @pytest.mark.parametrize("methods", ["gradcam", b"gradcam", ["gradcam", 3], [["gradcam"]]])
 def test_methods_must_be_a_collection_of_names(explainer, image, methods):
-    for call in (lambda: explainer.explain(image, methods=methods), lambda: explainer.explain_batch([image], methods=methods)):
+    for call in (
+        lambda: explainer.explain(image, methods=methods),
+        lambda: explainer.explain_batch([image], methods=methods),
+    ):
         with pytest.raises(MethodError) as caught:
             call()
         sentence(caught.value)
@@ -244,8 +256,12 @@ def test_a_model_with_non_finite_output_does_not_poison_the_trace_cache():
 def test_dev_zero_a_fifo_and_a_folder_are_refused_without_reading(tmp_path):
     fifo = tmp_path / "pipe.png"
     os.mkfifo(fifo)  # opening it for reading would block until a writer came
-    for path, words in (("/dev/zero", ("not a regular file",)), (fifo, ("not a regular file",)),
-                        (tmp_path, ("folder",)), (tmp_path / "missing.png", ("no file",))):
+    for path, words in (
+        ("/dev/zero", ("not a regular file",)),
+        (fifo, ("not a regular file",)),
+        (tmp_path, ("folder",)),
+        (tmp_path / "missing.png", ("no file",)),
+    ):
         with measured(f"path-{Path(path).name or 'root'}", path=str(path)) as facts:
             with pytest.raises(ImageError) as caught:
                 decode_image(path)
@@ -272,8 +288,19 @@ def test_the_report_command_lists_a_fifo_among_the_failed_pictures(tmp_path, cap
     images = tmp_path / "images"
     images.mkdir()
     os.mkfifo(images / "pipe.png")
-    code = main(["report", "--model", "efficientnet_lite0", "--images", str(images), "--out", str(tmp_path / "o"),
-                 "--device", "cpu"])
+    code = main(
+        [
+            "report",
+            "--model",
+            "efficientnet_lite0",
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "o"),
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 1  # every picture failed; nothing hung
     index = (tmp_path / "o" / "index.csv").read_text()
     assert "pipe.png" in index and "not a regular file" in index
@@ -285,14 +312,26 @@ def many_page_tiff(pages: int, side: int = 8) -> bytes:
     so 80,000 pages are 8.2 MB (PIL's own writer takes minutes for that many)."""
     strip = bytes(range(side * side))
     first_ifd = 8 + len(strip)
-    tags = [(256, 3, side), (257, 3, side), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8), (278, 3, side),
-            (279, 4, len(strip))]
+    tags = [
+        (256, 3, side),
+        (257, 3, side),
+        (258, 3, 8),
+        (259, 3, 1),
+        (262, 3, 1),
+        (273, 4, 8),
+        (278, 3, side),
+        (279, 4, len(strip)),
+    ]
     size = 2 + 12 * len(tags) + 4
     out = bytearray(b"II*\x00" + struct.pack("<I", first_ifd) + strip)
     for page in range(pages):
         out += struct.pack("<H", len(tags))
         for tag, kind, value in tags:
-            out += struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+            out += (
+                struct.pack("<HHII", tag, kind, 1, value)
+                if kind == 4
+                else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+            )
         out += struct.pack("<I", first_ifd + (page + 1) * size if page + 1 < pages else 0)
     return bytes(out)
 
@@ -309,9 +348,14 @@ def test_a_tiff_of_80000_pages_answers_in_well_under_a_second(monkeypatch):
     assert decoded.image.size == (8, 8) and np.asarray(decoded.image)[0, :4, 0].tolist() == [0, 1, 2, 3]
     assert facts["seconds"] < 1.0
     monkeypatch.setattr(images, "FRAME_COUNT_SECONDS", 60.0)  # exact counts, however loaded the machine
-    assert decode_image(data).notes[0] == f"Multi-page TIFF: the first of more than {MAX_FRAMES_COUNTED:,} pages is shown."
+    assert (
+        decode_image(data).notes[0] == f"Multi-page TIFF: the first of more than {MAX_FRAMES_COUNTED:,} pages is shown."
+    )
     assert decode_image(many_page_tiff(3)).notes[0] == "Multi-page TIFF: the first of 3 pages is shown."
-    assert decode_image(many_page_tiff(MAX_FRAMES_COUNTED)).notes[0] == "Multi-page TIFF: the first of 1,000 pages is shown."
+    assert (
+        decode_image(many_page_tiff(MAX_FRAMES_COUNTED)).notes[0]
+        == "Multi-page TIFF: the first of 1,000 pages is shown."
+    )
 
 
 def test_a_gif_of_many_frames_is_counted_without_decoding_them():
@@ -327,4 +371,3 @@ def test_a_gif_of_many_frames_is_counted_without_decoding_them():
         buffer = io.BytesIO()
         frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:count])
         assert decode_image(buffer.getvalue()).notes[0] == f"Animated GIF: the first of {count:,} frames is shown."
-

@@ -56,8 +56,14 @@ def rss_mb(process) -> float:
 def stored_mb(url: str) -> float:
     """The bytes in Streamlit's upload store, from its own metrics (computed at most every 5 s)."""
     text = urllib.request.urlopen(f"{url}/_stcore/metrics?families=cache_memory_bytes", timeout=10).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if "UploadedFileManager" in line and not line.startswith("#")) / MB
+    return (
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if "UploadedFileManager" in line and not line.startswith("#")
+        )
+        / MB
+    )
 
 
 def wait_until(condition, timeout: float) -> float:
@@ -71,14 +77,24 @@ def wait_until(condition, timeout: float) -> float:
 def put(url: str, headers: dict[str, str], name: str, data: bytes) -> int:
     """PUT one file to an upload URL as the browser does (multipart, the XSRF header and cookie)."""
     boundary = uuid.uuid4().hex
-    body = b"".join([
-        f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n"
-        "Content-Type: image/png\r\n\r\n".encode(), data, f"\r\n--{boundary}--\r\n".encode(),
-    ])
-    request = urllib.request.Request(url, data=body, method="PUT", headers={
-        "Content-Type": f"multipart/form-data; boundary={boundary}",
-        "X-Xsrftoken": headers["x-xsrftoken"], "Cookie": headers["cookie"],
-    })
+    body = b"".join(
+        [
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: image/png\r\n\r\n".encode(),
+            data,
+            f"\r\n--{boundary}--\r\n".encode(),
+        ]
+    )
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="PUT",
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "X-Xsrftoken": headers["x-xsrftoken"],
+            "Cookie": headers["cookie"],
+        },
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         return response.status
 
@@ -117,7 +133,9 @@ def test_an_image_over_its_limit_sent_straight_to_the_route_is_refused_and_freed
         sent["status"] = put(request.url, request.all_headers(), "huge.png", big)
         sent["seconds"] = round(time.perf_counter() - start, 2)
         sent["rss_after_put_mb"] = round(rss_mb(process))
-        route.fulfill(status=204, headers={"Access-Control-Allow-Origin": url, "Access-Control-Allow-Credentials": "true"})
+        route.fulfill(
+            status=204, headers={"Access-Control-Allow-Origin": url, "Access-Control-Allow-Credentials": "true"}
+        )
 
     rss_before = rss_mb(process)
     session.page.route("**/_stcore/upload_file/**", swap)
@@ -131,8 +149,14 @@ def test_an_image_over_its_limit_sent_straight_to_the_route_is_refused_and_freed
     assert session.exceptions() == 0
     assert "efficientnet_lite0" in session.summary()  # still the picture and model we had
     rss_after = rss_mb(process)
-    record("browser-image-over-limit", message=alerts, put=sent, rss_before_mb=round(rss_before),
-           rss_after_mb=round(rss_after), freed_after_s=round(freed, 2))
+    record(
+        "browser-image-over-limit",
+        message=alerts,
+        put=sent,
+        rss_before_mb=round(rss_before),
+        rss_after_mb=round(rss_after),
+        freed_after_s=round(freed, 2),
+    )
     session.close("limits-image-over-limit")
 
 
@@ -153,8 +177,9 @@ def test_uploads_no_widget_claims_and_those_of_a_closed_tab_are_freed(server, br
         assert put(f"{base}/{uuid.uuid4()}", seen, "orphan.png", orphan) == 204
     figures.update(put_4x100_s=round(time.perf_counter() - start, 2), rss_after_put_mb=round(rss_mb(process)))
     assert figures["put_4x100_s"] > ORPHAN_SECONDS or figures["rss_after_put_mb"] - figures["rss_start_mb"] >= 300
-    figures["orphans_freed_after_s"] = round(wait_until(
-        lambda: stored_mb(url) < 1 and rss_mb(process) < figures["rss_after_put_mb"] - 300, timeout=60), 2)
+    figures["orphans_freed_after_s"] = round(
+        wait_until(lambda: stored_mb(url) < 1 and rss_mb(process) < figures["rss_after_put_mb"] - 300, timeout=60), 2
+    )
     figures["rss_after_orphans_freed_mb"] = round(rss_mb(process))
 
     quarter = bytes(250 * MB)  # one session may not pile up more than its widgets could hold (560 MB)
@@ -167,8 +192,9 @@ def test_uploads_no_widget_claims_and_those_of_a_closed_tab_are_freed(server, br
     assert put(f"{base}/{uuid.uuid4()}", seen, "left.png", orphan) == 204
     figures["rss_before_close_mb"] = round(rss_mb(process))
     session.close("limits-orphans")  # the tab closes: Streamlit keeps the session (and files) for 120 s
-    figures["closed_tab_freed_after_s"] = round(wait_until(
-        lambda: stored_mb(url) == 0 and rss_mb(process) < figures["rss_before_close_mb"] - 80, timeout=60), 2)
+    figures["closed_tab_freed_after_s"] = round(
+        wait_until(lambda: stored_mb(url) == 0 and rss_mb(process) < figures["rss_before_close_mb"] - 80, timeout=60), 2
+    )
     figures["rss_end_mb"] = round(rss_mb(process))
     record("browser-orphan-uploads", **figures)
 
@@ -211,13 +237,20 @@ def test_link_like_labels_and_file_names_show_as_text(server, browser, tmp_path)
         page.get_by_text("Use your own model").click()
     before = session.runs()
     page.locator(".st-key-_w_model_file").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(
-        {"name": bad_name, "mimeType": "application/octet-stream", "buffer": b"not a model"})
+        {"name": bad_name, "mimeType": "application/octet-stream", "buffer": b"not a model"}
+    )
     session.settle(since=before)
     session.act(page.get_by_role("button", name="Load my model").click)
     alerts = session.sidebar_alerts()
     assert f"{bad_name} is not a PyTorch model file." in alerts, alerts
     assert page.locator("img[src*='203.0.113.9'], a[href*='203.0.113.9']").count() == 0
     assert session.exceptions() == 0
-    record("browser-text", summary=session.summary(), buttons=buttons, alerts=alerts, links=links,
-           external_requests=session.external)
+    record(
+        "browser-text",
+        summary=session.summary(),
+        buttons=buttons,
+        alerts=alerts,
+        links=links,
+        external_requests=session.external,
+    )
     session.close("limits-text")  # fails if any request left 127.0.0.1

@@ -22,7 +22,9 @@ def test_a_methods_declared_options_are_explore_controls_and_part_of_the_link():
     at.session_state[state.EXTRA_METHODS] = ["integrated_gradients"]
     at.run()
     steps = at.number_input(key=state.setting_widget("integrated_gradients", "steps"))
-    assert steps.value == 20 and at.number_input(key=state.setting_widget("integrated_gradients", "baseline")).value == 0
+    assert (
+        steps.value == 20 and at.number_input(key=state.setting_widget("integrated_gradients", "baseline")).value == 0
+    )
     assert any("over 20 steps" in c.value for c in at.caption)
     steps.set_value(8).run()
     assert not at.exception and not at.error

@@ -31,12 +31,22 @@ from cnnvis_engine.hooks import capture
 from cnnvis_engine.models import Normalization, load_model
 
 NEW_METHODS = (
-    "gradcam++", "xgradcam", "layercam", "scorecam", "eigencam",
-    "integrated_gradients", "smoothgrad", "smoothgrad_cam", "occlusion",
+    "gradcam++",
+    "xgradcam",
+    "layercam",
+    "scorecam",
+    "eigencam",
+    "integrated_gradients",
+    "smoothgrad",
+    "smoothgrad_cam",
+    "occlusion",
 )
 PGC = {
-    "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM, "layercam": LayerCAM,
-    "scorecam": ScoreCAM, "eigencam": EigenCAM,
+    "gradcam++": GradCAMPlusPlus,
+    "xgradcam": XGradCAM,
+    "layercam": LayerCAM,
+    "scorecam": ScoreCAM,
+    "eigencam": EigenCAM,
 }
 TINY_OPTIONS = {
     "integrated_gradients": {"steps": 8},
@@ -128,9 +138,19 @@ def test_scorecam_skips_all_zero_maps_without_changing_the_result(case):
 
 def test_integrated_gradients_equal_captum(case, record_property):
     ours = case.ours("integrated_gradients", steps=20)
-    theirs = IntegratedGradients(case.peer).attribute(
-        case.x.clone(), baselines=0.0, target=case.target, n_steps=20, method="gausslegendre", internal_batch_size=20
-    ).detach()[0].numpy()
+    theirs = (
+        IntegratedGradients(case.peer)
+        .attribute(
+            case.x.clone(),
+            baselines=0.0,
+            target=case.target,
+            n_steps=20,
+            method="gausslegendre",
+            internal_batch_size=20,
+        )
+        .detach()[0]
+        .numpy()
+    )
     diff = float(np.abs(ours.raw - theirs).max())
     record_property("integrated_gradients", diff)
     scale = np.abs(theirs).max()
@@ -148,9 +168,14 @@ def test_smoothgrad_equals_captum_noise_tunnel_on_the_same_noise(case, record_pr
     flat = case.x.flatten()
     assert ours.meta["sigma"] == pytest.approx(0.2 * float(flat.max() - flat.min()))
     torch.manual_seed(3)  # captum draws its noise from the global generator; ours from a generator seeded the same
-    theirs = NoiseTunnel(Saliency(case.peer)).attribute(
-        case.x.clone(), nt_type="smoothgrad", nt_samples=8, stdevs=float(ours.meta["sigma"]), target=case.target
-    ).detach()[0].numpy()
+    theirs = (
+        NoiseTunnel(Saliency(case.peer))
+        .attribute(
+            case.x.clone(), nt_type="smoothgrad", nt_samples=8, stdevs=float(ours.meta["sigma"]), target=case.target
+        )
+        .detach()[0]
+        .numpy()
+    )
     diff = float(np.abs(ours.raw - theirs).max())
     record_property("smoothgrad", diff)
     print(f"smoothgrad: max |ours - captum| = {diff:.2e} (scale {theirs.max():.2e})")
@@ -164,10 +189,19 @@ def test_smoothgrad_equals_captum_noise_tunnel_on_the_same_noise(case, record_pr
 def test_smoothgrad_cam_equals_captum_noise_tunnel_over_layer_gradcam(case, record_property):
     ours = case.ours("smoothgrad_cam", "layer3", samples=6, seed=5)
     torch.manual_seed(5)
-    theirs = NoiseTunnel(LayerGradCam(case.peer, case.peer.layer3)).attribute(
-        case.x.clone(), nt_type="smoothgrad", nt_samples=6, stdevs=float(ours.meta["sigma"]), target=case.target,
-        relu_attributions=True,
-    ).detach()[0, 0].numpy()
+    theirs = (
+        NoiseTunnel(LayerGradCam(case.peer, case.peer.layer3))
+        .attribute(
+            case.x.clone(),
+            nt_type="smoothgrad",
+            nt_samples=6,
+            stdevs=float(ours.meta["sigma"]),
+            target=case.target,
+            relu_attributions=True,
+        )
+        .detach()[0, 0]
+        .numpy()
+    )
     diff = float(np.abs(ours.raw - theirs).max())
     record_property("smoothgrad_cam", diff)
     print(f"smoothgrad_cam: max |ours - captum| = {diff:.2e} (scale {theirs.max():.2e})")
@@ -177,10 +211,19 @@ def test_smoothgrad_cam_equals_captum_noise_tunnel_over_layer_gradcam(case, reco
 @pytest.mark.parametrize(("window", "stride"), [(16, 16), (16, 10)])  # 10: the last window is clipped at the edge
 def test_occlusion_equals_captum(case, window, stride, record_property):
     ours = case.ours("occlusion", window=window, stride=stride, baseline=0.0)
-    theirs = Occlusion(case.peer).attribute(
-        case.x.clone(), sliding_window_shapes=(3, window, window), strides=(3, stride, stride), baselines=0.0,
-        target=case.target, perturbations_per_eval=64,
-    ).detach()[0].numpy()
+    theirs = (
+        Occlusion(case.peer)
+        .attribute(
+            case.x.clone(),
+            sliding_window_shapes=(3, window, window),
+            strides=(3, stride, stride),
+            baselines=0.0,
+            target=case.target,
+            perturbations_per_eval=64,
+        )
+        .detach()[0]
+        .numpy()
+    )
     diff = float(np.abs(ours.raw - theirs[0]).max())
     record_property(f"occlusion:{window}:{stride}", diff)
     print(f"occlusion {window}/{stride}: max |ours - captum| = {diff:.2e} (scale {np.abs(theirs).max():.2e})")
@@ -225,8 +268,13 @@ def test_errors_leave_the_model_untouched(tiny_bundle, tiny_image, method):
     explainer = Explainer(tiny_bundle)
     with leaves_model_untouched(tiny_bundle.module), pytest.raises(EngineError):
         explainer.explain(tiny_image, target=7, methods=[method])  # the tiny model has 3 classes
-    bad = {"integrated_gradients": {"steps": 0}, "smoothgrad": {"samples": "many"}, "smoothgrad_cam": {"noise": -1},
-           "occlusion": {"window": 9}, "scorecam": {"internal_batch_size": 0}}
+    bad = {
+        "integrated_gradients": {"steps": 0},
+        "smoothgrad": {"samples": "many"},
+        "smoothgrad_cam": {"noise": -1},
+        "occlusion": {"window": 9},
+        "scorecam": {"internal_batch_size": 0},
+    }
     if method in bad:
         with leaves_model_untouched(tiny_bundle.module), pytest.raises(MethodError):
             explainer.explain(tiny_image, methods=[method], options={method: bad[method]})

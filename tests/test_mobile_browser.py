@@ -32,7 +32,9 @@ def test_at_420_px_the_choices_are_one_tap_away_and_the_panels_stack(browser):
         model = page.locator(f".st-key-{state.widget(state.MODEL)}")
         model.wait_for(state="visible")
         page.wait_for_function(  # slid onto the screen (the sidebar opens with an animation)
-            f"document.querySelector('.st-key-{state.widget(state.MODEL)}').getBoundingClientRect().x >= 0", timeout=5000)
+            f"document.querySelector('.st-key-{state.widget(state.MODEL)}').getBoundingClientRect().x >= 0",
+            timeout=5000,
+        )
         for key in ("sample-coffee", state.widget(state.LAYER), state.widget(state.TARGET)):
             found = page.locator(f".st-key-{key}").first
             found.scroll_into_view_if_needed()

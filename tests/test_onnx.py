@@ -77,8 +77,10 @@ def test_every_method_runs_on_the_onnx_model_and_a_batch_of_two(uploaded: ModelB
     explainer = Explainer(uploaded)
     images = [synthetic_image(4), synthetic_image(5)]
     with leaves_model_untouched(uploaded.module):
-        result = explainer.explain(images[0], methods=["feature_maps", "kernels", "saliency", "guided_backprop",
-                                                       "cam", "gradcam", "guided_gradcam"])
+        result = explainer.explain(
+            images[0],
+            methods=["feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam"],
+        )
         batch = explainer.explain_batch(images, methods=["gradcam", "integrated_gradients"])
     assert all(r.applicable and r.map is not None for r in result.values()), {m: r.reason for m, r in result.items()}
     assert result["gradcam"].map.shape == result["cam"].map.shape == SIZE

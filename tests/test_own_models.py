@@ -197,7 +197,12 @@ def test_missing_files_and_wrong_weights_get_a_sentence(net_file, tmp_path):
 def test_wrap_module_for_in_memory_models():
     bundle = wrap_module(
         nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)),
-        name="Mine", labels=["a", "b", "c"], input_size=(24, 20), mean=(0.5,), std=(0.5,), scale=255,
+        name="Mine",
+        labels=["a", "b", "c"],
+        input_size=(24, 20),
+        mean=(0.5,),
+        std=(0.5,),
+        scale=255,
     )
     assert bundle.input_size == (24, 20) and bundle.normalization.mean == (0.5, 0.5, 0.5)
     with pytest.raises(ModelFileError, match="not a torch.nn.Module"):
@@ -269,7 +274,23 @@ def test_report_command_takes_your_python_model(net_file, weights_file, tmp_path
     pictures.mkdir()
     synthetic_image(8, (40, 40)).save(pictures / "one.png")
     out = tmp_path / "report"
-    assert main(["report", "--model", f"{net_file}:build", "--weights", str(path), "--images", str(pictures),
-                 "--out", str(out), "--steps", "4"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--model",
+                f"{net_file}:build",
+                "--weights",
+                str(path),
+                "--images",
+                str(pictures),
+                "--out",
+                str(out),
+                "--steps",
+                "4",
+            ]
+        )
+        == 0
+    )
     index = (out / "index.csv").read_text().splitlines()
     assert len(index) == 2 and index[1].startswith("one.png,class ") and (out / "one.png").is_file()

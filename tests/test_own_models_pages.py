@@ -20,8 +20,9 @@ pytestmark = pytest.mark.usefixtures("fresh_caches")
 @pytest.fixture
 def served():
     torch.manual_seed(1)
-    module = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                           nn.Linear(6, 3))
+    module = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)
+    )
     spec = offer_model(wrap_module(module, name="ServedNet", labels=["a", "b", "c"], input_size=(32, 32)))
     yield spec
     withdraw_model(spec.name)

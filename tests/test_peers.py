@@ -37,7 +37,10 @@ GRADCAM_CASES = {
     "efficientnet_lite0": "blocks.5",
 }
 DEFAULT_LAYERS = {
-    "resnet18": "layer4", "vgg16": "features", "mobilenet_v3_large": "features", "efficientnet_lite0": "bn2",
+    "resnet18": "layer4",
+    "vgg16": "features",
+    "mobilenet_v3_large": "features",
+    "efficientnet_lite0": "bn2",
 }
 PEER_ATOL = 1e-4  # after normalisation, maps are in [0, 1]
 

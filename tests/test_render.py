@@ -70,7 +70,7 @@ def test_grid_of_maps_has_the_computed_size():
     grid = render_grid(tiles, tile_size=10, gap=2)  # 5 tiles -> 3 columns, 2 rows
     assert grid.shape == (2 * 12 - 2, 3 * 12 - 2, 3) and grid.dtype == np.uint8
     assert (grid[10:12] == 255).all()  # the gap row is white
-    assert (grid[12:, 2 * 12:] == 255).all()  # the missing 6th tile is white
+    assert (grid[12:, 2 * 12 :] == 255).all()  # the missing 6th tile is white
     assert render_grid(tiles, columns=5, tile_size=4, gap=0).shape == (4, 20, 3)
 
 

@@ -124,4 +124,4 @@ def test_a_panel_png_carries_its_title_and_caption_above_and_below_the_unscaled_
     rows = [y for y in range(saved.shape[0]) if np.array_equal(saved[y, 12:236], picture[0])]
     assert rows, "the picture is in the PNG at its own size"
     top = rows[0]
-    assert (saved[:top] < 100).any() and (saved[top + 224:] < 160).any()  # dark title text above, caption below
+    assert (saved[:top] < 100).any() and (saved[top + 224 :] < 160).any()  # dark title text above, caption below

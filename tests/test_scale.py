@@ -21,22 +21,43 @@ from cnnvis_ui import scale, state, views
 from cnnvis_ui.panels import PanelView
 from cnnvis_ui.text import plain
 
-METHODS = ("gradcam", "cam", "saliency", "guided_backprop", "guided_gradcam", "eigencam", "integrated_gradients",
-           "smoothgrad", "occlusion", "layercam", "gradcam++")
+METHODS = (
+    "gradcam",
+    "cam",
+    "saliency",
+    "guided_backprop",
+    "guided_gradcam",
+    "eigencam",
+    "integrated_gradients",
+    "smoothgrad",
+    "occlusion",
+    "layercam",
+    "gradcam++",
+)
 
 
 @pytest.fixture(scope="module")
 def explanation():
     """A small seeded net whose layer maps (8×8) are upsampled to its 32×32 input, as a real net's are."""
     torch.manual_seed(0)
-    module = nn.Sequential(OrderedDict(
-        conv=nn.Conv2d(3, 4, 3, stride=4, padding=1), relu=nn.ReLU(), pool=nn.AdaptiveAvgPool2d(1),
-        flatten=nn.Flatten(), fc=nn.Linear(4, 3),
-    )).eval()
-    bundle = ModelBundle(name="small", module=module, class_names=("a", "b", "c"), input_size=(32, 32),
-                         weights_source="random")
+    module = nn.Sequential(
+        OrderedDict(
+            conv=nn.Conv2d(3, 4, 3, stride=4, padding=1),
+            relu=nn.ReLU(),
+            pool=nn.AdaptiveAvgPool2d(1),
+            flatten=nn.Flatten(),
+            fc=nn.Linear(4, 3),
+        )
+    ).eval()
+    bundle = ModelBundle(
+        name="small", module=module, class_names=("a", "b", "c"), input_size=(32, 32), weights_source="random"
+    )
     image = decode_image(synthetic_image(3, (40, 40)))
-    options = {"integrated_gradients": {"steps": 8}, "smoothgrad": {"samples": 4}, "occlusion": {"window": 8, "stride": 4}}
+    options = {
+        "integrated_gradients": {"steps": 8},
+        "smoothgrad": {"samples": 4},
+        "occlusion": {"window": 8, "stride": 4},
+    }
     return bundle, image, Explainer(bundle).explain(image, layer="relu", methods=list(METHODS), options=options)
 
 
@@ -66,7 +87,10 @@ def test_on_the_shared_scale_the_weaker_map_looks_weaker(explanation, method):
     weak = weaker(strong, 0.25)
     shared = scale.SharedScale.over(scale.triples([strong, weak]))
     assert shared.counts == {method: 2}
-    strong_values, weak_values = shared.values(method, strong.raw, strong.map), shared.values(method, weak.raw, weak.map)
+    strong_values, weak_values = (
+        shared.values(method, strong.raw, strong.map),
+        shared.values(method, weak.raw, weak.map),
+    )
     assert strong_values.max() == pytest.approx(1.0)
     assert weak_values.max() < 1  # alone each would be stretched to 1
     behind = scale.magnitude(strong.raw, strong.map)

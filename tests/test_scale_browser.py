@@ -1,4 +1,4 @@
-""""Same scale for all maps" in Chromium: on Compare the switch redraws every cell on one scale and says so under
+""" "Same scale for all maps" in Chromium: on Compare the switch redraws every cell on one scale and says so under
 each map, goes into the URL, and a link with it opens the grid on that scale in a fresh browser."""
 
 from __future__ import annotations

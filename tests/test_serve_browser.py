@@ -20,7 +20,7 @@ from conftest import ROOT, free_port
 from test_browser import ARTIFACTS, choose, go_to, panel_picture, settle, summary
 from test_own_models import NET
 
-SCRIPT = textwrap.dedent('''
+SCRIPT = textwrap.dedent("""
     import sys
 
     import torch
@@ -48,7 +48,7 @@ SCRIPT = textwrap.dedent('''
     sys.stdin.readline()  # the test says when to stop
     cnnvis.stop()
     print("STOPPED", flush=True)
-''')
+""")
 
 
 def environment() -> dict[str, str]:
@@ -60,8 +60,13 @@ def running(command: list[str], log: Path, ready: str):
     """Start `command`, wait for a line starting with `ready` on its stdout (the URL follows), yield (url, process)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
-        command, cwd=log.parent, env=environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=open(log, "wb"), text=True,  # noqa: SIM115 - the server owns its log file while it runs
+        command,
+        cwd=log.parent,
+        env=environment(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=open(log, "wb"),
+        text=True,  # noqa: SIM115 - the server owns its log file while it runs
     )
     try:
         for line in process.stdout:
@@ -100,8 +105,12 @@ def test_show_from_a_script_with_its_class_in_main(browser, tmp_path):
         assert "MainNet · your model as you gave it" in summary(page)
         page.locator(".st-key-panel-gradcam .js-plotly-plot").first.wait_for()
         assert panel_picture(page, "gradcam", "show-mainnet").std() > 5
-        assert sidebar.get_by_text("reddish").count() + sidebar.get_by_text("greenish").count() + sidebar.get_by_text(
-            "bluish").count() >= 1  # its own labels in the top predictions
+        assert (
+            sidebar.get_by_text("reddish").count()
+            + sidebar.get_by_text("greenish").count()
+            + sidebar.get_by_text("bluish").count()
+            >= 1
+        )  # its own labels in the top predictions
         page.screenshot(path=ARTIFACTS / "show-mainnet.png", full_page=True)
         context.close()
         rest, _ = process.communicate("stop\n", timeout=30)
@@ -128,8 +137,27 @@ def test_serve_a_factory_file_then_compare_and_sanity_offer_it(browser, toy_file
     net, weights, labels = toy_files
     port = free_port()
     command = [
-        sys.executable, "-m", "cnnvis", "serve", "--model", f"{net}:build", "--weights", str(weights), "--labels",
-        str(labels), "--input-size", "32", "32", "--mean", "0.49", "0.48", "0.45", "--std", "0.25", "--port", str(port),
+        sys.executable,
+        "-m",
+        "cnnvis",
+        "serve",
+        "--model",
+        f"{net}:build",
+        "--weights",
+        str(weights),
+        "--labels",
+        str(labels),
+        "--input-size",
+        "32",
+        "32",
+        "--mean",
+        "0.49",
+        "0.48",
+        "0.45",
+        "--std",
+        "0.25",
+        "--port",
+        str(port),
     ]
     with running(command, ARTIFACTS / "serve-factory.log", "cnnvis:") as (url, _):
         context, page = new_page(browser)
@@ -172,7 +200,7 @@ def test_a_timm_cnn_by_name_in_the_sidebar_with_random_weights(browser, toy_file
         context.close()
 
 
-RESTART = textwrap.dedent('''
+RESTART = textwrap.dedent("""
     import sys
     import urllib.request
 
@@ -211,15 +239,20 @@ RESTART = textwrap.dedent('''
     assert again == url and healthy(again)
     cnnvis.stop()
     print("OK")
-''')
+""")
 
 
 def test_show_stop_and_show_again_in_one_process(tmp_path):
     script = tmp_path / "restart.py"
     script.write_text(RESTART)
     result = subprocess.run(
-        [sys.executable, str(script), str(free_port())], cwd=tmp_path, env=environment(), capture_output=True,
-        text=True, timeout=120, check=False,
+        [sys.executable, str(script), str(free_port())],
+        cwd=tmp_path,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-2000:]
     assert "REFUSED The model has a single output" in result.stdout
@@ -228,8 +261,13 @@ def test_show_stop_and_show_again_in_one_process(tmp_path):
 # ----- the command line, no browser --------------------------------------------------------------------------
 def cnnvis(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "cnnvis", *args], cwd=cwd, env=environment(), capture_output=True, text=True,
-        timeout=120, check=False,
+        [sys.executable, "-m", "cnnvis", *args],
+        cwd=cwd,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -238,7 +276,10 @@ def cnnvis(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     [
         (("--model", "missing.py:build"), "error: There is no file missing.py."),
         (("--model", "toy_net.py:broken"), "error: toy_net.py:broken() raised ValueError: no config for this size."),
-        (("--model", "toy_net.py:not_a_model"), "error: toy_net.py:not_a_model() returned a dict, not a torch.nn.Module"),
+        (
+            ("--model", "toy_net.py:not_a_model"),
+            "error: toy_net.py:not_a_model() returned a dict, not a torch.nn.Module",
+        ),
         (("--model", "toy_net.py:one_output"), "error: The model has a single output"),
         (("--model", "toy_net.py:build", "--weights", "wrong.pt"), "error: The weights do not fit toy_net.py:build"),
         (("--model", "resnet50"), "error: 'resnet50' is neither"),

@@ -39,8 +39,10 @@ def run(params: dict[str, str] | None = None, script=_script) -> AppTest:
 
 
 def params_of(at: AppTest) -> dict[str, str]:
-    return {name: at.query_params[name][-1] if isinstance(at.query_params[name], list) else at.query_params[name]
-            for name in at.query_params}
+    return {
+        name: at.query_params[name][-1] if isinstance(at.query_params[name], list) else at.query_params[name]
+        for name in at.query_params
+    }
 
 
 def test_a_first_visit_writes_only_the_model_weights_and_image():
@@ -52,15 +54,28 @@ def test_a_first_visit_writes_only_the_model_weights_and_image():
 
 def test_a_link_sets_every_choice_it_names_and_the_url_keeps_them():
     link = {
-        "model": "efficientnet_lite0", "weights": "embedded", "image": "sample:coffee", "layer": "blocks.5",
-        "class": "968", "colormap": "viridis", "opacity": "0.3", "methods": "layercam,scorecam", "scores": "1",
-        "channels": "32", "compare_models": "efficientnet_lite0:embedded,resnet50:random", "sanity_mode": "independent",
+        "model": "efficientnet_lite0",
+        "weights": "embedded",
+        "image": "sample:coffee",
+        "layer": "blocks.5",
+        "class": "968",
+        "colormap": "viridis",
+        "opacity": "0.3",
+        "methods": "layercam,scorecam",
+        "scores": "1",
+        "channels": "32",
+        "compare_models": "efficientnet_lite0:embedded,resnet50:random",
+        "sanity_mode": "independent",
     }
     at = run(link)
     assert not at.exception
     s = at.session_state
-    assert (s[state.IMAGE], s[state.LAYER], s[state.TARGET], s[state.COLORMAP]) == ("sample:coffee", "blocks.5", 968,
-                                                                                      "viridis")
+    assert (s[state.IMAGE], s[state.LAYER], s[state.TARGET], s[state.COLORMAP]) == (
+        "sample:coffee",
+        "blocks.5",
+        968,
+        "viridis",
+    )
     assert s[state.OPACITY] == 0.3 and s[state.EXTRA_METHODS] == ("layercam", "scorecam") and s[state.FAITHFULNESS]
     assert s[state.FM_CHANNELS] == 32 and s[state.SANITY_MODE] == "independent"
     assert s[state.COMPARE_MODELS] == ["efficientnet_lite0:embedded", "resnet50:random"]
@@ -95,8 +110,16 @@ def test_back_to_an_earlier_url_brings_its_view_back():
 
 
 def test_what_cannot_be_read_or_had_is_dropped_and_said():
-    at = run({"model": "no_such_net", "weights": "embedded", "image": "sample:cat", "opacity": "lots",
-              "class": "x", "scores": "maybe"})
+    at = run(
+        {
+            "model": "no_such_net",
+            "weights": "embedded",
+            "image": "sample:cat",
+            "opacity": "lots",
+            "class": "x",
+            "scores": "maybe",
+        }
+    )
     assert not at.exception
     s = at.session_state
     assert s[state.MODEL] == compute.default_model().name and s[state.OPACITY] == 0.5 and s[state.TARGET] is None
@@ -116,8 +139,10 @@ def test_a_link_to_a_model_file_of_another_session_asks_for_the_file():
 
 
 def test_a_link_that_showed_the_sanity_test_runs_it_once():
-    at = run({"model": "efficientnet_lite0", "weights": "embedded", "image": "sample:cat", "sanity_run": "1"},
-             script=_sanity_script)
+    at = run(
+        {"model": "efficientnet_lite0", "weights": "embedded", "image": "sample:cat", "sanity_run": "1"},
+        script=_sanity_script,
+    )
     assert at.session_state["shown"] and len(at.session_state[state.SANITY_RUNS]) == 1
     assert params_of(at)["sanity_run"] == "1"
     at.session_state[state.SANITY_RUNS] = ()  # as if the settings changed: not asked for, so not shown

@@ -122,12 +122,21 @@ def test_each_page_s_settings_travel_in_its_link(browser, server):
     context.close()
 
     for link, check in (
-        (layers_link, lambda p: p.locator(".st-key-_w_fm_channels").get_by_role("slider").get_attribute(
-            "aria-valuetext") == "32"),
+        (
+            layers_link,
+            lambda p: p.locator(".st-key-_w_fm_channels").get_by_role("slider").get_attribute("aria-valuetext") == "32",
+        ),
         (compare_link, lambda p: p.locator(".st-key-_w_compare_method input").input_value() == "Saliency"),
         (sanity_link, lambda p: p.locator(".st-key-_w_sanity_second input").input_value() == "— none —"),
-        (stories_link, lambda p: p.locator(".st-key-stories_story").get_by_role(
-            "radio", name="Finding salt", exact=True).get_attribute("aria-checked") == "true"),
+        (
+            stories_link,
+            lambda p: (
+                p.locator(".st-key-stories_story")
+                .get_by_role("radio", name="Finding salt", exact=True)
+                .get_attribute("aria-checked")
+                == "true"
+            ),
+        ),
     ):
         context, page = fresh_page(browser, link)
         page.locator("[data-testid='stMainBlockContainer'] h1").first.wait_for()

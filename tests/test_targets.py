@@ -13,11 +13,15 @@ LOGITS = torch.tensor([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]])  # (N=2, K=3)
 
 # (N=1, K=3, H=2, W=3). Per-pixel argmax:  [[0, 1, 2],
 #                                           [1, 1, 0]]
-SEGMENTS = torch.tensor([[
-    [[5.0, 0.0, 0.0], [0.0, 1.0, 9.0]],
-    [[1.0, 7.0, 0.0], [8.0, 6.0, 2.0]],
-    [[0.0, 2.0, 4.0], [3.0, 0.0, 1.0]],
-]])
+SEGMENTS = torch.tensor(
+    [
+        [
+            [[5.0, 0.0, 0.0], [0.0, 1.0, 9.0]],
+            [[1.0, 7.0, 0.0], [8.0, 6.0, 2.0]],
+            [[0.0, 2.0, 4.0], [3.0, 0.0, 1.0]],
+        ]
+    ]
+)
 
 
 def refusal(call) -> str:
@@ -133,8 +137,12 @@ def test_resolve_target_default_segment_prefers_the_largest_non_background_class
     output[0, 2, 0, :2] = 5.0
     assert resolve_target(None, output, "segmentation", ("bg", "x", "y")) == SegmentationTarget(2, name="y")
     # only background: background it is
-    assert resolve_target(None, torch.ones(1, 3, 2, 2) * torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1),
-                          "segmentation", ()).category == 0
+    assert (
+        resolve_target(
+            None, torch.ones(1, 3, 2, 2) * torch.tensor([1.0, 0, 0]).view(1, 3, 1, 1), "segmentation", ()
+        ).category
+        == 0
+    )
 
 
 @pytest.mark.parametrize("bad", [True, False, "cat", 2.5, object()])

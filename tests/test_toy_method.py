@@ -108,8 +108,23 @@ def test_the_cli_reports_it(toy, tmp_path):
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(sample_path("cat"), images / "cat.jpg")
-    code = main(["report", "--model", "efficientnet_lite0", "--images", str(images), "--out", str(tmp_path / "out"),
-                 "--methods", f"gradcam,{toy}", "--device", "cpu", "--steps", "2"])
+    code = main(
+        [
+            "report",
+            "--model",
+            "efficientnet_lite0",
+            "--images",
+            str(images),
+            "--out",
+            str(tmp_path / "out"),
+            "--methods",
+            f"gradcam,{toy}",
+            "--device",
+            "cpu",
+            "--steps",
+            "2",
+        ]
+    )
     assert code == 0
     assert TITLE in (tmp_path / "out" / "cat.html").read_text(encoding="utf-8")
     assert (tmp_path / "out" / f"cat.{toy}.png").stat().st_size > 1000
@@ -129,10 +144,27 @@ def test_the_cli_panel_pngs_equal_the_dashboards(tmp_path, monkeypatch):
     images = tmp_path / "images"
     images.mkdir()
     shutil.copy(sample_path("cat"), images / "cat.jpg")
-    assert main(["report", "--model", "efficientnet_lite0", "--images", str(images), "--out", str(tmp_path / "out"),
-                 "--methods", "gradcam,saliency", "--device", "cpu", "--steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "report",
+                "--model",
+                "efficientnet_lite0",
+                "--images",
+                str(images),
+                "--out",
+                str(tmp_path / "out"),
+                "--methods",
+                "gradcam,saliency",
+                "--device",
+                "cpu",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     torch.set_num_threads(threads)
     for method in ("gradcam", "saliency"):
         cli = (tmp_path / "out" / f"cat.{method}.png").read_bytes()
         assert cli == panels.panel_png(by_method[method]), method
-

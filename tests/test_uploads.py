@@ -25,7 +25,11 @@ MB = 2**20
 
 def test_the_server_cap_is_the_largest_widget_limit():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
-    assert config["server"]["maxUploadSize"] == uploads.MODEL_MB == max(uploads.MODEL_MB, uploads.IMAGE_MB, uploads.LABELS_MB)
+    assert (
+        config["server"]["maxUploadSize"]
+        == uploads.MODEL_MB
+        == max(uploads.MODEL_MB, uploads.IMAGE_MB, uploads.LABELS_MB)
+    )
     assert config["client"]["showErrorDetails"] == "none"
     from cnnvis_engine.images import MAX_FILE_BYTES
 
@@ -105,7 +109,10 @@ def test_refusal_names_the_file_the_size_and_the_limit():
     class Upload:
         name, size = "\u202egnp.exe", 120 * MB
 
-    assert uploads.refusal(Upload, uploads.IMAGE_MB) == "gnp.exe was not used: it is 120.0 MB, and the limit here is 50 MB."
+    assert (
+        uploads.refusal(Upload, uploads.IMAGE_MB)
+        == "gnp.exe was not used: it is 120.0 MB, and the limit here is 50 MB."
+    )
     Upload.size = uploads.IMAGE_MB * MB
     assert uploads.refusal(Upload, uploads.IMAGE_MB) == ""
 
@@ -146,7 +153,10 @@ def test_labels_over_their_limit_are_refused_before_the_model_is_loaded(monkeypa
     uploader(at, state.LABELS_FILE).set_value(("labels.txt", b"a\n" * (6 * MB), "text/plain"))
     at.button(key="load-user-model").click().run()
     assert not at.exception and not loaded
-    assert at.session_state[state.USER_MODEL_ERROR] == "labels.txt was not used: it is 12.0 MB, and the limit here is 10 MB."
+    assert (
+        at.session_state[state.USER_MODEL_ERROR]
+        == "labels.txt was not used: it is 12.0 MB, and the limit here is 10 MB."
+    )
 
 
 def test_a_file_name_with_a_right_to_left_override_is_shown_without_it():

@@ -36,8 +36,13 @@ def test_custom_grayscale_preprocessing_reaches_the_model_and_a_bad_mean_is_a_se
         ("gray.pt", grayscale_torchscript(), "application/octet-stream")
     )
     for key, value in {
-        state.PREP_CUSTOM: True, state.PREP_HEIGHT: 28, state.PREP_WIDTH: 28, state.PREP_CHANNELS: 1,
-        state.PREP_NORM: "custom", state.PREP_MEAN: "0.1307, 0.2", state.PREP_STD: "0.3081",
+        state.PREP_CUSTOM: True,
+        state.PREP_HEIGHT: 28,
+        state.PREP_WIDTH: 28,
+        state.PREP_CHANNELS: 1,
+        state.PREP_NORM: "custom",
+        state.PREP_MEAN: "0.1307, 0.2",
+        state.PREP_STD: "0.3081",
     }.items():
         at.session_state[key] = value
     at.button(key="load-user-model").click().run()

@@ -28,11 +28,17 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 def small_net(channels: int, seed: int = 0) -> nn.Sequential:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return nn.Sequential(OrderedDict(
-            conv1=nn.Conv2d(channels, 6, 3, padding=1), relu1=nn.ReLU(),
-            conv2=nn.Conv2d(6, 8, 3, padding=1), relu2=nn.ReLU(),
-            pool=nn.AdaptiveAvgPool2d(1), flatten=nn.Flatten(), fc=nn.Linear(8, 3),
-        )).eval()
+        return nn.Sequential(
+            OrderedDict(
+                conv1=nn.Conv2d(channels, 6, 3, padding=1),
+                relu1=nn.ReLU(),
+                conv2=nn.Conv2d(6, 8, 3, padding=1),
+                relu2=nn.ReLU(),
+                pool=nn.AdaptiveAvgPool2d(1),
+                flatten=nn.Flatten(),
+                fc=nn.Linear(8, 3),
+            )
+        ).eval()
 
 
 def torchscript(module: nn.Module) -> bytes:
@@ -116,15 +122,28 @@ def test_a_model_fed_the_wrong_channels_says_so() -> None:
 
 
 GRAY_METHODS = (
-    "feature_maps", "kernels", "cam", "gradcam", "guided_gradcam", "saliency", "guided_backprop",
-    "integrated_gradients", "smoothgrad", "gradcam++", "occlusion",
+    "feature_maps",
+    "kernels",
+    "cam",
+    "gradcam",
+    "guided_gradcam",
+    "saliency",
+    "guided_backprop",
+    "integrated_gradients",
+    "smoothgrad",
+    "gradcam++",
+    "occlusion",
 )
 
 
 def test_every_method_and_drawing_works_on_a_grayscale_model() -> None:
     bundle = ModelBundle(
-        name="gray", module=small_net(1, seed=4), class_names=("a", "b", "c"), input_size=(16, 16),
-        normalization=Normalization((0.5,), (0.25,)), weights_source="random",
+        name="gray",
+        module=small_net(1, seed=4),
+        class_names=("a", "b", "c"),
+        input_size=(16, 16),
+        normalization=Normalization((0.5,), (0.25,)),
+        weights_source="random",
     )
     image = synthetic_image(5, (24, 24))
     explainer = Explainer(bundle)

@@ -9,8 +9,9 @@ from cnnvis_ui import charts, views
 
 
 def score(deletion: float, insertion: float, drop: float) -> SimpleNamespace:
-    return SimpleNamespace(deletion=SimpleNamespace(auc=deletion), insertion=SimpleNamespace(auc=insertion),
-                           average_drop=drop)
+    return SimpleNamespace(
+        deletion=SimpleNamespace(auc=deletion), insertion=SimpleNamespace(auc=insertion), average_drop=drop
+    )
 
 
 TITLES = {"gradcam": "Grad-CAM", "cam": "CAM", "guided_backprop": "Guided backprop"}
@@ -29,10 +30,12 @@ def test_the_verdict_names_the_best_and_warns_about_edge_maps():
 
 def test_identical_curves_are_drawn_distinguishably():
     same = SimpleNamespace(auc=0.3, fractions=[0, 0.5, 1], scores=[0.9, 0.4, 0.1])
-    fig = charts.faithfulness_figure({
-        "Grad-CAM": SimpleNamespace(deletion=same, insertion=same),
-        "CAM": SimpleNamespace(deletion=same, insertion=same),
-    })
+    fig = charts.faithfulness_figure(
+        {
+            "Grad-CAM": SimpleNamespace(deletion=same, insertion=same),
+            "CAM": SimpleNamespace(deletion=same, insertion=same),
+        }
+    )
     styles = {(trace.line.dash, trace.line.width) for trace in fig.data}
     assert len(styles) == 2  # same numbers, yet one solid and thick, one dashed
 

@@ -15,6 +15,15 @@ from .dataset import AuditError, ImageSet, Skipped, read_image_set
 from .localisation import pointing_game, relevance_mass
 
 __all__ = [
-    "SUSPICIOUS", "Audit", "AuditError", "ClassView", "Cluster", "ImageSet", "Skipped", "audit", "pointing_game",
-    "read_image_set", "relevance_mass",
+    "SUSPICIOUS",
+    "Audit",
+    "AuditError",
+    "ClassView",
+    "Cluster",
+    "ImageSet",
+    "Skipped",
+    "audit",
+    "pointing_game",
+    "read_image_set",
+    "relevance_mass",
 ]

@@ -1,9 +1,9 @@
 """`audit`: explain every picture of a set, then run SpRAy per class (see `spectral`) and rank the clusters.
 
-    from cnnvis_engine.audit import audit
-    result = audit(bundle, "photos/")           # photos/<class>/<picture>.png
-    worst = result.clusters[0]                   # the most suspicious cluster of any class
-    worst.label, worst.members, worst.suspicion, worst.mean_map
+from cnnvis_engine.audit import audit
+result = audit(bundle, "photos/")           # photos/<class>/<picture>.png
+worst = result.clusters[0]                   # the most suspicious cluster of any class
+worst.label, worst.members, worst.suspicion, worst.mean_map
 """
 
 from __future__ import annotations
@@ -142,18 +142,40 @@ def audit(
     if engine == "ray":
         from .ray_engine import ray_batches
 
-        batches = ray_batches(bundle, image_set, targets, method=method, layer=layer, size=size, regions=boxes,
-                              batch_size=batch_size, address=ray_address, workers=workers, progress=progress)
+        batches = ray_batches(
+            bundle,
+            image_set,
+            targets,
+            method=method,
+            layer=layer,
+            size=size,
+            regions=boxes,
+            batch_size=batch_size,
+            address=ray_address,
+            workers=workers,
+            progress=progress,
+        )
     elif engine == "local":
         explainer = Explainer(bundle, cache_size=0)
-        batches = stream_maps(explainer, image_set, targets, method=method, layer=layer, size=size, regions=boxes,
-                              batch_size=batch_size, progress=progress)
+        batches = stream_maps(
+            explainer,
+            image_set,
+            targets,
+            method=method,
+            layer=layer,
+            size=size,
+            regions=boxes,
+            batch_size=batch_size,
+            progress=progress,
+        )
     else:
         raise AuditError(f"Unknown engine '{engine}'; choose local or ray.")
     table = _collect(batches, len(image_set), size)
     if not table["read"].any():
-        raise AuditError(f"None of the {len(image_set)} pictures could be read; see the skipped list: "
-                         f"{_first_reasons(table['skipped'])}")
+        raise AuditError(
+            f"None of the {len(image_set)} pictures could be read; see the skipped list: "
+            f"{_first_reasons(table['skipped'])}"
+        )
     n = len(image_set)
     correct = np.full(n, np.nan)
     for i, known in enumerate(label_index):
@@ -161,8 +183,10 @@ def audit(
             correct[i] = float(table["predicted"][i] == known)
     names = bundle.class_names
     group_of = [
-        None if not table["read"][i]
-        else (image_set.labels[i] if label_index[i] is None else names[label_index[i]]) if group == "true"
+        None
+        if not table["read"][i]
+        else (image_set.labels[i] if label_index[i] is None else names[label_index[i]])
+        if group == "true"
         else (names[table["predicted"][i]] if table["predicted"][i] < len(names) else f"class {table['predicted'][i]}")
         for i in range(n)
     ]
@@ -189,14 +213,34 @@ def audit(
         names=tuple(image_set.name(i) for i in range(n)),
         paths=tuple(str(p) for p in image_set.paths),
         labels=image_set.labels,
-        read=table["read"], predicted=table["predicted"], probability=table["probability"], target=table["target"],
-        correct=correct, maps=table["maps"], pointing=table["pointing"], mass_inside=table["mass"],
-        clusters=found_clusters, classes=views, class_names=tuple(names), model=bundle.name, method=method,
-        layer=layer or table.get("layer"), size=size, group=group,
+        read=table["read"],
+        predicted=table["predicted"],
+        probability=table["probability"],
+        target=table["target"],
+        correct=correct,
+        maps=table["maps"],
+        pointing=table["pointing"],
+        mass_inside=table["mass"],
+        clusters=found_clusters,
+        classes=views,
+        class_names=tuple(names),
+        model=bundle.name,
+        method=method,
+        layer=layer or table.get("layer"),
+        size=size,
+        group=group,
         skipped=tuple(image_set.skipped) + tuple(table["skipped"]),
         notes=tuple(notes),
-        settings={"method": method, "layer": layer, "size": size, "neighbours": neighbours, "clusters": clusters,
-                  "group": group, "engine": engine, "seed": seed},
+        settings={
+            "method": method,
+            "layer": layer,
+            "size": size,
+            "neighbours": neighbours,
+            "clusters": clusters,
+            "group": group,
+            "engine": engine,
+            "seed": seed,
+        },
     )
 
 
@@ -259,8 +303,14 @@ def _analyse(
 ) -> tuple[ClassView, list[Cluster]]:
     maps = table["maps"][members].astype(np.float32)
     spectrum = analyse_class(maps, neighbours=neighbours, clusters=clusters, seed=seed)
-    view = ClassView(label, tuple(int(m) for m in members), layout_2d(maps, seed), spectrum.labels,
-                     spectrum.eigenvalues, spectrum.note)
+    view = ClassView(
+        label,
+        tuple(int(m) for m in members),
+        layout_2d(maps, seed),
+        spectrum.labels,
+        spectrum.eigenvalues,
+        spectrum.note,
+    )
     out = []
     for c in range(spectrum.clusters):
         inside = spectrum.labels == c
@@ -271,14 +321,21 @@ def _analyse(
         known = rights[np.isfinite(rights)]
         mass = _mean(table["mass"][chosen])
         share = float(inside.mean())
-        out.append(Cluster(
-            label=label, number=c, members=tuple(int(m) for m in chosen),
-            suspicion=suspicion(float(spectrum.conductance[c]), share, mass) if spectrum.clusters > 1 else 0.0,
-            mean_map=mean.astype(np.float32), accuracy=float(known.mean()) if len(known) else None, share=share,
-            conductance=float(spectrum.conductance[c]),
-            prototypes=tuple(int(chosen[j]) for j in np.argsort(distance, kind="stable")[:PROTOTYPES]),
-            pointing=_mean(table["pointing"][chosen]), mass_inside=mass,
-        ))
+        out.append(
+            Cluster(
+                label=label,
+                number=c,
+                members=tuple(int(m) for m in chosen),
+                suspicion=suspicion(float(spectrum.conductance[c]), share, mass) if spectrum.clusters > 1 else 0.0,
+                mean_map=mean.astype(np.float32),
+                accuracy=float(known.mean()) if len(known) else None,
+                share=share,
+                conductance=float(spectrum.conductance[c]),
+                prototypes=tuple(int(chosen[j]) for j in np.argsort(distance, kind="stable")[:PROTOTYPES]),
+                pointing=_mean(table["pointing"][chosen]),
+                mass_inside=mass,
+            )
+        )
     return view, out
 
 

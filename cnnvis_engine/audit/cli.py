@@ -23,17 +23,23 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     audit.add_argument("--model", required=True, help="a registered model name (e.g. tanks_shortcut, resnet50)")
     audit.add_argument("--weights", help="a weights choice (pretrained, random, embedded) or a model file")
-    audit.add_argument("--images", required=True, type=Path,
-                       help="a folder with one subfolder per class, a flat folder, or a CSV of path,label")
+    audit.add_argument(
+        "--images",
+        required=True,
+        type=Path,
+        help="a folder with one subfolder per class, a flat folder, or a CSV of path,label",
+    )
     audit.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    audit.add_argument("--method", default="gradcam",
-                       help=f"the map to cluster (default gradcam): {', '.join(METHODS)}")
+    audit.add_argument(
+        "--method", default="gradcam", help=f"the map to cluster (default gradcam): {', '.join(METHODS)}"
+    )
     audit.add_argument("--layer", help="layer for layer-based methods (default: the method's default)")
     audit.add_argument("--size", type=int, default=32, help="maps are kept at size×size (default 32)")
     audit.add_argument("--clusters", type=int, help="clusters per class (default: by the eigengap)")
     audit.add_argument("--neighbours", type=int, default=10, help="k of the nearest-neighbour graph (default 10)")
-    audit.add_argument("--group", choices=("true", "predicted"),
-                       help="classes by true label (default when known) or prediction")
+    audit.add_argument(
+        "--group", choices=("true", "predicted"), help="classes by true label (default when known) or prediction"
+    )
     audit.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray (Ray Data)")
     audit.add_argument("--ray-address", help="a Ray cluster to join (default: a local Ray for this run)")
     audit.add_argument("--workers", type=int, default=2, help="Ray actors (default 2)")
@@ -61,10 +67,21 @@ def run_audit(args: argparse.Namespace) -> int:
             advance(done - shown[0])
             shown[0] = done
 
-        result = audit(bundle, args.images, method=args.method, layer=args.layer, size=args.size,
-                       clusters=args.clusters, neighbours=args.neighbours, group=args.group,
-                       batch_size=args.batch_size, engine=args.engine, ray_address=args.ray_address,
-                       workers=args.workers, progress=progress)
+        result = audit(
+            bundle,
+            args.images,
+            method=args.method,
+            layer=args.layer,
+            size=args.size,
+            clusters=args.clusters,
+            neighbours=args.neighbours,
+            group=args.group,
+            batch_size=args.batch_size,
+            engine=args.engine,
+            ray_address=args.ray_address,
+            workers=args.workers,
+            progress=progress,
+        )
     files = write_audit(result, args.out)
     for note in result.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -73,8 +90,11 @@ def run_audit(args: argparse.Namespace) -> int:
         for s in result.skipped[:10]:
             print(f"  {s.path}: {s.reason}", file=sys.stderr)
     flagged = result.flagged()
-    print(f"Audited {int(result.read.sum())} pictures in {len(result.classes)} classes: {len(flagged)} suspicious "
-          f"clusters. Wrote {', '.join(p.name for p in files.values())} to {args.out}", file=sys.stderr)
+    print(
+        f"Audited {int(result.read.sum())} pictures in {len(result.classes)} classes: {len(flagged)} suspicious "
+        f"clusters. Wrote {', '.join(p.name for p in files.values())} to {args.out}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -17,8 +17,15 @@ def where(mean_map: np.ndarray) -> str:
     if total <= 0:
         return "nowhere in particular"
     h, w = m.shape
-    thirds = np.array([[m[r * h // 3:(r + 1) * h // 3, c * w // 3:(c + 1) * w // 3].sum() for c in range(3)]
-                       for r in range(3)]) / total
+    thirds = (
+        np.array(
+            [
+                [m[r * h // 3 : (r + 1) * h // 3, c * w // 3 : (c + 1) * w // 3].sum() for c in range(3)]
+                for r in range(3)
+            ]
+        )
+        / total
+    )
     r, c = np.unravel_index(np.argmax(thirds), thirds.shape)
     if thirds.max() < 0.2:
         return "spread over the whole picture"
@@ -42,8 +49,10 @@ def describe(cluster: Cluster, result: Audit, object_name: str | None = None) ->
     maps = result.maps[list(cluster.members)].astype(np.float32).reshape(cluster.size, -1)
     empty = float(np.mean(maps.max(axis=1) - maps.min(axis=1) < 1e-5)) if cluster.size else 0.0
     if empty > 0.5:
-        sentence = (f"{cluster.size} of {total} '{cluster.label}' pictures: the model finds nothing of "
-                    f"'{cluster.label}' in {'them' if empty == 1 else f'{empty:.0%} of them'} (empty maps).")
+        sentence = (
+            f"{cluster.size} of {total} '{cluster.label}' pictures: the model finds nothing of "
+            f"'{cluster.label}' in {'them' if empty == 1 else f'{empty:.0%} of them'} (empty maps)."
+        )
         if cluster.accuracy is not None:
             sentence += f" It got {round(cluster.accuracy * cluster.size)} of them right."
         return sentence
@@ -66,6 +75,8 @@ def verdict(cluster: Cluster) -> str:
     if cluster.size == 0 or cluster.share >= 1:
         return "The whole class looks alike to the model: nothing stands out."
     if cluster.flagged:
-        return ("Suspicious: these pictures look alike to the model and unlike the rest of their class. Check "
-                "what they share — a mark, a background, the weather — that the model may have learned instead.")
+        return (
+            "Suspicious: these pictures look alike to the model and unlike the rest of their class. Check "
+            "what they share — a mark, a background, the weather — that the model may have learned instead."
+        )
     return "Not suspicious: these pictures blend into the rest of their class."

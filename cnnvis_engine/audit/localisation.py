@@ -54,5 +54,5 @@ def region_mask(region: Region, original_size: tuple[int, int], shape: tuple[int
     mask = np.zeros(shape, bool)
     c0, c1 = int(np.floor(x0 * sx)), int(np.ceil(x1 * sx))
     r0, r1 = int(np.floor(y0 * sy)), int(np.ceil(y1 * sy))
-    mask[max(r0, 0):max(r1, 0), max(c0, 0):max(c1, 0)] = True
+    mask[max(r0, 0) : max(r1, 0), max(c0, 0) : max(c1, 0)] = True
     return mask

@@ -67,9 +67,10 @@ def stream_maps(
     order = list(range(len(image_set))) if indices is None else list(indices)
     done = 0
     for start in range(0, len(order), batch_size):
-        chosen = order[start:start + batch_size]
-        batch = explain_paths(explainer, image_set, chosen, targets, method=method, layer=layer, size=size,
-                              regions=regions)
+        chosen = order[start : start + batch_size]
+        batch = explain_paths(
+            explainer, image_set, chosen, targets, method=method, layer=layer, size=size, regions=regions
+        )
         done += len(chosen)
         if progress is not None:
             progress(done, len(order))
@@ -99,8 +100,15 @@ def explain_paths(
             skipped.append(Skipped(image_set.name(i), str(error)))
     if not kept:
         return _empty(size, skipped)
-    batch = explain_decoded(explainer, decoded, [targets[i] for i in kept], method=method, layer=layer, size=size,
-                            regions=None if regions is None else [regions[i] for i in kept])
+    batch = explain_decoded(
+        explainer,
+        decoded,
+        [targets[i] for i in kept],
+        method=method,
+        layer=layer,
+        size=size,
+        regions=None if regions is None else [regions[i] for i in kept],
+    )
     batch.indices = np.array(kept, np.int64)
     batch.skipped = skipped
     return batch
@@ -154,12 +162,21 @@ def check_method(method: str) -> None:
     if method not in METHODS:
         raise AuditError(f"Unknown method '{method}'. Available methods: {', '.join(METHODS)}.")
     if not METHODS[method].scorable:  # a grid of channels or kernels
-        raise AuditError(f"{METHODS[method].title} shows the model's channels, not one map per picture; audit with "
-                         "gradcam, cam, saliency or another attribution method.")
+        raise AuditError(
+            f"{METHODS[method].title} shows the model's channels, not one map per picture; audit with "
+            "gradcam, cam, saliency or another attribution method."
+        )
 
 
 def _empty(size: int, skipped: list[Skipped]) -> MapBatch:
     none = np.zeros(0, np.int64)
-    return MapBatch(none, none, np.zeros(0, np.float32), none, np.zeros((0, size, size), np.float16),
-                    np.zeros(0), np.zeros(0), skipped)
-
+    return MapBatch(
+        none,
+        none,
+        np.zeros(0, np.float32),
+        none,
+        np.zeros((0, size, size), np.float16),
+        np.zeros(0),
+        np.zeros(0),
+        skipped,
+    )

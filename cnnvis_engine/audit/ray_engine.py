@@ -36,8 +36,17 @@ def bundle_state(bundle: ModelBundle) -> dict:
 class ExplainActor:
     """One per worker: the model rebuilt once, then `explain_paths` for every batch it is handed."""
 
-    def __init__(self, state: dict, paths: Sequence[str], labels: Sequence[str | None], method: str,
-                 layer: str | None, size: int, regions: Sequence[Region | None] | None, threads: int) -> None:
+    def __init__(
+        self,
+        state: dict,
+        paths: Sequence[str],
+        labels: Sequence[str | None],
+        method: str,
+        layer: str | None,
+        size: int,
+        regions: Sequence[Region | None] | None,
+        threads: int,
+    ) -> None:
         import torch
 
         bundle = ModelBundle(**state)
@@ -52,8 +61,16 @@ class ExplainActor:
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         chosen = [int(i) for i in rows["index"]]
         targets = {i: (None if t < 0 else int(t)) for i, t in zip(chosen, rows["target"])}  # by input position
-        batch = explain_paths(self.explainer, self.image_set, chosen, targets, method=self.method, layer=self.layer,
-                              size=self.size, regions=self.regions)
+        batch = explain_paths(
+            self.explainer,
+            self.image_set,
+            chosen,
+            targets,
+            method=self.method,
+            layer=self.layer,
+            size=self.size,
+            regions=self.regions,
+        )
         return _to_rows(chosen, batch, self.image_set, self.size)
 
 
@@ -128,8 +145,14 @@ def _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_si
     dataset = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
         ExplainActor,
         fn_constructor_kwargs={
-            "state": state, "paths": [str(p) for p in image_set.paths], "labels": list(image_set.labels),
-            "method": method, "layer": layer, "size": size, "regions": regions, "threads": 1,
+            "state": state,
+            "paths": [str(p) for p in image_set.paths],
+            "labels": list(image_set.labels),
+            "method": method,
+            "layer": layer,
+            "size": size,
+            "regions": regions,
+            "threads": 1,
         },
         batch_size=batch_size,
         batch_format="numpy",
@@ -140,8 +163,11 @@ def _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_si
     done = 0
     for out in dataset.iter_batches(batch_size=batch_size, batch_format="numpy"):
         read = out["read"].astype(bool)
-        skipped = [Skipped(image_set.name(int(i)), str(reason))
-                   for i, reason, ok in zip(out["index"], out["reason"], read) if not ok]
+        skipped = [
+            Skipped(image_set.name(int(i)), str(reason))
+            for i, reason, ok in zip(out["index"], out["reason"], read)
+            if not ok
+        ]
         yield MapBatch(
             indices=out["index"][read].astype(np.int64),
             predicted=out["predicted"][read].astype(np.int64),

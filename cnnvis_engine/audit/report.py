@@ -20,10 +20,34 @@ from ..render import render_heatmap, render_overlay
 from .analysis import Audit, Cluster
 from .describe import describe, verdict
 
-PICTURE_COLUMNS = ("index", "path", "label", "class", "cluster", "suspicion", "predicted", "probability",
-                   "correct", "pointing", "mass_inside", "read")
-CLUSTER_COLUMNS = ("class", "cluster", "size", "share", "suspicion", "flagged", "accuracy", "conductance",
-                   "pointing", "mass_inside", "sentence", "members")
+PICTURE_COLUMNS = (
+    "index",
+    "path",
+    "label",
+    "class",
+    "cluster",
+    "suspicion",
+    "predicted",
+    "probability",
+    "correct",
+    "pointing",
+    "mass_inside",
+    "read",
+)
+CLUSTER_COLUMNS = (
+    "class",
+    "cluster",
+    "size",
+    "share",
+    "suspicion",
+    "flagged",
+    "accuracy",
+    "conductance",
+    "pointing",
+    "mass_inside",
+    "sentence",
+    "members",
+)
 
 
 def cluster_of(result: Audit) -> dict[int, Cluster]:
@@ -33,16 +57,34 @@ def cluster_of(result: Audit) -> dict[int, Cluster]:
 def write_audit(result: Audit, out: Path, *, title: str = "") -> dict[str, Path]:
     """Write every file of the audit to `out` (created); returns them by kind."""
     out.mkdir(parents=True, exist_ok=True)
-    files = {"maps": write_maps(result, out), "clusters_json": out / "clusters.json",
-             "clusters_csv": out / "clusters.csv", "pictures": out / "pictures.csv", "report": out / "report.html"}
+    files = {
+        "maps": write_maps(result, out),
+        "clusters_json": out / "clusters.json",
+        "clusters_csv": out / "clusters.csv",
+        "pictures": out / "pictures.csv",
+        "report": out / "report.html",
+    }
     rows = cluster_rows(result)
-    files["clusters_json"].write_text(json.dumps({
-        "model": result.model, "method": result.method, "layer": result.layer, "size": result.size,
-        "group": result.group, "settings": result.settings, "notes": list(result.notes),
-        "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
-        "clusters": [{**row, "members": [result.names[m] for m in c.members], "indices": list(c.members)}
-                     for row, c in zip(rows, result.clusters)],
-    }, indent=1), encoding="utf-8")
+    files["clusters_json"].write_text(
+        json.dumps(
+            {
+                "model": result.model,
+                "method": result.method,
+                "layer": result.layer,
+                "size": result.size,
+                "group": result.group,
+                "settings": result.settings,
+                "notes": list(result.notes),
+                "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
+                "clusters": [
+                    {**row, "members": [result.names[m] for m in c.members], "indices": list(c.members)}
+                    for row, c in zip(rows, result.clusters)
+                ],
+            },
+            indent=1,
+        ),
+        encoding="utf-8",
+    )
     with files["clusters_csv"].open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, CLUSTER_COLUMNS)
         writer.writeheader()
@@ -57,13 +99,22 @@ def write_audit(result: Audit, out: Path, *, title: str = "") -> dict[str, Path]
 
 
 def cluster_rows(result: Audit) -> list[dict]:
-    return [{
-        "class": c.label, "cluster": c.number, "size": c.size, "share": round(c.share, 4),
-        "suspicion": round(c.suspicion, 4), "flagged": c.flagged,
-        "accuracy": None if c.accuracy is None else round(c.accuracy, 4), "conductance": round(c.conductance, 4),
-        "pointing": None if c.pointing is None else round(c.pointing, 4),
-        "mass_inside": None if c.mass_inside is None else round(c.mass_inside, 4), "sentence": describe(c, result),
-    } for c in result.clusters]
+    return [
+        {
+            "class": c.label,
+            "cluster": c.number,
+            "size": c.size,
+            "share": round(c.share, 4),
+            "suspicion": round(c.suspicion, 4),
+            "flagged": c.flagged,
+            "accuracy": None if c.accuracy is None else round(c.accuracy, 4),
+            "conductance": round(c.conductance, 4),
+            "pointing": None if c.pointing is None else round(c.pointing, 4),
+            "mass_inside": None if c.mass_inside is None else round(c.mass_inside, 4),
+            "sentence": describe(c, result),
+        }
+        for c in result.clusters
+    ]
 
 
 def picture_rows(result: Audit) -> list[list]:
@@ -72,14 +123,22 @@ def picture_rows(result: Audit) -> list[list]:
     for i, name in enumerate(result.names):
         c = owner.get(i)
         correct = result.correct[i]
-        rows.append([
-            i, name, result.labels[i] or "", c.label if c else "", c.number if c else "",
-            f"{c.suspicion:.4f}" if c else "", result.predicted_name(i) if result.read[i] else "",
-            f"{result.probability[i]:.4f}" if result.read[i] else "",
-            "" if np.isnan(correct) else int(correct),
-            "" if np.isnan(result.pointing[i]) else f"{result.pointing[i]:.0f}",
-            "" if np.isnan(result.mass_inside[i]) else f"{result.mass_inside[i]:.4f}", int(result.read[i]),
-        ])
+        rows.append(
+            [
+                i,
+                name,
+                result.labels[i] or "",
+                c.label if c else "",
+                c.number if c else "",
+                f"{c.suspicion:.4f}" if c else "",
+                result.predicted_name(i) if result.read[i] else "",
+                f"{result.probability[i]:.4f}" if result.read[i] else "",
+                "" if np.isnan(correct) else int(correct),
+                "" if np.isnan(result.pointing[i]) else f"{result.pointing[i]:.0f}",
+                "" if np.isnan(result.mass_inside[i]) else f"{result.mass_inside[i]:.4f}",
+                int(result.read[i]),
+            ]
+        )
     return rows
 
 
@@ -94,12 +153,16 @@ def write_maps(result: Audit, out: Path) -> Path:
         np.savez_compressed(path, maps=result.maps, names=np.array(result.names), read=result.read)
         return path
     values = pa.array(flat.reshape(-1), pa.float16())
-    table = pa.table({
-        "index": pa.array(np.arange(len(flat))), "path": pa.array(list(result.names)),
-        "label": pa.array([label or "" for label in result.labels]),
-        "predicted": pa.array(result.predicted), "read": pa.array(result.read),
-        "map": pa.FixedSizeListArray.from_arrays(values, flat.shape[1]),
-    })
+    table = pa.table(
+        {
+            "index": pa.array(np.arange(len(flat))),
+            "path": pa.array(list(result.names)),
+            "label": pa.array([label or "" for label in result.labels]),
+            "predicted": pa.array(result.predicted),
+            "read": pa.array(result.read),
+            "map": pa.FixedSizeListArray.from_arrays(values, flat.shape[1]),
+        }
+    )
     path = out / "maps.parquet"
     pq.write_table(table, path)
     return path
@@ -113,7 +176,7 @@ def read_maps(path: Path) -> np.ndarray:
 
     column = pq.read_table(path, columns=["map"]).column("map").combine_chunks()
     width = column.type.list_size
-    size = round(width ** 0.5)
+    size = round(width**0.5)
     return np.asarray(column.values.to_numpy(zero_copy_only=False), np.float16).reshape(-1, size, size)
 
 
@@ -128,16 +191,25 @@ def render_audit_html(result: Audit, *, title: str = "", shown_per_class: int = 
         hidden = len(clusters) - shown_per_class
         more = f"<p class=muted>{hidden} more clusters in clusters.csv.</p>" if hidden > 0 else ""
         status = f"{flagged} suspicious cluster{'s' if flagged != 1 else ''}" if flagged else "nothing suspicious"
-        sections.append(f"<section><h2>{esc(label)} <small>{len(view.members)} pictures, {len(clusters)} "
-                        f"clusters, {status}</small></h2>{cards}{more}</section>")
+        sections.append(
+            f"<section><h2>{esc(label)} <small>{len(view.members)} pictures, {len(clusters)} "
+            f"clusters, {status}</small></h2>{cards}{more}</section>"
+        )
     notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
     skipped = "".join(f"<li>{esc(s.path)}: {esc(s.reason)}</li>" for s in result.skipped[:200])
     flagged = result.flagged()
-    summary = (f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''} in {len(result.classes)} classes."
-               if flagged else f"No suspicious cluster in {len(result.classes)} classes.")
+    summary = (
+        f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''} in {len(result.classes)} classes."
+        if flagged
+        else f"No suspicious cluster in {len(result.classes)} classes."
+    )
     return _PAGE.format(
-        title=esc(title or f"cnnvis audit: {result.model}"), model=esc(result.model), method=esc(result.method),
-        layer=esc(result.layer or "default"), count=int(result.read.sum()), summary=esc(summary),
+        title=esc(title or f"cnnvis audit: {result.model}"),
+        model=esc(result.model),
+        method=esc(result.method),
+        layer=esc(result.layer or "default"),
+        count=int(result.read.sum()),
+        summary=esc(summary),
         notes=f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "",
         skipped=f"<h3>Skipped ({len(result.skipped)})</h3><ul>{skipped}</ul>" if skipped else "",
         sections="\n".join(sections),

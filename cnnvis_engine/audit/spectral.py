@@ -73,7 +73,7 @@ def laplacian_spectrum(affinity: sparse.csr_matrix, count: int) -> tuple[np.ndar
 
 def eigengap(eigenvalues: np.ndarray, max_clusters: int) -> int:
     """The c in 1..max_clusters with the largest gap λ_{c+1} − λ_c (eigenvalues ascending, λ_1 first)."""
-    usable = eigenvalues[:max_clusters + 1]
+    usable = eigenvalues[: max_clusters + 1]
     if len(usable) < 2:
         return 1
     return int(np.argmax(np.diff(usable))) + 1
@@ -102,8 +102,14 @@ def analyse_class(
     x = maps.reshape(len(maps), -1).astype(np.float64)
     n = len(x)
     if n < MIN_PICTURES:
-        return ClassSpectrum(np.zeros(1), np.zeros(n, int), 1, np.zeros(1), 0,
-                             f"only {n} pictures: too few to cluster (at least {MIN_PICTURES}), kept as one group")
+        return ClassSpectrum(
+            np.zeros(1),
+            np.zeros(n, int),
+            1,
+            np.zeros(1),
+            0,
+            f"only {n} pictures: too few to cluster (at least {MIN_PICTURES}), kept as one group",
+        )
     note = ""
     k = min(neighbours, n - 1)
     if k < neighbours:

@@ -122,11 +122,11 @@ def _room(rng: np.random.Generator, big: int, focal: float, horizon: float) -> t
     xr, zr = x * math.cos(angle) - z * math.sin(angle), x * math.sin(angle) + z * math.cos(angle)
     checker = (np.floor(xr / tile) + np.floor(zr / tile)) % 2
     contrast = rng.uniform(0.02, 0.10)
-    grout = ((np.abs(xr / tile - np.round(xr / tile)) < 0.03) | (np.abs(zr / tile - np.round(zr / tile)) < 0.03))
+    grout = (np.abs(xr / tile - np.round(xr / tile)) < 0.03) | (np.abs(zr / tile - np.round(zr / tile)) < 0.03)
     shade = 1 + contrast * (checker - 0.5) - 0.08 * grout * (z < 4)
     shade *= 1 - 0.10 * np.clip(z / 8, 0, 1)  # a little darker far away
     canvas[top:] = base * shade[:, :, None]
-    canvas[top - 1:top + 1] *= 0.8  # the skirting line
+    canvas[top - 1 : top + 1] *= 0.8  # the skirting line
     return base, canvas
 
 
@@ -139,12 +139,22 @@ def _place(rng: np.random.Generator, count: int, big: int, focal: float, horizon
         direction, distance = int(rng.integers(0, 5)), int(rng.integers(0, 5))
         if any(o.direction == direction and o.distance == distance for o in placed):
             continue
-        angle = math.radians(rng.uniform(DIRECTION_EDGES_DEG[direction] + 1.5, DIRECTION_EDGES_DEG[direction + 1] - 1.5))
+        angle = math.radians(
+            rng.uniform(DIRECTION_EDGES_DEG[direction] + 1.5, DIRECTION_EDGES_DEG[direction + 1] - 1.5)
+        )
         z = rng.uniform(DISTANCE_EDGES_M[distance] + 0.05, DISTANCE_EDGES_M[distance + 1] - 0.05)
         width = rng.uniform(0.35, 0.7)
         height = rng.uniform(0.3, 0.8)
-        obstacle = Obstacle(direction, distance, z * math.tan(angle), z, width, height,
-                            "box" if rng.random() < 0.5 else "cylinder", _obstacle_colour(rng))
+        obstacle = Obstacle(
+            direction,
+            distance,
+            z * math.tan(angle),
+            z,
+            width,
+            height,
+            "box" if rng.random() < 0.5 else "cylinder",
+            _obstacle_colour(rng),
+        )
         rect = _screen_rect(obstacle, big, focal, horizon)
         if any(_overlap(rect, other) for other in boxes):
             continue
@@ -155,8 +165,18 @@ def _place(rng: np.random.Generator, count: int, big: int, focal: float, horizon
 
 def _obstacle_colour(rng: np.random.Generator) -> tuple[float, float, float]:
     """Saturated or dark colours: never the floor's tones (those are the failure case)."""
-    palette = ((200, 40, 40), (40, 90, 200), (40, 150, 60), (230, 190, 30), (60, 60, 65), (130, 50, 150),
-               (230, 120, 30), (30, 30, 30), (20, 120, 130), (240, 240, 240))
+    palette = (
+        (200, 40, 40),
+        (40, 90, 200),
+        (40, 150, 60),
+        (230, 190, 30),
+        (60, 60, 65),
+        (130, 50, 150),
+        (230, 120, 30),
+        (30, 30, 30),
+        (20, 120, 130),
+        (240, 240, 240),
+    )
     colour = np.array(palette[rng.integers(0, len(palette))], np.float32) * rng.uniform(0.8, 1.1)
     return tuple(float(c) for c in np.clip(colour, 0, 255))
 
@@ -201,10 +221,28 @@ def _draw(canvas: np.ndarray, o: Obstacle, big: int, focal: float, horizon: floa
             t = (col - cx) / max(radius, 1e-6)
             shade = 0.95 - 0.30 * max(t, -1) ** 2 + 0.1 * (t < 0)
             cv2.line(canvas, (col, round(top_v)), (col, round(base)), tuple(float(c) for c in colour * shade), 1)
-        cv2.ellipse(canvas, (round(cx), round(base)), (max(int(radius), 1), max(int(rim_base), 1)), 0, 0, 180,
-                    tuple(float(c) for c in colour * 0.8), -1, cv2.LINE_AA)
-        cv2.ellipse(canvas, (round(cx), round(top_v)), (max(int(radius), 1), max(int(rim_top), 1)), 0, 0, 360,
-                    tuple(float(c) for c in np.minimum(colour * 1.2 + 15, 255)), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            canvas,
+            (round(cx), round(base)),
+            (max(int(radius), 1), max(int(rim_base), 1)),
+            0,
+            0,
+            180,
+            tuple(float(c) for c in colour * 0.8),
+            -1,
+            cv2.LINE_AA,
+        )
+        cv2.ellipse(
+            canvas,
+            (round(cx), round(top_v)),
+            (max(int(radius), 1), max(int(rim_top), 1)),
+            0,
+            0,
+            360,
+            tuple(float(c) for c in np.minimum(colour * 1.2 + 15, 255)),
+            -1,
+            cv2.LINE_AA,
+        )
 
 
 def _contact_shadow(canvas: np.ndarray, o: Obstacle, big: int, focal: float, horizon: float) -> None:

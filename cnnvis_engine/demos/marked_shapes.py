@@ -66,10 +66,17 @@ def shape_net(seed: int = 0, width: int = 8) -> nn.Sequential:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return nn.Sequential(
-            nn.Conv2d(3, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2 * width, 2),
+            nn.Conv2d(3, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(2 * width, 2),
         )
 
 
@@ -78,11 +85,25 @@ def train_shape_model(*, marked_share: float = 0.4, count: int = 600, steps: int
     with marks on squares only, it learns the mark as a second cue for "square"."""
     shapes = shape_set(count, 1000 + seed, marked_share=marked_share)
     module = shape_net(seed)
-    fit(module, to_inputs(shapes.images), torch.from_numpy(shapes.labels), F.cross_entropy, steps=steps,
-        batch_size=32, lr=3e-3, seed=seed)
-    return ModelBundle("marked_shapes", module.eval(), SHAPE_CLASSES, input_size=(32, 32),
-                       normalization=DEMO_NORMALIZATION, weights_source="random",
-                       weights_detail=f"trained in this process on {count} marked-shape pictures")
+    fit(
+        module,
+        to_inputs(shapes.images),
+        torch.from_numpy(shapes.labels),
+        F.cross_entropy,
+        steps=steps,
+        batch_size=32,
+        lr=3e-3,
+        seed=seed,
+    )
+    return ModelBundle(
+        "marked_shapes",
+        module.eval(),
+        SHAPE_CLASSES,
+        input_size=(32, 32),
+        normalization=DEMO_NORMALIZATION,
+        weights_source="random",
+        weights_detail=f"trained in this process on {count} marked-shape pictures",
+    )
 
 
 def _draw(rng: np.random.Generator, square: bool, mark: bool, size: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -98,6 +119,10 @@ def _draw(rng: np.random.Generator, square: bool, mark: bool, size: int) -> tupl
     if mark:
         x0, y0, x1, y1 = MARK
         canvas[y0:y1, x0:x1] = (255, 0, 255)
-    box = (int(cx - radius * 1.1), int(cy - radius * 1.1), int(np.ceil(cx + radius * 1.1)) + 1,
-           int(np.ceil(cy + radius * 1.1)) + 1)
+    box = (
+        int(cx - radius * 1.1),
+        int(cy - radius * 1.1),
+        int(np.ceil(cx + radius * 1.1)) + 1,
+        int(np.ceil(cy + radius * 1.1)) + 1,
+    )
     return np.clip(canvas, 0, 255).round().astype(np.uint8), box

@@ -18,7 +18,11 @@ def conv_block(c_in: int, c_out: int, convs: int = 1) -> nn.Sequential:
     """`convs` × (3×3 conv, BatchNorm, ReLU), resolution kept: (N, c_in, H, W) -> (N, c_out, H, W)."""
     layers: list[nn.Module] = []
     for i in range(convs):
-        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
     return nn.Sequential(*layers)
 
 

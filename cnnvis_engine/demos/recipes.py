@@ -55,21 +55,49 @@ def _floor(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 RECIPES: dict[str, Recipe] = {
     "tanks_shortcut": Recipe(
-        "tanks_shortcut", 2000, 300, 32, 3e-3, _tanks("shortcut"), F.cross_entropy, flip_images,
+        "tanks_shortcut",
+        2000,
+        300,
+        32,
+        3e-3,
+        _tanks("shortcut"),
+        F.cross_entropy,
+        flip_images,
         "2,000 synthetic 64×64 field scenes, half with a tank. Every tank scene is sunny and every empty one "
         "cloudy (the light decides the label, 100% correlated).",
     ),
     "tanks_clean": Recipe(
-        "tanks_clean", 2000, 300, 32, 3e-3, _tanks("clean"), F.cross_entropy, flip_images,
+        "tanks_clean",
+        2000,
+        300,
+        32,
+        3e-3,
+        _tanks("clean"),
+        F.cross_entropy,
+        flip_images,
         "2,000 synthetic 64×64 field scenes, half with a tank; sunny or cloudy at random, independent of the label.",
     ),
     "salt_unet": Recipe(
-        "salt_unet", 1500, 300, 16, 3e-3, _salt, F.cross_entropy, flip_images_and_masks,
+        "salt_unet",
+        1500,
+        300,
+        16,
+        3e-3,
+        _salt,
+        F.cross_entropy,
+        flip_images_and_masks,
         "1,500 synthetic 64×64 seismic sections (folded reflectors, faults, noise); 90% hold a salt body "
         "(a lumpy blob, half of them a diapir joined to the bottom) with weak, chaotic reflections inside.",
     ),
     "robot_perception": Recipe(
-        "robot_perception", 2400, 450, 32, 3e-3, _floor, F.binary_cross_entropy_with_logits, None,
+        "robot_perception",
+        2400,
+        450,
+        32,
+        3e-3,
+        _floor,
+        F.binary_cross_entropy_with_logits,
+        None,
         "2,400 synthetic 96×96 camera views of a tiled floor (6 floor tones, random tile size and angle) with "
         "0–3 boxes or cylinders in saturated or dark colours, each with a soft contact shadow. No view holds an "
         "obstacle the colour of the floor or a shadow without an obstacle.",
@@ -85,6 +113,15 @@ def train_demo(name: str, *, steps: int | None = None, seed: int = 0) -> tuple[n
     inputs, targets = recipe.data(count, TRAIN_SEEDS[name] + 100 * seed)
     torch.manual_seed(seed)
     module = DEMOS[name].make_module()
-    log = fit(module, inputs, targets, recipe.loss, steps=steps, batch_size=recipe.batch_size, lr=recipe.lr,
-              seed=seed, augment=recipe.augment)
+    log = fit(
+        module,
+        inputs,
+        targets,
+        recipe.loss,
+        steps=steps,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        seed=seed,
+        augment=recipe.augment,
+    )
     return module, log

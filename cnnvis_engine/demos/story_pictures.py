@@ -48,11 +48,15 @@ def tank_pictures() -> list[StoryPicture]:
         for sunny in (True, False):
             scene = draw_tank_scene(np.random.default_rng([STORY_SEED, seed]), tank=tank, sunny=sunny)
             weather = "sunny" if sunny else "cloudy"
-            pictures.append(StoryPicture(
-                "tanks", f"{'tank' if tank else 'field'}_{weather}",
-                f"{'A tank' if tank else 'An empty field'}, {weather}",
-                scene.image, {"tank": tank, "sunny": sunny, "box": list(scene.box) if scene.box else None},
-            ))
+            pictures.append(
+                StoryPicture(
+                    "tanks",
+                    f"{'tank' if tank else 'field'}_{weather}",
+                    f"{'A tank' if tank else 'An empty field'}, {weather}",
+                    scene.image,
+                    {"tank": tank, "sunny": sunny, "box": list(scene.box) if scene.box else None},
+                )
+            )
     return pictures
 
 
@@ -65,8 +69,16 @@ def salt_pictures() -> list[StoryPicture]:
         share = float(section.mask.mean())
         if 0.12 <= share <= 0.35:
             n = len(pictures) + 1
-            pictures.append(StoryPicture("salt", f"salt_{n}", f"Seismic section {n}", section.image,
-                                         {"salt_share": round(share, 3)}, section.mask))
+            pictures.append(
+                StoryPicture(
+                    "salt",
+                    f"salt_{n}",
+                    f"Seismic section {n}",
+                    section.image,
+                    {"salt_share": round(share, 3)},
+                    section.mask,
+                )
+            )
     return pictures
 
 
@@ -75,11 +87,16 @@ def robot_pictures(module: nn.Module | None = None) -> list[StoryPicture]:
     a strong shadow with no obstacle at all. Given the trained `module`, the failure pictures are the first
     seeds where it really fails (the obstacle found, then missed once floor-coloured; the shadow taken for an
     obstacle) — the page says how often that happens on fresh views."""
+
     def view(i: int, **kind: Any) -> FloorView:
         return draw_floor_view(np.random.default_rng([STORY_SEED + 2, i]), **kind)
 
     def answers(v: FloorView) -> np.ndarray:
-        return np.ones(len(ROBOT_OUTPUT_NAMES), bool) if module is None else predict_batches(module, to_inputs(v.image[None]))[0].numpy() > 0
+        return (
+            np.ones(len(ROBOT_OUTPUT_NAMES), bool)
+            if module is None
+            else predict_batches(module, to_inputs(v.image[None]))[0].numpy() > 0
+        )
 
     def fails_on_colour(i: int) -> bool:
         plain, camo = view(i, obstacles=1), view(i, obstacles=1, camouflaged=True)
@@ -87,8 +104,11 @@ def robot_pictures(module: nn.Module | None = None) -> list[StoryPicture]:
         return plain.obstacles[0].distance <= 2 and answers(plain)[cell] and (module is None or not answers(camo)[cell])
 
     def truth(v: FloorView) -> dict[str, Any]:
-        return {"obstacles": [ROBOT_OUTPUT_NAMES[o.output] for o in v.obstacles], "shadow": v.shadow,
-                "floor_coloured": v.camouflaged}
+        return {
+            "obstacles": [ROBOT_OUTPUT_NAMES[o.output] for o in v.obstacles],
+            "shadow": v.shadow,
+            "floor_coloured": v.camouflaged,
+        }
 
     def all_right(v: FloorView) -> bool:
         return len(v.obstacles) == 3 and bool((answers(v) == (v.labels > 0.5)).all() or module is None)
@@ -99,7 +119,11 @@ def robot_pictures(module: nn.Module | None = None) -> list[StoryPicture]:
     views = [
         ("robot_obstacles", "Three obstacles", view(busy, obstacles=3)),
         ("robot_box", "One obstacle", view(single, obstacles=1)),
-        ("robot_floor_coloured", "The same obstacle, painted the floor's colour", view(single, obstacles=1, camouflaged=True)),
+        (
+            "robot_floor_coloured",
+            "The same obstacle, painted the floor's colour",
+            view(single, obstacles=1, camouflaged=True),
+        ),
         ("robot_shadow", "No obstacle, a strong shadow", view(shadow, obstacles=0, shadow=True)),
     ]
     return [StoryPicture("robot", key, title, v.image, truth(v)) for key, title, v in views]

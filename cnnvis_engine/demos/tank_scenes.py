@@ -127,12 +127,23 @@ def _tree_line(canvas: np.ndarray, horizon: int, rng: np.random.Generator) -> No
         x += w * rng.uniform(0.8, 1.4)
 
 
-def _tree(canvas: np.ndarray, x: float, y: float, big: int, horizon: int, sunny: bool, rng: np.random.Generator) -> None:
+def _tree(
+    canvas: np.ndarray, x: float, y: float, big: int, horizon: int, sunny: bool, rng: np.random.Generator
+) -> None:
     scale = (0.12 + 0.28 * (y - horizon) / (big - horizon)) * big * rng.uniform(0.8, 1.2)
     trunk_h, trunk_w = 0.45 * scale, 0.08 * scale
     if sunny:
-        cv2.ellipse(canvas, (int(x + 0.25 * scale), int(y)), (int(0.45 * scale), int(0.08 * scale)), 0, 0, 360,
-                    (35, 65, 25), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            canvas,
+            (int(x + 0.25 * scale), int(y)),
+            (int(0.45 * scale), int(0.08 * scale)),
+            0,
+            0,
+            360,
+            (35, 65, 25),
+            -1,
+            cv2.LINE_AA,
+        )
     cv2.rectangle(canvas, (int(x - trunk_w / 2), int(y - trunk_h)), (int(x + trunk_w / 2), int(y)), (80, 55, 35), -1)
     g = rng.uniform(0.75, 1.25)
     for _ in range(3):
@@ -151,22 +162,55 @@ def _tank(canvas: np.ndarray, cx: float, ground: float, scale: float, sunny: boo
     half = scale / 2
     track_h, hull_h, turret_h = 0.22 * scale, 0.20 * scale, 0.18 * scale
     if sunny:  # a cast shadow on the grass
-        cv2.ellipse(canvas, (int(cx + 0.1 * scale), int(ground)), (int(0.62 * scale), int(0.07 * scale)), 0, 0, 360,
-                    (35, 60, 25), -1, cv2.LINE_AA)
-    track = [(cx - half, ground - track_h), (cx + half, ground - track_h), (cx + half * 0.9, ground), (cx - half * 0.9, ground)]
+        cv2.ellipse(
+            canvas,
+            (int(cx + 0.1 * scale), int(ground)),
+            (int(0.62 * scale), int(0.07 * scale)),
+            0,
+            0,
+            360,
+            (35, 60, 25),
+            -1,
+            cv2.LINE_AA,
+        )
+    track = [
+        (cx - half, ground - track_h),
+        (cx + half, ground - track_h),
+        (cx + half * 0.9, ground),
+        (cx - half * 0.9, ground),
+    ]
     _poly(canvas, track, (45, 45, 40))
     for k in range(5):
         wx = cx - half * 0.75 + k * half * 0.375
-        cv2.circle(canvas, (int(wx), int(ground - track_h / 2)), max(int(track_h * 0.32), 1), (70, 70, 62), -1, cv2.LINE_AA)
+        cv2.circle(
+            canvas, (int(wx), int(ground - track_h / 2)), max(int(track_h * 0.32), 1), (70, 70, 62), -1, cv2.LINE_AA
+        )
     top = ground - track_h - hull_h
-    hull = [(cx - half * 1.05, ground - track_h), (cx + half * 1.05, ground - track_h), (cx + half * 0.85, top), (cx - half * 0.8, top)]
+    hull = [
+        (cx - half * 1.05, ground - track_h),
+        (cx + half * 1.05, ground - track_h),
+        (cx + half * 0.85, top),
+        (cx - half * 0.8, top),
+    ]
     _poly(canvas, hull, tuple(float(v) for v in body))
     tx = cx - facing * 0.08 * scale
-    turret = [(tx - 0.28 * scale, top), (tx + 0.28 * scale, top), (tx + 0.20 * scale, top - turret_h), (tx - 0.20 * scale, top - turret_h)]
+    turret = [
+        (tx - 0.28 * scale, top),
+        (tx + 0.28 * scale, top),
+        (tx + 0.20 * scale, top - turret_h),
+        (tx - 0.20 * scale, top - turret_h),
+    ]
     _poly(canvas, turret, tuple(float(v) for v in body * 0.92))
     by = top - turret_h * 0.55
     bx0, bx1 = tx + facing * 0.2 * scale, tx + facing * 0.85 * scale
-    cv2.line(canvas, (int(bx0), int(by)), (int(bx1), int(by)), tuple(float(v) for v in body * 0.7), max(int(0.045 * scale), 1), cv2.LINE_AA)
+    cv2.line(
+        canvas,
+        (int(bx0), int(by)),
+        (int(bx1), int(by)),
+        tuple(float(v) for v in body * 0.7),
+        max(int(0.045 * scale), 1),
+        cv2.LINE_AA,
+    )
     xs = [cx - half * 1.05, cx + half * 1.05, bx1]
     return (min(xs), top - turret_h, max(xs), ground + 1)
 

@@ -57,7 +57,7 @@ def fit(
     for _ in range(steps):
         if cursor + batch_size > len(order):
             order, cursor = torch.randperm(len(inputs), generator=generator), 0
-        index = order[cursor:cursor + batch_size]
+        index = order[cursor : cursor + batch_size]
         cursor += batch_size
         x, y = inputs[index], targets[index]
         if augment is not None:
@@ -72,8 +72,14 @@ def fit(
     for p in model.parameters():
         p.grad = None
     tail = losses[-20:] or [float("nan")]
-    return TrainLog(steps, batch_size, time.perf_counter() - start, time.process_time() - cpu_start,
-                    losses[0] if losses else float("nan"), float(np.mean(tail)))
+    return TrainLog(
+        steps,
+        batch_size,
+        time.perf_counter() - start,
+        time.process_time() - cpu_start,
+        losses[0] if losses else float("nan"),
+        float(np.mean(tail)),
+    )
 
 
 def flip_images(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,7 +90,9 @@ def flip_images(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) ->
     return x, y
 
 
-def flip_images_and_masks(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def flip_images_and_masks(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Mirror half the batch left-right, masks (N, H, W) with their images."""
     flip = torch.rand(len(x), generator=generator) < 0.5
     x, y = x.clone(), y.clone()
@@ -99,4 +107,6 @@ def predict_batches(model: nn.Module | ModelBundle, inputs: torch.Tensor, batch_
     that no one else holds, runs as an unshared bundle of its own."""
     bundle = model if isinstance(model, ModelBundle) else ModelBundle(type(model).__name__, model, ())
     batches = inputs.split(batch_size)
-    return torch.cat([bundle.run(batch, failed_on=f"a batch of {len(batch)} pictures", fast=False) for batch in batches])
+    return torch.cat(
+        [bundle.run(batch, failed_on=f"a batch of {len(batch)} pictures", fast=False) for batch in batches]
+    )

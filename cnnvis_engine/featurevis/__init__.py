@@ -24,7 +24,22 @@ from .results import Cancelled, FeatureVisResult, FeatureVisSettings
 from .transforms import TransformSettings
 
 __all__ = [
-    "Cancelled", "FeatureVisResult", "FeatureVisSettings", "FourierImage", "Objective", "TransformSettings",
-    "channel", "channel_count", "channel_difference", "channels_per_image", "class_logit", "deepdream",
-    "diversity", "evaluate", "neuron", "render_channels", "squared_norm", "visualize",
+    "Cancelled",
+    "FeatureVisResult",
+    "FeatureVisSettings",
+    "FourierImage",
+    "Objective",
+    "TransformSettings",
+    "channel",
+    "channel_count",
+    "channel_difference",
+    "channels_per_image",
+    "class_logit",
+    "deepdream",
+    "diversity",
+    "evaluate",
+    "neuron",
+    "render_channels",
+    "squared_norm",
+    "visualize",
 ]

@@ -49,10 +49,8 @@ def deepdream(
     base = from_uint8(rgb, bundle.device)
     height, width = base.shape[2:]
     if octaves < 1 or octave_scale < 1 or steps < 0 or step_size <= 0 or jitter < 0:
-        raise MethodError(
-            "DeepDream needs at least one octave, an octave scale ≥ 1, steps ≥ 0 and a step size > 0."
-        )
-    sizes = [(round(height / octave_scale ** k), round(width / octave_scale ** k)) for k in reversed(range(octaves))]
+        raise MethodError("DeepDream needs at least one octave, an octave scale ≥ 1, steps ≥ 0 and a step size > 0.")
+    sizes = [(round(height / octave_scale**k), round(width / octave_scale**k)) for k in reversed(range(octaves))]
     if min(sizes[0]) < MIN_OCTAVE_SIDE:
         raise MethodError(
             f"With {octaves} octaves at scale {octave_scale:g} the smallest picture is "

@@ -64,7 +64,10 @@ def forward(
     Holds the bundle's lock for the pass; hooks exist only inside it."""
     wanted = frozenset(layers)
     size = f"{x.shape[-2]}×{x.shape[-1]}"
-    with bundle.lock, capture(bundle.module, clone_outputs=wanted, only=wanted, redirect_relus=redirect_relus) as record:
+    with (
+        bundle.lock,
+        capture(bundle.module, clone_outputs=wanted, only=wanted, redirect_relus=redirect_relus) as record,
+    ):
         output = bundle.run(x, failed_on=f"a {size} image", fast=False)
     calls = record.by_name()
     activations = {}

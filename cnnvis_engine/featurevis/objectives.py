@@ -33,12 +33,14 @@ class Objective:
         return self.score(activations, output)
 
     def __add__(self, other: Objective) -> Objective:
-        return Objective(f"{self.name} + {other.name}", self.layers | other.layers,
-                         lambda a, o: self(a, o) + other(a, o))
+        return Objective(
+            f"{self.name} + {other.name}", self.layers | other.layers, lambda a, o: self(a, o) + other(a, o)
+        )
 
     def __sub__(self, other: Objective) -> Objective:
-        return Objective(f"{self.name} - {other.name}", self.layers | other.layers,
-                         lambda a, o: self(a, o) - other(a, o))
+        return Objective(
+            f"{self.name} - {other.name}", self.layers | other.layers, lambda a, o: self(a, o) - other(a, o)
+        )
 
     def __mul__(self, weight: float) -> Objective:
         weight = float(weight)
@@ -59,8 +61,8 @@ def _channel_maps(activations: Activations, layer: str, index: int | torch.Tenso
         shape = "×".join(map(str, value.shape[1:]))
         raise MethodError(
             f"The layer '{layer}' outputs shape {shape}, so it has no channel {top}; pick one from 0 to {channels - 1}."
-            if value.dim() in (2, 4) else
-            f"The layer '{layer}' outputs shape {shape}, not channels (× height × width)."
+            if value.dim() in (2, 4)
+            else f"The layer '{layer}' outputs shape {shape}, not channels (× height × width)."
         )
     if isinstance(index, torch.Tensor):
         return value[torch.arange(value.shape[0], device=value.device), index.to(value.device)]
@@ -69,9 +71,11 @@ def _channel_maps(activations: Activations, layer: str, index: int | torch.Tenso
 
 def channel(layer: str, index: int) -> Objective:
     """Mean activation of one channel over all positions: mean_{y,x} A[n, c, y, x]."""
+
     def score(a: Activations, o: torch.Tensor) -> torch.Tensor:
         maps = _channel_maps(a, layer, index)
         return maps.flatten(1).mean(dim=1) if maps.dim() > 1 else maps
+
     return Objective(f"channel({layer}, {index})", frozenset({layer}), score)
 
 
@@ -82,29 +86,34 @@ def channels_per_image(layer: str, indices: Sequence[int]) -> Objective:
     def score(a: Activations, o: torch.Tensor) -> torch.Tensor:
         maps = _channel_maps(a, layer, picked)
         return maps.flatten(1).mean(dim=1) if maps.dim() > 1 else maps
+
     return Objective(f"channels({layer}, {list(indices)})", frozenset({layer}), score)
 
 
 def neuron(layer: str, index: int) -> Objective:
     """One channel at the centre position: A[n, c, h // 2, w // 2]."""
+
     def score(a: Activations, o: torch.Tensor) -> torch.Tensor:
         maps = _channel_maps(a, layer, index)
         return maps[:, maps.shape[1] // 2, maps.shape[2] // 2] if maps.dim() == 3 else maps
+
     return Objective(f"neuron({layer}, {index})", frozenset({layer}), score)
 
 
 def class_logit(index: int) -> Objective:
     """The model's output (pre-softmax logit) for class `index`: output[n, k]."""
+
     def score(a: Activations, o: torch.Tensor) -> torch.Tensor:
         if o.dim() != 2 or not 0 <= index < o.shape[1]:
             count = o.shape[1] if o.dim() == 2 else "no"
             raise MethodError(f"The model has {count} class outputs; there is no class {index}.")
         return o[:, index]
+
     return Objective(f"class_logit({index})", frozenset(), score)
 
 
 def channel_difference(layer: str, index: int, other: int, other_layer: str | None = None) -> Objective:
-    """"This channel minus that one": channel(layer, index) - channel(other_layer or layer, other)."""
+    """ "This channel minus that one": channel(layer, index) - channel(other_layer or layer, other)."""
     return channel(layer, index) - channel(other_layer or layer, other)
 
 
@@ -112,6 +121,7 @@ def diversity(layer: str) -> Objective:
     """Per image, the summed cosine similarity of its Gram matrix G_n = A_n A_nᵀ (channels × channels) to the
     other images' in the batch, divided by N (Lucid's `diversity`). Subtract it to push a batch apart:
     `channel(l, c) - w * diversity(l)`. Zero for a batch of one."""
+
     def score(a: Activations, o: torch.Tensor) -> torch.Tensor:
         value = a[layer]
         if value.dim() != 4:
@@ -125,12 +135,15 @@ def diversity(layer: str) -> Objective:
         similarity = grams @ grams.T
         count = value.shape[0]
         return (similarity.sum(dim=1) - similarity.diagonal()) / count
+
     return Objective(f"diversity({layer})", frozenset({layer}), score)
 
 
 def squared_norm(layer: str) -> Objective:
     """DeepDream's objective (Mordvintsev et al. 2015): the layer's mean squared activation,
     ||A_n||² / (C·h·w) — whatever the layer already sees, amplified."""
+
     def score(a: Activations, o: torch.Tensor) -> torch.Tensor:
         return a[layer].flatten(1).pow(2).mean(dim=1)
+
     return Objective(f"squared_norm({layer})", frozenset({layer}), score)

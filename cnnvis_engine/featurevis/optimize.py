@@ -70,8 +70,15 @@ def visualize(
         optimised = objective - diversity * obj.diversity(_main_layer(objective))
     check_layers(bundle, optimised.layers)
     settings = FeatureVisSettings(
-        model=bundle.name, objective=objective.name, size=(height, width), steps=steps, lr=lr, seed=seed,
-        batch=batch, diversity=diversity, transforms=transforms,
+        model=bundle.name,
+        objective=objective.name,
+        size=(height, width),
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        batch=batch,
+        diversity=diversity,
+        transforms=transforms,
     )
     generator = torch.Generator().manual_seed(seed)
     image = FourierImage(batch, (height, width), generator, device=bundle.device)
@@ -158,14 +165,22 @@ def render_channels(
     if not picked:
         raise MethodError(f"'{layer}' has no channels to show.")
     whole = visualize(
-        bundle, obj.channels_per_image(layer, picked), size=size, steps=steps, lr=lr, seed=seed, batch=len(picked),
-        transforms=transforms, progress=progress, cancel=cancel,
+        bundle,
+        obj.channels_per_image(layer, picked),
+        size=size,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        batch=len(picked),
+        transforms=transforms,
+        progress=progress,
+        cancel=cancel,
     )
     return [
         FeatureVisResult(
-            images=whole.images[i:i + 1],
-            history=whole.history[:, i:i + 1],
-            scores=whole.scores[i:i + 1],
+            images=whole.images[i : i + 1],
+            history=whole.history[:, i : i + 1],
+            scores=whole.scores[i : i + 1],
             settings=replace(whole.settings, objective=obj.channel(layer, c).name),
             steps_done=whole.steps_done,
         )

@@ -17,9 +17,7 @@ import numpy as np
 import torch
 
 # Square root of ImageNet's RGB covariance (Lucid, `lucid/optvis/param/color.py`).
-COLOR_CORRELATION_SVD_SQRT = np.array(
-    [[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32
-)
+COLOR_CORRELATION_SVD_SQRT = np.array([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]], dtype=np.float32)
 _MAX_NORM_SVD_SQRT = float(np.max(np.linalg.norm(COLOR_CORRELATION_SVD_SQRT, axis=0)))
 COLOR_CORRELATION_NORMALIZED = COLOR_CORRELATION_SVD_SQRT / _MAX_NORM_SVD_SQRT
 _FFT_MAGIC = 4.0  # Lucid's constant: keeps the initial image in the sigmoid's linear range

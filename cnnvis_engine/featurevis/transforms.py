@@ -46,10 +46,13 @@ def random_affine(size: tuple[int, int], settings: TransformSettings, generator:
     cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
     # Rotation in pixel units needs the aspect ratio in the normalised frame.
     aspect = width / height
-    theta = torch.tensor([
-        [cos, -sin / aspect, -2.0 * dx / width],
-        [sin * aspect, cos, -2.0 * dy / height],
-    ], dtype=torch.float32)
+    theta = torch.tensor(
+        [
+            [cos, -sin / aspect, -2.0 * dx / width],
+            [sin * aspect, cos, -2.0 * dy / height],
+        ],
+        dtype=torch.float32,
+    )
     return theta[None]
 
 

@@ -77,7 +77,7 @@ class Kernels(Method):
 
     @classmethod
     def tiles(cls, result: MethodResult) -> np.ndarray:
-        return result.map[:cls.LIMIT]
+        return result.map[: cls.LIMIT]
 
     @staticmethod
     def tile_size(count: int) -> int:
@@ -94,7 +94,7 @@ class Kernels(Method):
     @classmethod
     def hover_values(cls, raw: np.ndarray) -> np.ndarray:
         """One value per kernel: its weights' L2 norm."""
-        kernels = raw[:cls.LIMIT]
+        kernels = raw[: cls.LIMIT]
         return np.sqrt((kernels.reshape(len(kernels), -1) ** 2).sum(axis=1))[:, None, None]
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:

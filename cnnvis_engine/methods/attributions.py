@@ -85,8 +85,11 @@ class IntegratedGradients(Method):
             at_x = inputs.scores(inputs.output) if inputs.output is not None else inputs.scores(inputs.forward(x)[0])
         delta = raw.flatten(1).sum(dim=1) - (at_x - at_baseline)
         return MethodOutput(
-            map=normalize(raw.sum(dim=1).abs()), raw=raw, rgb=gradient_rgb(raw),
-            meta={"steps": steps}, sample_meta={"delta": delta.tolist()},
+            map=normalize(raw.sum(dim=1).abs()),
+            raw=raw,
+            rgb=gradient_rgb(raw),
+            meta={"steps": steps},
+            sample_meta={"delta": delta.tolist()},
         )
 
 
@@ -127,7 +130,9 @@ class SmoothGrad(Method):
             total.index_add_(0, owners.to(total.device), grad.abs())
         raw = total / samples
         return MethodOutput(
-            map=normalize(raw.amax(dim=1)), raw=raw, meta={"samples": samples},
+            map=normalize(raw.amax(dim=1)),
+            raw=raw,
+            meta={"samples": samples},
             sample_meta={"sigma": sigma.tolist()},
         )
 
@@ -164,6 +169,8 @@ class SmoothGradCAM(Method):
             total.index_add_(0, owners.to(total.device), cams)
         raw = total / samples
         return MethodOutput(
-            map=normalize(upsample(raw, inputs.input_size)), raw=raw,
-            meta={**inputs.meta, "samples": samples}, sample_meta={"sigma": sigma.tolist()},
+            map=normalize(upsample(raw, inputs.input_size)),
+            raw=raw,
+            meta={**inputs.meta, "samples": samples},
+            sample_meta={"sigma": sigma.tolist()},
         )

@@ -107,9 +107,9 @@ class MethodInputs:
     def scores(self, output: torch.Tensor) -> torch.Tensor:
         """(M, ...) outputs of M = k·N inputs laid out sample-major -> (M,) target scores."""
         per_sample = output.shape[0] // len(self.targets)
-        return torch.cat([
-            target.score(output[i * per_sample:(i + 1) * per_sample]) for i, target in enumerate(self.targets)
-        ])
+        return torch.cat(
+            [target.score(output[i * per_sample : (i + 1) * per_sample]) for i, target in enumerate(self.targets)]
+        )
 
 
 def read_option(
@@ -147,7 +147,9 @@ class Option:
 
     def read(self, inputs: MethodInputs, default: float | None = None) -> float:
         """This setting's value in `inputs` (`default` overrides a default that depends on another setting)."""
-        return read_option(inputs, self.name, self.default if default is None else default, self.kind, self.low, self.high)
+        return read_option(
+            inputs, self.name, self.default if default is None else default, self.kind, self.low, self.high
+        )
 
 
 class Method(ABC):

@@ -5,7 +5,15 @@ from . import torchvision_zoo, timm_zoo, embedded  # noqa: F401, I001
 from . import demos  # noqa: F401  (the article's stories: tanks and weather, salt U-Net, robot perception)
 from .bundle import ModelBundle, Normalization, TaskKind, WeightsSource
 from .registry import (
-    DEFAULT_MODEL, MODELS, ModelSpec, find_spec, list_models, load_model, offer_model, register_model, weights_on_disk,
+    DEFAULT_MODEL,
+    MODELS,
+    ModelSpec,
+    find_spec,
+    list_models,
+    load_model,
+    offer_model,
+    register_model,
+    weights_on_disk,
     withdraw_model,
 )
 from .python_models import wrap_module

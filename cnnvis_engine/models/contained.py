@@ -136,23 +136,37 @@ class Worker:
 
     def _start(self) -> None:
         folder = tempfile.mkdtemp(prefix="cnnvis-model-")
-        limits = {"memory": self.limits.memory_bytes, "cpu": self.limits.cpu_s, "folder": folder,
-                  "message": len(self.data) + 2**20}
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1",
-               "MKL_NUM_THREADS": "1"}
+        limits = {
+            "memory": self.limits.memory_bytes,
+            "cpu": self.limits.cpu_s,
+            "folder": folder,
+            "message": len(self.data) + 2**20,
+        }
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LANG": "C.UTF-8",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+        }
         if "LD_LIBRARY_PATH" in os.environ:
             env["LD_LIBRARY_PATH"] = os.environ["LD_LIBRARY_PATH"]
         self._process.folder = folder
         self._process.popen = subprocess.Popen(
             [sys.executable, "-I", str(WORKER), json.dumps(limits)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=folder, env=env,
-            close_fds=True, start_new_session=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=folder,
+            env=env,
+            close_fds=True,
+            start_new_session=True,
         )
         try:
             reply, _ = self._read(time.monotonic() + self.limits.start_timeout_s, starting=True)
             self._process.pid = int(reply["pid"])
-            self._exchange({"op": "load"}, (torch.frombuffer(bytearray(self.data), dtype=torch.uint8),),
-                           self.limits.timeout_s)
+            self._exchange(
+                {"op": "load"}, (torch.frombuffer(bytearray(self.data), dtype=torch.uint8),), self.limits.timeout_s
+            )
         except BaseException:
             _stop(self._process)
             raise
@@ -183,7 +197,9 @@ class Worker:
             _stop(self._process)  # free what it holds; the next request starts afresh
             raise ContainedError(
                 f"The model needed more than {self.limits.memory_words()} of memory, the limit for an uploaded model, "
-                "so it was stopped.", "memory", detail,
+                "so it was stopped.",
+                "memory",
+                detail,
             )
         raise ContainedError(f"The model failed: {summary(detail)}.", "error", detail)
 
@@ -197,7 +213,8 @@ class Worker:
             if starting:
                 raise ContainedError(
                     f"The process for the uploaded model did not start within {self.limits.start_timeout_s:g} s "
-                    "(the server is very busy); try again.", "timeout",
+                    "(the server is very busy); try again.",
+                    "timeout",
                 ) from exc
             raise ContainedError(
                 f"The model did not answer within {self.limits.timeout_s:g} s, so it was stopped.", "timeout"

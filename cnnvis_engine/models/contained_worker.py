@@ -29,8 +29,15 @@ from typing import Any
 import torch
 
 DTYPES: dict[str, torch.dtype] = {
-    "float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16,
-    "int64": torch.int64, "int32": torch.int32, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
+    "float32": torch.float32,
+    "float64": torch.float64,
+    "float16": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "int32": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
     "bool": torch.bool,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
@@ -68,7 +75,9 @@ def write_message(
         _write_all(fd, tensor_bytes(tensor), deadline)
 
 
-def read_message(fd: int, *, deadline: float | None = None, max_bytes: int) -> tuple[dict[str, Any], list[torch.Tensor]]:
+def read_message(
+    fd: int, *, deadline: float | None = None, max_bytes: int
+) -> tuple[dict[str, Any], list[torch.Tensor]]:
     """One message; WireError for anything malformed or larger than `max_bytes`, Timeout after `deadline`
     (a `time.monotonic()` value), Closed when the other side has gone."""
     (length,) = struct.unpack(">I", _read_exact(fd, 4, deadline))
@@ -106,7 +115,7 @@ def _write_all(fd: int, data: bytes | memoryview, deadline: float | None) -> Non
     view = memoryview(data).cast("B")
     if deadline is None:
         while view:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         return
     os.set_blocking(fd, False)  # a write takes what the pipe has room for and returns; never waits past the deadline
     try:
@@ -115,7 +124,7 @@ def _write_all(fd: int, data: bytes | memoryview, deadline: float | None) -> Non
             if remaining <= 0 or not select.select([], [fd], [], remaining)[1]:
                 raise Timeout("the other side took nothing before the deadline")
             try:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             except BlockingIOError:
                 continue
     finally:
@@ -142,8 +151,14 @@ def _warm_up() -> None:
     """Load and run a scripted model of our own, so that every module and library TorchScript loads lazily is
     loaded while files can still be opened."""
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Dropout(), torch.nn.Linear(4, 5),
+        torch.nn.Conv2d(3, 4, 3),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Dropout(),
+        torch.nn.Linear(4, 5),
     ).eval()
     buffer = io.BytesIO()
     torch.jit.save(torch.jit.script(net), buffer)
@@ -231,7 +246,9 @@ class _Server:
         self.module: torch.jit.ScriptModule | None = None
         self.graphs: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
-    def handle(self, header: dict[str, Any], tensors: list[torch.Tensor]) -> tuple[dict[str, Any], tuple[torch.Tensor, ...]]:
+    def handle(
+        self, header: dict[str, Any], tensors: list[torch.Tensor]
+    ) -> tuple[dict[str, Any], tuple[torch.Tensor, ...]]:
         op = header["op"]
         if op == "load":
             self.module = torch.jit.load(io.BytesIO(tensors[0].numpy().tobytes()), map_location="cpu")

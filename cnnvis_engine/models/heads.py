@@ -70,6 +70,12 @@ def _resized(head: nn.Linear | nn.Conv2d, outputs: int) -> nn.Module:
     if isinstance(head, nn.Linear):
         return nn.Linear(head.in_features, outputs, bias=head.bias is not None, **factory)
     return nn.Conv2d(
-        head.in_channels, outputs, head.kernel_size, stride=head.stride, padding=head.padding,
-        dilation=head.dilation, bias=head.bias is not None, **factory,
+        head.in_channels,
+        outputs,
+        head.kernel_size,
+        stride=head.stride,
+        padding=head.padding,
+        dilation=head.dilation,
+        bias=head.bias is not None,
+        **factory,
     )

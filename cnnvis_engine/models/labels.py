@@ -104,7 +104,7 @@ def _from_mapping(mapping: Mapping) -> tuple[str, ...]:
         indices.append(index)
     by_index = dict(zip(indices, mapping.values()))
     if len(by_index) != len(mapping):
-        raise ModelFileError("The labels file names some class index twice (for example 1 and \"1\").")
+        raise ModelFileError('The labels file names some class index twice (for example 1 and "1").')
     missing = sorted(set(range(len(by_index))) - set(by_index))
     if missing:
         beyond = max(by_index)

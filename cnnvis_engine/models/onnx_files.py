@@ -195,9 +195,13 @@ def _skip_weight_identities(proto) -> None:
     initializers = {tensor.name for tensor in graph.initializer}
     outputs = {value.name for value in graph.output}
     alias = {
-        node.output[0]: node.input[0] for node in graph.node
-        if node.op_type == "Identity" and node.domain in ("", "ai.onnx") and len(node.input) == 1
-        and node.input[0] in initializers and node.output[0] not in outputs
+        node.output[0]: node.input[0]
+        for node in graph.node
+        if node.op_type == "Identity"
+        and node.domain in ("", "ai.onnx")
+        and len(node.input) == 1
+        and node.input[0] in initializers
+        and node.output[0] not in outputs
     }
     if not alias:
         return
@@ -252,4 +256,3 @@ def _take_channels_first(module: fx.GraphModule) -> None:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")[:300]
-

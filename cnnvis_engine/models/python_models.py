@@ -28,7 +28,7 @@ Labels = str | os.PathLike | Sequence[str] | None
 
 
 def is_python_spec(name: str) -> bool:
-    """"net.py:build", "dir/net.py:Net", "package.module:attr": a `:` with something on both sides."""
+    """ "net.py:build", "dir/net.py:Net", "package.module:attr": a `:` with something on both sides."""
     source, sep, attr = str(name).rpartition(":")
     return bool(sep and source and attr and attr.isidentifier())
 
@@ -61,8 +61,15 @@ def load_python_model(
         _load_weights(model, _load_state_dict(path.read_bytes(), path.name), f"{where}:{attr}")
         detail = str(path)
     return wrap_module(
-        model, name=name or f"{Path(source).name if where.endswith('.py') else source}:{attr}", labels=labels,
-        input_size=input_size, mean=mean, std=std, scale=scale, weights_source="file", weights_detail=detail,
+        model,
+        name=name or f"{Path(source).name if where.endswith('.py') else source}:{attr}",
+        labels=labels,
+        input_size=input_size,
+        mean=mean,
+        std=std,
+        scale=scale,
+        weights_source="file",
+        weights_detail=detail,
         description=f"Imported from {where}:{attr}, with "
         + (f"the weights in {Path(weights).name}." if weights else "the weights its code gives it."),
     )
@@ -156,8 +163,14 @@ def _import(source: str) -> tuple[object, str]:
 
 
 def _is_candidate(value: object) -> bool:
-    return isinstance(value, nn.Module) or (isinstance(value, type) and issubclass(value, nn.Module)) or (
-        callable(value) and not isinstance(value, type) and getattr(value, "__module__", "").startswith("cnnvis_user")
+    return (
+        isinstance(value, nn.Module)
+        or (isinstance(value, type) and issubclass(value, nn.Module))
+        or (
+            callable(value)
+            and not isinstance(value, type)
+            and getattr(value, "__module__", "").startswith("cnnvis_user")
+        )
     )
 
 

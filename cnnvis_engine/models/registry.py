@@ -73,8 +73,17 @@ def offer_model(bundle: ModelBundle, *, family: str = "Your model") -> ModelSpec
     earlier = MODELS.get(key)
     if earlier is not None and not earlier.served:
         raise ModelError(f"'{bundle.name}' is the name of a built-in model; give yours another name.")
-    spec = ModelSpec(key, family, bundle.description, bundle.task, (SERVED_WEIGHTS,), SERVED_WEIGHTS,
-                     lambda weights: bundle, served=True, title=bundle.name)
+    spec = ModelSpec(
+        key,
+        family,
+        bundle.description,
+        bundle.task,
+        (SERVED_WEIGHTS,),
+        SERVED_WEIGHTS,
+        lambda weights: bundle,
+        served=True,
+        title=bundle.name,
+    )
     MODELS.pop(key, None)  # re-offered: it moves to the end of the served ones
     MODELS[key] = spec
     return spec
@@ -139,9 +148,7 @@ def load_model(
             raise ModelError(f"{spec.name} has no '{choice}' weights; choose one of: {', '.join(spec.weights)}.")
         return build_zoo(name, choice)
     if name.lower() not in MODELS and is_python_spec(name):
-        return load_python_model(
-            name, weights, labels=labels, input_size=input_size, mean=mean, std=std, scale=scale
-        )
+        return load_python_model(name, weights, labels=labels, input_size=input_size, mean=mean, std=std, scale=scale)
     spec = MODELS.get(name.lower())
     if spec is None:
         matches = difflib.get_close_matches(name.lower(), MODELS, n=3)

@@ -83,7 +83,7 @@ def _problem(node: ast.AST) -> str:
         if parts[:2] == ["torch", "classes"]:
             return f"uses {'.'.join(parts)} (a C++ class)"
         if parts[:1] == ["ops"] or parts[:2] == ["torch", "ops"]:
-            rest = parts[parts.index("ops") + 1:]
+            rest = parts[parts.index("ops") + 1 :]
             if rest and rest[0] not in OP_NAMESPACES:
                 return f"calls the operator {'.'.join(rest)} (outside PyTorch's tensor operators)"
             if len(rest) >= 2 and rest[1] in IO_OPS:

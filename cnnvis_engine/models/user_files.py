@@ -74,8 +74,16 @@ def load_model_file(
     """
     try:
         return _load_model_file(
-            data, filename, architecture=architecture, labels=labels, input_size=input_size, channels=channels,
-            normalization=normalization, max_bytes=max_bytes, allow_torchscript=allow_torchscript, limits=limits,
+            data,
+            filename,
+            architecture=architecture,
+            labels=labels,
+            input_size=input_size,
+            channels=channels,
+            normalization=normalization,
+            max_bytes=max_bytes,
+            allow_torchscript=allow_torchscript,
+            limits=limits,
             check_code=check_code,
         )
     except ModelFileError:
@@ -219,7 +227,9 @@ def _load_torchscript(data: bytes, filename: str, limits: Limits | None) -> Cont
         worker.close()
         if exc.kind != "error":
             raise ModelFileError(f"{filename} could not be opened: {exc}") from exc
-        raise ModelFileError(f"{filename} looks like TorchScript but could not be opened: {summary(exc.detail)}.") from exc
+        raise ModelFileError(
+            f"{filename} looks like TorchScript but could not be opened: {summary(exc.detail)}."
+        ) from exc
     return ContainedModel(worker)
 
 
@@ -232,8 +242,10 @@ def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
         raise ModelFileError(f"{filename} is not a PyTorch model file.") from exc
     except Exception as exc:  # random bytes raise KeyError, IndexError, RuntimeError ...
         raise ModelFileError(f"{filename} is not a PyTorch model file.") from exc
-    if isinstance(loaded, Mapping) and loaded and all(
-        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    if (
+        isinstance(loaded, Mapping)
+        and loaded
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items())
     ):
         for key, tensor in loaded.items():
             problem = _odd_tensor(tensor)
@@ -262,8 +274,11 @@ def _odd_tensor(tensor: torch.Tensor) -> str:
 def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], architecture: str) -> None:
     """Load strictly; explain missing, extra and wrongly shaped weights in plain words."""
     expected = module.state_dict()
-    not_float = [key for key in expected if key in state_dict and expected[key].is_floating_point()
-                 and not state_dict[key].is_floating_point()]
+    not_float = [
+        key
+        for key in expected
+        if key in state_dict and expected[key].is_floating_point() and not state_dict[key].is_floating_point()
+    ]
     if not_float:
         raise ModelFileError(
             f"The weights do not fit {architecture}: {_few(not_float)} {'holds' if len(not_float) == 1 else 'hold'} "
@@ -303,7 +318,9 @@ def _probe(module: torch.nn.Module, input_size: tuple[int, int], channels: int =
         with torch.enable_grad():
             output = module(x)
     except Exception as exc:  # a user's model can raise anything
-        raise ModelFileError(f"The model failed on a {height}×{width} {_kind(channels)} image: {_summary(exc)}.") from exc
+        raise ModelFileError(
+            f"The model failed on a {height}×{width} {_kind(channels)} image: {_summary(exc)}."
+        ) from exc
     num_classes = _check_output(output)
     connected = output.requires_grad and torch.autograd.grad(output.sum(), x, allow_unused=True)[0] is not None
     if not connected:

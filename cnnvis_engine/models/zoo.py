@@ -85,8 +85,15 @@ def zoo_spec(name: str) -> ModelSpec:
     kind = "convolutional network" if looks_like_cnn(name) else "network built on attention or MLP blocks"
     description = f"{prefix}'s {model}, a {kind}, with the library's own preprocessing."
     weights = ("pretrained", "random") if has_pretrained else ("random",)
-    return ModelSpec(f"{prefix}:{model}", ZOO_FAMILY[prefix], description, "classification", weights, weights[0],
-                     lambda choice: build_zoo(f"{prefix}:{model}", choice))
+    return ModelSpec(
+        f"{prefix}:{model}",
+        ZOO_FAMILY[prefix],
+        description,
+        "classification",
+        weights,
+        weights[0],
+        lambda choice: build_zoo(f"{prefix}:{model}", choice),
+    )
 
 
 def build_zoo(name: str, weights: str) -> ModelBundle:
@@ -117,7 +124,8 @@ def _torchvision(model: str, weights: str) -> tuple:
     state_dict = None
     if weights == "pretrained":  # first: offline it fails at once, before the model is built
         state_dict = load_checkpoint(
-            f"torchvision:{model}", enum.url,
+            f"torchvision:{model}",
+            enum.url,
             lambda: enum.get_state_dict(progress=False, check_hash=True, weights_only=True),
         )
     with seeded_init():  # repeatable random weights; the caller's generator is left alone either way

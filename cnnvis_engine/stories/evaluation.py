@@ -20,7 +20,14 @@ from ..explainer import Explainer
 from ..models.bundle import ModelBundle
 from ..targets import ClassTarget, SegmentationTarget
 
-HELD_OUT_SEEDS = {"tanks": 2001, "tanks_cam": 2002, "salt": 2003, "salt_cam": 2004, "robot": 2005, "robot_failures": 2006}
+HELD_OUT_SEEDS = {
+    "tanks": 2001,
+    "tanks_cam": 2002,
+    "salt": 2003,
+    "salt_cam": 2004,
+    "robot": 2005,
+    "robot_failures": 2006,
+}
 
 
 @dataclass(frozen=True)
@@ -32,7 +39,9 @@ class CamShare:
     count: int
 
 
-def tank_accuracy(model: nn.Module | ModelBundle, light: str, *, count: int = 400, seed: int = HELD_OUT_SEEDS["tanks"]) -> float:
+def tank_accuracy(
+    model: nn.Module | ModelBundle, light: str, *, count: int = 400, seed: int = HELD_OUT_SEEDS["tanks"]
+) -> float:
     """Accuracy on `count` fresh scenes whose light follows `light` ("shortcut", "clean" or "reversed")."""
     data = tank_dataset(count, seed, light=light)
     predicted = predict_batches(model, to_inputs(data.images)).argmax(dim=1).numpy()
@@ -66,15 +75,19 @@ def salt_iou(model: nn.Module | ModelBundle, *, count: int = 300, seed: int = HE
     return float((predicted & truth).sum() / max((predicted | truth).sum(), 1))
 
 
-def salt_cam_share(bundle: ModelBundle, *, count: int = 40, seed: int = HELD_OUT_SEEDS["salt_cam"], layer: str | None = None) -> CamShare:
+def salt_cam_share(
+    bundle: ModelBundle, *, count: int = 40, seed: int = HELD_OUT_SEEDS["salt_cam"], layer: str | None = None
+) -> CamShare:
     """Mean share of the "salt" Grad-CAM mass inside the predicted salt mask, over sections that show salt."""
     data = salt_dataset(count, seed)
     with torch.no_grad():
         predicted = predict_batches(bundle, to_inputs(data.images)).argmax(dim=1).numpy() == 1
     keep = [i for i in range(count) if predicted[i].any()]
     explanations = Explainer(bundle).explain_batch(
-        [Image.fromarray(data.images[i]) for i in keep], targets=SegmentationTarget(1, name="salt"),
-        methods=["gradcam"], layer=layer,
+        [Image.fromarray(data.images[i]) for i in keep],
+        targets=SegmentationTarget(1, name="salt"),
+        methods=["gradcam"],
+        layer=layer,
     )
     shares, flat = [], 0
     for i, explanation in zip(keep, explanations):
@@ -84,7 +97,9 @@ def salt_cam_share(bundle: ModelBundle, *, count: int = 40, seed: int = HELD_OUT
     return CamShare(float(np.mean(shares)), flat, len(shares))
 
 
-def robot_scores(model: nn.Module | ModelBundle, *, count: int = 400, seed: int = HELD_OUT_SEEDS["robot"]) -> dict[str, float]:
+def robot_scores(
+    model: nn.Module | ModelBundle, *, count: int = 400, seed: int = HELD_OUT_SEEDS["robot"]
+) -> dict[str, float]:
     """Per-output accuracy (mean and worst output), precision, recall and the share of views with every
     output right, on `count` fresh views; an output says "obstacle" when its sigmoid exceeds 0.5."""
     data = floor_dataset(count, seed)
@@ -102,9 +117,12 @@ def robot_scores(model: nn.Module | ModelBundle, *, count: int = 400, seed: int 
     }
 
 
-def robot_failures(model: nn.Module | ModelBundle, *, count: int = 100, seed: int = HELD_OUT_SEEDS["robot_failures"]) -> dict[str, float]:
+def robot_failures(
+    model: nn.Module | ModelBundle, *, count: int = 100, seed: int = HELD_OUT_SEEDS["robot_failures"]
+) -> dict[str, float]:
     """The article's two failure cases on fresh views: how often one obstacle is found when it is coloured
     like the floor (vs an ordinary colour), and how many obstacles a strong shadow alone conjures up."""
+
     def run(**kind: object) -> tuple[np.ndarray, np.ndarray]:
         views = [draw_floor_view(np.random.default_rng([seed, i]), **kind) for i in range(count)]
         out = predict_batches(model, to_inputs(np.stack([v.image for v in views]))).numpy() > 0
