@@ -65,8 +65,8 @@ def running(command: list[str], log: Path, ready: str):
         env=environment(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
-        stderr=open(log, "wb"),
-        text=True,  # noqa: SIM115 - the server owns its log file while it runs
+        stderr=open(log, "wb"),  # noqa: SIM115 - the server owns its log file while it runs
+        text=True,
     )
     try:
         for line in process.stdout:
