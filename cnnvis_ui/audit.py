@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import inspect
 import io
 import os
 import stat
@@ -347,5 +348,8 @@ def story_audit(model: str) -> dict:
 
 
 def map_methods() -> list[str]:
-    """The methods an audit may map with: one map per picture, no extra forward passes (a set has thousands)."""
-    return [m for m, method in METHODS.items() if method.scorable and not method.slow]
+    """The methods an audit may map with: one map per picture, no extra forward passes (a set has thousands); the
+    engine's default (`cnnvis_engine.audit.audit`'s `method`) first, so the page starts with it."""
+    default = inspect.signature(audit).parameters["method"].default
+    offered = [m for m, method in METHODS.items() if method.scorable and not method.slow]
+    return sorted(offered, key=lambda m: m != default)

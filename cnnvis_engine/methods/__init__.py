@@ -1,6 +1,16 @@
 """Methods, one small class each, registered by name in METHODS."""
 
-from . import activations, attributions, cam_variants, cams, gradients, perturbation  # noqa: F401  (importing registers the methods)  # noqa: F401, I001
+# Importing registers the methods, in the order every list shows them: the article's first (layer outputs,
+# kernels, CAM, Grad-CAM, guided Grad-CAM, saliency, guided backprop), then their successors.
+# isort: off
+from . import activations  # noqa: F401
+from . import cams  # noqa: F401
+from . import gradients  # noqa: F401
+from . import attributions  # noqa: F401
+from . import cam_variants  # noqa: F401
+from . import perturbation  # noqa: F401
+
+# isort: on
 from .base import METHODS, Method, MethodInputs, MethodOutput, MethodResult, register_method
 
 __all__ = ["METHODS", "Method", "MethodInputs", "MethodOutput", "MethodResult", "register_method"]
