@@ -104,30 +104,20 @@ def test_sanity_offers_it_and_runs_the_test_on_it(toy):
     assert [trace["name"] for trace in json.loads(chart.proto.spec)["data"]] == [TITLE]
 
 
-def test_the_cli_reports_it(toy, tmp_path):
-    images = tmp_path / "images"
+def cli_report(tmp_path: Path, methods: str) -> Path:
+    """The CLI's report of the cat on the default model with `methods`; returns its folder."""
+    images, out = tmp_path / "images", tmp_path / "out"
     images.mkdir()
     shutil.copy(sample_path("cat"), images / "cat.jpg")
-    code = main(
-        [
-            "report",
-            "--model",
-            "efficientnet_lite0",
-            "--images",
-            str(images),
-            "--out",
-            str(tmp_path / "out"),
-            "--methods",
-            f"gradcam,{toy}",
-            "--device",
-            "cpu",
-            "--steps",
-            "2",
-        ]
-    )
-    assert code == 0
-    assert TITLE in (tmp_path / "out" / "cat.html").read_text(encoding="utf-8")
-    assert (tmp_path / "out" / f"cat.{toy}.png").stat().st_size > 1000
+    command = ["report", "--model", "efficientnet_lite0", "--images", str(images), "--out", str(out)]
+    assert main([*command, "--methods", methods, "--device", "cpu", "--steps", "2"]) == 0
+    return out
+
+
+def test_the_cli_reports_it(toy, tmp_path):
+    out = cli_report(tmp_path, f"gradcam,{toy}")
+    assert TITLE in (out / "cat.html").read_text(encoding="utf-8")
+    assert (out / f"cat.{toy}.png").stat().st_size > 1000
 
 
 def test_the_cli_panel_pngs_equal_the_dashboards(tmp_path, monkeypatch):
@@ -137,34 +127,13 @@ def test_the_cli_panel_pngs_equal_the_dashboards(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNVIS_TORCH_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    drawn = capture_drawn(monkeypatch)
-    at = AppTest.from_file(DASHBOARD, default_timeout=90).run()
-    assert not at.exception
-    by_method = {view.method: view for view in drawn if view.method}
-    images = tmp_path / "images"
-    images.mkdir()
-    shutil.copy(sample_path("cat"), images / "cat.jpg")
-    assert (
-        main(
-            [
-                "report",
-                "--model",
-                "efficientnet_lite0",
-                "--images",
-                str(images),
-                "--out",
-                str(tmp_path / "out"),
-                "--methods",
-                "gradcam,saliency",
-                "--device",
-                "cpu",
-                "--steps",
-                "2",
-            ]
-        )
-        == 0
-    )
-    torch.set_num_threads(threads)
+    try:
+        drawn = capture_drawn(monkeypatch)
+        at = AppTest.from_file(DASHBOARD, default_timeout=90).run()
+        assert not at.exception
+        by_method = {view.method: view for view in drawn if view.method}
+        out = cli_report(tmp_path, "gradcam,saliency")
+    finally:
+        torch.set_num_threads(threads)
     for method in ("gradcam", "saliency"):
-        cli = (tmp_path / "out" / f"cat.{method}.png").read_bytes()
-        assert cli == panels.panel_png(by_method[method]), method
+        assert (out / f"cat.{method}.png").read_bytes() == panels.panel_png(by_method[method]), method
