@@ -113,9 +113,15 @@ def draw_map(
     """One (H, W) map of `method` in [0, 1] (a result's, or a Sanity step's) drawn as its method's panel draws it:
     a sparse gradient map (drawn as a heat map or an RGB picture) as a heat map stretched to its 99th percentile
     (over the photo its fine speckle would vanish), any other over the picture."""
-    if METHODS[method].drawing in ("heatmap", "rgb"):
+    if sparse(method):
         return render_heatmap(stretched(values), colormap)
     return render_overlay(image, values, colormap, opacity)
+
+
+def sparse(method: str) -> bool:
+    """Whether `method` makes a sparse gradient map (drawn as a heat map or an RGB picture), which is shown
+    stretched to its 99th percentile rather than to its maximum."""
+    return METHODS[method].drawing in ("heatmap", "rgb")
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import numpy as np
 import streamlit as st
 
 from cnnvis_engine import METHODS, MethodResult
-from cnnvis_engine.render import render_heatmap, render_overlay, render_rgb
+from cnnvis_engine.render import render_heatmap, render_overlay, render_rgb, sparse
 
 from . import state
 from .panels import Legend, PanelView
@@ -126,7 +126,7 @@ class SharedScale:
     def legend(self, method: str) -> Legend:
         high = (
             f"1: the top 1% of the strongest of the {self.counts[method]} maps"
-            if _sparse(method)
+            if sparse(method)
             else f"1: the strongest of the {self.counts[method]} maps"
         )
         return Legend(self.colormap, "0: no evidence", high)
@@ -137,7 +137,7 @@ class SharedScale:
     def picture(self, method: str, image: np.ndarray, values: np.ndarray) -> np.ndarray:
         """`values` drawn as the method's panel draws its map: a sparse gradient map as a heat map, any other
         over the picture."""
-        if _sparse(method):
+        if sparse(method):
             return render_heatmap(values, self.colormap)
         return render_overlay(image, values, self.colormap, self.opacity)
 
@@ -178,14 +178,9 @@ class SharedScale:
         )
 
 
-def _sparse(method: str) -> bool:
-    """A gradient map, drawn as a heat map stretched to its 99th percentile (or as an RGB picture of it)."""
-    return METHODS[method].drawing in ("heatmap", "rgb")
-
-
 def _ceiling(method: str, values: np.ndarray) -> float:
     positive = np.maximum(values, 0)
-    return float(np.percentile(positive, _PERCENTILE) if _sparse(method) else positive.max())
+    return float(np.percentile(positive, _PERCENTILE) if sparse(method) else positive.max())
 
 
 def triples(results: Iterable[MethodResult]) -> list[tuple[str, np.ndarray | None, np.ndarray | None]]:
