@@ -127,8 +127,7 @@ def method_views(explanation: Explanation, colormap: str, opacity: float) -> lis
     views = []
     for method, result in explanation.items():
         if not result.applicable:
-            title = "Saliency" if panel_key(method) == "saliency" else METHODS[method].title
-            views.append(_not_applicable(result, title))
+            views.append(_not_applicable(result, slot_title(method)))
         else:
             view = result_view(result, explanation.image, explanation.target.label, colormap, opacity)
             views.append(_flat(view, result) if _is_flat(result) else view)
@@ -158,6 +157,11 @@ def _flat(view: PanelView, result: MethodResult) -> PanelView:
     )
 
 
+def slot_title(method: str) -> str:
+    """The title of the panel `method` shows in when it has no map: "Saliency" for the two modes of that panel."""
+    return "Saliency" if panel_key(method) == "saliency" else METHODS[method].title
+
+
 def css_key(method: str) -> str:
     """`method` as part of a widget key: no "+" (a key ends up in a CSS class name)."""
     return method.replace("+", "p")
@@ -184,7 +188,7 @@ def explained_views(
         try:
             explanation = ctx.explain([method], **explain)
         except EngineError as error:
-            title = "Saliency" if panel_key(method) == "saliency" else METHODS[method].title
+            title = slot_title(method)
             views.append(PanelView(key=panel_key(method), title=title, note=str(error), method=method, level="error"))
         else:
             views += method_views(explanation, colormap, opacity)
