@@ -4,6 +4,7 @@ results are drawn, never what is computed), and the Explore page's choice of ext
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import streamlit as st
@@ -118,6 +119,8 @@ def method_settings(methods: list[str]) -> dict[str, dict[str, float]]:
         columns = box.columns(len(options))
         for column, option in zip(columns, options):
             start = changed.get(method, {}).get(option.name, values.get(option.name, option.default))
+            if not math.isfinite(start):  # NaN or infinite (set through session state): the default instead
+                start = values.get(option.name, option.default)
             start = option.kind(min(max(start, option.low), option.high))  # a link's value out of range: clamped
             key = state.setting_widget(method, option.name)
             st.session_state[key] = start

@@ -12,6 +12,7 @@ reproduces the view in any browser.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -232,7 +233,10 @@ def _decode_settings(text: str) -> dict[str, dict[str, float]]:
     for item in filter(None, text.split(",")):
         name, _, value = item.partition("=")
         method, _, option = name.rpartition(".")
-        settings.setdefault(method, {})[option] = float(value)  # ValueError: the link is left out with a note
+        number = float(value)  # ValueError: the link's settings are left out, with a note
+        if not math.isfinite(number):
+            raise ValueError(value)
+        settings.setdefault(method, {})[option] = number
     return settings
 
 

@@ -41,3 +41,17 @@ def test_a_setting_the_engine_refuses_is_said_in_its_panel_and_the_page_goes_on(
     assert not at.exception
     assert any("at least as large as the stride" in e.value for e in at.error)
     assert "Grad-CAM" in {m.value.strip("*") for m in at.markdown}  # the rest of the page still draws
+
+
+def test_a_setting_that_is_not_a_finite_number_never_reaches_the_page():
+    """From a link, `nan` or `inf` is refused like any unreadable value (the link's settings are left out, with a
+    note); in session state, a NaN falls back to the dashboard's value."""
+    for text in ("integrated_gradients.steps=nan", "integrated_gradients.steps=inf", "occlusion.window=x"):
+        with pytest.raises(ValueError):
+            state.URL_PARAMS[state.METHOD_SETTINGS][1].decode(text)
+    at = AppTest.from_file(DASHBOARD, default_timeout=120)
+    at.session_state[state.EXTRA_METHODS] = ["integrated_gradients"]
+    at.session_state[state.METHOD_SETTINGS] = {"integrated_gradients": {"steps": float("nan")}}
+    at.run()
+    assert not at.exception
+    assert at.number_input(key=state.setting_widget("integrated_gradients", "steps")).value == 20
