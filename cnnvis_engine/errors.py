@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """`repr(value)`, cut at `limit` characters: user input quoted in a message stays short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
 
 class EngineError(Exception):
     """Base of every error the engine raises on purpose."""

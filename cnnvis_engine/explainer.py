@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from .errors import ImageError, TargetError
-from .inputs import ImageSource, check_tensor, check_top_k, decode, from_images, from_tensor, method_names
-from .methods import METHODS, MethodInputs, MethodResult
+from .images import DecodedImage, decode_image
+from .methods import METHODS, MethodInputs, MethodResult, method_names
 from .models.bundle import ModelBundle
 from .recording import RecordedPass, Recorder, extra_pass
-from .targets import Prediction, Target, resolve_target, top_predictions
+from .targets import Prediction, Target, check_top_k, resolve_target, top_predictions
 from .tracing import LayerInfo, Trace
 
 # The article's seven methods: what `explain` computes unless told otherwise.
@@ -46,6 +46,11 @@ TORCHSCRIPT_WAY_OUT = (
     "for a listed architecture, or open your Python model with `cnnvis serve`."
 )
 TargetSpec = int | Target | None
+ImageSource = Any  # PIL image, bytes, path or DecodedImage
+
+
+def decode(image: ImageSource) -> DecodedImage:
+    return image if isinstance(image, DecodedImage) else decode_image(image)
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,7 @@ class Explainer:
         names = method_names(methods)
         check_top_k(top_k)
         if isinstance(images, torch.Tensor):
-            check_tensor(self.bundle, images)  # shape and finite values, before the first chunk runs
+            self.bundle.check_batch(images)  # shape and finite values, before the first chunk runs
         results: list[Explanation] = []
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = slice(start, start + BATCH_CHUNK)
@@ -173,9 +178,9 @@ class Explainer:
         """`explain_batch` for at most BATCH_CHUNK images: one forward pass, shared backward passes."""
         needs = frozenset().union(*(METHODS[m].needs for m in names))
         if isinstance(images, torch.Tensor):
-            x, displays, notes = from_tensor(self.bundle, images)
+            x, displays, notes = self.bundle.batch_of_tensor(images)
         else:
-            x, displays, notes = from_images(self.bundle, [decode(image) for image in images])
+            x, displays, notes = self.bundle.batch([decode(image) for image in images])
         fp = None
         if not needs & _INPUT_GRADIENT_NEEDS:
             fp = self._lean_pass(x, displays, notes, names, layer, layers or {})
@@ -191,7 +196,7 @@ class Explainer:
             if cached is not None:
                 self._passes.move_to_end(decoded.sha256)
                 return cached
-            fp = self._recorder.whole(*from_images(self.bundle, [decoded]))
+            fp = self._recorder.whole(*self.bundle.batch([decoded]))
             self._passes[decoded.sha256] = fp
             while len(self._passes) > self.cache_size:
                 self._passes.popitem(last=False)

@@ -11,11 +11,12 @@ probabilities, the top one being the target when none is given.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
-from .errors import TargetError
+from .errors import TargetError, shown
 
 if TYPE_CHECKING:
     from .models.bundle import ModelBundle
@@ -176,3 +177,11 @@ def top_predictions(bundle: ModelBundle, output: torch.Tensor, top_k: int) -> li
         tuple(Prediction(i, names[i] if i < len(names) else f"class {i}", v) for v, i in zip(row_values, row_indices))
         for row_values, row_indices in zip(values.tolist(), indices.tolist())
     ]
+
+
+def check_top_k(top_k: Any) -> None:
+    """`top_k` must be a whole number ≥ 1; more than the model's outputs gives all of them."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise TargetError(
+            f"The number of predictions to list (top_k) must be a whole number of at least 1; got {shown(top_k)}."
+        )

@@ -11,6 +11,14 @@ from . import cam_variants  # noqa: F401
 from . import perturbation  # noqa: F401
 
 # isort: on
-from .base import METHODS, Method, MethodInputs, MethodOutput, MethodResult, register_method
+from .base import METHODS, Method, MethodInputs, MethodOutput, MethodResult, method_names, register_method
 
-__all__ = ["METHODS", "Method", "MethodInputs", "MethodOutput", "MethodResult", "register_method"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodInputs",
+    "MethodOutput",
+    "MethodResult",
+    "method_names",
+    "register_method",
+]

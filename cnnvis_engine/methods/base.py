@@ -12,8 +12,9 @@ backward pass, for one image or a whole batch.
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MethodError
+from ..errors import MethodError, shown
 from ..targets import Target
 
 Need = Literal["activation", "layer_gradient", "input_gradient", "guided_input_gradient", "cam", "module", "forward"]
@@ -241,6 +242,30 @@ METHODS: dict[str, type[Method]] = {}
 def register_method(cls: type[Method]) -> type[Method]:
     METHODS[cls.name] = cls
     return cls
+
+
+MAX_METHOD_NAMES = 1000  # names read from one `methods` argument (an endless generator stops here)
+
+
+def method_names(methods: Iterable[str]) -> list[str]:
+    """The method names, each once, in order, each a registered method. A string is refused: it would be read
+    letter by letter."""
+    if isinstance(methods, (str, bytes)):
+        raise MethodError(
+            f"The methods must be a list of names, such as [{shown(methods)}], not one piece of text "
+            "(it would be read letter by letter)."
+        )
+    methods = list(itertools.islice(methods, MAX_METHOD_NAMES + 1))
+    if len(methods) > MAX_METHOD_NAMES:
+        raise MethodError(f"More than {MAX_METHOD_NAMES} method names were given; there are {len(METHODS)} methods.")
+    wrong = [m for m in methods if not isinstance(m, str)]
+    if wrong:
+        raise MethodError(f"Each method must be named by a string such as 'gradcam'; got {shown(wrong[0])}.")
+    names = list(dict.fromkeys(methods))
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise MethodError(f"Unknown method {shown(unknown[0])}. Available methods: {', '.join(METHODS)}.")
+    return names
 
 
 FLAT_SPAN = 1e-5  # a map whose values differ by less than this share of their magnitude is flat

@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import EngineError, ModelError
+from ..errors import EngineError, ImageError, ModelError
+
+if TYPE_CHECKING:
+    from ..images import DecodedImage
 
 TaskKind = Literal["classification", "segmentation", "regression"]
 WeightsSource = Literal["pretrained", "random", "embedded", "file", "demo"]
+
+# A batch as the model takes it: (N, C, H, W) on the model's device, the pictures as the model sees them ((H, W, 3)
+# uint8 each) and their decoding notes.
+ModelInput = tuple[torch.Tensor, list[np.ndarray], list[tuple[str, ...]]]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -126,6 +134,36 @@ class ModelBundle:
     def prepare(self, image: Image.Image) -> tuple[np.ndarray, torch.Tensor]:
         display = self.resize(image)
         return display, self.normalization.apply(display)
+
+    def batch(self, decoded: Sequence[DecodedImage]) -> ModelInput:
+        """Decoded pictures as one input: each resized and normalised as `prepare` does, on the model's device."""
+        displays = [self.resize(d.image) for d in decoded]
+        x = self.normalization.apply(np.stack(displays), self.device)
+        return x, displays, [d.notes for d in decoded]
+
+    def batch_of_tensor(self, x: torch.Tensor) -> ModelInput:
+        """A ready batch (checked by `check_batch`), copied to the model's device; its pictures by inverting the
+        normalisation."""
+        self.check_batch(x)
+        x = x.detach().to(self.device, torch.float32)
+        return x.clone(), list(self.normalization.invert(x)), [()] * len(x)
+
+    def check_batch(self, x: torch.Tensor) -> None:
+        """A ready batch must have the model's input shape and hold only finite values: a NaN would be traced (CAM
+        then judged from NaN outputs) before anything could notice."""
+        expected = (self.channels, *self.input_size)
+        if x.dim() != 4 or tuple(x.shape[1:]) != expected or not x.is_floating_point():
+            raise ImageError(
+                f"A ready batch must be a float tensor of shape (N, {', '.join(map(str, expected))}); "
+                f"got {tuple(x.shape)}."
+            )
+        finite = torch.isfinite(x.detach()).flatten(1).all(dim=1)
+        if not bool(finite.all()):
+            bad = torch.nonzero(~finite).flatten().tolist()
+            which = f"image {bad[0]}" if len(bad) == 1 else f"{len(bad)} images (the first is image {bad[0]})"
+            raise ImageError(
+                f"The batch holds NaN or infinite values in {which}, so it cannot be explained; nothing was run."
+            )
 
     def run(self, x: torch.Tensor, *, failed_on: str = "this image", hint: str = "", fast: bool = True) -> torch.Tensor:
         """The model's output for a batch x (N, C, H, W): the one way every pass runs the model.
