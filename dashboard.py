@@ -2,9 +2,9 @@
 
 import streamlit as st
 
-from cnnvis_ui import entry, panels, sidebar, uploads
+from cnnvis_ui import panels, sidebar, threads, uploads
 
-entry.tune_malloc()
+threads.tune_malloc()
 uploads.install()  # the server frees uploads no widget claims and those of closed sessions
 
 st.set_page_config(page_title="cnnvis — what a CNN looks at", page_icon=panels.app_icon(), layout="wide")

@@ -1,5 +1,6 @@
-"""Sharing the view: the "Copy link" button and what an opened link could not bring back; and the one-line hint
-at the top of every page that says where the choices are (the sidebar hides behind its toggle on a phone).
+"""Sharing the view: the "Copy link" button and what an opened link could not bring back; a link to any page
+running through the entry script (`ensure_entry`); and the one-line hint at the top of every page that says where
+the choices are (the sidebar hides behind its toggle on a phone).
 
 The view itself lives in the URL (`state.URL_PARAMS`): every change writes it, so the address bar always holds the
 link. The button copies that address; where the browser refuses the clipboard (a page served over plain http
@@ -9,9 +10,27 @@ from another machine), it shows the link selected, ready to copy by hand.
 from __future__ import annotations
 
 import streamlit as st
+from streamlit import runtime
+from streamlit.runtime.pages_manager import PagesManager
 
 from . import state
 from .text import plain
+
+
+def ensure_entry() -> None:
+    """Make every page run through dashboard.py, even when it is the first request after the server starts.
+
+    Streamlit treats an app with a `pages/` folder as an old-style multipage app until the entry script has called
+    `st.navigation` once in the server process (that call clears `PagesManager.uses_pages_directory`). So if the
+    first request after a start is a deep link such as /layers, or a browser reload on that page, Streamlit runs
+    pages/layers.py on its own: no page config, no shared sidebar. Called at the top of each page, this notices
+    that, switches the process to st.navigation mode as the entry script would, and reruns, so dashboard.py runs
+    and routes to the same page. Under AppTest (no runtime) it does nothing: tests run page files on their own on
+    purpose."""
+    if runtime.exists() and PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False  # what st.navigation does on its first call
+        st.rerun()
+
 
 # The browser's current address, not one the server computed: it is right even after back/forward. The fixed
 # text is this module's own (no user input reaches the script).

@@ -1,4 +1,5 @@
-"""How many threads torch's CPU work may use in the server, shared among the browser sessions computing at once.
+"""What the server's many threads cost, kept in check: how many threads torch's CPU work may use, shared among the
+browser sessions computing at once, and glibc's per-thread malloc arenas (`tune_malloc`).
 
 torch starts with one intra-op thread per core, which suits one program alone on a machine, not a server: with
 another CPU-bound process on one of two cores, two torch threads wait on each other at every parallel step (the
@@ -13,6 +14,7 @@ No streamlit here: the bench (bench/threads_bench.py) uses the same policy.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import os
 import threading
@@ -98,3 +100,24 @@ def sized(func: Callable[P, R]) -> Callable[P, R]:
             return func(*args, **kwargs)
 
     return wrapper
+
+
+def tune_malloc(arenas: int = 2, mmap_threshold: int = 1 << 20) -> None:
+    """Keep the server's resident memory near its working set (glibc only; a no-op elsewhere).
+
+    Streamlit runs every script run on a fresh thread and glibc gives threads their own malloc arenas (up to 8 per
+    core), so tensors freed by one run are not reused by the next. And glibc raises its mmap threshold after large
+    frees, so later activation tensors (1–30 MB) come from arenas that never shrink. Capping the arenas (like
+    MALLOC_ARENA_MAX=2) and fixing the threshold at 1 MiB (like MALLOC_MMAP_THRESHOLD_) returns big tensors to the
+    system when freed: measured here, peak RSS with the default model and resnet50 fell from about 1.9 to 1.5 GB.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_ARENA_MAX, arenas)
+        libc.mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+    except (OSError, AttributeError):
+        pass
+
+
+_M_MMAP_THRESHOLD = -3  # glibc malloc.h
+_M_ARENA_MAX = -8

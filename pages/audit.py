@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
 from cnnvis_ui import audit as a
-from cnnvis_ui import context, entry
+from cnnvis_ui import context, share
 
 PAPER = "https://arxiv.org/abs/1902.10178"
 COLUMNS = 6
@@ -138,5 +138,5 @@ def render() -> None:
         results(run)
 
 
-entry.ensure_entry()
+share.ensure_entry()
 render()

@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError, list_samples
 from cnnvis_engine.report import ReportStamp
-from cnnvis_ui import compute, context, controls, entry, panels, scale, state, views
+from cnnvis_ui import compute, context, controls, panels, scale, share, state, views
 from cnnvis_ui.text import plain
 
 MAX_IMAGES, MAX_MODELS = 4, 6
@@ -176,5 +176,5 @@ def render() -> None:
         panels.report_buttons(report, stamp, file_stem="cnnvis-compare")
 
 
-entry.ensure_entry()
+share.ensure_entry()
 render()

@@ -6,7 +6,7 @@ from contextlib import nullcontext
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError, Explanation
-from cnnvis_ui import caveats, charts, compute, context, controls, curves, entry, panels, views
+from cnnvis_ui import caveats, charts, compute, context, controls, curves, panels, share, views
 from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
@@ -179,5 +179,5 @@ def render() -> None:
     panels_area(ctx)
 
 
-entry.ensure_entry()
+share.ensure_entry()
 render()

@@ -8,7 +8,7 @@ import streamlit as st
 
 from cnnvis_engine import EngineError, MethodResult
 from cnnvis_engine.render import render_grid
-from cnnvis_ui import compute, context, controls, entry, panels, state, text, views
+from cnnvis_ui import compute, context, controls, panels, share, state, text, views
 from cnnvis_ui.compute import ModelRef, model_spec
 from cnnvis_ui.panels import PanelView
 
@@ -184,5 +184,5 @@ def render() -> None:
     trained_vs_random(ctx, display.colormap)
 
 
-entry.ensure_entry()
+share.ensure_entry()
 render()

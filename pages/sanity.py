@@ -4,7 +4,7 @@ the sidebar's model, image, layer and class, for one method and optionally a sec
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
-from cnnvis_ui import caveats, charts, context, entry, panels, scale, state, views
+from cnnvis_ui import caveats, charts, context, panels, scale, share, state, views
 from cnnvis_ui.text import plain
 
 MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
@@ -135,5 +135,5 @@ def render() -> None:
             )
 
 
-entry.ensure_entry()
+share.ensure_entry()
 render()

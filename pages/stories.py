@@ -3,7 +3,7 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 
 import streamlit as st
 
-from cnnvis_ui import audit, compute, entry, panels, scale, state, stories
+from cnnvis_ui import audit, compute, panels, scale, share, state, stories
 from cnnvis_ui.panels import PanelView
 
 STORIES = {"tanks": "The tanks and the weather", "salt": "Finding salt", "robot": "A robot's blind spots"}
@@ -340,5 +340,5 @@ def render() -> None:
     {"tanks": tanks, "salt": salt, "robot": robot}[story]()
 
 
-entry.ensure_entry()
+share.ensure_entry()
 render()

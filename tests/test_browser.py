@@ -101,7 +101,7 @@ def go_to(page, title: str) -> None:
 
 # ----- tests ---------------------------------------------------------------------------------------------
 def test_a_deep_link_on_a_fresh_server_still_runs_the_entry_script(browser, server):
-    """First in this module on purpose: the first request of a fresh server is /layers (see cnnvis_ui/entry.py)."""
+    """First in this module on purpose: the first request of a fresh server is /layers (see share.ensure_entry)."""
     context = browser.new_context(viewport={"width": 1500, "height": 1300})
     page = context.new_page()
     page.goto(f"{server}/layers")

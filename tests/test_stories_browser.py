@@ -81,7 +81,7 @@ def text_of(page, key: str) -> str:
 
 def test_a_deep_link_on_a_fresh_server_opens_the_stories(page):
     """First in this module on purpose: the `page` fixture's /stories is the fresh server's first request (see
-    cnnvis_ui/entry.py), and it waits for the Stories title."""
+    share.ensure_entry), and it waits for the Stories title."""
     nav = page.get_by_test_id("stSidebarNav").inner_text()
     assert "Explore" in nav and "dashboard" not in nav  # our navigation, not the pages/ folder's
     page.screenshot(path=ARTIFACTS / "stories-deep-link.png")
