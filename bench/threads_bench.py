@@ -4,10 +4,11 @@ process, and as 4 concurrent sessions, with torch's default threads ("before") a
 
     python -m bench.threads_bench [--timeout 120] [--tasks gallery,sanity] [--policies default,sized]
 
-Each case runs in a child process (a fresh torch, its own thread setting) that loads the embedded default model
-(efficientnet_lite0), runs the task once to warm up, then times it; a case over `--timeout` seconds is stopped and
-reported as "> timeout". The competitor is one `while True: pass` process. The 4 sessions are 4 threads of one
-process, as Streamlit runs 4 browser sessions, started together; the table gives the slowest.
+Each case runs in a child process (a fresh torch, its own thread setting, glibc's malloc tuned as in the
+dashboard's process) that loads the embedded default model (efficientnet_lite0), runs the task once to warm up,
+then times it; a case over `--timeout` seconds is stopped and reported as "> timeout". The competitor is one
+`while True: pass` process. The 4 sessions are 4 threads of one process, as Streamlit runs 4 browser sessions,
+started together; the table gives the slowest.
   gallery: what the Layers page's "Show what these channels look for" computes (8 channels, 64 px, 64 steps)
   sanity:  the Sanity page's cascading randomisation test of Grad-CAM on the cat
 Acceptance (issue 15): under the competitor, within 2x of quiet; 4 sessions each within 3x of one alone.
@@ -53,6 +54,7 @@ def child(task: str, policy: str, sessions: int) -> None:
     """Run in a child process: print {"times": [...], "threads": n} as JSON."""
     from cnnvis_ui import threads
 
+    threads.tune_malloc()  # as the dashboard's process does
     warm, work = _task(task)
     sizing = threads.ThreadPolicy(threads.budget()) if policy == "sized" else None
 
