@@ -234,11 +234,6 @@ def report_stamp(ctx: Context, explanation: Explanation | None, settings: dict[s
     )
 
 
-# Maps whose good faithfulness scores can mislead: they follow the picture's edges more than the network's weights
-# (Adebayo et al. 2018, and this app's Sanity page: guided backprop hardly changes when the weights are random).
-EDGE_LIKE = frozenset({"guided_backprop", "guided_gradcam", "integrated_gradients", "smoothgrad"})
-
-
 def faithfulness_verdict(scores: dict[str, Faithfulness], titles: dict[str, str]) -> str:
     """One line under the faithfulness table: which map did best by each measure, and the caveat a good score
     needs when it comes from a map that the Sanity test shows barely depends on the weights."""
@@ -254,7 +249,7 @@ def faithfulness_verdict(scores: dict[str, Faithfulness], titles: dict[str, str]
     if len(best) == 1:
         parts = [f"{titles[by_deletion]} does best by every measure"]
     verdict = "; ".join(parts) + "."
-    edgy = [titles[m] for m in best if m in EDGE_LIKE]
+    edgy = [titles[m] for m in best if m in METHODS and METHODS[m].follows_edges]
     if edgy:
         verdict += (
             f" A good score is not the whole story: {', '.join(edgy)} also follows the picture's edges, and "

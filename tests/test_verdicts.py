@@ -56,3 +56,14 @@ def test_reports_carry_the_faithfulness_numbers_and_curve():
     text = rows["Faithfulness of Grad-CAM"]
     assert "deletion AUC 0.25" in text and "average drop 30%" in text
     assert text.endswith("0.90, 0.72, 0.54, 0.36, 0.18, 0.00")
+
+
+def test_the_maps_that_follow_edges_are_those_the_methods_declare():
+    """The caveat's maps come from each method's `follows_edges`, as the verdict's own name list had them."""
+    from cnnvis_engine import METHODS
+
+    declared = {name for name, method in METHODS.items() if method.follows_edges}
+    assert declared == {"guided_backprop", "guided_gradcam", "integrated_gradients", "smoothgrad"}
+    titles = {"smoothgrad": "SmoothGrad", "gradcam": "Grad-CAM"}
+    verdict = views.faithfulness_verdict({"smoothgrad": score(0.1, 0.7, 0.2), "gradcam": score(0.3, 0.5, 0.4)}, titles)
+    assert "SmoothGrad also follows the picture's edges" in verdict

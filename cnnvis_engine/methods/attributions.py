@@ -38,6 +38,7 @@ class IntegratedGradients(Method):
     `map` is |Σ_c raw_c| normalised; `rgb` the signed picture."""
 
     name = "integrated_gradients"
+    follows_edges = True
     title = "Integrated Gradients"
     summary = "Adds up the gradients along a fade from a plain grey picture to yours: each pixel's share of the score."
     paper = "https://arxiv.org/abs/1703.01365"
@@ -100,6 +101,7 @@ class SmoothGrad(Method):
     tensor) — what captum's NoiseTunnel(Saliency) computes for the same noise. `map` is max_c raw normalised."""
 
     name = "smoothgrad"
+    follows_edges = True
     title = "SmoothGrad"
     summary = "Saliency averaged over many slightly noisy copies of your picture, so the speckle cancels out."
     paper = "https://arxiv.org/abs/1706.03825"

@@ -173,6 +173,9 @@ class Method(ABC):
     options: ClassVar[tuple[Option, ...]] = ()
     legend: ClassVar[tuple[str, str] | None] = ("0: no evidence", "1: strongest in this map")  # None: no colour bar
     hover: ClassVar[str] = ""  # what a hovered value is; "" = the title
+    # Its map follows the picture's edges more than the network's weights (Adebayo et al. 2018; the Sanity page shows
+    # it), so a good faithfulness score comes with that caveat.
+    follows_edges: ClassVar[bool] = False
     # derived in __init_subclass__ unless set
     slow: ClassVar[bool]
     uses_layer: ClassVar[bool]

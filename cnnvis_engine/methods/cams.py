@@ -81,6 +81,7 @@ class GuidedGradCAM(Method):
     """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop (3, H, W) × Grad-CAM upsampled to (H, W)."""
 
     name = "guided_gradcam"
+    follows_edges = True
     title = "Guided Grad-CAM"
     summary = "Guided backprop's sharp edges, kept only where Grad-CAM says the class evidence is."
     paper = "https://arxiv.org/abs/1610.02391"

@@ -39,6 +39,7 @@ class GuidedBackprop(Method):
     meta["unguided"] lists activations left as they are (SiLU, Hardswish, functional calls)."""
 
     name = "guided_backprop"
+    follows_edges = True
     title = "Guided backprop"
     panel_title = "Saliency (guided backprop)"
     summary = "Saliency that only lets positive evidence flow back, so the picture shows crisp object edges."
