@@ -37,6 +37,9 @@ from .tracing import Trace
 Mode = Literal["cascading", "independent"]
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, layer just randomised)
 _CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+# `reset_parameters` draws from torch's one global generator: two sessions randomising at once (threads of one
+# server) would draw from each other's seeds, so a seeded re-initialisation holds this lock.
+_GLOBAL_GENERATOR = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -179,7 +182,7 @@ def _randomise(unit: nn.Module, seed: int) -> None:
     """Re-initialise every layer of `unit` as at construction (seeded); parameters of a layer without
     `reset_parameters` are redrawn from a normal distribution with their current standard deviation."""
     devices = [p.device.index or 0 for p in unit.parameters() if p.device.type == "cuda"][:1]
-    with torch.random.fork_rng(devices=devices), torch.no_grad():
+    with _GLOBAL_GENERATOR, torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(seed)
         for module in unit.modules():
             own = list(module.parameters(recurse=False))

@@ -94,3 +94,28 @@ def test_gradcam_fails_to_stay_the_same_guided_backprop_does_on_the_trained_defa
         assert g.spearman < b.spearman - 0.2
     assert np.mean([s.spearman for s in gradcam[1:]]) < 0.6
     assert min(s.spearman for s in guided[1:]) > 0.9
+
+
+def test_concurrent_tests_draw_the_same_random_weights_as_serial_ones():
+    """The layers are re-initialised from torch's global generator, seeded per step: sessions testing at once
+    (threads of one server) must not draw from each other's seeds."""
+    import threading
+
+    bundle = dataclasses.replace(load_model("resnet18", "random"), input_size=(64, 64))
+    image = synthetic_image(0)
+    seeds = (0, 100, 200, 300)
+    serial = {seed: randomisation_test(bundle, image, "gradcam", seed=seed) for seed in seeds}
+    concurrent: dict[int, list] = {}
+    workers = [
+        threading.Thread(
+            target=lambda s=seed: concurrent.__setitem__(s, randomisation_test(bundle, image, "gradcam", seed=s))
+        )
+        for seed in seeds
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    for seed in seeds:
+        assert [s.spearman for s in concurrent[seed]] == [s.spearman for s in serial[seed]]
+        assert all(np.array_equal(a.map, b.map) for a, b in zip(concurrent[seed], serial[seed]))
