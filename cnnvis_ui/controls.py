@@ -31,7 +31,9 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
     columns = st.columns(3)
     names = colormap_names()
     columns[0].selectbox(
-        "Colormap", names, key=state.seed(state.COLORMAP, names), on_change=state.commit, args=(state.COLORMAP,)
+        "Colormap",
+        names,
+        **state.bound(state.COLORMAP, names),
     )
     if opacity:
         columns[1].slider(
@@ -39,9 +41,7 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
             min_value=0.0,
             max_value=1.0,
             step=0.05,
-            key=state.seed(state.OPACITY),
-            on_change=state.commit,
-            args=(state.OPACITY,),
+            **state.bound(state.OPACITY),
             help="How strongly CAM and Grad-CAM cover the photo.",
         )
     if saliency:
@@ -50,9 +50,7 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
             list(SALIENCY_MODES),
             format_func=SALIENCY_MODES.get,
             required=True,
-            key=state.seed(state.SALIENCY_MODE, list(SALIENCY_MODES)),
-            on_change=state.commit,
-            args=(state.SALIENCY_MODE,),
+            **state.bound(state.SALIENCY_MODE, list(SALIENCY_MODES)),
             help="Vanilla: |gradient| of the class score. Guided: only positive evidence flows back (crisper edges).",
         )
     return Display(state.get(state.COLORMAP), float(state.get(state.OPACITY)), state.get(state.SALIENCY_MODE))
@@ -75,9 +73,7 @@ def extra_methods() -> list[str]:
         selection_mode="multi",
         format_func=method_label,
         wrap=True,
-        key=state.seed(state.EXTRA_METHODS),
-        on_change=state.commit,
-        args=(state.EXTRA_METHODS,),
+        **state.bound(state.EXTRA_METHODS),
         help="Each adds a panel below. :material/timer: marks methods that run the network tens to hundreds of "
         "times: they take a few seconds (more on a big model), once per image, layer and class.",
     )
@@ -93,9 +89,7 @@ def method_label(method: str) -> str:
 def faithfulness_switch() -> bool:
     st.toggle(
         "Score the maps (deletion, insertion, average drop)",
-        key=state.seed(state.FAITHFULNESS),
-        on_change=state.commit,
-        args=(state.FAITHFULNESS,),
+        **state.bound(state.FAITHFULNESS),
         help="Hides and reveals the picture in the order each map ranks its pixels and watches the class "
         "probability: a faithful map makes it fall fast when its top pixels go and rise fast when they come back. "
         "About a second per map, once.",

@@ -38,9 +38,7 @@ def toggle(*, disabled: bool = False) -> bool:
     """The "Same scale for all maps" switch (kept in the URL as `same_scale`); returns whether it is on."""
     st.toggle(
         TOGGLE_LABEL,
-        key=state.seed(state.SHARED_SCALE),
-        on_change=state.commit,
-        args=(state.SHARED_SCALE,),
+        **state.bound(state.SHARED_SCALE),
         help=TOGGLE_HELP,
         disabled=disabled,
     )

@@ -90,10 +90,8 @@ def _model_section(ctx: Context) -> None:
     st.selectbox(
         "Network",
         names,
-        key=state.seed(state.MODEL, names),
+        **state.bound(state.MODEL, names, then=state.model_changed),
         format_func=_model_label,
-        on_change=state.commit,
-        args=(state.MODEL, state.model_changed),
         help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
         "(convolutional networks first). Type to search.",
     )
@@ -102,12 +100,10 @@ def _model_section(ctx: Context) -> None:
         st.radio(
             "Weights",
             spec.weights,
-            key=state.seed(state.WEIGHTS, spec.weights),
+            **state.bound(state.WEIGHTS, spec.weights),  # same architecture: layer and class stay
             horizontal=True,
             format_func=lambda w: _WEIGHTS_NAMES.get(w, w),
             help=" ".join(f"**{w.capitalize()}**: {_WEIGHTS_HELP.get(w, '')}" for w in spec.weights),
-            on_change=state.commit,
-            args=(state.WEIGHTS,),  # same architecture: layer and class stay
         )
     if ctx.model_error:
         st.warning(plain(ctx.model_error), icon=":material/cloud_off:")
@@ -276,10 +272,8 @@ def _layer_section(ctx: Context) -> None:
     st.selectbox(
         "Layer for feature maps and Grad-CAM",
         options,
-        key=state.seed(state.LAYER, options),
+        **state.bound(state.LAYER, options),
         format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
-        on_change=state.commit,
-        args=(state.LAYER,),
         filter_mode="contains",
         help="The layers the picture passes through, in order, that give a map per channel. Type part of a name "
         "(`blocks.3.`) or a kind (`convolution`) to search." + (f"\n\n{text.layer_detail(current)}" if current else ""),
@@ -287,9 +281,7 @@ def _layer_section(ctx: Context) -> None:
     hidden = len(table.spatial) - len(shown)
     st.toggle(
         "Show pass-through layers",
-        key=state.seed(state.ALL_LAYERS),
-        on_change=state.commit,
-        args=(state.ALL_LAYERS,),
+        **state.bound(state.ALL_LAYERS),
         help=f"{hidden} layers are hidden: they hand their input on unchanged (`Identity` placeholders, dropout, "
         "which is off while explaining), so their maps are the layer before's."
         if hidden or not everything
@@ -327,10 +319,8 @@ def _target_section(ctx: Context) -> None:
     st.selectbox(
         "Class" if ctx.explainer.bundle.task != "regression" else "Output",
         options,
-        key=state.seed(state.TARGET, options),
+        **state.bound(state.TARGET, options),
         format_func=lambda i: automatic if i < 0 else text.class_name(names, i),
-        on_change=state.commit,
-        args=(state.TARGET,),
         help="Type to search the names.",
     )
     try:

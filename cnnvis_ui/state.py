@@ -162,9 +162,15 @@ def widget(key: str) -> str:
     return f"_w_{key}"
 
 
+def bound(key: str, valid: Sequence[Any] | None = None, then: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The keyword arguments that bind a widget to plain key `key`: its widget key, seeded (`seed`), and `commit`
+    as its `on_change`, followed by `then` if given. `st.selectbox("Colormap", names, **bound(COLORMAP, names))`."""
+    return {"key": seed(key, valid), "on_change": commit, "args": (key,) if then is None else (key, then)}
+
+
 def seed(key: str, valid: Sequence[Any] | None = None) -> str:
     """Before drawing the widget for `key`: reset an invalid value to its default, copy the value into the
-    widget's state and return the widget key. Pass `on_change=commit, args=(key,)` to the widget.
+    widget's state and return the widget key. `bound` adds the `on_change` that copies it back.
 
     A plain value of None ("automatic") is shown as the option `AUTOMATIC[key]`: a selectbox reads None as
     "nothing chosen" and would show an empty box."""

@@ -32,26 +32,20 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     method_column.selectbox(
         "Method",
         offered,
-        key=state.seed(state.COMPARE_METHOD, offered),
+        **state.bound(state.COMPARE_METHOD, offered),
         format_func=controls.method_label,
-        on_change=state.commit,
-        args=(state.COMPARE_METHOD,),
     )
     state.put(state.COMPARE_IMAGES, state.valid_subset(state.COMPARE_IMAGES, images, images[:3]))
     images_column.multiselect(
         "Images (columns)",
         images,
-        key=state.seed(state.COMPARE_IMAGES),
+        **state.bound(state.COMPARE_IMAGES),
         format_func=context.image_title,
         max_selections=MAX_IMAGES,
-        on_change=state.commit,
-        args=(state.COMPARE_IMAGES,),
     )
     st.toggle(
         "Offer random weights too",
-        key=state.seed(state.COMPARE_RANDOM),
-        on_change=state.commit,
-        args=(state.COMPARE_RANDOM,),
+        **state.bound(state.COMPARE_RANDOM),
         help="Models whose pretrained weights cannot be had here can still be compared "
         "untrained. Their maps show what the architecture responds to, not what it learned.",
     )
@@ -66,11 +60,9 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     st.multiselect(
         "Models (rows)",
         options,
-        key=state.seed(state.COMPARE_MODELS),
+        **state.bound(state.COMPARE_MODELS),
         format_func=model_label,
         max_selections=MAX_MODELS,
-        on_change=state.commit,
-        args=(state.COMPARE_MODELS,),
         help="Models whose weights are on this server are offered (pretrained ones once downloaded, e.g. by "
         "choosing them on Explore), plus random weights when you switch them on. A model loads only when its row "
         "is drawn.",

@@ -28,18 +28,15 @@ def feature_maps(ctx: context.Context, colormap: str) -> MethodResult | None:
     count.select_slider(
         "Channels",
         CHANNEL_COUNTS,
-        key=state.seed(state.FM_CHANNELS, CHANNEL_COUNTS),
-        on_change=state.commit,
-        args=(state.FM_CHANNELS,),
+        **state.bound(state.FM_CHANNELS, CHANNEL_COUNTS),
     )
     order.toggle(
-        "Sort by mean activation", key=state.seed(state.FM_SORT), on_change=state.commit, args=(state.FM_SORT,)
+        "Sort by mean activation",
+        **state.bound(state.FM_SORT),
     )
     scale.toggle(
         "One colour scale for all channels",
-        key=state.seed(state.FM_SHARED),
-        on_change=state.commit,
-        args=(state.FM_SHARED,),
+        **state.bound(state.FM_SHARED),
         help="Off: each channel is stretched to its own range, so weak channels stay visible.",
     )
     sort, shared = state.get(state.FM_SORT), state.get(state.FM_SHARED)
@@ -115,10 +112,8 @@ def kernels(ctx: context.Context, colormap: str) -> None:
     st.selectbox(
         "Convolution",
         names,
-        key=state.seed(state.KERNEL_LAYER, names),
+        **state.bound(state.KERNEL_LAYER, names),
         format_func=lambda name: f"First convolution: {labels.get(first, '—')}" if name == state.AUTO else labels[name],
-        on_change=state.commit,
-        args=(state.KERNEL_LAYER,),
     )
     layer = state.get(state.KERNEL_LAYER) or first
     try:

@@ -23,19 +23,15 @@ def choose() -> tuple[list[str], str]:
     method_column.selectbox(
         "Method",
         offered,
-        key=state.seed(state.SANITY_METHOD, offered),
+        **state.bound(state.SANITY_METHOD, offered),
         format_func=title,
-        on_change=state.commit,
-        args=(state.SANITY_METHOD,),
     )
     seconds = [state.NO_METHOD, *offered]
     second_column.selectbox(
         "Compare with",
         seconds,
-        key=state.seed(state.SANITY_SECOND, seconds),
+        **state.bound(state.SANITY_SECOND, seconds),
         format_func=title,
-        on_change=state.commit,
-        args=(state.SANITY_SECOND,),
         help="Grad-CAM against guided backprop shows the paper's finding: one changes, the other hardly does.",
     )
     mode_column.segmented_control(
@@ -43,9 +39,7 @@ def choose() -> tuple[list[str], str]:
         list(MODES),
         format_func=MODES.get,
         required=True,
-        key=state.seed(state.SANITY_MODE, list(MODES)),
-        on_change=state.commit,
-        args=(state.SANITY_MODE,),
+        **state.bound(state.SANITY_MODE, list(MODES)),
         help="Cascading: each step adds one more layer to the random ones, from the output down. One layer at a "
         "time: each step randomises a single layer and keeps all the others as trained.",
     )
