@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
 
 from .errors import ImageError
 
@@ -30,10 +30,37 @@ WIDE_RATIO = 4.0
 MAX_FILE_BYTES = 50 * 1024 * 1024  # an image file or upload (the dashboard's image uploader offers 50 MB)
 MAX_FRAMES_COUNTED = 1000  # pages of a TIFF / frames of a GIF counted for the note; PIL's count is quadratic
 FRAME_COUNT_SECONDS = 0.25  # and counting stops after this long, whatever the count
-SUPPORTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
-UPLOAD_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif")
+BASE_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+BASE_EXTENSIONS: tuple[str, ...] = ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif")
 
-_USE = "use PNG, JPEG, WebP, BMP, TIFF or GIF"
+
+def _optional_formats() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(PIL formats, file extensions) read here beyond the base six: AVIF where this Pillow was built with libavif
+    (Pillow's own wheels are, since 11.2), HEIC/HEIF where the pillow-heif plugin is installed (the optional extra
+    `cnnvis[heif]`: its wheel bundles libheif and an x265 encoder under the (L)GPL, so it is not a default)."""
+    formats: list[str] = []
+    extensions: list[str] = []
+    if features.check("avif"):
+        formats.append("AVIF")
+        extensions.append("avif")
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        pillow_heif.register_heif_opener()
+        formats.append("HEIF")
+        extensions += ["heic", "heif"]
+    return tuple(formats), tuple(extensions)
+
+
+_EXTRA_FORMATS, _EXTRA_EXTENSIONS = _optional_formats()
+SUPPORTED_FORMATS: tuple[str, ...] = BASE_FORMATS + _EXTRA_FORMATS
+UPLOAD_EXTENSIONS: tuple[str, ...] = BASE_EXTENSIONS + _EXTRA_EXTENSIONS
+
+_NAMES = ["PNG", "JPEG", "WebP", "BMP", "TIFF", "GIF"] + [{"AVIF": "AVIF", "HEIF": "HEIC"}[f] for f in _EXTRA_FORMATS]
+FORMAT_WORDS = f"{', '.join(_NAMES[:-1])} or {_NAMES[-1]}"  # "PNG, JPEG, WebP, BMP, TIFF, GIF or AVIF"
+_USE = f"use {FORMAT_WORDS}"
 _DAMAGED = "The image file is cut short or damaged, so it cannot be read."
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 _HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1")
@@ -76,7 +103,7 @@ def decode_image(
         try:
             im = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
         except UnidentifiedImageError as error:
-            known = data.startswith(_SIGNATURES) or (data[:4], data[8:12]) == (b"RIFF", b"WEBP")
+            known = data.startswith(_SIGNATURES) or (data[:4], data[8:12]) == (b"RIFF", b"WEBP") or data[4:8] == b"ftyp"
             raise ImageError(_DAMAGED if known else f"This file is not an image we can read; {_USE}.") from error
         _check_size(im.size, max_pixels)
         fmt = "JPEG" if im.format == "MPO" else str(im.format)
@@ -185,8 +212,9 @@ def _refuse_unsupported(data: bytes) -> None:
     if data[4:8] == b"ftyp":
         brands = data[8 : max(16, min(int.from_bytes(data[:4], "big"), 64))]
         if b"avif" in brands or b"avis" in brands:
-            raise ImageError("AVIF images are not supported; please convert the picture to PNG or JPEG.")
-        if any(brand in brands for brand in _HEIF_BRANDS):
+            if "AVIF" not in SUPPORTED_FORMATS:
+                raise ImageError("AVIF images are not supported; please convert the picture to PNG or JPEG.")
+        elif any(brand in brands for brand in _HEIF_BRANDS) and "HEIF" not in SUPPORTED_FORMATS:
             raise ImageError("HEIC/HEIF photos are not supported; please convert the photo to JPEG or PNG.")
 
 

@@ -12,6 +12,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
+from cnnvis_engine.images import FORMAT_WORDS
 
 from . import compute, context, share, state, text, uploads, views
 from .context import Context
@@ -229,7 +230,7 @@ def _image_section(ctx: Context) -> None:
         type=list(UPLOAD_EXTENSIONS),
         key=state.IMAGE_UPLOADER,
         on_change=state.image_uploaded,
-        help="PNG, JPEG, WebP, BMP, TIFF or GIF. It is resized to the model's input without cropping.",
+        help=f"{FORMAT_WORDS}. It is resized to the model's input without cropping.",
         max_upload_size=IMAGE_MB,  # MB, checked on the server too (state.image_uploaded)
     )
     error = state.get(state.UPLOAD_ERROR)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnvis_engine import images
 from cnnvis_engine.errors import ImageError
 from cnnvis_engine.images import SUPPORTED_FORMATS, UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from cnnvis_engine.samples import list_samples, sample_path
@@ -74,7 +75,7 @@ def test_empty_bytes_and_empty_file(tmp_path):
 )
 def test_not_an_image(data, tmp_path):
     message = refused(data)
-    assert "not an image we can read" in message and "PNG, JPEG, WebP, BMP, TIFF or GIF" in message
+    assert "not an image we can read" in message and images.FORMAT_WORDS in message
     (tmp_path / "notes.txt").write_bytes(data)
     assert refused(tmp_path / "notes.txt") == message
 
@@ -90,11 +91,25 @@ def test_svg_is_named(data):
     assert refused(data).startswith("SVG images are not supported")
 
 
-def test_heic_and_avif_are_named():
-    heic = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
-    assert refused(heic).startswith("HEIC/HEIF photos are not supported")
-    avif = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 64
-    assert refused(avif).startswith("AVIF images are not supported")
+HEIC_HEADER = b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64
+AVIF_HEADER = b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1miaf" + b"\x00" * 64
+
+
+def test_heic_and_avif_are_named_where_this_pillow_cannot_read_them(monkeypatch):
+    monkeypatch.setattr(images, "SUPPORTED_FORMATS", images.BASE_FORMATS)
+    assert refused(HEIC_HEADER).startswith("HEIC/HEIF photos are not supported")
+    assert refused(AVIF_HEADER).startswith("AVIF images are not supported")
+
+
+@pytest.mark.skipif("AVIF" not in SUPPORTED_FORMATS, reason="this Pillow was built without libavif")
+def test_avif_is_read_where_pillow_reads_it():
+    picture = Image.new("RGB", (40, 24), (200, 100, 50))
+    decoded = decode_image(encode(picture, "AVIF"))
+    assert decoded.source_format == "AVIF" and decoded.image.size == (40, 24) and decoded.image.mode == "RGB"
+    red, green, blue = np.asarray(decoded.image).reshape(-1, 3).mean(axis=0)
+    assert abs(red - 200) < 12 and abs(green - 100) < 12 and abs(blue - 50) < 12  # lossy, but the same colour
+    assert "avif" in UPLOAD_EXTENSIONS
+    assert "cut short or damaged" in refused(AVIF_HEADER)  # a broken AVIF is damaged, not "not an image"
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "WEBP"])
@@ -269,8 +284,9 @@ def test_every_supported_format(fmt):
 
 
 def test_public_constants():
-    assert SUPPORTED_FORMATS == ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
-    assert UPLOAD_EXTENSIONS == ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif")
+    assert SUPPORTED_FORMATS[:6] == ("PNG", "JPEG", "WEBP", "BMP", "TIFF", "GIF")
+    assert UPLOAD_EXTENSIONS[:8] == ("png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff", "gif")
+    assert set(SUPPORTED_FORMATS[6:]) <= {"AVIF", "HEIF"} and set(UPLOAD_EXTENSIONS[8:]) <= {"avif", "heic", "heif"}
 
 
 # --------------------------------------------------------------------------------------- PIL input
