@@ -7,6 +7,7 @@ hand-off, and the browser can choose among the offered models but never make the
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from torch import nn
@@ -29,12 +30,17 @@ def show(
     name: str | None = None,
     port: int | None = None,
     inline: bool = True,
+    block: bool | None = None,
 ) -> str:
     """Start (or reuse) the dashboard with `model` first and selected for new browser sessions; print and return
     its URL, and show it inline when running in Jupyter. `model` is a classifier `(N, 3, H, W) -> (N, K)`, K >= 2
     (in eval mode afterwards); `labels` names its K classes (a list, or a text file with one per line);
     `input_size` is (height, width), 224×224 by default; `mean`/`std` apply to RGB / `scale` (255: pixels in
-    [0, 1]), ImageNet's by default. Raises EngineError with a sentence when the model cannot be explained."""
+    [0, 1]), ImageNet's by default. Raises EngineError with a sentence when the model cannot be explained.
+
+    `block`: wait here until Ctrl-C or `cnnvis.stop()` (from another thread) before returning. By default it
+    blocks in a plain `python script.py`, where returning would end the script and the server with it, and returns
+    at once in an interactive session (the Python or IPython prompt, `python -i`, a notebook)."""
     bundle = (
         model
         if isinstance(model, ModelBundle)
@@ -58,10 +64,26 @@ def show(
     else:
         _shown.append(spec.name)
     address = server.start(port)
-    print(f"cnnvis: {bundle.name} is at {address}  (cnnvis.stop() ends it)")
+    if block is None:
+        block = not _interactive()
+    if block:
+        print(f"cnnvis: {bundle.name} is at {address}  (serving until Ctrl-C; show(..., block=False) returns at once)")
+    else:
+        print(f"cnnvis: {bundle.name} is at {address}  (cnnvis.stop() ends it)")
     if inline:
         _display_inline(address)
+    if block:
+        server.wait()
     return address
+
+
+def _interactive() -> bool:
+    """A prompt is waiting for the person after this call: the Python REPL, `python -i`, IPython or Jupyter."""
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return True
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython is not None and get_ipython() is not None
 
 
 def stop() -> None:

@@ -43,7 +43,8 @@ SCRIPT = textwrap.dedent("""
 
 
     torch.manual_seed(0)
-    url = cnnvis.show(MainNet(), labels=["reddish", "greenish", "bluish"], input_size=(32, 32), port=int(sys.argv[1]))
+    url = cnnvis.show(MainNet(), labels=["reddish", "greenish", "bluish"], input_size=(32, 32), port=int(sys.argv[1]),
+                      block=False)
     print("READY", url, flush=True)
     sys.stdin.readline()  # the test says when to stop
     cnnvis.stop()
@@ -224,18 +225,18 @@ RESTART = textwrap.dedent("""
 
 
     port = int(sys.argv[1])
-    url = cnnvis.show(net(3), name="Net", port=port, inline=False)
+    url = cnnvis.show(net(3), name="Net", port=port, inline=False, block=False)
     assert healthy(url)
-    assert cnnvis.show(net(5), name="Net", port=port, inline=False) == url  # the same server, the new model
+    assert cnnvis.show(net(5), name="Net", port=port, inline=False, block=False) == url  # the same server, the new model
     assert list_models()[0].title == "Net" and len(cnnvis.load_model("Net").class_names) == 5
     try:
-        cnnvis.show(net(1), name="Bad", inline=False)
+        cnnvis.show(net(1), name="Bad", inline=False, block=False)
     except cnnvis.EngineError as error:
         print("REFUSED", error)
     assert healthy(url)  # a refused model leaves the dashboard running
     cnnvis.stop()
     assert not healthy(url) and list_models()[0].name == "efficientnet_lite0"
-    again = cnnvis.show(net(2), name="Other", port=port, inline=False)  # a second server in the same process
+    again = cnnvis.show(net(2), name="Other", port=port, inline=False, block=False)  # a second server in the same process
     assert again == url and healthy(again)
     cnnvis.stop()
     print("OK")
