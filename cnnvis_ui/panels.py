@@ -284,8 +284,9 @@ def message(title: str, text: str, *, key: str, level: str = "error") -> None:
 
 
 def model_unavailable(error: str) -> None:
-    """The warning a page shows instead of its work when the chosen model cannot be had (`Context.model_error`)."""
-    st.warning(f"{plain(error)} Choose random weights or another model in the sidebar.", icon=":material/cloud_off:")
+    """The warning a page shows instead of its work when the chosen model cannot be had (`Context.model_error`).
+    The engine's sentence already says what to do about the model itself (e.g. "or choose random weights")."""
+    st.warning(f"{plain(error)} Another model can be picked in the sidebar.", icon=":material/cloud_off:")
 
 
 # ----- report --------------------------------------------------------------------------------------------

@@ -127,10 +127,9 @@ def test_weights_that_cannot_be_had_offer_random_weights_explicitly():
 def test_every_page_says_the_same_when_the_model_cannot_be_had(page):
     at = app(page, **{state.MODEL: "resnet50", state.WEIGHTS: "pretrained"})
     assert not at.exception
-    warnings = [
-        w.value for w in at.warning if w.value.endswith("Choose random weights or another model in the sidebar.")
-    ]
+    warnings = [w.value for w in at.warning if w.value.endswith("Another model can be picked in the sidebar.")]
     assert len(warnings) == 1 and "resnet50" in warnings[0], [w.value for w in at.warning]
+    assert warnings[0].lower().count("random weights") == 1, warnings[0]  # the advice is given once
 
 
 def test_changing_the_model_resets_layer_and_target():
