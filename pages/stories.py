@@ -157,7 +157,6 @@ def salt() -> None:
     image = stories.image_array(p)
     predicted = compute.salt_prediction(str(p.path))
     truth = compute.story_mask(str(p.mask_path))
-    scores = compute.salt_scores()
     cols = st.columns(3)
     with cols[0]:
         st.markdown("**1 · A seismic section**")
@@ -168,7 +167,7 @@ def salt() -> None:
             "salt-mask",
             "Predicted salt (red), true outline (yellow)",
             stories.mask_overlay(image, predicted, truth),
-            f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {scores['iou']:.0%}",
+            f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {compute.salt_iou():.0%}",
         )
     with cols[2]:
         st.markdown("**3 · Grad-CAM for “salt”**")
@@ -190,7 +189,7 @@ def salt() -> None:
             "What made these pixels salt",
             stories.gradcam_overlay(ex),
             f"{stories.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
-            f"{scores['cam_share']:.0%} on new sections",
+            f"{compute.salt_cam_share(layer):.0%} on new sections at this layer",
         )
     st.markdown(
         "For a segmentation model the target is a region: the “salt” score summed over the pixels predicted as salt. "

@@ -25,3 +25,19 @@ def test_each_story_draws_its_panels():
     assert {"chart-story-tank-tanks_shortcut", "chart-story-tank-tanks_clean"} <= drawn["tanks"], drawn["tanks"]
     assert {"chart-story-salt-input", "chart-story-salt-mask", "chart-story-salt-cam"} <= drawn["salt"], drawn["salt"]
     assert {"chart-story-robot-input", "chart-story-robot_shadow-cam"} <= drawn["robot"], drawn["robot"]
+
+
+def test_the_salt_figure_on_new_sections_follows_the_chosen_layer():
+    from cnnvis_ui import compute
+
+    at = AppTest.from_file(STORIES_PAGE, default_timeout=240)
+    at.session_state[state.STORY] = "salt"
+    said = {}
+    for layer in ("decode1", "bottom"):
+        at.session_state[state.SALT_LAYER] = layer
+        at.run()
+        assert not at.exception, at.exception
+        said[layer] = [c.value for c in at.caption if "on new sections at this layer" in c.value]
+        assert len(said[layer]) == 1, [c.value for c in at.caption]
+        assert said[layer][0].endswith(f"{compute.salt_cam_share(layer):.0%} on new sections at this layer")
+    assert compute.salt_cam_share("decode1") != compute.salt_cam_share("bottom")  # so the figure really moved
