@@ -38,24 +38,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve_parser() -> argparse.ArgumentParser:
+    from cnnvis_engine.models.options import add_model_options
+
     parser = argparse.ArgumentParser(prog="cnnvis serve", description="Start the cnnvis dashboard.")
-    parser.add_argument(
-        "--model",
-        help="your model: path/to/net.py:attr or package.module:attr (an nn.Module class, a factory or a "
-        "model), or torchvision:<name> / timm:<name>",
-    )
-    parser.add_argument(
-        "--weights",
-        help="a state_dict file for your model (torch.save(model.state_dict(), 'w.pt')); for zoo names "
-        "pretrained or random",
-    )
-    parser.add_argument("--labels", help="class names, one per line")
-    parser.add_argument(
-        "--input-size", nargs=2, type=int, metavar=("H", "W"), help="the model's input (default 224 224)"
-    )
-    parser.add_argument("--mean", nargs="+", type=float, help="per-channel mean of RGB / scale (default ImageNet's)")
-    parser.add_argument("--std", nargs="+", type=float, help="per-channel std of RGB / scale (default ImageNet's)")
-    parser.add_argument("--scale", type=float, help="RGB is divided by this first: 255 (default) or 1")
+    add_model_options(parser, required=False)
     parser.add_argument("--name", help="what to call your model on screen (default file:attr)")
     parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default 8501, or a free one when taken)")
     return parser
@@ -63,31 +49,19 @@ def serve_parser() -> argparse.ArgumentParser:
 
 def serve(argv: Sequence[str]) -> int:
     args = serve_parser().parse_args(argv)
-    from cnnvis_engine.models import load_model, offer_model
-    from cnnvis_engine.models.python_models import is_python_spec
-    from cnnvis_engine.models.zoo import is_zoo_name
+    from cnnvis_engine.models import MODELS, offer_model
+    from cnnvis_engine.models.options import load_from_options
 
     from . import server
 
     try:
         if args.model:
-            if is_zoo_name(args.model):
-                bundle = load_model(args.model, args.weights)
-            elif is_python_spec(args.model):
-                bundle = load_model(
-                    args.model,
-                    args.weights,
-                    labels=args.labels,
-                    input_size=tuple(args.input_size) if args.input_size else None,
-                    mean=args.mean,
-                    std=args.std,
-                    scale=args.scale,
-                )
-            else:
+            if args.model.lower() in MODELS:
                 raise EngineError(
-                    f"'{args.model}' is neither path/to/net.py:attr, package.module:attr, torchvision:<name> nor "
-                    "timm:<name>; the built-in models are in the dashboard's list already."
+                    f"{args.model} is one of the dashboard's built-in models, in its list already; --model is for "
+                    "your own (net.py:attr or a model file) and for torchvision:<name> / timm:<name>."
                 )
+            bundle = load_from_options(args)
             if args.name:
                 import dataclasses
 

@@ -28,8 +28,8 @@ from .explainer import Explainer, Explanation
 from .faithfulness import Faithfulness, evaluate_maps
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
-from .models import ModelBundle, list_models, load_model, load_model_file
-from .models.python_models import is_python_spec
+from .models import ModelBundle
+from .models.options import add_model_options, load_from_options
 from .render import draw, result_panel
 from .report import ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
 
@@ -72,15 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m cnnvis_engine", description="cnnvis engine commands.")
     commands = parser.add_subparsers(dest="command", required=True)
     report = commands.add_parser("report", help="Explain every picture in a folder; write PNG/HTML pages and an index.")
-    report.add_argument(
-        "--model",
-        required=True,
-        help="a registered model name (e.g. resnet50, efficientnet_lite0), "
-        "torchvision:<name>, timm:<name>, or your own path/to/net.py:attr",
-    )
-    report.add_argument(
-        "--weights", help="a weights choice (pretrained, random, embedded) or a model file (state_dict or TorchScript)"
-    )
+    add_model_options(report)
     report.add_argument("--images", required=True, type=Path, help="folder of pictures")
     report.add_argument("--methods", default="gradcam", help=f"comma-separated: {', '.join(METHODS)}")
     report.add_argument("--layer", help="layer for layer-based methods (default: each method's default)")
@@ -112,7 +104,7 @@ def run_report(args: argparse.Namespace) -> int:
     if not files:
         raise EngineError(f"There are no pictures ({', '.join(UPLOAD_EXTENSIONS)}) in {args.images}.")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bundle = _load(args.model, args.weights)
+    bundle = load_from_options(args)
     bundle.module.to(device)
     explainer = Explainer(bundle, cache_size=0)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -131,15 +123,6 @@ def run_report(args: argparse.Namespace) -> int:
     failed = f"; {errors} pictures failed." if errors else "."
     print(f"Wrote {len(rows) - errors} reports and the index to {args.out}{failed}", file=sys.stderr)
     return 1 if errors == len(rows) else 0
-
-
-def _load(name: str, weights: str | None) -> ModelBundle:
-    if is_python_spec(name) and not any(spec.name == name.lower() for spec in list_models()):
-        return load_model(name, weights)  # your net.py:build, with its state_dict file if given
-    if weights and Path(weights).is_file():
-        path = Path(weights)
-        return load_model_file(path.read_bytes(), path.name, architecture=name)
-    return load_model(name, weights)
 
 
 def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:

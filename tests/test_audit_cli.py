@@ -85,3 +85,73 @@ def test_audit_command_clear_errors(tmp_path, capsys):
     assert main(["audit", "--model", "tanks_shortcut", "--images", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "There are no pictures" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+NET_PY = """
+from torch import nn
+
+
+def build():
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 2),
+    )
+"""
+
+
+def own_model_files(folder):
+    """net.py:build, its state_dict w.pt and labels naming the tank folders."""
+    import torch
+
+    from cnnvis_engine import load_model
+
+    (folder / "net.py").write_text(NET_PY)
+    torch.manual_seed(3)
+    net = load_model(f"{folder / 'net.py'}:build").module
+    torch.save(net.state_dict(), folder / "w.pt")
+    (folder / "labels.txt").write_text("\n".join(TANK_CLASSES))
+    return net
+
+
+def audited_classes(out) -> set[str]:
+    return {c["class"] for c in json.loads((out / "clusters.json").read_text())["clusters"]}
+
+
+def test_audit_takes_your_python_model_with_weights_labels_and_preprocessing(tank_folder, tmp_path, capsys):
+    own_model_files(tmp_path)
+    out = tmp_path / "out"
+    code = main(
+        ["audit", "--model", f"{tmp_path / 'net.py'}:build", "--weights", str(tmp_path / "w.pt")]
+        + ["--labels", str(tmp_path / "labels.txt"), "--input-size", "64", "64"]
+        + ["--mean", "0.5", "--std", "0.25", "--scale", "255"]
+        + ["--images", str(tank_folder), "--out", str(out), "--size", "8", "--clusters", "2"]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert audited_classes(out) == set(TANK_CLASSES)  # grouped by the folders, which name the model's classes
+
+
+def test_audit_takes_an_onnx_model_with_its_labels_and_preprocessing(tank_folder, tmp_path, capsys):
+    from tests.onnx_cases import export
+
+    net = own_model_files(tmp_path)
+    (tmp_path / "net.onnx").write_bytes(export(net.eval(), (1, 3, 64, 64)))
+    out = tmp_path / "out"
+    code = main(
+        ["audit", "--model", str(tmp_path / "net.onnx"), "--labels", str(tmp_path / "labels.txt")]
+        + ["--mean", "0.5", "--std", "0.25"]
+        + ["--images", str(tank_folder), "--out", str(out), "--size", "8", "--clusters", "2"]
+    )
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert audited_classes(out) == set(TANK_CLASSES)
+
+
+def test_labels_for_a_model_that_brings_its_own_are_refused_with_a_sentence(tank_folder, tmp_path, capsys):
+    (tmp_path / "labels.txt").write_text("a\nb\n")
+    code = main(
+        ["audit", "--model", "tanks_shortcut", "--labels", str(tmp_path / "labels.txt")]
+        + ["--images", str(tank_folder), "--out", str(tmp_path / "out")]
+    )
+    assert code == 2
+    assert "tanks_shortcut brings its own class names and preprocessing" in capsys.readouterr().err

@@ -14,15 +14,14 @@ import torch
 
 from ..errors import EngineError
 from ..methods import METHODS
-from ..models import ModelBundle, load_model, load_model_file
+from ..models.options import add_model_options, load_from_options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     audit = commands.add_parser(
         "audit", help="Audit a whole picture set for shortcuts (SpRAy): cluster each class's maps."
     )
-    audit.add_argument("--model", required=True, help="a registered model name (e.g. tanks_shortcut, resnet50)")
-    audit.add_argument("--weights", help="a weights choice (pretrained, random, embedded) or a model file")
+    add_model_options(audit)
     audit.add_argument(
         "--images",
         required=True,
@@ -56,7 +55,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1:
         raise EngineError("The batch size must be at least 1.")
-    bundle = _load(args.model, args.weights)
+    bundle = load_from_options(args)
     if args.engine == "local":
         bundle.module.to(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     count = len(read_image_set(args.images))  # for the progress bar; audit() reads the set again (cheap)
@@ -96,10 +95,3 @@ def run_audit(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
-
-
-def _load(name: str, weights: str | None) -> ModelBundle:
-    if weights and Path(weights).is_file():
-        path = Path(weights)
-        return load_model_file(path.read_bytes(), path.name, architecture=name)
-    return load_model(name, weights)

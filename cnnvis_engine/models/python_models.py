@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -108,7 +109,7 @@ def wrap_module(
     if not isinstance(model, nn.Module):
         raise ModelFileError(f"The model is a {type(model).__name__}, not a torch.nn.Module.")
     size = _input_size(input_size)
-    normalization = _normalization(mean, std, scale)
+    normalization = normalization_of(mean, std, scale)
     model.eval()
     count = _probe(model, size)
     if count < 2:
@@ -183,9 +184,12 @@ def _input_size(size: Sequence[int] | int | None) -> tuple[int, int]:
     return values  # type: ignore[return-value]
 
 
-def _normalization(mean: Sequence[float] | None, std: Sequence[float] | None, scale: float | None) -> Normalization:
+def normalization_of(mean: Sequence[float] | None, std: Sequence[float] | None, scale: float | None) -> Normalization:
+    """x = (rgb / scale - mean) / std from a person's numbers (ImageNet's where None); ModelFileError if unusable."""
     mean_t = tuple(float(v) for v in (IMAGENET_MEAN if mean is None else mean))
     std_t = tuple(float(v) for v in (IMAGENET_STD if std is None else std))
+    if not all(math.isfinite(v) for v in (*mean_t, *std_t, 255.0 if scale is None else float(scale))):
+        raise ModelFileError("Mean, std and scale must be ordinary numbers (not nan or inf).")
     if len(mean_t) == 1:
         mean_t *= 3
     if len(std_t) == 1:
