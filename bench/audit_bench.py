@@ -15,6 +15,11 @@ model's input and keeps a size×size map summing to 1.
     audit, Ray local mode   `ray_engine.ray_batches`, 2 actors of 1 thread (ray.init outside the timing;
                             the actors' start and the model's shipping inside it)
 On a GPU the goal is >= 1,000 pictures/s for resnet50 at 224 px (`--model resnet50 --device cuda`).
+
+    python -m bench.audit_bench --scale [--sizes 1000 3000 10000]
+
+times the analysis of one class instead (issue 24's goal: 10,000 maps clustered in <= 10 s and laid out in
+<= 10 s on one core): `spectral.analyse_class` and `spectral.layout_2d` on planted 32×32 maps (`planted_maps`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import torch
 from PIL import Image
 
 from cnnvis_engine import Explainer, decode_image, load_model
+from cnnvis_engine.audit import spectral
 from cnnvis_engine.audit.dataset import read_image_set
 from cnnvis_engine.audit.maps import explain_decoded, shrink_map, stream_maps
 
@@ -150,6 +156,39 @@ def alternate(rounds: int, first, second) -> tuple[float, float]:
     return statistics.median(a), statistics.median(b)
 
 
+def planted_maps(n: int, groups: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """n maps of 32×32 in `groups` planted groups (each a blob in its own place, jittered, on a little noise), each
+    summing to 1; and each map's group."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:32, :32]
+    centres = np.array([(8, 8), (24, 8), (16, 24), (24, 24)][:groups], np.float64)
+    truth = rng.integers(0, groups, n)
+    cy, cx = (centres[truth] + rng.normal(0, 1.5, (n, 2))).T
+    maps = np.exp(-((yy - cy[:, None, None]) ** 2 + (xx - cx[:, None, None]) ** 2) / 18) + 0.05 * rng.random(
+        (n, 32, 32)
+    )
+    maps = maps.astype(np.float32)
+    maps /= maps.sum(axis=(1, 2), keepdims=True)
+    return maps, truth
+
+
+def time_analysis(sizes: list[int]) -> None:
+    for n in sizes:
+        maps, truth = planted_maps(n)
+        start = time.perf_counter()
+        result = spectral.analyse_class(maps)
+        clustered = time.perf_counter() - start
+        start = time.perf_counter()
+        spectral.layout_2d(maps)
+        laid_out = time.perf_counter() - start
+        whole = all(len(set(result.labels[truth == g])) == 1 for g in range(3))
+        print(
+            f"{n:>6} maps: clustered in {clustered:5.1f} s ({result.clusters} clusters, planted groups whole: {whole}), "
+            f"laid out in {laid_out:5.1f} s",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="tanks_shortcut")
@@ -162,8 +201,13 @@ def main() -> None:
     parser.add_argument("--ray", action="store_true", help="also time the Ray engine in local mode")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each case, taken in turn (median shown)")
+    parser.add_argument("--scale", action="store_true", help="time one class's analysis at --sizes maps instead")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.scale:
+        time_analysis(args.sizes)
+        return
     if args.model == "marked_shapes":  # the tests' tiny 32 px net, trained here in seconds
         from cnnvis_engine.demos.marked_shapes import train_shape_model
 
