@@ -8,6 +8,7 @@ described in `DecodedImage.notes`.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
@@ -84,9 +85,13 @@ class DecodedImage:
 
 
 def decode_image(
-    source: Image.Image | bytes | bytearray | str | os.PathLike[str], *, max_pixels: int = MAX_PIXELS
+    source: Image.Image | bytes | bytearray | str | os.PathLike[str],
+    *,
+    max_pixels: int = MAX_PIXELS,
+    inside: str | os.PathLike[str] | None = None,
 ) -> DecodedImage:
-    """Decode `source` into an RGB image, refusing what cannot be read or is too large or too small.
+    """Decode `source` into an RGB image, refusing what cannot be read or is too large or too small. A path
+    is opened only if it names a regular file, and with `inside` (a folder) only if its real path lies in it.
 
     The pixel count is checked from the header before any pixel is decoded. Raises ImageError.
     """
@@ -96,7 +101,7 @@ def decode_image(
         with _reading(max_pixels):
             digest.update(source.tobytes())
         return _finish(source, digest.hexdigest(), "PIL", [], max_pixels)
-    data = _read(source)
+    data = _read(source, inside)
     _refuse_unsupported(data)
     digest = hashlib.sha256(data).hexdigest()
     with _reading(max_pixels):
@@ -167,35 +172,74 @@ def _gif_frames(data: bytes) -> tuple[int, bool]:
     return min(max(count, 1), MAX_FRAMES_COUNTED), count > MAX_FRAMES_COUNTED
 
 
-def _read(source: bytes | bytearray | str | os.PathLike[str]) -> bytes:
+def _read(source: bytes | bytearray | str | os.PathLike[str], inside: str | os.PathLike[str] | None = None) -> bytes:
     """The raw bytes of an upload or a file. A path must name a regular file of at most MAX_FILE_BYTES: a
-    device (/dev/zero), a FIFO or a folder is refused before anything is read, and so is a file that grows."""
+    device (/dev/zero), a FIFO or a folder is refused before anything is opened, and so is a file that grows.
+    With `inside` (a folder), the file's real path must lie inside that folder's real path: checked before
+    opening (a link leading out is not opened), and again on the file actually opened, in case a folder on the
+    way was swapped for a link in between."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         if len(source) > MAX_FILE_BYTES:
             raise ImageError(_too_big(len(source)))
         return bytes(source)
     path = Path(source)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    target = str(path)
+    bound = None if inside is None else os.path.realpath(inside)
+    if bound is not None:
+        target = os.path.realpath(path)
+        if not within(target, bound):
+            raise ImageError(_leaves(path, inside))
+        flags |= getattr(os, "O_NOFOLLOW", 0)  # the real path has no link left in it: one appearing now is refused
     try:
-        info = path.stat()
-        if stat.S_ISDIR(info.st_mode):
-            raise ImageError(f"The path {path} is a folder, not an image file.")
-        if not stat.S_ISREG(info.st_mode):
-            raise ImageError(
-                f"The path {path} is not a regular file (a device, a pipe or a socket), so it is not read."
-            )
-        if info.st_size > MAX_FILE_BYTES:
-            raise ImageError(_too_big(info.st_size))
-        with path.open("rb") as handle:
+        _check_regular(path, os.stat(target))
+        descriptor = os.open(target, flags)
+        with os.fdopen(descriptor, "rb") as handle:
+            _check_regular(path, os.fstat(descriptor))  # the file opened is the one checked, still a regular file
+            if bound is not None and not within(_opened_path(descriptor) or target, bound):
+                raise ImageError(_leaves(path, inside))
             data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError as error:
         raise ImageError(f"There is no file at {path}.") from error
     except IsADirectoryError as error:
         raise ImageError(f"The path {path} is a folder, not an image file.") from error
     except OSError as error:
+        if error.errno == errno.ELOOP and bound is not None:  # O_NOFOLLOW met a link put there after the check
+            raise ImageError(_leaves(path, inside)) from error
         raise ImageError(f"The file {path} could not be read.") from error
     if len(data) > MAX_FILE_BYTES:
         raise ImageError(_too_big(len(data)))
     return data
+
+
+def within(path: str | os.PathLike[str], folder: str | os.PathLike[str]) -> bool:
+    """Whether the real path `path` lies inside (or is) the real path `folder`; both must already be resolved."""
+    path, folder = os.fspath(path), os.fspath(folder)
+    try:
+        return os.path.commonpath([path, folder]) == folder
+    except ValueError:  # different drives, or one relative
+        return False
+
+
+def _check_regular(path: Path, info: os.stat_result) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise ImageError(f"The path {path} is a folder, not an image file.")
+    if not stat.S_ISREG(info.st_mode):
+        raise ImageError(f"The path {path} is not a regular file (a device, a pipe or a socket), so it is not read.")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ImageError(_too_big(info.st_size))
+
+
+def _opened_path(descriptor: int) -> str | None:
+    """The real path of an open file, from the kernel (Linux's /proc), or None where it cannot say."""
+    try:
+        return os.readlink(f"/proc/self/fd/{descriptor}")
+    except OSError:
+        return None
+
+
+def _leaves(path: Path, inside: str | os.PathLike[str] | None) -> str:
+    return f"The file {path.name} is a link that leads outside the folder {inside}, so it is not read."
 
 
 def _too_big(size: int) -> str:

@@ -14,11 +14,15 @@ import csv
 import hashlib
 import inspect
 import io
+import itertools
 import os
+import re
+import shutil
 import stat
 import tempfile
+import unicodedata
 import zipfile
-from dataclasses import replace
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +35,7 @@ from cnnvis_engine.audit import Audit, AuditError, Cluster, ImageSet, audit, rea
 from cnnvis_engine.audit.describe import describe, verdict
 from cnnvis_engine.audit.report import PICTURE_COLUMNS, picture_rows
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
+from cnnvis_engine.images import within
 from cnnvis_engine.render import render_heatmap, render_overlay
 
 # Session keys of the page.
@@ -48,6 +53,8 @@ DEMO_COUNT, DEMO_SEED = 120, 4242
 MAX_ZIP_BYTES = 20 * 1024 * 1024
 MAX_ZIP_FILES = 2000
 MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
+MAX_NAME_CHARS = 1024  # a member's whole path; each folder level at most 255 bytes, as on most file systems
+ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
 GRID_LIMIT = 24  # selected pictures shown at once
 COLOURS = ("#e4572e", "#2e86ab", "#f3a712", "#6a994e", "#8d6a9f", "#29335c", "#c44569", "#7f8c8d")
 
@@ -59,8 +66,8 @@ def audit_root() -> Path:
 
 
 def inside_root(path: Path, root: Path) -> bool:
-    real = os.path.realpath(path)
-    return real == str(root) or real.startswith(str(root) + os.sep)
+    """Whether `path`'s real path (every link followed) lies under `root` (itself a real path)."""
+    return within(os.path.realpath(path), str(root))
 
 
 def resolve_folder(text: str, root: Path | None = None) -> Path:
@@ -78,14 +85,19 @@ def resolve_folder(text: str, root: Path | None = None) -> Path:
 
 
 def folders(root: Path | None = None) -> list[str]:
-    """The folders a visitor can pick: the demo set, then every folder under the root and under its `uploads/`."""
+    """The folders a visitor can pick: the demo set, then every folder under the root and under its `uploads/`
+    (not hidden ones: a zip being unpacked), each only if its real path stays under the root."""
     root = root or audit_root()
     demo_folder(root)
-    found = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name != "uploads" and not p.name.startswith("."))
+    found = sorted(p.name for p in _subfolders(root, root) if p.name != "uploads")
     uploads = root / "uploads"
-    if uploads.is_dir():
-        found += sorted(f"uploads/{p.name}" for p in uploads.iterdir() if p.is_dir())
+    if uploads.is_dir() and not uploads.is_symlink():
+        found += sorted(f"uploads/{p.name}" for p in _subfolders(uploads, root))
     return found
+
+
+def _subfolders(folder: Path, root: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir() and inside_root(p, root)]
 
 
 def demo_folder(root: Path) -> Path:
@@ -101,61 +113,185 @@ def demo_folder(root: Path) -> Path:
 
 
 def unpack_zip(data: bytes, root: Path | None = None) -> str:
-    """Unpack an uploaded zip under root/uploads/<its sha256>; returns that folder relative to the root.
-    Refuses an oversized, crowded or bomb-like archive and member names that are absolute, climb with `..`
-    or are links."""
+    """Unpack an uploaded zip under root/uploads/zip-<its sha256>; returns that folder relative to the root.
+
+    Every member is checked before anything is written (`zip_plan`), then the zip is unpacked into a fresh hidden
+    folder beside and renamed into place in one step: the folder exists only complete, so no marker file (which
+    a member could forge) says whether it is, and a refusal or crash half-way leaves nothing behind."""
     root = root or audit_root()
     if len(data) > MAX_ZIP_BYTES:
         raise AuditError(f"The zip is {len(data) / 2**20:.1f} MB; the limit is {MAX_ZIP_BYTES // 2**20} MB.")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as error:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as error:
         raise AuditError("This file is not a zip archive that can be read.") from error
-    members = [m for m in archive.infolist() if not m.is_dir()]
-    if len(members) > MAX_ZIP_FILES:
-        raise AuditError(f"The zip holds {len(members)} files; the limit is {MAX_ZIP_FILES}.")
-    if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-        raise AuditError(f"The zip unpacks to more than {MAX_UNZIPPED_BYTES // 2**20} MB.")
-    for m in members:
-        parts = Path(m.filename).parts
-        if m.filename.startswith(("/", "\\")) or ".." in parts or ":" in m.filename or "\\" in m.filename:
-            raise AuditError(f"The zip's member name '{m.filename}' points outside its folder; it is refused.")
-        if stat.S_ISLNK(m.external_attr >> 16):
-            raise AuditError(f"The zip's member '{m.filename}' is a link; links are refused.")
-    name = hashlib.sha256(data).hexdigest()[:16]
-    target = root / "uploads" / name
-    if not (target / ".complete").exists():
-        written = 0
-        for m in members:
-            path = target / m.filename
-            if not inside_root(path, target):
-                raise AuditError(f"The zip's member name '{m.filename}' points outside its folder; it is refused.")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(m) as source:
-                content = source.read(m.file_size + 1)
-            written += len(content)
-            if len(content) > m.file_size or written > MAX_UNZIPPED_BYTES:
-                raise AuditError("The zip's sizes do not match its contents; it is refused.")
-            path.write_bytes(content)
-        (target / ".complete").write_text("unpacked\n")
+    with archive:
+        plan = zip_plan(archive, len(data))
+        name = f"zip-{hashlib.sha256(data).hexdigest()[:16]}"
+        uploads = root / "uploads"
+        uploads.mkdir(exist_ok=True)
+        target = uploads / name
+        if target.is_dir() and not target.is_symlink():  # the same zip, unpacked before: it is complete
+            return f"uploads/{name}"
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=uploads))
+        try:
+            _unpack(archive, plan, partial)
+            try:
+                os.rename(partial, target)
+            except OSError:  # another session unpacked the same zip meanwhile: keep theirs
+                if not target.is_dir():
+                    raise
+                shutil.rmtree(partial)
+        except BaseException:
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
     return f"uploads/{name}"
 
 
+def zip_plan(archive: zipfile.ZipFile, size: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
+    """The members to unpack with their path parts, or an AuditError with one sentence for the first member that
+    cannot be unpacked as a plain file or folder under the upload's own folder."""
+    entries = archive.infolist()
+    if len(entries) > MAX_ZIP_FILES:
+        raise AuditError(f"The zip holds {len(entries):,} files and folders; the limit is {MAX_ZIP_FILES:,}.")
+    files = [m for m in entries if not m.filename.endswith("/")]
+    if not files:
+        raise AuditError("The zip is empty: it holds no files to audit.")
+    if sum(m.file_size for m in files) > MAX_UNZIPPED_BYTES:
+        raise AuditError(f"The zip unpacks to more than {MAX_UNZIPPED_BYTES // 2**20} MB.")
+    _refuse_overlaps(entries, size)
+    plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+    seen: dict[tuple[str, bool], str] = {}  # (the name as a case-blind file system sees it, a folder?) -> name
+    folders: set[str] = set()
+    for m in entries:
+        parts = _member_parts(m)
+        key = "/".join(unicodedata.normalize("NFC", part).casefold() for part in parts)
+        is_dir = m.filename.endswith("/")
+        earlier = seen.get((key, is_dir))
+        if earlier is not None:
+            what = (
+                "twice"
+                if earlier == m.filename
+                else f"and '{_shown(earlier)}', which some file systems take for one name"
+            )
+            raise AuditError(f"The zip holds '{_shown(m.filename)}' {what}; it is refused.")
+        seen[(key, is_dir)] = m.filename
+        folders.update("/".join(key.split("/")[:depth]) for depth in range(1, len(parts) + is_dir))
+        plan.append((m, parts))
+    for (key, is_dir), name in seen.items():
+        if not is_dir and key in folders:
+            raise AuditError(
+                f"The zip holds both a file and a folder named '{_shown(name)}'; one name cannot be both, so it "
+                "is refused."
+            )
+    return plan
+
+
+def _member_parts(m: zipfile.ZipInfo) -> tuple[str, ...]:
+    """The parts of a member's path, or an AuditError saying in a sentence why the member is refused."""
+    raw = m.orig_filename  # before zipfile cut it at a NUL byte
+    shown = _shown(raw)
+    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise AuditError(f"The zip's member name '{shown}' holds control characters (a NUL, say); it is refused.")
+    name = raw.replace("\\", "/")
+    parts = name.rstrip("/").split("/")
+    if name.startswith("/") or ".." in parts or re.match(r"[A-Za-z]:", name):
+        raise AuditError(f"The zip's member name '{shown}' points outside its folder; it is refused.")
+    if "\\" in raw:
+        raise AuditError(
+            f"The zip's member name '{shown}' separates folders with backslashes (a Windows path); zip the folder "
+            "again with a standard tool."
+        )
+    if ":" in raw:
+        raise AuditError(
+            f"The zip's member name '{shown}' holds a colon (a drive or hidden stream on Windows); it is refused."
+        )
+    if len(raw) > MAX_NAME_CHARS or any(len(part.encode()) > 255 for part in parts):
+        raise AuditError(
+            f"The zip's member name '{shown}' is too long ({len(raw):,} characters; at most 255 bytes a folder level "
+            f"and {MAX_NAME_CHARS:,} in all); it is refused."
+        )
+    if any(part in ("", ".") for part in parts):
+        raise AuditError(f"The zip's member name '{shown}' holds an empty or '.' folder level; it is refused.")
+    mode = m.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        raise AuditError(f"The zip's member '{shown}' is a link; links are refused.")
+    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
+        raise AuditError(f"The zip's member '{shown}' is a device, pipe or socket, not a file; it is refused.")
+    if m.filename.endswith("/") and (m.file_size or m.compress_size):
+        raise AuditError(f"The zip's member '{shown}' is a folder entry that holds data; it is refused.")
+    if m.flag_bits & 0x1:
+        raise AuditError(f"The zip's member '{shown}' is encrypted (password-protected); unpack it and zip it again.")
+    if m.compress_type not in ZIP_METHODS:
+        raise AuditError(
+            f"The zip's member '{shown}' is compressed in a way this server cannot unpack (method "
+            f"{m.compress_type}); zip it again with the usual (deflate) compression."
+        )
+    return tuple(parts)
+
+
+def _refuse_overlaps(entries: list[zipfile.ZipInfo], size: int) -> None:
+    """Entries whose data overlap (one local header quoted inside another's data: the zip bomb of
+    CVE-2024-0450, which Python 3.11.7's zipfile does not catch) or reach past the central directory."""
+    spans = sorted((m.header_offset, m.header_offset + 30 + _name_bytes(m) + m.compress_size) for m in entries)
+    for (_, end), (start, _) in itertools.pairwise(spans):
+        if start < end:
+            raise AuditError("The zip's entries overlap each other (a zip bomb's trick); it is refused.")
+    if spans and spans[-1][1] > size:
+        raise AuditError("The zip's entries reach past its end; it is damaged, so it is refused.")
+
+
+def _name_bytes(m: zipfile.ZipInfo) -> int:
+    """The length of a member's name as stored (UTF-8 when flagged, else code page 437); 0 if it cannot be told."""
+    try:
+        return len(m.orig_filename.encode("utf-8" if m.flag_bits & 0x800 else "cp437"))
+    except UnicodeEncodeError:
+        return 0
+
+
+def _unpack(archive: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]], folder: Path) -> None:
+    """Write the planned members under `folder` (fresh and empty): new files only, never through a link."""
+    written = 0
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for m, parts in plan:
+        path = folder.joinpath(*parts)
+        if m.filename.endswith("/"):
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with archive.open(m) as source:
+                content = source.read(m.file_size + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError, NotImplementedError, OSError) as e:
+            raise AuditError(f"The zip's member '{_shown(m.filename)}' is damaged and cannot be unpacked.") from e
+        written += len(content)
+        if len(content) != m.file_size or written > MAX_UNZIPPED_BYTES:
+            raise AuditError("The zip's sizes do not match its contents; it is refused.")
+        with os.fdopen(os.open(path, flags, 0o644), "wb") as handle:
+            handle.write(content)
+
+
+def _shown(name: str) -> str:
+    """A member name fit for a sentence: control characters escaped, at most 80 characters."""
+    text = "".join(c if 32 <= ord(c) != 127 else f"\\x{ord(c):02x}" for c in name)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def picture_set(folder: Path) -> ImageSet:
-    """The folder's pictures, without any whose real path leaves the folder (a link planted inside it)."""
-    found = read_image_set(folder)
-    keep = [i for i, p in enumerate(found.paths) if inside_root(p, folder)]
-    if not keep:
-        raise AuditError(f"There are no pictures in {folder.name} that can be audited.")
-    return replace(found, paths=tuple(found.paths[i] for i in keep), labels=tuple(found.labels[i] for i in keep))
+    """The folder's pictures. The engine checks each file's and subfolder's real path while listing (a link
+    leading out of the folder is skipped and listed, as are pipes and devices) and again when opening a picture."""
+    return read_image_set(folder)
 
 
 def signature(folder: Path) -> str:
-    """Names, sizes and modification times of the folder's files: a new or changed file is a new audit."""
+    """Names, sizes and modification times of the folder's entries (links as links, never followed): a new or
+    changed file is a new audit."""
     digest = hashlib.sha256()
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            info = path.stat()
+    for top, subfolders, files in os.walk(folder):  # os.walk does not follow links to folders
+        subfolders.sort()
+        for name in sorted(files):
+            path = Path(top) / name
+            info = path.lstat()
             digest.update(f"{path.relative_to(folder)}|{info.st_size}|{info.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -250,13 +386,15 @@ def selected_indices(event) -> list[int]:
 
 
 @st.cache_data(max_entries=512, show_spinner=False)
-def overlay_png(path: str, stamp: float, values: bytes, size: int, side: int = 128) -> bytes:
-    """A picture with its audit map over it, as PNG bytes (`stamp`: the file's mtime, so a changed file redraws)."""
+def overlay_png(path: str, stamp: float, values: bytes, size: int, side: int = 128, inside: str | None = None) -> bytes:
+    """A picture with its audit map over it, as PNG bytes (`stamp`: the file's mtime, so a changed file redraws);
+    the picture is opened only if its real path lies inside the folder `inside` (the audit root by default)."""
     heat = np.frombuffer(values, np.float16).astype(np.float32).reshape(size, size)
     low, high = float(heat.min()), float(heat.max())
     heat = np.zeros_like(heat) if high - low < 1e-9 else (heat - low) / (high - low)
     try:
-        picture = np.asarray(decode_image(path).image.resize((side, side), Image.Resampling.BILINEAR))
+        image = decode_image(path, inside=inside or str(audit_root())).image
+        picture = np.asarray(image.resize((side, side), Image.Resampling.BILINEAR))
         shown = render_overlay(picture, heat, "jet", 0.45)
     except EngineError:
         shown = render_heatmap(np.asarray(Image.fromarray(heat, "F").resize((side, side))))
@@ -267,8 +405,8 @@ def overlay_png(path: str, stamp: float, values: bytes, size: int, side: int = 1
 
 def picture_png(result: Audit, index: int) -> bytes:
     path = result.paths[index] if index < len(result.paths) else ""
-    stamp = os.stat(path).st_mtime if path and os.path.exists(path) else 0.0
-    return overlay_png(path, stamp, result.maps[index].tobytes(), result.size)
+    stamp = os.lstat(path).st_mtime if path and os.path.lexists(path) else 0.0
+    return overlay_png(path, stamp, result.maps[index].tobytes(), result.size, inside=result.bound)
 
 
 def mean_map_png(cluster: Cluster, side: int = 128) -> bytes:

@@ -217,3 +217,27 @@ class StartsABackgroundTask(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         future = torch.jit.fork(torch.relu, x)
         return torch.jit.wait(future).mean((2, 3))
+
+
+def rewritten(data: bytes, old: str, new: str) -> bytes:
+    """A TorchScript archive with `old` replaced by `new` in its code: what a hostile uploader does by hand, since
+    `torch.jit.load` compiles the archive's code itself (the compiler would print `getattr(torch, "save")` as
+    `torch.save`). Fails if `old` is not in the code, so a case cannot silently stop being hostile."""
+    out = io.BytesIO()
+    found = False
+    with zipfile.ZipFile(io.BytesIO(data)) as source, zipfile.ZipFile(out, "w") as archive:
+        for entry in source.infolist():
+            content = source.read(entry)
+            if "/code/" in entry.filename and old.encode() in content:
+                content, found = content.replace(old.encode(), new.encode()), True
+            archive.writestr(entry, content)
+    assert found, f"{old!r} is not in the archive's code"
+    return out.getvalue()
+
+
+def code_archive(source: str) -> bytes:
+    """A zip holding only `source` as an archive's code file: enough for the static check, which reads nothing else."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as archive:
+        archive.writestr("archive/code/__torch__.py", source)
+    return out.getvalue()

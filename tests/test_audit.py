@@ -273,3 +273,138 @@ def test_a_flat_folder_is_grouped_by_prediction(shapes_model, tmp_path):
     for label, view in result.classes.items():
         assert all(result.predicted_name(m) == label for m in view.members)
     assert sum(len(v.members) for v in result.classes.values()) == 20  # the broken file belongs to no class
+
+
+# ----- links, pipes and swapped files (issue 21) ---------------------------------------------------------------------
+LEAVES = "a link that leads outside the folder, so it is not followed"
+
+
+@pytest.fixture
+def opened(monkeypatch):
+    """Every path opened from here on, by os.open, io.open or open."""
+    import builtins
+    import io
+    import os
+
+    paths: list[str] = []
+
+    def recorded(real):
+        def recording(path, *args, **kwargs):
+            if isinstance(path, (str, os.PathLike)):
+                paths.append(os.path.realpath(path))
+            return real(path, *args, **kwargs)
+
+        return recording
+
+    monkeypatch.setattr(os, "open", recorded(os.open))
+    monkeypatch.setattr(io, "open", recorded(io.open))
+    monkeypatch.setattr(builtins, "open", recorded(builtins.open))
+    return paths
+
+
+@pytest.fixture
+def linked_set(tmp_path):
+    """A class-folder set with, inside it, a link to a valid picture outside, a linked subfolder leading out, a class
+    folder that is a link out, a link to a picture inside (kept), a link loop and a named pipe."""
+    import os
+
+    folder = tmp_path / "set"
+    write_shape_folder(folder, shape_set(12, 3))
+    outside = tmp_path / "outside"
+    (outside / "inner").mkdir(parents=True)
+    first = min((folder / "disc").iterdir())
+    (outside / "secret.png").write_bytes(first.read_bytes())  # a valid picture: it would be read if followed
+    (outside / "inner" / "also.png").write_bytes(first.read_bytes())
+    os.symlink(outside / "secret.png", folder / "disc" / "zz-secret.png")
+    os.symlink(outside / "inner", folder / "square" / "inner")
+    os.symlink(outside, folder / "zclass")
+    os.symlink(first, folder / "square" / "zz-inside.png")
+    os.symlink(folder / "disc", folder / "disc" / "loop")
+    os.mkfifo(folder / "disc" / "pipe.png")
+    return folder, outside
+
+
+def test_links_out_of_the_folder_are_skipped_listed_and_never_opened(shapes_model, linked_set, opened):
+    folder, outside = linked_set
+    opened.clear()
+    result = audit(shapes_model, folder, size=8)
+    skipped = {s.path: s.reason for s in result.skipped}
+    assert skipped["disc/zz-secret.png"] == LEAVES
+    assert skipped["square/inner"] == LEAVES
+    assert skipped["zclass"] == LEAVES
+    assert skipped["disc/loop"] == "a link to a folder already read, so it is not read again"
+    assert skipped["disc/pipe.png"] == "not a regular file (a pipe, a device or a socket), so it is not opened"
+    assert "square/zz-inside.png" in result.names  # a link that stays inside is read
+    assert result.read.sum() == 13 and result.bound == str(folder)
+    assert not [p for p in opened if p.startswith(str(outside)) or p.endswith("pipe.png")], opened
+
+
+def test_a_picture_swapped_for_a_link_after_listing_is_not_opened(shapes_model, tmp_path, opened):
+    """The listing checked each file; a file replaced by a link out (or its folder by a link) before the audit
+    opens it is refused again at opening."""
+    import os
+
+    folder = tmp_path / "set"
+    write_shape_folder(folder, shape_set(12, 3))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    image_set = read_image_set(folder)
+    victim = image_set.paths[0]
+    (outside / victim.name).write_bytes(victim.read_bytes())
+    victim.unlink()
+    os.symlink(outside / victim.name, victim)
+    square = folder / "square"
+    moved = tmp_path / "moved-square"
+    square.rename(moved)
+    os.symlink(moved, square)  # a whole class folder swapped for a link out
+    opened.clear()
+    result = audit(shapes_model, image_set, size=8)
+    skipped = {s.path: s.reason for s in result.skipped}
+    assert skipped[image_set.name(0)].endswith(
+        "is a link that leads outside the folder " + str(folder) + ", so it is not read."
+    )
+    assert all(
+        "leads outside" in skipped[image_set.name(i)] for i, p in enumerate(image_set.paths) if p.parent == square
+    )
+    assert not [p for p in opened if p.startswith((str(outside), str(moved)))], opened
+
+
+def test_opening_checks_the_file_actually_opened(tmp_path, monkeypatch):
+    """If a folder on the way turns into a link between the real-path check and the open (simulated: the check
+    is told the path is real as it stands), the kernel's name of the opened file is checked and the file refused."""
+    import os
+
+    from cnnvis_engine import ImageError, images
+
+    folder = tmp_path / "set"
+    folder.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.new("RGB", (16, 16)).save(outside / "secret.png")
+    os.symlink(outside, folder / "swapped")
+    os.symlink(outside / "secret.png", folder / "late.png")
+    real = os.path.realpath
+    monkeypatch.setattr(
+        os.path,
+        "realpath",
+        lambda p, **k: os.fspath(p) if "swapped" in os.fspath(p) or "late" in os.fspath(p) else real(p, **k),
+    )
+    with pytest.raises(ImageError, match="leads outside the folder"):  # the folder link: caught on the open file
+        images.decode_image(folder / "swapped" / "secret.png", inside=folder)
+    with pytest.raises(ImageError, match="leads outside the folder"):  # the last link: O_NOFOLLOW refuses it
+        images.decode_image(folder / "late.png", inside=folder)
+    assert images.decode_image(outside / "secret.png").image.size == (16, 16)  # without `inside`, as before
+
+
+def test_a_pipe_or_device_is_never_opened(tmp_path, opened):
+    import os
+
+    from cnnvis_engine import ImageError, decode_image
+
+    os.mkfifo(tmp_path / "pipe.png")
+    for path in (tmp_path / "pipe.png", "/dev/zero"):
+        with pytest.raises(ImageError, match="not a regular file"):
+            decode_image(path)
+    with pytest.raises(ImageError, match="not a regular file"):
+        decode_image(tmp_path / "pipe.png", inside=tmp_path)
+    assert not opened, opened

@@ -3,13 +3,18 @@ traversal or links, and the selection / export helpers."""
 
 from __future__ import annotations
 
+import builtins
 import csv
 import io
 import os
 import stat
+import struct
+import warnings
 import zipfile
+from pathlib import Path
 
 import pytest
+from containment_cases import zip_bomb
 from PIL import Image
 
 from cnnvis_engine.audit import AuditError
@@ -118,3 +123,260 @@ def test_selection_and_export_helpers(tmp_path):
     shown = sorted(int(i) for trace in fig.data for i in trace.customdata)
     assert shown == sorted(result.classes["tank"].members)
     assert a.picture_png(result, 0).startswith(b"\x89PNG") and a.mean_map_png(result.clusters[0]).startswith(b"\x89PNG")
+
+
+# ----- every kind of zip member (issue 21) -----------------------------------------------------------------------
+def _central(data: bytes, index: int, offset: int, fmt: str, value: int) -> bytes:
+    """`data` with one field of its `index`-th central directory record set to `value` (the local header is left
+    as written: the checks read the directory only)."""
+    out = bytearray(data)
+    at = -1
+    for _ in range(index + 1):
+        at = out.index(b"PK\x01\x02", at + 1)
+    struct.pack_into(fmt, out, at + offset, value)
+    return bytes(out)
+
+
+def _with_entry(name: str, data: bytes = b"x", **fields: int) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("ok/1.png", _png())
+        info = zipfile.ZipInfo(name)
+        for key, value in fields.items():
+            setattr(info, key, value)
+        archive.writestr(info, data)
+    return buffer.getvalue()
+
+
+def _duplicated(*names: str) -> bytes:
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # zipfile warns of a duplicate name, and writes it
+        for name in names:
+            archive.writestr(name, _png())
+    return buffer.getvalue()
+
+
+def _nul_name() -> bytes:
+    data = _zip({"ok/1.png": _png(), "ok/2.pngX../../evil.png": _png()})
+    return data.replace(b"ok/2.pngX", b"ok/2.png\0")  # zipfile cannot write it; a hand-made zip can
+
+
+ZIP_CASES = [
+    ("empty zip", lambda: _zip({}), "The zip is empty: it holds no files to audit."),
+    ("folders only", lambda: _zip({"a/": b"", "a/b/": b""}), "The zip is empty: it holds no files to audit."),
+    (
+        "a file and a folder of one name",
+        lambda: _zip({"a": b"x", "a/x.png": _png()}),
+        "The zip holds both a file and a folder named 'a'; one name cannot be both, so it is refused.",
+    ),
+    (
+        "a file, then a folder entry of its name",
+        lambda: _zip({"a/x.png": _png(), "b": b"x", "b/": b""}),
+        "The zip holds both a file and a folder named 'b'; one name cannot be both, so it is refused.",
+    ),
+    ("one name twice", lambda: _duplicated("a/1.png", "a/1.png"), "The zip holds 'a/1.png' twice; it is refused."),
+    (
+        "names that differ only in case",
+        lambda: _duplicated("a/1.png", "A/1.png"),
+        "The zip holds 'A/1.png' and 'a/1.png', which some file systems take for one name; it is refused.",
+    ),
+    (
+        "one name in two Unicode forms",
+        lambda: _duplicated("a/\u00e9.png", "a/e\u0301.png"),
+        "which some file systems take for one name; it is refused.",
+    ),
+    ("a trailing backslash", lambda: _zip({"a\\": b"", "a/1.png": _png()}), "separates folders with backslashes"),
+    ("backslashes", lambda: _zip({"cats\\1.png": _png()}), "separates folders with backslashes (a Windows path)"),
+    ("a drive letter", lambda: _zip({"c:x.png": _png()}), "points outside its folder"),
+    ("a colon", lambda: _zip({"a/b:c.png": _png()}), "holds a colon (a drive or hidden stream on Windows)"),
+    ("an empty folder level", lambda: _zip({"a//1.png": _png()}), "holds an empty or '.' folder level"),
+    ("a '.' folder level", lambda: _zip({"./a/1.png": _png()}), "holds an empty or '.' folder level"),
+    ("a NUL in a name", _nul_name, "The zip's member name 'ok/2.png\\x00../../evil.png' holds control characters"),
+    ("a control character", lambda: _zip({"a/x\x07.png": _png()}), "'a/x\\x07.png' holds control characters"),
+    ("a 300-byte file name", lambda: _zip({"a/" + "x" * 300 + ".png": _png()}), "is too long (306 characters"),
+    ("a 1,300-character path", lambda: _zip({"/".join(["d" * 200] * 6) + ".png": _png()}), "and 1,024 in all"),
+    (
+        "a folder entry holding data",
+        lambda: _with_entry("d/", b"data"),
+        "The zip's member 'd/' is a folder entry that holds data; it is refused.",
+    ),
+    (
+        "a named pipe",
+        lambda: _with_entry("a/p.png", external_attr=(stat.S_IFIFO | 0o644) << 16),
+        "The zip's member 'a/p.png' is a device, pipe or socket, not a file; it is refused.",
+    ),
+    (
+        "an encrypted member",
+        lambda: _central(_with_entry("a/2.png", _png()), 1, 8, "<H", 0x1),
+        "The zip's member 'a/2.png' is encrypted (password-protected); unpack it and zip it again.",
+    ),
+    (
+        "an unknown compression",
+        lambda: _central(_with_entry("a/2.png", _png()), 1, 10, "<H", 99),
+        "is compressed in a way this server cannot unpack (method 99); zip it again",
+    ),
+    (
+        "two entries over the same data",
+        lambda: _central(_zip({"a/1.png": _png(), "a/2.png": _png()}), 1, 42, "<I", 0),
+        "The zip's entries overlap each other (a zip bomb's trick); it is refused.",
+    ),
+    (
+        "a zip64 entry claiming 256 MB",
+        lambda: zip_bomb(256 * 2**20),
+        "The zip unpacks to more than 200 MB.",
+    ),
+    (
+        "a damaged second member",
+        lambda: _central(_zip({"a/1.png": _png(), "a/2.png": _png()}), 1, 16, "<I", 0),
+        "The zip's member 'a/2.png' is damaged and cannot be unpacked.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "make", "words"), ZIP_CASES, ids=[c[0] for c in ZIP_CASES])
+def test_every_kind_of_zip_member_gets_one_sentence_and_leaves_nothing_behind(tmp_path, case, make, words):
+    with pytest.raises(AuditError) as info:
+        a.unpack_zip(make(), tmp_path)
+    message = str(info.value)
+    assert words in message and message.endswith(".") and "\n" not in message, message
+    assert not (tmp_path / "uploads").exists() or not any((tmp_path / "uploads").iterdir())  # nothing half-unpacked
+    assert not (tmp_path.parent / "evil.png").exists()
+
+
+def test_a_member_named_like_a_marker_is_just_a_file_and_a_folder_appears_only_complete(tmp_path, monkeypatch):
+    """Before, a member `.complete/x.png` raised IsADirectoryError and the same zip then counted as unpacked."""
+    data = _zip({".complete/x.png": _png(), "cats/1.png": _png()})
+    name = a.unpack_zip(data, tmp_path)
+    assert sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).rglob("*.png")) == [
+        ".complete/x.png",
+        "cats/1.png",
+    ]
+    # A crash half-way (the disk fills on the second file) leaves no folder, so the next try unpacks again.
+    other = _zip({"dogs/1.png": _png(), "dogs/2.png": _png()})
+    real_fdopen, calls = os.fdopen, []
+
+    def failing(fd, *args, **kwargs):
+        calls.append(fd)
+        if len(calls) == 2:
+            os.close(fd)
+            raise OSError(28, "No space left on device")
+        return real_fdopen(fd, *args, **kwargs)
+
+    monkeypatch.setattr(a.os, "fdopen", failing)
+    with pytest.raises(OSError):
+        a.unpack_zip(other, tmp_path)
+    monkeypatch.setattr(a.os, "fdopen", real_fdopen)
+    assert sorted(p.name for p in (tmp_path / "uploads").iterdir()) == [name.split("/")[1]]
+    again = a.unpack_zip(other, tmp_path)
+    assert sorted(p.name for p in (tmp_path / again / "dogs").iterdir()) == ["1.png", "2.png"]
+
+
+def test_a_zip64_archive_and_other_compressions_unpack(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        with archive.open("cats/1.png", "w", force_zip64=True) as handle:
+            handle.write(_png())
+        archive.writestr("cats/2.png", _png(), compress_type=zipfile.ZIP_BZIP2)
+        archive.writestr("dogs/1.png", _png(), compress_type=zipfile.ZIP_LZMA)
+        archive.writestr("dogs/", b"")
+    name = a.unpack_zip(buffer.getvalue(), tmp_path)
+    assert sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).rglob("*.png")) == [
+        "cats/1.png",
+        "cats/2.png",
+        "dogs/1.png",
+    ]
+
+
+def test_hidden_and_outward_linked_folders_are_not_offered(tmp_path):
+    root = tmp_path / "root"
+    (root / "uploads" / ".partial-abc" / "a").mkdir(parents=True)
+    (root / "mine" / "a").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "a").mkdir(parents=True)
+    os.symlink(tmp_path / "elsewhere", root / "linked-out")
+    os.symlink(tmp_path / "elsewhere", root / "uploads" / "zip-linked")
+    os.symlink(root / "mine", root / "linked-in")
+    offered = a.folders(root)
+    assert "mine" in offered and "linked-in" in offered
+    assert not any("partial" in f or "linked-out" in f or "zip-linked" in f for f in offered), offered
+
+
+def test_the_page_reads_no_picture_through_a_link_leading_out(tmp_path, monkeypatch):
+    """A folder under the root with a link to a valid picture outside it, and a linked subfolder: neither is read
+    (every open is recorded), both are listed as skipped, and a drawn overlay of the outside path is refused."""
+    monkeypatch.setenv("CNNVIS_AUDIT_ROOT", str(tmp_path / "root"))
+    root = a.audit_root()
+    folder = root / "set"
+    for cls in ("a", "b"):
+        (folder / cls).mkdir(parents=True)
+        for i in range(6):
+            (folder / cls / f"{i}.png").write_bytes(_png((40 * i, 200 if cls == "a" else 20, 90)))
+    secret = tmp_path / "secret"
+    (secret / "inner").mkdir(parents=True)
+    (secret / "private.png").write_bytes(_png())
+    (secret / "inner" / "also.png").write_bytes(_png())
+    os.symlink(secret / "private.png", folder / "a" / "zz-link.png")
+    os.symlink(secret / "inner", folder / "b" / "linked")
+    os.symlink(secret, folder / "c")  # a class folder that is a link out
+    opened: list[str] = []
+
+    def recorded(real):
+        def recording(path, *args, **kwargs):
+            if isinstance(path, (str, os.PathLike)):
+                opened.append(os.fspath(path))
+            return real(path, *args, **kwargs)
+
+        return recording
+
+    monkeypatch.setattr(os, "open", recorded(os.open))
+    monkeypatch.setattr(io, "open", recorded(io.open))
+    monkeypatch.setattr(builtins, "open", recorded(builtins.open))
+    found = a.picture_set(a.resolve_folder("set"))
+    assert sorted(p.relative_to(folder).as_posix() for p in found.paths) == [
+        f"{c}/{i}.png" for c in "ab" for i in range(6)
+    ]
+    skipped = {s.path: s.reason for s in found.skipped}
+    assert skipped == {
+        "a/zz-link.png": "a link that leads outside the folder, so it is not followed",
+        "b/linked": "a link that leads outside the folder, so it is not followed",
+        "c": "a link that leads outside the folder, so it is not followed",
+    }
+    from cnnvis_engine.audit import audit
+    from cnnvis_engine.models import load_model
+
+    result = audit(load_model("tanks_shortcut", "demo"), found, size=8)
+    assert result.read.all() and result.bound == str(folder)
+    assert not [p for p in opened if str(secret) in os.path.realpath(p)], opened
+    assert a.signature(folder) == a.signature(folder)
+    a.overlay_png.clear()
+    drawn = a.overlay_png(str(folder / "a" / "zz-link.png"), 0.0, result.maps[0].tobytes(), 8, inside=str(folder))
+    assert drawn.startswith(b"\x89PNG")  # the map alone: the picture behind the link is not opened
+    assert not [p for p in opened if str(secret) in os.path.realpath(p)], opened
+
+
+def test_the_page_answers_a_bad_zip_with_its_sentence_and_a_good_one_with_its_folder(tmp_path, monkeypatch):
+    """AppTest of pages/audit.py: the uploader's callback shows the refusal in place, nothing lands on disk, and a
+    good zip becomes the chosen folder."""
+    from streamlit.testing.v1 import AppTest
+
+    from cnnvis_ui import compute
+
+    monkeypatch.setenv("CNNVIS_AUDIT_ROOT", str(tmp_path))
+    monkeypatch.setattr(a, "DEMO_COUNT", 4)  # the demo set is drawn on first use; 4 scenes are enough here
+    compute.clear_all()
+    page = str(Path(__file__).resolve().parent.parent / "pages" / "audit.py")
+    at = AppTest.from_file(page, default_timeout=60).run()
+    upload = next(f for f in at.get("file_uploader") if f.key == a.ZIP)
+    upload.set_value(("both.zip", _zip({"a": b"x", "a/x.png": _png()}), "application/zip"))
+    at.run()
+    assert [e.value for e in at.error] == [
+        "The zip holds both a file and a folder named 'a'; one name cannot be both, so it is refused."
+    ]
+    assert not at.exception and not (tmp_path / "uploads").exists()  # refused before anything was written
+    upload = next(f for f in at.get("file_uploader") if f.key == a.ZIP)
+    upload.set_value(("good.zip", _zip({"cats/1.png": _png(), "dogs/1.png": _png((0, 0, 200))}), "application/zip"))
+    at.run()
+    assert not at.error and not at.exception
+    chosen = at.session_state[a.FOLDER]
+    assert chosen.startswith("uploads/zip-") and (tmp_path / chosen / "dogs" / "1.png").is_file()
+    compute.clear_all()

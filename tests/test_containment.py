@@ -29,6 +29,8 @@ from containment_cases import (
     SavesAFileOnLoad,
     StartsABackgroundTask,
     TooManyClasses,
+    code_archive,
+    rewritten,
     zip_bomb,
 )
 from hardening_cases import SmallNet, torch_saved, torchscript
@@ -113,6 +115,83 @@ def test_a_forward_that_writes_a_file_is_refused_and_writes_nothing(target: Path
     assert "torch.save (file access)" in sentence(str(info.value))
     assert not target.exists()
     record("save-in-forward", message=str(info.value), written=target.exists())
+
+
+def test_a_getattr_look_up_that_writes_a_file_is_refused_and_writes_nothing(target: Path):
+    data = rewritten(torchscript(SavesAFile(str(target))), "torch.save(", 'getattr(torch, "save")(')
+    loads_in_process(data)(torch.zeros(1, 3, 8, 8))
+    assert target.exists()  # torch.jit.load compiles the edited code: the payload is live
+    target.unlink()
+    with pytest.raises(ModelFileError) as info:
+        load_model_file(data, "getattr.pt", limits=SHORT)
+    assert sentence(str(info.value)) == (
+        "getattr.pt is refused: its code looks an attribute up by name (getattr(torch, 'save')), which could reach "
+        "file access or any other function around this check; a model that only computes needs none of that."
+    )
+    assert not target.exists()
+    record("getattr-save", message=str(info.value), written=target.exists())
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ('getattr(torch, "save")(x, "p")', "looks an attribute up by name (getattr(torch, 'save'))"),
+        ('getattr(ops.aten, "save")(x, "p")', "looks an attribute up by name (getattr(ops.aten, 'save'))"),
+        ("getattr(self, name)", "looks an attribute up by name (getattr(self, name))"),
+        ('getattr(self, "__class__")', "looks an attribute up by name (getattr(self, '__class__'))"),
+        ("f = getattr", "passes getattr around as a value"),
+        ('setattr(self, "w", x)', "uses setattr,"),
+        ('hasattr(self, "w")', "uses hasattr,"),
+        ('delattr(self, "w")', "uses delattr,"),
+        ("vars(self)", "uses vars,"),
+        ("globals()", "uses globals,"),
+        ("locals()", "uses locals,"),
+        ('__import__("os")', "uses __import__,"),
+        ('eval("1")', "uses eval,"),
+        ('exec("1")', "uses exec,"),
+        ('compile("1", "f", "exec")', "uses compile,"),
+        ("__builtins__.open", "uses __builtins__,"),
+        ('self.__getattribute__("w")', "reaches into an object by name (self.__getattribute__)"),
+        ('self.__getattr__("w")', "reaches into an object by name (self.__getattr__)"),
+        ('torch.__dict__["save"]', "reaches into an object by name (torch.__dict__)"),
+        ("x.__class__.__mro__[1].__subclasses__()", "reaches into an object by name"),
+        ("self.__class__.__bases__", "reaches into an object by name"),
+        ("t = torch", "holds torch as a value instead of calling it"),
+        ("t = torch.ops", "holds torch.ops as a value instead of calling it"),
+        ("t = ops.aten", "holds ops.aten as a value instead of calling it"),
+    ],
+)
+def test_every_look_up_by_name_is_refused_with_the_sentence(line: str, words: str):
+    source = f"class M(Module):\n  def forward(self, x: Tensor) -> Tensor:\n    {line}\n    return x\n"
+    with pytest.raises(ModelFileError) as info:
+        check_torchscript(code_archive(source), "m.pt")
+    message = sentence(str(info.value))
+    assert message.startswith("m.pt is refused: its code ") and words in message, message
+
+
+def test_the_compilers_own_getattr_on_a_submodule_passes():
+    """TorchScript prints `getattr(blocks, "0")` for submodules whose names are not identifiers (ModuleList,
+    Sequential, ModuleDict keys such as "a-b"), in scripted and traced code alike."""
+
+    class Nested(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.blocks = torch.nn.ModuleList([torch.nn.Sequential(torch.nn.Conv2d(3, 3, 1), torch.nn.ReLU())])
+            self.heads = torch.nn.ModuleDict({"a-b": torch.nn.Linear(3, 2)})
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for block in self.blocks:
+                x = block(x)
+            return torch.cat([head(x.mean((2, 3))) for head in self.heads.values()], 1)
+
+    scripted, traced = io.BytesIO(), io.BytesIO()
+    torch.jit.save(torch.jit.script(Nested()), scripted)
+    torch.jit.save(torch.jit.trace(Nested(), torch.zeros(1, 3, 8, 8)), traced)
+    for data in (scripted.getvalue(), traced.getvalue()):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            code = b"".join(archive.read(e) for e in archive.infolist() if "/code/" in e.filename)
+        assert b'getattr(blocks, "0")' in code or b'getattr(heads, "a-b")' in code
+        check_torchscript(data, "nested.pt")  # no refusal
 
 
 def test_without_the_static_check_the_worker_still_cannot_write(target: Path):

@@ -90,6 +90,7 @@ class Audit:
     skipped: tuple[Skipped, ...] = ()
     notes: tuple[str, ...] = ()
     settings: dict = field(default_factory=dict)
+    bound: str | None = None  # the real folder the pictures were listed in; they are opened only inside it
 
     def flagged(self, threshold: float = SUSPICIOUS) -> list[Cluster]:
         return [c for c in self.clusters if c.suspicion >= threshold]
@@ -231,6 +232,7 @@ def audit(
         group=group,
         skipped=tuple(image_set.skipped) + tuple(table["skipped"]),
         notes=tuple(notes),
+        bound=None if image_set.bound is None else str(image_set.bound),
         settings={
             "method": method,
             "layer": layer,

@@ -94,7 +94,7 @@ def explain_paths(
     skipped: list[Skipped] = []
     for i in chosen:
         try:
-            decoded.append(decode_image(image_set.paths[i]))
+            decoded.append(decode_image(image_set.paths[i], inside=image_set.bound))
             kept.append(i)
         except ImageError as error:
             skipped.append(Skipped(image_set.name(i), str(error)))

@@ -46,6 +46,7 @@ class ExplainActor:
         size: int,
         regions: Sequence[Region | None] | None,
         threads: int,
+        bound: str | None = None,
     ) -> None:
         import torch
 
@@ -55,7 +56,9 @@ class ExplainActor:
         else:
             torch.set_num_threads(threads)
         self.explainer = Explainer(bundle, cache_size=0)
-        self.image_set = ImageSet(tuple(Path(p) for p in paths), tuple(labels))
+        self.image_set = ImageSet(
+            tuple(Path(p) for p in paths), tuple(labels), bound=None if bound is None else Path(bound)
+        )
         self.method, self.layer, self.size, self.regions = method, layer, size, regions
 
     def __call__(self, rows: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -153,6 +156,7 @@ def _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_si
             "size": size,
             "regions": regions,
             "threads": 1,
+            "bound": None if image_set.bound is None else str(image_set.bound),
         },
         batch_size=batch_size,
         batch_format="numpy",

@@ -238,7 +238,11 @@ def _card(result: Audit, cluster: Cluster) -> str:
 def _overlay(result: Audit, index: int, side: int = 112) -> np.ndarray:
     values = _stretch(result.maps[index])
     try:
-        picture = decode_image(result.paths[index]).image.convert("RGB").resize((side, side), Image.Resampling.BILINEAR)
+        picture = (
+            decode_image(result.paths[index], inside=result.bound)
+            .image.convert("RGB")
+            .resize((side, side), Image.Resampling.BILINEAR)
+        )
     except ImageError:
         return render_heatmap(_upscale(values, side))
     return render_overlay(np.asarray(picture), values, "jet", 0.45)

@@ -5,8 +5,13 @@ operator call is printed as `torch.<aten op>(...)` or `ops.<namespace>.<op>(...)
 source with `ast` (nothing is executed) and refuses the calls a classifier never needs and a hostile file does:
 file input/output (`torch.save`, `torch.load`, `torch.from_file`), operators outside the `aten` and `prim`
 namespaces (custom, distributed, profiler and debugging ops: e.g. `debugprims.load_tensor` reads a file),
-TorchScript classes bound from C++ (`torch.classes`), background tasks (`torch.jit.fork`), and
-`__setstate__`/`__getstate__` methods, which run inside `torch.jit.load` itself. It is the first fence, not the only one: the worker process the model runs in
+TorchScript classes bound from C++ (`torch.classes`), background tasks (`torch.jit.fork`),
+`__setstate__`/`__getstate__` methods, which run inside `torch.jit.load` itself, and every way of reaching a
+function by a name the check does not see as a dotted call: `getattr(torch, "save")(...)` loads and runs (the
+archive's code is compiled on load, so it need not be what the compiler printed), as would `setattr`, `hasattr`,
+`__dict__`, `__class__` chains, `eval` and the like. The compiler itself prints one such form, `getattr(blocks,
+"0")` on a local for a submodule whose name is no identifier (2,460 of them in torchvision's scripted models), and
+only that form is let through. `torch` and `ops` may only be called through (`t = torch` would hide `t.save`). It is the first fence, not the only one: the worker process the model runs in
 (contained.py) can open no file even for what this check would miss.
 
 `check_archive` reads only the zip's central directory and refuses a zip whose entries would inflate beyond the
@@ -25,6 +30,18 @@ IO_OPS = frozenset({"save", "load", "from_file", "_load_from_file", "_save_param
 OP_NAMESPACES = frozenset({"aten", "prim"})
 STATE_METHODS = frozenset({"__setstate__", "__getstate__"})
 BACKGROUND = frozenset({"fork", "awaitable"})  # torch.jit.fork / torch.jit._awaitable, as TorchScript prints them
+# Names and attributes that reach functions or objects' insides by name; a compiled model's code holds none.
+DYNAMIC_NAMES = frozenset(
+    {"setattr", "delattr", "hasattr", "vars", "globals", "locals", "__import__", "eval", "exec", "compile"}
+    | {"__builtins__", "builtins", "__builtin__"}
+)
+DYNAMIC_ATTRS = frozenset(
+    {"__getattribute__", "__getattr__", "__setattr__", "__delattr__", "__dict__", "__class__", "__subclasses__"}
+    | {"__mro__", "__bases__", "__base__", "__globals__", "__builtins__", "__code__", "__closure__", "__func__"}
+    | {"__self__", "__module__", "__import__", "__loader__", "__spec__", "__init_subclass__", "__reduce_ex__"}
+)
+OPERATOR_ROOTS = frozenset({"torch", "ops"})  # compiled code only ever calls through these, never holds them
+MODULE_ROOTS = OPERATOR_ROOTS | {"__torch__", "math", "builtins", "__builtins__", "CONSTANTS"}
 MAX_CODE_BYTES = 32 * 2**20  # torchvision's largest scripted models hold well under 1 MB of code
 
 
@@ -63,8 +80,12 @@ def check_torchscript(data: bytes, filename: str) -> None:
             tree = ast.parse(source.decode("utf-8"), filename=name)
         except (SyntaxError, UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
             raise ModelFileError(f"{filename} holds TorchScript code that cannot be read, so it is refused.") from exc
-        for node in ast.walk(tree):
-            problem = _problem(node)
+        nodes = list(ast.walk(tree))
+        printed = {id(node.func) for node in nodes if _printed_getattr(node)}
+        called = {id(node.func) for node in nodes if isinstance(node, ast.Call)}
+        inner = {id(node.value) for node in nodes if isinstance(node, ast.Attribute)}
+        for node in nodes:
+            problem = _problem(node) or _dynamic(node, printed) or _held(node, called, inner)
             if problem:
                 raise ModelFileError(
                     f"{filename} is refused: its code {problem}; a model that only computes needs none of that."
@@ -89,6 +110,53 @@ def _problem(node: ast.AST) -> str:
             if len(rest) >= 2 and rest[1] in IO_OPS:
                 return f"calls {'.'.join(rest)} (file access)"
     return ""
+
+
+def _printed_getattr(node: ast.AST) -> bool:
+    """`getattr(self, "0")`: the one dynamic look-up TorchScript prints, for a submodule whose name is no identifier."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id == "getattr"
+        and not node.keywords
+        and len(node.args) == 2
+        and isinstance(node.args[0], ast.Name)
+        and node.args[0].id not in MODULE_ROOTS
+        and isinstance(node.args[1], ast.Constant)
+        and isinstance(node.args[1].value, str)
+        and not node.args[1].value.startswith("__")
+    )
+
+
+def _dynamic(node: ast.AST, printed: set[int]) -> str:
+    """A look-up by name (see the module's docstring); `printed` holds the `getattr` names of the compiler's form."""
+    around = "which could reach file access or any other function around this check"
+    call = node.func if isinstance(node, ast.Call) else None
+    if isinstance(call, ast.Name) and call.id == "getattr" and id(call) not in printed:
+        return f"looks an attribute up by name ({_shown(node)}), {around}"
+    if isinstance(node, ast.Name) and node.id == "getattr" and id(node) not in printed:
+        return f"passes getattr around as a value, {around}"
+    if isinstance(node, ast.Name) and node.id in DYNAMIC_NAMES:
+        return f"uses {node.id}, {around}"
+    if isinstance(node, ast.Attribute) and node.attr in DYNAMIC_ATTRS:
+        return f"reaches into an object by name ({_shown(node)}), {around}"
+    return ""
+
+
+def _held(node: ast.AST, called: set[int], inner: set[int]) -> str:
+    """`torch` or `ops` (or a chain from them) held as a value, `t = torch.ops`, so that `t.debugprims.load_tensor`
+    no longer reads as an operator call; compiled code only ever calls through them."""
+    if id(node) in inner or id(node) in called or not isinstance(node, (ast.Name, ast.Attribute)):
+        return ""
+    parts = _dotted(node)
+    if parts[:1] and parts[0] in OPERATOR_ROOTS:
+        return f"holds {'.'.join(parts)} as a value instead of calling it, which hides what it calls from this check"
+    return ""
+
+
+def _shown(node: ast.AST) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _dotted(node: ast.AST) -> list[str]:
