@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from cnnvis_ui import panels, sidebar, threads, uploads
+from cnnvis_ui import audit_folders, panels, sidebar, threads, uploads
 
 threads.tune_malloc()
-uploads.install()  # the server frees uploads no widget claims and those of closed sessions
+# The server frees uploads no widget claims and those of closed sessions, and their Audit zips with them.
+uploads.install(audit_folders.remove_uploads_of_gone_sessions)
 
 st.set_page_config(page_title="cnnvis — what a CNN looks at", page_icon=panels.app_icon(), layout="wide")
 page = st.navigation(

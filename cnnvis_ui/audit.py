@@ -38,6 +38,8 @@ from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
 from cnnvis_engine.images import within
 from cnnvis_engine.render import render_heatmap, render_overlay
 
+from .audit_folders import audit_root
+
 # Session keys of the page.
 FOLDER = "audit_folder"  # the folder chosen (a path under the root)
 METHOD = "audit_method"
@@ -46,6 +48,7 @@ RUN = "audit_run"  # the settings of the audit last run in this session: {"model
 CLASS = "audit_class"
 ZIP = "_w_audit_zip"
 ZIP_ERROR = "audit_zip_error"
+ZIP_NAMES = "audit_zip_names"  # {folder: the uploaded zip's own file name}, for this session's uploads
 
 SIZES = (16, 32)
 DEMO_FOLDER = "tank-photos"  # made on first use: 120 drawn field scenes, sun and clouds at random
@@ -59,19 +62,14 @@ GRID_LIMIT = 24  # selected pictures shown at once
 COLOURS = ("#e4572e", "#2e86ab", "#f3a712", "#6a994e", "#8d6a9f", "#29335c", "#c44569", "#7f8c8d")
 
 
-def audit_root() -> Path:
-    root = Path(os.environ.get("CNNVIS_AUDIT_ROOT") or Path(tempfile.gettempdir()) / "cnnvis-audit")
-    root.mkdir(parents=True, exist_ok=True)
-    return Path(os.path.realpath(root))
-
-
 def inside_root(path: Path, root: Path) -> bool:
     """Whether `path`'s real path (every link followed) lies under `root` (itself a real path)."""
     return within(os.path.realpath(path), str(root))
 
 
-def resolve_folder(text: str, root: Path | None = None) -> Path:
-    """The folder `text` names (relative to the root, or absolute), refused unless it really lies under the root."""
+def resolve_folder(text: str, root: Path | None = None, *, owner: str | None = None) -> Path:
+    """The folder `text` names (relative to the root, or absolute), refused unless it really lies under the root
+    and, for an uploaded zip, was uploaded by `owner` (this browser session)."""
     root = root or audit_root()
     text = (text or "").strip()
     if not text:
@@ -79,20 +77,24 @@ def resolve_folder(text: str, root: Path | None = None) -> Path:
     path = Path(text) if Path(text).is_absolute() else root / text
     if not inside_root(path, root):
         raise AuditError(f"Only folders under {root} can be audited here.")
+    uploads = root / "uploads"
+    if inside_root(path, uploads) and not (owner and inside_root(path, uploads / owner)):
+        raise AuditError("That folder is an upload of another browser session; upload the zip here to audit it.")
     if not path.is_dir():
         raise AuditError(f"There is no folder '{text}' under {root}.")
     return Path(os.path.realpath(path))
 
 
-def folders(root: Path | None = None) -> list[str]:
-    """The folders a visitor can pick: the demo set, then every folder under the root and under its `uploads/`
-    (not hidden ones: a zip being unpacked), each only if its real path stays under the root."""
+def folders(root: Path | None = None, *, owner: str | None = None) -> list[str]:
+    """The folders a visitor can pick: the demo set, then every folder under the root, then the zips `owner` (this
+    browser session) uploaded, under `uploads/<owner>/` (not hidden ones: a zip being unpacked), each only if its
+    real path stays under the root. Another session's uploads are never offered."""
     root = root or audit_root()
     demo_folder(root)
     found = sorted(p.name for p in _subfolders(root, root) if p.name != "uploads")
-    uploads = root / "uploads"
-    if uploads.is_dir() and not uploads.is_symlink():
-        found += sorted(f"uploads/{p.name}" for p in _subfolders(uploads, root))
+    mine = root / "uploads" / owner if owner else None
+    if mine is not None and mine.is_dir() and not mine.is_symlink() and inside_root(mine, root):
+        found += sorted(f"uploads/{owner}/{p.name}" for p in _subfolders(mine, root))
     return found
 
 
@@ -112,8 +114,9 @@ def demo_folder(root: Path) -> Path:
     return folder
 
 
-def unpack_zip(data: bytes, root: Path | None = None) -> str:
-    """Unpack an uploaded zip under root/uploads/zip-<its sha256>; returns that folder relative to the root.
+def unpack_zip(data: bytes, root: Path | None = None, *, owner: str) -> str:
+    """Unpack an uploaded zip under root/uploads/<owner>/zip-<its sha256>, private to `owner` (the uploading
+    browser session, whose uploads are deleted once it has gone); returns that folder relative to the root.
 
     Every member is checked before anything is written (`zip_plan`), then the zip is unpacked into a fresh hidden
     folder beside and renamed into place in one step: the folder exists only complete, so no marker file (which
@@ -127,10 +130,12 @@ def unpack_zip(data: bytes, root: Path | None = None) -> str:
         raise AuditError("This file is not a zip archive that can be read.") from error
     with archive:
         plan = zip_plan(archive, len(data))
-        name = f"zip-{hashlib.sha256(data).hexdigest()[:16]}"
-        uploads = root / "uploads"
-        uploads.mkdir(exist_ok=True)
-        target = uploads / name
+        if not re.fullmatch(r"[A-Za-z0-9_ -]{1,64}", owner) or owner.strip() != owner:
+            raise AuditError("This upload does not belong to a browser session, so it is not kept.")
+        name = f"{owner}/zip-{hashlib.sha256(data).hexdigest()[:16]}"
+        uploads = root / "uploads" / owner
+        uploads.mkdir(parents=True, exist_ok=True)
+        target = root / "uploads" / name
         if target.is_dir() and not target.is_symlink():  # the same zip, unpacked before: it is complete
             return f"uploads/{name}"
         partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=uploads))

@@ -51,14 +51,20 @@ def refusal(file: Any, limit_mb: int) -> str:
 def discard(file: Any) -> None:
     """Drop `file`'s bytes from the server's upload store now (the widget then shows no file)."""
     manager = _manager()
-    ctx = _session_id()
+    ctx = session_id()
     if manager is not None and ctx is not None:
         manager.remove_file(session_id=ctx, file_id=file.file_id)
 
 
-def install() -> Reaper | None:
+# Frees what sessions own beyond uploaded files, given `still_there(session id) -> bool`.
+Sweeper = Callable[[Callable[[str], bool]], object]
+
+
+def install(*sweepers: Sweeper) -> Reaper | None:
     """Put the Reaper on the running server's upload store, once per process (None without a server, as under
-    AppTest, or when the store is not Streamlit's in-memory one)."""
+    AppTest, or when the store is not Streamlit's in-memory one). `sweepers` free what else sessions own (the
+    Audit page's unpacked zips): at each sweep each is called with `still_there(session id)`, which is False once
+    that session has been gone GONE_SECONDS."""
     manager = _manager()
     if manager is None or not hasattr(manager, "file_storage"):
         return None
@@ -66,6 +72,7 @@ def install() -> Reaper | None:
         reaper = getattr(manager, "_cnnvis_reaper", None)
         if reaper is None:
             reaper = manager._cnnvis_reaper = Reaper(manager, runtime.get_instance().is_active_session)
+            reaper.sweepers.extend(sweepers)
             reaper.start()
     return reaper
 
@@ -79,6 +86,7 @@ class Reaper:
         self.manager, self.is_active, self.clock = manager, is_active, clock
         self.arrived: dict[tuple[str, str], float] = {}  # unclaimed files: (session, file id) -> arrival
         self.gone_since: dict[str, float] = {}  # sessions with files, not connected: session -> first seen so
+        self.sweepers: list[Sweeper] = []  # what else sessions own, freed with still_there (see install)
         self.freed_files = self.freed_bytes = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -141,7 +149,20 @@ class Reaper:
             late = [key for key, arrival in self.arrived.items() if now - arrival >= ORPHAN_SECONDS]
         dropped = [self._drop_session(session) for session in gone]
         dropped += [self._drop(*key) for key in late]
+        for sweeper in self.sweepers:
+            sweeper(lambda session: self.still_there(session, now))
         return len([d for d in dropped if d]), sum(dropped)
+
+    def still_there(self, session: str, now: float) -> bool:
+        """Whether `session` is connected, or has been gone less than GONE_SECONDS (a reload reconnects)."""
+        with self._lock:
+            if self.is_active(session):
+                self.gone_since.pop(session, None)
+                return True
+            if now - self.gone_since.setdefault(session, now) < GONE_SECONDS:
+                return True
+            del self.gone_since[session]  # it is gone: the caller frees what it owned
+            return False
 
     def _limit_session(self, session_id: str) -> None:
         """Drop the session's oldest unclaimed files while they hold more than UNCLAIMED_BYTES."""
@@ -184,7 +205,8 @@ def _manager() -> Any:
     return runtime.get_instance().uploaded_file_mgr if runtime.exists() else None
 
 
-def _session_id() -> str | None:
+def session_id() -> str | None:
+    """This browser session's id (what its uploads are kept under), or None outside a script run."""
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     ctx = get_script_run_ctx()

@@ -6,7 +6,8 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
 from cnnvis_ui import audit as a
-from cnnvis_ui import context, share
+from cnnvis_ui import context, share, uploads
+from cnnvis_ui.text import clean
 
 PAPER = "https://arxiv.org/abs/1902.10178"
 COLUMNS = 6
@@ -18,7 +19,9 @@ def take_zip() -> None:
     if upload is None:
         return
     try:
-        st.session_state[a.FOLDER] = a.unpack_zip(upload.getvalue())
+        folder = a.unpack_zip(upload.getvalue(), owner=uploads.session_id() or "")
+        st.session_state[a.FOLDER] = folder
+        st.session_state.setdefault(a.ZIP_NAMES, {})[folder] = clean(upload.name)
     except EngineError as error:
         st.session_state[a.ZIP_ERROR] = str(error)
 
@@ -28,11 +31,17 @@ def settings() -> dict | None:
     model = context.current_model()
     root = a.audit_root()
     st.caption(f"Model: **{model.label}** (change it in the sidebar). Folders are read under `{root}`.")
-    choices = a.folders(root)
+    choices = a.folders(root, owner=uploads.session_id())
+    zip_names = st.session_state.get(a.ZIP_NAMES, {})
     if st.session_state.get(a.FOLDER) not in choices:
         st.session_state[a.FOLDER] = a.DEMO_FOLDER
     left, middle, right, button = st.columns([3, 2, 1, 1], vertical_alignment="bottom")
-    left.selectbox("Folder (one subfolder per class)", choices, key=a.FOLDER)
+    left.selectbox(
+        "Folder (one subfolder per class)",
+        choices,
+        key=a.FOLDER,
+        format_func=lambda folder: f"{zip_names[folder]} (your upload)" if folder in zip_names else folder,
+    )
     middle.selectbox("Map", a.map_methods(), key=a.METHOD, format_func=lambda m: METHODS[m].title)
     right.selectbox("Map size", a.SIZES, index=0, key=a.SIZE)
     with st.expander("Upload a small set as a zip (class folders inside)"):
@@ -51,7 +60,7 @@ def settings() -> dict | None:
 
 def results(run: dict) -> None:
     try:
-        folder = a.resolve_folder(run["folder"])
+        folder = a.resolve_folder(run["folder"], owner=uploads.session_id())
         explainer = context.load_explainer(run["model"])
         result = a.run_audit(run["model"].key, str(folder), a.signature(folder), run["method"], run["size"], explainer)
     except EngineError as error:

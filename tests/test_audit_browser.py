@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,46 @@ def test_audit_page_runs_selects_and_exports(browser, server):
         assert all(r["path"].endswith(".png") for r in rows)
     finally:
         context.close()
+
+
+def folder_options(page) -> list[str]:
+    """The texts of the Audit page's folder choices (the select box opened, read, closed)."""
+    box = page.locator(".st-key-audit_folder input").first
+    box.click()
+    options = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return options
+
+
+def test_a_zip_uploaded_in_one_session_is_never_offered_in_another(browser, server, tmp_path):
+    zip_path = tmp_path / "my-photos.zip"
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for i, label in enumerate(TANK_CLASSES):
+            buffer = io.BytesIO()
+            Image.new("RGB", (32, 32), (40 * i, 90, 30)).save(buffer, format="PNG")
+            archive.writestr(f"{label}/{i}.png", buffer.getvalue())
+    contexts = [browser.new_context(viewport={"width": 1500, "height": 1300}) for _ in range(2)]
+    try:
+        a, b = (context.new_page() for context in contexts)
+        for page in (a, b):
+            page.set_default_timeout(90_000)
+            page.goto(f"{server}/audit")
+            settle(page)
+        a.get_by_text("Upload a small set as a zip").click()
+        a.locator(".st-key-_w_audit_zip").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(zip_path))
+        settle(a)
+        a.wait_for_function(  # the upload is the chosen folder, shown by its own name
+            """() => { const box = document.querySelector('.st-key-audit_folder');
+                return [box.textContent, ...[...box.querySelectorAll('input')].map(i => i.value + ' ' + i.placeholder),
+                        ...[...box.querySelectorAll('[aria-label], [title]')].map(e => e.ariaLabel + ' ' + e.title)]
+                    .some(t => (t || '').includes('my-photos.zip (your upload)')); }"""
+        )
+        a.screenshot(path=ARTIFACTS / "audit-zip-upload.png", full_page=True)
+        b.reload()
+        settle(b)
+        offered = folder_options(b)
+        assert offered and not any("my-photos" in o or o.startswith("uploads/") for o in offered), offered
+        assert "my-photos.zip (your upload)" in folder_options(a)
+    finally:
+        for context in contexts:
+            context.close()

@@ -167,3 +167,23 @@ def test_a_file_name_with_a_right_to_left_override_is_shown_without_it():
     names = [name for name, _ in at.session_state[state.UPLOADS].values()]
     assert names == ["cat .png"]
     assert any(b.label == "cat .png" for b in at.button)
+
+
+def test_sweepers_free_what_a_session_owned_once_it_has_been_gone_its_grace_time(store):
+    _, reaper, clock, active = store
+    asked: list[dict[str, bool]] = []
+    reaper.sweepers.append(lambda still_there: asked.append({s: still_there(s) for s in ("alive", "closed")}))
+    active.add("closed")
+    reaper.sweep()
+    active.discard("closed")  # the tab closes
+    reaper.sweep()
+    clock.now += GONE_SECONDS - 1
+    reaper.sweep()  # a reload within the grace time keeps its things
+    clock.now += 1
+    reaper.sweep()
+    assert asked == [
+        {"alive": True, "closed": True},
+        {"alive": True, "closed": True},
+        {"alive": True, "closed": True},
+        {"alive": True, "closed": False},
+    ]
