@@ -77,60 +77,63 @@ _POOLS = frozenset({"MaxPool", "AveragePool", "LpPool"})
 # --- walking every tensor ------------------------------------------------------------------------------------------
 
 
-def containers(proto: Any) -> Iterator[Any]:
-    """The main graph, every model-local function and training graph, and every subgraph inside any of them
-    (found through the attribute's fields, whatever type it declares)."""
+@dataclass(frozen=True)
+class FileParts:
+    """Everything in the file that holds nodes or tensors, found in one walk."""
+
+    containers: list[Any]  # the main graph (first), model-local functions, training graphs, and every subgraph
+    attributes: list[Any]  # every attribute of their nodes, and the functions' default attribute values
+
+
+def walk(proto: Any) -> FileParts:
+    """The main graph, every model-local function and training graph, and every subgraph inside any of them,
+    found through each attribute's fields (HasField/len), whatever type the attribute declares."""
     stack: list[Any] = [proto.graph, *proto.functions]
     for info in proto.training_info:
         stack += [info.initialization, info.algorithm]
+    containers, attributes = [], []
     while stack:
         item = stack.pop()
-        yield item
-        for attribute in _attributes(item):
+        containers.append(item)
+        found = [attribute for node in item.node for attribute in node.attribute]
+        found += getattr(item, "attribute_proto", ())
+        for attribute in found:
             if attribute.HasField("g"):
                 stack.append(attribute.g)
             stack.extend(attribute.graphs)
+        attributes += found
+    return FileParts(containers, attributes)
 
 
-def _attributes(item: Any) -> Iterator[Any]:
-    """Every attribute of a graph's or function's nodes, and a function's default attribute values."""
-    for node in item.node:
-        yield from node.attribute
-    yield from getattr(item, "attribute_proto", ())
+def _sparse_of(attribute: Any) -> list[Any]:
+    return [*([attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []), *attribute.sparse_tensors]
 
 
-def _attribute_tensors(attribute: Any) -> Iterator[Any]:
-    if attribute.HasField("t"):
-        yield attribute.t
-    yield from attribute.tensors
-    sparse = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
-    for tensor in [*sparse, *attribute.sparse_tensors]:
-        yield tensor.values
-        yield tensor.indices
-
-
-def all_tensors(proto: Any) -> Iterator[Any]:
+def all_tensors(parts: FileParts) -> Iterator[Any]:
     """Every TensorProto in the file: initializers, sparse initializers and attribute tensors of every container."""
-    for item in containers(proto):
+    for item in parts.containers:
         yield from getattr(item, "initializer", ())
         for sparse in getattr(item, "sparse_initializer", ()):
-            yield sparse.values
-            yield sparse.indices
-        for attribute in _attributes(item):
-            yield from _attribute_tensors(attribute)
+            yield from (sparse.values, sparse.indices)
+    for attribute in parts.attributes:
+        if attribute.HasField("t"):
+            yield attribute.t
+        yield from attribute.tensors
+        for sparse in _sparse_of(attribute):
+            yield from (sparse.values, sparse.indices)
 
 
-def check_external(proto: Any, filename: str) -> None:
+def check_external(parts: FileParts, filename: str) -> None:
     """Refuse any tensor that points to bytes elsewhere, with one sentence whatever it names (no oracle)."""
     import onnx
 
-    for tensor in all_tensors(proto):
+    for tensor in all_tensors(parts):
         if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data) > 0:
             raise ModelFileError(EXTERNAL_SENTENCE.format(filename=filename))
 
 
-def count_nodes(proto: Any) -> int:
-    return sum(len(item.node) for item in containers(proto))
+def count_nodes(parts: FileParts) -> int:
+    return sum(len(item.node) for item in parts.containers)
 
 
 # --- weights, per use -------------------------------------------------------------------------------------------
@@ -155,15 +158,18 @@ def _sparse_declared(sparse: Any) -> int:
     return max(dense, _declared(sparse.values) + _declared(sparse.indices))
 
 
-def weight_bytes(proto: Any) -> tuple[int, bool]:
+def weight_bytes(parts: FileParts) -> tuple[int, bool]:
     """`(bytes, shared)`: what converting the file allocates for its weights, each initializer counted once per
     node input that reads it (directly or through an Identity of it), every attribute tensor once; `shared` says
     whether some weight counted more than once."""
     uses: Counter[str] = Counter()
     alias: dict[str, str] = {}
-    initializers = {t.name for item in containers(proto) for t in getattr(item, "initializer", ())}
-    initializers |= {s.values.name for item in containers(proto) for s in getattr(item, "sparse_initializer", ())}
-    for item in containers(proto):
+    weights: dict[str, int] = {}  # name -> declared bytes (summed where a name repeats across subgraphs)
+    for item in parts.containers:
+        for tensor in getattr(item, "initializer", ()):
+            weights[tensor.name] = weights.get(tensor.name, 0) + _declared(tensor)
+        for sparse in getattr(item, "sparse_initializer", ()):
+            weights[sparse.values.name] = weights.get(sparse.values.name, 0) + _sparse_declared(sparse)
         for node in item.node:
             uses.update(node.input)
             if node.op_type == "Identity" and len(node.input) == 1 and len(node.output) == 1:
@@ -173,22 +179,14 @@ def weight_bytes(proto: Any) -> tuple[int, bool]:
         while root in alias and root not in seen:
             seen.add(root)
             root = alias[root]
-        if root != name and root in initializers:
+        if root != name and root in weights:
             uses[root] += uses[name]
-    total, shared = 0, False
-    for item in containers(proto):
-        for tensor in getattr(item, "initializer", ()):
-            total += _declared(tensor) * max(uses[tensor.name], 1)
-            shared |= uses[tensor.name] > 1
-        for sparse in getattr(item, "sparse_initializer", ()):
-            total += _sparse_declared(sparse) * max(uses[sparse.values.name], 1)
-            shared |= uses[sparse.values.name] > 1
-        for attribute in _attributes(item):
-            total += sum(_declared(tensor) for tensor in attribute.tensors)
-            if attribute.HasField("t"):
-                total += _declared(attribute.t)
-            sparse = [attribute.sparse_tensor] if attribute.HasField("sparse_tensor") else []
-            total += sum(_sparse_declared(tensor) for tensor in [*sparse, *attribute.sparse_tensors])
+    total = sum(size * max(uses[name], 1) for name, size in weights.items())
+    shared = any(uses[name] > 1 for name in weights)
+    for attribute in parts.attributes:
+        total += sum(_declared(tensor) for tensor in attribute.tensors)
+        total += _declared(attribute.t) if attribute.HasField("t") else 0
+        total += sum(_sparse_declared(sparse) for sparse in _sparse_of(attribute))
     return total, shared
 
 
@@ -412,19 +410,19 @@ def _fold(light: Any, shapes: dict, opset: int, budget: list[int]) -> bool:
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
+    counts = {name: _count(dims) for name, (dims, _) in shapes.items()}
+
     def sized(name: str, limit: float = math.inf) -> bool:
-        count = _count(shapes.get(name, (None, 4))[0])
+        count = counts.get(name)
         return count is not None and count <= limit
 
     graph = light.graph
+    unsized = [node for node in graph.node if not all(map(sized, filter(None, node.output)))]
+    if not unsized:
+        return False
     producer = {name: node for node in graph.node for name in node.output}
     # the first unsized operations: all they read is sized, so their inputs' values may settle their shapes
-    stack = [
-        name
-        for node in graph.node
-        if not all(map(sized, filter(None, node.output))) and all(map(sized, filter(None, node.input)))
-        for name in node.input
-    ]
+    stack = [name for node in unsized if all(map(sized, filter(None, node.input))) for name in node.input]
     wanted: set[str] = set()
     while stack:  # their foldable ancestors, back to shapes, constants and small weights
         name = stack.pop()

@@ -24,6 +24,7 @@ from .onnx_checks import (
     check_order,
     conversion_sentence,
     count_nodes,
+    walk,
     weight_bytes,
 )
 
@@ -102,13 +103,14 @@ def _check_safe(proto, filename: str, max_bytes: int) -> None:
     that declare more than `max_bytes`, each counted once per node that reads it (the converter copies it for
     each; a tensor's declared shape, not the bytes it brought, decides what converting it costs); operations out
     of the order they run; and a forward pass whose memory or work is too large or cannot be bounded."""
-    check_external(proto, filename)
-    nodes = count_nodes(proto)
+    parts = walk(proto)
+    check_external(parts, filename)
+    nodes = count_nodes(parts)
     if nodes > MAX_NODES:
         raise ModelFileError(
             f"{filename} has {nodes:,} operations; the limit is {MAX_NODES:,}, so that converting it stays quick."
         )
-    declared, shared = weight_bytes(proto)
+    declared, shared = weight_bytes(parts)
     if declared > max_bytes:
         raise ModelFileError(
             f"{filename}'s weights declare {declared / 2**20:,.0f} MB in all; the limit is {max_bytes / 2**20:,.0f} MB"
@@ -180,15 +182,14 @@ def _unsupported_ops(proto) -> list[str]:
 
     opsets = {opset.domain: opset.version for opset in proto.opset_import}
     missing: dict[str, None] = {}
-    for node in proto.graph.node:
-        domain = node.domain or ""
+    for domain, op_type in dict.fromkeys((node.domain or "", node.op_type) for node in proto.graph.node):
         version = opsets.get(domain, opsets.get("ai.onnx" if domain == "" else domain))
-        label = f"{node.op_type}" + (f" (domain {domain})" if domain not in ("", "ai.onnx") else "")
+        label = f"{op_type}" + (f" (domain {domain})" if domain not in ("", "ai.onnx") else "")
         if version is None:
             missing[f"{label}, whose operator set the file does not declare"] = None
             continue
         try:
-            get_converter(domain=domain, operation_type=node.op_type, version=version)
+            get_converter(domain=domain, operation_type=op_type, version=version)
         except NotImplementedError:
             missing[f"{label} (opset {version})"] = None
     return list(missing)
