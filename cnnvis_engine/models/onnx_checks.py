@@ -30,10 +30,11 @@ from ..errors import ModelFileError, shown
 if TYPE_CHECKING:
     from torch import nn
 
-# One forward pass at the model's input size, batch 1. Measured here (tools: docs/RELIABILITY.md, "ONNX uploads:
-# complete static checks"): torchvision resnet50 at 224×224 sums 0.18 GB of values and 4.1 G multiply-adds,
-# vit_b_16 0.6 GB and 17.6 G. The limits leave 3-10x room above those (convnext_large is 34 G, vit_l_16 61 G)
-# while a pass stays within ~10-20 s on two CPU cores and an explanation's many passes within memory.
+# One forward pass at the model's input size, batch 1, as forward_cost counts it (measured on torchvision exports at
+# 224×224; docs/RELIABILITY.md, "ONNX uploads: complete static checks"): resnet50 0.11 GB of values and 4.1 G
+# multiply-adds, convnext_tiny 0.32 GB and 4.5 G, vit_b_16 0.59 GB and 17.7 G. The limits leave room for models
+# 3-10x larger (vit_l_16 is ~61 G multiply-adds, convnext_large 34 G), while a pass at the limit takes ~6 s on two
+# CPU cores (resnet50's 4.1 G take 0.13 s, NOTES.md) and a backward pass, which keeps every value, a few GB.
 MAX_ACTIVATION_BYTES = 2 * 10**9
 MAX_MULTIPLY_ADDS = 200 * 10**9
 DEFAULT_SIDE = 224  # a dynamic height or width is bounded at the size the app then uses
@@ -282,26 +283,16 @@ def forward_cost(proto: Any, filename: str, spec: Any) -> PassCost:
     """What one forward pass costs at the input size `spec` gives (DEFAULT_SIDE where dynamic), from onnx's shape
     inference on a copy of the main graph without its large weights (nothing else is allocated). Raises
     ModelFileError where a size can be neither inferred nor bounded."""
-    import onnx
-
     shape = _input_shape(spec)
     light, shapes = _shape_model(proto, shape)
     held = set(shapes)  # what the file itself holds keeps its declared shape
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 17)
     budget = [MAX_FOLDED]
     for _ in range(FOLD_ROUNDS):  # infer; compute the small shape values inference could not; infer again with them
-        try:
-            inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
-        except Exception as exc:  # onnx raises InferenceError, ValidationError or RuntimeError on malformed graphs
-            raise ModelFileError(
-                f"{filename}'s shapes could not be worked out ({_first_line(exc)}), so the memory one picture needs "
-                "cannot be bounded."
-            ) from exc
-        for value in [*inferred.graph.value_info, *inferred.graph.output]:
-            if value.name not in held:
-                shapes[value.name] = _shape(value.type)
+        shapes.update((name, value) for name, value in _infer(light, filename).items() if name not in held)
         if not _fold(light, shapes, opset, budget):
             break
+    del light
     sizes: dict[str, int] = {name: _count(dims) or 0 for name, (dims, _) in shapes.items() if name in held}
     memory = work = largest = 0
     bounded, largest_node = False, None
@@ -329,6 +320,20 @@ def forward_cost(proto: Any, filename: str, spec: Any) -> PassCost:
         work += _work(node, outs, sizes, shapes)
     height, width = shape[1:3] if spec.channels_last else shape[2:4]
     return PassCost(memory, work, bounded, largest, largest_node, height, width)
+
+
+def _infer(light: Any, filename: str) -> dict[str, tuple[list[int | None] | None, int]]:
+    """The shapes onnx's inference gives every value of `light` (the inferred copy is dropped on return)."""
+    import onnx
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(light, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as exc:  # onnx raises InferenceError, ValidationError or RuntimeError on malformed graphs
+        raise ModelFileError(
+            f"{filename}'s shapes could not be worked out ({_first_line(exc)}), so the memory one picture needs "
+            "cannot be bounded."
+        ) from exc
+    return {value.name: _shape(value.type) for value in [*inferred.graph.value_info, *inferred.graph.output]}
 
 
 def check_forward_cost(proto: Any, filename: str, spec: Any) -> None:
