@@ -172,9 +172,11 @@ def weight_bytes(parts: FileParts) -> tuple[int, bool]:
         for sparse in getattr(item, "sparse_initializer", ()):
             weights[sparse.values.name] = weights.get(sparse.values.name, 0) + _sparse_declared(sparse)
         for node in item.node:
-            uses.update(node.input)
-            if node.op_type == "Identity" and len(node.input) == 1 and len(node.output) == 1:
-                alias[node.output[0]] = node.input[0]
+            inputs = node.input
+            for name in inputs:
+                uses[name] += 1
+            if node.op_type == "Identity" and len(inputs) == 1 and len(node.output) == 1:
+                alias[node.output[0]] = inputs[0]
     for name in list(uses):  # an Identity of a weight hands the weight itself on (see _skip_weight_identities)
         root, seen = name, set()
         while root in alias and root not in seen:
@@ -202,51 +204,54 @@ def check_order(proto: Any, filename: str) -> None:
     """Every input of a main-graph node is made before it (by a node, a weight or the graph's input), each name is
     made once, and every output of the graph is made."""
     graph = proto.graph
-    made: dict[str, int] = {}  # name -> index of the node that makes it (-1: an input or a weight)
-    for name in [v.name for v in graph.input] + [t.name for t in graph.initializer]:
-        made[name] = -1
-    made.update({s.values.name: -1 for s in graph.sparse_initializer})
-    producer: dict[str, int] = {}
-    for index, node in enumerate(graph.node):
-        for name in node.output:
-            if name and name not in producer:
-                producer[name] = index
     nodes = graph.node
+    made: dict[str, int] = {"": -1}  # name -> index of the node that makes it (-1: an input, a weight, or none)
+    made.update((name, -1) for name in [v.name for v in graph.input] + [t.name for t in graph.initializer])
+    made.update((s.values.name, -1) for s in graph.sparse_initializer)
     for index, node in enumerate(nodes):
         for name in node.input:
-            if name == "" or name in made:
-                continue
-            later = producer.get(name)
-            if later is None:
-                raise ModelFileError(
-                    f"{filename} cannot be run: node {_label(node)} needs {shown(name)}, which no operation, weight "
-                    "or input in the file makes."
-                )
-            if later == index:
-                raise ModelFileError(
-                    f"{filename} cannot be run: its operations form a loop: node {_label(node)} needs its own output "
-                    f"{shown(name)}."
-                )
-            if _depends_on(nodes, producer, later, index):
-                raise ModelFileError(
-                    f"{filename} cannot be run: its operations form a loop: node {_label(node)} needs {shown(name)}, "
-                    f"which node {_label(nodes[later])} makes from its result."
-                )
-            raise ModelFileError(
-                f"{filename} cannot be run: node {_label(node)} needs {shown(name)} before node "
-                f"{_label(nodes[later])} makes it (its operations are not in the order they run)."
-            )
+            if name not in made:
+                _refuse_unmade(filename, nodes, index, name)
         for name in node.output:
-            if name in made:
+            if name in made and name:
                 first = "an input or weight" if made[name] < 0 else f"node {_label(nodes[made[name]])}"
                 raise ModelFileError(
                     f"{filename} cannot be run: {shown(name)} is made twice, by {first} and by node {_label(node)}."
                 )
-            if name:
-                made[name] = index
+            made[name] = index
     for value in graph.output:
         if value.name not in made:
             raise ModelFileError(f"{filename} cannot be run: its output {shown(value.name)} is made by no operation.")
+
+
+def _refuse_unmade(filename: str, nodes: Any, index: int, name: str) -> None:
+    """Node `index` reads `name`, which nothing before it made: say whether nothing makes it, the node itself does,
+    a later node does from this node's result (a loop), or a later node does (out of order)."""
+    node = nodes[index]
+    producer: dict[str, int] = {}
+    for at, other in enumerate(nodes):
+        for output in other.output:
+            producer.setdefault(output, at)
+    later = producer.get(name)
+    if later is None:
+        raise ModelFileError(
+            f"{filename} cannot be run: node {_label(node)} needs {shown(name)}, which no operation, weight or input "
+            "in the file makes."
+        )
+    if later == index:
+        raise ModelFileError(
+            f"{filename} cannot be run: its operations form a loop: node {_label(node)} needs its own output "
+            f"{shown(name)}."
+        )
+    if _depends_on(nodes, producer, later, index):
+        raise ModelFileError(
+            f"{filename} cannot be run: its operations form a loop: node {_label(node)} needs {shown(name)}, which "
+            f"node {_label(nodes[later])} makes from its result."
+        )
+    raise ModelFileError(
+        f"{filename} cannot be run: node {_label(node)} needs {shown(name)} before node {_label(nodes[later])} makes "
+        "it (its operations are not in the order they run)."
+    )
 
 
 def _depends_on(nodes: Any, producer: dict[str, int], start: int, target: int) -> bool:
