@@ -321,21 +321,41 @@ def matmul_chain_bomb(side: int = 8192, length: int = 19_987) -> bytes:
     return _model(nodes, weights).SerializeToString()
 
 
-def value_sized() -> bytes:
-    """ConstantOfShape of a size computed from the picture's brightest pixel (× 10⁹): no bound before it runs."""
+VALUE_SIZED_OPS = ("ConstantOfShape", "Expand", "Tile", "Range", "Resize")
+
+
+def value_sized(op: str = "ConstantOfShape") -> bytes:
+    """`op` making a tensor of a size computed from the picture's brightest pixel (× 10⁹): no bound before it
+    runs. The node is named 'big'."""
+    maker = {
+        "ConstantOfShape": helper.make_node("ConstantOfShape", ["size"], ["big"], name="big"),
+        "Expand": helper.make_node("Expand", ["unit", "size"], ["big"], name="big"),
+        "Tile": helper.make_node("Tile", ["unit", "size"], ["big"], name="big"),
+        "Range": helper.make_node("Range", ["zero", "scaled", "step"], ["big"], name="big"),
+        "Resize": helper.make_node("Resize", ["square", "", "", "sizes"], ["big"], name="big"),
+    }[op]
     nodes = [
         helper.make_node("ReduceMax", ["input"], ["brightest"], name="brightest", keepdims=0),
         helper.make_node("Mul", ["brightest", "billion"], ["scaled"], name="scale"),
         helper.make_node("Cast", ["scaled"], ["count"], name="count", to=TensorProto.INT64),
         helper.make_node("Reshape", ["count", "one"], ["size"], name="size"),
-        helper.make_node("ConstantOfShape", ["size"], ["big"], name="big"),
+        helper.make_node("Concat", ["three_ones", "size"], ["sizes"], name="sizes", axis=0),
+        maker,
         helper.make_node("ReduceSum", ["big"], ["total"], name="total"),
         helper.make_node("GlobalAveragePool", ["input"], ["pooled"], name="pool"),
         helper.make_node("Flatten", ["pooled"], ["flat"], name="flatten"),
         helper.make_node("Add", ["flat", "total"], ["logits"], name="add"),
     ]
-    billion = helper.make_tensor("billion", TensorProto.FLOAT, [], [1e9])
-    return _model(nodes, [billion, _int64s("one", [1])]).SerializeToString()
+    weights = [
+        helper.make_tensor("billion", TensorProto.FLOAT, [], [1e9]),
+        helper.make_tensor("unit", TensorProto.FLOAT, [1], [1.0]),
+        helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0]),
+        helper.make_tensor("step", TensorProto.FLOAT, [], [1.0]),
+        helper.make_tensor("square", TensorProto.FLOAT, [1, 1, 1, 1], [1.0]),
+        _int64s("one", [1]),
+        _int64s("three_ones", [1, 1, 1]),
+    ]
+    return _model(nodes, weights).SerializeToString()
 
 
 def relu_loop() -> bytes:

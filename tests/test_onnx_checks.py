@@ -19,6 +19,7 @@ from cnnvis_engine import ModelFileError
 from cnnvis_engine.models import load_model_file, onnx_checks, onnx_files
 from tests.onnx_cases import (
     HIDDEN_EXTERNAL,
+    VALUE_SIZED_OPS,
     constant_of_shape_bomb,
     dangling,
     export,
@@ -149,6 +150,16 @@ def test_memory_and_work_bombs_are_refused_quickly_without_memory(build, words: 
     assert re.search(words, str(error)), str(error)
     assert seconds < 5, seconds  # 0.0-0.6 s on an idle machine; up to 3.5 s seen beside 5 other busy processes
     assert growth <= 50, growth
+
+
+@pytest.mark.parametrize("op", VALUE_SIZED_OPS)
+def test_a_size_computed_from_the_picture_cannot_be_bounded(op: str) -> None:
+    with pytest.raises(ModelFileError) as refused:
+        load_model_file(value_sized(op), "sized.onnx")
+    assert str(refused.value) == (
+        f"sized.onnx's shapes cannot be bounded before it runs: node 'big' ({op}) makes a tensor whose size depends "
+        "on values computed from the picture, so the memory it needs is unknown."
+    )
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelFileError, shown
@@ -279,7 +279,7 @@ class PassCost:
     work: int
     bounded: bool  # some size is an upper bound from its inputs, not inferred
     largest: int
-    largest_node: Any
+    largest_node: Any = field(repr=False)  # the NodeProto that makes it
     height: int
     width: int
 
