@@ -283,3 +283,33 @@ def test_a_dynamic_size_is_bounded_at_the_default_side() -> None:
     proto = onnx_files._parse(export(small_cnn(), (1, 3, 40, 48), dynamic_size=True))
     cost = onnx_checks.forward_cost(proto, "net.onnx", onnx_files._input_spec(proto, "net.onnx"))
     assert (cost.height, cost.width) == (onnx_checks.DEFAULT_SIDE, onnx_checks.DEFAULT_SIDE)
+
+
+class Upsampling(nn.Module):
+    """Resize up by a scale (a constant) and back to the input's own size (a size computed from its shape)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = nn.functional.interpolate(self.conv(x), scale_factor=2.0, mode="bilinear")
+        y = nn.functional.interpolate(y, size=x.shape[-2:], mode="nearest")
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("dynamic_size", [False, True])
+def test_resizes_by_a_scale_or_to_the_inputs_size_are_bounded_exactly(dynamic_size: bool) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = Upsampling().eval()
+    data = export(net, (1, 3, 32, 32), dynamic_size=dynamic_size)
+    proto = onnx_files._parse(data)
+    cost = onnx_checks.forward_cost(proto, "up.onnx", onnx_files._input_spec(proto, "up.onnx"))
+    side = onnx_checks.DEFAULT_SIDE if dynamic_size else 32
+    assert (cost.height, cost.width, cost.bounded) == (side, side, False)
+    assert cost.largest == 4 * 4 * (2 * side) ** 2  # the upsampled (1, 4, 2H, 2W) float tensor
+    bundle, x = load_model_file(data, "up.onnx"), torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(bundle.module(x), net(x), atol=1e-5)
