@@ -6,17 +6,27 @@ ONNX is a data format: a graph of standard operations and their weights; nothing
 could still reach outside the upload is "external data", tensors whose bytes lie in other files named by
 path (the path-traversal CVEs of 2024): the file is parsed from its bytes alone and any tensor that points
 elsewhere is refused before anything reads it. A node-count cap keeps the conversion, which runs in the
-server's process, short.
+server's process, short; the checks in onnx_checks.py bound the weights it allocates, the order of its
+operations and the memory and work of one forward pass before anything is converted.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from torch import fx, nn
 
 from ..errors import ModelFileError
+from .onnx_checks import (
+    check_converted,
+    check_external,
+    check_forward_cost,
+    check_order,
+    conversion_sentence,
+    count_nodes,
+    walk,
+    weight_bytes,
+)
 
 MAX_NODES = 20_000
 _FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}  # onnx.TensorProto element types
@@ -70,9 +80,10 @@ def load_onnx(data: bytes, filename: str, *, max_bytes: int) -> tuple[nn.Module,
     except NotImplementedError as exc:
         raise ModelFileError(_unsupported_sentence(filename, [str(exc).strip() or "an operation"])) from exc
     except Exception as exc:  # onnx2torch and onnx's shape inference raise many kinds on malformed graphs
-        raise ModelFileError(f"{filename} could not be converted to PyTorch: {_first_line(exc)}.") from exc
+        raise ModelFileError(conversion_sentence(filename, exc)) from exc
     if spec.channels_last:
         _take_channels_first(module)
+    check_converted(module, filename, max_bytes)
     return module.eval(), spec
 
 
@@ -87,76 +98,27 @@ def _parse(data: bytes, filename: str = "the file"):
         raise ModelFileError(f"{filename} is not an ONNX model file ({_first_line(exc)}).") from exc
 
 
-def _graphs(graph) -> Iterator:
-    """`graph` and every subgraph (If / Loop / Scan bodies) inside it."""
-    import onnx
-
-    yield graph
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.GRAPH:
-                yield from _graphs(attribute.g)
-            elif attribute.type == onnx.AttributeProto.GRAPHS:
-                for sub in attribute.graphs:
-                    yield from _graphs(sub)
-
-
-def _tensors(graph) -> Iterator:
-    """Every TensorProto stored in the graph: initializers, sparse ones, and node attributes (Constant ...)."""
-    import onnx
-
-    yield from graph.initializer
-    for sparse in graph.sparse_initializer:
-        yield sparse.values
-        yield sparse.indices
-    for node in graph.node:
-        for attribute in node.attribute:
-            if attribute.type == onnx.AttributeProto.TENSOR:
-                yield attribute.t
-            elif attribute.type == onnx.AttributeProto.TENSORS:
-                yield from attribute.tensors
-            elif attribute.type == onnx.AttributeProto.SPARSE_TENSOR:
-                yield attribute.sparse_tensor.values
-                yield attribute.sparse_tensor.indices
-
-
 def _check_safe(proto, filename: str, max_bytes: int) -> None:
-    """Refuse external data, a graph of more than MAX_NODES nodes, and tensors that declare more than
-    `max_bytes` in all (a tensor's declared shape, not the bytes it brought, decides what converting it costs)."""
-    import onnx
-
-    graphs = list(_graphs(proto.graph))
-    nodes = sum(len(graph.node) for graph in graphs)
+    """Refuse, before anything is converted: external data anywhere in the file; more than MAX_NODES nodes; weights
+    that declare more than `max_bytes`, each counted once per node that reads it (the converter copies it for
+    each; a tensor's declared shape, not the bytes it brought, decides what converting it costs); operations out
+    of the order they run; and a forward pass whose memory or work is too large or cannot be bounded."""
+    parts = walk(proto)
+    check_external(parts, filename)
+    nodes = count_nodes(parts)
     if nodes > MAX_NODES:
         raise ModelFileError(
             f"{filename} has {nodes:,} operations; the limit is {MAX_NODES:,}, so that converting it stays quick."
         )
-    declared = 0
-    for graph in graphs:
-        for tensor in _tensors(graph):
-            if tensor.data_location == onnx.TensorProto.EXTERNAL or len(tensor.external_data) > 0:
-                raise ModelFileError(
-                    f"{filename} keeps some of its weights in separate files ('external data', tensor "
-                    f"'{tensor.name[:80]}'), which an upload must not make the server open. Export the model "
-                    "as a single file (for example onnx.save(model, 'model.onnx', save_as_external_data=False))."
-                )
-            count = 1
-            for dim in tensor.dims:
-                count *= max(int(dim), 0)
-            declared += count * _itemsize(tensor.data_type)
+    declared, shared = weight_bytes(parts)
     if declared > max_bytes:
         raise ModelFileError(
-            f"{filename}'s weights declare {declared / 2**20:,.0f} MB in all; the limit is {max_bytes / 2**20:,.0f} MB."
+            f"{filename}'s weights declare {declared / 2**20:,.0f} MB in all; the limit is {max_bytes / 2**20:,.0f} MB"
+            + (" (a weight several operations read counts once for each, as converting copies it)." if shared else ".")
         )
-
-
-def _itemsize(data_type: int) -> int:
-    import onnx
-
-    try:
-        return onnx.helper.tensor_dtype_to_np_dtype(data_type).itemsize
-    except (KeyError, TypeError, ValueError):
-        return 1  # strings and unknown types: at least a byte each
+    check_order(proto, filename)
+    if not _unsupported_ops(proto):  # otherwise load_onnx refuses the file next, naming them, before converting
+        check_forward_cost(proto, filename, _input_spec(proto, filename))
 
 
 def _input_spec(proto, filename: str) -> OnnxInput:
@@ -220,15 +182,14 @@ def _unsupported_ops(proto) -> list[str]:
 
     opsets = {opset.domain: opset.version for opset in proto.opset_import}
     missing: dict[str, None] = {}
-    for node in proto.graph.node:
-        domain = node.domain or ""
+    for domain, op_type in dict.fromkeys((node.domain or "", node.op_type) for node in proto.graph.node):
         version = opsets.get(domain, opsets.get("ai.onnx" if domain == "" else domain))
-        label = f"{node.op_type}" + (f" (domain {domain})" if domain not in ("", "ai.onnx") else "")
+        label = f"{op_type}" + (f" (domain {domain})" if domain not in ("", "ai.onnx") else "")
         if version is None:
             missing[f"{label}, whose operator set the file does not declare"] = None
             continue
         try:
-            get_converter(domain=domain, operation_type=node.op_type, version=version)
+            get_converter(domain=domain, operation_type=op_type, version=version)
         except NotImplementedError:
             missing[f"{label} (opset {version})"] = None
     return list(missing)
