@@ -384,6 +384,11 @@ class ContainedOnnxModel(ContainedModel):
     runs_torchscript = False
     runs_in_worker = True
 
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker)
+        # each bundle's settings key (bundles are frozen), so a call does not encode 1,000 class names again
+        self._keys: weakref.WeakKeyDictionary[Any, dict[int, tuple[str, dict, list]]] = weakref.WeakKeyDictionary()
+
     def call(
         self,
         bundle: Any,
@@ -414,8 +419,12 @@ class ContainedOnnxModel(ContainedModel):
         """The key of `bundle`'s settings in the worker, sent there first if it does not know them."""
         from .contained_codec import encode
 
-        settings, tensors = encode({name: getattr(bundle, name) for name in BUNDLE_FIELDS})
-        key = hashlib.sha256(json.dumps([settings, cache_size]).encode()).hexdigest()
+        known = self._keys.setdefault(bundle, {})
+        if cache_size not in known:
+            settings, tensors = encode({name: getattr(bundle, name) for name in BUNDLE_FIELDS})
+            key = hashlib.sha256(json.dumps([settings, cache_size]).encode()).hexdigest()
+            known[cache_size] = (key, settings, tensors)
+        key, settings, tensors = known[cache_size]
         if not self.worker.knows(key):
             header = {"op": "bundle", "key": key, "settings": settings, "cache_size": cache_size}
             self.worker.set_up(key, header, tuple(tensors), BUNDLES_KEPT)
