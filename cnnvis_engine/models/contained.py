@@ -1,4 +1,5 @@
-"""An uploaded TorchScript model is a program: it runs here only in a locked-in worker process.
+"""An uploaded TorchScript model is a program: it runs here only in a locked-in worker process. So does an
+uploaded ONNX model, whose conversion and passes run there too (`ContainedOnnxModel`, at the end).
 
 `ContainedModel` is an `nn.Module` whose forward sends the input batch to the worker (`contained_worker.py`) and
 returns its output, as a `torch.autograd.Function`: its backward sends the output's gradient and gets the
@@ -10,6 +11,10 @@ file, write nothing, use at most `Limits.memory_bytes` more memory, and is stopp
 Requests go one at a time (a lock per worker). A worker that timed out, ran out of memory or died is stopped; the
 next request starts a fresh one and loads the model again. The worker is stopped when the last model holding it
 is garbage (`weakref.finalize`, which also runs at interpreter exit), or by `ContainedModel.close()`.
+
+For an ONNX model (`ContainedOnnxModel`) the worker converts the file and keeps an Explainer of its own: the
+engine's calls run there whole (`Explainer(bundle)` is then a `contained_explainer.ContainedExplainer`, and the
+functions marked `in_worker` send themselves), their arguments and results in `contained_codec`'s form.
 """
 
 from __future__ import annotations
