@@ -58,12 +58,13 @@ def warm_up() -> None:
     bundle = ModelBundle(name="warm-up", module=module, class_names=("a", "b", "c"), input_size=(64, 64))
     image = decode_image(Image.new("RGB", (72, 64), (120, 60, 30)))
     explainer = Explainer(bundle)
-    explainer.explain(image, methods=list(METHODS), options={m: METHODS[m].quick_options() for m in METHODS})
-    explainer.explain_batch([image, image], methods=list(ARTICLE_METHODS))
+    every = explainer.explain(image, methods=list(METHODS), options={m: METHODS[m].quick_options() for m in METHODS})
+    batch = explainer.explain_batch([image, image], methods=list(ARTICLE_METHODS))
     steps = randomisation_test(bundle, image, "gradcam")
-    evaluate_maps(bundle, [image], [steps[0].map], steps=2)
-    render_channels(bundle, randomisation_layers(bundle, image)[-1], 2, size=16, steps=2)
-    encode(steps), encode(explainer.explain(image))
+    scores = evaluate_maps(bundle, [image], [steps[0].map], steps=2)
+    gallery = render_channels(bundle, randomisation_layers(bundle, image)[-1], 2, size=16, steps=2)
+    for result in (every, batch, steps, scores, gallery, explainer.trace(image)):  # every method's result can cross
+        decode(*encode(result))
 
 
 def _warm_up_model() -> bytes:
