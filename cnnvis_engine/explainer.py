@@ -21,7 +21,7 @@ import functools
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from .errors import ImageError, TargetError
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult, method_names
 from .models.bundle import ModelBundle
+from .models.contained import runs_in_worker
 from .recording import RecordedPass, Recorder, extra_pass
 from .targets import Prediction, Target, check_top_k, resolve_target, top_predictions
 from .tracing import LayerInfo, Trace
@@ -80,7 +81,17 @@ class Explainer:
 
     `cache_size` recorded forward passes (images) are kept with their graphs; each costs about the memory
     of one training step's activations.
+
+    For a model that runs in a worker process (an ONNX upload: models.contained), `Explainer(bundle)` is a
+    `ContainedExplainer`, which sends each call to the worker's own Explainer and gives the same results.
     """
+
+    def __new__(cls, bundle: ModelBundle, *, cache_size: int = 2) -> Self:
+        if cls is Explainer and runs_in_worker(bundle.module):
+            from .contained_explainer import ContainedExplainer
+
+            return super().__new__(ContainedExplainer)
+        return super().__new__(cls)
 
     def __init__(self, bundle: ModelBundle, *, cache_size: int = 2) -> None:
         self.bundle = bundle
@@ -141,24 +152,9 @@ class Explainer:
         input (N, 3, H, W), normalised as `bundle.prepare` does, already on the model's device or not.
         At most MAX_BATCH images; they are decoded and run BATCH_CHUNK at a time (the results equal one pass
         over all of them up to float rounding)."""
-        if not isinstance(images, torch.Tensor):
-            images = list(images)
-        if len(images) == 0:
-            raise ImageError("The batch is empty: give at least one image.")
-        if len(images) > MAX_BATCH:
-            raise ImageError(
-                f"The batch has {len(images):,} images; one call explains at most {MAX_BATCH:,}, so give them in "
-                "several calls."
-            )
-        per_image = list(targets) if isinstance(targets, Sequence) else [targets] * len(images)
-        if len(per_image) != len(images):
-            raise TargetError(
-                f"There are {len(images)} images but {len(per_image)} targets; give one target per image."
-            )
+        images, per_image = checked_batch(self.bundle, images, targets)
         names = method_names(methods)
         check_top_k(top_k)
-        if isinstance(images, torch.Tensor):
-            self.bundle.check_batch(images)  # shape and finite values, before the first chunk runs
         results: list[Explanation] = []
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = slice(start, start + BATCH_CHUNK)
@@ -348,6 +344,28 @@ class Explainer:
             f"'{layer}' outputs shape {'×'.join(map(str, info.shape)) or 'no tensor'}, not a spatial feature map, "
             f"so {cls.title} cannot use it; pick a layer with channels × height × width."
         )
+
+
+def checked_batch(
+    bundle: ModelBundle, images: Sequence[ImageSource] | torch.Tensor, targets: TargetSpec | Sequence[TargetSpec]
+) -> tuple[list[ImageSource] | torch.Tensor, list[TargetSpec]]:
+    """`explain_batch`'s images (a list, or the tensor checked by `check_batch`) and one target per image; an
+    ImageError or TargetError with a sentence for an empty or too large batch or a wrong number of targets."""
+    if not isinstance(images, torch.Tensor):
+        images = list(images)
+    if len(images) == 0:
+        raise ImageError("The batch is empty: give at least one image.")
+    if len(images) > MAX_BATCH:
+        raise ImageError(
+            f"The batch has {len(images):,} images; one call explains at most {MAX_BATCH:,}, so give them in "
+            "several calls."
+        )
+    per_image = list(targets) if isinstance(targets, Sequence) else [targets] * len(images)
+    if len(per_image) != len(images):
+        raise TargetError(f"There are {len(images)} images but {len(per_image)} targets; give one target per image.")
+    if isinstance(images, torch.Tensor):
+        bundle.check_batch(images)  # shape and finite values, before the first chunk runs
+    return images, per_image
 
 
 _INPUT_GRADIENT_NEEDS = frozenset({"input_gradient", "guided_input_gradient"})

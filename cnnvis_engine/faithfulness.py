@@ -30,6 +30,7 @@ from .errors import EngineError, MethodError
 from .explainer import ImageSource, TargetSpec
 from .images import DecodedImage, decode_image
 from .models.bundle import ModelBundle
+from .models.contained import in_worker
 from .targets import Target, resolve_target
 
 Baseline = Literal["zeros", "blur"]
@@ -63,6 +64,7 @@ def evaluate_map(
     return evaluate_maps(bundle, [image], [saliency], [target], **kwargs)[0]
 
 
+@in_worker(images=("images",))  # an uploaded ONNX model is scored in its worker
 def evaluate_maps(
     bundle: ModelBundle,
     images: Sequence[ImageSource],

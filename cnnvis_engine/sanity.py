@@ -32,6 +32,7 @@ from torch import nn
 from .errors import LayerError, MethodError
 from .explainer import Explainer, ImageSource, TargetSpec
 from .models.bundle import ModelBundle
+from .models.contained import in_worker
 from .tracing import Trace
 
 Mode = Literal["cascading", "independent"]
@@ -61,6 +62,7 @@ class RandomisationStep:
         return f"{self.layer} and above" if len(self.randomised) > 1 else self.layer
 
 
+@in_worker(images=("image",))
 def randomisation_layers(bundle: ModelBundle, image: ImageSource) -> list[str]:
     """The units the test randomises, in the order it does: the last to run first."""
     return _last_first(bundle.module, Explainer(bundle).trace(image))
@@ -71,6 +73,7 @@ def _last_first(model: nn.Module, trace: Trace) -> list[str]:
     return sorted((u for u in _units(model) if u in order), key=order.__getitem__, reverse=True)
 
 
+@in_worker(images=("image",))  # an uploaded ONNX model is randomised in its worker
 def randomisation_test(
     bundle: ModelBundle,
     image: ImageSource,

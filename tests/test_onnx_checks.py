@@ -76,12 +76,13 @@ def test_external_data_anywhere_is_refused_with_one_sentence_and_nothing_opened(
 def test_without_the_checks_the_converter_reads_the_secret(opened: list[str], monkeypatch) -> None:
     """The probe's hole, shown real so that the test above can fail: a `value` attribute declared FLOAT holding an
     external tensor is read by onnx2torch (the old check looked at TENSOR-typed attributes only), and the secret's
-    bytes become a weight."""
+    bytes become a weight. In this process, that is: an upload converts in its locked-in worker, where the same
+    file cannot be opened (tests/test_onnx_contained.py), so the checks are the first fence, not the only one."""
     monkeypatch.setattr(onnx_files, "check_external", lambda parts, filename: None)
     monkeypatch.setattr(onnx_files, "check_forward_cost", lambda proto, filename, spec: None)
-    bundle = load_model_file(HIDDEN_EXTERNAL["float-typed"]("secret.bin"), "model.onnx")
+    module, _ = onnx_files.load_onnx(HIDDEN_EXTERNAL["float-typed"]("secret.bin"), "model.onnx", max_bytes=2**20)
     assert "secret.bin" in opened  # by onnx's C++ opener (then os.fdopen: open(<descriptor>))
-    weights = [t for t in (*bundle.module.parameters(), *bundle.module.buffers()) if t.numel() == 9]
+    weights = [t for t in (*module.parameters(), *module.buffers()) if t.numel() == 9]
     assert [t.detach().numpy().tobytes() for t in weights] == [SECRET]
 
 

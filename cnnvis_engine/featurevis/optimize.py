@@ -28,6 +28,7 @@ import torch
 
 from ..errors import MethodError
 from ..models.bundle import ModelBundle
+from ..models.contained import in_worker
 from . import objectives as obj
 from .model_pass import check_layers, forward, from_uint8, to_model_input, to_uint8
 from .param import FourierImage
@@ -129,6 +130,7 @@ def evaluate(bundle: ModelBundle, objective: obj.Objective, images: np.ndarray) 
         return objective(activations, output).float().cpu().numpy()
 
 
+@in_worker()
 def channel_count(bundle: ModelBundle, layer: str, size: int | tuple[int, int] = 64) -> int:
     """How many channels `layer` outputs, from one grey image's forward pass."""
     check_layers(bundle, {layer})
@@ -140,6 +142,7 @@ def channel_count(bundle: ModelBundle, layer: str, size: int | tuple[int, int] =
     return int(value.shape[1]) if value.dim() >= 2 else 0
 
 
+@in_worker()  # an uploaded ONNX model's channels are rendered in its worker
 def render_channels(
     bundle: ModelBundle,
     layer: str,

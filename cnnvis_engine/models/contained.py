@@ -1,4 +1,5 @@
-"""An uploaded TorchScript model is a program: it runs here only in a locked-in worker process.
+"""An uploaded TorchScript model is a program: it runs here only in a locked-in worker process. So does an
+uploaded ONNX model, whose conversion and passes run there too (`ContainedOnnxModel`, at the end).
 
 `ContainedModel` is an `nn.Module` whose forward sends the input batch to the worker (`contained_worker.py`) and
 returns its output, as a `torch.autograd.Function`: its backward sends the output's gradient and gets the
@@ -10,10 +11,18 @@ file, write nothing, use at most `Limits.memory_bytes` more memory, and is stopp
 Requests go one at a time (a lock per worker). A worker that timed out, ran out of memory or died is stopped; the
 next request starts a fresh one and loads the model again. The worker is stopped when the last model holding it
 is garbage (`weakref.finalize`, which also runs at interpreter exit), or by `ContainedModel.close()`.
+
+For an ONNX model (`ContainedOnnxModel`) the worker converts the file and keeps an Explainer of its own: the
+engine's calls run there whole (`Explainer(bundle)` is then a `contained_explainer.ContainedExplainer`, and the
+functions marked `in_worker` send themselves), their arguments and results in `contained_codec`'s form.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import inspect
 import itertools
 import json
 import os
@@ -25,6 +34,8 @@ import tempfile
 import threading
 import time
 import weakref
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,10 +44,18 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from ..errors import ModelError
+from .. import errors
+from ..errors import EngineError, ModelError
 from . import contained_worker as wire
 
 WORKER = Path(__file__).with_name("contained_worker.py")
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding cnnvis_engine, put on the ONNX worker's path
+# The errors an engine call in the worker may raise, by name: the only classes its answers can make us raise.
+ENGINE_ERRORS: dict[str, type[EngineError]] = {
+    name: cls
+    for name, cls in vars(errors).items()
+    if isinstance(cls, type) and issubclass(cls, EngineError) and cls.__module__ == errors.__name__
+}
 MAX_REPLY_BYTES = 256 * 2**20  # an output or an input gradient; a classifier's (N, K) is far smaller
 
 
@@ -98,11 +117,20 @@ def _stop(process: _Process) -> None:
 
 
 class Worker:
-    """A handle on the worker process for one model file; starts it (and loads the model) on first use."""
+    """A handle on the worker process for one model file; starts it (and loads the model) on first use.
 
-    def __init__(self, data: bytes, limits: Limits | None = None) -> None:
+    `mode` "torchscript" loads the file with `torch.jit.load`; "onnx" converts it (`load` adds "filename" and
+    "channels_last" to the load request) and answers engine calls (onnx_worker.py). Messages in `setup` (a
+    bundle's settings) are sent again, in order, after every start."""
+
+    def __init__(
+        self, data: bytes, limits: Limits | None = None, *, mode: str = "torchscript", load: dict | None = None
+    ) -> None:
         self.data = data
         self.limits = limits or Limits()
+        self.mode = mode
+        self.load = dict(load or {})
+        self.setup: OrderedDict[str, tuple[dict[str, Any], tuple[torch.Tensor, ...]]] = OrderedDict()
         self._process = _Process()
         self._lock = threading.Lock()
         self._ids = itertools.count()
@@ -126,13 +154,30 @@ class Worker:
         return next(self._ids)
 
     def request(
-        self, header: dict[str, Any], tensors: tuple[torch.Tensor, ...] = ()
+        self,
+        header: dict[str, Any],
+        tensors: tuple[torch.Tensor, ...] = (),
+        progress: Callable[[dict[str, Any], list[torch.Tensor]], None] | None = None,
     ) -> tuple[dict[str, Any], list[torch.Tensor]]:
-        """Send one request and wait for its answer; ContainedError with a sentence on any failure."""
+        """Send one request and wait for its answer; ContainedError with a sentence on any failure. Messages the
+        worker sends on the way (with a "progress" key) go to `progress`; each starts the deadline again."""
         with self._lock:
             if self._process.popen is None:
                 self._start()
-            return self._exchange(header, tensors, self.limits.timeout_s)
+            return self._exchange(header, tensors, self.limits.timeout_s, progress)
+
+    def set_up(self, key: str, header: dict[str, Any], tensors: tuple[torch.Tensor, ...], kept: int) -> None:
+        """Send `header` now if the worker runs, and after every start from now on (the last `kept` of them)."""
+        with self._lock:
+            self.setup[key] = (header, tensors)
+            self.setup.move_to_end(key)
+            while len(self.setup) > kept:
+                self.setup.popitem(last=False)
+            if self._process.popen is not None:
+                self._exchange(header, tensors, self.limits.timeout_s)
+
+    def knows(self, key: str) -> bool:
+        return key in self.setup
 
     def _start(self) -> None:
         folder = tempfile.mkdtemp(prefix="cnnvis-model-")
@@ -140,7 +185,9 @@ class Worker:
             "memory": self.limits.memory_bytes,
             "cpu": self.limits.cpu_s,
             "folder": folder,
-            "message": len(self.data) + 2**20,
+            "message": len(self.data) + (MAX_REPLY_BYTES if self.mode == "onnx" else 2**20),
+            "mode": self.mode,
+            "root": str(ROOT),
         }
         env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -165,14 +212,22 @@ class Worker:
             reply, _ = self._read(time.monotonic() + self.limits.start_timeout_s, starting=True)
             self._process.pid = int(reply["pid"])
             self._exchange(
-                {"op": "load"}, (torch.frombuffer(bytearray(self.data), dtype=torch.uint8),), self.limits.timeout_s
+                {"op": "load", **self.load},
+                (torch.frombuffer(bytearray(self.data), dtype=torch.uint8),),
+                self.limits.timeout_s,
             )
+            for header, tensors in self.setup.values():
+                self._exchange(header, tensors, self.limits.timeout_s)
         except BaseException:
             _stop(self._process)
             raise
 
     def _exchange(
-        self, header: dict[str, Any], tensors: tuple[torch.Tensor, ...], timeout: float
+        self,
+        header: dict[str, Any],
+        tensors: tuple[torch.Tensor, ...],
+        timeout: float,
+        progress: Callable[[dict[str, Any], list[torch.Tensor]], None] | None = None,
     ) -> tuple[dict[str, Any], list[torch.Tensor]]:
         popen = self._process.popen
         assert popen is not None and popen.stdin is not None
@@ -188,11 +243,21 @@ class Worker:
             _stop(self._process)
             raise self._died() from exc
         reply, out = self._read(deadline)
+        while "progress" in reply and reply.get("ok") is True:  # a long engine call telling how far it is
+            try:
+                if progress is not None:
+                    progress(reply, out)
+            except BaseException:  # the caller gave up (a rerun): the rest of the answer would be read by no one
+                _stop(self._process)
+                raise
+            reply, out = self._read(time.monotonic() + timeout)
         if isinstance(reply.get("peak_mib"), (int, float)) and isinstance(reply.get("anon_mib"), (int, float)):
             self.peak_mib, self.anon_mib = float(reply["peak_mib"]), float(reply["anon_mib"])
         if reply.get("ok") is True:
             return reply, out
         kind, detail = reply.get("kind"), str(reply.get("error", ""))
+        if kind == "engine":  # the engine's own refusal in the worker (onnx mode): the same class, the same sentence
+            raise ENGINE_ERRORS.get(str(reply.get("type")), ModelError)(detail)
         if kind == "memory":
             _stop(self._process)  # free what it holds; the next request starts afresh
             raise ContainedError(
@@ -298,3 +363,121 @@ def summary(text: str) -> str:
     traceback = lines[0].startswith(("The following operation failed", "Traceback"))
     line = (lines[-1] if traceback else lines[0]).rstrip(".")
     return line if len(line) <= 300 else line[:297] + "..."
+
+
+# ----- ONNX: the whole engine call runs in the worker ---------------------------------------------------------
+# The ModelBundle fields an ONNX worker gets (all but the module, which it converted itself, and the lock).
+BUNDLE_FIELDS = (
+    "name",
+    "class_names",
+    "task",
+    "input_size",
+    "normalization",
+    "weights_source",
+    "weights_detail",
+    "description",
+    "output_names",
+)
+BUNDLES_KEPT = 4  # bundle settings a worker keeps (a bundle and its copy with cleaned class names, a sanity copy)
+
+
+class ContainedOnnxModel(ContainedModel):
+    """An uploaded ONNX model, converted and run in its worker process. (N, C, H, W) -> its output, like
+    ContainedModel; besides, `Explainer(bundle)` over it is a `ContainedExplainer` and the engine functions marked
+    `in_worker` run whole in the worker (`call`), where every layer of the converted model is in sight."""
+
+    runs_torchscript = False
+    runs_in_worker = True
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker)
+        # each bundle's settings key (bundles are frozen), so a call does not encode 1,000 class names again
+        self._keys: weakref.WeakKeyDictionary[Any, dict[int, tuple[str, dict, list]]] = weakref.WeakKeyDictionary()
+
+    def call(
+        self,
+        bundle: Any,
+        name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        *,
+        cache_size: int = 2,
+    ) -> Any:
+        """`name(*args, **kwargs)` of the worker's Explainer for `bundle`'s settings (or of the engine function
+        `name` with that bundle first), its result rebuilt here (contained_codec). A `progress` callable in
+        `kwargs` is called here as the worker reports."""
+        from .contained_codec import decode, encode
+
+        kwargs = dict(kwargs or {})
+        progress = kwargs.pop("progress", None)
+        key = self._bundle_key(bundle, cache_size)
+        structure, tensors = encode({"args": list(args), "kwargs": kwargs})
+        header = {"op": "call", "key": key, "name": name, "arguments": structure, "progress": progress is not None}
+
+        def report(reply: dict[str, Any], out: list[torch.Tensor]) -> None:
+            progress(*decode(reply["progress"], out))
+
+        reply, out = self.worker.request(header, tuple(tensors), report if progress is not None else None)
+        return decode(reply.get("result"), out)
+
+    def _bundle_key(self, bundle: Any, cache_size: int) -> str:
+        """The key of `bundle`'s settings in the worker, sent there first if it does not know them."""
+        from .contained_codec import encode
+
+        known = self._keys.setdefault(bundle, {})
+        if cache_size not in known:
+            settings, tensors = encode({name: getattr(bundle, name) for name in BUNDLE_FIELDS})
+            key = hashlib.sha256(json.dumps([settings, cache_size]).encode()).hexdigest()
+            known[cache_size] = (key, settings, tensors)
+        key, settings, tensors = known[cache_size]
+        if not self.worker.knows(key):
+            header = {"op": "bundle", "key": key, "settings": settings, "cache_size": cache_size}
+            self.worker.set_up(key, header, tuple(tensors), BUNDLES_KEPT)
+        return key
+
+
+def runs_in_worker(module: nn.Module) -> bool:
+    """Whether `module` stands for a model whose engine calls run whole in its worker (an ONNX upload)."""
+    return bool(getattr(module, "runs_in_worker", False))
+
+
+def shippable(bundle: Any, image: Any) -> Any:
+    """An image argument as it goes to the worker: decoded here (a path is the caller's to read, never the
+    worker's), its picture already resized to the model's input (what the worker's engine would make of it,
+    a fraction of the bytes). A ready tensor batch and lists go as they are, their images shipped one by one."""
+    from ..images import DecodedImage, decode_image
+
+    if isinstance(image, torch.Tensor):
+        return image
+    if isinstance(image, (list, tuple)):
+        return [shippable(bundle, item) for item in image]
+    decoded = image if isinstance(image, DecodedImage) else decode_image(image)
+    from PIL import Image
+
+    return dataclasses.replace(decoded, image=Image.fromarray(bundle.resize(decoded.image)))
+
+
+def in_worker(*, images: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Mark an engine function whose first argument is a ModelBundle: for a model that runs in a worker, the
+    whole call runs there (by the function's name, which onnx_worker.CALLS must list), with the arguments named
+    in `images` shipped as `shippable` says; for any other model it runs here as written."""
+
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(function)
+
+        @functools.wraps(function)
+        def wrapper(bundle: Any, *args: Any, **kwargs: Any) -> Any:
+            if not runs_in_worker(bundle.module):
+                return function(bundle, *args, **kwargs)
+            bound = signature.bind(bundle, *args, **kwargs)
+            arguments: dict[str, Any] = {}
+            for name, value in list(bound.arguments.items())[1:]:
+                if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
+                    arguments.update(value)
+                else:
+                    arguments[name] = shippable(bundle, value) if name in images else value
+            return bundle.module.call(bundle, function.__name__, (), arguments)
+
+        return wrapper
+
+    return decorate

@@ -1,6 +1,8 @@
-"""The process an uploaded TorchScript model runs in, and the wire format both sides speak.
+"""The process an uploaded TorchScript or ONNX model runs in, and the wire format both sides speak.
 
-`python -I contained_worker.py '<limits as JSON>'` imports torch, warms TorchScript up on a model of its own, then
+`python -I contained_worker.py '<limits as JSON>'` imports torch, warms TorchScript up on a model of its own (in
+"onnx" mode: imports onnx, onnx2torch and the engine from the project root the JSON names, and converts and
+explains a model of its own: cnnvis_engine/onnx_worker.py), then
 locks itself in (see `_lock_in`): no file can be opened (RLIMIT_NOFILE at the lowest free descriptor, so neither
 reads nor writes nor sockets), no file can grow (RLIMIT_FSIZE 0), at most `memory` bytes more address space
 (RLIMIT_AS), a CPU-time ceiling moved forward before each request (RLIMIT_CPU), one thread, an empty working
@@ -11,7 +13,8 @@ The wire format is deliberately not pickle: the server must never unpickle what 
 code sends it. A message is a 4-byte length, a JSON header, then the raw bytes of the tensors the header declares
 (dtype and shape). `read_message` checks every declared size before it reads anything.
 
-This file imports only the standard library and torch, so the worker starts without the rest of the engine.
+This file imports only the standard library and torch, so a TorchScript worker starts without the rest of the
+engine.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ DTYPES: dict[str, torch.dtype] = {
     "bool": torch.bool,
 }
 DTYPE_NAMES = {dtype: name for name, dtype in DTYPES.items()}
-MAX_HEADER = 1 << 20
+MAX_HEADER = 16 << 20  # JSON: engine results (onnx mode) and class names, never the bulk of tensors
 GRAPHS_KEPT = 4  # autograd graphs the worker keeps for backward requests; older ones are recomputed
 
 
@@ -235,23 +238,37 @@ def _describe(output: object) -> str:
 
 def _error(exc: BaseException) -> dict[str, Any]:
     text = f"{type(exc).__name__}: {exc}"
-    memory = isinstance(exc, MemoryError) or any(
-        words in text for words in ("can't allocate memory", "bad_alloc", "Cannot allocate memory", "out of memory")
-    )
-    return {"ok": False, "kind": "memory" if memory else "error", "error": text[-4000:]}
+    return {"ok": False, "kind": "memory" if out_of_memory(exc) else "error", "error": text[-4000:]}
+
+
+def out_of_memory(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an error it was raised from, is an allocation that the memory limit refused."""
+    while exc is not None:
+        text = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, MemoryError) or any(
+            words in text for words in ("can't allocate memory", "bad_alloc", "Cannot allocate memory", "out of memory")
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class _Server:
+    """Answers "load", "forward", "backward" and "forget" requests for one model."""
+
     def __init__(self) -> None:
-        self.module: torch.jit.ScriptModule | None = None
+        self.module: torch.nn.Module | None = None
         self.graphs: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+
+    def load(self, header: dict[str, Any], data: bytes) -> torch.nn.Module:
+        return torch.jit.load(io.BytesIO(data), map_location="cpu")
 
     def handle(
         self, header: dict[str, Any], tensors: list[torch.Tensor]
     ) -> tuple[dict[str, Any], tuple[torch.Tensor, ...]]:
         op = header["op"]
         if op == "load":
-            self.module = torch.jit.load(io.BytesIO(tensors[0].numpy().tobytes()), map_location="cpu")
+            self.module = self.load(header, tensors[0].numpy().tobytes())
             self.module.eval()
             self.graphs.clear()
             return {"ok": True}, ()
@@ -299,16 +316,23 @@ def main() -> None:
     os.close(devnull)
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
-    _warm_up()
+    if limits.get("mode") == "onnx":  # the engine itself, from the project's root: `-I` keeps cwd off the path
+        sys.path.insert(0, limits["root"])
+        from cnnvis_engine.onnx_worker import OnnxServer, warm_up
+
+        warm_up()
+        server: _Server = OnnxServer(replies, limits["cpu"])
+    else:
+        _warm_up()
+        server = _Server()
     status = os.open("/proc/self/status", os.O_RDONLY)  # kept open: the only file readable after locking in
     _lock_in(limits)
     write_message(replies, {"ok": True, "pid": os.getpid(), **_memory(status)})
-    server = _Server()
     while True:
         try:
             header, tensors = read_message(requests, max_bytes=limits["message"])
-        except Closed:
-            return
+        except Closed:  # the server is done with us; no atexit handlers (torch._dynamo's imports, and can open no file)
+            os._exit(0)
         _set_cpu_ceiling(limits["cpu"])
         try:
             reply, out = server.handle(header, tensors)

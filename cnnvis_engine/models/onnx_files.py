@@ -5,9 +5,10 @@ method, layer panels included, works on it.
 ONNX is a data format: a graph of standard operations and their weights; nothing in it runs as Python. What
 could still reach outside the upload is "external data", tensors whose bytes lie in other files named by
 path (the path-traversal CVEs of 2024): the file is parsed from its bytes alone and any tensor that points
-elsewhere is refused before anything reads it. A node-count cap keeps the conversion, which runs in the
-server's process, short; the checks in onnx_checks.py bound the weights it allocates, the order of its
-operations and the memory and work of one forward pass before anything is converted.
+elsewhere is refused before anything reads it. These checks, and those in onnx_checks.py (the weights the
+conversion allocates, the order of the operations, the memory and work of one forward pass), run in the server's
+process before anything is converted (`check_onnx`); the conversion itself and every pass of an upload run in a
+locked-in worker (models.contained, onnx_worker.py).
 """
 
 from __future__ import annotations
@@ -65,26 +66,47 @@ def read_input(data: bytes) -> OnnxInput | None:
 
 def load_onnx(data: bytes, filename: str, *, max_bytes: int) -> tuple[nn.Module, OnnxInput]:
     """`(module, input)`: the converted model, which takes `(N, C, H, W)` whatever layout the file had, and what
-    the file says about its input. Raises ModelFileError with a sentence for every refusal."""
-    import onnx2torch  # imported here: only ONNX uploads need it
+    the file says about its input, in this process (`check_onnx`, then `convert_onnx`). An upload is converted
+    in its worker instead (models.contained). Raises ModelFileError with a sentence for every refusal."""
+    spec = check_onnx(data, filename, max_bytes=max_bytes)
+    return convert_onnx(data, filename, channels_last=spec.channels_last, max_bytes=max_bytes), spec
 
+
+def check_onnx(data: bytes, filename: str, *, max_bytes: int) -> OnnxInput:
+    """What the file says about its input, after every check that needs no conversion (parsing, external data,
+    sizes, the input, operations the converter lacks): quick, and safe in the server's process. Raises
+    ModelFileError with a sentence."""
     proto = _parse(data, filename)
     _check_safe(proto, filename, max_bytes)
     spec = _input_spec(proto, filename)
-    _skip_weight_identities(proto)
     unsupported = _unsupported_ops(proto)
     if unsupported:
         raise ModelFileError(_unsupported_sentence(filename, unsupported))
+    return spec
+
+
+def convert_onnx(
+    data: bytes, filename: str, *, channels_last: bool = False, max_bytes: int | None = None
+) -> fx.GraphModule:
+    """The converted model in eval mode, taking `(N, C, H, W)` (a `channels_last` graph gets a permute first).
+    The conversion allocates every weight (onnx2torch copies a weight per node that uses it): an upload's runs
+    in its worker, under its memory limit and deadline, after `check_onnx` passed in the server. With `max_bytes`,
+    the converted module's real weight bytes (a copy per node that uses a shared weight) are checked against it."""
+    import onnx2torch  # imported here: only ONNX uploads need it
+
+    proto = _parse(data, filename)
+    _skip_weight_identities(proto)
     try:
         module = onnx2torch.convert(proto)
     except NotImplementedError as exc:
         raise ModelFileError(_unsupported_sentence(filename, [str(exc).strip() or "an operation"])) from exc
     except Exception as exc:  # onnx2torch and onnx's shape inference raise many kinds on malformed graphs
         raise ModelFileError(conversion_sentence(filename, exc)) from exc
-    if spec.channels_last:
+    if channels_last:
         _take_channels_first(module)
-    check_converted(module, filename, max_bytes)
-    return module.eval(), spec
+    if max_bytes is not None:
+        check_converted(module, filename, max_bytes)
+    return module.eval()
 
 
 def _parse(data: bytes, filename: str = "the file"):

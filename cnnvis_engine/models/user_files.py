@@ -3,7 +3,8 @@
 Nothing here unpickles arbitrary Python: `torch.load` always runs with `weights_only=True`, so a file holding a
 pickled object (a whole `nn.Module`, or anything with a `__reduce__`) is refused before any of its code runs.
 A TorchScript file is a program: its code is read first (torchscript_check.py), and it is loaded and run only in a
-locked-in worker process (contained.py), never in this one. Before any loader sees a zip, its directory is read
+locked-in worker process (contained.py), never in this one. An ONNX file is checked here (onnx_files.check_onnx)
+and converted and run only in such a worker too, which also computes its explanations (onnx_worker.py). Before any loader sees a zip, its directory is read
 and a zip that would inflate beyond the size limit is refused.
 """
 
@@ -20,10 +21,10 @@ import torch
 
 from ..errors import EngineError, ModelFileError
 from .bundle import ModelBundle, Normalization
-from .contained import ContainedError, ContainedModel, Limits, Worker, summary
+from .contained import ContainedError, ContainedModel, ContainedOnnxModel, Limits, Worker, summary
 from .heads import fit_head
 from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
-from .onnx_files import is_onnx, load_onnx
+from .onnx_files import OnnxInput, check_onnx, is_onnx
 from .preprocessing import resolve_preprocessing
 from .registry import load_model
 from .torchscript_check import check_archive, check_torchscript
@@ -116,7 +117,7 @@ def _load_model_file(
     base: ModelBundle | None = None  # the registry architecture a state_dict belongs to
     file_input = None  # what an ONNX file says about its input
     if is_onnx(data, filename):
-        module, file_input = load_onnx(data, filename, max_bytes=max_bytes)
+        module, file_input = _load_onnx(data, filename, max_bytes, limits)
         description = f"Your ONNX model {filename}, converted to PyTorch layers."
     elif _is_torchscript(data):
         if not allow_torchscript:
@@ -231,6 +232,31 @@ def _load_torchscript(data: bytes, filename: str, limits: Limits | None) -> Cont
             f"{filename} looks like TorchScript but could not be opened: {summary(exc.detail)}."
         ) from exc
     return ContainedModel(worker)
+
+
+def _load_onnx(
+    data: bytes, filename: str, max_bytes: int, limits: Limits | None
+) -> tuple[ContainedOnnxModel, OnnxInput]:
+    """Check the file here (quick refusals), then start the model's worker process and convert it there: the
+    conversion allocates every weight again, so it runs under the worker's memory limit and deadline."""
+    spec = check_onnx(data, filename, max_bytes=max_bytes)
+    worker = Worker(
+        data,
+        limits,
+        mode="onnx",
+        load={"filename": filename, "channels_last": spec.channels_last, "max_bytes": max_bytes},
+    )
+    try:
+        worker.request({"op": "forget"})  # starts the worker, which converts the model first
+    except ContainedError as exc:
+        worker.close()
+        if exc.kind != "error":
+            raise ModelFileError(f"{filename} could not be converted: {exc}") from exc
+        raise ModelFileError(f"{filename} could not be converted to PyTorch: {summary(exc.detail)}.") from exc
+    except BaseException:  # the converter's own refusal (a ModelFileError with its sentence), or anything else
+        worker.close()
+        raise
+    return ContainedOnnxModel(worker), spec
 
 
 def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
