@@ -143,7 +143,7 @@ def queued(label: str) -> Iterator[None]:
         place.info(jobs.waiting_sentence(ahead, label), icon=":material/hourglass_top:")
 
     try:
-        with jobs.gate().slow(session_id(), label, on_wait=show):
+        with jobs.slow(session_id(), label, on_wait=show):
             place.empty()
             yield
     finally:

@@ -11,10 +11,11 @@ it runs beside at most `limit` slow jobs instead of behind them.
 Rules, each a test in tests/test_jobs.py:
 - First in, first out: the queue admits its oldest job whenever fewer than `limit` run, so a job waits only for
   jobs that came before it, each of which ends; nothing starves.
-- One job per session in the queue. A second slow job from a session whose first is still queued or running (two
-  browser tabs of one session, a thread of its own) waits outside the queue for its own first and then joins at the
-  back, behind the jobs of sessions that asked meanwhile: a session cannot fill the queue. A job entered again by
-  the thread that is running it (one slow call inside another) passes straight through.
+- One job per session in the queue. A second slow job from a session whose first is still queued or running waits
+  outside the queue for its own first and then joins at the back, behind the jobs of sessions that asked meanwhile:
+  a session cannot fill the queue. (Streamlit runs one script run per session at a time, so a browser session never
+  has two; the rule keeps the queue fair for any other caller.) A job entered again by the thread that is running it
+  (one slow call inside another) passes straight through.
 - Superseded jobs leave. While a job waits, `on_wait(ahead)` is called when the count ahead changes and at least
   every `heartbeat` seconds; an exception from it (Streamlit stops a superseded script run when it next draws, and
   the dashboard's `on_wait` draws the waiting sentence) or from the job itself leaves the queue in `finally`, and
@@ -23,7 +24,7 @@ Rules, each a test in tests/test_jobs.py:
   front of it; it never grows while a job waits in the queue.
 
 No streamlit here: the dashboard's side (the session's id, the waiting sentence drawn where the panel will be) is
-`compute.queued`; the bench (bench/sessions_bench.py) and the tests drive this module directly.
+`compute.queued`, which bench/sessions_bench.py drives from threads; the tests drive this module directly.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 
 from .threads import cores
@@ -174,8 +175,8 @@ class Gate:
 
 def limit(environ: dict[str, str] | None = None) -> int | None:
     """`CNNVIS_SLOW_JOBS` if it is a whole number >= 1, None (no gate) for "off" or 0, else one core fewer than there
-    are, at least 1. One on this 2-core machine: bench/sessions_bench.py measured a quick explain beside one slow
-    job within 3x of its idle time, and beside nine ungated ones far beyond."""
+    are, at least 1. On this 2-core machine (bench/sessions_bench.py, 9 sessions' slow work): a quick explain took
+    2.5x its idle time with 1 at once, 3.1x with 2, 51x with no queue."""
     text = (os.environ if environ is None else environ).get(ENV, "").strip().lower()
     if text in ("off", "0"):
         return None
@@ -188,6 +189,11 @@ def limit(environ: dict[str, str] | None = None) -> int | None:
 def gate() -> Gate:
     """The server's one gate, its limit read once."""
     return Gate(limit())
+
+
+def slow(session: str, label: str, on_wait: Callable[[int], None] | None = None) -> AbstractContextManager[Job]:
+    """`with jobs.slow(session, label, on_wait=...):` one slow job in the server's gate (`Gate.slow`)."""
+    return gate().slow(session, label, on_wait)
 
 
 def waiting_sentence(ahead: int, label: str) -> str:
