@@ -39,6 +39,7 @@ from cnnvis_engine.images import within
 from cnnvis_engine.render import render_heatmap, render_overlay
 
 from .audit_folders import audit_root
+from .compute import slow_job
 
 # Session keys of the page.
 FOLDER = "audit_folder"  # the folder chosen (a path under the root)
@@ -302,6 +303,7 @@ def signature(folder: Path) -> str:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)  # an audit is N × size² half floats and its clusters
+@slow_job("the audit")
 def run_audit(model_key: str, folder: str, files: str, method: str, size: int, _explainer: Explainer) -> Audit:
     """The audit of `folder` (`files`: its signature) with the model `model_key`, with a progress bar while it
     runs (drawn inside, so a cache hit replays it, as `compute.randomisation` does)."""
@@ -449,6 +451,7 @@ def flagged_csv(result: Audit, indices: list[int] | None = None) -> bytes:
 
 # ----- the tanks story's step 4 ----------------------------------------------------------------------------------
 @st.cache_data(show_spinner="Auditing 120 field photos…")
+@slow_job("the audit of the field photos")
 def story_audit(model: str) -> dict:
     """The audit of the demo set (120 fresh photos, sun and clouds at random, tank boxes known) with one tank
     detector: its flagged clusters with sentences, the weather of their photos and pictures to show."""

@@ -11,19 +11,22 @@ Display settings (colormap, opacity) never reach this module, so changing them o
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import io
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 import streamlit as st
 from PIL import Image, ImageOps
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnvis_engine import (
     DEFAULT_MODEL,
@@ -53,7 +56,7 @@ from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 from cnnvis_engine.stories import evaluation, readout
 
-from . import threads
+from . import jobs, threads
 from .text import clean
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
@@ -114,6 +117,52 @@ class LayerTable:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+# ----- the queue of slow jobs (jobs.py) -----------------------------------------------------------------
+def session_id() -> str:
+    """The browser session running this script (Streamlit's id); outside a script run (the bench, the CLI), the
+    calling thread stands for a session."""
+    ctx = get_script_run_ctx(suppress_warning=True)
+    return ctx.session_id if ctx is not None else f"thread-{threading.get_ident()}"
+
+
+@contextmanager
+def queued(label: str) -> Iterator[None]:
+    """Around one slow job: waits for its turn in the server's queue (`jobs.gate()`), with "Waiting for N earlier
+    jobs…" where its result will be drawn, redrawn as the count falls and every heartbeat (the redraw is where
+    Streamlit stops a run that a newer one replaced, which leaves the queue). Used inside cached functions, before
+    their own progress bars: a cache hit never waits, and replays the placeholder made and emptied."""
+    place = st.empty()
+
+    def show(ahead: int) -> None:
+        place.info(jobs.waiting_sentence(ahead, label), icon=":material/hourglass_top:")
+
+    try:
+        with jobs.slow(session_id(), label, on_wait=show):
+            place.empty()
+            yield
+    finally:
+        place.empty()
+
+
+def slow_job(label: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator: the function is a slow job called `label` (`queued`); put it above `threads.sized`, so that a
+    session waiting in the queue takes no share of the thread budget."""
+
+    def decorate(func: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            with queued(label):
+                return func(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
 
 
 # ----- models -------------------------------------------------------------------------------------------
@@ -281,7 +330,6 @@ def predictions(
 
 # A panel set is a few MB (feature maps and gradients); the Stories page adds many small ones (64–96 px pictures).
 @st.cache_data(max_entries=64, show_spinner=False)
-@threads.sized
 def explain(
     image_sha: str,
     model_key: str,
@@ -295,15 +343,19 @@ def explain(
 ) -> Explanation:
     """The one way the dashboard gets an explanation: one cached engine call for a panel set. `options` is
     `freeze_options(...)` of {method: {setting: value}}; `_load` gives the model's explainer, and is called only
-    when the result is not cached (a Compare row's model loads only when one of its cells is new)."""
-    return _load().explain(
-        _image,
-        layer=layer,
-        target=target,
-        methods=list(methods),
-        options={m: dict(o) for m, o in options},
-        top_k=top_k,
-    )
+    when the result is not cached (a Compare row's model loads only when one of its cells is new). A set with a
+    slow method (`Method.slow`: extra forward passes) is a slow job and waits its turn (`queued`); the rest, the
+    recorded pass's maps, never wait."""
+    slow = [METHODS[m].title for m in methods if m in METHODS and METHODS[m].slow]
+    with queued(" and ".join(slow)) if slow else nullcontext(), threads.policy().computing():
+        return _load().explain(
+            _image,
+            layer=layer,
+            target=target,
+            methods=list(methods),
+            options={m: dict(o) for m, o in options},
+            top_k=top_k,
+        )
 
 
 def method_options(method: str) -> dict[str, Mapping[str, object]]:
@@ -314,6 +366,7 @@ def method_options(method: str) -> dict[str, Mapping[str, object]]:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
+@slow_job("the faithfulness score")
 @threads.sized
 def faithfulness(
     image_sha: str,
@@ -333,6 +386,7 @@ def faithfulness(
 
 
 @st.cache_data(max_entries=16, show_spinner=False)  # a test is about 20 maps of 224×224 floats
+@slow_job("the Sanity test")
 @threads.sized
 def randomisation(
     image_sha: str,
@@ -380,6 +434,7 @@ def clear_all() -> None:
 
 # ----- feature visualisation ----------------------------------------------------------------------------
 @st.cache_data(max_entries=16, show_spinner=False)  # a gallery is a few small images
+@slow_job("the channel gallery")
 @threads.sized
 def channel_gallery(
     model_key: str, layer: str, channels: tuple[int, ...], size: int, steps: int, seed: int, _explainer: Explainer

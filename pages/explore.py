@@ -144,8 +144,14 @@ def panels_area(ctx: context.Context) -> None:
     same = views.coincide_note(explanation)
     if same and "cam" in by_key:
         by_key["cam"] = views.relabel(by_key["cam"], note=same)
+    classic = [by_key[key] for row in LAYOUT for key in row if key in by_key]
+    stem = f"cnnvis-{ctx.model.name}"
+    grid = st.container()
+    if not scoring:  # nothing slow in the classic panels: drawn now, while the extra ones wait their turn below
+        with grid:
+            panels.draw_grid(classic, columns=3, file_stem=stem)
     added, sources = extra_panels(ctx, extras, display, settings)
-    ordered = [by_key[key] for row in LAYOUT for key in row if key in by_key] + added
+    ordered = classic + added
     if scoring:
         sources = {**{m: explanation for m in SCORED if m in methods}, **sources}
         scores, problems = scores_for(ctx, sources, settings)
@@ -161,10 +167,9 @@ def panels_area(ctx: context.Context) -> None:
         if scoring:
             settings.update(views.scores_rows(scores, {v.method: v.title for v in ordered if v.method}))
         plotted = curves.report_views(scores, {v.method: v.title for v in ordered if v.method}) if scoring else []
-        panels.report_buttons(
-            ordered + plotted, views.report_stamp(ctx, explanation, settings), file_stem=f"cnnvis-{ctx.model.name}"
-        )
-    panels.draw_grid(ordered, columns=3, file_stem=f"cnnvis-{ctx.model.name}")
+        panels.report_buttons(ordered + plotted, views.report_stamp(ctx, explanation, settings), file_stem=stem)
+    with grid:  # scored panels carry their scores, so with scoring on the classic ones are drawn with them
+        panels.draw_grid(ordered if scoring else added, columns=3, file_stem=stem)
     if scoring:
         faithfulness_section(scores, problems, {v.method: v.title for v in ordered if v.method}, ctx)
 
