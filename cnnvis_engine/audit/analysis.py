@@ -20,7 +20,7 @@ from .dataset import AuditError, ImageSet, ImageSource, Skipped, read_image_set
 from .localisation import Region
 from .maps import MapBatch, Progress, check_method, stream_maps
 from .spectral import analyse_class, layout_2d
-from .verdict import SUSPICIOUS, Evidence, weigh
+from .verdict import SUSPICIOUS, Evidence, kin, weigh
 
 PROTOTYPES = 6  # members shown per cluster: those whose maps are nearest the cluster's mean map
 Engine = Literal["local", "ray"]
@@ -318,6 +318,7 @@ def _analyse(
         spectrum.note,
     )
     out = []
+    contrasts = kin(maps, spectrum.labels, spectrum.clusters)
     for c in range(spectrum.clusters):
         inside = spectrum.labels == c
         chosen = members[inside]
@@ -334,6 +335,7 @@ def _analyse(
             table["mass"][members],
             table["pointing"][members],
             float(spectrum.conductance[c]) if spectrum.clusters > 1 else 1.0,
+            contrasts[c],
         )
         out.append(
             Cluster(

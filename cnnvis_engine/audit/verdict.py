@@ -1,7 +1,8 @@
 """The audit's verdict on one group of pictures (a SpRAy cluster of one class): flagged when the evidence points at a
 shortcut, whatever share of the class the group is (a shortcut may cover every tank photo).
 
-A group is flagged for one or more of these reasons, each judged against the rest of its class R:
+A group is flagged for one or more of these reasons, each judged against the rest of its class R (without the
+group's kin: other clusters whose mean maps lie within `KIN` of its own, as SpRAy may split one shortcut in parts):
 
 - "spot": the members' maps agree on one spot that is not the object: at least `SPOT_AGREEMENT` of them peak
   on the group's spot cell (the mean map's peak; within size // 32 cells), and either the spot lies in the
@@ -39,6 +40,7 @@ OFF_OBJECT_MARGIN = 0.15  # and the rest of the class puts at least this much mo
 ACCURACY_GAP = 0.5  # right on a share this much higher than on the rest of the class
 MAP_DIFFERENCE = 0.25  # total variation between the group's mean map and the rest's, or
 SEPARATE = 0.5  # the group's conductance φ at most this: its maps are told apart from the rest's
+KIN = 0.2  # clusters whose mean maps lie this close (total variation) are not each other's contrast
 MIN_LABELLED = 3  # pictures with a known label needed on each side to compare accuracy
 SPOT_MIN_MEMBERS = 4  # a spot needs at least this many pictures to agree on it
 MIN_CLASS = 4  # a class with fewer pictures gets no verdict (as `spectral` keeps it as one group): too few to judge
@@ -76,25 +78,29 @@ def weigh(
     mass: np.ndarray,
     pointing: np.ndarray,
     conductance: float,
+    others: np.ndarray | None = None,
 ) -> Evidence:
     """The evidence on one group: `maps` (n, s, s) of the whole class (each summing to 1), `inside` (n,) bool the
     group's members, `correct` (n,) 1/0/NaN, `mass` (n,) relevance mass on the object and `pointing` (n,) the
-    pointing game (NaN without a region), `conductance` the group's φ in the class's neighbour graph."""
+    pointing game (NaN without a region), `conductance` the group's φ in the class's neighbour graph. `others`
+    (n,) bool: the rest R it is compared with (default: every picture of the class outside the group; `kin`
+    leaves out clusters explained like it)."""
     maps = np.asarray(maps, np.float32)
     n, size = len(maps), maps.shape[-1]
-    group, rest = maps[inside], maps[~inside]
+    outside = ~inside if others is None else np.asarray(others, bool) & ~inside
+    group, rest = maps[inside], maps[outside]
     mean = group.mean(axis=0)
     spot = tuple(int(v) for v in np.unravel_index(int(np.argmax(mean)), mean.shape))
     peaks = _peaks(maps)
     near = np.abs(peaks - np.array(spot)).max(axis=1) <= size // 32
     agreement = float(near[inside].mean())
-    rest_agreement = float(near[~inside].mean()) if len(rest) else None
+    rest_agreement = float(near[outside].mean()) if len(rest) else None
     band = max(1, size // 4)
     border = min(spot[0], spot[1], size - 1 - spot[0], size - 1 - spot[1]) < band
     difference = float(0.5 * np.abs(mean - rest.mean(axis=0)).sum()) if len(rest) else None
-    known, rest_known = correct[inside], correct[~inside]
+    known, rest_known = correct[inside], correct[outside]
     known, rest_known = known[np.isfinite(known)], rest_known[np.isfinite(rest_known)]
-    mass_in, rest_mass = _mean(mass[inside]), _mean(mass[~inside])
+    mass_in, rest_mass = _mean(mass[inside]), _mean(mass[outside])
     scores: dict[str, float] = {}
 
     hits = _mean(pointing[inside])
@@ -108,7 +114,7 @@ def weigh(
     concentration = _concentration(maps)
     shown = _shown(maps)
     spread = _mean(np.where(shown, concentration, np.nan)[inside])
-    rest_spread = _mean(np.where(shown, concentration, np.nan)[~inside])
+    rest_spread = _mean(np.where(shown, concentration, np.nan)[outside])
     if spread is not None and rest_spread is not None and rest_spread > 0 and not on_object:
         scores["spread"] = _scale(max(1.0 - spread / rest_spread, 0.0), SPREAD_DROP)
     if mass_in is not None:
@@ -148,6 +154,24 @@ def weigh(
         scores={k: round(float(v), 4) for k, v in scores.items()},
         reasons=reasons,
     )
+
+
+def kin(maps: np.ndarray, labels: np.ndarray, clusters: int) -> list[np.ndarray]:
+    """Per cluster, the pictures of the class to compare it with: all outside it but its kin, the clusters whose
+    mean map lies within `KIN` (total variation) of its own, both with maps or both mostly empty. SpRAy may split
+    one shortcut into several clusters; each is then judged against the pictures explained otherwise."""
+    maps = np.asarray(maps, np.float32)
+    means = [maps[labels == c].mean(axis=0) for c in range(clusters)]
+    empty = [float((~_shown(maps[labels == c])).mean()) >= 0.5 for c in range(clusters)]
+    out = []
+    for c in range(clusters):
+        near = [
+            d
+            for d in range(clusters)
+            if d != c and empty[d] == empty[c] and 0.5 * float(np.abs(means[c] - means[d]).sum()) < KIN
+        ]
+        out.append(~np.isin(labels, [c, *near]))
+    return out
 
 
 def _scale(value: float, threshold: float) -> float:
