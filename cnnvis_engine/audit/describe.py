@@ -89,6 +89,12 @@ def why(cluster: Cluster, result: Audit, object_name: str | None = None) -> str:
     )
     places = [r for r in e.reasons if r != "accuracy"]  # where it looks says more than how often it is right
     reason = places[0] if places else ""
+    # the pictures it was compared with: all the others, or (`verdict.kin`) those explained otherwise
+    others, those = (
+        (f"the other {rest}", f"the other {rest}")
+        if e.compared == rest
+        else (f"{e.compared} others", f"those {e.compared}")
+    )
     if reason == "spot":
         sentence = f"{group} the network looks at {spot_words(e.spot, cluster.mean_map.shape[0])}, not the {thing}"
         if e.mass_inside is not None:
@@ -98,17 +104,14 @@ def why(cluster: Cluster, result: Audit, object_name: str | None = None) -> str:
         sentence += f" ({(e.mass_inside or 0):.0%} of its map on it)"
     elif reason == "spread":
         sentence = (
-            f"{group} the network looks all over the picture, while in the other {rest} it looks at one place: "
-            f"something everywhere (a colour, the light) may tell it '{cluster.label}', not the {thing}"
+            f"{group} the network looks all over the picture (at something everywhere: a colour, the light), not "
+            f"at the {thing}, while in {others} it looks at one place"
         )
     else:
-        sentence = (
-            f"{group} the network's maps differ from those of the other {rest} (they sit {where(cluster.mean_map)})"
-        )
+        sentence = f"{group} the network's maps differ from those of {others} (they sit {where(cluster.mean_map)})"
     if e.labelled and e.rest_labelled:
-        sentence += (
-            f"; it is right on {_count(e.right, e.labelled)} and on {_count(e.rest_right, e.rest_labelled, True)}"
-        )
+        rest_words = _count(e.rest_right, e.rest_labelled, those if e.rest_labelled == e.compared else None)
+        sentence += f"; it is right on {_count(e.right, e.labelled)} and on {rest_words}"
     elif e.labelled:
         sentence += f"; it is right on {_count(e.right, e.labelled)}"
     return sentence + "."
@@ -158,10 +161,10 @@ def _looks(place: str) -> str:
     return place
 
 
-def _count(right: int, of: int, other: bool = False) -> str:
-    tail = f" of the other {of}" if other else ""
-    if right == of:
-        return f"all{tail}" if other else f"all {of}"
-    if right == 0:
-        return f"none{tail}"
-    return f"{right}{tail}" if other else f"{right} of them"
+def _count(right: int, of: int, others: str | None = "") -> str:
+    """'all 11', 'none', '3 of them'; with `others` ('the other 9'): 'all of the other 9', 'none of the other 9',
+    '3 of the other 9'; `others` None: of labelled pictures among them ('3 of 7 labelled')."""
+    if others == "":
+        return f"all {of}" if right == of else "none" if right == 0 else f"{right} of them"
+    tail = f" of {others}" if others is not None else f" of {of} labelled"
+    return ("all" if right == of else "none" if right == 0 else str(right)) + tail

@@ -144,6 +144,7 @@ def evidence_row(cluster: Cluster) -> dict:
     return {
         "scores": e.scores,
         "spot": list(e.spot),
+        "compared_with": e.compared,
         "spot_agreement": r(e.agreement),
         "rest_spot_agreement": r(e.rest_agreement),
         "spot_in_outer_band": e.border,

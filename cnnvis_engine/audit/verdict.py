@@ -53,6 +53,7 @@ class Evidence:
     spot: tuple[int, int]  # (row, column) of the mean map's peak, in map cells
     agreement: float  # share of members whose map peaks within one cell of the spot
     rest_agreement: float | None  # the same share among the rest of the class (None: the group is the class)
+    compared: int  # pictures of the rest R it was compared with
     border: bool  # the spot lies in the outer band of the picture
     difference: float | None  # total variation between the group's and the rest's mean maps
     accuracy: float | None  # share right in the group
@@ -141,6 +142,7 @@ def weigh(
         spot=spot,
         agreement=agreement,
         rest_agreement=rest_agreement,
+        compared=int(outside.sum()),
         border=bool(border),
         difference=difference,
         accuracy=accuracy,
