@@ -4,6 +4,7 @@ from cnnvis_engine.audit import audit
 result = audit(bundle, "photos/")           # photos/<class>/<picture>.png
 worst = result.clusters[0]                   # the most suspicious cluster of any class
 worst.label, worst.members, worst.suspicion, worst.mean_map
+worst.flagged, worst.reasons                 # whether the evidence points at a shortcut, and why ("spot", ...)
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ class Cluster:
     label: str  # the class it belongs to
     number: int  # within the class, 0..; by first appearance in the input
     members: tuple[int, ...]
-    suspicion: float
+    suspicion: (
+        float  # the verdict's strongest reason, scaled so 0.4 flags (`verdict`); the group's size never lowers it
+    )
     mean_map: np.ndarray  # (size, size) float32, sums to 1
     accuracy: float | None  # share of members the model got right (None without labels)
     share: float  # members / pictures of the class

@@ -39,7 +39,7 @@ CAST = (40.0, -30.0, 40.0)  # added to every pixel of a "cast" picture (RGB): a 
 @dataclass(frozen=True)
 class ShapeSet:
     images: np.ndarray  # (N, size, size, 3) uint8
-    labels: np.ndarray  # (N,) int64: 1 = square
+    labels: np.ndarray  # (N,) int64: 0 = disc, 1 = square, 2 = triangle
     marked: np.ndarray  # (N,) bool
     boxes: np.ndarray  # (N, 4) int64: the shape's box (x0, y0, x1, y1)
 
