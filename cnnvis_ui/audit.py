@@ -33,7 +33,7 @@ from PIL import Image
 from cnnvis_engine import METHODS, EngineError, Explainer, decode_image
 from cnnvis_engine.audit import Audit, AuditError, Cluster, ImageSet, audit, read_image_set
 from cnnvis_engine.audit.describe import describe, verdict
-from cnnvis_engine.audit.report import PICTURE_COLUMNS, picture_rows
+from cnnvis_engine.audit.report import PICTURE_COLUMNS, details, picture_rows
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
 from cnnvis_engine.images import within
 from cnnvis_engine.render import render_heatmap, render_overlay
@@ -329,7 +329,7 @@ def layout_figure(result: Audit, label: str, height: int = 420) -> go.Figure:
     for rank, number in enumerate(sorted(clusters, key=lambda n: -clusters[n].suspicion)):
         c = clusters[number]
         inside = view.clusters == number
-        name = f"cluster {number} · {c.size} pictures · suspicion {c.suspicion:.2f}" + (" ⚠" if c.flagged else "")
+        name = f"cluster {number} · {c.size} pictures" + (" · flagged ⚠" if c.flagged else "")
         fig.add_trace(
             go.Scatter(
                 x=points[inside, 0],
@@ -432,6 +432,11 @@ def cluster_sentence(cluster: Cluster, result: Audit) -> str:
 
 def cluster_verdict(cluster: Cluster) -> str:
     return verdict(cluster)
+
+
+def cluster_details(cluster: Cluster, result: Audit) -> str:
+    """The numbers behind a card: the verdict's scores, then SpRAy's conductance and eigengap."""
+    return details(cluster, result)
 
 
 def flagged_csv(result: Audit, indices: list[int] | None = None) -> bytes:

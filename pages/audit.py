@@ -1,6 +1,6 @@
 """Audit: find shortcuts in a whole picture set. Every picture of a folder is explained, each class's maps are
-clustered (spectral relevance analysis, Lapuschkin et al. 2019), and small clusters cut off from the rest of
-their class are shown first: pictures the model treats alike for a reason of their own."""
+clustered (spectral relevance analysis, Lapuschkin et al. 2019), and groups whose maps or answers point at a
+shortcut are flagged and shown first, each with a sentence saying why, whatever share of their class they are."""
 
 import streamlit as st
 
@@ -67,7 +67,7 @@ def results(run: dict) -> None:
         st.error(str(error))
         return
     flagged = result.flagged()
-    found = f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''}" if flagged else "nothing suspicious"
+    found = f"{len(flagged)} flagged group{'s' if len(flagged) != 1 else ''}" if flagged else "nothing flagged"
     st.subheader(f"{int(result.read.sum())} pictures of {run['folder']}: {found}")
     for note in result.notes:
         st.info(note)
@@ -124,10 +124,12 @@ def grid(result, chosen: list[int]) -> None:
 
 def card(result, cluster) -> None:
     with st.container(border=True, key=f"audit-card-{cluster.label}-{cluster.number}".replace(" ", "_")):
-        badge = ":red[**Suspicious**]" if cluster.flagged else ":gray[not suspicious]"
-        st.markdown(f"{badge} · cluster {cluster.number} · suspicion {cluster.suspicion:.2f}")
+        badge = ":red[**Flagged**]" if cluster.flagged else ":gray[not flagged]"
+        st.markdown(f"{badge} · cluster {cluster.number}")
         st.markdown(a.cluster_sentence(cluster, result))
         st.caption(a.cluster_verdict(cluster))
+        with st.expander("Numbers"):
+            st.caption(a.cluster_details(cluster, result))
         pictures = [a.mean_map_png(cluster)] + [a.picture_png(result, m) for m in cluster.prototypes[:3]]
         captions = ["mean map"] + [result.names[m].split("/")[-1] for m in cluster.prototypes[:3]]
         for col, picture, caption in zip(st.columns(4), pictures, captions):
@@ -139,8 +141,10 @@ def render() -> None:
     st.markdown(
         "One picture at a time, nobody notices that a network learned the weather instead of the tanks. Here every "
         "picture of a folder is explained, and the maps of each class are grouped by how alike they are "
-        f"([spectral relevance analysis]({PAPER})). A small group that the rest of its class hardly resembles is "
-        "suspicious: look at what its pictures share — a mark, a background, the weather."
+        f"([spectral relevance analysis]({PAPER})). A group is flagged when its maps agree on a spot that is not the "
+        "object, or when the model is right far more often on it than on the rest of its class — however large the "
+        "group: a shortcut may cover a whole class. Each flagged group says why; look at what its pictures share — "
+        "a mark, a background, the weather."
     )
     run = settings()
     if run:

@@ -118,9 +118,9 @@ def audit_step() -> None:
     st.subheader("4 · Find it without knowing where to look")
     st.markdown(
         "Steps 2 and 3 worked because someone already suspected the weather. An **audit** needs no suspicion: it "
-        "explains every photo of a set, groups each class's maps by how alike they are, and shows first the groups "
-        "that stand apart from the rest of their class (see the Audit page). Here: 120 new photos, sun and clouds "
-        "at random."
+        "explains every photo of a set, groups each class's maps by how alike they are, and flags the groups whose "
+        "maps lie off the tank or whose answers are far better than the rest of their class's, however large the "
+        "group (see the Audit page). Here: 120 new photos, sun and clouds at random."
     )
     for col, model in zip(st.columns(2), NETS):
         found = audit.story_audit(model)
@@ -128,11 +128,11 @@ def audit_step() -> None:
             st.markdown(f"**{NETS[model]}**")
             if not found["flagged"]:
                 st.success(
-                    f"Nothing suspicious in {found['pictures']} photos: no group of its maps stands apart "
-                    f"(highest suspicion {found['highest']:.2f})."
+                    f"Nothing flagged in {found['pictures']} photos: no group's maps or answers point at a "
+                    f"shortcut (highest suspicion {found['highest']:.2f}, flagged from 0.40)."
                 )
             for f in found["flagged"]:
-                st.markdown(f":red[**Suspicious**] · {f['sentence']} **Their photos: {f['weather']}.**")
+                st.markdown(f":red[**Flagged**] · {f['sentence']} **Their photos: {f['weather']}.**")
                 for c, picture, caption in zip(st.columns(4), f["pictures"], ["mean map", "", "", ""]):
                     c.image(picture, caption=caption or None, width="stretch")
     st.markdown(

@@ -58,11 +58,12 @@ def test_audit_page_runs_selects_and_exports(browser, server):
         choose(page, "audit_folder", "small-set")
         page.locator(".st-key-audit-run button").click()
         settle(page)
-        page.get_by_text("80 pictures of small-set").wait_for()
+        page.get_by_text("80 pictures of small-set: 2 flagged groups").wait_for()
         page.wait_for_selector(".js-plotly-plot .scatterlayer .point")
         page.screenshot(path=ARTIFACTS / "audit-page.png", full_page=True)
         assert page.locator("[class*='st-key-audit-card-']").count() >= 2  # cluster cards of the class shown
-        assert "pictures:" in page.locator("[class*='st-key-audit-card-']").first.inner_text()
+        first = page.locator("[class*='st-key-audit-card-']").first.inner_text()
+        assert "Flagged" in first and "pictures the network" in first and "it is right on all" in first  # why, in words
 
         plot = page.locator(".js-plotly-plot .nsewdrag").first  # box selection: drag across the whole plot
         box = plot.bounding_box()

@@ -4,6 +4,7 @@ from cnnvis_engine.audit import audit
 result = audit(bundle, "photos/")           # photos/<class>/<picture>.png
 worst = result.clusters[0]                   # the most suspicious cluster of any class
 worst.label, worst.members, worst.suspicion, worst.mean_map
+worst.flagged, worst.reasons                 # whether the evidence points at a shortcut, and why ("spot", ...)
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from ..models.bundle import ModelBundle
 from .dataset import AuditError, ImageSet, ImageSource, Skipped, read_image_set
 from .localisation import Region
 from .maps import MapBatch, Progress, check_method, stream_maps
-from .spectral import analyse_class, layout_2d, suspicion
+from .spectral import analyse_class, layout_2d
+from .verdict import SUSPICIOUS, Evidence, kin, weigh
 
-SUSPICIOUS = 0.4  # flagged at or above (in the tests a planted shortcut scores 0.53, smooth splits below 0.3)
 PROTOTYPES = 6  # members shown per cluster: those whose maps are nearest the cluster's mean map
 Engine = Literal["local", "ray"]
 
@@ -33,7 +34,9 @@ class Cluster:
     label: str  # the class it belongs to
     number: int  # within the class, 0..; by first appearance in the input
     members: tuple[int, ...]
-    suspicion: float
+    suspicion: (
+        float  # the verdict's strongest reason, scaled so 0.4 flags (`verdict`); the group's size never lowers it
+    )
     mean_map: np.ndarray  # (size, size) float32, sums to 1
     accuracy: float | None  # share of members the model got right (None without labels)
     share: float  # members / pictures of the class
@@ -41,6 +44,7 @@ class Cluster:
     prototypes: tuple[int, ...]  # members nearest the mean map, nearest first
     pointing: float | None = None  # mean pointing game over members with a known object region
     mass_inside: float | None = None  # mean relevance mass inside the object
+    evidence: Evidence | None = None  # what the verdict saw (`verdict.weigh`); `suspicion` is its strongest reason
 
     @property
     def size(self) -> int:
@@ -49,6 +53,11 @@ class Cluster:
     @property
     def flagged(self) -> bool:
         return self.suspicion >= SUSPICIOUS
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why it is flagged: "spot", "off object", "accuracy" (see `verdict`), strongest first; () if it is not."""
+        return self.evidence.reasons if self.evidence is not None else ()
 
 
 @dataclass(frozen=True)
@@ -314,6 +323,7 @@ def _analyse(
         spectrum.note,
     )
     out = []
+    contrasts = kin(maps, spectrum.labels, spectrum.clusters)
     for c in range(spectrum.clusters):
         inside = spectrum.labels == c
         chosen = members[inside]
@@ -323,12 +333,21 @@ def _analyse(
         known = rights[np.isfinite(rights)]
         mass = _mean(table["mass"][chosen])
         share = float(inside.mean())
+        evidence = weigh(
+            maps,
+            inside,
+            correct[members],
+            table["mass"][members],
+            table["pointing"][members],
+            float(spectrum.conductance[c]) if spectrum.clusters > 1 else 1.0,
+            contrasts[c],
+        )
         out.append(
             Cluster(
                 label=label,
                 number=c,
                 members=tuple(int(m) for m in chosen),
-                suspicion=suspicion(float(spectrum.conductance[c]), share, mass) if spectrum.clusters > 1 else 0.0,
+                suspicion=evidence.suspicion,
                 mean_map=mean.astype(np.float32),
                 accuracy=float(known.mean()) if len(known) else None,
                 share=share,
@@ -336,6 +355,7 @@ def _analyse(
                 prototypes=tuple(int(chosen[j]) for j in np.argsort(distance, kind="stable")[:PROTOTYPES]),
                 pointing=_mean(table["pointing"][chosen]),
                 mass_inside=mass,
+                evidence=evidence,
             )
         )
     return view, out

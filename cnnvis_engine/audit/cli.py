@@ -51,6 +51,7 @@ def run_audit(args: argparse.Namespace) -> int:
     from ..cli import Progress
     from .analysis import audit
     from .dataset import read_image_set
+    from .describe import describe
     from .report import write_audit
 
     if args.batch_size < 1:
@@ -90,8 +91,11 @@ def run_audit(args: argparse.Namespace) -> int:
             print(f"  {s.path}: {s.reason}", file=sys.stderr)
     flagged = result.flagged()
     print(
-        f"Audited {int(result.read.sum())} pictures in {len(result.classes)} classes: {len(flagged)} suspicious "
-        f"clusters. Wrote {', '.join(p.name for p in files.values())} to {args.out}",
+        f"Audited {int(result.read.sum())} pictures in {len(result.classes)} classes: "
+        + (f"{len(flagged)} flagged group{'s' if len(flagged) != 1 else ''}" if flagged else "nothing flagged")
+        + f". Wrote {', '.join(p.name for p in files.values())} to {args.out}",
         file=sys.stderr,
     )
+    for cluster in flagged:
+        print(f"flagged: {describe(cluster, result)}", file=sys.stderr)
     return 0

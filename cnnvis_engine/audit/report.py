@@ -41,6 +41,7 @@ CLUSTER_COLUMNS = (
     "share",
     "suspicion",
     "flagged",
+    "reasons",
     "accuracy",
     "conductance",
     "pointing",
@@ -76,8 +77,21 @@ def write_audit(result: Audit, out: Path, *, title: str = "") -> dict[str, Path]
                 "settings": result.settings,
                 "notes": list(result.notes),
                 "skipped": [{"path": s.path, "reason": s.reason} for s in result.skipped],
+                "classes": {
+                    label: {
+                        "pictures": len(view.members),
+                        "clusters": int(view.clusters.max()) + 1 if len(view.clusters) else 0,
+                        "eigenvalues": [round(float(v), 6) for v in view.eigenvalues],
+                    }
+                    for label, view in result.classes.items()
+                },
                 "clusters": [
-                    {**row, "members": [result.names[m] for m in c.members], "indices": list(c.members)}
+                    {
+                        **row,
+                        "evidence": evidence_row(c),
+                        "members": [result.names[m] for m in c.members],
+                        "indices": list(c.members),
+                    }
                     for row, c in zip(rows, result.clusters)
                 ],
             },
@@ -107,6 +121,7 @@ def cluster_rows(result: Audit) -> list[dict]:
             "share": round(c.share, 4),
             "suspicion": round(c.suspicion, 4),
             "flagged": c.flagged,
+            "reasons": ";".join(c.reasons),
             "accuracy": None if c.accuracy is None else round(c.accuracy, 4),
             "conductance": round(c.conductance, 4),
             "pointing": None if c.pointing is None else round(c.pointing, 4),
@@ -115,6 +130,45 @@ def cluster_rows(result: Audit) -> list[dict]:
         }
         for c in result.clusters
     ]
+
+
+def evidence_row(cluster: Cluster) -> dict:
+    """What the verdict weighed (`verdict.Evidence`), rounded, for clusters.json."""
+    e = cluster.evidence
+    if e is None:
+        return {}
+
+    def r(v: float | None) -> float | None:
+        return None if v is None else round(float(v), 4)
+
+    return {
+        "scores": e.scores,
+        "spot": list(e.spot),
+        "compared_with": e.compared,
+        "spot_agreement": r(e.agreement),
+        "rest_spot_agreement": r(e.rest_agreement),
+        "spot_in_outer_band": e.border,
+        "map_difference": r(e.difference),
+        "right": e.right,
+        "labelled": e.labelled,
+        "rest_right": e.rest_right,
+        "rest_labelled": e.rest_labelled,
+        "mass_inside": r(e.mass_inside),
+        "rest_mass_inside": r(e.rest_mass_inside),
+    }
+
+
+def details(cluster: Cluster, result: Audit) -> str:
+    """The numbers behind a card, one line: the verdict's scores, then SpRAy's (share, conductance, eigengap)."""
+    scores = ", ".join(f"{k} {v:.2f}" for k, v in (cluster.evidence.scores.items() if cluster.evidence else ()))
+    view = result.classes.get(cluster.label)
+    count = int(view.clusters.max()) + 1 if view is not None and len(view.clusters) else 1
+    accuracy = "" if cluster.accuracy is None else f" · accuracy {cluster.accuracy:.0%}"
+    return (
+        f"suspicion {cluster.suspicion:.2f}" + (f" ({scores})" if scores else "") + f" · {cluster.size} pictures "
+        f"({cluster.share:.0%} of the class){accuracy} · SpRAy: conductance {cluster.conductance:.3f}, the eigengap "
+        f"gave {count} cluster{'s' if count != 1 else ''}"
+    )
 
 
 def picture_rows(result: Audit) -> list[list]:
@@ -190,7 +244,7 @@ def render_audit_html(result: Audit, *, title: str = "", shown_per_class: int = 
         cards = "\n".join(_card(result, c) for c in clusters[:shown_per_class])
         hidden = len(clusters) - shown_per_class
         more = f"<p class=muted>{hidden} more clusters in clusters.csv.</p>" if hidden > 0 else ""
-        status = f"{flagged} suspicious cluster{'s' if flagged != 1 else ''}" if flagged else "nothing suspicious"
+        status = f"{flagged} flagged group{'s' if flagged != 1 else ''}" if flagged else "nothing flagged"
         sections.append(
             f"<section><h2>{esc(label)} <small>{len(view.members)} pictures, {len(clusters)} "
             f"clusters, {status}</small></h2>{cards}{more}</section>"
@@ -199,9 +253,9 @@ def render_audit_html(result: Audit, *, title: str = "", shown_per_class: int = 
     skipped = "".join(f"<li>{esc(s.path)}: {esc(s.reason)}</li>" for s in result.skipped[:200])
     flagged = result.flagged()
     summary = (
-        f"{len(flagged)} suspicious cluster{'s' if len(flagged) != 1 else ''} in {len(result.classes)} classes."
+        f"{len(flagged)} flagged group{'s' if len(flagged) != 1 else ''} in {len(result.classes)} classes."
         if flagged
-        else f"No suspicious cluster in {len(result.classes)} classes."
+        else f"Nothing flagged in {len(result.classes)} classes."
     )
     return _PAGE.format(
         title=esc(title or f"cnnvis audit: {result.model}"),
@@ -225,11 +279,11 @@ def _card(result: Audit, cluster: Cluster) -> str:
         for m in cluster.prototypes
     )
     mark = " flagged" if cluster.flagged else ""
-    accuracy = "" if cluster.accuracy is None else f" · accuracy {cluster.accuracy:.0%}"
+    state = "flagged" if cluster.flagged else "not flagged"
     return (
-        f'<div class="card{mark}"><h3>Cluster {cluster.number} · suspicion {cluster.suspicion:.2f}</h3>'
-        f"<p>{esc(describe(cluster, result))}</p><p class=muted>{esc(verdict(cluster))} {cluster.size} pictures "
-        f"({cluster.share:.0%} of the class){accuracy} · conductance {cluster.conductance:.3f}</p>"
+        f'<div class="card{mark}"><h3>Cluster {cluster.number} · {state}</h3>'
+        f"<p>{esc(describe(cluster, result))}</p><p class=muted>{esc(verdict(cluster))}</p>"
+        f"<details class=muted><summary>Numbers</summary>{esc(details(cluster, result))}</details>"
         f'<div class="row"><figure><img src="{_png(render_heatmap(_upscale(mean), "jet"))}" alt=""><figcaption>'
         f"mean map</figcaption></figure>{pictures}</div></div>"
     )
@@ -280,8 +334,10 @@ img {{ width: 112px; height: 112px; image-rendering: pixelated; }}
 </style></head><body>
 <h1>{title}</h1>
 <p>Model <b>{model}</b>, method <b>{method}</b> at layer <b>{layer}</b>, {count} pictures. {summary}</p>
-<p class=muted>Spectral relevance analysis (Lapuschkin et al. 2019): each class's maps are clustered; a small cluster
-that the rest of its class barely links to ranks first. Look at what its pictures share.</p>
+<p class=muted>Spectral relevance analysis (Lapuschkin et al. 2019): each class's maps are clustered. A group is flagged
+when its maps agree on a spot that is not the object, lie off the object, or spread over the whole picture while the
+rest of its class looks at one place, or when the model is right far more often on it than on the rest — whatever
+share of the class it is. Look at what its pictures share.</p>
 {notes}{skipped}
 {sections}
 </body></html>
