@@ -316,6 +316,8 @@ class Explainer:
             inputs.meta["unguided"] = fp.trace.unguided
         if "cam" in cls.needs:
             inputs.cam_weights, inputs.cam_bias = fp.cam_weights(targets)
+        if "attention" in cls.needs:
+            inputs.attention = fp.attention(targets, gradients="attention_gradient" in cls.needs)
         if "forward" in cls.needs:
             inputs.forward = functools.partial(extra_pass, self.bundle)
         return cls().compute(inputs).results(method, layer, len(targets))

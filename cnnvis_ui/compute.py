@@ -271,6 +271,15 @@ def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: D
     )
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+@threads.sized
+def refused_methods(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage) -> tuple[str, ...]:
+    """The methods whose own check refuses this model whatever the target (`Method.refuses`: the attention methods
+    on a network without attention); Explore does not offer them."""
+    trace = _explainer.trace(_image)
+    return tuple(method for method, cls in METHODS.items() if cls.refuses(trace, ()))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 @threads.sized
 def predictions(
