@@ -102,6 +102,14 @@ def _refusal(unknown: list[str]) -> str:
     return "This model has no attention layers, so there is no attention to follow; the other methods work on it."
 
 
+def refusal(model: nn.Module) -> str:
+    """Why the attention methods cannot run on `model` (empty when they can), read from the modules themselves: a
+    class merely called `Attention` (BEiT's, or your own) is not timm's."""
+    if sites(model):
+        return ""
+    return _refusal(sorted({type(m).__name__ for m in model.modules() if "attention" in type(m).__name__.lower()}))
+
+
 def record(
     bundle: ModelBundle, x: torch.Tensor, score: Callable[[torch.Tensor], torch.Tensor] | None = None
 ) -> AttentionRecord:
@@ -110,9 +118,7 @@ def record(
     model = bundle.module
     found = sites(model)
     if not found:
-        raise MethodError(
-            _refusal(sorted({type(m).__name__ for m in model.modules() if "attention" in type(m).__name__.lower()}))
-        )
+        raise MethodError(refusal(model))
     timm = [site.module for site in found if site.out == ""]
     names = {site.probs for site in found} | {site.out for site in found if site.out}
     x = x.detach()

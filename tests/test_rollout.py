@@ -208,6 +208,13 @@ class WindowAttention(nn.Module):
         return x
 
 
+class Attention(nn.Module):
+    """Named like timm's, but not timm's (BEiT's is such a class): the engine does not read it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
 def test_a_cnn_and_an_unknown_attention_get_a_sentence(tiny_bundle, tiny_image):
     explanation = Explainer(tiny_bundle).explain(tiny_image, methods=["attention_rollout", "grad_rollout"])
     for method in ("attention_rollout", "grad_rollout"):
@@ -218,6 +225,13 @@ def test_a_cnn_and_an_unknown_attention_get_a_sentence(tiny_bundle, tiny_image):
     explanation = Explainer(make_tiny_bundle(module)).explain(tiny_image, methods=["grad_rollout", "gradcam"])
     assert "WindowAttention" in explanation["grad_rollout"].reason
     assert explanation["gradcam"].applicable
+    module = nn.Sequential(make_tiny_bundle().module, Attention()).eval()
+    explanation = Explainer(make_tiny_bundle(module)).explain(tiny_image, methods=["attention_rollout"])
+    assert explanation["attention_rollout"].reason.startswith(
+        "This model's attention (Attention) is not one the engine can read"
+    )
+    refused = Explainer(make_tiny_bundle(module)).refusals(tiny_image)
+    assert {"attention_rollout", "grad_rollout"} <= set(refused) and "gradcam" not in refused
 
 
 @pytest.mark.usefixtures("fresh_caches")
