@@ -5,19 +5,23 @@ gets a sentence and Explore does not offer them for it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from conftest import leaves_model_untouched, make_tiny_bundle
+from streamlit.testing.v1 import AppTest
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 from torchvision.models.vision_transformer import VisionTransformer as TorchvisionViT
 
 from cnnvis_engine import Explainer, ModelBundle, ModelError, load_model
 from cnnvis_engine.hooks import count_hooks
-from cnnvis_ui import compute, controls
+from cnnvis_ui import compute, controls, scale, state
 
 CLASSES = ("a", "b", "c", "d", "e")
+EXPLORE = str(Path(__file__).resolve().parent.parent / "pages" / "explore.py")
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -130,6 +134,10 @@ def test_both_methods_equal_plain_references(build):
         np.testing.assert_allclose(rollout.raw, rollout_reference(probs, i), rtol=1e-4, atol=1e-6)
         np.testing.assert_allclose(weighted.raw, grad_rollout_reference(probs, grads, i), rtol=1e-4, atol=1e-7)
         assert 0 <= rollout.map.min() and rollout.map.max() <= 1
+        for method in (rollout, weighted):  # the values shown on hover and on a shared scale come from `raw`
+            values = scale.magnitude(method.raw, method.map)
+            low, high = values.min(), values.max()
+            assert np.abs((values - low) / (high - low) - method.map).max() < 0.02
     # the gradient-weighted map depends on the class, the plain rollout does not
     other = explainer.explain_batch(x, targets=[0, 4], methods=["attention_rollout", "grad_rollout"])
     assert np.array_equal(other[0]["attention_rollout"].raw, results[0]["attention_rollout"].raw)
@@ -243,3 +251,22 @@ def test_explore_offers_them_only_for_models_with_attention(tiny_bundle, tiny_im
     vit = bundle_of(tiny_timm())
     refused_vit = compute.refused_methods("vit", "vit", Explainer(vit), tiny_image)
     assert {"attention_rollout", "grad_rollout"} <= set(controls.offered_extras(refused_vit))
+
+
+@pytest.mark.usefixtures("fresh_caches")
+def test_the_dashboard_offers_and_draws_them_for_a_vision_transformer_only():
+    def pills(at: AppTest):
+        return next(g for g in at.get("button_group") if g.key == state.widget(state.EXTRA_METHODS))
+
+    at = AppTest.from_file(EXPLORE, default_timeout=120).run()  # the default CNN
+    assert not at.exception and "Attention rollout" not in pills(at).options
+    at = AppTest.from_file(EXPLORE, default_timeout=120)
+    at.session_state[state.MODEL] = "timm:vit_tiny_patch16_224"
+    at.session_state[state.WEIGHTS] = "random"
+    at.run()
+    assert not at.exception and {"Attention rollout", "Gradient-weighted rollout"} <= set(pills(at).options)
+    pills(at).set_value(["attention_rollout", "grad_rollout"]).run()
+    assert not at.exception and not at.error
+    titles = {m.value.strip("*") for m in at.markdown if m.value.startswith("**") and m.value.endswith("**")}
+    assert {"Attention rollout", "Gradient-weighted rollout"} <= titles
+    assert any(c.value.startswith("12 attention blocks over 14×14 patches") for c in at.caption)
