@@ -104,10 +104,15 @@ def _refusal(unknown: list[str]) -> str:
 
 def refusal(model: nn.Module) -> str:
     """Why the attention methods cannot run on `model` (empty when they can), read from the modules themselves: a
-    class merely called `Attention` (BEiT's, or your own) is not timm's."""
-    if sites(model):
+    class merely called `Attention` (BEiT's, or your own) is not timm's, and a model with any attention the engine
+    cannot read (a latent attention pool after the blocks, say) is refused whole: its rollout would skip it."""
+    found = {id(site.module) for site in sites(model)}
+    unknown = {
+        type(m).__name__ for m in model.modules() if "attention" in type(m).__name__.lower() and id(m) not in found
+    }
+    if found and not unknown:
         return ""
-    return _refusal(sorted({type(m).__name__ for m in model.modules() if "attention" in type(m).__name__.lower()}))
+    return _refusal(sorted(unknown))
 
 
 def record(
@@ -116,9 +121,10 @@ def record(
     """One forward pass of x (N, 3, H, W) with every known attention's probabilities recorded, and, if `score`
     (model output -> a scalar) is given, their gradients. Raises a MethodError when the model has none."""
     model = bundle.module
+    reason = refusal(model)
+    if reason:
+        raise MethodError(reason)
     found = sites(model)
-    if not found:
-        raise MethodError(refusal(model))
     timm = [site.module for site in found if site.out == ""]
     names = {site.probs for site in found} | {site.out for site in found if site.out}
     x = x.detach()

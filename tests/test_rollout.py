@@ -238,6 +238,9 @@ def test_a_cnn_and_an_unknown_attention_get_a_sentence(tiny_bundle, tiny_image):
     assert explanation["attention_rollout"].reason.startswith(
         "This model's attention (Attention) is not one the engine can read"
     )
+    vit_with_an_attention_pool = tiny_timm(global_pool="map", class_token=False)  # the pool's attention is unread
+    explanation = Explainer(bundle_of(vit_with_an_attention_pool)).explain(tiny_image, methods=["grad_rollout"])
+    assert "(AttentionPoolLatent) is not one the engine can read" in explanation["grad_rollout"].reason
     refused = Explainer(make_tiny_bundle(module)).refusals(tiny_image)
     assert {"attention_rollout", "grad_rollout"} <= set(refused) and "gradcam" not in refused
 
