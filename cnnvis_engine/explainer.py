@@ -26,6 +26,7 @@ from typing import Any, Self
 import numpy as np
 import torch
 
+from . import attention
 from .errors import ImageError, TargetError
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult, method_names
@@ -312,9 +313,25 @@ class Explainer:
             inputs.meta["unguided"] = fp.trace.unguided
         if "cam" in cls.needs:
             inputs.cam_weights, inputs.cam_bias = fp.cam_weights(targets)
+        if "attention" in cls.needs:
+            inputs.attention = fp.attention(targets, gradients="attention_gradient" in cls.needs)
         if "forward" in cls.needs:
             inputs.forward = functools.partial(extra_pass, self.bundle)
         return cls().compute(inputs).results(method, layer, len(targets))
+
+    def refusals(self, image: ImageSource) -> dict[str, str]:
+        """The methods that cannot run on this model whatever the target and layer, each with its sentence (the
+        attention methods on a network without attention): Explore does not offer them."""
+        trace = self.trace(image)
+        return {m: reason for m in METHODS if (reason := self._refused(m, trace, ()))}
+
+    def _refused(self, method: str, trace: Trace, targets: tuple[Target, ...]) -> str:
+        """The method's own check (`Method.refuses`), and for attention methods the model's modules themselves (a
+        class merely named like a known attention is not one)."""
+        cls = METHODS[method]
+        if "attention" in cls.needs and (reason := attention.refusal(self.bundle.module)):
+            return reason
+        return cls.refuses(trace, targets)
 
     def _not_applicable(self, method: str, trace: Trace, targets: tuple[Target, ...], layer: str | None) -> str:
         """Why `method` does not apply here (empty when it does): from its needs, its own check (`Method.refuses`)
@@ -325,7 +342,7 @@ class Explainer:
                 "This model is TorchScript: its ReLUs run inside compiled code, where guided backpropagation cannot "
                 f"reach their gradients. Vanilla saliency works on it. {TORCHSCRIPT_WAY_OUT}"
             )
-        reason = cls.refuses(trace, targets)
+        reason = self._refused(method, trace, targets)
         if reason or not cls.uses_layer:
             return reason
         if layer is None and _runs_torchscript(self.bundle.module):

@@ -329,6 +329,28 @@ def _redirected(output: torch.Tensor, upper: bool) -> Callable[..., tuple[torch.
     return hook
 
 
+_ABSENT = object()  # an attribute the instance did not have of its own
+
+
+@contextlib.contextmanager
+def unfused_attention(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """For the block's duration, timm attention `modules` compute their softmax probabilities as tensors (their
+    `fused_attn` instance attribute off: `F.scaled_dot_product_attention` never materialises them), so a recording
+    sees them; each module's own setting is restored on exit, also when the body raises."""
+    saved: list[tuple[nn.Module, object]] = []
+    try:
+        for module in modules:
+            saved.append((module, module.__dict__.get("fused_attn", _ABSENT)))
+            module.fused_attn = False
+        yield
+    finally:
+        for module, value in saved:
+            if value is _ABSENT:
+                module.__dict__.pop("fused_attn", None)
+            else:
+                module.fused_attn = value
+
+
 def count_hooks(model: nn.Module) -> int:
     """Forward, pre-forward and backward hooks, and recording wrappers around `forward`, on all modules: zero
     after every engine call."""

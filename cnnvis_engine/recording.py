@@ -14,6 +14,7 @@ its own `lock` (the caller takes it: guided backprop hooks that pass's graph).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import attention
 from .hooks import Capture, ModuleCall, capture, guided_backward, node_gradient
 from .models.bundle import ModelBundle
 from .targets import ClassTarget, Target
@@ -143,6 +145,7 @@ class RecordedPass:
     lock: threading.Lock = field(default_factory=threading.Lock)
     gradients: dict[tuple, torch.Tensor] = field(default_factory=dict)
     recomputed: dict[str, torch.Tensor] = field(default_factory=dict)  # true values of stale outputs
+    attentions: dict[tuple, attention.AttentionRecord] = field(default_factory=dict)  # by (targets, gradients)
 
     def last_call(self, layer: str) -> ModuleCall:
         return max(self.calls[layer], key=lambda c: c.end)
@@ -179,13 +182,7 @@ class RecordedPass:
     def score(self, targets: tuple[Target, ...]) -> torch.Tensor:
         """Σ_i score_i(output_i), one target per image: samples are independent in eval mode, so one backward pass
         serves all."""
-        output = self.output
-        if all(isinstance(t, ClassTarget) for t in targets) and output.dim() == 2:
-            for target in set(targets):
-                target.score(output[:1])  # raises a TargetError for a class the model does not have
-            index = torch.tensor([t.index for t in targets], device=output.device)[:, None]
-            return output.gather(1, index).sum()
-        return torch.cat([t.score(output[i : i + 1]) for i, t in enumerate(targets)]).sum()
+        return score_of(self.output, targets)
 
     def gradient(self, targets: tuple[Target, ...], score: torch.Tensor, what: str) -> torch.Tensor:
         """d score / d `what` ("input", "guided" input, or a layer name), cached per pass and targets."""
@@ -221,6 +218,19 @@ class RecordedPass:
         for w, source, grad in zip(missing, sources, grads):
             self.gradients[(tkey, w)] = (torch.zeros_like(source) if grad is None else grad).detach()
 
+    def attention(self, targets: tuple[Target, ...], gradients: bool) -> attention.AttentionRecord:
+        """Every block's attention on this pass's input, and with `gradients` d score / d it, from a pass of its
+        own (`attention.record`: timm's probabilities exist only with its fused attention off), cached per pass
+        (and targets, with gradients)."""
+        key = (_hashable(targets), True) if gradients else (None, False)
+        if key in self.attentions:
+            return self.attentions[key]
+        score = functools.partial(score_of, targets=targets) if gradients else None
+        record = attention.record(self.recorder.bundle, self.x, score)
+        if key[0] is not None or not gradients:
+            self.attentions[key] = record
+        return record
+
     def cam_weights(self, targets: tuple[Target, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample, the CAM site's Linear weight rows (N, C) and biases (N,) of the target's outputs."""
         linear = self.recorder.bundle.module.get_submodule(self.trace.cam_site.linear)
@@ -228,6 +238,16 @@ class RecordedPass:
         bias = linear.bias.detach() if linear.bias is not None else torch.zeros(weight.shape[0], device=weight.device)
         rows = [[t.index] if isinstance(t, ClassTarget) else list(t.outputs or range(weight.shape[0])) for t in targets]
         return torch.stack([weight[r].sum(dim=0) for r in rows]), torch.stack([bias[r].sum() for r in rows])
+
+
+def score_of(output: torch.Tensor, targets: tuple[Target, ...]) -> torch.Tensor:
+    """Σ_i score_i(output_i) for N outputs, one target per image."""
+    if all(isinstance(t, ClassTarget) for t in targets) and output.dim() == 2:
+        for target in set(targets):
+            target.score(output[:1])  # raises a TargetError for a class the model does not have
+        index = torch.tensor([t.index for t in targets], device=output.device)[:, None]
+        return output.gather(1, index).sum()
+    return torch.cat([t.score(output[i : i + 1]) for i, t in enumerate(targets)]).sum()
 
 
 def extra_pass(

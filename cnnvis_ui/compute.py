@@ -320,6 +320,14 @@ def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: D
     )
 
 
+@st.cache_data(max_entries=32, show_spinner=False)
+@threads.sized
+def refused_methods(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage) -> tuple[str, ...]:
+    """The methods that refuse this model whatever the target (`Explainer.refusals`: the attention methods on a
+    network without attention); Explore does not offer them."""
+    return tuple(_explainer.refusals(_image))
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 @threads.sized
 def predictions(

@@ -56,6 +56,9 @@ class Context:
     def layer_table(self) -> compute.LayerTable:
         return compute.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
 
+    def refused_methods(self) -> tuple[str, ...]:
+        return compute.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+
     def predictions(self, top_k: int = 5) -> tuple[compute.Prediction, ...]:
         return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, top_k)
 

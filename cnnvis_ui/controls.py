@@ -5,6 +5,7 @@ results are drawn, never what is computed), and the Explore page's choice of ext
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import streamlit as st
@@ -56,16 +57,17 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
     return Display(state.get(state.COLORMAP), float(state.get(state.OPACITY)), state.get(state.SALIENCY_MODE))
 
 
-def offered_extras() -> list[str]:
-    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order)."""
-    extras = [m for m, cls in METHODS.items() if m not in STANDING and cls.drawing != "grid"]
+def offered_extras(refused: Collection[str] = ()) -> list[str]:
+    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order), less
+    those that refuse the model (`refused`: the attention methods on a network without attention)."""
+    extras = [m for m, cls in METHODS.items() if m not in STANDING and m not in refused and cls.drawing != "grid"]
     return sorted(extras, key=lambda m: METHODS[m].slow)
 
 
-def extra_methods() -> list[str]:
-    """Pills for the extra Explore panels (none by default, so the page stays fast); returns the chosen ones in
-    the order offered."""
-    offered = offered_extras()
+def extra_methods(refused: Collection[str] = ()) -> list[str]:
+    """Pills for the extra Explore panels (none by default, so the page stays fast), less the methods that refuse
+    the model; returns the chosen ones in the order offered."""
+    offered = offered_extras(refused)
     state.put(state.EXTRA_METHODS, state.valid_subset(state.EXTRA_METHODS, offered, []))
     st.pills(
         "More methods",

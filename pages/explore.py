@@ -125,7 +125,7 @@ def panels_area(ctx: context.Context) -> None:
     with left:
         summary = st.empty()
         display = controls.display_settings()
-        extras = controls.extra_methods()
+        extras = controls.extra_methods(ctx.refused_methods())
         settings = controls.method_settings(extras)
         scoring = controls.faithfulness_switch()
         report_slot = st.container()

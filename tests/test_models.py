@@ -371,3 +371,66 @@ def test_run_takes_the_first_output_and_words_a_failure() -> None:
     assert predict_batches(bundle, torch.ones(5, 3, 4, 4), batch_size=2).shape == (5, 3)
     with pytest.raises(ModelError, match=r"^The model _Pair failed on a batch of 2 pictures: width five$"):
         predict_batches(_Pair(), torch.ones(2, 3, 4, 5))
+
+
+# --- timm names with pretrained tags ------------------------------------------------------------------------
+
+
+def test_a_timm_pretrained_tag_loads_with_its_own_config() -> None:
+    """`timm:<architecture>.<tag>`, as timm's docs and model cards write it: the tag's input size, mean, std and
+    classes come from timm's pretrained config for that tag, and differ where the tags' configs differ."""
+    import timm
+
+    small = load_model("timm:mobilenetv4_conv_small.e2400_r224_in1k", "random")
+    large = load_model("timm:mobilenetv4_conv_small.e3600_r256_in1k", "random")
+    for bundle, tag in ((small, "e2400_r224_in1k"), (large, "e3600_r256_in1k")):
+        cfg = timm.models.get_pretrained_cfg(f"mobilenetv4_conv_small.{tag}")
+        assert bundle.name == f"timm:mobilenetv4_conv_small.{tag}"
+        assert bundle.input_size == cfg.input_size[1:]
+        assert bundle.normalization.mean == pytest.approx(cfg.mean)
+        assert bundle.normalization.std == pytest.approx(cfg.std)
+    assert small.input_size == (224, 224) and large.input_size == (256, 256)
+    assert small.normalization.mean == pytest.approx((0.485, 0.456, 0.406))
+    assert large.normalization.mean == pytest.approx((0.5, 0.5, 0.5))
+    assert forward(large).shape == (1, 1000) and large.class_names[1] == "goldfish"
+
+    at_384 = load_model("timm:convnext_nano.r384_in12k_ft_in1k", "random")
+    assert at_384.input_size == (384, 384) and all_eval(at_384.module)
+    twelve_k = load_model("timm:convnext_nano.in12k", "random")
+    assert twelve_k.input_size == (224, 224) and twelve_k.module.num_classes == len(twelve_k.class_names) == 11821
+    assert twelve_k.class_names[:2] == ("benthos", "cell")  # timm's ImageNet-12k names, not "class 0"
+
+
+def test_the_vit_tag_from_timm_s_model_card_loads_offline_with_random_weights() -> None:
+    from cnnvis_engine.models import find_spec
+
+    name = "timm:vit_base_patch16_224.augreg2_in21k_ft_in1k"
+    spec = find_spec(name)
+    assert spec is not None and spec.weights == ("pretrained", "random")
+    assert "pretrained tag augreg2_in21k_ft_in1k" in spec.description and "90% center crop" in spec.description
+    bundle = load_model(name, "random")
+    assert bundle.normalization.mean == pytest.approx((0.5, 0.5, 0.5)) and bundle.weights_source == "random"
+    assert forward(bundle).shape == (1, 1000)
+
+
+def test_an_unknown_or_featureless_tag_gets_a_sentence_naming_valid_tags() -> None:
+    with pytest.raises(ModelError, match=r"timm's convnext_nano has no pretrained tag 'nope'; its tags include \w+"):
+        load_model("timm:convnext_nano.nope", "random")
+    with pytest.raises(ModelError, match=r"has no classifier .* features, not predictions; choose one such as"):
+        load_model("timm:convnext_tiny.dinov3_lvd1689m", "random")
+    with pytest.raises(ModelError, match="timm has no classifier called 'convnxt_nano.in12k'. Did you mean"):
+        load_model("timm:convnxt_nano.in12k", "random")
+
+
+def test_a_tag_s_pretrained_weights_offline_are_refused_quickly_naming_its_hub_repo(monkeypatch) -> None:
+    import socket
+    import time
+
+    def offline(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror("Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    start = time.monotonic()
+    with pytest.raises(ModelError, match=r"timm/mobilenetv4_conv_small.e3600_r256_in1k; no internet"):
+        load_model("timm:mobilenetv4_conv_small.e3600_r256_in1k")
+    assert time.monotonic() - start < 5

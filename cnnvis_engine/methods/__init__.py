@@ -9,6 +9,7 @@ from . import gradients  # noqa: F401
 from . import attributions  # noqa: F401
 from . import cam_variants  # noqa: F401
 from . import perturbation  # noqa: F401
+from . import rollout  # noqa: F401
 
 # isort: on
 from .base import METHODS, Method, MethodInputs, MethodOutput, MethodResult, method_names, register_method

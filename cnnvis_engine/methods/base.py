@@ -16,7 +16,7 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -26,7 +26,20 @@ from torch import nn
 from ..errors import MethodError, shown
 from ..targets import Target
 
-Need = Literal["activation", "layer_gradient", "input_gradient", "guided_input_gradient", "cam", "module", "forward"]
+if TYPE_CHECKING:
+    from ..attention import AttentionRecord
+
+Need = Literal[
+    "activation",
+    "layer_gradient",
+    "input_gradient",
+    "guided_input_gradient",
+    "cam",
+    "module",
+    "forward",
+    "attention",  # every block's attention probabilities (`attention.record`)
+    "attention_gradient",  # and d score / d them
+]
 # Which layers a method takes: none; any layer with a spatial output (C, h, w); a convolution (its weights); or
 # the CAM site, the layer that feeds the global average pool (the explainer finds it; the user does not choose).
 LayerKind = Literal["none", "spatial", "conv", "cam_site"]
@@ -102,6 +115,7 @@ class MethodInputs:
     # For extra passes: forward(x (M, 3, H, W), layer=None) -> (output, the layer's output or None); a model failure
     # there is a ModelError that says what may help (`recording.extra_pass`)
     forward: Callable[..., tuple[torch.Tensor, torch.Tensor | None]] | None = None
+    attention: AttentionRecord | None = None  # every block's attention (and its gradient), for "attention" needs
     meta: dict[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
 

@@ -4,6 +4,9 @@ These are not registered at import (timm alone lists over a thousand): `zoo_name
 `zoo_spec(name)` / `build_zoo(name, weights)` resolve one when it is asked for. Preprocessing comes from each
 library's own metadata, never guessed: torchvision's weights carry their transforms (crop size, mean, std) and
 class names; timm's `pretrained_cfg` (through `timm.data.resolve_data_config`) gives the input size, mean and std.
+A timm name may carry a pretrained tag, as timm's docs and model cards write it
+(`timm:vit_base_patch16_224.augreg2_in21k_ft_in1k`): the model is built with that tag's pretrained config, so its
+input size, mean, std, number of classes and (through timm's ImageNet subsets) class names are the tag's own.
 Random weights are always there (seeded); pretrained ones are the library's default, downloaded when online and
 otherwise refused with the clear offline error of `weights.py`, quickly (timm's hub client would retry for 45 s).
 """
@@ -56,12 +59,16 @@ def zoo_names() -> tuple[str, ...]:
 
 
 def _split(name: str) -> tuple[str, str]:
+    """(prefix, model) of a zoo name; a timm model may be `architecture.tag` (a pretrained tag of that model)."""
     prefix, _, model = name.partition(":")
     prefix = prefix.lower()
     if prefix not in PREFIXES or not model:
         raise ModelError(f"'{name}' is not a zoo name; write torchvision:<name> or timm:<name>.")
     known = zoo_names()
-    full = f"{prefix}:{model}"
+    architecture, dot, tag = model.partition(".") if prefix == "timm" else (model, "", "")
+    full = f"{prefix}:{architecture}"
+    if dot and full in known:
+        _check_tag(architecture, tag)
     if full not in known:
         import difflib
 
@@ -69,6 +76,25 @@ def _split(name: str) -> tuple[str, str]:
         hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise ModelError(f"{prefix} has no classifier called '{model}'.{hint}")
     return prefix, model
+
+
+def _check_tag(architecture: str, tag: str) -> None:
+    """Refuse a pretrained tag timm does not have for `architecture`, or one without a classifier, naming a few it
+    has."""
+    from timm.models import get_arch_pretrained_cfgs
+
+    tags = {cfg.tag: cfg for cfg in get_arch_pretrained_cfgs(architecture).values() if cfg.tag}
+    classifiers = [t for t, cfg in tags.items() if (cfg.num_classes or 0) > 0]
+    few = ", ".join(classifiers[:4]) + (f" ({len(classifiers)} in all)" if len(classifiers) > 4 else "")
+    if tag not in tags:
+        listed = f"; its tags include {few}" if classifiers else " with a classifier"
+        raise ModelError(f"timm's {architecture} has no pretrained tag '{tag}'{listed}.")
+    if tag not in classifiers:
+        also = f"; choose one such as {few}" if classifiers else ""
+        raise ModelError(
+            f"timm's {architecture}.{tag} has no classifier (its pretrained config declares no classes): it gives "
+            f"features, not predictions{also}."
+        )
 
 
 @cache
@@ -84,6 +110,18 @@ def zoo_spec(name: str) -> ModelSpec:
         has_pretrained = cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
     kind = "convolutional network" if looks_like_cnn(name) else "network built on attention or MLP blocks"
     description = f"{prefix}'s {model}, a {kind}, with the library's own preprocessing."
+    if prefix == "timm" and "." in model:  # a pretrained tag: say what its config sets
+        architecture, _, tag = model.partition(".")
+        _, height, width = cfg.input_size
+        crop = (
+            f"; its {cfg.crop_pct:.0%} {cfg.crop_mode} crop is left out, so maps cover the whole picture"
+            if (cfg.crop_pct or 1) < 1
+            else ""
+        )
+        description = (
+            f"timm's {architecture} with pretrained tag {tag}, a {kind}, with that tag's preprocessing "
+            f"({height}×{width} px, mean {_numbers(cfg.mean)}, std {_numbers(cfg.std)}, {cfg.num_classes:,} classes{crop})."
+        )
     weights = ("pretrained", "random") if has_pretrained else ("random",)
     return ModelSpec(
         f"{prefix}:{model}",
@@ -94,6 +132,10 @@ def zoo_spec(name: str) -> ModelSpec:
         weights[0],
         lambda choice: build_zoo(f"{prefix}:{model}", choice),
     )
+
+
+def _numbers(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")"
 
 
 def build_zoo(name: str, weights: str) -> ModelBundle:
@@ -155,15 +197,26 @@ def _timm(model: str, weights: str) -> tuple:
         except Exception as exc:  # URLError, OSError, hub errors, corrupt file: all mean "no weights"
             raise _timm_error(name, cfg) from exc
         detail = f"timm {model} ({cfg.hf_hub_id or cfg.url})"
-    data = resolve_data_config({}, model=module)
+    data = resolve_data_config({}, model=module)  # from the module's pretrained_cfg: the tag's, when named
     _, height, width = data["input_size"]
     normalization = Normalization(mean=tuple(data["mean"]), std=tuple(data["std"]))
     return module, normalization, (int(height), int(width)), _timm_classes(module), detail
 
 
 def _timm_classes(module: nn.Module) -> tuple[str, ...]:
+    """The class names timm's pretrained config declares (its `label_names`, or the ImageNet subset it was trained
+    on: 1k, 12k, 21k, 22k), else "class i"."""
+    from timm.data import ImageNetInfo, infer_imagenet_subset
+
     count = int(getattr(module, "num_classes", 0) or 0)
-    return imagenet_classes() if count == 1000 else tuple(f"class {i}" for i in range(count))
+    cfg = getattr(module, "pretrained_cfg", None) or {}
+    names = tuple(cfg.get("label_names") or ())
+    if not names and count == 1000:
+        return imagenet_classes()
+    subset = infer_imagenet_subset(cfg) if not names and cfg else None
+    if subset:
+        names = ("background",) * int(cfg.get("label_offset") or 0) + tuple(ImageNetInfo(subset).label_descriptions())
+    return names if len(names) == count else tuple(f"class {i}" for i in range(count))
 
 
 def _check_reachable(name: str, cfg: object) -> None:
