@@ -42,8 +42,9 @@ _KEEP_VALUES = 4096  # initializers up to this many elements keep their values f
 
 EXTERNAL_SENTENCE = (
     "{filename} keeps some of its weights in separate files ('external data'), which an upload must not make the "
-    "server open. Export the model as a single file (for example onnx.save(model, 'model.onnx', "
-    "save_as_external_data=False))."
+    "server open. Upload the model's .onnx file together with the .onnx.data file the exporter wrote beside it "
+    "(both at once), or export a single file (for example torch.onnx.export(..., external_data=False), or "
+    "onnx.save(model, 'model.onnx', save_as_external_data=False))."
 )
 
 # Operations whose output, when inference cannot size it, is still bounded by their inputs' sizes.

@@ -14,6 +14,7 @@ locked-in worker (models.contained, onnx_worker.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import fx, nn
 
@@ -30,6 +31,10 @@ from .onnx_checks import (
 )
 
 MAX_NODES = 20_000
+# The newest default-domain opset onnx2torch 1.5 converts completely: it lacks ReduceMean 18 and Constant, Reshape
+# and ReduceMean 19-21, which today's exporters write (the TorchScript exporter defaults to opset 20, the dynamo
+# exporter to 18+). Files at a newer opset whose operations it lacks are brought down with onnx's version converter.
+CONVERTER_OPSET = 17
 _FLOAT_TYPES = {1: "float32", 10: "float16", 11: "float64", 16: "bfloat16"}  # onnx.TensorProto element types
 
 
@@ -68,21 +73,57 @@ def load_onnx(data: bytes, filename: str, *, max_bytes: int) -> tuple[nn.Module,
     """`(module, input)`: the converted model, which takes `(N, C, H, W)` whatever layout the file had, and what
     the file says about its input, in this process (`check_onnx`, then `convert_onnx`). An upload is converted
     in its worker instead (models.contained). Raises ModelFileError with a sentence for every refusal."""
-    spec = check_onnx(data, filename, max_bytes=max_bytes)
-    return convert_onnx(data, filename, channels_last=spec.channels_last, max_bytes=max_bytes), spec
+    checked = check_onnx(data, filename, max_bytes=max_bytes)
+    module = convert_onnx(checked.data, filename, channels_last=checked.input.channels_last, max_bytes=max_bytes)
+    return module, checked.input
 
 
-def check_onnx(data: bytes, filename: str, *, max_bytes: int) -> OnnxInput:
-    """What the file says about its input, after every check that needs no conversion (parsing, external data,
-    sizes, the input, operations the converter lacks): quick, and safe in the server's process. Raises
-    ModelFileError with a sentence."""
+class CheckedOnnx(NamedTuple):
+    """A file that passed `check_onnx`: what it says about its input, and the bytes to convert (the file itself,
+    or the file brought down to CONVERTER_OPSET where the converter lacks some of its newer operations)."""
+
+    input: OnnxInput
+    data: bytes
+    note: str = ""  # said to the person where the file was brought down to an older opset
+
+
+def check_onnx(data: bytes, filename: str, *, max_bytes: int) -> CheckedOnnx:
+    """Every check that needs no conversion (parsing, external data, sizes, the input, operations the converter
+    lacks): quick, and safe in the server's process. A file at a newer opset than onnx2torch converts (today's
+    exporters write 18-21) is brought down to CONVERTER_OPSET with onnx's own version converter, after the checks
+    passed on the file as uploaded. Raises ModelFileError with a sentence."""
     proto = _parse(data, filename)
     _check_safe(proto, filename, max_bytes)
     spec = _input_spec(proto, filename)
     unsupported = _unsupported_ops(proto)
-    if unsupported:
+    if not unsupported:
+        return CheckedOnnx(spec, data)
+    older = _older_opset(proto)
+    if older is None or _unsupported_ops(older):
         raise ModelFileError(_unsupported_sentence(filename, unsupported))
-    return spec
+    version = _default_opset(proto)
+    return CheckedOnnx(
+        spec,
+        older.SerializeToString(),
+        f"{filename} uses operator set {version}; it was converted to operator set {CONVERTER_OPSET} (with onnx's "
+        "version converter) for the ONNX-to-PyTorch converter, which lacks some newer operations.",
+    )
+
+
+def _default_opset(proto) -> int:
+    return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
+
+
+def _older_opset(proto):
+    """`proto` at CONVERTER_OPSET (a copy), or None where it is not newer or onnx cannot convert it."""
+    if _default_opset(proto) <= CONVERTER_OPSET:
+        return None
+    from onnx import version_converter
+
+    try:
+        return version_converter.convert_version(proto, CONVERTER_OPSET)
+    except Exception:  # noqa: BLE001 - onnx raises many kinds on a graph it cannot convert; the refusal names the ops
+        return None
 
 
 def convert_onnx(

@@ -24,7 +24,8 @@ from .bundle import ModelBundle, Normalization
 from .contained import ContainedError, ContainedModel, ContainedOnnxModel, Limits, Worker, summary
 from .heads import fit_head
 from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
-from .onnx_files import OnnxInput, check_onnx, is_onnx
+from .onnx_external import attach_external_data
+from .onnx_files import CheckedOnnx, check_onnx, is_onnx
 from .preprocessing import resolve_preprocessing
 from .registry import load_model
 from .torchscript_check import check_archive, check_torchscript
@@ -54,6 +55,7 @@ def load_model_file(
     allow_torchscript: bool = True,
     limits: Limits | None = None,
     check_code: bool = True,
+    data_files: Mapping[str, bytes] | None = None,
 ) -> ModelBundle:
     """Bundle for an uploaded model file, checked with one forward and one backward pass on a black `input_size`
     image. Every failure is a ModelFileError with a sentence.
@@ -72,8 +74,13 @@ def load_model_file(
     A TorchScript file is refused when `allow_torchscript` is False (a server exposed to a network), and
     otherwise becomes a `ContainedModel` running in its own worker process under `limits`. `check_code=False`
     skips the static check of its code (only tests do that, to show the worker holds on its own).
+
+    `data_files` ({uploaded name: bytes}) are an ONNX model's external data, uploaded with it (`model.onnx.data`, as
+    today's exporter writes it): resolved in memory by exact name, never from a path (`onnx_external`).
     """
     try:
+        if data_files:
+            data = attach_external_data(data, filename, data_files, max_bytes=max_bytes)
         return _load_model_file(
             data,
             filename,
@@ -117,8 +124,11 @@ def _load_model_file(
     base: ModelBundle | None = None  # the registry architecture a state_dict belongs to
     file_input = None  # what an ONNX file says about its input
     if is_onnx(data, filename):
-        module, file_input = _load_onnx(data, filename, max_bytes, limits)
-        description = f"Your ONNX model {filename}, converted to PyTorch layers."
+        module, checked = _load_onnx(data, filename, max_bytes, limits)
+        file_input = checked.input
+        description = f"Your ONNX model {filename}, converted to PyTorch layers." + (
+            f" {checked.note}" if checked.note else ""
+        )
     elif _is_torchscript(data):
         if not allow_torchscript:
             raise ModelFileError(TORCHSCRIPT_OFF)
@@ -236,15 +246,15 @@ def _load_torchscript(data: bytes, filename: str, limits: Limits | None) -> Cont
 
 def _load_onnx(
     data: bytes, filename: str, max_bytes: int, limits: Limits | None
-) -> tuple[ContainedOnnxModel, OnnxInput]:
+) -> tuple[ContainedOnnxModel, CheckedOnnx]:
     """Check the file here (quick refusals), then start the model's worker process and convert it there: the
     conversion allocates every weight again, so it runs under the worker's memory limit and deadline."""
-    spec = check_onnx(data, filename, max_bytes=max_bytes)
+    checked = check_onnx(data, filename, max_bytes=max_bytes)
     worker = Worker(
-        data,
+        checked.data,
         limits,
         mode="onnx",
-        load={"filename": filename, "channels_last": spec.channels_last, "max_bytes": max_bytes},
+        load={"filename": filename, "channels_last": checked.input.channels_last, "max_bytes": max_bytes},
     )
     try:
         worker.request({"op": "forget"})  # starts the worker, which converts the model first
@@ -256,7 +266,7 @@ def _load_onnx(
     except BaseException:  # the converter's own refusal (a ModelFileError with its sentence), or anything else
         worker.close()
         raise
-    return ContainedOnnxModel(worker), spec
+    return ContainedOnnxModel(worker), checked
 
 
 def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
