@@ -48,7 +48,7 @@ def test_a_setting_that_is_not_a_finite_number_never_reaches_the_page():
     note); in session state, a NaN falls back to the dashboard's value."""
     for text in ("integrated_gradients.steps=nan", "integrated_gradients.steps=inf", "occlusion.window=x"):
         with pytest.raises(ValueError):
-            state.URL_PARAMS[state.METHOD_SETTINGS][1].decode(text)
+            state.URL_PARAMS[state.METHOD_SETTINGS].codec.decode(text)
     at = AppTest.from_file(DASHBOARD, default_timeout=120)
     at.session_state[state.EXTRA_METHODS] = ["integrated_gradients"]
     at.session_state[state.METHOD_SETTINGS] = {"integrated_gradients": {"steps": float("nan")}}
