@@ -372,9 +372,11 @@ def _admit_settings(name: str, settings: Mapping[str, Mapping[str, float]]) -> t
                 problems.append(f"{name}: {method} has no setting {shown(option_name)}")
                 continue
             low, high = option.dashboard_range()
-            if not low <= value <= high or (option.kind is int and value != int(value)):
-                whole = " (a whole number)" if option.kind is int else ""
-                problems.append(f"{name}: {method}.{option_name}={value:g} is outside {low:g}–{high:g}{whole}")
+            if not low <= value <= high:
+                problems.append(f"{name}: {method}.{option_name}={value:g} is outside {low:g}–{high:g}")
+                continue
+            if option.kind is int and value != int(value):
+                problems.append(f"{name}: {method}.{option_name}={value:g} is not a whole number")
                 continue
             kept.setdefault(method, {})[option_name] = option.kind(value)
     return kept, problems

@@ -9,9 +9,10 @@ from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, norm
 from .extra_passes import batch_size, chunks, item_scores
 
 MAX_POSITIONS = 4096  # occlusion windows per image, each a forward pass: 64 × 64 (window 1 on 224 px is 50,176)
-# The dashboard's window and stride: at least 8 px, so a panel is at most 28 × 28 = 784 forward passes on a 224 px
-# input (the default 32/16 is 169); at most 1024 px, larger than any model's input here.
-DASHBOARD_PIXELS = (8, 1024)
+# The dashboard's window (at least 16 px) and stride (at least 8 px, which half of a 16 px window is: the stride left
+# at its default follows the window), so a panel is at most 27 × 27 = 729 forward passes on a 224 px input (the
+# default 32/16 is 169); at most 1024 px, larger than any model's input here.
+DASHBOARD_WINDOWS, DASHBOARD_STRIDES = (16, 1024), (8, 1024)
 BASELINES = (-10.0, 10.0)  # the dashboard's baselines: normalised ImageNet pixels lie within ±2.7
 
 
@@ -37,8 +38,8 @@ class Occlusion(Method):
     needs = frozenset({"forward"})
     layer = "none"
     options = (
-        Option("window", 32, "patch size in pixels", dashboard=DASHBOARD_PIXELS),
-        Option("stride", 16, "pixels between patches (by default half the patch size)", dashboard=DASHBOARD_PIXELS),
+        Option("window", 32, "patch size in pixels", dashboard=DASHBOARD_WINDOWS),
+        Option("stride", 16, "pixels between patches (by default half the patch size)", dashboard=DASHBOARD_STRIDES),
         Option(
             "baseline", 0.0, "the patch's value (normalised input)", low=-float("inf"), kind=float, dashboard=BASELINES
         ),
