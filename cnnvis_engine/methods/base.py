@@ -139,8 +139,8 @@ class Option:
     it with (`quick`: fewer samples, so a panel takes seconds on a CPU; None: the default).
 
     `dashboard`: the narrower range the dashboard offers (its number box and its links), where low–high would let
-    one panel cost minutes; None: low to `quick` where the option has one (the dashboard offers fewer samples, never
-    more), else low to high. `dashboard_range()` gives the range in force."""
+    one panel cost minutes; None: low to `quick` where the option has one, else low to high. Either way the
+    dashboard can make a panel cheaper than its own values, never dearer. `dashboard_range()` gives the range."""
 
     name: str
     default: float
