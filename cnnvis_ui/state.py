@@ -321,16 +321,17 @@ class Domain:
             return value, []
         if isinstance(value, Mapping):
             return self.entries(name, value) if self.entries else (_DROP, [f"{name} cannot be read"])
+        offered = None if self.choices is None else self.choices()  # once per value: Compare's looks at files
         if isinstance(value, (list, tuple)):
-            return self._admit_items(name, value)
-        problem = self._refusal(value)
+            return self._admit_items(name, value, offered)
+        problem = self._refusal(value, offered)
         return (_DROP, [f"{name}={shown(value)} {problem}"]) if problem else (value, [])
 
-    def _admit_items(self, name: str, items: Sequence[Any]) -> tuple[Any, list[str]]:
+    def _admit_items(self, name: str, items: Sequence[Any], offered: Sequence[Any] | None) -> tuple[Any, list[str]]:
         kept: list[Any] = []
         problems = []
         for item in items:
-            problem = "is there twice" if item in kept else self._refusal(item)
+            problem = "is there twice" if item in kept else self._refusal(item, offered)
             if problem:
                 problems.append(f"{name}: {shown(item)} {problem}")
             elif self.max_items is not None and len(kept) == self.max_items:
@@ -340,8 +341,8 @@ class Domain:
                 kept.append(item)
         return (tuple(kept) if isinstance(items, tuple) else kept), problems
 
-    def _refusal(self, value: Any) -> str:
-        """Why `value` is out of the domain ("" if it is in)."""
+    def _refusal(self, value: Any, offered: Sequence[Any] | None) -> str:
+        """Why `value` is out of the domain ("" if it is in); `offered`: the choices now, None if any."""
         if isinstance(value, (int, float)):
             if isinstance(value, float) and not math.isfinite(value):
                 return "is not a finite number"
@@ -349,8 +350,7 @@ class Domain:
                 return f"is outside {self.low:g}–{self.high:g}"
         elif len(str(value)) > self.max_length:
             return f"is longer than {self.max_length} characters"
-        offered = self.choices is None or value in self.choices()
-        if not offered and (self.pattern is None or not self.pattern.fullmatch(str(value))):
+        if offered is not None and value not in offered and not (self.pattern and self.pattern.fullmatch(str(value))):
             return "is not offered here"
         return ""
 
@@ -407,7 +407,7 @@ URL_PARAMS: dict[str, Param] = {
     COLORMAP: Param("colormap", _TEXT, Domain(choices=colormap_names)),
     OPACITY: Param("opacity", _FLOAT, Domain(low=0.0, high=1.0)),
     SALIENCY_MODE: Param("saliency", _TEXT, Domain(choices=lambda: list(SALIENCY_MODES))),
-    EXTRA_METHODS: Param("methods", _TUPLE, Domain(choices=explore_extras, max_items=len(explore_extras()))),
+    EXTRA_METHODS: Param("methods", _TUPLE, Domain(choices=explore_extras)),  # each once: at most the pills' count
     FAITHFULNESS: Param("scores", _BOOL, _ON_OFF),
     METHOD_SETTINGS: Param("settings", _SETTINGS, Domain(entries=_admit_settings)),
     FM_CHANNELS: Param("channels", _INT, Domain(choices=lambda: CHANNEL_COUNTS)),
