@@ -51,12 +51,22 @@ from cnnvis_engine import (
 )
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
-from cnnvis_engine.models import MODELS, ModelBundle, Normalization, find_spec, weights_on_disk, zoo_names
+from cnnvis_engine.models import (
+    MODELS,
+    ModelBundle,
+    Normalization,
+    check_model_allowed,
+    check_model_size,
+    find_spec,
+    registered_names,
+    weights_on_disk,
+    zoo_names,
+)
 from cnnvis_engine.models.onnx_files import OnnxInput, is_onnx, read_input
 from cnnvis_engine.sanity import Mode, RandomisationStep, randomisation_test
 from cnnvis_engine.stories import evaluation, readout
 
-from . import jobs, threads
+from . import jobs, threads, uploads
 from .text import clean
 
 MAX_MODELS = 3  # registry models kept loaded at once, across all sessions
@@ -237,13 +247,36 @@ def weights_problem(name: str, weights: str) -> str:
     return ""
 
 
+def model_refusal(name: str) -> str:
+    """Why this server does not load the model `name` ("" when it may): not on its allowlist, or over its parameter
+    cap (`uploads.server_model_limits`). Decided before anything is built or downloaded."""
+    allowed, max_params = uploads.server_model_limits(registered_names())
+    try:
+        check_model_allowed(name, allowed)
+        check_model_size(name, max_params)
+    except EngineError as error:
+        return str(error)
+    return ""
+
+
+def allowed_models(names: Sequence[str]) -> list[str]:
+    """`names` less those this server's allowlist leaves out (served models always stay)."""
+    allowed, _ = uploads.server_model_limits(registered_names())
+    if allowed is None:
+        return list(names)
+    return [name for name in names if name in allowed or is_served(name)]
+
+
 def comparable_models(include_random: bool) -> list[str]:
     """ "name:weights" keys for the Compare page: each model with its own real weights where they are on this
     machine (shipped ones, or a pretrained checkpoint in the cache: a file check, `weights_on_disk`), and with
     random weights only when `include_random` (an explicit choice). No model is loaded and nothing is downloaded
     to build the list: a model is loaded only when a cell that shows it is drawn."""
     keys = []
+    allowed = set(allowed_models([spec.name for spec in list_models()]))
     for spec in list_models():
+        if spec.name not in allowed:
+            continue
         keys += [f"{spec.name}:{w}" for w in spec.weights if w != "random" and weights_on_disk(spec.name, w)]
         if include_random and "random" in spec.weights:
             keys.append(f"{spec.name}:random")
@@ -259,9 +292,9 @@ def network_choices(extra: Sequence[str] = ()) -> list[str]:
     """What the sidebar's Network box offers: the models served by `cnnvis serve` / `cnnvis.show` first, then the
     registered ones, then `extra` (an uploaded model), then every torchvision and timm classifier by prefixed name
     (CNNs first; see `zoo_names`)."""
-    names = [spec.name for spec in list_models()] + list(extra)
+    names = allowed_models([spec.name for spec in list_models()]) + list(extra)
     listed = set(names)
-    return names + [name for name in _zoo_choices() if name not in listed]
+    return names + allowed_models([name for name in _zoo_choices() if name not in listed])
 
 
 @st.cache_resource(show_spinner=False)

@@ -147,7 +147,7 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
             preprocessing=user.get("preprocessing"),
             allow_torchscript=uploads.server_allows_torchscript(),
         )
-    problem = compute.weights_problem(model.name, model.weights)
+    problem = compute.model_refusal(model.name) or compute.weights_problem(model.name, model.weights)
     if problem:
         raise ModelError(problem)
     return compute.registry_explainer(model.name, model.weights)

@@ -15,9 +15,9 @@ from cnnvis_engine.render import colormap_names
 
 from . import state
 
-SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
+SALIENCY_MODES = state.SALIENCY_MODES
 # The panels Explore always shows; every other registered method that draws a map is offered as an extra.
-STANDING = ("feature_maps", *SALIENCY_MODES, "cam", "gradcam", "guided_gradcam")
+STANDING = state.STANDING
 
 
 @dataclass(frozen=True)
@@ -37,10 +37,11 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
         **state.bound(state.COLORMAP, names),
     )
     if opacity:
+        bounds = state.domain(state.OPACITY)  # a link's opacity is held to the same range
         columns[1].slider(
             "Overlay opacity",
-            min_value=0.0,
-            max_value=1.0,
+            min_value=bounds.low,
+            max_value=bounds.high,
             step=0.05,
             **state.bound(state.OPACITY),
             help="How strongly CAM and Grad-CAM cover the photo.",
@@ -58,10 +59,10 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
 
 
 def offered_extras(refused: Collection[str] = ()) -> list[str]:
-    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order), less
-    those that refuse the model (`refused`: the attention methods on a network without attention)."""
-    extras = [m for m, cls in METHODS.items() if m not in STANDING and m not in refused and cls.drawing != "grid"]
-    return sorted(extras, key=lambda m: METHODS[m].slow)
+    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order; the one
+    list links are checked against: `state.explore_extras`), less those that refuse the model (`refused`: the
+    attention methods on a network without attention)."""
+    return [m for m in state.explore_extras() if m not in refused]
 
 
 def extra_methods(refused: Collection[str] = ()) -> list[str]:
@@ -101,8 +102,9 @@ def faithfulness_switch() -> bool:
 
 def method_settings(methods: list[str]) -> dict[str, dict[str, float]]:
     """A number box for every option the chosen extra `methods` declare (`Method.options`), seeded with the value
-    the dashboard runs it with; returns the options to explain each method with. A value the engine refuses comes
-    back as the panel's sentence, not here."""
+    the dashboard runs it with and bounded by the range the dashboard offers (`Option.dashboard_range`, which holds
+    a link's settings too); returns the options to explain each method with. A value the engine refuses (a stride
+    larger than the window) comes back as the panel's sentence, not here."""
     changed = state.get(state.METHOD_SETTINGS)
     wanted: dict[str, dict[str, float]] = {}
     tunable = [method for method in methods if METHODS[method].options]
@@ -117,15 +119,16 @@ def method_settings(methods: list[str]) -> dict[str, dict[str, float]]:
             start = changed.get(method, {}).get(option.name, values.get(option.name, option.default))
             if not math.isfinite(start):  # NaN or infinite (set through session state): the default instead
                 start = values.get(option.name, option.default)
-            start = option.kind(min(max(start, option.low), option.high))  # a link's value out of range: clamped
+            low, high = option.dashboard_range()
+            start = option.kind(min(max(start, low), high))  # set through session state out of range: clamped
             key = state.setting_widget(method, option.name)
             st.session_state[key] = start
             column.number_input(
                 f"{METHODS[method].title}: {option.label}",
                 key=key,
                 step=1 if option.kind is int else 0.1,
-                min_value=None if option.low == -float("inf") else option.kind(option.low),
-                max_value=None if option.high == float("inf") else option.kind(option.high),
+                min_value=None if low == -float("inf") else option.kind(low),
+                max_value=None if high == float("inf") else option.kind(high),
                 on_change=_commit_setting,
                 args=(method, option.name),
                 help=f"The engine's default is {option.default:g}.",

@@ -47,8 +47,10 @@ def render() -> Context | None:
     state.sync_url()
     with st.sidebar:
         share.copy_link_button()
-        share.link_notice()
+        notice = st.empty()  # filled last: the model's own choices are checked once it is loaded
     if page_path() == STORIES_PAGE:
+        with notice:
+            share.link_notice()
         st.sidebar.caption(
             "Each story brings its own small models and pictures, so the model, image, layer and class choices "
             "are hidden here. They are kept for Explore, Layers and Compare."
@@ -63,9 +65,27 @@ def render() -> Context | None:
         _model_section(ctx)
         _image_section(ctx)
         if ctx.ready:
+            _check_link(ctx)
             _layer_section(ctx)
             _target_section(ctx)
+    with notice:
+        share.link_notice()
     return ctx
+
+
+def _check_link(ctx: Context) -> None:
+    """A link's layer, kernel layer and class against the loaded model's (`state.check_model_choices`)."""
+    try:
+        table = ctx.layer_table()
+    except EngineError:
+        return  # the layer section says why
+    state.check_model_choices(
+        {
+            "layers": [layer.name for layer in table.spatial],
+            "convolutions": [layer.name for layer in table.convolutions],
+            "classes": range(len(ctx.class_names)),
+        }
+    )
 
 
 def page_path() -> str | None:
@@ -108,7 +128,8 @@ def _model_section(ctx: Context) -> None:
         )
     if ctx.model_error:
         st.warning(plain(ctx.model_error), icon=":material/cloud_off:")
-        if spec is not None and "random" in spec.weights and ctx.model.weights != "random":
+        refused = spec is not None and compute.model_refusal(spec.name)  # random weights would not help
+        if spec is not None and "random" in spec.weights and ctx.model.weights != "random" and not refused:
             st.button(
                 f"Use random weights for {spec.name}",
                 key="use-random",

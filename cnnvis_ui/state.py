@@ -13,13 +13,16 @@ reproduces the view in any browser.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+import re
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
-from cnnvis_engine import EngineError
+from cnnvis_engine import METHODS, EngineError, list_samples
+from cnnvis_engine.errors import shown
+from cnnvis_engine.render import colormap_names
 
 from . import compute, uploads
 from .text import clean
@@ -56,6 +59,7 @@ SANITY_MODE = "sanity_mode"  # "cascading" or "independent"
 SANITY_RUNS = "sanity_runs"  # the randomisation tests asked for in this session (`sanity_run` keys)
 SANITY_SHOWN = "sanity_shown"  # the Sanity page shows the test of its current settings (set by the page)
 LINK_NOTICE = "link_notice"  # what of an opened link could not be reproduced here ("" if all of it could)
+FROM_LINK = "_from_link"  # keys a link just set whose choices only the loaded model knows (`check_model_choices`)
 SANITY_FROM_LINK = "_sanity_from_link"  # the URL just read showed the Sanity test: run it when the page draws
 URL_SEEN = "_url_seen"  # our query parameters as this session last read or wrote them
 SHARED_SCALE = "shared_scale"  # Compare and Sanity: the maps of one method share one colour scale (cnnvis_ui/scale.py)
@@ -248,44 +252,193 @@ def _decode_settings(text: str) -> dict[str, dict[str, float]]:
 
 _SETTINGS = Codec(_encode_settings, _decode_settings)
 
-# Every plain key that defines a view: its query parameter and codec. Values equal to their default are left out
-# of the URL, except the model, weights and image, which are always written: a link keeps naming them even if a
+
+# ----- what a link may ask for --------------------------------------------------------------------------------
+MAX_PARAM_CHARS = 2000  # a query parameter's text: ~7 times the longest the app writes (six Compare model keys)
+MAX_TEXT = 200  # one name: a model, weights, a picture, a layer (the longest here is under 80)
+SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
+CHANNEL_COUNTS = (4, 8, 16, 32, 64)
+SANITY_MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
+STANDING = ("feature_maps", *SALIENCY_MODES, "cam", "gradcam", "guided_gradcam")  # Explore's fixed panels
+WEIGHTS_CHOICES = ("pretrained", "embedded", "random", "demo", "yours", "file")
+_UPLOAD_REF = re.compile(r"upload:[0-9a-f]{64}")
+
+
+def explore_extras() -> list[str]:
+    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order)."""
+    extras = [m for m, cls in METHODS.items() if m not in STANDING and cls.drawing != "grid"]
+    return sorted(extras, key=lambda m: METHODS[m].slow)
+
+
+def compare_methods() -> list[str]:
+    """The methods Compare offers: one map per cell."""
+    return [m for m, cls in METHODS.items() if cls.drawing != "grid"]
+
+
+def sanity_methods() -> list[str]:
+    """The methods the Sanity test offers: maps cheap enough to redo per layer."""
+    return [m for m, cls in METHODS.items() if cls.randomisable]
+
+
+def image_refs() -> list[str]:
+    """The pictures a link may name: the samples; an upload is a sha256 checked when it is loaded."""
+    return [f"sample:{sample.key}" for sample in list_samples()]
+
+
+def compare_images() -> list[str]:
+    """The pictures Compare offers: the samples and this session's uploads."""
+    return image_refs() + [f"upload:{digest}" for digest in st.session_state.get(UPLOADS, {})]
+
+
+def _comparable() -> list[str]:
+    offered = compute.comparable_models(bool(st.session_state.get(COMPARE_RANDOM)))
+    return offered + ([f"{USER_MODEL_CHOICE}:file"] if st.session_state.get(USER_MODEL) else [])
+
+
+_DROP = object()  # `Domain.admit`: the whole value is out, the parameter takes its default
+
+
+@dataclass(frozen=True)
+class Domain:
+    """The values a link may give a parameter: those its widget could have produced. Numbers are finite and within
+    `low`–`high`; a text (and each item of a list) is at most `max_length` characters and, where `choices` is given,
+    one of them (or matches `pattern`); a list has no duplicates and at most `max_items`. `entries` checks a mapping
+    (the method settings) item by item. `of_model` names choices that only the loaded model knows (its layers,
+    convolutions, classes): `check_model_choices` applies them once the sidebar has loaded it."""
+
+    low: float | None = None
+    high: float | None = None
+    choices: Callable[[], Sequence[Any]] | None = None
+    pattern: re.Pattern[str] | None = None
+    max_items: int | None = None
+    max_length: int = MAX_TEXT
+    entries: Callable[[str, Mapping[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
+    of_model: str = ""  # "layers", "convolutions" or "classes"
+
+    def admit(self, name: str, value: Any) -> tuple[Any, list[str]]:
+        """(the value as far as it is in the domain, or _DROP; what was left out, in words)."""
+        if value is None or isinstance(value, bool):
+            return value, []
+        if isinstance(value, Mapping):
+            return self.entries(name, value) if self.entries else (_DROP, [f"{name} cannot be read"])
+        offered = None if self.choices is None else self.choices()  # once per value: Compare's looks at files
+        if isinstance(value, (list, tuple)):
+            return self._admit_items(name, value, offered)
+        problem = self._refusal(value, offered)
+        return (_DROP, [f"{name}={shown(value)} {problem}"]) if problem else (value, [])
+
+    def _admit_items(self, name: str, items: Sequence[Any], offered: Sequence[Any] | None) -> tuple[Any, list[str]]:
+        kept: list[Any] = []
+        problems = []
+        for item in items:
+            problem = "is there twice" if item in kept else self._refusal(item, offered)
+            if problem:
+                problems.append(f"{name}: {shown(item)} {problem}")
+            elif self.max_items is not None and len(kept) == self.max_items:
+                problems.append(f"{name}: at most {self.max_items} fit, the rest were left out")
+                break
+            else:
+                kept.append(item)
+        return (tuple(kept) if isinstance(items, tuple) else kept), problems
+
+    def _refusal(self, value: Any, offered: Sequence[Any] | None) -> str:
+        """Why `value` is out of the domain ("" if it is in); `offered`: the choices now, None if any."""
+        if isinstance(value, (int, float)):
+            if isinstance(value, float) and not math.isfinite(value):
+                return "is not a finite number"
+            if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+                return f"is outside {self.low:g}–{self.high:g}"
+        elif len(str(value)) > self.max_length:
+            return f"is longer than {self.max_length} characters"
+        if offered is not None and value not in offered and not (self.pattern and self.pattern.fullmatch(str(value))):
+            return "is not offered here"
+        return ""
+
+
+def _admit_settings(name: str, settings: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, Any], list[str]]:
+    """A link's method settings within what Explore's number boxes allow (`Option.dashboard_range`): only methods
+    Explore offers, only options they declare, each value within its range (a whole number where it counts)."""
+    offered = set(explore_extras())
+    kept: dict[str, dict[str, float]] = {}
+    problems = []
+    for method, values in settings.items():
+        declared = {option.name: option for option in METHODS[method].options} if method in offered else {}
+        if not declared:
+            problems.append(f"{name}: {shown(method)} is not a method with settings here")
+            continue
+        for option_name, value in values.items():
+            option = declared.get(option_name)
+            if option is None:
+                problems.append(f"{name}: {method} has no setting {shown(option_name)}")
+                continue
+            low, high = option.dashboard_range()
+            if not low <= value <= high:
+                problems.append(f"{name}: {method}.{option_name}={value:g} is outside {low:g}–{high:g}")
+                continue
+            if option.kind is int and value != int(value):
+                problems.append(f"{name}: {method}.{option_name}={value:g} is not a whole number")
+                continue
+            kept.setdefault(method, {})[option_name] = option.kind(value)
+    return kept, problems
+
+
+@dataclass(frozen=True)
+class Param:
+    """A plain key in the URL: its query parameter, how its value is written (`codec`) and what a link may give it
+    (`domain`: the widget's own; widgets read their bounds and choices from it)."""
+
+    name: str
+    codec: Codec
+    domain: Domain = Domain()
+
+
+_ON_OFF = Domain()
+_MODEL_NAMES = Domain()  # which models: `_check_model` (the registry, the zoo, this server's allowlist)
+
+# Every plain key that defines a view: its query parameter, codec and domain. Values equal to their default are left
+# out of the URL, except the model, weights and image, which are always written: a link keeps naming them even if a
 # later version changes the defaults, and a URL without them is one the app did not write.
-URL_PARAMS: dict[str, tuple[str, Codec]] = {
-    MODEL: ("model", _TEXT),
-    WEIGHTS: ("weights", _TEXT),
-    IMAGE: ("image", _TEXT),
-    LAYER: ("layer", _OPTIONAL_TEXT),
-    TARGET: ("class", _OPTIONAL_INT),
-    COLORMAP: ("colormap", _TEXT),
-    OPACITY: ("opacity", _FLOAT),
-    SALIENCY_MODE: ("saliency", _TEXT),
-    EXTRA_METHODS: ("methods", _TUPLE),
-    FAITHFULNESS: ("scores", _BOOL),
-    METHOD_SETTINGS: ("settings", _SETTINGS),
-    FM_CHANNELS: ("channels", _INT),
-    FM_SORT: ("sort", _BOOL),
-    FM_SHARED: ("one_scale", _BOOL),
-    KERNEL_LAYER: ("kernels", _OPTIONAL_TEXT),
-    COMPARE_METHOD: ("compare_method", _TEXT),
-    COMPARE_IMAGES: ("compare_images", _LIST),
-    COMPARE_MODELS: ("compare_models", _LIST),
-    COMPARE_RANDOM: ("compare_random", _BOOL),
-    SANITY_METHOD: ("sanity_method", _TEXT),
-    SANITY_SECOND: ("sanity_second", _TEXT),
-    SANITY_MODE: ("sanity_mode", _TEXT),
-    SANITY_SHOWN: ("sanity_run", _BOOL),
-    ALL_LAYERS: ("all_layers", _BOOL),
-    SHARED_SCALE: ("same_scale", _BOOL),
+URL_PARAMS: dict[str, Param] = {
+    MODEL: Param("model", _TEXT, _MODEL_NAMES),
+    WEIGHTS: Param("weights", _TEXT, Domain(choices=lambda: WEIGHTS_CHOICES)),
+    IMAGE: Param("image", _TEXT, Domain(choices=image_refs, pattern=_UPLOAD_REF)),
+    LAYER: Param("layer", _OPTIONAL_TEXT, Domain(of_model="layers")),
+    TARGET: Param("class", _OPTIONAL_INT, Domain(low=0, high=1_000_000, of_model="classes")),
+    COLORMAP: Param("colormap", _TEXT, Domain(choices=colormap_names)),
+    OPACITY: Param("opacity", _FLOAT, Domain(low=0.0, high=1.0)),
+    SALIENCY_MODE: Param("saliency", _TEXT, Domain(choices=lambda: list(SALIENCY_MODES))),
+    EXTRA_METHODS: Param("methods", _TUPLE, Domain(choices=explore_extras)),  # each once: at most the pills' count
+    FAITHFULNESS: Param("scores", _BOOL, _ON_OFF),
+    METHOD_SETTINGS: Param("settings", _SETTINGS, Domain(entries=_admit_settings)),
+    FM_CHANNELS: Param("channels", _INT, Domain(choices=lambda: CHANNEL_COUNTS)),
+    FM_SORT: Param("sort", _BOOL, _ON_OFF),
+    FM_SHARED: Param("one_scale", _BOOL, _ON_OFF),
+    KERNEL_LAYER: Param("kernels", _OPTIONAL_TEXT, Domain(of_model="convolutions")),
+    COMPARE_METHOD: Param("compare_method", _TEXT, Domain(choices=compare_methods)),
+    COMPARE_IMAGES: Param("compare_images", _LIST, Domain(choices=compare_images, max_items=4)),
+    COMPARE_MODELS: Param("compare_models", _LIST, Domain(choices=_comparable, max_items=6)),
+    COMPARE_RANDOM: Param("compare_random", _BOOL, _ON_OFF),
+    SANITY_METHOD: Param("sanity_method", _TEXT, Domain(choices=sanity_methods)),
+    SANITY_SECOND: Param("sanity_second", _TEXT, Domain(choices=lambda: [NO_METHOD, *sanity_methods()])),
+    SANITY_MODE: Param("sanity_mode", _TEXT, Domain(choices=lambda: list(SANITY_MODES))),
+    SANITY_SHOWN: Param("sanity_run", _BOOL, _ON_OFF),
+    ALL_LAYERS: Param("all_layers", _BOOL, _ON_OFF),
+    SHARED_SCALE: Param("same_scale", _BOOL, _ON_OFF),
 }
 ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
 USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"
 
 
+def domain(key: str) -> Domain:
+    """What plain key `key` may hold (its widget's bounds and choices)."""
+    return URL_PARAMS[key].domain
+
+
 def url_params() -> dict[str, str]:
     """The query parameters that reproduce this session's view."""
     params = {}
-    for key, (name, codec) in URL_PARAMS.items():
+    for key, param in URL_PARAMS.items():
+        name, codec = param.name, param.codec
         value = st.session_state.get(key, DEFAULTS.get(key))
         if key == MODEL and value == USER_MODEL_CHOICE:
             user = st.session_state.get(USER_MODEL)
@@ -299,7 +452,7 @@ def url_params() -> dict[str, str]:
 
 
 def _ours(params: Mapping[str, str]) -> dict[str, str]:
-    names = {name for name, _ in URL_PARAMS.values()}
+    names = {param.name for param in URL_PARAMS.values()}
     return {name: value for name, value in params.items() if name in names}
 
 
@@ -323,19 +476,57 @@ def read_url() -> None:
         # The session's view stands, and `sync_url` writes it back.
         return
     st.session_state[URL_SEEN] = found
-    problems = []
-    for key, (name, codec) in URL_PARAMS.items():
-        try:
-            value = codec.decode(found[name]) if name in found else DEFAULTS.get(key)
-        except ValueError:
-            problems.append(f"{name}={found[name]!r} could not be read")
-            value = DEFAULTS.get(key)
+    problems, linked = [], []
+    for key, param in URL_PARAMS.items():
+        value = DEFAULTS.get(key)
+        text = found.get(param.name)
+        if text is not None and len(text) > MAX_PARAM_CHARS:
+            problems.append(f"{param.name} was {len(text):,} characters long, more than any value it can have")
+        elif text is not None:
+            try:
+                value = param.codec.decode(text)
+                linked.append(key)
+            except (ValueError, OverflowError):
+                problems.append(f"{param.name}={shown(text)} could not be read")
         st.session_state[key] = value
+    for key in linked:  # after all are read: some domains depend on others (Compare's models on its random switch)
+        param = URL_PARAMS[key]
+        value, dropped = param.domain.admit(param.name, st.session_state[key])
+        st.session_state[key] = DEFAULTS.get(key) if value is _DROP else value
+        problems += dropped
     problems += _check_model(found.get("model"))
-    st.session_state[SANITY_FROM_LINK] = st.session_state[SANITY_SHOWN]
-    st.session_state[LINK_NOTICE] = (
-        "Parts of the link could not be reproduced here: " + "; ".join(problems) + "." if problems else ""
+    st.session_state[FROM_LINK] = tuple(
+        key for key in linked if URL_PARAMS[key].domain.of_model and st.session_state[key] is not None
     )
+    st.session_state[SANITY_FROM_LINK] = st.session_state[SANITY_SHOWN]
+    st.session_state[LINK_NOTICE] = ""
+    _note(problems)
+
+
+def _note(problems: Sequence[str]) -> None:
+    """Add what of a link could not be reproduced to LINK_NOTICE (the sidebar shows it once)."""
+    if not problems:
+        return
+    earlier = st.session_state.get(LINK_NOTICE, "").removeprefix(_NOTICE_START).removesuffix(".")
+    st.session_state[LINK_NOTICE] = _NOTICE_START + "; ".join([*filter(None, [earlier]), *problems]) + "."
+
+
+_NOTICE_START = "Parts of the link could not be reproduced here: "
+
+
+def check_model_choices(choices: Mapping[str, Collection[Any]]) -> None:
+    """Once the model is loaded (the sidebar): a link's layer, kernel layer or class that this model does not have
+    (`Domain.of_model`: "layers", "convolutions", "classes" in `choices`) becomes automatic again, with the link
+    note. Each link is checked once: later choices are the widgets' own."""
+    pending = st.session_state.pop(FROM_LINK, ())
+    problems = []
+    for key in pending:
+        param = URL_PARAMS[key]
+        value = st.session_state.get(key)
+        if value is not None and value not in choices.get(param.domain.of_model, ()):
+            problems.append(f"{param.name}={shown(value)} is not in this model")
+            st.session_state[key] = DEFAULTS.get(key)
+    _note(problems)
 
 
 def _default_model() -> None:
@@ -359,7 +550,10 @@ def _check_model(written: str | None) -> list[str]:
     spec = compute.model_spec(name)
     if spec is None:
         _default_model()
-        return [f"there is no model called {written!r} here"]
+        return [f"there is no model called {shown(written)} here"]
+    if not compute.allowed_models([spec.name]):
+        _default_model()
+        return [f"this server does not offer the model {shown(written)}"]
     if st.session_state[WEIGHTS] not in spec.weights:
         st.session_state[WEIGHTS] = spec.default_weights
     return []
@@ -377,6 +571,7 @@ def model_changed() -> None:
     st.session_state[LAYER] = None
     st.session_state[TARGET] = None
     st.session_state[KERNEL_LAYER] = None
+    st.session_state.pop(FROM_LINK, None)
     sync_url()
 
 

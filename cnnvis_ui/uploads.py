@@ -1,6 +1,7 @@
-"""What the server accepts from visitors: upload limits it keeps, not only the browser, and whether it takes a
+"""What the server accepts from visitors: upload limits it keeps, not only the browser, whether it takes a
 TorchScript upload at all (a program: only on a server on loopback, a person's own machine, unless the operator
-of an exposed server turns it on).
+of an exposed server turns it on), and which models it loads (`model_limits`: a parameter cap everywhere, and on an
+exposed server only the models its operator allows).
 
 Streamlit 1.67's upload route (`PUT /_stcore/upload_file/<session>/<file id>`) checks one thing: the body is at
 most `server.maxUploadSize`. A widget's `max_upload_size` is enforced by the browser alone, and the route keeps
@@ -243,3 +244,48 @@ def torchscript_allowed(address: str | None, environ: Mapping[str, str] = os.env
 def server_allows_torchscript() -> bool:
     """For this server (its `server.address` option)."""
     return torchscript_allowed(st.get_option("server.address"))
+
+
+# ----- models on this deployment -------------------------------------------------------------------------------
+MAX_MODEL_PARAMS = "CNNVIS_MAX_MODEL_PARAMS"  # parameters of the largest zoo model loaded: 150000000, 150M, or 0
+MODEL_ALLOWLIST = "CNNVIS_MODEL_ALLOWLIST"  # comma-separated model names; "*": every model
+# 150 million parameters: every registered model fits (the largest, vgg16, has 138 M) and so do the zoo classifiers
+# people try first (resnet50 25.6 M, vit_b_16 86.6 M, convnext_base 88.6 M, wide_resnet101_2 126.9 M); vit_l_16
+# (304 M, 1.2 GB of float32 weights: the server went from 1.05 to 2.57 GB loading it) and the billion-parameter timm
+# models do not. An explanation holds the weights, a recorded forward pass and its gradients: on a shared 2-core
+# demo server with a few GB, 150 M parameters (600 MB of weights) is about the most that several sessions can use.
+DEFAULT_MAX_PARAMS = 150_000_000
+_SUFFIXES = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000, "b": 1_000_000_000}
+
+
+def max_model_params(environ: Mapping[str, str] = os.environ) -> int | None:
+    """CNNVIS_MAX_MODEL_PARAMS as a count (150000000, 150M or 1.5G; 0 or "none": no cap); unset or unreadable:
+    DEFAULT_MAX_PARAMS."""
+    text = environ.get(MAX_MODEL_PARAMS, "").strip().lower().replace("_", "")
+    if text in ("0", "none", "off"):
+        return None
+    scale = _SUFFIXES.get(text[-1:], 1)
+    try:
+        value = float(text[:-1] if scale != 1 else text) * scale
+    except ValueError:
+        return DEFAULT_MAX_PARAMS
+    return int(value) if value > 0 and value < float("inf") else DEFAULT_MAX_PARAMS
+
+
+def model_allowlist(
+    address: str | None, registered: frozenset[str], environ: Mapping[str, str] = os.environ
+) -> frozenset[str] | None:
+    """The models this server may load (None: every one). CNNVIS_MODEL_ALLOWLIST decides when set ("*": every
+    model; set on a loopback server behind a reverse proxy, which is exposed though its address is not); unset,
+    every model on loopback and only the `registered` ones on an exposed server: no zoo model, no download but
+    theirs."""
+    text = environ.get(MODEL_ALLOWLIST)
+    if text is not None and text.strip():
+        names = frozenset(name.strip() for name in text.split(",") if name.strip())
+        return None if "*" in names else names
+    return None if is_loopback(address) else registered
+
+
+def server_model_limits(registered: frozenset[str]) -> tuple[frozenset[str] | None, int | None]:
+    """(allowlist, parameter cap) for this server (its `server.address` option and environment)."""
+    return model_allowlist(st.get_option("server.address"), registered), max_model_params()

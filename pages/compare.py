@@ -2,12 +2,13 @@
 
 import streamlit as st
 
-from cnnvis_engine import METHODS, EngineError, list_samples
+from cnnvis_engine import METHODS, EngineError
 from cnnvis_engine.report import ReportStamp
 from cnnvis_ui import compute, context, controls, panels, scale, share, state, views
 from cnnvis_ui.text import plain
 
-MAX_IMAGES, MAX_MODELS = 4, 6
+# A link is held to the same counts (state.URL_PARAMS).
+MAX_IMAGES, MAX_MODELS = state.domain(state.COMPARE_IMAGES).max_items, state.domain(state.COMPARE_MODELS).max_items
 USER_KEY = f"{state.USER_MODEL_CHOICE}:file"
 
 
@@ -28,7 +29,7 @@ def row_title(key: str) -> tuple[str, str]:
 def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     """The method, image refs and model keys, from widgets seeded by their plain keys."""
     method_column, images_column = st.columns([1, 2])
-    offered = [m for m, cls in METHODS.items() if cls.drawing != "grid"]  # one map per cell
+    offered = state.compare_methods()  # one map per cell
     method_column.selectbox(
         "Method",
         offered,
@@ -140,7 +141,7 @@ def render() -> None:
         "One method, several models (rows) × several images (columns). Each cell explains that model's own top "
         "prediction at its automatic layer; the sidebar's layer and class apply to Explore and Layers only."
     )
-    images = [f"sample:{s.key}" for s in list_samples()] + [f"upload:{d}" for d in state.get(state.UPLOADS)]
+    images = state.compare_images()
     method, image_refs, models = choose(images)
     display = controls.display_settings(saliency=False)
     same_scale = scale.toggle()

@@ -12,7 +12,7 @@ from cnnvis_ui import compute, context, controls, panels, share, state, text, vi
 from cnnvis_ui.compute import ModelRef, model_spec
 from cnnvis_ui.panels import PanelView
 
-CHANNEL_COUNTS = [4, 8, 16, 32, 64]
+CHANNEL_COUNTS = list(state.CHANNEL_COUNTS)  # a link's channel count is one of these too
 # The gallery: the first 8 channels shown, 64 px, 64 steps (bench/featurevis_bench.py's gallery case). Measured
 # with efficientnet_lite0 on this 2-core CPU: 1.2–4 s, whichever layer; far longer only while another process
 # keeps both cores busy and torch runs two threads (the bench's --threads note).

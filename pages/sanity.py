@@ -7,7 +7,7 @@ from cnnvis_engine import METHODS, EngineError
 from cnnvis_ui import caveats, charts, context, panels, scale, share, state, views
 from cnnvis_ui.text import plain
 
-MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
+MODES = state.SANITY_MODES
 PAPER = "https://arxiv.org/abs/1810.03292"
 COLUMNS = 8
 
@@ -19,7 +19,7 @@ def title(method: str) -> str:
 def choose() -> tuple[list[str], str]:
     """The methods to test (the chosen one, then the one to compare with, if any) and the mode."""
     method_column, second_column, mode_column = st.columns([2, 2, 3])
-    offered = [m for m, cls in METHODS.items() if cls.randomisable]  # maps cheap enough to redo per layer
+    offered = state.sanity_methods()  # maps cheap enough to redo per layer
     method_column.selectbox(
         "Method",
         offered,

@@ -36,7 +36,7 @@ def test_a_methods_declared_options_are_explore_controls_and_part_of_the_link():
 def test_a_setting_the_engine_refuses_is_said_in_its_panel_and_the_page_goes_on():
     at = AppTest.from_file(DASHBOARD, default_timeout=120)
     at.session_state[state.EXTRA_METHODS] = ["occlusion"]
-    at.session_state[state.METHOD_SETTINGS] = {"occlusion": {"window": 8, "stride": 16}}  # stride > window
+    at.session_state[state.METHOD_SETTINGS] = {"occlusion": {"window": 32, "stride": 48}}  # stride > window
     at.run()
     assert not at.exception
     assert any("at least as large as the stride" in e.value for e in at.error)
@@ -48,7 +48,7 @@ def test_a_setting_that_is_not_a_finite_number_never_reaches_the_page():
     note); in session state, a NaN falls back to the dashboard's value."""
     for text in ("integrated_gradients.steps=nan", "integrated_gradients.steps=inf", "occlusion.window=x"):
         with pytest.raises(ValueError):
-            state.URL_PARAMS[state.METHOD_SETTINGS][1].decode(text)
+            state.URL_PARAMS[state.METHOD_SETTINGS].codec.decode(text)
     at = AppTest.from_file(DASHBOARD, default_timeout=120)
     at.session_state[state.EXTRA_METHODS] = ["integrated_gradients"]
     at.session_state[state.METHOD_SETTINGS] = {"integrated_gradients": {"steps": float("nan")}}

@@ -434,3 +434,89 @@ def test_a_tag_s_pretrained_weights_offline_are_refused_quickly_naming_its_hub_r
     with pytest.raises(ModelError, match=r"timm/mobilenetv4_conv_small.e3600_r256_in1k; no internet"):
         load_model("timm:mobilenetv4_conv_small.e3600_r256_in1k")
     assert time.monotonic() - start < 5
+
+
+# ----- model size and allowlist (issue 21) ----------------------------------------------------------------------
+def test_parameter_counts_come_from_metadata_or_a_meta_build_and_match_a_real_build(monkeypatch) -> None:
+    from cnnvis_engine.models import parameter_count
+
+    real = sum(p.numel() for p in torchvision.models.resnet18().parameters())
+    assert parameter_count("torchvision:resnet18") == real == 11_689_512
+    import timm
+
+    timm_real = sum(p.numel() for p in timm.create_model("resnet18", pretrained=False).parameters())
+    assert parameter_count("timm:resnet18") == timm_real
+    parameter_count.cache_clear()
+    monkeypatch.setattr(torchvision.models, "get_model", _no_build)  # torchvision declares its counts
+    assert parameter_count("torchvision:vit_l_16") == 304_326_632
+    parameter_count.cache_clear()
+
+
+def _no_build(*args: object, **kwargs: object) -> None:
+    raise AssertionError("built a model to count its parameters")
+
+
+def test_a_zoo_model_over_the_cap_is_refused_before_it_is_built(monkeypatch) -> None:
+    import time
+
+    from cnnvis_engine.models import check_model_size
+
+    monkeypatch.setattr(torchvision.models, "get_model", _no_build)
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=r"^torchvision:vit_l_16 has 304 million parameters; this server loads "):
+        check_model_size("torchvision:vit_l_16", 150_000_000)
+    assert time.perf_counter() - started < 2
+    check_model_size("torchvision:vit_b_16", 150_000_000)  # 86.6 M
+    check_model_size("torchvision:vit_l_16", None)  # no cap
+    check_model_size("vgg16", 1)  # registered models are not counted: the package's own list
+
+
+def test_a_billion_parameter_timm_model_is_measured_on_the_meta_device() -> None:
+    from cnnvis_engine.models import check_model_size, parameter_count
+
+    with pytest.raises(ModelError, match="1,013 million parameters"):
+        check_model_size("timm:vit_giant_patch14_224", 150_000_000)
+    assert parameter_count("timm:convnext_base") == 88_591_464  # on the list people try: fits 150 M
+
+
+def test_every_registered_torchvision_model_fits_the_default_cap() -> None:
+    """The default cap (150 M, cnnvis_ui/uploads.py) was chosen so every registered model fits: vgg16 is the largest."""
+    from cnnvis_engine.models import parameter_count, registered_names
+    from cnnvis_ui.uploads import DEFAULT_MAX_PARAMS
+
+    counts = {name: parameter_count(f"torchvision:{name}") for name in registered_names() if _in_torchvision(name)}
+    assert max(counts, key=counts.get) in ("vgg16", "vgg16_bn") and max(counts.values()) < DEFAULT_MAX_PARAMS
+    assert parameter_count("torchvision:vit_l_16") > DEFAULT_MAX_PARAMS
+
+
+def _in_torchvision(name: str) -> bool:
+    return name in torchvision.models.list_models(module=torchvision.models)
+
+
+def test_a_meta_build_that_fails_is_a_sentence(monkeypatch) -> None:
+    import timm
+
+    from cnnvis_engine.models import parameter_count
+
+    def reads_values(*args: object, **kwargs: object) -> None:
+        raise NotImplementedError("Cannot copy out of meta tensor; no data!")
+
+    monkeypatch.setattr(timm, "create_model", reads_values)
+    parameter_count.cache_clear()
+    with pytest.raises(ModelError, match=r"^The size of timm:resnet34 cannot be measured before building it"):
+        parameter_count("timm:resnet34")
+    parameter_count.cache_clear()
+
+
+def test_the_allowlist_refuses_other_models_but_never_a_served_one() -> None:
+    from cnnvis_engine.models import check_model_allowed, offer_model, withdraw_model
+
+    check_model_allowed("timm:resnet18", None)
+    check_model_allowed("resnet50", frozenset({"resnet50"}))
+    with pytest.raises(ModelError, match=r"^timm:resnet18 is not among the models this server offers\."):
+        check_model_allowed("timm:resnet18", frozenset({"resnet50"}))
+    offer_model(ModelBundle("MyNet", torch.nn.Linear(2, 2), ("a", "b")))
+    try:
+        check_model_allowed("mynet", frozenset())
+    finally:
+        withdraw_model("mynet")

@@ -65,6 +65,7 @@ def test_a_link_sets_every_choice_it_names_and_the_url_keeps_them():
         "scores": "1",
         "channels": "32",
         "compare_models": "efficientnet_lite0:embedded,resnet50:random",
+        "compare_random": "1",  # random weights are offered only with the switch on
         "sanity_mode": "independent",
     }
     at = run(link)

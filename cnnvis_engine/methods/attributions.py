@@ -27,6 +27,7 @@ from .gradients import SATURATED_END
 # 3×224×224 input are 154 MB (12000 were 7.2 GB).
 MAX_STEPS = 1024
 MAX_SAMPLES = 256
+BASELINES = (-10.0, 10.0)  # the dashboard's baselines: normalised ImageNet pixels lie within ±2.7
 
 
 @register_method
@@ -47,7 +48,14 @@ class IntegratedGradients(Method):
     drawing = "heatmap"
     options = (
         Option("steps", 50, "points along the path", high=MAX_STEPS, quick=20),
-        Option("baseline", 0.0, "the plain picture's value (normalised input)", low=-np.inf, kind=float),
+        Option(
+            "baseline",
+            0.0,
+            "the plain picture's value (normalised input)",
+            low=-np.inf,
+            kind=float,
+            dashboard=BASELINES,
+        ),
     )
     legend = ("0: no share", SATURATED_END)
     hover = "attribution"

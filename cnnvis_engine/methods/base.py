@@ -150,7 +150,11 @@ def read_option(
 @dataclass(frozen=True)
 class Option:
     """One setting of a method: its default, its bounds, what it means in words, and the value the dashboard runs
-    it with (`quick`: fewer samples, so a panel takes seconds on a CPU; None: the default)."""
+    it with (`quick`: fewer samples, so a panel takes seconds on a CPU; None: the default).
+
+    `dashboard`: the narrower range the dashboard offers (its number box and its links), where low–high would let
+    one panel cost minutes; None: low to `quick` where the option has one, else low to high. Either way the
+    dashboard can make a panel cheaper than its own values, never dearer. `dashboard_range()` gives the range."""
 
     name: str
     default: float
@@ -159,6 +163,13 @@ class Option:
     high: float = float("inf")
     kind: type = int
     quick: float | None = None
+    dashboard: tuple[float, float] | None = None
+
+    def dashboard_range(self) -> tuple[float, float]:
+        """(low, high) the dashboard's widget and links allow for this setting."""
+        if self.dashboard is not None:
+            return self.dashboard
+        return self.low, self.high if self.quick is None else self.quick
 
     def read(self, inputs: MethodInputs, default: float | None = None) -> float:
         """This setting's value in `inputs` (`default` overrides a default that depends on another setting)."""

@@ -9,6 +9,12 @@ from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, norm
 from .extra_passes import batch_size, chunks, item_scores
 
 MAX_POSITIONS = 4096  # occlusion windows per image, each a forward pass: 64 × 64 (window 1 on 224 px is 50,176)
+# The dashboard's window (at least the default 32 px) and stride (at least 16 px, half of that: a stride left at its
+# default follows the window), so its number boxes and links can make a panel cheaper than the default's 13 × 13 =
+# 169 forward passes on a 224 px input, never dearer (16 px with stride 8 was 729 passes: 117 s on a loaded 2-core
+# box); at most 1024 px, larger than any model's input here.
+DASHBOARD_WINDOWS, DASHBOARD_STRIDES = (32, 1024), (16, 1024)
+BASELINES = (-10.0, 10.0)  # the dashboard's baselines: normalised ImageNet pixels lie within ±2.7
 
 
 def window_positions(size: int, window: int, stride: int, device: torch.device) -> torch.Tensor:
@@ -33,9 +39,11 @@ class Occlusion(Method):
     needs = frozenset({"forward"})
     layer = "none"
     options = (
-        Option("window", 32, "patch size in pixels"),
-        Option("stride", 16, "pixels between patches (by default half the patch size)"),
-        Option("baseline", 0.0, "the patch's value (normalised input)", low=-float("inf"), kind=float),
+        Option("window", 32, "patch size in pixels", dashboard=DASHBOARD_WINDOWS),
+        Option("stride", 16, "pixels between patches (by default half the patch size)", dashboard=DASHBOARD_STRIDES),
+        Option(
+            "baseline", 0.0, "the patch's value (normalised input)", low=-float("inf"), kind=float, dashboard=BASELINES
+        ),
     )
     legend = ("0: no drop when hidden", "1: the biggest drop")
     hover = "score drop when hidden"

@@ -8,16 +8,19 @@ from .registry import (
     DEFAULT_MODEL,
     MODELS,
     ModelSpec,
+    check_model_allowed,
+    check_model_size,
     find_spec,
     list_models,
     load_model,
     offer_model,
     register_model,
+    registered_names,
     weights_on_disk,
     withdraw_model,
 )
 from .python_models import wrap_module
-from .zoo import zoo_names
+from .zoo import parameter_count, zoo_names
 from .user_files import load_model_file, parse_labels
 from .weights import weights_cache_dir
 
@@ -29,13 +32,17 @@ __all__ = [
     "Normalization",
     "TaskKind",
     "WeightsSource",
+    "check_model_allowed",
+    "check_model_size",
     "find_spec",
     "list_models",
     "load_model",
     "load_model_file",
     "offer_model",
+    "parameter_count",
     "parse_labels",
     "register_model",
+    "registered_names",
     "weights_cache_dir",
     "weights_on_disk",
     "withdraw_model",

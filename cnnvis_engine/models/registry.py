@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from ..errors import ModelError
@@ -117,6 +117,45 @@ def find_spec(name: str) -> ModelSpec | None:
         except ModelError:
             return None
     return None
+
+
+def registered_names() -> frozenset[str]:
+    """The models this package registers (not those offered by `cnnvis serve` / `cnnvis.show`)."""
+    return frozenset(spec.name for spec in MODELS.values() if not spec.served)
+
+
+def check_model_allowed(name: str, allowed: Collection[str] | None) -> None:
+    """Refuse `name` unless `allowed` lists it (None: every model). A served model (`offer_model`) is always
+    allowed: whoever runs the server gave it. Raises ModelError."""
+    spec = MODELS.get(name.lower())
+    if allowed is None or (spec is not None and spec.served) or name in allowed or name.lower() in allowed:
+        return
+    raise ModelError(
+        f"{name} is not among the models this server offers. Choose one from the Network list (its operator "
+        "decides which models it loads)."
+    )
+
+
+def check_model_size(name: str, max_params: int | None) -> None:
+    """Refuse a torchvision or timm zoo model with more than `max_params` parameters (None: no limit), before
+    anything is built or downloaded (`zoo.parameter_count`). Registered and served models are not counted: the
+    registered ones are this package's own list (the largest, vgg16, has 138 million), a served one is already
+    loaded. Raises ModelError."""
+    from .zoo import is_zoo_name, parameter_count
+
+    if max_params is None or not is_zoo_name(name) or name.lower() in MODELS:
+        return
+    count = parameter_count(name)
+    if count > max_params:
+        raise ModelError(
+            f"{name} has {_millions(count)} parameters; this server loads models of up to {_millions(max_params)} "
+            f"(about {max(1, round(count * 4 / 1e9))} GB of memory for the weights alone, and more to explain them). "
+            "Choose a smaller model."
+        )
+
+
+def _millions(count: int) -> str:
+    return f"{count / 1e6:,.0f} million" if count >= 1e6 else f"{count:,}"
 
 
 def load_model(
