@@ -197,9 +197,10 @@ def file_explainer(
     _labels: bytes | None,
     preprocessing: Preprocessing | None = None,
     allow_torchscript: bool = True,
+    _data_files: Mapping[str, bytes] | None = None,
 ) -> Explainer:
-    """A user's ONNX, TorchScript or state_dict file (+ labels, + preprocessing), keyed by `file_key` (which
-    covers all of them). Raises ModelFileError. An uploaded TorchScript model runs in its own worker process,
+    """A user's ONNX, TorchScript or state_dict file (+ labels, + preprocessing, + an ONNX model's data files),
+    keyed by `file_key` (which covers all of them). Raises ModelFileError. An uploaded TorchScript model runs in its own worker process,
     stopped when the cache drops the explainer. Its class names lose bidirectional controls, and invisible-only
     ones become "(unnamed)" (`text.clean`)."""
     chosen = {}
@@ -207,7 +208,13 @@ def file_explainer(
         size, channels, (mean, std, scale) = preprocessing
         chosen = {"input_size": size, "channels": channels, "normalization": Normalization(mean, std, scale)}
     bundle = load_model_file(
-        _data, filename, architecture=architecture, labels=_labels, allow_torchscript=allow_torchscript, **chosen
+        _data,
+        filename,
+        architecture=architecture,
+        labels=_labels,
+        allow_torchscript=allow_torchscript,
+        data_files=_data_files,
+        **chosen,
     )
     names = tuple(clean(name) for name in bundle.class_names)
     if names != bundle.class_names:

@@ -146,6 +146,7 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
             user["labels"],
             preprocessing=user.get("preprocessing"),
             allow_torchscript=uploads.server_allows_torchscript(),
+            _data_files=user.get("data_files"),
         )
     problem = compute.model_refusal(model.name) or compute.weights_problem(model.name, model.weights)
     if problem:

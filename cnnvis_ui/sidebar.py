@@ -166,12 +166,14 @@ def _own_model_form() -> None:
     with st.expander("Use your own model", icon=":material/upload_file:", expanded=bool(error)):
         st.caption(_FORMATS_NOTE)
         st.file_uploader(
-            "ONNX, TorchScript or state_dict file",
-            type=["onnx", "pt", "pth", "ts"],
+            "ONNX, TorchScript or state_dict file (an ONNX model's .onnx.data file with it)",
+            type=["onnx", "pt", "pth", "ts", "data"],
+            accept_multiple_files=True,
             key=state.MODEL_FILE,
             max_upload_size=MODEL_MB,
             on_change=state.model_file_chosen,
-            help="ONNX: `torch.onnx.export(model, x, 'model.onnx')` (or tf2onnx for Keras/TensorFlow). TorchScript: "
+            help="ONNX: `torch.onnx.export(model, x, 'model.onnx')` writes model.onnx and model.onnx.data: upload both "
+            "at once (or export with external_data=False for one file; tf2onnx for Keras/TensorFlow). TorchScript: "
             "`torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture below. Pickled whole "
             "models are refused: they could run arbitrary code.",
         )

@@ -637,20 +637,46 @@ def image_uploaded() -> None:
     choose_image(f"upload:{digest}")
 
 
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")  # the model file itself; ".data": an ONNX model's weights
+
+
+def model_upload() -> tuple[Any, list[Any]]:
+    """(the model file, the ONNX external data files uploaded with it) from the model uploader, which takes both at
+    once (`model.onnx` + `model.onnx.data`, as today's exporter writes them). Raises ValueError with a sentence
+    when the files are not one model and its data."""
+    value = st.session_state.get(MODEL_FILE)
+    files = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+    models = [f for f in files if f.name.lower().endswith(MODEL_SUFFIXES)]
+    data = [f for f in files if f not in models]
+    if not files:
+        raise ValueError("Choose a model file first.")
+    if len(models) != 1:
+        names = ", ".join(clean(f.name) for f in files)
+        raise ValueError(
+            f"Upload one model file (.onnx, .pt, .pth or .ts), with its .data file if it has one; got: {names}."
+        )
+    if data and not models[0].name.lower().endswith(".onnx"):
+        raise ValueError("Only an ONNX model comes with separate data files; upload the model file alone.")
+    return models[0], data
+
+
 def load_user_model() -> None:
     """The "Load my model" button: check the file with one forward pass; on success switch to it."""
     init()
-    file = st.session_state.get(MODEL_FILE)
     labels = st.session_state.get(LABELS_FILE)
-    if file is None:
-        st.session_state[USER_MODEL_ERROR] = "Choose a model file first."
+    try:
+        file, data_files = model_upload()
+    except ValueError as error:
+        st.session_state[USER_MODEL_ERROR] = str(error)
         return
-    for upload, limit in ((file, uploads.MODEL_MB), (labels, uploads.LABELS_MB)):  # kept by the server too
+    checked = [(f, uploads.MODEL_MB) for f in (file, *data_files)] + [(labels, uploads.LABELS_MB)]
+    for upload, limit in checked:  # kept by the server too
         refused = uploads.refusal(upload, limit) if upload is not None else ""
         if refused:
             st.session_state[USER_MODEL_ERROR] = refused
             uploads.discard(upload)
             return
+    weights = {f.name: f.getvalue() for f in data_files}  # by exact name: the model's data entries name them
     data = file.getvalue()
     labels_data = labels.getvalue() if labels is not None else None
     architecture = st.session_state.get(MODEL_ARCHITECTURE) or None  # "": TorchScript, no architecture
@@ -662,9 +688,18 @@ def load_user_model() -> None:
     key = compute.sha256(data) + f":{architecture}:" + (compute.sha256(labels_data) if labels_data else "-")
     if preprocessing is not None:
         key += ":" + compute.sha256(repr(preprocessing).encode())
+    for name, blob in sorted(weights.items()):
+        key += ":" + compute.sha256(name.encode() + b"\0" + blob)
     try:
         compute.file_explainer(
-            key, file.name, architecture, data, labels_data, preprocessing, uploads.server_allows_torchscript()
+            key,
+            file.name,
+            architecture,
+            data,
+            labels_data,
+            preprocessing,
+            uploads.server_allows_torchscript(),
+            _data_files=weights,
         )
     except EngineError as error:
         st.session_state[USER_MODEL_ERROR] = str(error)
@@ -676,6 +711,7 @@ def load_user_model() -> None:
         "data": data,
         "labels": labels_data,
         "preprocessing": preprocessing,
+        "data_files": weights,
     }
     st.session_state[USER_MODEL_ERROR] = ""
     st.session_state[MODEL] = USER_MODEL_CHOICE
@@ -702,10 +738,11 @@ def seed_preprocessing() -> None:
 
 def model_file_chosen() -> None:
     """The model uploader changed: read what an ONNX file says about its input, and offer it as the default."""
-    file = st.session_state.get(MODEL_FILE)
     st.session_state[MODEL_FILE_INPUT] = ""
     st.session_state[PREP_DEFAULTS] = {}
-    if file is None:
+    try:
+        file, _ = model_upload()
+    except ValueError:
         return
     spec = compute.onnx_input(file.name, file.getvalue())
     if spec is None:

@@ -453,3 +453,29 @@ def test_hover_grids_stay_small_and_cover_the_picture():
     assert coarse.text[2, 3] == "row 2, col 3 of 7×7" and coarse.values[2, 3] == 17
     tiles = tile_hover(np.ones((64, 112, 112), np.float32), list(range(64)), 8, 64, 2, "activation")
     assert tiles.values.size <= 4096 and tiles.x.max() < 8 * 66 and tiles.text[0, 0] == "channel 0"
+
+
+def test_an_onnx_model_and_its_data_file_upload_together(tmp_path):
+    """torch.onnx.export's default writes model.onnx + model.onnx.data: both go in the one model uploader."""
+    import warnings
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TinyNet().eval(), (torch.zeros(1, 3, 224, 224),), str(tmp_path / "tiny.onnx"))
+    model, data = (tmp_path / "tiny.onnx").read_bytes(), (tmp_path / "tiny.onnx.data").read_bytes()
+    at = app()
+    uploader(at, state.MODEL_FILE).set_value(("tiny.onnx", model, "application/octet-stream"))
+    at.button(key="load-user-model").click().run()
+    assert "Upload the model's .onnx file together with the .onnx.data file" in at.session_state[state.USER_MODEL_ERROR]
+    two = [("a.onnx", model, "application/octet-stream"), ("b.onnx", model, "application/octet-stream")]
+    uploader(at, state.MODEL_FILE).set_value(two)
+    at.button(key="load-user-model").click().run()
+    assert at.session_state[state.USER_MODEL_ERROR].startswith("Upload one model file")
+    uploader(at, state.MODEL_FILE).set_value(
+        [("tiny.onnx", model, "application/octet-stream"), ("tiny.onnx.data", data, "application/octet-stream")]
+    )
+    at.button(key="load-user-model").click().run()
+    assert not at.exception and not at.session_state[state.USER_MODEL_ERROR], at.session_state[state.USER_MODEL_ERROR]
+    assert at.session_state[state.MODEL] == state.USER_MODEL_CHOICE
+    assert "tiny.onnx · weights from your file" in summary(at)
