@@ -642,22 +642,26 @@ MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")  # the model file itself; ".dat
 
 def model_upload() -> tuple[Any, list[Any]]:
     """(the model file, the ONNX external data files uploaded with it) from the model uploader, which takes both at
-    once (`model.onnx` + `model.onnx.data`, as today's exporter writes them). Raises ValueError with a sentence
-    when the files are not one model and its data."""
+    once (`model.onnx` + `model.onnx.data`, as today's exporter writes them) and keeps what was uploaded before:
+    the newest model file counts, with the data files uploaded since the model file before it. Raises ValueError
+    with a sentence when there is no model file."""
     value = st.session_state.get(MODEL_FILE)
     files = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
-    models = [f for f in files if f.name.lower().endswith(MODEL_SUFFIXES)]
-    data = [f for f in files if f not in models]
+    models = [i for i, f in enumerate(files) if f.name.lower().endswith(MODEL_SUFFIXES)]
     if not files:
         raise ValueError("Choose a model file first.")
-    if len(models) != 1:
-        names = ", ".join(clean(f.name) for f in files)
+    if not models:
         raise ValueError(
-            f"Upload one model file (.onnx, .pt, .pth or .ts), with its .data file if it has one; got: {names}."
+            "Upload a model file (.onnx, .pt, .pth or .ts); a .data file only holds an ONNX model's weights."
         )
-    if data and not models[0].name.lower().endswith(".onnx"):
-        raise ValueError("Only an ONNX model comes with separate data files; upload the model file alone.")
-    return models[0], data
+    since = models[-2] if len(models) > 1 else -1
+    data = [f for i, f in enumerate(files) if i > since and i not in models]
+    model = files[models[-1]]
+    if data and not model.name.lower().endswith(".onnx"):
+        raise ValueError(
+            "Only an ONNX model comes with separate data files; remove the .data file or upload its model."
+        )
+    return model, data
 
 
 def load_user_model() -> None:

@@ -468,12 +468,12 @@ def test_an_onnx_model_and_its_data_file_upload_together(tmp_path):
     uploader(at, state.MODEL_FILE).set_value(("tiny.onnx", model, "application/octet-stream"))
     at.button(key="load-user-model").click().run()
     assert "Upload the model's .onnx file together with the .onnx.data file" in at.session_state[state.USER_MODEL_ERROR]
-    two = [("a.onnx", model, "application/octet-stream"), ("b.onnx", model, "application/octet-stream")]
-    uploader(at, state.MODEL_FILE).set_value(two)
+    uploader(at, state.MODEL_FILE).set_value([("tiny.onnx.data", data, "application/octet-stream")])
     at.button(key="load-user-model").click().run()
-    assert at.session_state[state.USER_MODEL_ERROR].startswith("Upload one model file")
-    uploader(at, state.MODEL_FILE).set_value(
-        [("tiny.onnx", model, "application/octet-stream"), ("tiny.onnx.data", data, "application/octet-stream")]
+    assert at.session_state[state.USER_MODEL_ERROR].startswith("Upload a model file (.onnx, .pt, .pth or .ts)")
+    uploader(at, state.MODEL_FILE).set_value(  # an older upload stays in the list: the newest model counts
+        [("old.pt", b"x", "application/octet-stream")]
+        + [("tiny.onnx.data", data, "application/octet-stream"), ("tiny.onnx", model, "application/octet-stream")]
     )
     at.button(key="load-user-model").click().run()
     assert not at.exception and not at.session_state[state.USER_MODEL_ERROR], at.session_state[state.USER_MODEL_ERROR]
