@@ -10,6 +10,7 @@ import io
 import struct
 import zipfile
 import zlib
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -241,3 +242,28 @@ def code_archive(source: str) -> bytes:
     with zipfile.ZipFile(out, "w") as archive:
         archive.writestr("archive/code/__torch__.py", source)
     return out.getvalue()
+
+
+# ----- what the containment tests read off a process ----------------------------------------------------------
+def sentence(message: str) -> str:
+    """`message`, asserted to be one sentence a person reads: no traceback, file path or errno."""
+    assert message.endswith((".", "?")), message
+    for leak in ("Traceback", "Errno", 'File "', "torch/", '.py"'):
+        assert leak not in message, message
+    return message
+
+
+def rss_mib(pid: int | str = "self") -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (reaped, or a zombie nobody waited for yet)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return "State:\tZ" in status

@@ -30,7 +30,10 @@ from containment_cases import (
     StartsABackgroundTask,
     TooManyClasses,
     code_archive,
+    gone,
     rewritten,
+    rss_mib,
+    sentence,
     zip_bomb,
 )
 from hardening_cases import SmallNet, torch_saved, torchscript
@@ -55,28 +58,6 @@ SECRET = "cnnvis-secret-3f9a1c"
 def record(name: str, **figures: object) -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / f"contain-{name}.json").write_text(json.dumps(figures, indent=1, default=str))
-
-
-def sentence(message: str) -> str:
-    assert message.endswith((".", "?")), message
-    for leak in ("Traceback", "Errno", 'File "', "torch/", '.py"'):
-        assert leak not in message, message
-    return message
-
-
-def rss_mib(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def gone(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-    return "State:\tZ" in status
 
 
 def loads_in_process(data: bytes) -> torch.jit.ScriptModule:

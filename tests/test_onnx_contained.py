@@ -29,6 +29,7 @@ from cnnvis_engine.models.contained import ContainedError, ContainedOnnxModel, L
 from cnnvis_engine.models.contained_codec import CodecError, decode, encode
 from cnnvis_engine.sanity import randomisation_test
 from tests.conftest import synthetic_image
+from tests.containment_cases import gone, rss_mib, sentence
 from tests.onnx_cases import CLASSES, export, external_data, small_cnn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -41,27 +42,6 @@ SECRET = np.arange(9, dtype=np.float32) + 0.25  # what external_data's 3×3 weig
 def record(name: str, **figures: object) -> None:
     FIGURES.mkdir(parents=True, exist_ok=True)
     (FIGURES / f"onnx-{name}.json").write_text(json.dumps(figures, indent=1, default=str))
-
-
-def rss_mib(pid: int | str = "self") -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
-
-
-def gone(pid: int) -> bool:
-    try:
-        return "State:\tZ" in Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return True
-
-
-def sentence(message: str) -> str:
-    assert message.endswith((".", "?")), message
-    for leak in ("Traceback", 'File "', "torch/", '.py"'):
-        assert leak not in message, message
-    return message
 
 
 @pytest.fixture(scope="module")
