@@ -231,16 +231,11 @@ def _is_pickle(data: bytes) -> bool:
 
 def _load_torchscript(data: bytes, filename: str, limits: Limits | None) -> ContainedModel:
     """Start the model's worker process and load the file there (its `__setstate__`, if any, runs locked in)."""
-    worker = Worker(data, limits)
-    try:
-        worker.request({"op": "forget"})  # starts the worker, which loads the model first
-    except ContainedError as exc:
-        worker.close()
-        if exc.kind != "error":
-            raise ModelFileError(f"{filename} could not be opened: {exc}") from exc
-        raise ModelFileError(
-            f"{filename} looks like TorchScript but could not be opened: {summary(exc.detail)}."
-        ) from exc
+    worker = _started(
+        Worker(data, limits),
+        f"{filename} could not be opened",
+        f"{filename} looks like TorchScript but could not be opened",
+    )
     return ContainedModel(worker)
 
 
@@ -256,17 +251,24 @@ def _load_onnx(
         mode="onnx",
         load={"filename": filename, "channels_last": checked.input.channels_last, "max_bytes": max_bytes},
     )
+    worker = _started(worker, f"{filename} could not be converted", f"{filename} could not be converted to PyTorch")
+    return ContainedOnnxModel(worker), checked
+
+
+def _started(worker: Worker, failed: str, refused: str) -> Worker:
+    """`worker`, started (it loads the model first); on any failure it is stopped and a ModelFileError says why:
+    `failed: <why the worker stopped>` (time, memory, a crash) or `refused: <the model's own error>`."""
     try:
-        worker.request({"op": "forget"})  # starts the worker, which converts the model first
+        worker.request({"op": "forget"})
     except ContainedError as exc:
         worker.close()
         if exc.kind != "error":
-            raise ModelFileError(f"{filename} could not be converted: {exc}") from exc
-        raise ModelFileError(f"{filename} could not be converted to PyTorch: {summary(exc.detail)}.") from exc
+            raise ModelFileError(f"{failed}: {exc}") from exc
+        raise ModelFileError(f"{refused}: {summary(exc.detail)}.") from exc
     except BaseException:  # the converter's own refusal (a ModelFileError with its sentence), or anything else
         worker.close()
         raise
-    return ContainedOnnxModel(worker), checked
+    return worker
 
 
 def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
