@@ -1,0 +1,192 @@
+"""Every model a user can pick, tried with random weights: does Grad-CAM at the default layer draw the model's own
+grid, refuse with a reason, or draw from a layout we misread?
+
+One model per timm family (a family is the name before the first '_' or digit: `vit_small_patch16_224` -> `vit`,
+`resnet50` -> `resnet`; 161 families in timm 1.0.31), the one with the fewest parameters, and every torchvision
+classifier. The expected grid comes from the model's own declaration, independently of the layouts module: timm's
+last `feature_info` reduction (the input size divided by it, give or take a pixel of padding), a ViT's patch grid,
+torchvision's stride 32 (16 for its ViTs' patches).
+
+    python -m bench.layouts_sweep --select      # choose the models and input sizes; writes bench/layouts_selection.json
+    python -m bench.layouts_sweep               # the table for the README (tests/test_layouts.py runs the same check)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+SELECTION = Path(__file__).with_name("layouts_selection.json")
+SIZES = (64, 96, 128, 160, 224)  # the smallest that runs is chosen
+SLOW_S = 20.0  # a model whose one check takes longer is left out of the test (listed with its time)
+
+
+def family(name: str) -> str:
+    return re.split(r"[_\d]", name)[0]
+
+
+@dataclass
+class Row:
+    source: str
+    model: str
+    size: int
+    status: str  # "explained", "refused" (with a reason), "unrecognised" (a map of the wrong grid), "error"
+    detail: str
+    seconds: float
+
+
+def build(source: str, model: str, size: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if source == "torchvision":
+        import torchvision
+
+        kwargs = {"image_size": size} if model.startswith("vit_") else {}
+        return torchvision.models.get_model(model, weights=None, **kwargs).eval()
+    import timm
+
+    try:
+        return timm.create_model(model, pretrained=False, img_size=size).eval()
+    except TypeError:  # the model takes no img_size: it runs at any size (or fails at this one)
+        return timm.create_model(model, pretrained=False).eval()
+
+
+def expected_grid(source: str, module: torch.nn.Module, size: int) -> tuple[int, int] | None:
+    if source == "torchvision":
+        patch = getattr(module, "patch_size", None)
+        return (size // patch,) * 2 if patch else (math.ceil(size / 32),) * 2
+    info = getattr(module, "feature_info", None)
+    if not info:
+        return None
+    reduction = info[-1]["reduction"]
+    return (round(size / reduction),) * 2
+
+
+def close(grid: tuple[int, ...], expected: tuple[int, int]) -> bool:
+    return len(grid) == 2 and all(abs(g - e) <= 1 for g, e in zip(grid, expected))
+
+
+def check(source: str, model: str, size: int) -> Row:
+    """Grad-CAM at the default layer of one model, random weights, one random picture of `size`."""
+    from cnnvis_engine import Explainer
+    from cnnvis_engine.models.bundle import ModelBundle
+
+    start = time.perf_counter()
+    try:
+        module = build(source, model, size)
+        bundle = ModelBundle(
+            name=f"{source}:{model}",
+            module=module,
+            class_names=tuple(str(i) for i in range(1000)),
+            input_size=(size, size),
+            weights_source="random",
+        )
+        explainer = Explainer(bundle)
+        x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+        result = explainer.explain_batch(x, methods=["gradcam"])[0]["gradcam"]
+        trace = explainer._recorder.known_trace((3, size, size))
+    except Exception as error:  # noqa: BLE001 - a sweep records every failure and goes on
+        return Row(
+            source, model, size, "error", f"{type(error).__name__}: {str(error)[:160]}", time.perf_counter() - start
+        )
+    seconds = time.perf_counter() - start
+    expected = expected_grid(source, module, size)
+    if expected is not None and expected[0] * expected[1] <= 1:
+        return Row(source, model, size, "error", f"too small: its last grid is {expected} at {size} px", seconds)
+    offered = [layer for layer in trace.layers if "spatial" in layer.kinds]
+    wrong = [layer.name for layer in offered if layer.layout.kind not in ("map", "channels_last", "tokens")]
+    if wrong:
+        return Row(source, model, size, "unrecognised", f"offered without a layout: {wrong[:3]}", seconds)
+    if not result.applicable:
+        return Row(source, model, size, "refused", result.reason, seconds)
+    grid = tuple(result.raw.shape[-2:])
+    layout = trace.get(result.layer).layout.describe()
+    if expected is not None and not close(grid, expected):
+        detail = f"{result.layer} ({layout}) gives {grid}, expected {expected}"
+        return Row(source, model, size, "unrecognised", detail, seconds)
+    return Row(source, model, size, "explained", f"{result.layer} ({layout})", seconds)
+
+
+def torchvision_classifiers() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def parameter_count(name: str) -> int | None:
+    import timm
+
+    try:
+        with torch.device("meta"):
+            return sum(p.numel() for p in timm.create_model(name).parameters())
+    except Exception:  # noqa: BLE001 - a model that cannot even be built is not picked
+        return None
+
+
+def select(counts: dict[str, int | None] | None = None) -> dict:
+    """The smallest model of each timm family (by parameters, counted on the meta device; `counts` if given) and
+    the smallest input size it runs at; every torchvision classifier at the smallest size it runs at."""
+    import timm
+
+    smallest: dict[str, tuple[int, str]] = {}
+    for name in timm.list_models(pretrained=False):
+        count = counts.get(name) if counts is not None else parameter_count(name)
+        if count is None:
+            continue
+        key = family(name)
+        if key not in smallest or count < smallest[key][0]:
+            smallest[key] = (count, name)
+    chosen = {"timm": {}, "torchvision": {}}
+    for source, names in (
+        ("timm", {key: name for key, (_, name) in sorted(smallest.items())}),
+        ("torchvision", {name: name for name in torchvision_classifiers()}),
+    ):
+        for key, name in names.items():
+            for size in SIZES:
+                row = check(source, name, size)
+                if row.status != "error":
+                    break
+            chosen[source][key] = {"model": name, "size": size, "status": row.status, "seconds": round(row.seconds, 2)}
+            print(source, key, name, size, row.status, round(row.seconds, 1), row.detail[:100], flush=True)
+    return chosen
+
+
+def load_selection() -> list[tuple[str, str, int, float]]:
+    data = json.loads(SELECTION.read_text())
+    return [
+        (source, entry["model"], entry["size"], entry["seconds"])
+        for source in ("timm", "torchvision")
+        for entry in data[source].values()
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--select", action="store_true", help="choose the models and sizes again")
+    parser.add_argument("--counts", type=Path, help="parameter counts by timm name (JSON), instead of counting")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    if args.select:
+        counts = json.loads(args.counts.read_text()) if args.counts else None
+        SELECTION.write_text(json.dumps(select(counts), indent=1) + "\n")
+    rows = [check(source, model, size) for source, model, size, _ in load_selection()]
+    tally = {
+        status: sum(row.status == status for row in rows)
+        for status in ("explained", "refused", "unrecognised", "error")
+    }
+    print("| source | model | input | result | detail |\n|---|---|---|---|---|")
+    for row in rows:
+        print(f"| {row.source} | {row.model} | {row.size} | {row.status} | {row.detail[:140]} |")
+    print(f"\n{len(rows)} models: " + ", ".join(f"{count} {status}" for status, count in tally.items()))
+
+
+if __name__ == "__main__":
+    main()
