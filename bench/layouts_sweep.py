@@ -2,8 +2,8 @@
 grid, refuse with a reason, or draw from a layout we misread?
 
 One model per timm family (a family is the name before the first '_' or digit: `vit_small_patch16_224` -> `vit`,
-`resnet50` -> `resnet`; 161 families in timm 1.0.31), the one with the fewest parameters, and every torchvision
-classifier. The expected grid comes from the model's own declaration, independently of the layouts module: timm's
+`resnet50` -> `resnet`; 161 families in timm 1.0.31), the smallest by its name's size word and numbers (`size_rank`;
+counting parameters of 1,371 models takes longer than the sweep), and every torchvision classifier. The expected grid comes from the model's own declaration, independently of the layouts module: timm's
 last `feature_info` reduction (the input size divided by it, give or take a pixel of padding), a ViT's patch grid,
 torchvision's stride 32 (16 for its ViTs' patches).
 
@@ -114,43 +114,91 @@ def check(source: str, model: str, size: int) -> Row:
     return Row(source, model, size, "explained", f"{result.layer} ({layout})", seconds)
 
 
+def default_size(source: str, model: str) -> int:
+    """The input size the model was made for (timm's pretrained config; 224 for torchvision)."""
+    if source == "torchvision":
+        return 224
+    import timm
+
+    return int(timm.models.get_pretrained_cfg(model).input_size[-1])
+
+
 def torchvision_classifiers() -> list[str]:
     import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
-def parameter_count(name: str) -> int | None:
+SIZE_WORDS = [
+    "zepto",
+    "atto",
+    "femto",
+    "pico",
+    "nano",
+    "xxxs",
+    "xxs",
+    "xs",
+    "xxtiny",
+    "xtiny",
+    "tiny",
+    "ti",
+    "t",
+    "mini",
+    "micro",
+    "small",
+    "s",
+    "medium",
+    "m",
+    "base",
+    "b",
+    "large",
+    "l",
+    "big",
+    "xlarge",
+    "xl",
+    "x",
+    "xxl",
+    "huge",
+    "h",
+    "giant",
+    "g",
+    "enormous",
+]
+
+
+def size_rank(name: str) -> tuple:
+    """A model's place among its family by its name: a stated size (`412m`, `1b`), then its size word (atto < ... <
+    tiny < small < base < large; `s16` reads as `s`), then its numbers (resnet10 < resnet18), then fewer parts."""
+    words = re.split(r"[_\-]", name)
+    stated = [
+        float(m[1]) * (1000 if m[2] == "b" else 1) for w in words if (m := re.fullmatch(r"(\d+(?:\.\d+)?)([mb])", w))
+    ]
+    ranks = [SIZE_WORDS.index(w.rstrip("0123456789")) for w in words if w.rstrip("0123456789") in SIZE_WORDS]
+    numbers = [int(n) for n in re.findall(r"\d+", "_".join(words[:2]))]
+    return (min(stated, default=0.0), min(ranks, default=len(SIZE_WORDS) // 2), numbers, len(words), name)
+
+
+def select() -> dict:
+    """The smallest model of each timm family (by its name: `size_rank`) and the smallest input size it runs at;
+    every torchvision classifier at the smallest size it runs at. Where the smallest name fails at every size, the
+    next one is tried."""
     import timm
 
-    try:
-        with torch.device("meta"):
-            return sum(p.numel() for p in timm.create_model(name).parameters())
-    except Exception:  # noqa: BLE001 - a model that cannot even be built is not picked
-        return None
-
-
-def select(counts: dict[str, int | None] | None = None) -> dict:
-    """The smallest model of each timm family (by parameters, counted on the meta device; `counts` if given) and
-    the smallest input size it runs at; every torchvision classifier at the smallest size it runs at."""
-    import timm
-
-    smallest: dict[str, tuple[int, str]] = {}
+    members: dict[str, list[str]] = {}
     for name in timm.list_models(pretrained=False):
-        count = counts.get(name) if counts is not None else parameter_count(name)
-        if count is None:
-            continue
-        key = family(name)
-        if key not in smallest or count < smallest[key][0]:
-            smallest[key] = (count, name)
-    chosen = {"timm": {}, "torchvision": {}}
-    for source, names in (
-        ("timm", {key: name for key, (_, name) in sorted(smallest.items())}),
-        ("torchvision", {name: name for name in torchvision_classifiers()}),
-    ):
-        for key, name in names.items():
-            for size in SIZES:
-                row = check(source, name, size)
+        members.setdefault(family(name), []).append(name)
+    chosen: dict[str, dict] = {"timm": {}, "torchvision": {}}
+    candidates = {
+        "timm": {key: sorted(names, key=size_rank)[:3] for key, names in sorted(members.items())},
+        "torchvision": {name: [name] for name in torchvision_classifiers()},
+    }
+    for source, by_key in candidates.items():
+        for key, names in by_key.items():
+            for name in names:
+                for size in dict.fromkeys((*SIZES, default_size(source, name))):
+                    row = check(source, name, size)
+                    if row.status != "error":
+                        break
                 if row.status != "error":
                     break
             chosen[source][key] = {"model": name, "size": size, "status": row.status, "seconds": round(row.seconds, 2)}
@@ -170,13 +218,11 @@ def load_selection() -> list[tuple[str, str, int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--select", action="store_true", help="choose the models and sizes again")
-    parser.add_argument("--counts", type=Path, help="parameter counts by timm name (JSON), instead of counting")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     if args.select:
-        counts = json.loads(args.counts.read_text()) if args.counts else None
-        SELECTION.write_text(json.dumps(select(counts), indent=1) + "\n")
+        SELECTION.write_text(json.dumps(select(), indent=1) + "\n")
     rows = [check(source, model, size) for source, model, size, _ in load_selection()]
     tally = {
         status: sum(row.status == status for row in rows)
