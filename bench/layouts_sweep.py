@@ -66,7 +66,7 @@ def expected_grid(source: str, module: torch.nn.Module, size: int) -> tuple[int,
     if not info:
         return None
     reduction = info[-1]["reduction"]
-    return (round(size / reduction),) * 2
+    return (size // reduction,) * 2
 
 
 def close(grid: tuple[int, ...], expected: tuple[int, int]) -> bool:
@@ -178,30 +178,43 @@ def size_rank(name: str) -> tuple:
     return (min(stated, default=0.0), min(ranks, default=len(SIZE_WORDS) // 2), numbers, len(words), name)
 
 
-def select() -> dict:
+def select(only: set[str] | None = None) -> dict:
     """The smallest model of each timm family (by its name: `size_rank`) and the smallest input size it runs at;
     every torchvision classifier at the smallest size it runs at. Where the smallest name fails at every size, the
-    next one is tried."""
+    next one is tried. `only`: these families and torchvision names again, the rest kept from the file."""
     import timm
 
     members: dict[str, list[str]] = {}
     for name in timm.list_models(pretrained=False):
         members.setdefault(family(name), []).append(name)
-    chosen: dict[str, dict] = {"timm": {}, "torchvision": {}}
+    chosen: dict[str, dict] = json.loads(SELECTION.read_text()) if only else {"timm": {}, "torchvision": {}}
     candidates = {
         "timm": {key: sorted(names, key=size_rank)[:3] for key, names in sorted(members.items())},
         "torchvision": {name: [name] for name in torchvision_classifiers()},
     }
     for source, by_key in candidates.items():
         for key, names in by_key.items():
+            if only is not None and key not in only:
+                continue
+            found: Row | None = None  # the first size that explains, else the first that runs at all
             for name in names:
                 for size in dict.fromkeys((*SIZES, default_size(source, name))):
                     row = check(source, name, size)
-                    if row.status != "error":
+                    if row.status != "error" and (found is None or found.status == "error"):
+                        found = row
+                    if row.status == "explained":
                         break
-                if row.status != "error":
+                if found is not None and found.status != "error":
                     break
-            chosen[source][key] = {"model": name, "size": size, "status": row.status, "seconds": round(row.seconds, 2)}
+            row = found if found is not None else row
+            name, size = row.model, row.size
+            chosen[source][key] = {
+                "model": name,
+                "size": size,
+                "status": row.status,
+                "seconds": round(row.seconds, 2),
+                "detail": row.detail[:200],
+            }
             print(source, key, name, size, row.status, round(row.seconds, 1), row.detail[:100], flush=True)
     return chosen
 
@@ -218,11 +231,13 @@ def load_selection() -> list[tuple[str, str, int, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--select", action="store_true", help="choose the models and sizes again")
+    parser.add_argument("--only", help="with --select: these comma-separated families (or torchvision names) only")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     if args.select:
-        SELECTION.write_text(json.dumps(select(), indent=1) + "\n")
+        only = set(args.only.split(",")) if args.only else None
+        SELECTION.write_text(json.dumps(select(only), indent=1) + "\n")
     rows = [check(source, model, size) for source, model, size, _ in load_selection()]
     tally = {
         status: sum(row.status == status for row in rows)

@@ -45,6 +45,9 @@ MAP_MODULES: tuple[type[nn.Module], ...] = (
 )
 
 
+ADAPTIVE_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
 @dataclass(frozen=True)
 class Layout:
     """How one output's numbers (without the batch dimension) form a picture, and why we believe it."""
@@ -184,6 +187,7 @@ class Output:
     shape: tuple[int, ...]  # with the batch dimension
     value: torch.Tensor | None  # for the value checks (attention weights); None: not kept
     channels_last_region: bool = False  # run between a Permute to channels-last and the one back
+    input_shape: tuple[int, ...] = ()  # its first input's, with the batch dimension
 
 
 def assign(outputs: Sequence[Output], batch: int, input_size: Grid, decl: Declared) -> dict[str, Layout]:
@@ -254,6 +258,13 @@ def _layout(
     a, b, c = shape[1:]
     if b * c <= 1:
         return not_a_map(f"one number per channel ({a}×{b}×{c}), with no height or width to draw")
+    if (
+        isinstance(out.module, ADAPTIVE_POOLS)
+        and len(out.input_shape) == 4
+        and b * c > out.input_shape[2] * out.input_shape[3]
+    ):
+        h, w = out.input_shape[2:]
+        return not_a_map(f"it spreads a {h}×{w} map over {b}×{c} cells: the larger grid holds no more of the picture")
     if isinstance(out.module, MAP_MODULES) or _permute_dims(out.module) == (0, 3, 1, 2):
         return Layout("map", (b, c), source=f"{type(out.module).__name__}: a map by construction")
     if _permute_dims(out.module) == (0, 2, 3, 1):

@@ -353,5 +353,7 @@ def _outputs(order: list[ModuleCall], last_calls: dict[str, ModuleCall]) -> list
         if call.name in seen or last.output is None:
             continue
         seen.add(call.name)
-        outputs.append(Output(call.name, last.module, tuple(last.output.shape), last.output, region))
+        first = last.first_input
+        shape = tuple(first.shape) if first is not None else ()
+        outputs.append(Output(call.name, last.module, tuple(last.output.shape), last.output, region, shape))
     return outputs
