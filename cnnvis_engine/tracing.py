@@ -11,6 +11,10 @@ module names: the model's output must be the output of one Linear, and the Linea
 spatial mean of some recorded 4-D output. The latest such output is the CAM layer — the global pool's
 input (for a ResNet that is `layer4`, not `layer4.2.conv3`, and for EfficientNet the activated `bn2`,
 not `conv_head`).
+
+Each layer's output has a layout (`layouts`): a map, channels-last, tokens on a patch grid, or not a map with a
+reason; "spatial" means it is a map in some layout. The same check finds CAM's pool through any layout (a
+transformer that averages its patch tokens), and says so when the head reads a class token alone instead.
 """
 
 from __future__ import annotations
