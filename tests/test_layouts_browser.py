@@ -25,5 +25,6 @@ def test_a_vit_shows_token_layouts_and_a_grad_cam_on_its_patch_grid():
             page.wait_for_function("text => document.body.innerText.includes(text)", arg=shown)  # Grad-CAM's caption
         layer_box = page.get_by_role("combobox", name="Layer for feature maps and Grad-CAM")
         assert layer_box.input_value().startswith(f"Automatic: blocks.11.norm1 · layer norm · 197×192 · {TOKENS}")
+        page.get_by_text("are not maps and are not offered").scroll_into_view_if_needed()  # the sidebar's layer list
         page.screenshot(path=ROOT / "docs" / "screenshot-vit.png")
         context.close()
