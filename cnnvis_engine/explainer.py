@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -300,12 +300,17 @@ class Explainer:
             output=fp.output.detach(),
             options=options,
         )
+        # Methods that take a map see every layout as (N, C, h, w): prefix tokens dropped, the grid restored.
+        layout = fp.trace.get(layer).layout if layer is not None and cls.layer in ("spatial", "cam_site") else None
+        view = layout.view if layout is not None and layout.is_map else _unchanged
+        if layout is not None and layout.is_map:
+            inputs.meta["layout"] = layout.describe()
         if layer is not None and cls.needs & {"activation", "layer_gradient", "cam"}:
-            inputs.activation = fp.value(layer)
+            inputs.activation = view(fp.value(layer))
             if len(fp.calls[layer]) > 1:
                 inputs.meta["calls"] = f"'{layer}' runs {len(fp.calls[layer])} times; its last run is shown."
         if "layer_gradient" in cls.needs:
-            inputs.layer_gradient = fp.gradient(targets, score, layer)
+            inputs.layer_gradient = view(fp.gradient(targets, score, layer))
         if "input_gradient" in cls.needs:
             inputs.input_gradient = fp.gradient(targets, score, "input")
         if "guided_input_gradient" in cls.needs:
@@ -316,7 +321,7 @@ class Explainer:
         if "attention" in cls.needs:
             inputs.attention = fp.attention(targets, gradients="attention_gradient" in cls.needs)
         if "forward" in cls.needs:
-            inputs.forward = functools.partial(extra_pass, self.bundle)
+            inputs.forward = functools.partial(_viewed_pass, self.bundle, view)
         return cls().compute(inputs).results(method, layer, len(targets))
 
     def refusals(self, image: ImageSource) -> dict[str, str]:
@@ -357,6 +362,11 @@ class Explainer:
             return ""
         if cls.layer == "conv":
             return f"'{layer}' is a {info.kind}, not a convolution, so it has no kernels to show."
+        if info.layout.reason and len(info.shape) >= 2:
+            return (
+                f"'{layer}' outputs {'×'.join(map(str, info.shape))}, which is not a map: {info.layout.reason}. "
+                f"{cls.title} needs a layer whose output forms a picture; pick another layer."
+            )
         return (
             f"'{layer}' outputs shape {'×'.join(map(str, info.shape)) or 'no tensor'}, not a spatial feature map, "
             f"so {cls.title} cannot use it; pick a layer with channels × height × width."
@@ -387,6 +397,18 @@ def checked_batch(
 
 _INPUT_GRADIENT_NEEDS = frozenset({"input_gradient", "guided_input_gradient"})
 _GRADIENT_NEEDS = _INPUT_GRADIENT_NEEDS | {"layer_gradient"}
+
+
+def _unchanged(values: torch.Tensor) -> torch.Tensor:
+    return values
+
+
+def _viewed_pass(
+    bundle: ModelBundle, view: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, layer: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`extra_pass` with the layer's output in the canonical (M, C, h, w) view."""
+    output, values = extra_pass(bundle, x, layer)
+    return output, None if values is None else view(values)
 
 
 def _runs_torchscript(module: torch.nn.Module) -> bool:

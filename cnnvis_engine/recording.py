@@ -117,7 +117,9 @@ class Recorder:
         with self.bundle.lock:
             trace = self._traces.get(key)
             if trace is None:
-                trace = build_trace(record, output.detach(), self._functional[key[0]])
+                trace = build_trace(
+                    record, output.detach(), self._functional[key[0]], self.bundle.module, tuple(x.shape)
+                )
                 if not bool(torch.isfinite(output.detach()).all()):  # judged from NaN, it must not serve others
                     return trace
                 self._traces[key] = trace

@@ -123,6 +123,7 @@ class LayerTable:
     convolutions: tuple[LayerInfo, ...]  # valid for kernels
     defaults: Mapping[str, str | None]
     cam_reason: str
+    not_maps: tuple[LayerInfo, ...] = ()  # multi-dimensional outputs that are no map (heads, attention, folded)
 
 
 def sha256(data: bytes) -> str:
@@ -357,6 +358,7 @@ def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: D
         convolutions=tuple(trace.for_method("kernels")),
         defaults={method: trace.default_layer(method) for method in ("gradcam", "feature_maps", "kernels", "cam")},
         cam_reason=trace.cam_reason,
+        not_maps=tuple(layer for layer in trace.layers if len(layer.shape) >= 2 and not layer.layout.is_map),
     )
 
 

@@ -277,6 +277,9 @@ def _image_section(ctx: Context) -> None:
         st.warning(plain(ctx.image_error))
 
 
+MAX_NOT_MAPS_LISTED = 40  # layers named in the "not maps" tooltip; the rest are counted
+
+
 def _layer_section(ctx: Context) -> None:
     st.subheader("Layer", divider="gray")
     try:
@@ -299,7 +302,8 @@ def _layer_section(ctx: Context) -> None:
         **state.bound(state.LAYER, options),
         format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
         filter_mode="contains",
-        help="The layers the picture passes through, in order, that give a map per channel. Type part of a name "
+        help="The layers the picture passes through, in order, that give a map per channel (a transformer's tokens "
+        "are laid back on their patch grid; channels-last outputs are read as channels first). Type part of a name "
         "(`blocks.3.`) or a kind (`convolution`) to search." + (f"\n\n{text.layer_detail(current)}" if current else ""),
     )
     hidden = len(table.spatial) - len(shown)
@@ -315,6 +319,15 @@ def _layer_section(ctx: Context) -> None:
         st.caption(
             "No layer of this model can be seen (a TorchScript model runs its layers inside compiled code). For "
             "every layer, upload it as ONNX or a state_dict, or open your Python model with `cnnvis serve`."
+        )
+    if table.not_maps:
+        listed = table.not_maps[:MAX_NOT_MAPS_LISTED]
+        more = len(table.not_maps) - len(listed)
+        st.caption(
+            f"{len(table.not_maps)} layers are not maps and are not offered (per-head tensors, attention weights, "
+            "vectors): hover for why.",
+            help="\n".join(f"- {text.not_a_map_label(layer)}" for layer in listed)
+            + (f"\n- … and {more} more" if more else ""),
         )
     cam = table.defaults["cam"]
     st.caption(

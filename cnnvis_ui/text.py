@@ -117,16 +117,37 @@ def layer_kind(kind: str) -> str:
 
 
 def layer_label(layer: LayerInfo) -> str:
-    """What the layer list shows: name, what the layer does, output size (and reuse)."""
+    """What the layer list shows: name, what the layer does, output size, its layout when it is not a plain map
+    ("tokens · 14×14 patches + 1 class token", "channels-last 7×7") (and reuse)."""
     shape = "×".join(str(s) for s in layer.shape) or "—"
+    layout = f" · {layer.layout.describe()}" if layer.layout.is_map and layer.layout.kind != "map" else ""
     reuse = f" · runs {layer.calls}×" if layer.calls > 1 else ""
-    return f"{layer.name} · {layer_kind(layer.kind)} · {shape}{reuse}"
+    return f"{layer.name} · {layer_kind(layer.kind)} · {shape}{layout}{reuse}"
 
 
 def layer_detail(layer: LayerInfo) -> str:
-    """The technical detail for a tooltip: the module class and the output's shape in PyTorch's terms."""
-    channels = " × ".join(str(s) for s in layer.shape)
-    return f"`{layer.name}` is a `{layer.kind}` module; its output is channels × height × width = {channels}."
+    """The technical detail for a tooltip: the module class, the output's shape in PyTorch's terms and how it is read
+    as a map."""
+    shape = " × ".join(str(s) for s in layer.shape)
+    if layer.layout.kind == "tokens":
+        c, (h, w), prefix = layer.shape[-1], layer.layout.grid, layer.layout.prefix
+        dropped = f"the first {prefix} dropped, " if prefix else ""
+        return (
+            f"`{layer.name}` is a `{layer.kind}` module; its output is tokens × channels = {shape}: {dropped}the "
+            f"last {h * w} tokens laid back on the {h}×{w} patch grid, so maps read it as {c} × {h} × {w}."
+        )
+    if layer.layout.kind == "channels_last":
+        return (
+            f"`{layer.name}` is a `{layer.kind}` module; its output is height × width × channels = {shape} "
+            "(channels last), read as channels × height × width."
+        )
+    return f"`{layer.name}` is a `{layer.kind}` module; its output is channels × height × width = {shape}."
+
+
+def not_a_map_label(layer: LayerInfo) -> str:
+    """A layer that gives no map, for the list of those: name, kind, shape and why."""
+    shape = "×".join(str(s) for s in layer.shape)
+    return f"`{layer.name}` · {layer_kind(layer.kind)} · {shape}: {layer.layout.reason}"
 
 
 def class_name(names: tuple[str, ...], index: int) -> str:

@@ -33,3 +33,18 @@ def test_pass_through_layers_are_hidden_until_asked_for():
     )
     at.run()
     assert len(layer_box(at).options) == 1 + 261
+
+
+def test_a_vit_lists_token_layouts_and_names_the_layers_that_are_not_maps():
+    at = AppTest.from_file(DASHBOARD, default_timeout=180)
+    at.query_params.update({"model": "timm:vit_tiny_patch16_224", "weights": "random", "image": "sample:cat"})
+    at.run()
+    assert not at.exception
+    options = layer_box(at).options
+    assert any(
+        o.startswith("blocks.11.norm1 · layer norm · 197×192 · tokens · 14×14 patches + 1 class token") for o in options
+    )
+    assert not any("k_norm" in option or "q_norm" in option for option in options)  # per-head: not offered
+    assert "blocks.11.norm1" in options[0]  # "Automatic": the last block's first norm
+    refused = next(c for c in at.caption if "are not maps" in c.value)
+    assert "`blocks.0.attn.k_norm`" in refused.proto.help and "per attention head" in refused.proto.help

@@ -235,7 +235,7 @@ class Method(ABC):
     @classmethod
     def caption(cls, result: MethodResult, target: str) -> str:
         """The panel's caption in plain words: where the map comes from and what it explains."""
-        return f"{result.layer} · {target}" if result.layer else target
+        return f"{where(result)} · {target}" if result.layer else target
 
     @classmethod
     def refuses(cls, trace: Any, targets: Sequence[Target]) -> str:
@@ -262,6 +262,13 @@ class Method(ABC):
     @staticmethod
     def tile_size(count: int) -> int:
         return 96 if count <= 36 else 64
+
+
+def where(result: MethodResult) -> str:
+    """The layer a result was read at, with its layout when it is not a plain map ("blocks.11.norm1 (tokens ·
+    14×14 patches + 1 class token)")."""
+    layout = result.meta.get("layout", "")
+    return f"{result.layer} ({layout})" if layout and not layout.startswith("map") else str(result.layer)
 
 
 METHODS: dict[str, type[Method]] = {}

@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..targets import ClassTarget, RegressionTarget, Target
-from .base import Method, MethodInputs, MethodOutput, MethodResult, gradient_rgb, normalize, register_method, upsample
+from .base import (
+    Method,
+    MethodInputs,
+    MethodOutput,
+    MethodResult,
+    gradient_rgb,
+    normalize,
+    register_method,
+    upsample,
+    where,
+)
 
 if TYPE_CHECKING:
     from ..tracing import Trace
@@ -92,7 +102,7 @@ class GuidedGradCAM(Method):
 
     @classmethod
     def caption(cls, result: MethodResult, target: str) -> str:
-        return f"{result.layer} · {target}, grey = 0"
+        return f"{where(result)} · {target}, grey = 0"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         mask = normalize(upsample(gradcam(inputs), inputs.input_size))
