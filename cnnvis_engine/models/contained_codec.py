@@ -41,6 +41,7 @@ def _allowed() -> dict[str, type]:
     from ..featurevis.results import FeatureVisResult, FeatureVisSettings
     from ..featurevis.transforms import TransformSettings
     from ..images import DecodedImage
+    from ..layouts import Layout
     from ..methods import MethodResult
     from ..sanity import RandomisationStep
     from ..targets import ClassTarget, Prediction, RegressionTarget, SegmentationTarget
@@ -55,6 +56,7 @@ def _allowed() -> dict[str, type]:
         SegmentationTarget,
         RegressionTarget,
         LayerInfo,
+        Layout,
         CamSite,
         Trace,
         DecodedImage,
