@@ -471,7 +471,7 @@ PAGES = ("Layers", "Compare", "Explore")
 @pytest.mark.long
 def test_200_clicks_are_each_answered(server, browser):
     """Every click is answered (`Session.act` waits at most 60 s for the app to be idle again: a bound that only
-    catches a hang). How fast is a benchmark's question, not a test's: `bench/dashboard_bench.py --clicks`, whose
+    catches a hang; the run as a whole has no time limit, so a busy machine makes it slow, not failed). How fast is a benchmark's question, not a test's: `bench/dashboard_bench.py --clicks`, whose
     figures are in the README; this test still records its own in test-artifacts/hardening."""
     url, _ = server
     session = Session(browser, url)
@@ -520,10 +520,8 @@ def test_200_clicks_are_each_answered(server, browser):
     for name in LAYERS:
         log.append((f"layer {name}", session.choose("_w_layer", name)))
     warmup, log[:] = list(log), []
-    deadline = time.monotonic() + 540
     step = 0
     while len(log) < CLICKS:
-        assert time.monotonic() < deadline, f"only {len(log)} clicks in 9 minutes"
         click(("top-5", "colormap", "top-5", "layer", "saliency", "top-5", "page")[step % 7])
         assert session.exceptions() == 0, f"an exception after {log[-1]}"
         step += 1
