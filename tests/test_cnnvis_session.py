@@ -48,6 +48,8 @@ import cnnvis
 net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
 cnnvis.show(net, input_size=(16, 16), port=int(sys.argv[1]), inline=False{block})
 print("RETURNED", flush=True)
+cnnvis.stop()
+print("STOPPED", flush=True)
 """
 
 
@@ -101,7 +103,9 @@ def test_block_false_returns_at_once(tmp_path):
     process, line, watchdog = start_script(tmp_path, block=", block=False")
     try:
         assert "cnnvis.stop() ends it" in line
-        assert process.communicate(timeout=120)[0].startswith("RETURNED")
+        assert process.stdout.readline().strip() == "RETURNED"  # show() came back while the server runs
+        rest = process.communicate(timeout=120)[0]
+        assert "STOPPED" in rest and process.returncode == 0, (rest, process.returncode)
     finally:
         watchdog.cancel()
         if process.poll() is None:
