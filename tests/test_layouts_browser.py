@@ -1,5 +1,6 @@
 """What a person sees for a vision transformer: the layer list names token layouts and the Grad-CAM panel is captioned
-with the patch grid (timm:vit_tiny_patch16_224, random weights, the cat). Saves docs/screenshot-vit.png; the options
+with the patch grid, and "More methods" offers attention rollout, drawn on the grid (timm:vit_tiny_patch16_224,
+random weights, the cat). Saves docs/screenshot-vit.png; the options
 themselves are checked by tests/test_layer_list.py."""
 
 from __future__ import annotations
@@ -27,4 +28,12 @@ def test_a_vit_shows_token_layouts_and_a_grad_cam_on_its_patch_grid():
         assert layer_box.input_value().startswith(f"Automatic: blocks.11.norm1 · layer norm · 197×192 · {TOKENS}")
         page.get_by_text("are not maps and are not offered").scroll_into_view_if_needed()  # the sidebar's layer list
         page.screenshot(path=ROOT / "docs" / "screenshot-vit.png")
+        # Attention rollout is offered under "More methods" for a model with attention, and draws on the grid.
+        rollout = page.get_by_role("button", name="Attention rollout", exact=True)
+        rollout.scroll_into_view_if_needed()
+        rollout.click()
+        page.locator(".st-key-panel-attention_rollout .js-plotly-plot .main-svg image").first.wait_for()
+        caption = page.locator(".st-key-panel-attention_rollout").inner_text()
+        assert "14×14 patches" in caption, caption
+        page.locator(".st-key-panel-attention_rollout").screenshot(path=ARTIFACTS / "vit-rollout-panel.png")
         context.close()
