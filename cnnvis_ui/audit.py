@@ -49,6 +49,7 @@ RUN = "audit_run"  # the settings of the audit last run in this session: {"model
 CLASS = "audit_class"
 ZIP = "_w_audit_zip"
 ZIP_ERROR = "audit_zip_error"
+CLASS_OF = "audit_class_of"  # {folder name: the model's class it is}, chosen on the page where the names differ
 ZIP_NAMES = "audit_zip_names"  # {folder: the uploaded zip's own file name}, for this session's uploads
 
 SIZES = (16, 32)
@@ -97,6 +98,13 @@ def folders(root: Path | None = None, *, owner: str | None = None) -> list[str]:
     if mine is not None and mine.is_dir() and not mine.is_symlink() and inside_root(mine, root):
         found += sorted(f"uploads/{owner}/{p.name}" for p in _subfolders(mine, root))
     return found
+
+
+def unknown_class_folders(folder: Path, class_names: tuple[str, ...]) -> list[str]:
+    """The class folders of `folder` (not hidden ones, real paths inside it) whose names are none of the model's
+    classes (case aside): the ones a person may map to a class."""
+    known = {name.lower() for name in class_names}
+    return sorted(p.name for p in _subfolders(folder, folder) if p.name.lower() not in known)
 
 
 def _subfolders(folder: Path, root: Path) -> list[Path]:
@@ -304,16 +312,32 @@ def signature(folder: Path) -> str:
 
 @st.cache_data(max_entries=8, show_spinner=False)  # an audit is N × size² half floats and its clusters
 @slow_job("the audit")
-def run_audit(model_key: str, folder: str, files: str, method: str, size: int, _explainer: Explainer) -> Audit:
-    """The audit of `folder` (`files`: its signature) with the model `model_key`, with a progress bar while it
-    runs (drawn inside, so a cache hit replays it, as `compute.randomisation` does)."""
+def run_audit(
+    model_key: str,
+    folder: str,
+    files: str,
+    method: str,
+    size: int,
+    _explainer: Explainer,
+    class_of: tuple[tuple[str, str], ...] = (),
+) -> Audit:
+    """The audit of `folder` (`files`: its signature) with the model `model_key`, each class folder named in
+    `class_of` taken as that class, with a progress bar while it runs (drawn inside, so a cache hit replays it, as
+    `compute.randomisation` does)."""
     bar = st.empty()
 
     def progress(done: int, total: int) -> None:
         bar.progress(done / max(total, 1), text=f"Explaining pictures: {done} of {total}")
 
     try:
-        return audit(_explainer.bundle, picture_set(Path(folder)), method=method, size=size, progress=progress)
+        return audit(
+            _explainer.bundle,
+            picture_set(Path(folder)),
+            method=method,
+            size=size,
+            progress=progress,
+            class_of=dict(class_of),
+        )
     finally:
         bar.empty()
 

@@ -48,21 +48,61 @@ def settings() -> dict | None:
         st.file_uploader("Zip of pictures", type=["zip"], key=a.ZIP, on_change=take_zip)
         if st.session_state.get(a.ZIP_ERROR):
             st.error(st.session_state[a.ZIP_ERROR])
+    class_of = folder_classes(model, st.session_state[a.FOLDER])
     if button.button("Run audit", type="primary", key="audit-run"):
         st.session_state[a.RUN] = {
             "model": model,
             "folder": st.session_state[a.FOLDER],
             "method": st.session_state[a.METHOD],
             "size": st.session_state[a.SIZE],
+            "class_of": class_of,
         }
     return st.session_state.get(a.RUN)
+
+
+def folder_classes(model, folder_name: str) -> tuple[tuple[str, str], ...]:
+    """Where class folders are named otherwise than the model's classes, one choice each: which class it is, or
+    "the model's prediction" (then its pictures are grouped by what the model predicts). The chosen pairs."""
+    try:
+        folder = a.resolve_folder(folder_name, owner=uploads.session_id())
+        names = context.load_explainer(model).bundle.class_names
+    except EngineError:
+        return ()  # the run says why
+    unknown = a.unknown_class_folders(folder, names)
+    if not unknown:
+        return ()
+    chosen = st.session_state.setdefault(a.CLASS_OF, {})
+    with st.expander(f"Which class is each folder? ({len(unknown)} folder names are not the model's classes)"):
+        st.caption(
+            "A folder whose class is not given is audited under the model's predictions, not under its name, and "
+            "whether the model is right on its pictures stays unknown."
+        )
+        options = ["", *names]
+        for name in unknown[:50]:
+            current = chosen.get(name, "")
+            chosen[name] = st.selectbox(
+                f"Folder '{clean(name)}'",
+                options,
+                index=options.index(current) if current in options else 0,
+                format_func=lambda c: c or "(the model's prediction)",
+                key=f"audit-class-of-{name}",
+            )
+    return tuple((name, chosen[name]) for name in unknown[:50] if chosen.get(name))
 
 
 def results(run: dict) -> None:
     try:
         folder = a.resolve_folder(run["folder"], owner=uploads.session_id())
         explainer = context.load_explainer(run["model"])
-        result = a.run_audit(run["model"].key, str(folder), a.signature(folder), run["method"], run["size"], explainer)
+        result = a.run_audit(
+            run["model"].key,
+            str(folder),
+            a.signature(folder),
+            run["method"],
+            run["size"],
+            explainer,
+            run.get("class_of", ()),
+        )
     except EngineError as error:
         st.error(str(error))
         return

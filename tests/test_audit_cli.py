@@ -155,3 +155,21 @@ def test_labels_for_a_model_that_brings_its_own_are_refused_with_a_sentence(tank
     )
     assert code == 2
     assert "tanks_shortcut brings its own class names and preprocessing" in capsys.readouterr().err
+
+
+def test_folders_named_otherwise_are_mapped_to_classes_and_the_fallback_is_said(tank_folder, tmp_path, capsys):
+    own_model_files(tmp_path)
+    (tmp_path / "labels.txt").write_text("clear\narmour\n")  # the model's names; the folders say no tank / tank
+    model = ["--model", f"{tmp_path / 'net.py'}:build", "--weights", str(tmp_path / "w.pt")]
+    model += ["--labels", str(tmp_path / "labels.txt"), "--input-size", "64", "64"]
+    common = ["--images", str(tank_folder), "--size", "8", "--clusters", "2"]
+    assert main(["audit", *model, *common, "--out", str(tmp_path / "plain")]) == 0
+    err = capsys.readouterr().err
+    assert "grouped by that prediction, not by its folder" in err and "--class-of FOLDER=CLASS" in err
+    mapped = ["--class-of", "no tank=clear", "--class-of", "tank=armour"]
+    assert main(["audit", *model, *common, *mapped, "--out", str(tmp_path / "mapped")]) == 0
+    err = capsys.readouterr().err
+    assert "not by its folder" not in err
+    assert audited_classes(tmp_path / "mapped") == {"clear", "armour"}  # each folder under the class it is
+    assert main(["audit", *model, *common, "--class-of", "tank=panzer", "--out", str(tmp_path / "x")]) == 2
+    assert "The model has no class named 'panzer'" in capsys.readouterr().err

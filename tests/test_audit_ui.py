@@ -401,3 +401,40 @@ def test_a_zip_is_private_to_the_session_that_uploaded_it_and_freed_when_it_has_
 
     assert remove_uploads_of_gone_sessions(lambda session: session == "session-a", tmp_path) == ["session-b"]
     assert (tmp_path / mine).is_dir() and not (tmp_path / theirs).exists()
+
+
+def test_the_page_lets_a_person_say_which_class_each_folder_is(tmp_path, monkeypatch):
+    """Folders named otherwise than the model's classes: the page offers a class per folder; unmapped, the note
+    says the pictures were grouped by prediction; mapped, the audit's classes are the model's."""
+    from streamlit.testing.v1 import AppTest
+
+    from cnnvis_ui import compute, state
+
+    monkeypatch.setenv("CNNVIS_AUDIT_ROOT", str(tmp_path))
+    monkeypatch.setattr(a, "DEMO_COUNT", 4)
+    for name, colour in (("calm", (90, 140, 200)), ("armour", (70, 80, 40))):
+        (tmp_path / "field" / name).mkdir(parents=True)
+        for i in range(6):
+            (tmp_path / "field" / name / f"{i}.png").write_bytes(_png(tuple(c + 9 * i for c in colour)))
+    compute.clear_all()
+    page = str(Path(__file__).resolve().parent.parent / "pages" / "audit.py")
+    at = AppTest.from_file(page, default_timeout=120)
+    at.session_state[state.MODEL], at.session_state[state.WEIGHTS] = "tanks_shortcut", "demo"
+    at.session_state[a.FOLDER] = "field"
+    at.run()
+    assert not at.exception
+    boxes = {box.label: box for box in at.selectbox if box.label.startswith("Folder '")}
+    assert set(boxes) == {"Folder 'armour'", "Folder 'calm'"}
+    at.button(key="audit-run").click().run()
+    notes = " ".join(info.value for info in at.info)
+    assert "grouped by that prediction, not by its folder" in notes, notes
+    boxes = {box.label: box for box in at.selectbox if box.label.startswith("Folder '")}  # this run's widgets
+    boxes["Folder 'armour'"].set_value("tank")
+    boxes["Folder 'calm'"].set_value("no tank")
+    at.run()
+    at.button(key="audit-run").click().run()
+    assert not at.exception
+    notes = " ".join(info.value for info in at.info)
+    assert "not by its folder" not in notes and "labels the model does not know" not in notes, notes
+    assert "12 pictures of field" in " ".join(h.value for h in at.subheader)
+    compute.clear_all()

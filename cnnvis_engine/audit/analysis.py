@@ -9,7 +9,7 @@ worst.flagged, worst.reasons                 # whether the evidence points at a 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -131,12 +131,14 @@ def audit(
     engine: Engine = "local",
     ray_address: str | None = None,
     workers: int = 2,
+    class_of: Mapping[str, str] | None = None,
 ) -> Audit:
     """Explain every picture of `images` (a folder of class folders, a flat folder, a CSV of `path,label`, or
     a list of paths with `labels`) with `method` at `layer`, keep its map at `size`×`size`, and run SpRAy per
     class (`group`: the true label where known, else the prediction; `classes` restricts which). `boxes`
     gives, per picture, the object's box (x0, y0, x1, y1) in its own pixels or an (H, W) mask, or None.
-    `engine="ray"` explains on Ray Data (`ray_engine`), results equal. Raises AuditError on bad input."""
+    `engine="ray"` explains on Ray Data (`ray_engine`), results equal. `class_of` maps labels (folder names) to
+    the model's class names where they differ ({"kitty": "tabby cat"}). Raises AuditError on bad input."""
     if bundle.task != "classification":
         raise AuditError(f"An audit clusters the maps of classes; {bundle.name} is a {bundle.task} model.")
     if size < 4 or size > 256:
@@ -146,8 +148,10 @@ def audit(
     if boxes is not None and len(boxes) != len(image_set):
         raise AuditError(f"There are {len(image_set)} pictures but {len(boxes)} boxes; give one per picture (or None).")
     notes: list[str] = []
-    label_index = _label_indices(image_set, bundle.class_names, notes)
+    label_index, unknown = _label_indices(image_set, bundle.class_names, class_of or {})
     group = group or ("true" if any(i is not None for i in label_index) else "predicted")
+    if unknown:
+        notes.append(_unknown_labels_note(unknown, bundle.class_names, group))
     targets = label_index if group == "true" else [None] * len(image_set)
     if engine == "ray":
         from .ray_engine import ray_batches
@@ -255,31 +259,53 @@ def audit(
     )
 
 
-def _label_indices(image_set: ImageSet, class_names: Sequence[str], notes: list[str]) -> list[int | None]:
-    """Each given label as the model's class index, None where there is none or the model does not know it."""
+def _label_indices(
+    image_set: ImageSet, class_names: Sequence[str], class_of: Mapping[str, str]
+) -> tuple[list[int | None], dict[str, int]]:
+    """Each given label (through `class_of` where it maps it) as the model's class index, None where there is none
+    or the model does not know it; and the unknown labels with their counts."""
     exact = {name: i for i, name in enumerate(class_names)}
     folded = {name.lower(): i for i, name in enumerate(class_names)}
+    missing = [target for target in class_of.values() if target not in exact and target.lower() not in folded]
+    if missing:
+        raise AuditError(
+            f"The model has no class named {missing[0]!r}; map each folder to one of its classes "
+            f"({', '.join(class_names[:8])}{', …' if len(class_names) > 8 else ''})."
+        )
     out: list[int | None] = []
     unknown: dict[str, int] = {}
-    for label in image_set.labels:
-        if label is None:
+    for given in image_set.labels:
+        if given is None:
             out.append(None)
             continue
+        label = class_of.get(given, given)
         index = exact.get(label, folded.get(label.lower()))
         if index is None and label.isdigit() and int(label) < len(class_names):
             index = int(label)
         if index is None:
-            unknown[label] = unknown.get(label, 0) + 1
+            unknown[given] = unknown.get(given, 0) + 1
         out.append(index)
-    if unknown:
-        listed = ", ".join(f"'{k}' ({v})" for k, v in list(unknown.items())[:5])
-        shown = ", ".join(class_names[:8]) + (", …" if len(class_names) > 8 else "")
-        notes.append(
-            f"{sum(unknown.values())} pictures have labels the model does not know: {listed}. The model's classes "
-            f"are {shown}. Those pictures are explained for their predicted class, grouped under their own label, "
-            "and their correctness is unknown."
+    return out, unknown
+
+
+def _unknown_labels_note(unknown: dict[str, int], class_names: Sequence[str], group: str) -> str:
+    """What happens to pictures whose label is none of the model's classes, as it does happen."""
+    listed = ", ".join(f"'{k}' ({v})" for k, v in list(unknown.items())[:5])
+    shown = ", ".join(class_names[:8]) + (", …" if len(class_names) > 8 else "")
+    if group == "predicted":
+        return (
+            f"None of the labels is one of the model's classes ({listed}; the model's are {shown}), so every picture "
+            "is explained for the class the model predicts and grouped by that prediction, not by its folder; "
+            "whether the model is right is unknown. Name the folders after the model's classes, or say which class "
+            "each folder is (on the Audit page under 'Which class is each folder?', --class-of FOLDER=CLASS in the "
+            "command)."
         )
-    return out
+    return (
+        f"{sum(unknown.values())} pictures have labels the model does not know: {listed}. The model's classes are "
+        f"{shown}. Those pictures are explained for their predicted class, grouped under their folder's name, and "
+        "whether the model is right on them is unknown; say which class each folder is (on the Audit page under "
+        "'Which class is each folder?', --class-of FOLDER=CLASS in the command)."
+    )
 
 
 def _collect(batches, n: int, size: int) -> dict:

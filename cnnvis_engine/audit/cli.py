@@ -39,6 +39,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     audit.add_argument(
         "--group", choices=("true", "predicted"), help="classes by true label (default when known) or prediction"
     )
+    audit.add_argument(
+        "--class-of",
+        action="append",
+        default=[],
+        metavar="FOLDER=CLASS",
+        help="which of the model's classes a folder is, where its name differs (repeat for each folder)",
+    )
     audit.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray (Ray Data)")
     audit.add_argument("--ray-address", help="a Ray cluster to join (default: a local Ray for this run)")
     audit.add_argument("--workers", type=int, default=2, help="Ray actors (default 2)")
@@ -81,6 +88,7 @@ def run_audit(args: argparse.Namespace) -> int:
             ray_address=args.ray_address,
             workers=args.workers,
             progress=progress,
+            class_of=_class_of(args.class_of),
         )
     files = write_audit(result, args.out)
     for note in result.notes:
@@ -99,3 +107,14 @@ def run_audit(args: argparse.Namespace) -> int:
     for cluster in flagged:
         print(f"flagged: {describe(cluster, result)}", file=sys.stderr)
     return 0
+
+
+def _class_of(pairs: list[str]) -> dict[str, str]:
+    """--class-of FOLDER=CLASS values as {folder: class}; EngineError for one without '='."""
+    mapping = {}
+    for pair in pairs:
+        folder, equals, name = pair.partition("=")
+        if not equals or not folder.strip() or not name.strip():
+            raise EngineError(f"--class-of takes FOLDER=CLASS, such as --class-of kitty='tabby cat'; got {pair!r}.")
+        mapping[folder.strip()] = name.strip()
+    return mapping
