@@ -27,11 +27,23 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .hooks import ACTIVATION_MODULES
+
 LayoutKind = Literal["map", "channels_last", "tokens", "none"]
 Grid = tuple[int, int]
 MAX_INFERRED_PREFIX = 8  # prefix tokens tried where a model declares none (class, distillation, a few registers)
 
 # Modules whose 4-D output is (N, C, h, w) by construction.
+_ELEMENTWISE: tuple[type[nn.Module], ...] = (
+    *ACTIVATION_MODULES,
+    nn.Identity,
+    nn.Dropout,
+    nn.Dropout1d,
+    nn.Dropout2d,
+    nn.Dropout3d,
+    nn.AlphaDropout,
+    nn.FeatureAlphaDropout,
+)
 MAP_MODULES: tuple[type[nn.Module], ...] = (
     nn.Conv2d,
     nn.ConvTranspose2d,
@@ -204,7 +216,39 @@ def assign(outputs: Sequence[Output], batch: int, input_size: Grid, decl: Declar
     for out in outputs:
         if out.name not in layouts:
             layouts[out.name] = _layout(out, batch, grids, decl, input_size, tokens)
+    if not decl.channels_last and not any(
+        out.channels_last_region or _permute_dims(out.module) == (0, 2, 3, 1) for out in outputs
+    ):
+        _carry_maps(outputs, layouts)
     return layouts
+
+
+def _carry_maps(outputs: Sequence[Output], layouts: dict[str, Layout]) -> None:
+    """In a model that never goes channels-last (no Permute to it recorded, nothing declared), what cannot change a
+    layout keeps its input's: an activation, dropout or identity module (element by element: it cannot permute)
+    after a map of its shape, and a container (a Sequential, a block) whose last recorded descendant gives a map of
+    its shape. So a ReLU after a convolution of 32 channels at 32×32 is a map, where the shape alone reads both
+    ways. Children are settled before their parents (reverse execution order: a container starts first)."""
+    previous: dict[str, Output | None] = {}
+    last: Output | None = None
+    for out in outputs:
+        previous[out.name] = last
+        last = out
+    for out in reversed(outputs):
+        layout = layouts[out.name]
+        if layout.kind != "none" or len(out.shape) != 4 or "ambiguous" not in layout.reason:
+            continue
+        if isinstance(out.module, _ELEMENTWISE):
+            before = previous[out.name]
+            source = before if before is not None and before.shape == out.shape else None
+        else:
+            inside = [o for o in outputs if o.name.startswith(out.name + ".") and o.shape == out.shape]
+            source = inside[-1] if inside else None
+        carried = layouts.get(source.name) if source is not None else None
+        if carried is not None and carried.kind == "map":
+            layouts[out.name] = Layout(
+                "map", carried.grid, source=f"{carried.grid[0]}×{carried.grid[1]} as {source.name}"
+            )
 
 
 def _known_grids(outputs: Iterable[Output], batch: int, input_size: Grid, decl: Declared) -> dict[Grid, str]:

@@ -153,3 +153,21 @@ def test_a_model_that_declares_nothing_has_its_tokens_inferred_from_its_convolut
     assert trace.get("mix").layout.kind == "tokens" and trace.get("mix").layout.prefix == 1
     assert result["gradcam"].raw.shape == (4, 4)
     assert not result["cam"].applicable and "token 0" in result["cam"].reason
+
+
+def test_a_cube_shaped_map_after_a_convolution_stays_a_map_through_relu_and_its_block():
+    """32 channels at 32×32 reads both ways by shape; in a model that never goes channels-last, a ReLU after a
+    convolution and the block ending in it keep the convolution's layout (the salt U-Net's down2 lost Grad-CAM)."""
+    block = nn.Sequential(nn.Conv2d(3, 32, 3, padding=1), nn.ReLU())
+    outputs = [
+        Output("block", block, (1, 32, 32, 32), None),
+        Output("block.0", block[0], (1, 32, 32, 32), None),
+        Output("block.1", block[1], (1, 32, 32, 32), None),
+        Output("odd", Both(), (1, 32, 32, 32), None),  # no layout of its own to carry: still ambiguous
+    ]
+    layouts = assign(outputs, 1, (32, 32), Declared())
+    assert [layouts[n].kind for n in ("block", "block.0", "block.1")] == ["map", "map", "map"]
+    assert layouts["block.1"].grid == (32, 32) and layouts["odd"].kind == "none"
+    permute = type("Permute", (nn.Module,), {"dims": (0, 2, 3, 1)})()  # a model that does go channels-last
+    layouts = assign([*outputs, Output("p", permute, (1, 32, 32, 32), None)], 1, (32, 32), Declared())
+    assert layouts["block.1"].kind == "none"  # then nothing is carried: the shape alone decides
