@@ -268,7 +268,7 @@ def _known_grids(outputs: Iterable[Output], batch: int, input_size: Grid, decl: 
         if len(out.shape) != 4 or out.shape[0] != batch:
             continue
         a, b, c = out.shape[1:]
-        if isinstance(out.module, MAP_MODULES):
+        if _is_map_module(out.module):
             grids.setdefault((b, c), f"{type(out.module).__name__} output")
         elif _permute_dims(out.module) == (0, 2, 3, 1):
             grids.setdefault((a, b), "Permute to channels-last")
@@ -277,6 +277,21 @@ def _known_grids(outputs: Iterable[Output], batch: int, input_size: Grid, decl: 
         elif out.name in stages:
             grids.setdefault((a, b) if decl.channels_last else (b, c), "timm feature_info stage")
     return grids
+
+
+_MAP_NAMES = frozenset(cls.__name__ for cls in MAP_MODULES)
+
+
+def _is_map_module(module: nn.Module) -> bool:
+    """A module whose output is a channels-first map by construction: one of MAP_MODULES, or one compiled from
+    one (a scripted `nn.Conv2d` keeps its class's name as `original_name`)."""
+    return isinstance(module, MAP_MODULES) or (
+        isinstance(module, torch.jit.ScriptModule) and getattr(module, "original_name", "") in _MAP_NAMES
+    )
+
+
+def _kind(module: nn.Module) -> str:
+    return str(getattr(module, "original_name", "")) or type(module).__name__
 
 
 def _permute_dims(module: nn.Module) -> tuple[int, ...] | None:
@@ -309,8 +324,8 @@ def _layout(
     ):
         h, w = out.input_shape[2:]
         return not_a_map(f"it spreads a {h}×{w} map over {b}×{c} cells: the larger grid holds no more of the picture")
-    if isinstance(out.module, MAP_MODULES) or _permute_dims(out.module) == (0, 3, 1, 2):
-        return Layout("map", (b, c), source=f"{type(out.module).__name__}: a map by construction")
+    if _is_map_module(out.module) or _permute_dims(out.module) == (0, 3, 1, 2):
+        return Layout("map", (b, c), source=f"{_kind(out.module)}: a map by construction")
     if _permute_dims(out.module) == (0, 2, 3, 1):
         return Layout("channels_last", (a, b), source="Permute to channels-last")
     if tokens & {b, c}:
