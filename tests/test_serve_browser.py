@@ -283,7 +283,7 @@ def cnnvis(*args: str, cwd: Path) -> subprocess.CompletedProcess:
         ),
         (("--model", "toy_net.py:one_output"), "error: The model has a single output"),
         (("--model", "toy_net.py:build", "--weights", "wrong.pt"), "error: The weights do not fit toy_net.py:build"),
-        (("--model", "resnet50"), "error: 'resnet50' is neither"),
+        (("--model", "resnet50"), "error: resnet50 is one of the dashboard's built-in models"),
     ],
 )
 def test_serve_refuses_bad_input_with_a_sentence(tmp_path, monkeypatch, capsys, args, message):
