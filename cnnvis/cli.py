@@ -1,8 +1,14 @@
-"""The `cnnvis` command.
+"""The `cnnvis` command (and `python -m cnnvis`, `python -m cnnvis_engine`): one argparse front-end per command.
 
     cnnvis serve [--model path/to/net.py:build --weights w.pt --labels labels.txt --input-size 32 32
                   --mean 0.49 0.48 0.45 --std 0.25 0.24 0.26 --scale 255] [--port 8501]
-    cnnvis report --model resnet50 --images photos/ --out report/ ...   (as `python -m cnnvis_engine report`)
+    cnnvis report --model resnet50 --images photos/ --out report/ ...   (`cnnvis.report`)
+    cnnvis audit --model tanks_shortcut --images photos/ --out audit/ ...   (`cnnvis.audit`)
+
+Each command is a module with `add_parser(commands)`, which builds its parser on the shared model options of
+`cnnvis_engine.models.options` and sets `run`, its action; a new command adds one line to `COMMANDS`. The engine
+keeps the work itself (`cnnvis_engine.folder_report`, `cnnvis_engine.audit`); here are only options, progress bars
+and what is printed.
 
 `serve` loads the model here first, so a bad file, a factory that raises or weights of the wrong shape end the
 command with a sentence before any server starts; then it runs the dashboard in this process with that model
@@ -13,63 +19,67 @@ first and selected (see `cnnvis.server`). `--model` also takes `torchvision:<nam
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from cnnvis_engine import EngineError
-from cnnvis_engine.cli import main as engine_main
+from cnnvis_engine.models import MODELS, offer_model
+from cnnvis_engine.models.options import add_model_options, load_from_options
 
-USAGE = """usage: cnnvis {serve,report} ...
+from . import audit, report, server
 
-  serve    start the dashboard, optionally with your own model first:
-           cnnvis serve --model net.py:build --weights w.pt --labels labels.txt --input-size 32 32
-  report   explain every picture in a folder (cnnvis report --help)
-"""
+Commands = argparse._SubParsersAction  # what `ArgumentParser.add_subparsers` returns
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "serve":
-        return serve(args[1:])
-    if args and args[0] == "report":
-        return engine_main(args)
-    print(USAGE, file=sys.stdout if args[:1] in (["-h"], ["--help"]) else sys.stderr, end="")
-    return 0 if args[:1] in (["-h"], ["--help"]) else 2
-
-
-def serve_parser() -> argparse.ArgumentParser:
-    from cnnvis_engine.models.options import add_model_options
-
-    parser = argparse.ArgumentParser(prog="cnnvis serve", description="Start the cnnvis dashboard.")
+def add_serve_parser(commands: Commands) -> argparse.ArgumentParser:
+    """The `serve` command's parser: the model options, none required, a screen name and a port."""
+    parser = commands.add_parser("serve", help="start the dashboard, optionally with your own model first")
     add_model_options(parser, required=False)
     parser.add_argument("--name", help="what to call your model on screen (default file:attr)")
     parser.add_argument("--port", type=int, help="port on 127.0.0.1 (default 8501, or a free one when taken)")
+    parser.set_defaults(run=serve)
     return parser
 
 
-def serve(argv: Sequence[str]) -> int:
-    args = serve_parser().parse_args(argv)
-    from cnnvis_engine.models import MODELS, offer_model
-    from cnnvis_engine.models.options import load_from_options
+# The commands in the order `--help` lists them. (The concepts atlas adds `concepts.add_parser` here.)
+COMMANDS: tuple[Callable[[Commands], argparse.ArgumentParser], ...] = (
+    add_serve_parser,
+    report.add_parser,
+    audit.add_parser,
+)
 
-    from . import server
 
+def build_parser(prog: str = "cnnvis") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Show what a convolutional neural network looks at.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for add in COMMANDS:
+        add(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "cnnvis") -> int:
+    """Run one command; its EngineError ends it with `error: <sentence>` and exit status 2."""
+    args = build_parser(prog).parse_args(argv)
     try:
-        if args.model:
-            if args.model.lower() in MODELS:
-                raise EngineError(
-                    f"{args.model} is one of the dashboard's built-in models, in its list already; --model is for "
-                    "your own (net.py:attr or a model file) and for torchvision:<name> / timm:<name>."
-                )
-            bundle = load_from_options(args)
-            if args.name:
-                import dataclasses
-
-                bundle = dataclasses.replace(bundle, name=args.name)
-            offer_model(bundle)
+        code: int = args.run(args)
     except EngineError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    return code
+
+
+def serve(args: argparse.Namespace) -> int:
+    if args.model:
+        if args.model.lower() in MODELS:
+            raise EngineError(
+                f"{args.model} is one of the dashboard's built-in models, in its list already; --model is for "
+                "your own (net.py:attr or a model file) and for torchvision:<name> / timm:<name>."
+            )
+        bundle = load_from_options(args)
+        if args.name:
+            bundle = dataclasses.replace(bundle, name=args.name)
+        offer_model(bundle)
     address = server.start(args.port)
     shown = f" with {bundle.name}" if args.model else ""
     print(f"cnnvis: the dashboard{shown} is at {address}  (Ctrl-C stops it)", flush=True)

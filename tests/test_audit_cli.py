@@ -1,4 +1,4 @@
-"""`python -m cnnvis_engine audit`: maps, clusters and the HTML report from a folder; clear errors."""
+"""`cnnvis audit` (`python -m cnnvis_engine audit`): maps, clusters and the HTML report; clear errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cnnvis.cli import main
 from cnnvis_engine.audit.report import read_maps
-from cnnvis_engine.cli import main
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -106,7 +106,7 @@ def test_the_walks_case_is_flagged_with_a_sentence_that_names_the_corner(walk):
 
 
 def test_the_walks_case_is_flagged_by_the_command(walk, tmp_path, capsys):
-    from cnnvis_engine.cli import main
+    from cnnvis.cli import main
     from cnnvis_engine.models import offer_model, withdraw_model, wrap_module
 
     model, root, _ = walk

@@ -10,7 +10,7 @@ import sys
 
 from PIL import Image
 
-from cnnvis_engine.cli import main
+from cnnvis.cli import main
 from cnnvis_engine.samples import sample_path
 
 

@@ -283,7 +283,7 @@ def test_a_file_or_upload_over_the_size_limit_is_refused_before_reading(tmp_path
 
 
 def test_the_report_command_lists_a_fifo_among_the_failed_pictures(tmp_path, capsys):
-    from cnnvis_engine.cli import main
+    from cnnvis.cli import main
 
     images = tmp_path / "images"
     images.mkdir()

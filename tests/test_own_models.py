@@ -270,7 +270,7 @@ def test_zoo_pretrained_offline_is_refused_quickly(monkeypatch):
 
 
 def test_report_command_takes_your_python_model(net_file, weights_file, tmp_path):
-    from cnnvis_engine.cli import main
+    from cnnvis.cli import main
 
     path, _ = weights_file
     pictures = tmp_path / "pictures"

@@ -14,8 +14,8 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from cnnvis.cli import main
 from cnnvis_engine import METHODS
-from cnnvis_engine.cli import main
 from cnnvis_engine.methods import Method, MethodInputs, MethodOutput, MethodResult, register_method
 from cnnvis_engine.methods.base import normalize
 from cnnvis_engine.samples import sample_path

@@ -9,7 +9,7 @@ clusters whose maps or answers point at a shortcut, at any share of their class.
   accuracy gap), at any share of its class; `describe`: why, in one sentence.
 - `localisation`: pointing game and relevance mass inside known boxes or masks.
 - `analysis`: `audit()` and its results; `ray_engine`: the same on Ray Data (optional extra).
-- `report` / `cli`: the HTML report and `python -m cnnvis_engine audit`.
+- `report`: the HTML report; the command (`cnnvis audit`, `python -m cnnvis_engine audit`) is `cnnvis.audit`'s.
 """
 
 from .analysis import SUSPICIOUS, Audit, ClassView, Cluster, audit

@@ -1,6 +1,7 @@
-"""The audit command: SpRAy over a folder of pictures, written as maps, clusters and an HTML report.
+"""`cnnvis audit` (also `python -m cnnvis_engine audit`): SpRAy over a folder of pictures, written as maps, clusters
+and an HTML report (`cnnvis_engine.audit`).
 
-    python -m cnnvis_engine audit --model tanks_shortcut --images photos/ --out audit/ \\
+    cnnvis audit --model tanks_shortcut --images photos/ --out audit/ \\
         [--method gradcam] [--layer se] [--size 32] [--engine local|ray] [--ray-address auto]
 """
 
@@ -12,68 +13,66 @@ from pathlib import Path
 
 import torch
 
-from ..errors import EngineError
-from ..methods import METHODS
-from ..models.options import add_model_options, load_from_options
+from cnnvis_engine.audit import audit, read_image_set
+from cnnvis_engine.audit.describe import describe
+from cnnvis_engine.audit.report import write_audit
+from cnnvis_engine.errors import EngineError
+from cnnvis_engine.methods import METHODS
+from cnnvis_engine.models.options import add_model_options, load_from_options
+
+from .progress import progress_bar
+
+Commands = argparse._SubParsersAction  # what `ArgumentParser.add_subparsers` returns
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
-    audit = commands.add_parser(
+def add_parser(commands: Commands) -> argparse.ArgumentParser:
+    """The `audit` command's parser, with the shared model options; `run` is its action."""
+    parser = commands.add_parser(
         "audit", help="Audit a whole picture set for shortcuts (SpRAy): cluster each class's maps."
     )
-    add_model_options(audit)
-    audit.add_argument(
+    add_model_options(parser)
+    parser.add_argument(
         "--images",
         required=True,
         type=Path,
         help="a folder with one subfolder per class, a flat folder, or a CSV of path,label",
     )
-    audit.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    audit.add_argument(
+    parser.add_argument("--out", required=True, type=Path, help="output folder (created)")
+    parser.add_argument(
         "--method", default="gradcam", help=f"the map to cluster (default gradcam): {', '.join(METHODS)}"
     )
-    audit.add_argument("--layer", help="layer for layer-based methods (default: the method's default)")
-    audit.add_argument("--size", type=int, default=32, help="maps are kept at size×size (default 32)")
-    audit.add_argument("--clusters", type=int, help="clusters per class (default: by the eigengap)")
-    audit.add_argument("--neighbours", type=int, default=10, help="k of the nearest-neighbour graph (default 10)")
-    audit.add_argument(
+    parser.add_argument("--layer", help="layer for layer-based methods (default: the method's default)")
+    parser.add_argument("--size", type=int, default=32, help="maps are kept at size×size (default 32)")
+    parser.add_argument("--clusters", type=int, help="clusters per class (default: by the eigengap)")
+    parser.add_argument("--neighbours", type=int, default=10, help="k of the nearest-neighbour graph (default 10)")
+    parser.add_argument(
         "--group", choices=("true", "predicted"), help="classes by true label (default when known) or prediction"
     )
-    audit.add_argument(
+    parser.add_argument(
         "--class-of",
         action="append",
         default=[],
         metavar="FOLDER=CLASS",
         help="which of the model's classes a folder is, where its name differs (repeat for each folder)",
     )
-    audit.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray (Ray Data)")
-    audit.add_argument("--ray-address", help="a Ray cluster to join (default: a local Ray for this run)")
-    audit.add_argument("--workers", type=int, default=2, help="Ray actors (default 2)")
-    audit.add_argument("--batch-size", type=int, default=32, help="pictures per batch (default 32)")
-    audit.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    audit.set_defaults(run=run_audit)
+    parser.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray (Ray Data)")
+    parser.add_argument("--ray-address", help="a Ray cluster to join (default: a local Ray for this run)")
+    parser.add_argument("--workers", type=int, default=2, help="Ray actors (default 2)")
+    parser.add_argument("--batch-size", type=int, default=32, help="pictures per batch (default 32)")
+    parser.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    parser.set_defaults(run=run)
+    return parser
 
 
-def run_audit(args: argparse.Namespace) -> int:
-    from ..cli import Progress
-    from .analysis import audit
-    from .dataset import read_image_set
-    from .describe import describe
-    from .report import write_audit
-
+def run(args: argparse.Namespace) -> int:
+    """Load the model, audit the set with a progress bar, write the report and say what was flagged."""
     if args.batch_size < 1:
         raise EngineError("The batch size must be at least 1.")
     bundle = load_from_options(args)
     if args.engine == "local":
         bundle.module.to(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     count = len(read_image_set(args.images))  # for the progress bar; audit() reads the set again (cheap)
-    with Progress(count) as advance:
-        shown = [0]
-
-        def progress(done: int, total: int) -> None:
-            advance(done - shown[0])
-            shown[0] = done
-
+    with progress_bar(count) as progress:
         result = audit(
             bundle,
             args.images,
@@ -111,7 +110,7 @@ def run_audit(args: argparse.Namespace) -> int:
 
 def _class_of(pairs: list[str]) -> dict[str, str]:
     """--class-of FOLDER=CLASS values as {folder: class}; EngineError for one without '='."""
-    mapping = {}
+    mapping: dict[str, str] = {}
     for pair in pairs:
         folder, equals, name = pair.partition("=")
         if not equals or not folder.strip() or not name.strip():

@@ -1,35 +1,30 @@
-"""The report command: explain every picture in a folder and write one PNG and one HTML page per picture
-plus an index table (index.html, index.csv) with the prediction, the layer and Grad-CAM's faithfulness scores.
+"""The folder report: explain every picture in a folder and write one PNG and one HTML page per picture plus an
+index table (index.html, index.csv) with the prediction, the layer and Grad-CAM's faithfulness scores.
 
-    python -m cnnvis_engine report --model resnet50 --weights pretrained --images photos/ \\
-        --methods gradcam,cam,integrated_gradients --out report/ [--layer layer4] [--target 281] \\
-        [--device cuda] [--batch-size 16] [--steps 50]
+    write_folder_report(bundle, Path("photos"), Path("report"), ReportSettings(methods=("gradcam", "cam")))
 
-Images go through `Explainer.explain_batch` `--batch-size` at a time on the GPU when there is one; the
-panels are drawn by `render` and laid out by `report`, exactly as the dashboard draws them.
+Images go through `Explainer.explain_batch` `batch_size` at a time on the model's device; the panels are drawn by
+`render` and laid out by `report`, exactly as the dashboard draws them. The command line (`cnnvis report`,
+`python -m cnnvis_engine report`) is `cnnvis.report`'s.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import html
-import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
-from .audit.cli import add_parser as add_audit_parser
 from .errors import EngineError, ImageError
 from .explainer import Explainer, Explanation
 from .faithfulness import Faithfulness, evaluate_maps
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
 from .models import ModelBundle
-from .models.options import add_model_options, load_from_options
 from .render import draw, result_panel
 from .report import ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
 
@@ -68,61 +63,78 @@ class Row:
         return ["" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in values]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cnnvis_engine", description="cnnvis engine commands.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    report = commands.add_parser("report", help="Explain every picture in a folder; write PNG/HTML pages and an index.")
-    add_model_options(report)
-    report.add_argument("--images", required=True, type=Path, help="folder of pictures")
-    report.add_argument("--methods", default="gradcam", help=f"comma-separated: {', '.join(METHODS)}")
-    report.add_argument("--layer", help="layer for layer-based methods (default: each method's default)")
-    report.add_argument("--target", type=int, help="class index to explain (default: each picture's top-1)")
-    report.add_argument("--out", required=True, type=Path, help="output folder (created)")
-    report.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    report.add_argument("--batch-size", type=int, default=8, help="pictures per batch (default 8)")
-    report.add_argument("--steps", type=int, default=50, help="deletion/insertion steps for the index (default 50)")
-    report.add_argument("--colormap", default="jet", help="heat-map colours (default jet)")
-    report.add_argument("--opacity", type=float, default=0.5, help="how strongly maps cover the picture (default 0.5)")
-    add_audit_parser(commands)
-    args = parser.parse_args(argv)
-    try:
-        return getattr(args, "run", run_report)(args)
-    except EngineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+@dataclass(frozen=True)
+class ReportSettings:
+    """What to explain and how to draw it; `layer`/`target` None: each method's default layer, each picture's top-1."""
+
+    methods: tuple[str, ...] = ("gradcam",)
+    layer: str | None = None
+    target: int | None = None
+    batch_size: int = 8  # pictures per batch
+    steps: int = 50  # deletion/insertion steps for the index
+    colormap: str = "jet"
+    opacity: float = 0.5  # how strongly maps cover the picture
 
 
-def run_report(args: argparse.Namespace) -> int:
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
+@dataclass(frozen=True)
+class FolderReport:
+    rows: tuple[Row, ...]  # one per picture file, sorted by name; failed ones carry their error
+    out: Path
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for row in self.rows if row.error)
+
+
+def check_settings(settings: ReportSettings) -> None:
+    """EngineError for an unknown method, no method at all, or a batch size below 1."""
+    unknown = [m for m in settings.methods if m not in METHODS]
+    if unknown or not settings.methods:
         raise EngineError(f"Unknown method '{unknown[0] if unknown else ''}'. Available methods: {', '.join(METHODS)}.")
-    if args.batch_size < 1:
+    if settings.batch_size < 1:
         raise EngineError("The batch size must be at least 1.")
-    found = args.images.iterdir() if args.images.is_dir() else []
+
+
+def report_files(images: Path) -> list[Path]:
+    """The pictures in folder `images` (by extension, sorted); EngineError when there are none."""
+    found = images.iterdir() if images.is_dir() else []
     files = sorted(p for p in found if p.suffix.lower().lstrip(".") in UPLOAD_EXTENSIONS)
     if not files:
-        raise EngineError(f"There are no pictures ({', '.join(UPLOAD_EXTENSIONS)}) in {args.images}.")
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    bundle = load_from_options(args)
-    bundle.module.to(device)
+        raise EngineError(f"There are no pictures ({', '.join(UPLOAD_EXTENSIONS)}) in {images}.")
+    return files
+
+
+def write_folder_report(
+    bundle: ModelBundle,
+    images: Path,
+    out: Path,
+    settings: ReportSettings,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+) -> FolderReport:
+    """Explain every picture in `images` on the device `bundle.module` is on and write the pages and the index into
+    `out` (created). `progress(done, total)` is called after each batch. Raises EngineError as `check_settings` and
+    `report_files` do; a picture that cannot be read is a row with its error."""
+    check_settings(settings)
+    methods = list(settings.methods)
+    files = report_files(images)
+    device = next(bundle.module.parameters(), torch.empty(0)).device
     explainer = Explainer(bundle, cache_size=0)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     versions = {**library_versions(), "device": str(device)}
     rows: list[Row] = []
-    with Progress(len(files)) as advance:
-        for batch in _batches(files, args.batch_size):
-            decoded, failed = _decode_all(batch)
-            rows += failed
-            if decoded:
-                rows += _report_batch(explainer, decoded, methods, args, versions)
-            advance(len(batch))
+    done = 0
+    for batch in _batches(files, settings.batch_size):
+        decoded, failed = _decode_all(batch)
+        rows += failed
+        if decoded:
+            rows += _report_batch(explainer, decoded, methods, settings, out, versions)
+        done += len(batch)
+        if progress is not None:
+            progress(done, len(files))
     rows.sort(key=lambda row: row.image)
-    _write_index(args.out, rows, bundle)
-    errors = sum(1 for row in rows if row.error)
-    failed = f"; {errors} pictures failed." if errors else "."
-    print(f"Wrote {len(rows) - errors} reports and the index to {args.out}{failed}", file=sys.stderr)
-    return 1 if errors == len(rows) else 0
+    _write_index(out, rows, bundle)
+    return FolderReport(tuple(rows), out)
 
 
 def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:
@@ -144,13 +156,14 @@ def _report_batch(
     explainer: Explainer,
     decoded: list[tuple[Path, DecodedImage]],
     methods: list[str],
-    args: argparse.Namespace,
+    settings: ReportSettings,
+    out: Path,
     versions: dict[str, str],
 ) -> list[Row]:
     bundle = explainer.bundle
     wanted = list(dict.fromkeys([*methods, SCORED]))
     images = [image for _, image in decoded]
-    explanations = explainer.explain_batch(images, layer=args.layer, targets=args.target, methods=wanted)
+    explanations = explainer.explain_batch(images, layer=settings.layer, targets=settings.target, methods=wanted)
     scored = [e[SCORED] for e in explanations]
     usable = [i for i, result in enumerate(scored) if result.applicable]
     scores: dict[int, Faithfulness] = {}
@@ -160,17 +173,17 @@ def _report_batch(
             [images[i] for i in usable],
             [scored[i].map for i in usable],
             [explanations[i].target for i in usable],
-            steps=args.steps,
-            batch_size=max(64, args.batch_size),
+            steps=settings.steps,
+            batch_size=max(64, settings.batch_size),
         )
         scores = dict(zip(usable, found))
     rows = []
     for i, ((path, _), explanation) in enumerate(zip(decoded, explanations)):
         top = explanation.predictions[0]
         faith = scores.get(i)
-        settings = {"Methods": ", ".join(methods), "Prediction": f"{top.name} ({top.probability:.1%})"}
+        shown = {"Methods": ", ".join(methods), "Prediction": f"{top.name} ({top.probability:.1%})"}
         if faith is not None:
-            settings["Grad-CAM faithfulness"] = (
+            shown["Grad-CAM faithfulness"] = (
                 f"deletion AUC {faith.deletion.auc:.3f} (low is good), insertion AUC {faith.insertion.auc:.3f} "
                 f"(high is good), average drop {faith.average_drop:.1%}"
             )
@@ -180,11 +193,13 @@ def _report_batch(
             layer=explanation.layer or "",
             target=explanation.target.label,
             image=path.name,
-            settings=settings,
+            settings=shown,
             versions=versions,
         )
         drawn = {
-            m: result_panel(explanation[m], explanation.image, explanation.target.label, args.colormap, args.opacity)
+            m: result_panel(
+                explanation[m], explanation.image, explanation.target.label, settings.colormap, settings.opacity
+            )
             for m in methods
         }
         panels = [
@@ -194,10 +209,10 @@ def _report_batch(
         stem = path.stem
         for method, panel in drawn.items():  # each as the dashboard's panel download saves it
             if panel.picture is not None:
-                (args.out / f"{stem}.{method.replace('+', 'p')}.png").write_bytes(render_panel_png(panel))
-        (args.out / f"{stem}.png").write_bytes(render_report_png(panels, stamp))
-        (args.out / f"{stem}.html").write_text(render_report_html(panels, stamp), encoding="utf-8")
-        _write_thumbnail(args.out / _thumbnail_name(f"{stem}.png"), explanation, scored[i], args.colormap)
+                (out / f"{stem}.{method.replace('+', 'p')}.png").write_bytes(render_panel_png(panel))
+        (out / f"{stem}.png").write_bytes(render_report_png(panels, stamp))
+        (out / f"{stem}.html").write_text(render_report_html(panels, stamp), encoding="utf-8")
+        _write_thumbnail(out / _thumbnail_name(f"{stem}.png"), explanation, scored[i], settings.colormap)
         rows.append(
             Row(
                 image=path.name,
@@ -270,34 +285,3 @@ th {{ color: #6e707a; }}
 </tbody></table>
 </body></html>
 """
-
-
-class Progress:
-    """A progress bar on stderr: tqdm when installed, else a plain one. `with Progress(total) as advance:`."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.bar = total, 0, None
-
-    def __enter__(self):
-        try:
-            from tqdm import tqdm
-        except ImportError:
-            self._draw()
-            return self._plain
-        self.bar = tqdm(total=self.total, unit="image", file=sys.stderr)
-        return self.bar.update
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        else:
-            print(file=sys.stderr)
-
-    def _plain(self, count: int) -> None:
-        self.done += count
-        self._draw()
-
-    def _draw(self) -> None:
-        filled = int(30 * self.done / max(self.total, 1))
-        bar = "#" * filled + "." * (30 - filled)
-        print(f"\r[{bar}] {self.done}/{self.total} images", end="", file=sys.stderr, flush=True)
