@@ -39,6 +39,7 @@ from cnnvis_engine import Explainer, decode_image, load_model
 from cnnvis_engine.audit import spectral
 from cnnvis_engine.audit.dataset import read_image_set
 from cnnvis_engine.audit.maps import explain_decoded, shrink_map, stream_maps
+from cnnvis_engine.methods import default_layer
 
 warnings.filterwarnings("ignore")
 
@@ -215,7 +216,7 @@ def main() -> None:
     else:
         bundle = load_model(args.model, args.weights)
     bundle.module.to(args.device)
-    layer = Explainer(bundle).trace(Image.new("RGB", bundle.input_size[::-1])).default_layer("gradcam")
+    layer = default_layer(Explainer(bundle).trace(Image.new("RGB", bundle.input_size[::-1])), "gradcam")
     print(
         f"{args.model} ({bundle.input_size[0]} px), Grad-CAM at {layer}, {args.count} pictures, device "
         f"{args.device}, {args.threads} torch thread(s), batch {args.batch_size}, median of {args.rounds} rounds"

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from cnnvis_engine import Explainer, decode_image, load_model
+from cnnvis_engine.methods import default_layer
 
 warnings.filterwarnings("ignore")
 PANELS = ["feature_maps", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam"]
@@ -119,7 +120,7 @@ def main() -> None:
     bundle.module.to(args.device)
     images = fresh_images(3 * (args.repeats + 1) + 2)
     ex = Explainer(bundle, cache_size=1)
-    layer = ex.trace(images[0]).default_layer("gradcam")
+    layer = default_layer(ex.trace(images[0]), "gradcam")
     target = 281
     _, x = bundle.prepare(images[0].image)
     x = x[None].to(args.device)

@@ -27,6 +27,7 @@ import torch
 from PIL import Image
 
 from cnnvis_engine import Explainer, decode_image, load_model
+from cnnvis_engine.methods import default_layer
 
 warnings.filterwarnings("ignore")
 
@@ -78,7 +79,7 @@ def main() -> None:
     bundle.module.to(device)
     pictures = batch_pictures(args.batch)
     ex = Explainer(bundle, cache_size=0)
-    layer = ex.trace(pictures[0]).default_layer("gradcam")
+    layer = default_layer(ex.trace(pictures[0]), "gradcam")
     target = 281
     x = torch.stack([bundle.prepare(p.image)[1] for p in pictures]).to(device)
     peer = copy.deepcopy(bundle.module)  # pytorch-grad-cam and torchcam call .backward(): parameter .grad

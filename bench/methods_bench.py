@@ -31,6 +31,7 @@ from collections.abc import Callable
 import torch
 
 from cnnvis_engine import Explainer, load_model
+from cnnvis_engine.methods import default_layer
 
 from .engine_bench import fresh_images
 
@@ -79,7 +80,7 @@ def main() -> None:
     bundle = dataclasses.replace(load_model(args.model, weights=args.weights), input_size=(args.size, args.size))
     image = fresh_images(1)[0]
     ex = Explainer(bundle, cache_size=0)
-    layer = args.scorecam_layer or ex.trace(image).default_layer("gradcam")
+    layer = args.scorecam_layer or default_layer(ex.trace(image), "gradcam")
     x = bundle.prepare(image.image)[1][None]
     target = 281
     peer = copy.deepcopy(bundle.module)  # peers call .backward() and model.eval()

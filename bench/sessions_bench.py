@@ -43,6 +43,7 @@ def child(samples: int, window: float) -> None:
     from PIL import Image
 
     from cnnvis_engine import Explainer, decode_image, load_model, sample_path
+    from cnnvis_engine.methods import default_layer
     from cnnvis_ui import compute, jobs, threads
 
     threads.tune_malloc()  # as the dashboard's process does
@@ -69,7 +70,7 @@ def child(samples: int, window: float) -> None:
             Explainer(load_model("resnet50", "random"), cache_size=compute.FORWARD_PASSES)
         return time.perf_counter() - start
 
-    layer = explainer.trace(new_picture()).default_layer("feature_maps")
+    layer = default_layer(explainer.trace(new_picture()), "feature_maps")
     smooth = compute.freeze_options(compute.method_options("smoothgrad"))
 
     def slow_job(kind: str, session: int, turn: int, image) -> None:

@@ -36,13 +36,14 @@ def _task(name: str):
     from cnnvis_engine import Explainer, load_model
     from cnnvis_engine.featurevis import render_channels
     from cnnvis_engine.images import decode_image
+    from cnnvis_engine.methods import default_layer
     from cnnvis_engine.samples import sample_path
     from cnnvis_engine.sanity import randomisation_test
 
     bundle = load_model("efficientnet_lite0")
     cat = decode_image(sample_path("cat"))
     if name == "gallery":
-        layer = Explainer(bundle).trace(cat).default_layer("feature_maps")
+        layer = default_layer(Explainer(bundle).trace(cat), "feature_maps")
         return (
             lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=2, seed=0),
             lambda: render_channels(bundle, layer, list(range(8)), size=64, steps=64, seed=0),

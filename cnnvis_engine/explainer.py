@@ -29,7 +29,7 @@ import torch
 from . import attention
 from .errors import ImageError, TargetError
 from .images import DecodedImage, decode_image
-from .methods import METHODS, MethodInputs, MethodResult, method_names
+from .methods import METHODS, MethodInputs, MethodResult, layers_for, method_names
 from .models.bundle import ModelBundle
 from .models.contained import runs_in_worker
 from .recording import RecordedPass, Recorder, extra_pass
@@ -107,7 +107,7 @@ class Explainer:
     def layers(self, image: ImageSource, method: str | None = None) -> list[LayerInfo]:
         """The layers `image` passed through, in execution order; only those valid for `method` if given."""
         trace = self.trace(image)
-        return list(trace.layers) if method is None else trace.for_method(method_names([method])[0])
+        return list(trace.layers) if method is None else layers_for(trace, method_names([method])[0])
 
     def predict(self, image: ImageSource, top_k: int = 5) -> tuple[Prediction, ...]:
         check_top_k(top_k)

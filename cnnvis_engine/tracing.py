@@ -1,5 +1,6 @@
 """The layers an input actually passed through, in execution order, and which kinds of layer each is (the kinds
-methods declare they take: `Method.layer`).
+methods declare they take: `Method.layer`). This module speaks layer kinds only; which methods a layer serves is
+the methods' business (`methods.layers_for`, `methods.default_layer`), so tracing imports no method.
 
 A `Trace` is built from one recorded forward pass (`hooks.capture`). Layers are listed in the order their
 calls started (a block before the layers inside it); a module run several times (ResNet's shared `relu`)
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -29,8 +31,11 @@ from torch import nn
 from .errors import LayerError
 from .hooks import ACTIVATION_MODULES, GUIDED_ACTIVATIONS, Capture, ModuleCall
 from .layouts import Declared, Layout, Output, assign, declared, not_a_map
-from .methods import METHODS
-from .methods.base import LayerKind
+
+# Which layers a method takes (`Method.layer`): none; any layer with a spatial output (C, h, w) in some layout; a
+# convolution (its weights); or the CAM site, the layer that feeds the global average pool (found here; the user
+# does not choose it).
+LayerKind = Literal["none", "spatial", "conv", "cam_site"]
 
 # Modules that, in eval mode, give back their input unchanged: their maps are their input's maps. timm fills
 # blocks with Identity placeholders (106 of efficientnet_lite0's 261 spatial entries).
@@ -66,11 +71,6 @@ class LayerInfo:
     end: int  # when its last call ended
     kinds: frozenset[LayerKind]  # "spatial" (a map in some layout), "conv" (a convolution), "cam_site"
     layout: Layout = MAP  # how its output forms a picture (`layouts`); kind "none" for no map
-
-    @property
-    def methods(self) -> frozenset[str]:
-        """The registered methods that may use this layer."""
-        return frozenset(name for name, method in METHODS.items() if method.layer in self.kinds)
 
     @property
     def passes_through(self) -> bool:
@@ -118,13 +118,6 @@ class Trace:
 
     def of_kind(self, kind: LayerKind) -> list[LayerInfo]:
         return [layer for layer in self.layers if kind in layer.kinds]
-
-    def for_method(self, method: str) -> list[LayerInfo]:
-        """The layers `method` may use: those of the kind it declares."""
-        return self.of_kind(METHODS[method].layer)
-
-    def default_layer(self, method: str) -> str | None:
-        return self.default_of_kind(METHODS[method].layer)
 
     def default_of_kind(self, kind: LayerKind) -> str | None:
         """The last spatial block output for map methods, the first convolution for kernels, the global pool's

@@ -51,6 +51,7 @@ from cnnvis_engine import (
 )
 from cnnvis_engine.faithfulness import Faithfulness, evaluate_map
 from cnnvis_engine.featurevis import FeatureVisResult, render_channels
+from cnnvis_engine.methods import default_layer, layers_for
 from cnnvis_engine.models import (
     MODELS,
     ModelBundle,
@@ -354,9 +355,9 @@ def decode_upload(digest: str, _data: bytes) -> DecodedImage:
 def layer_table(image_sha: str, model_key: str, _explainer: Explainer, _image: DecodedImage) -> LayerTable:
     trace = _explainer.trace(_image)
     return LayerTable(
-        spatial=tuple(trace.for_method("gradcam")),
-        convolutions=tuple(trace.for_method("kernels")),
-        defaults={method: trace.default_layer(method) for method in ("gradcam", "feature_maps", "kernels", "cam")},
+        spatial=tuple(layers_for(trace, "gradcam")),
+        convolutions=tuple(layers_for(trace, "kernels")),
+        defaults={method: default_layer(trace, method) for method in ("gradcam", "feature_maps", "kernels", "cam")},
         cam_reason=trace.cam_reason,
         not_maps=tuple(layer for layer in trace.layers if len(layer.shape) >= 2 and not layer.layout.is_map),
     )

@@ -16,7 +16,7 @@ from torch import nn
 from bench.layouts_sweep import SLOW_S, check, load_selection
 from cnnvis_engine.explainer import Explainer
 from cnnvis_engine.layouts import Declared, Layout, Output, assign
-from cnnvis_engine.methods import METHODS
+from cnnvis_engine.methods import METHODS, default_layer
 from cnnvis_engine.models import ModelBundle
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -65,7 +65,7 @@ def test_vit_layer_list_default_and_refusals():
     explainer = Explainer(bundle_of(timm.create_model("vit_tiny_patch16_224", img_size=64), 64))
     result = explainer.explain_batch(picture(64), methods=["gradcam", "cam", "guided_backprop"])[0]
     trace = trace_of(explainer, 64)
-    assert trace.default_layer("gradcam") == "blocks.11.norm1"  # pytorch-grad-cam's blocks[-1].norm1
+    assert default_layer(trace, "gradcam") == "blocks.11.norm1"  # pytorch-grad-cam's blocks[-1].norm1
     assert result["gradcam"].raw.shape == (4, 4)
     assert "tokens · 4×4 patches + 1 class token" in METHODS["gradcam"].caption(result["gradcam"], "class 1")
     assert trace.get("blocks.3").label.endswith("tokens · 4×4 patches + 1 class token")

@@ -17,6 +17,7 @@ from conftest import leaves_model_untouched, synthetic_image
 from torch import nn
 
 from cnnvis_engine import METHODS, Explainer, ModelError, ModelFileError
+from cnnvis_engine.methods import layers_for
 from cnnvis_engine.models import find_spec, list_models, load_model, offer_model, withdraw_model, wrap_module, zoo_names
 from cnnvis_engine.models.zoo import looks_like_cnn
 
@@ -136,8 +137,8 @@ def test_every_method_runs_and_every_conv_layer_is_listed(net_file, weights_file
     explainer = Explainer(bundle)
     image = synthetic_image(5, (40, 40))
     trace = explainer.trace(image)
-    assert tuple(layer.name for layer in trace.for_method("kernels")) == CONV_LAYERS
-    assert set(CONV_LAYERS) <= {layer.name for layer in trace.for_method("gradcam")}
+    assert tuple(layer.name for layer in layers_for(trace, "kernels")) == CONV_LAYERS
+    assert set(CONV_LAYERS) <= {layer.name for layer in layers_for(trace, "gradcam")}
     options = {"integrated_gradients": {"steps": 4}, "smoothgrad": {"samples": 3}, "smoothgrad_cam": {"samples": 3}}
     with leaves_model_untouched(bundle.module):
         result = explainer.explain(image, methods=list(METHODS), options=options)

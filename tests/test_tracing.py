@@ -13,6 +13,7 @@ from torch import nn
 
 from cnnvis_engine.errors import LayerError
 from cnnvis_engine.explainer import Explainer
+from cnnvis_engine.methods import default_layer, layers_for, methods_at
 from cnnvis_engine.models import ModelBundle
 
 
@@ -53,16 +54,16 @@ def test_resnet18_shapes_kinds_and_reuse(resnet18_trace):
 
 
 def test_resnet18_method_eligibility_and_defaults(resnet18_trace):
-    assert resnet18_trace.default_layer("gradcam") == "layer4"
-    assert resnet18_trace.default_layer("feature_maps") == "layer4"
-    assert resnet18_trace.default_layer("kernels") == "conv1"
-    assert resnet18_trace.default_layer("cam") == "layer4"
+    assert default_layer(resnet18_trace, "gradcam") == "layer4"
+    assert default_layer(resnet18_trace, "feature_maps") == "layer4"
+    assert default_layer(resnet18_trace, "kernels") == "conv1"
+    assert default_layer(resnet18_trace, "cam") == "layer4"
     assert resnet18_trace.cam_site.linear == "fc" and resnet18_trace.cam_reason == ""
-    assert [layer.name for layer in resnet18_trace.for_method("cam")] == ["layer4"]
-    gradcam_layers = {layer.name for layer in resnet18_trace.for_method("gradcam")}
+    assert [layer.name for layer in layers_for(resnet18_trace, "cam")] == ["layer4"]
+    gradcam_layers = {layer.name for layer in layers_for(resnet18_trace, "gradcam")}
     assert {"conv1", "bn1", "layer3", "layer4", "layer4.1.bn2"} <= gradcam_layers
     assert not {"avgpool", "fc"} & gradcam_layers  # 1×1 and flat outputs are not maps
-    assert all(layer.kind == "Conv2d" for layer in resnet18_trace.for_method("kernels"))
+    assert all(layer.kind == "Conv2d" for layer in layers_for(resnet18_trace, "kernels"))
     assert resnet18_trace.unguided == ()  # every activation is an nn.ReLU
 
 
@@ -85,8 +86,8 @@ def test_cam_is_not_applicable_without_global_pooling(zoo, cat, name):
     bundle = zoo(name)
     explainer = Explainer(bundle)
     trace = explainer.trace(cat)
-    assert trace.cam_site is None and trace.default_layer("cam") is None and trace.cam_reason
-    assert not trace.for_method("cam")
+    assert trace.cam_site is None and default_layer(trace, "cam") is None and trace.cam_reason
+    assert not layers_for(trace, "cam")
     res = explainer.explain(cat, methods=["cam", "gradcam"])
     cam = res["cam"]
     assert cam.applicable is False and cam.map is None and cam.raw is None
@@ -99,8 +100,8 @@ def test_efficientnet_lite0_cam_layer_is_the_activated_bn2(zoo, cat):
     explainer = Explainer(bundle)
     trace = explainer.trace(cat)
     assert (trace.cam_site.layer, trace.cam_site.linear) == ("bn2", "classifier")
-    assert trace.default_layer("gradcam") == "bn2"
-    assert "cam" not in trace.get("conv_head").methods
+    assert default_layer(trace, "gradcam") == "bn2"
+    assert "cam" not in methods_at(trace.get("conv_head"))
     res = explainer.explain(cat, layer="bn2", methods=["cam", "feature_maps"])
     assert res["cam"].layer == "bn2"
     maps = res["feature_maps"].raw  # the activated output: ReLU6 inside timm's BatchNormAct2d
@@ -139,8 +140,8 @@ def test_tiny_model_trace(tiny_bundle, tiny_image):
     assert names(trace) == ["conv", "relu", "pool", "flatten", "fc"]
     assert [layer.shape for layer in trace.layers] == [(2, 4, 4), (2, 4, 4), (2, 1, 1), (2,), (3,)]
     assert trace.cam_site.layer == "relu" and trace.cam_site.linear == "fc"
-    assert trace.default_layer("gradcam") == "relu"  # no blocks: the last spatial leaf
-    assert [layer.name for layer in trace.for_method("kernels")] == ["conv"]
+    assert default_layer(trace, "gradcam") == "relu"  # no blocks: the last spatial leaf
+    assert [layer.name for layer in layers_for(trace, "kernels")] == ["conv"]
 
 
 class FunctionalNet(nn.Module):

@@ -12,7 +12,18 @@ from . import perturbation  # noqa: F401
 from . import rollout  # noqa: F401
 
 # isort: on
-from .base import METHODS, Method, MethodInputs, MethodOutput, MethodResult, method_names, register_method
+from .base import (
+    METHODS,
+    Method,
+    MethodInputs,
+    MethodOutput,
+    MethodResult,
+    default_layer,
+    layers_for,
+    method_names,
+    methods_at,
+    register_method,
+)
 
 __all__ = [
     "METHODS",
@@ -20,6 +31,9 @@ __all__ = [
     "MethodInputs",
     "MethodOutput",
     "MethodResult",
+    "default_layer",
+    "layers_for",
     "method_names",
+    "methods_at",
     "register_method",
 ]

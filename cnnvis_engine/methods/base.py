@@ -25,6 +25,7 @@ from torch import nn
 
 from ..errors import MethodError, shown
 from ..targets import Target
+from ..tracing import LayerInfo, LayerKind, Trace
 
 if TYPE_CHECKING:
     from ..attention import AttentionRecord
@@ -40,9 +41,6 @@ Need = Literal[
     "attention",  # every block's attention probabilities (`attention.record`)
     "attention_gradient",  # and d score / d them
 ]
-# Which layers a method takes: none; any layer with a spatial output (C, h, w); a convolution (its weights); or
-# the CAM site, the layer that feeds the global average pool (the explainer finds it; the user does not choose).
-LayerKind = Literal["none", "spatial", "conv", "cam_site"]
 # How a result is drawn (`render.draw`): its (H, W) map laid over the picture; a heat map of a sparse gradient
 # map stretched to its 99th percentile; its `rgb` picture; or a grid of its (K, h, w) tiles.
 Drawing = Literal["overlay", "heatmap", "rgb", "grid"]
@@ -238,7 +236,7 @@ class Method(ABC):
         return f"{where(result)} · {target}" if result.layer else target
 
     @classmethod
-    def refuses(cls, trace: Any, targets: Sequence[Target]) -> str:
+    def refuses(cls, trace: Trace, targets: Sequence[Target]) -> str:
         """Why this method cannot explain `targets` on a model with this `tracing.Trace`, beyond what its needs and
         layer kind say (empty: it can)."""
         return ""
@@ -304,6 +302,21 @@ def method_names(methods: Iterable[str]) -> list[str]:
 
 
 FLAT_SPAN = 1e-5  # a map whose values differ by less than this share of their magnitude is flat
+
+
+def layers_for(trace: Trace, method: str) -> list[LayerInfo]:
+    """The layers of `trace` that registered `method` may use: those of the kind it declares."""
+    return trace.of_kind(METHODS[method].layer)
+
+
+def default_layer(trace: Trace, method: str) -> str | None:
+    """The layer registered `method` explains by default on `trace` (None for methods that take no layer)."""
+    return trace.default_of_kind(METHODS[method].layer)
+
+
+def methods_at(layer: LayerInfo) -> frozenset[str]:
+    """The registered methods that may use `layer`."""
+    return frozenset(name for name, method in METHODS.items() if method.layer in layer.kinds)
 
 
 def normalize(values: torch.Tensor, dims: int = 2) -> torch.Tensor:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
 from ..targets import ClassTarget, RegressionTarget, Target
+from ..tracing import Trace
 from .base import (
     Method,
     MethodInputs,
@@ -19,9 +19,6 @@ from .base import (
     upsample,
     where,
 )
-
-if TYPE_CHECKING:
-    from ..tracing import Trace
 
 
 @register_method

@@ -10,6 +10,7 @@ import torch
 
 from .. import attention
 from ..targets import Target
+from ..tracing import Trace
 from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, normalize, register_method, upsample
 
 # How a block's heads are combined (the `head_fusion` option's 0, 1, 2): (N, heads, T, T) -> (N, T, T)
@@ -32,7 +33,7 @@ class _AttentionMethod(Method):
     layer = "none"
 
     @classmethod
-    def refuses(cls, trace: object, targets: Sequence[Target]) -> str:
+    def refuses(cls, trace: Trace, targets: Sequence[Target]) -> str:
         return attention.support(layer.kind for layer in trace.layers)
 
     @classmethod
