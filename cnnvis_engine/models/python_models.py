@@ -3,7 +3,7 @@
 Code is imported only from a path or module name its owner typed (on the command line or in Python), never from
 anything uploaded in the browser. The attribute is an `nn.Module` class (built with no arguments), a factory (called
 with none) or a module instance. Weights, when given, are a state_dict read with `torch.load(weights_only=True)` and
-loaded strictly, with the readable messages of `user_files`. The model must be a classifier: one image in, one
+loaded strictly, with the readable messages of `model_checks`. The model must be a classifier: one image in, one
 tensor `(1, K)` out with K >= 2. A single output is refused, because softmax over one class is always 100 % and
 its explanation would say nothing; wrap a one-logit binary model to return `torch.cat([-z, z], 1)`.
 """
@@ -23,7 +23,9 @@ from torch import nn
 
 from ..errors import ModelFileError
 from .bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle, Normalization
-from .user_files import _load_state_dict, _load_weights, _probe, _summary, parse_labels
+from .labels import parse_labels
+from .model_checks import error_summary, load_weights, probe, read_state_dict
+from .registry import NameSource, register_name_source
 
 Labels = str | os.PathLike | Sequence[str] | None
 
@@ -59,7 +61,7 @@ def load_python_model(
         path = Path(weights)
         if not path.is_file():
             raise ModelFileError(f"There is no weights file {path}.")
-        _load_weights(model, _load_state_dict(path.read_bytes(), path.name), f"{where}:{attr}")
+        load_weights(model, read_state_dict(path.read_bytes(), path.name), f"{where}:{attr}")
         detail = str(path)
     return wrap_module(
         model,
@@ -85,7 +87,7 @@ def build_module(obj: object, what: str) -> nn.Module:
     try:
         built = obj()
     except Exception as exc:  # a user's code can raise anything: say what, in one line
-        raise ModelFileError(f"{what}() raised {type(exc).__name__}: {_summary(exc)}.") from exc
+        raise ModelFileError(f"{what}() raised {type(exc).__name__}: {error_summary(exc)}.") from exc
     if not isinstance(built, nn.Module):
         raise ModelFileError(f"{what}() returned a {type(built).__name__}, not a torch.nn.Module.")
     return built
@@ -111,7 +113,7 @@ def wrap_module(
     size = _input_size(input_size)
     normalization = normalization_of(mean, std, scale)
     model.eval()
-    count = _probe(model, size)
+    count = probe(model, size)
     if count < 2:
         raise ModelFileError(
             "The model has a single output; cnnvis explains classifiers with two or more classes (softmax over one "
@@ -139,9 +141,9 @@ def _import(source: str) -> tuple[object, str]:
         except ModuleNotFoundError as exc:
             if exc.name and source.startswith(exc.name):
                 raise ModelFileError(f"There is no Python module '{source}' (nor a file of that name).") from exc
-            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {_summary(exc)}.") from exc
+            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {error_summary(exc)}.") from exc
         except Exception as exc:
-            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {_summary(exc)}.") from exc
+            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {error_summary(exc)}.") from exc
     path = Path(source).expanduser().resolve()
     if not path.is_file():
         raise ModelFileError(f"There is no file {source}.")
@@ -157,7 +159,7 @@ def _import(source: str) -> tuple[object, str]:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise ModelFileError(f"Importing {path.name} failed: {type(exc).__name__}: {_summary(exc)}.") from exc
+        raise ModelFileError(f"Importing {path.name} failed: {type(exc).__name__}: {error_summary(exc)}.") from exc
     finally:
         sys.path.remove(str(path.parent))
     return module, path.name
@@ -217,3 +219,6 @@ def _labels(labels: Labels, count: int) -> tuple[str, ...]:
     if len(names) != count:
         raise ModelFileError(f"The labels name {len(names)} classes, but the model has {count} outputs.")
     return names
+
+
+register_name_source(NameSource("python", is_python_spec, load_python_model))

@@ -1,7 +1,11 @@
-"""The model registry: a plain dict filled at import time by `@register_model` (as torchvision's `models/_api.py`).
+"""The model registry, the bottom of the models package: a plain dict filled at import time by `@register_model`
+(as torchvision's `models/_api.py`), and a table of name sources.
 
 Each zoo module (`torchvision_zoo`, `timm_zoo`, `embedded`) registers a builder `weights choice -> ModelBundle`;
-`load_model` validates the name and the weights choice, then calls it.
+`load_model` validates the name and the weights choice, then calls it. Names that are no key of the dict
+(`torchvision:<name>`, `timm:<name>`, `path/net.py:build`) belong to a `NameSource` that their module registers
+(`zoo`, `python_models`), so this module imports none of them: they import it (as timm's model files register
+into its `_registry`).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import difflib
 import os
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..errors import ModelError
 from .bundle import ModelBundle, TaskKind
@@ -36,6 +41,49 @@ class ModelSpec:
 
 MODELS: dict[str, ModelSpec] = {}
 DEFAULT_MODEL = "efficientnet_lite0"
+
+
+class Loader(Protocol):
+    """`load_model`'s signature, as a name source implements it."""
+
+    def __call__(
+        self,
+        name: str,
+        weights: str | None = None,
+        /,
+        *,
+        labels: Sequence[str] | str | os.PathLike[str] | None = None,
+        input_size: tuple[int, int] | None = None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        scale: float | None = None,
+    ) -> ModelBundle: ...
+
+
+@dataclass(frozen=True)
+class NameSource:
+    """A kind of model name that is no key of MODELS, and how to load one."""
+
+    kind: str  # what it is, e.g. "zoo" or "python"
+    claims: Callable[[str], bool]  # whether a name is of this kind (a syntax check: nothing is loaded)
+    load: Loader
+    spec: Callable[[str], ModelSpec] | None = None  # its spec for the model list (ModelError if unknown); None: none
+    parameters: Callable[[str], int] | None = None  # its parameter count before building (check_model_size)
+    before_registered: bool = False  # claimed even when MODELS has the name (an offered model may be called so)
+    precedence: int = 10  # lower is asked first, whatever the import order: `timm:resnet18` is also a module:attr
+
+
+NAME_SOURCES: list[NameSource] = []  # filled by the modules that own the names, when the package is imported
+
+
+def register_name_source(source: NameSource) -> None:
+    """Add (or replace, by `kind`) a name source; `load_model`, `find_spec` and `check_model_size` consult them."""
+    others = [s for s in NAME_SOURCES if s.kind != source.kind]
+    NAME_SOURCES[:] = sorted([*others, source], key=lambda s: s.precedence)
+
+
+def _source_of(name: str) -> NameSource | None:
+    return next((source for source in NAME_SOURCES if source.claims(name)), None)
 
 
 def register_model(
@@ -109,11 +157,10 @@ def find_spec(name: str) -> ModelSpec | None:
     spec = MODELS.get(name.lower())
     if spec is not None:
         return spec
-    from .zoo import is_zoo_name, zoo_spec
-
-    if is_zoo_name(name):
+    source = _source_of(name)
+    if source is not None and source.spec is not None:
         try:
-            return zoo_spec(name)
+            return source.spec(name)
         except ModelError:
             return None
     return None
@@ -141,11 +188,10 @@ def check_model_size(name: str, max_params: int | None) -> None:
     anything is built or downloaded (`zoo.parameter_count`). Registered and served models are not counted: the
     registered ones are this package's own list (the largest, vgg16, has 138 million), a served one is already
     loaded. Raises ModelError."""
-    from .zoo import is_zoo_name, parameter_count
-
-    if max_params is None or not is_zoo_name(name) or name.lower() in MODELS:
+    source = _source_of(name)
+    if max_params is None or source is None or source.parameters is None or name.lower() in MODELS:
         return
-    count = parameter_count(name)
+    count = source.parameters(name)
     if count > max_params:
         raise ModelError(
             f"{name} has {_millions(count)} parameters; this server loads models of up to {_millions(max_params)} "
@@ -162,7 +208,7 @@ def load_model(
     name: str,
     weights: str | None = None,
     *,
-    labels: Sequence[str] | str | os.PathLike | None = None,
+    labels: Sequence[str] | str | os.PathLike[str] | None = None,
     input_size: tuple[int, int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -177,17 +223,9 @@ def load_model(
       None: as the code builds it), `labels` a file or a list of names, and its own `input_size` (height, width),
       `mean`, `std` and `scale` (see `python_models`).
     """
-    from .python_models import is_python_spec, load_python_model
-    from .zoo import build_zoo, is_zoo_name, zoo_spec
-
-    if is_zoo_name(name):
-        spec = zoo_spec(name)
-        choice = spec.default_weights if weights is None else weights
-        if choice not in spec.weights:
-            raise ModelError(f"{spec.name} has no '{choice}' weights; choose one of: {', '.join(spec.weights)}.")
-        return build_zoo(name, choice)
-    if name.lower() not in MODELS and is_python_spec(name):
-        return load_python_model(name, weights, labels=labels, input_size=input_size, mean=mean, std=std, scale=scale)
+    source = _source_of(name)
+    if source is not None and (source.before_registered or name.lower() not in MODELS):
+        return source.load(name, weights, labels=labels, input_size=input_size, mean=mean, std=std, scale=scale)
     spec = MODELS.get(name.lower())
     if spec is None:
         matches = difflib.get_close_matches(name.lower(), MODELS, n=3)

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import math
-import pickle
-import re
 import zipfile
 from collections.abc import Mapping
 
@@ -24,21 +22,17 @@ from .bundle import ModelBundle, Normalization
 from .contained import ContainedError, ContainedModel, ContainedOnnxModel, Limits, Worker, summary
 from .heads import fit_head
 from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
+from .model_checks import UNCONNECTED, Returned, check_output, image_kind, load_weights, probe, read_state_dict
 from .onnx_external import attach_external_data
 from .onnx_files import CheckedOnnx, check_onnx, is_onnx
 from .preprocessing import resolve_preprocessing
 from .registry import load_model
 from .torchscript_check import check_archive, check_torchscript
 
-MAX_CLASSES = 100_000
 TORCHSCRIPT_OFF = (
     "TorchScript uploads are turned off on this server: it can be reached from other machines, and a TorchScript "
     "file is a program. Upload an ONNX file, or a state_dict for one of the listed architectures, instead (the "
     "operator can allow TorchScript with CNNVIS_ALLOW_TORCHSCRIPT=1)."
-)
-_PICKLE_REFUSED = (
-    "This file is a pickled Python object, which could run arbitrary code when opened, so it is refused. "
-    "Export the model with torch.jit.script(model).save('model.pt') (or save its state_dict) and upload that."
 )
 
 
@@ -137,7 +131,7 @@ def _load_model_file(
         module = _load_torchscript(data, filename, limits)
         description = f"Your TorchScript model {filename}."
     else:
-        state_dict = _load_state_dict(data, filename)
+        state_dict = read_state_dict(data, filename)
         if architecture is None:
             raise ModelFileError(
                 f"{filename} holds only weights (a state_dict); choose the architecture they belong to."
@@ -145,7 +139,7 @@ def _load_model_file(
         base = load_model(architecture, "random")
         module = base.module
         resized = fit_head(module, state_dict)
-        _load_weights(module, state_dict, architecture)
+        load_weights(module, state_dict, architecture)
         description = " ".join(filter(None, [f"{architecture} with the weights from your file {filename}.", resized]))
     try:
         return _finish(module, description, filename, labels, base, file_input, input_size, channels, normalization)
@@ -172,7 +166,7 @@ def _finish(
     if isinstance(module, ContainedModel):
         num_classes = _probe_contained(module, input_size, normalization.channels)
     else:
-        num_classes = _probe(module, input_size, normalization.channels)
+        num_classes = probe(module, input_size, normalization.channels)
     if labels is None and base is not None and len(base.class_names) == num_classes:
         class_names = base.class_names  # fine-tuned on the same classes: keep the architecture's names
     elif labels is None:
@@ -218,17 +212,6 @@ def _is_torchscript(data: bytes) -> bool:
     return any("/code/" in name or name.endswith("constants.pkl") for name in names)
 
 
-def _is_pickle(data: bytes) -> bool:
-    """A pickle (protocol 2+ starts with PROTO, 0x80), or a torch.save zip, which holds one as `<archive>/data.pkl`."""
-    if data.startswith(b"\x80"):
-        return True
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return any(name.endswith("/data.pkl") for name in archive.namelist())
-    except zipfile.BadZipFile:
-        return False
-
-
 def _load_torchscript(data: bytes, filename: str, limits: Limits | None) -> ContainedModel:
     """Start the model's worker process and load the file there (its `__setstate__`, if any, runs locked in)."""
     worker = _started(
@@ -271,109 +254,14 @@ def _started(worker: Worker, failed: str, refused: str) -> Worker:
     return worker
 
 
-def _load_state_dict(data: bytes, filename: str) -> Mapping[str, torch.Tensor]:
-    try:
-        loaded = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # weights_only refused something: a pickled object, or just noise
-        if _is_pickle(data):
-            raise ModelFileError(_PICKLE_REFUSED) from exc
-        raise ModelFileError(f"{filename} is not a PyTorch model file.") from exc
-    except Exception as exc:  # random bytes raise KeyError, IndexError, RuntimeError ...
-        raise ModelFileError(f"{filename} is not a PyTorch model file.") from exc
-    if (
-        isinstance(loaded, Mapping)
-        and loaded
-        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items())
-    ):
-        for key, tensor in loaded.items():
-            problem = _odd_tensor(tensor)
-            if problem:
-                raise ModelFileError(f"{filename} is refused: its weight {key[:100]} {problem}.")
-        return loaded  # as loaded: an OrderedDict keeps the `_metadata` (layer versions) load_state_dict reads
-    raise ModelFileError(
-        f"{filename} holds a {type(loaded).__name__}, not a model. Upload a TorchScript file "
-        "(torch.jit.script(model).save('model.pt')) or a state_dict (torch.save(model.state_dict(), 'weights.pt'))."
-    )
-
-
-def _odd_tensor(tensor: torch.Tensor) -> str:
-    """Why a tensor cannot be a weight ("" when it can): only dense real numbers with their values in the file."""
-    if tensor.layout != torch.strided:
-        return f"is a sparse tensor ({str(tensor.layout).removeprefix('torch.')}); weights must be dense"
-    if tensor.is_meta:
-        return "is a meta tensor: it has a shape but no values"
-    if tensor.is_quantized:
-        return "is quantized; upload the float weights"
-    if tensor.is_complex():
-        return "holds complex numbers"
-    return ""
-
-
-def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], architecture: str) -> None:
-    """Load strictly; explain missing, extra and wrongly shaped weights in plain words."""
-    expected = module.state_dict()
-    not_float = [
-        key
-        for key in expected
-        if key in state_dict and expected[key].is_floating_point() and not state_dict[key].is_floating_point()
-    ]
-    if not_float:
-        raise ModelFileError(
-            f"The weights do not fit {architecture}: {_few(not_float)} {'holds' if len(not_float) == 1 else 'hold'} "
-            "whole numbers in the file, but "
-            "the model needs floating-point values there."
-        )
-    wrong_shape = [
-        f"{key} is {_shape(state_dict[key])} in the file but {_shape(expected[key])} in {architecture}"
-        for key in expected
-        if key in state_dict and state_dict[key].shape != expected[key].shape
-    ]
-    if wrong_shape:
-        raise ModelFileError(f"The weights do not fit {architecture}: {_few(wrong_shape)}.")
-    try:
-        result = module.load_state_dict(state_dict, strict=False)  # strict=True's checks, made readable below
-    except Exception as exc:  # e.g. a dtype the model cannot take
-        raise ModelFileError(f"The weights could not be loaded into {architecture}: {_summary(exc)}.") from exc
-    problems = []
-    if result.missing_keys:
-        problems.append(f"{len(result.missing_keys)} the model needs are missing ({_few(result.missing_keys)})")
-    if result.unexpected_keys:
-        problems.append(
-            f"{len(result.unexpected_keys)} in the file are not in the model ({_few(result.unexpected_keys)})"
-        )
-    if problems:
-        raise ModelFileError(
-            f"These weights are not for {architecture}: {' and '.join(problems)}. Is it the right architecture?"
-        )
-
-
-def _probe(module: torch.nn.Module, input_size: tuple[int, int], channels: int = 3) -> int:
-    """Run one black image through the model (in this process: ONNX layers, or a registry architecture with the
-    file's weights) and back to the input; return the number of outputs K of its (1, K) result."""
-    height, width = input_size
-    x = torch.zeros(1, channels, height, width, requires_grad=True)
-    try:
-        with torch.enable_grad():
-            output = module(x)
-    except Exception as exc:  # a user's model can raise anything
-        raise ModelFileError(
-            f"The model failed on a {height}×{width} {_kind(channels)} image: {_summary(exc)}."
-        ) from exc
-    num_classes = _check_output(output)
-    connected = output.requires_grad and torch.autograd.grad(output.sum(), x, allow_unused=True)[0] is not None
-    if not connected:
-        raise ModelFileError(_UNCONNECTED)
-    return num_classes
-
-
 def _probe_contained(module: ContainedModel, input_size: tuple[int, int], channels: int = 3) -> int:
-    """The same probe as `_probe`, through the model's worker process."""
+    """The same probe as `probe`, through the model's worker process."""
     height, width = input_size
     x = torch.zeros(1, channels, height, width)
     graph_id = module.worker.new_id()
     try:
         output, reply = module.worker.forward(x, grad=True, graph_id=graph_id)
-        num_classes = _check_output(output if output is not None else _Returned(reply.get("returned", "nothing")))
+        num_classes = check_output(output if output is not None else Returned(reply.get("returned", "nothing")))
         connected = bool(reply.get("requires_grad")) and (
             module.worker.backward(graph_id, x, torch.ones_like(output)) is not None
         )
@@ -382,77 +270,8 @@ def _probe_contained(module: ContainedModel, input_size: tuple[int, int], channe
         if exc.kind != "error":
             raise ModelFileError(str(exc)) from exc
         raise ModelFileError(
-            f"The model failed on a {height}×{width} {_kind(channels)} image: {summary(exc.detail)}."
+            f"The model failed on a {height}×{width} {image_kind(channels)} image: {summary(exc.detail)}."
         ) from exc
     if not connected:
-        raise ModelFileError(_UNCONNECTED)
+        raise ModelFileError(UNCONNECTED)
     return num_classes
-
-
-def _kind(channels: int) -> str:
-    return "RGB" if channels == 3 else "grayscale"
-
-
-_UNCONNECTED = (
-    "The model's output does not depend on its input image (no gradient flows back to it; was the output "
-    "detached?), so no map could show what it looks at."
-)
-
-
-class _Returned:
-    """What a contained model returned instead of a tensor, in words."""
-
-    def __init__(self, words: str) -> None:
-        self.words = words
-
-
-def _check_output(output: object) -> int:
-    """K, for a finite float (1, K) output with 1 ≤ K ≤ MAX_CLASSES; a ModelFileError sentence otherwise."""
-    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 1:
-        raise ModelFileError(
-            f"The model returned {_describe(output)}; a classifier must return one tensor of shape "
-            "(1, number of classes) for one image."
-        )
-    if output.shape[1] == 0:
-        raise ModelFileError("The model returned a tensor of shape (1, 0): no class scores at all.")
-    if output.shape[1] > MAX_CLASSES:
-        raise ModelFileError(
-            f"The model returned {output.shape[1]:,} class scores; the limit is {MAX_CLASSES:,} classes."
-        )
-    if not output.is_floating_point():
-        raise ModelFileError(
-            f"The model returned {str(output.dtype).removeprefix('torch.')} values, not floating-point scores, "
-            "so it has no gradient to explain."
-        )
-    if not torch.isfinite(output).all():
-        raise ModelFileError(
-            "The model's output on a black test image contains NaN or infinite values, so nothing it predicts "
-            "could be explained. Check the exported model (its weights may be corrupt)."
-        )
-    return int(output.shape[1])
-
-
-def _describe(output: object) -> str:
-    if isinstance(output, _Returned):
-        return output.words
-    if isinstance(output, torch.Tensor):
-        return f"a tensor of shape {_shape(output)}"
-    if isinstance(output, (tuple, list, dict)):
-        return f"a {type(output).__name__} of {len(output)} items"
-    return f"a {type(output).__name__}"
-
-
-def _shape(tensor: torch.Tensor) -> str:
-    return "(" + ", ".join(str(n) for n in tensor.shape) + ")"
-
-
-def _few(items: list[str], limit: int = 3) -> str:
-    shown = ", ".join(items[:limit])
-    return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
-
-
-def _summary(exc: BaseException) -> str:
-    """One readable line: TorchScript puts its traceback first and the real error (e.g. `RuntimeError: ...`) last."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
-    line = lines[-1] if lines[0].startswith("The following operation failed in the TorchScript") else lines[0]
-    return re.sub(r"^\w+(Error|Exception): ", "", line).rstrip(".")

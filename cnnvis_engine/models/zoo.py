@@ -24,7 +24,7 @@ from torch import nn
 from ..errors import ModelError
 from .bundle import ModelBundle, Normalization
 from .imagenet import imagenet_classes
-from .registry import ModelSpec
+from .registry import ModelSpec, NameSource, register_name_source
 from .weights import RANDOM_DETAIL, load_checkpoint, pretrained_error, seeded_init
 
 PREFIXES = ("torchvision", "timm")
@@ -189,6 +189,16 @@ def build_zoo(name: str, weights: str) -> ModelBundle:
     )
 
 
+def load_zoo(name: str, weights: str | None = None, **_: object) -> ModelBundle:
+    """`load_model` for a zoo name: its default weights choice when None; ModelError for one it does not have.
+    (The options of a person's own model do not apply to a zoo model and are ignored.)"""
+    spec = zoo_spec(name)
+    choice = spec.default_weights if weights is None else weights
+    if choice not in spec.weights:
+        raise ModelError(f"{spec.name} has no '{choice}' weights; choose one of: {', '.join(spec.weights)}.")
+    return build_zoo(name, choice)
+
+
 def _torchvision(model: str, weights: str) -> tuple:
     enum = torchvision.models.get_model_weights(model).DEFAULT
     transforms = enum.transforms()  # ImageClassification: resize, centre crop, mean, std
@@ -275,3 +285,10 @@ def _timm_error(name: str, cfg: object) -> ModelError:
             "connection?). Run it once online so they are cached, or choose random weights."
         )
     return pretrained_error(name, getattr(cfg, "url", "") or f"{name}.pth")
+
+
+register_name_source(
+    NameSource(
+        "zoo", is_zoo_name, load_zoo, spec=zoo_spec, parameters=parameter_count, before_registered=True, precedence=0
+    )
+)
