@@ -8,6 +8,7 @@ Public API (re-exports only)::
     res = ex.explain(image, layer=None, target=None, methods=["gradcam", "cam"])
 """
 
+from . import contained_explainer, crossing  # noqa: F401  (register the worker's Explainer and what crosses to it)
 from .errors import EngineError, ImageError, LayerError, MethodError, ModelError, ModelFileError, TargetError
 from .explainer import ARTICLE_METHODS, Explainer, Explanation, Prediction
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image

@@ -13,6 +13,7 @@ import torch
 from .explainer import (
     ARTICLE_METHODS,
     BATCH_CHUNK,
+    WORKER_EXPLAINER,
     Explainer,
     Explanation,
     ImageSource,
@@ -101,3 +102,6 @@ class ContainedExplainer(Explainer):
                 top_k=top_k,
             )
         return results
+
+
+WORKER_EXPLAINER[:] = [ContainedExplainer]  # what `Explainer(bundle)` becomes for a model that runs in a worker

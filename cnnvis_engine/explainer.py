@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import attention
-from .errors import ImageError, TargetError
+from .errors import ImageError, ModelError, TargetError
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult, layers_for, method_names
 from .models.bundle import ModelBundle
@@ -77,6 +77,19 @@ class Explanation(Mapping[str, MethodResult]):
         return len(self.results)
 
 
+WORKER_EXPLAINER: list[type[Explainer]] = []  # the Explainer for a model that runs in a worker process (one)
+
+
+def worker_explainer() -> type[Explainer]:
+    """The registered Explainer subclass for models that run in a worker (`contained_explainer`)."""
+    if not WORKER_EXPLAINER:
+        raise ModelError(
+            "This model runs in a separate worker process, and the part of cnnvis that talks to it is not loaded; "
+            "import cnnvis_engine (the package) rather than one of its modules alone."
+        )
+    return WORKER_EXPLAINER[-1]
+
+
 class Explainer:
     """Explains one model's predictions. Safe to share between threads.
 
@@ -84,14 +97,14 @@ class Explainer:
     of one training step's activations.
 
     For a model that runs in a worker process (an ONNX upload: models.contained), `Explainer(bundle)` is a
-    `ContainedExplainer`, which sends each call to the worker's own Explainer and gives the same results.
+    `ContainedExplainer`, which sends each call to the worker's own Explainer and gives the same results. (That
+    subclass registers itself in `WORKER_EXPLAINER` when `contained_explainer` is imported, as the package does, so
+    this module does not import its own subclass.)
     """
 
     def __new__(cls, bundle: ModelBundle, *, cache_size: int = 2) -> Self:
         if cls is Explainer and runs_in_worker(bundle.module):
-            from .contained_explainer import ContainedExplainer
-
-            return super().__new__(ContainedExplainer)
+            return super().__new__(worker_explainer())
         return super().__new__(cls)
 
     def __init__(self, bundle: ModelBundle, *, cache_size: int = 2) -> None:

@@ -164,15 +164,29 @@ def describe(cycle: Sequence[Edge], modules: dict[str, Path], root: Path) -> str
     return "import circle: " + "; ".join(steps)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="circles still to remove: models.registry ↔ zoo/python_models/user_files, explainer ↔ contained",
-)
+# Edges that cross into another process, not within this one: the module is the entry of a process it starts, and the
+# import runs only there. Each must still exist (a stale entry fails), and no other edge is excused.
+PROCESS_ENTRIES = {
+    # The locked-in worker of an uploaded ONNX model (`python -I contained_worker.py`, started by models.contained)
+    # runs the whole engine in that process: its main() imports onnx_worker there, never in the server.
+    ("cnnvis_engine.models.contained_worker", "cnnvis_engine.onnx_worker"),
+}
+
+
 def test_no_import_circles() -> None:
     modules = module_files(ROOT, PACKAGES)
     assert "cnnvis_engine.models.registry" in modules and "pages.explore" in modules
-    cycles = find_cycles(import_edges(modules))
+    edges = import_edges(modules)
+    assert PROCESS_ENTRIES <= {(e.source, e.target) for e in edges}, "an excused edge is gone: drop it from the list"
+    cycles = find_cycles([e for e in edges if (e.source, e.target) not in PROCESS_ENTRIES])
     assert not cycles, "\n".join(describe(cycle, modules, ROOT) for cycle in cycles)
+
+
+def test_the_model_registry_is_a_leaf() -> None:
+    """The registry imports no model source: zoo and python_models register their names into it (as in timm)."""
+    modules = module_files(ROOT, PACKAGES)
+    below = {e.target for e in import_edges(modules) if e.source == "cnnvis_engine.models.registry"}
+    assert below <= {"cnnvis_engine.errors", "cnnvis_engine.models.bundle", "cnnvis_engine.models.weights"}, below
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

@@ -3,7 +3,7 @@
 `encode(value)` turns a value into a JSON-able structure plus a list of tensors (which travel as raw bytes in
 the wire format of contained_worker.py, their dtype and shape checked there); `decode` rebuilds it. What can
 cross: None, bools, numbers, strings, lists, tuples, frozensets, dicts with string keys, numpy arrays, torch
-tensors, RGB PIL images, and the dataclasses of the engine named in `_allowed()` — rebuilt field by field from
+tensors, RGB PIL images, and the dataclasses of the engine allowed by `allow_crossing` — rebuilt field by field from
 exactly their constructor's fields, never from a type name chosen by the sender. Anything else is refused with
 a CodecError, and so is a structure deeper than MAX_DEPTH, with more than MAX_NODES values or a string longer
 than MAX_STRING. Nothing here imports or calls anything a message names.
@@ -12,7 +12,6 @@ than MAX_STRING. Nothing here imports or calls anything a message names.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 from typing import Any
 
@@ -32,43 +31,21 @@ class CodecError(ModelError):
     """A value that cannot cross to or from the worker (a function, an unknown type, a malformed message)."""
 
 
-@functools.cache
-def _allowed() -> dict[str, type]:
-    """The engine's result and argument types, by class name. Imported when first needed: they live in modules
-    above this one."""
-    from ..explainer import Explanation
-    from ..faithfulness import Curve, Faithfulness
-    from ..featurevis.results import FeatureVisResult, FeatureVisSettings
-    from ..featurevis.transforms import TransformSettings
-    from ..images import DecodedImage
-    from ..layouts import Layout
-    from ..methods import MethodResult
-    from ..sanity import RandomisationStep
-    from ..targets import ClassTarget, Prediction, RegressionTarget, SegmentationTarget
-    from ..tracing import CamSite, LayerInfo, Trace
-    from .bundle import Normalization
+_CROSSING: dict[str, type] = {}  # the allowlist, filled by `allow_crossing` (cnnvis_engine.crossing lists it)
 
-    types = (
-        Explanation,
-        MethodResult,
-        Prediction,
-        ClassTarget,
-        SegmentationTarget,
-        RegressionTarget,
-        LayerInfo,
-        Layout,
-        CamSite,
-        Trace,
-        DecodedImage,
-        Normalization,
-        Faithfulness,
-        Curve,
-        RandomisationStep,
-        FeatureVisResult,
-        FeatureVisSettings,
-        TransformSettings,
-    )
-    return {cls.__name__: cls for cls in types}
+
+def allow_crossing(*types: type) -> None:
+    """Let these dataclasses of the engine cross to and from the worker, by class name. The types live in modules
+    above this one, so they are registered from there (one list: `cnnvis_engine.crossing`, run by the package)."""
+    for cls in types:
+        if not dataclasses.is_dataclass(cls) or _CROSSING.get(cls.__name__, cls) is not cls:
+            raise TypeError(f"{cls!r} cannot be allowed to cross: not a dataclass, or its name is taken.")
+        _CROSSING[cls.__name__] = cls
+
+
+def _allowed() -> dict[str, type]:
+    """The engine's result and argument types, by class name."""
+    return _CROSSING
 
 
 def _init_fields(cls: type) -> list[str]:
