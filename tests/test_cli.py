@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 
+import pytest
 from PIL import Image
 
 from cnnvis.cli import main
@@ -99,3 +100,35 @@ def test_module_entry_point():
         check=False,
     )
     assert done.returncode == 0 and "--images" in done.stdout and "--batch-size" in done.stdout
+
+
+def test_the_commands_share_one_front_end_and_python_m_cnnvis_engine_delegates_to_it(capsys):
+    from cnnvis.cli import build_parser
+
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert list(commands) == ["serve", "report", "audit"]
+    for name in ("report", "audit"):  # the shared model options on each
+        assert "--model" in commands[name].format_help() and "--input-size" in commands[name].format_help()
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnvis_engine", "audit", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0 and done.stdout.startswith("usage: python -m cnnvis_engine audit")
+    assert "--class-of" in done.stdout
+
+
+def test_the_progress_bar_follows_the_engines_callback(capsys):
+    from cnnvis.progress import progress_bar
+
+    with progress_bar(4) as progress:
+        progress(2, 4)
+        progress(5, 5)  # the total may grow as the work finds more
+    err = capsys.readouterr().err
+    assert "0/4" in err and err.rstrip().endswith("image/s]") and "5/5" in err  # tqdm redraws at most every 0.1 s
+    with pytest.raises(RuntimeError), progress_bar(3) as progress:  # the bar closes when the work raises
+        progress(1, 3)
+        raise RuntimeError("stop")
+    assert "1/3" in capsys.readouterr().err

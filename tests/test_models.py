@@ -72,6 +72,34 @@ def test_list_models_puts_the_default_first_and_has_every_model() -> None:
     assert all(spec.description.endswith(".") for spec in specs)
 
 
+def test_name_sources_are_asked_in_precedence_order_and_registered_names_come_first(monkeypatch) -> None:
+    """The registry's table of name sources: a source claims its names, the lower precedence is asked first whatever
+    the registration order, and a MODELS key wins over a source that does not say `before_registered`."""
+    from conftest import make_tiny_bundle
+
+    from cnnvis_engine.models import registry
+
+    monkeypatch.setattr(registry, "NAME_SOURCES", list(registry.NAME_SOURCES))
+    loaded: list[str] = []
+
+    def load(name: str, weights: str | None = None, /, **options: object) -> ModelBundle:
+        loaded.append(name)
+        return make_tiny_bundle(name=name)
+
+    def claims(name: str) -> bool:
+        return name.startswith("toy+") or name == "resnet18"
+
+    registry.register_name_source(registry.NameSource("late", claims, load, precedence=20))
+    assert load_model("toy+a").name == "toy+a" and loaded == ["toy+a"]
+    assert load_model("resnet18", "random").name == "resnet18" and loaded == ["toy+a"]  # the MODELS key wins
+    assert registry.find_spec("toy+a") is None  # no spec: not listed
+    with pytest.raises(ModelError, match="There is no model called 'toy-a'"):
+        load_model("toy-a")
+    assert [s.kind for s in registry.NAME_SOURCES] == ["zoo", "python", "late"]
+    registry.register_name_source(registry.NameSource("early", lambda name: name == "toy+a", load, precedence=-1))
+    assert registry.NAME_SOURCES[0].kind == "early"
+
+
 def test_unknown_model_suggests_close_names() -> None:
     with pytest.raises(ModelError, match=r"resnet19.*Did you mean resnet18"):
         load_model("resnet19")
