@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable, Sequence
+from typing import TypeAlias
 
 from cnnvis_engine import EngineError
 from cnnvis_engine.models import MODELS, offer_model
@@ -29,7 +30,7 @@ from cnnvis_engine.models.options import add_model_options, load_from_options
 
 from . import audit, report, server
 
-Commands = argparse._SubParsersAction  # what `ArgumentParser.add_subparsers` returns
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
 
 
 def add_serve_parser(commands: Commands) -> argparse.ArgumentParser:

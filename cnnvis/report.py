@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TypeAlias
 
 import torch
 
@@ -20,7 +21,7 @@ from cnnvis_engine.models.options import add_model_options, load_from_options
 
 from .progress import progress_bar
 
-Commands = argparse._SubParsersAction  # what `ArgumentParser.add_subparsers` returns
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
 
 
 def add_parser(commands: Commands) -> argparse.ArgumentParser:

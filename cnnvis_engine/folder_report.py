@@ -25,8 +25,8 @@ from .faithfulness import Faithfulness, evaluate_maps
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
 from .models import ModelBundle
-from .render import draw, result_panel
-from .report import ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
+from .render import ReportPanel, draw, result_panel
+from .report import ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
 
 SCORED = "gradcam"  # the method whose map the index scores
 COLUMNS = (
