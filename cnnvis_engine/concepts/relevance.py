@@ -182,7 +182,7 @@ def _lost_note(per_channel: torch.Tensor, load: torch.Tensor) -> list[str]:
         return []
     total = float(lost.sum())
     return [
-        f"{len(lost)} channels are never positive here, so no group holds them; the groups add up to the total less their {total:+.4g}."
+        f"{len(lost)} channels are held by no group (never positive here, or left out by the factorisation); the groups add up to the total less their {total:+.4g}."
     ]
 
 
