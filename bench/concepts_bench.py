@@ -12,6 +12,7 @@ medians of wall and process CPU time are printed; compare ratios, not millisecon
 from __future__ import annotations
 
 import argparse
+import resource
 import warnings
 
 import torch
@@ -57,6 +58,7 @@ def main() -> None:
     print(f"ratio cold / saliency: {ours / sal:.2f}x wall, {ours_cpu / sal_cpu:.2f}x cpu (target <= 2.0x)")
     print(f"ratio warm / saliency: {warm / sal:.2f}x wall, {warm_cpu / sal_cpu:.2f}x cpu")
     print(f"notes: {result.notes or 'none (one batched backward)'}")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 if __name__ == "__main__":

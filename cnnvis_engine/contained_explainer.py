@@ -115,7 +115,7 @@ class ContainedExplainer(Explainer):
         region: Sequence[float] | None = None,
         groups: int | None = None,
     ) -> ConceptResult:
-        return self._call(
+        result: ConceptResult = self._call(
             "concepts",
             shippable(self.bundle, image),
             layer=layer,
@@ -124,10 +124,12 @@ class ContainedExplainer(Explainer):
             region=tuple(region) if region is not None else None,
             groups=groups,
         )
+        return result
 
     def sub_concepts(
         self, image: ImageSource, layer: str, channel: int, lower_layer: str, *, target: TargetSpec = None, top: int = 8
     ) -> ConceptResult:
-        return self._call(
+        result: ConceptResult = self._call(
             "sub_concepts", shippable(self.bundle, image), layer, channel, lower_layer, target=target, top=top
         )
+        return result

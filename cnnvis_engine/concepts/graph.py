@@ -27,7 +27,8 @@ def attached(fp: RecordedPass, layer: str) -> torch.Tensor:
         return fp.activation(layer)
     call = fp.last_call(layer)
     with fp.recorder.bundle.lock, torch.enable_grad():
-        return call.module(call.first_input)
+        output: torch.Tensor = call.module(call.first_input)
+    return output
 
 
 def gradient_at(fp: RecordedPass, layer: str, outputs: torch.Tensor, grad_outputs: torch.Tensor) -> torch.Tensor | None:
@@ -39,6 +40,8 @@ def gradient_at(fp: RecordedPass, layer: str, outputs: torch.Tensor, grad_output
         (grad,) = torch.autograd.grad(outputs, source, grad_outputs, retain_graph=True, allow_unused=True)
         return None if grad is None else grad.detach()
     call = fp.last_call(layer)
+    if call.first_input is None:  # not recoverable: `fp.refresh` records it again, cloned, so this does not happen
+        return None
     with node_gradient(call) as caught:
         torch.autograd.grad(outputs, call.first_input, grad_outputs, retain_graph=True, allow_unused=True)
     return caught[0].detach() if caught else None

@@ -37,7 +37,7 @@ def checked_groups(groups: int, channels: int, positions: int) -> tuple[int, str
 
 def loadings(activation: torch.Tensor, groups: int) -> torch.Tensor:
     """(C, G) float64: each channel's split over `groups` non-negative factors of ReLU(activation) (C, h, w);
-    rows add up to 1, or are 0 for a channel that is never positive."""
+    rows add up to 1, or are 0 for a channel no group holds (never positive, or left out by the factorisation)."""
     v = activation.detach().to(torch.float64).clamp(min=0).flatten(1)
     w, h = _nndsvd(v, groups)
     for _ in range(ITERATIONS):
@@ -52,7 +52,7 @@ def _nndsvd(v: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """NNDSVDa's start (C, G), (G, P) for V (C, P): each singular pair's larger non-negative part, zeros filled with
     V's mean (so multiplicative updates can move them)."""
     u, s, vt = torch.linalg.svd(v, full_matrices=False)
-    w, h = torch.zeros((v.shape[0], groups), dtype=v.dtype), torch.zeros((groups, v.shape[1]), dtype=v.dtype)
+    w, h = v.new_zeros((v.shape[0], groups)), v.new_zeros((groups, v.shape[1]))
     for j in range(groups):
         x, y = u[:, j], vt[j]
         pairs = [(x.clamp(min=0), y.clamp(min=0)), ((-x).clamp(min=0), (-y).clamp(min=0))]

@@ -56,15 +56,18 @@ def concepts(
     check_top(top)
     with fp.lock:
         name = layer or fp.trace.default_of_kind("cam_site") or fp.trace.default_of_kind("spatial")
+        if name is None:
+            raise LayerError("This model has no layer whose output forms a picture, so it has no concepts to show.")
         view = map_view(fp, name)
+        size = (int(fp.x.shape[2]), int(fp.x.shape[3]))
         tgt = resolve_target(target, fp.output[:1], bundle.task, bundle.class_names)
         score = fp.score((tgt,))
         g = view(fp.gradient((tgt,), score, name))
         a = view(fp.value(name))
         notes: list[str] = []
-        box = checked_box(region, tuple(fp.x.shape[2:])) if region is not None else None
+        box = checked_box(region, size) if region is not None else None
         if box is not None:
-            g = g * cell_weights(box, tuple(fp.x.shape[2:]), tuple(g.shape[2:])).to(g)
+            g = g * cell_weights(box, size, (int(g.shape[2]), int(g.shape[3]))).to(g)
         per_channel = (a * g).sum(dim=(2, 3))[0].to(torch.float64)  # (C,)
         load: torch.Tensor | None = None
         if groups is not None:
@@ -151,11 +154,9 @@ def check_top(top: int) -> None:
         raise MethodError(f"The number of concepts to map must be a whole number from 0 up; got {top!r}.")
 
 
-def map_view(fp: RecordedPass, layer: str | None) -> View:
+def map_view(fp: RecordedPass, layer: str) -> View:
     """The canonical (N, C, h, w) view of a layer's output (`layouts`); a LayerError with the reason for a layer
     that is unknown or whose output is not a map. Outputs overwritten in place are made recoverable first."""
-    if layer is None:
-        raise LayerError("This model has no layer whose output forms a picture, so it has no concepts to show.")
     info = fp.trace.get(layer)  # a LayerError for an unknown name
     if not info.layout.is_map:
         why = info.layout.reason or "it has no height and width"
