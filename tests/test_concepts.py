@@ -22,7 +22,7 @@ from cnnvis_engine.images import DecodedImage, decode_image
 from cnnvis_engine.models import load_model_file
 from cnnvis_engine.models.bundle import Normalization
 from cnnvis_engine.models.contained_codec import decode, encode
-from tests.conftest import leaves_model_untouched
+from tests.conftest import leaves_model_untouched, synthetic_image
 from tests.onnx_cases import CLASSES, export, small_cnn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -138,6 +138,35 @@ def test_a_channels_last_layer_is_read_as_channels_by_height_by_width(squares: D
     (grad_x,) = torch.autograd.grad(rgb_net(channels_last=True)(x)[0, RED], x)
     everything = (x * grad_x).sum(dim=1)[0].detach().numpy()
     assert result.layer == "mix" and np.abs(everything).max() > 1e-3
+    assert np.allclose(result.maps.sum(axis=0), everything, rtol=1e-5, atol=1e-5 * np.abs(everything).max())
+
+
+def test_a_token_layer_is_read_as_its_patch_grid_without_the_class_token():
+    """A two-block ViT whose head averages the patch tokens: every path passes through the last block's patches,
+    so all 192 channels' maps add up to input × gradient there; the class token is no place and is left out."""
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        vit = timm.create_model(
+            "vit_tiny_patch16_224", pretrained=False, img_size=32, num_classes=3, depth=2, global_pool="avg"
+        ).eval()
+    bundle = ModelBundle(
+        name="vit", module=vit, class_names=("a", "b", "c"), input_size=(32, 32), weights_source="random"
+    )
+    explainer = Explainer(bundle)
+    image = decode_image(synthetic_image(3, (32, 32)))
+    result = explainer.concepts(image, layer="blocks.1", target=1, top=192)
+    x = explainer._cached_pass(image).x.detach().clone().requires_grad_(True)
+    tokens: list[torch.Tensor] = []
+    copy_of = copy.deepcopy(vit)
+    handle = copy_of.blocks[1].register_forward_hook(lambda _m, _i, out: tokens.append(out))
+    score = copy_of(x)[0, 1]
+    grad_a, grad_x = torch.autograd.grad(score, [tokens[0], x])
+    handle.remove()
+    expected = (tokens[0] * grad_a)[0, 1:].sum(dim=0).double().detach().numpy()  # patch tokens only
+    assert np.allclose(result.contributions, expected, rtol=1e-5, atol=1e-8)
+    everything = (x * grad_x).sum(dim=1)[0].detach().numpy()
     assert np.allclose(result.maps.sum(axis=0), everything, rtol=1e-5, atol=1e-5 * np.abs(everything).max())
 
 

@@ -12,6 +12,10 @@ Identities: at a block output (every path from the input passes through it) the 
 add up to the plain input × gradient x ⊙ ∂y/∂x, since Σ_k ∂/∂x Σ A_k G_k = Jᵀ G = ∂y/∂x. At the CAM layer (the
 global average pool's input, followed by one Linear layer) G_k = w_k / (h·w), so R_k = w_k · mean_{h,w} A_k and the
 contributions add up to the logit minus the bias.
+Layers are read in their canonical C × h × w view (`layouts`): channels-last transposed, token layers as their patch
+grid. Prefix tokens (a class token) are no place in the picture and are left out, so at a token layer whose class
+token reaches the head later on (ViT with class-token pooling) the concepts hold only the part of the score that
+flows through the patches; with patch-average pooling every path passes through the patches and both identities hold.
 
 Sub-concepts of channel k at layer L, at an earlier layer L′ with output A′: the concept's relevance
 Q = Σ_{h,w} A_k · G_k (G held fixed) flows back to L′ as G′ = ∂Q/∂A′, and sub-channel j's share is
