@@ -203,8 +203,15 @@ def test_groups_add_up_to_the_total_and_one_of_them_is_the_red_channel(squares: 
 
 
 def test_sub_concepts_follow_the_concept_down_to_the_channel_it_reads(squares: DecodedImage):
-    explainer = Explainer(rgb_bundle())
-    result = explainer.sub_concepts(squares, "relu1", RED, "relu0", target=RED, top=2)
+    bundle = rgb_bundle()
+    explainer = Explainer(bundle)
+    with leaves_model_untouched(bundle.module):
+        result = explainer.sub_concepts(squares, "relu1", RED, "relu0", target=RED, top=2)
+        # conv0 passes the (non-negative) picture on unchanged and relu0 overwrites it in place: the same answer,
+        # read where conv0's graph node receives its gradient
+        overwritten = explainer.sub_concepts(squares, "relu1", RED, "conv0", target=RED, top=2)
+    assert np.allclose(overwritten.contributions, result.contributions, atol=1e-9)
+    assert np.allclose(overwritten.maps, result.maps, atol=1e-9)
     assert result.parent == ("relu1", RED) and result.layer == "relu0" and result.maps.shape == (2, 32, 32)
     assert result.channels[0] == RED and result.shares[RED] == pytest.approx(1.0)  # red fires only on red pixels
     _, a0, _, _ = by_hand(rgb_net(), squares, "relu0", RED)
@@ -293,3 +300,19 @@ def test_where_the_backward_cannot_be_batched_the_maps_come_one_at_a_time_and_sa
     one_by_one = explainer.concepts(squares, target=RED, top=3)
     assert np.allclose(one_by_one.maps, batched.maps, atol=1e-7)
     assert "one at a time" in one_by_one.notes[0] and "aten::made_up" in one_by_one.notes[0]
+
+
+def test_two_threads_asking_for_concepts_of_one_picture_get_the_same_answer(squares: DecodedImage):
+    explainer = Explainer(rgb_bundle())
+    answers: list[np.ndarray] = []
+
+    def ask() -> None:
+        for _ in range(5):
+            answers.append(explainer.concepts(squares, target=GREEN, top=3, groups=None).maps)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 10 and all(np.array_equal(answer, answers[0]) for answer in answers)
