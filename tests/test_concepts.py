@@ -238,6 +238,10 @@ def test_refusals_are_plain_sentences(squares: DecodedImage):
         explainer.concepts(squares, top=-1)
     with pytest.raises(MethodError, match="whole number"):
         explainer.concepts(squares, groups=0)
+    with pytest.raises(MethodError, match="at most 256"):
+        explainer.concepts(squares, top=2048)
+    with pytest.raises(MethodError, match="from 1 to 64"):
+        explainer.concepts(squares, groups=1000)
     with pytest.raises(EngineError, match="does not exist"):
         explainer.concepts(squares, target=9)
 

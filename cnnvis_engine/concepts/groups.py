@@ -18,14 +18,15 @@ import torch
 from ..errors import MethodError
 
 DEFAULT_GROUPS = 6
+MAX_GROUPS = 64  # a bound on the factorisation's work (200 updates of C × P × G)
 ITERATIONS = 200
 EPSILON = 1e-12
 
 
 def checked_groups(groups: int, channels: int, positions: int) -> tuple[int, str]:
     """The number of groups to factorise into, at most min(channels, positions), and a note if it was cut."""
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise MethodError(f"The number of groups must be a whole number from 1 up; got {groups!r}.")
+    if isinstance(groups, bool) or not isinstance(groups, int) or not 1 <= groups <= MAX_GROUPS:
+        raise MethodError(f"The number of groups must be a whole number from 1 to {MAX_GROUPS}; got {groups!r}.")
     most = min(channels, positions)
     if groups <= most:
         return groups, ""

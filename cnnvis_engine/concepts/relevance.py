@@ -40,6 +40,7 @@ from .regions import Box, cell_weights, checked_box
 from .results import ConceptResult, ranked, shares_of
 
 DEFAULT_TOP = 8
+MAX_TOP = 256  # maps per call: on resnet50 at 224 px each costs about one saliency backward pass (0.2 s CPU)
 
 
 def concepts(
@@ -154,8 +155,15 @@ def sub_concepts(
 
 
 def check_top(top: int) -> None:
+    """A MethodError unless 0 <= top <= MAX_TOP (each map is one input-gradient backward pass); a `top` above the
+    number of channels maps them all."""
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise MethodError(f"The number of concepts to map must be a whole number from 0 up; got {top!r}.")
+    if top > MAX_TOP:
+        raise MethodError(
+            f"The number of concepts to map may be at most {MAX_TOP} (each map costs one backward pass: a bound on "
+            f"the work of one call); got {top:,}."
+        )
 
 
 def map_view(fp: RecordedPass, layer: str) -> View:
