@@ -320,3 +320,23 @@ def test_two_threads_asking_for_concepts_of_one_picture_get_the_same_answer(squa
     for thread in threads:
         thread.join()
     assert len(answers) == 10 and all(np.array_equal(answer, answers[0]) for answer in answers)
+
+
+class Twice(nn.Module):
+    """One 1×1 convolution run twice (with a ReLU after each), then the RGB head."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 3, 1), rgb_net()
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(3)[:, :, None, None])
+            self.conv.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(torch.relu(self.conv(x)))))
+
+
+def test_a_layer_that_runs_twice_is_read_at_its_last_run_and_says_so(squares: DecodedImage):
+    result = Explainer(rgb_bundle(Twice().eval())).concepts(squares, layer="conv", target=RED, top=1)
+    assert result.notes == ("'conv' runs 2 times; its last run is used.",)
+    assert result.channels[0] == RED

@@ -69,11 +69,11 @@ def concepts(
         score = fp.score((tgt,))
         g = view(fp.gradient((tgt,), score, name))
         a = view(fp.value(name))
-        notes: list[str] = []
+        notes = _reuse_notes(fp, name)
         box = checked_box(region, size) if region is not None else None
         if box is not None:
             g = g * cell_weights(box, size, (int(g.shape[2]), int(g.shape[3]))).to(g)
-        per_channel = (a * g).sum(dim=(2, 3))[0].to(torch.float64)  # (C,)
+        per_channel = (a.double() * g.double()).sum(dim=(2, 3))[0]  # (C,)
         load: torch.Tensor | None = None
         if groups is not None:
             count, note = dff.checked_groups(groups, a.shape[1], a.shape[2] * a.shape[3])
@@ -133,12 +133,13 @@ def sub_concepts(
             )
         g_lower = lower_view(raw)
         a_lower = lower_view(fp.value(lower_layer))
-        units = (a_lower * g_lower).sum(dim=(2, 3))[0].to(torch.float64)
+        units = (a_lower.double() * g_lower.double()).sum(dim=(2, 3))[0]
         order = ranked(units.cpu().numpy())
         shown = order[: min(top, len(order))]
         weights = _unit_weights(shown, len(units), None)
         rows = g_lower[None] * weights.to(g_lower)[:, None, :, None, None]
         maps, note = input_maps(fp.x, lower_view(attached(fp, lower_layer)), rows)
+        notes = _reuse_notes(fp, layer) + _reuse_notes(fp, lower_layer) + ([note] if note else [])
     return _result(
         "channels",
         lower_layer,
@@ -149,7 +150,7 @@ def sub_concepts(
         fp,
         score,
         bundle.name,
-        [note] if note else [],
+        notes,
         parent=(layer, channel),
     )
 
@@ -187,6 +188,12 @@ def _unit_weights(shown: np.ndarray, channels: int, load: torch.Tensor | None) -
     weights = torch.zeros((len(shown), channels), dtype=torch.float64)
     weights[torch.arange(len(shown)), torch.as_tensor(shown, dtype=torch.long)] = 1.0
     return weights
+
+
+def _reuse_notes(fp: RecordedPass, layer: str) -> list[str]:
+    """A note for a module that runs more than once (its last run is used, as the methods do)."""
+    runs = len(fp.calls[layer])
+    return [f"'{layer}' runs {runs} times; its last run is used."] if runs > 1 else []
 
 
 def _lost_note(per_channel: torch.Tensor, load: torch.Tensor) -> list[str]:
