@@ -7,6 +7,10 @@ with LRP, takes 1.2-1.6 s to rank and 0.6-0.8 s per concept on this class of mac
 the explainer has not seen (its own recorded forward pass: "cold"); "warm" times concepts on a picture whose pass
 is already cached (the page has explained it), where the ranking costs no pass at all. Calls alternate and the
 medians of wall and process CPU time are printed; compare ratios, not milliseconds.
+
+The floor: each conditional map is its own vector-Jacobian product from the layer to the input, so ranking + k maps
+costs about one forward and (1 + k) input-gradient backward passes, saliency one forward and one backward. The last
+lines time the k maps' backward as one batched call (`is_grads_batched`, what `concepts` does) and as k calls.
 """
 
 from __future__ import annotations
@@ -58,7 +62,29 @@ def main() -> None:
     print(f"ratio cold / saliency: {ours / sal:.2f}x wall, {ours_cpu / sal_cpu:.2f}x cpu (target <= 2.0x)")
     print(f"ratio warm / saliency: {warm / sal:.2f}x wall, {warm_cpu / sal_cpu:.2f}x cpu")
     print(f"notes: {result.notes or 'none (one batched backward)'}")
+    batched, looped = _backward_ways(explainer, next(images), args.top)
+    print(
+        f"{args.top} maps' backward: one batched call {batched:.0f} ms cpu, {args.top} single calls {looped:.0f} ms cpu"
+    )
     print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+def _backward_ways(explainer: Explainer, image: object, top: int) -> tuple[float, float]:
+    """CPU ms of the `top` maps' backward pass from the default layer, batched and one row at a time (median of 3)."""
+    from cnnvis_engine.concepts.graph import attached
+
+    explainer.predict(image)
+    fp = explainer._cached_pass(image)
+    layer = fp.trace.default_of_kind("cam_site") or fp.trace.default_of_kind("spatial")
+    assert layer is not None
+    values = attached(fp, layer)
+    rows = torch.randn((top, *values.shape), generator=torch.Generator().manual_seed(0))
+    ways = (
+        lambda: torch.autograd.grad(values, fp.x, rows, retain_graph=True, is_grads_batched=True),
+        lambda: [torch.autograd.grad(values, fp.x, row, retain_graph=True) for row in rows],
+    )
+    times = [sorted(timed(way)[1] for _ in range(3))[1] for way in ways]
+    return times[0], times[1]
 
 
 if __name__ == "__main__":
