@@ -10,7 +10,8 @@ medians of wall and process CPU time are printed; compare ratios, not millisecon
 
 The floor: each conditional map is its own vector-Jacobian product from the layer to the input, so ranking + k maps
 costs about one forward and (1 + k) input-gradient backward passes, saliency one forward and one backward. The last
-lines time the k maps' backward as one batched call (`is_grads_batched`, what `concepts` does) and as k calls.
+lines time the k maps' backward as one batched call (`is_grads_batched`: what `concepts` does on a GPU) and as k
+calls (what it does on a CPU, where that measured faster).
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def main() -> None:
     print(f"concepts + {args.top} maps (warm)   {warm:8.0f} ms wall {warm_cpu:8.0f} ms cpu")
     print(f"ratio cold / saliency: {ours / sal:.2f}x wall, {ours_cpu / sal_cpu:.2f}x cpu (target <= 2.0x)")
     print(f"ratio warm / saliency: {warm / sal:.2f}x wall, {warm_cpu / sal_cpu:.2f}x cpu")
-    print(f"notes: {result.notes or 'none (one batched backward)'}")
+    print(f"notes: {result.notes or 'none'}")
     batched, looped = _backward_ways(explainer, next(images), args.top)
     print(
         f"{args.top} maps' backward: one batched call {batched:.0f} ms cpu, {args.top} single calls {looped:.0f} ms cpu"

@@ -17,6 +17,7 @@ from torch import nn
 from torchvision.ops.misc import Permute
 
 from cnnvis_engine import ClassTarget, Explainer, LayerError, ModelBundle, TargetError
+from cnnvis_engine.concepts.graph import attached, input_maps
 from cnnvis_engine.errors import EngineError, MethodError
 from cnnvis_engine.images import DecodedImage, decode_image
 from cnnvis_engine.models import load_model_file
@@ -105,7 +106,7 @@ def test_the_red_channel_carries_red_and_its_map_lies_on_the_red_square(squares:
     assert red_map[4:14, 4:14].sum() / red_map.sum() > 0.99
     blue_map = np.abs(result.maps[list(result.channels).index(BLUE)])
     assert blue_map[20:26, 4:10].sum() / blue_map.sum() > 0.99
-    assert result.notes == ()  # one batched backward
+    assert result.notes == ()
 
 
 @pytest.mark.parametrize("layer", ["relu1", "conv1", "relu0"])
@@ -290,9 +291,17 @@ def test_an_uploaded_onnx_model_answers_concepts_in_its_worker(squares: DecodedI
     assert decode(*encode(result)).channels.tolist() == result.channels.tolist()
 
 
-def test_where_the_backward_cannot_be_batched_the_maps_come_one_at_a_time_and_say_so(squares, monkeypatch):
+def test_batched_and_one_by_one_maps_agree_and_a_backward_that_cannot_be_batched_says_so(squares, monkeypatch):
     explainer = Explainer(rgb_bundle())
-    batched = explainer.concepts(squares, target=RED, top=3)
+    result = explainer.concepts(squares, target=RED, top=3)
+    fp = explainer._cached_pass(squares)
+    g = fp.gradient((ClassTarget(RED, "red"),), fp.score((ClassTarget(RED, "red"),)), "relu1")
+    rows = torch.stack([g * (torch.arange(3) == int(k)).float()[None, :, None, None] for k in result.channels])
+    with fp.lock:
+        batched, note = input_maps(fp.x, attached(fp, "relu1"), rows, batched=True)
+        single, _ = input_maps(fp.x, attached(fp, "relu1"), rows, batched=False)
+    assert note == "" and np.allclose(batched.numpy(), result.maps, atol=1e-7)
+    assert np.allclose(single.numpy(), result.maps, atol=1e-7)
     plain_grad = torch.autograd.grad
 
     def no_batching(*args: object, **kwargs: object) -> object:
@@ -301,25 +310,10 @@ def test_where_the_backward_cannot_be_batched_the_maps_come_one_at_a_time_and_sa
         return plain_grad(*args, **kwargs)
 
     monkeypatch.setattr(torch.autograd, "grad", no_batching)
-    one_by_one = explainer.concepts(squares, target=RED, top=3)
-    assert np.allclose(one_by_one.maps, batched.maps, atol=1e-7)
-    assert "one at a time" in one_by_one.notes[0] and "aten::made_up" in one_by_one.notes[0]
-
-
-def test_two_threads_asking_for_concepts_of_one_picture_get_the_same_answer(squares: DecodedImage):
-    explainer = Explainer(rgb_bundle())
-    answers: list[np.ndarray] = []
-
-    def ask() -> None:
-        for _ in range(5):
-            answers.append(explainer.concepts(squares, target=GREEN, top=3, groups=None).maps)
-
-    threads = [threading.Thread(target=ask) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(answers) == 10 and all(np.array_equal(answer, answers[0]) for answer in answers)
+    with fp.lock:
+        fallen_back, note = input_maps(fp.x, attached(fp, "relu1"), rows, batched=True)
+    assert np.allclose(fallen_back.numpy(), result.maps, atol=1e-7)
+    assert "one at a time" in note and "aten::made_up" in note
 
 
 class Twice(nn.Module):
@@ -340,3 +334,19 @@ def test_a_layer_that_runs_twice_is_read_at_its_last_run_and_says_so(squares: De
     result = Explainer(rgb_bundle(Twice().eval())).concepts(squares, layer="conv", target=RED, top=1)
     assert result.notes == ("'conv' runs 2 times; its last run is used.",)
     assert result.channels[0] == RED
+
+
+def test_two_threads_asking_for_concepts_of_one_picture_get_the_same_answer(squares: DecodedImage):
+    explainer = Explainer(rgb_bundle())
+    answers: list[np.ndarray] = []
+
+    def ask() -> None:
+        for _ in range(5):
+            answers.append(explainer.concepts(squares, target=GREEN, top=3).maps)
+
+    threads = [threading.Thread(target=ask) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 10 and all(np.array_equal(answer, answers[0]) for answer in answers)

@@ -6,8 +6,9 @@ With y the target's score, A (C, h, w) the layer's output and G = ∂y/∂A (bot
 G the gradient Grad-CAM takes: no extra forward pass):
 - channel k's contribution is R_k = Σ_{h,w} A_k · G_k (gradient × activation);
 - its conditional map is x ⊙ ∂/∂x Σ_{h,w} A_k · G_k with G held fixed, summed over the colour channels: where in
-  the picture the channel's part of the decision comes from. All top channels' maps come from one batched
-  backward pass over the recorded graph (`graph.input_maps`).
+  the picture the channel's part of the decision comes from. The top channels' maps come from backward passes
+  over the recorded graph, one batched pass on an accelerator, one per map on a CPU, where that is faster
+  (`graph.input_maps`).
 Identities: at a block output (every path from the input passes through it) the conditional maps of all channels
 add up to the plain input × gradient x ⊙ ∂y/∂x, since Σ_k ∂/∂x Σ A_k G_k = Jᵀ G = ∂y/∂x. At the CAM layer (the
 global average pool's input, followed by one Linear layer) G_k = w_k / (h·w), so R_k = w_k · mean_{h,w} A_k and the
@@ -113,7 +114,7 @@ def sub_concepts(
     top: int = DEFAULT_TOP,
 ) -> ConceptResult:
     """The channels of `lower_layer` that channel `channel` of `layer` draws on for the target, ranked by the
-    relevance that flows from them into it (see the module docstring); their maps from one batched backward pass."""
+    relevance that flows from them into it (see the module docstring); their maps as in `concepts`."""
     check_top(top)
     with fp.lock:
         view, lower_view = map_view(fp, layer), map_view(fp, lower_layer)
