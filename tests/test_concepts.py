@@ -350,3 +350,18 @@ def test_two_threads_asking_for_concepts_of_one_picture_get_the_same_answer(squa
     for thread in threads:
         thread.join()
     assert len(answers) == 10 and all(np.array_equal(answer, answers[0]) for answer in answers)
+
+
+def test_concepts_reuse_the_recorded_pass_and_grad_cams_gradient_without_another_forward(squares: DecodedImage):
+    bundle = rgb_bundle()
+    explainer = Explainer(bundle)
+    explainer.explain(squares, target=RED, layer="relu1", methods=["gradcam"])
+    cached = dict(explainer._cached_pass(squares).gradients)
+    forwards: list[int] = []
+    handle = bundle.module.register_forward_pre_hook(lambda _m, _i: forwards.append(1))
+    try:
+        result = explainer.concepts(squares, target=RED, layer="relu1", top=2)
+    finally:
+        handle.remove()
+    assert forwards == [] and result.channels[0] == RED
+    assert explainer._cached_pass(squares).gradients.keys() == cached.keys()  # Grad-CAM's gradient, no new one
