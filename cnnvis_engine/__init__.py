@@ -9,6 +9,7 @@ Public API (re-exports only)::
 """
 
 from . import contained_explainer, crossing  # noqa: F401  (register the worker's Explainer and what crosses to it)
+from .concepts import ConceptResult
 from .errors import EngineError, ImageError, LayerError, MethodError, ModelError, ModelFileError, TargetError
 from .explainer import ARTICLE_METHODS, Explainer, Explanation, Prediction
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
@@ -24,6 +25,7 @@ __all__ = [
     "METHODS",
     "UPLOAD_EXTENSIONS",
     "ClassTarget",
+    "ConceptResult",
     "DecodedImage",
     "EngineError",
     "Explainer",

@@ -7,6 +7,7 @@ this module on import, in the server and in the worker alike.
 
 from __future__ import annotations
 
+from .concepts.results import ConceptResult
 from .explainer import Explanation
 from .faithfulness import Curve, Faithfulness
 from .featurevis.results import FeatureVisResult, FeatureVisSettings
@@ -39,6 +40,7 @@ CROSSING: tuple[type, ...] = (
     FeatureVisResult,
     FeatureVisSettings,
     TransformSettings,
+    ConceptResult,
 )
 
 allow_crossing(*CROSSING)
