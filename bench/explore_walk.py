@@ -6,7 +6,7 @@ Runs the Explore page once through Streamlit's AppTest with a profiler on every 
 modules (cnnvis_engine, cnnvis_ui, pages) whose functions were called, with how many distinct functions each.
 The first run loads the default model; the walk is counted on a second run with a new image, so model loading
 and the sidebar's first setup are left out (a new picture: decode, trace, explain, draw). `--scope explanation`
-counts only what runs inside `views.explained_views`: the picture into the engine and back as panels.
+counts only what runs inside `Context.explained_views`: the picture into the engine and back as panels.
 
 It also counts module re-entries: in the order the calls happen, each time the run goes back into a dashboard module
 (cnnvis_ui, pages) it had already left for another dashboard module (views -> panels -> views is one). A layer that
@@ -34,7 +34,7 @@ def main() -> None:
         "--scope",
         choices=("page", "explanation"),
         default="page",
-        help="page: the whole run; explanation: only inside views.explained_views, the picture's way "
+        help="page: the whole run; explanation: only inside Context.explained_views, the picture's way "
         "into the engine and back as panels (the standing panels and each extra one)",
     )
     args = parser.parse_args()
@@ -48,10 +48,10 @@ def main() -> None:
     dashboard = tuple(str(ROOT / name) for name in ("cnnvis_ui", "pages"))
     walk: list[str] = []  # the dashboard modules entered, in call order, repeats in a row merged
 
-    from cnnvis_ui import views
+    from cnnvis_ui.context import Context
 
     inside = threading.local()
-    original = views.explained_views
+    original = Context.explained_views
 
     def scoped(*args, **kwargs):
         inside.on = True
@@ -61,7 +61,7 @@ def main() -> None:
             inside.on = False
 
     if args.scope == "explanation":
-        views.explained_views = scoped
+        Context.explained_views = scoped
 
     def profile(frame, event, arg):
         if event == "call" and (args.scope == "page" or getattr(inside, "on", False)):

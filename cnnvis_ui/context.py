@@ -2,6 +2,9 @@
 
 `current()` never raises: a model or image that cannot be had becomes a message (`model_error`,
 `image_error`) that the page shows where its panels would be, while the rest of the page keeps working.
+
+The dashboard flows one way: pages -> `Context` (fetching through the cached `compute`, retrying, predictions
+looked up once) -> `views` (engine results in, `PanelView`s out, no Streamlit) -> `panels` (drawing).
 """
 
 from __future__ import annotations
@@ -9,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 
 from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
+from cnnvis_engine.report import ReportStamp
 
-from . import compute, state, uploads
+from . import compute, state, uploads, views
 from .compute import ModelRef
+from .views import PanelView
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,25 @@ class Context:
     def refused_methods(self) -> tuple[str, ...]:
         return compute.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
 
-    def predictions(self, top_k: int = 5) -> tuple[compute.Prediction, ...]:
-        return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, top_k)
+    @cached_property
+    def _top5(self) -> tuple[tuple[compute.Prediction, ...], EngineError | None]:
+        """The top-5 predictions or the error that stopped them, looked up once per `Context` (the sidebar's
+        buttons, the page's table and the report's row read the same)."""
+        try:
+            return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, 5), None
+        except EngineError as error:
+            return (), error
+
+    def predictions(self) -> tuple[compute.Prediction, ...]:
+        """The top-5 predictions; raises the EngineError that stopped them."""
+        found, error = self._top5
+        if error is not None:
+            raise error
+        return found
+
+    def known_predictions(self) -> tuple[compute.Prediction, ...]:
+        """The top-5 predictions, or none when they cannot be had (for a report row)."""
+        return self._top5[0]
 
     def explain(
         self,
@@ -82,6 +104,40 @@ class Context:
             lambda: self.explainer,
             self.image.decoded,
         )
+
+    def explained_views(
+        self,
+        methods: Sequence[str],
+        colormap: str,
+        opacity: float,
+        *,
+        options: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> tuple[list[PanelView], compute.Explanation | None]:
+        """Views for `methods` from one cached engine call (`explain`, at the sidebar's layer and target). If that
+        call fails, each method is tried alone, so only the panel whose method failed shows the error and the others
+        still draw; the explanation returned is the last one had (None if every call failed)."""
+        try:
+            explanation = self.explain(methods, options=options)
+        except EngineError:
+            pass
+        else:
+            return views.method_views(explanation, colormap, opacity), explanation
+        found: list[PanelView] = []
+        last: compute.Explanation | None = None
+        for method in methods:
+            try:
+                explanation = self.explain([method], options=options)
+            except EngineError as error:
+                found.append(views.error_view(method, str(error)))
+            else:
+                found += views.method_views(explanation, colormap, opacity)
+                last = explanation
+        return found, last
+
+    def report_stamp(self, explanation: compute.Explanation | None, settings: dict[str, str]) -> ReportStamp:
+        """What produced the panels (`views.report_stamp`): this model, its weights and this image."""
+        title = self.image.title if self.image else ""
+        return views.report_stamp(self.model.name, self.weights_detail(), title, explanation, settings)
 
     def faithfulness(
         self, explanation: compute.Explanation, method: str, options: Mapping[str, Mapping[str, object]] | None = None
