@@ -4,7 +4,8 @@
 `image_error`) that the page shows where its panels would be, while the rest of the page keeps working.
 
 The dashboard flows one way: pages -> `Context` (fetching through the cached `compute`, retrying, predictions
-looked up once) -> `views` (engine results in, `PanelView`s out, no Streamlit) -> `panels` (drawing).
+looked up once) -> `views` (engine results in, `PanelView`s out, no Streamlit) -> `panels` (drawing). The sidebar
+builds the `Context` once per script run and hands it to the page (`hand_over`, `current`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property, partial
+
+import streamlit as st
 
 from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
 from cnnvis_engine.report import ReportStamp
@@ -83,6 +86,14 @@ class Context:
     def known_predictions(self) -> tuple[compute.Prediction, ...]:
         """The top-5 predictions, or none when they cannot be had (for a report row)."""
         return self._top5[0]
+
+    def with_choices(self, layer: str | None, target: int | None) -> Context:
+        """This context with another layer and target; the predictions already looked up come along (they depend
+        on the model and the image only)."""
+        moved = dataclasses.replace(self, layer=layer, target=target)
+        if "_top5" in self.__dict__:  # functools.cached_property keeps its value in the instance's __dict__
+            moved.__dict__["_top5"] = self.__dict__["_top5"]
+        return moved
 
     def explain(
         self,
@@ -272,7 +283,34 @@ def load_image(ref: str) -> LoadedImage:
     return LoadedImage(ref, image_title(ref), compute.decode_sample(key))
 
 
+_HANDED = "_context_this_run"  # the sidebar's Context for the page of the same script run (not in the URL)
+
+
+def hand_over(ctx: Context | None) -> None:
+    """Keep the `Context` the sidebar built for the page this script run draws (None: forget it, once the page has
+    run). `current()` takes it, so a page and the sidebar read one model, image and set of predictions."""
+    if ctx is None:
+        st.session_state.pop(_HANDED, None)
+    else:
+        st.session_state[_HANDED] = ctx
+
+
+def settled(ctx: Context) -> Context:
+    """`ctx` after the sidebar has drawn its widgets: a link's layer or class this model lacks has become automatic
+    again by then (`state.check_model_choices`). Should the model or the image have changed too, a new one."""
+    if current_model() != ctx.model or ctx.image is None or state.get(state.IMAGE) != ctx.image.ref:
+        return build()
+    return ctx.with_choices(state.get(state.LAYER), state.get(state.TARGET))
+
+
 def current() -> Context:
+    """The `Context` of this script run: the one the sidebar handed over, or (a page run on its own, as AppTest
+    runs pages) a new one."""
+    handed = st.session_state.pop(_HANDED, None)
+    return handed if isinstance(handed, Context) else build()
+
+
+def build() -> Context:
     """The current model, image, layer and target; problems become messages, never exceptions."""
     state.init()
     model = current_model()
