@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cnnvis_ui import audit_folders, panels, sidebar, threads, uploads
+from cnnvis_ui import audit_folders, context, panels, sidebar, threads, uploads
 
 threads.tune_malloc()
 # The server frees uploads no widget claims and those of closed sessions, and their Audit zips with them.
@@ -19,5 +19,8 @@ page = st.navigation(
         st.Page("pages/audit.py", title="Audit", icon=":material/troubleshoot:"),
     ]
 )
-sidebar.render()
-page.run()
+context.hand_over(sidebar.render())  # the page's context.current() takes it: one Context per script run
+try:
+    page.run()
+finally:
+    context.hand_over(None)  # never left for a later run (a page that stopped before taking it)

@@ -2,6 +2,10 @@
 
 `current()` never raises: a model or image that cannot be had becomes a message (`model_error`,
 `image_error`) that the page shows where its panels would be, while the rest of the page keeps working.
+
+The dashboard flows one way: pages -> `Context` (fetching through the cached `compute`, retrying, predictions
+looked up once) -> `views` (engine results in, `PanelView`s out, no Streamlit) -> `panels` (drawing). The sidebar
+builds the `Context` once per script run and hands it to the page (`hand_over`, `current`).
 """
 
 from __future__ import annotations
@@ -9,12 +13,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
+
+import streamlit as st
 
 from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
+from cnnvis_engine.report import ReportStamp
 
-from . import compute, state, uploads
+from . import compute, state, uploads, views
 from .compute import ModelRef
+from .views import PanelView
 
 
 @dataclass(frozen=True)
@@ -59,8 +67,33 @@ class Context:
     def refused_methods(self) -> tuple[str, ...]:
         return compute.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
 
-    def predictions(self, top_k: int = 5) -> tuple[compute.Prediction, ...]:
-        return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, top_k)
+    @cached_property
+    def _top5(self) -> tuple[tuple[compute.Prediction, ...], EngineError | None]:
+        """The top-5 predictions or the error that stopped them, looked up once per `Context` (the sidebar's
+        buttons, the page's table and the report's row read the same)."""
+        try:
+            return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, 5), None
+        except EngineError as error:
+            return (), error
+
+    def predictions(self) -> tuple[compute.Prediction, ...]:
+        """The top-5 predictions; raises the EngineError that stopped them."""
+        found, error = self._top5
+        if error is not None:
+            raise error
+        return found
+
+    def known_predictions(self) -> tuple[compute.Prediction, ...]:
+        """The top-5 predictions, or none when they cannot be had (for a report row)."""
+        return self._top5[0]
+
+    def with_choices(self, layer: str | None, target: int | None) -> Context:
+        """This context with another layer and target; the predictions already looked up come along (they depend
+        on the model and the image only)."""
+        moved = dataclasses.replace(self, layer=layer, target=target)
+        if "_top5" in self.__dict__:  # functools.cached_property keeps its value in the instance's __dict__
+            moved.__dict__["_top5"] = self.__dict__["_top5"]
+        return moved
 
     def explain(
         self,
@@ -82,6 +115,40 @@ class Context:
             lambda: self.explainer,
             self.image.decoded,
         )
+
+    def explained_views(
+        self,
+        methods: Sequence[str],
+        colormap: str,
+        opacity: float,
+        *,
+        options: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> tuple[list[PanelView], compute.Explanation | None]:
+        """Views for `methods` from one cached engine call (`explain`, at the sidebar's layer and target). If that
+        call fails, each method is tried alone, so only the panel whose method failed shows the error and the others
+        still draw; the explanation returned is the last one had (None if every call failed)."""
+        try:
+            explanation = self.explain(methods, options=options)
+        except EngineError:
+            pass
+        else:
+            return views.method_views(explanation, colormap, opacity), explanation
+        found: list[PanelView] = []
+        last: compute.Explanation | None = None
+        for method in methods:
+            try:
+                explanation = self.explain([method], options=options)
+            except EngineError as error:
+                found.append(views.error_view(method, str(error)))
+            else:
+                found += views.method_views(explanation, colormap, opacity)
+                last = explanation
+        return found, last
+
+    def report_stamp(self, explanation: compute.Explanation | None, settings: dict[str, str]) -> ReportStamp:
+        """What produced the panels (`views.report_stamp`): this model, its weights and this image."""
+        title = self.image.title if self.image else ""
+        return views.report_stamp(self.model.name, self.weights_detail(), title, explanation, settings)
 
     def faithfulness(
         self, explanation: compute.Explanation, method: str, options: Mapping[str, Mapping[str, object]] | None = None
@@ -216,7 +283,34 @@ def load_image(ref: str) -> LoadedImage:
     return LoadedImage(ref, image_title(ref), compute.decode_sample(key))
 
 
+_HANDED = "_context_this_run"  # the sidebar's Context for the page of the same script run (not in the URL)
+
+
+def hand_over(ctx: Context | None) -> None:
+    """Keep the `Context` the sidebar built for the page this script run draws (None: forget it, once the page has
+    run). `current()` takes it, so a page and the sidebar read one model, image and set of predictions."""
+    if ctx is None:
+        st.session_state.pop(_HANDED, None)
+    else:
+        st.session_state[_HANDED] = ctx
+
+
+def settled(ctx: Context) -> Context:
+    """`ctx` after the sidebar has drawn its widgets: a link's layer or class this model lacks has become automatic
+    again by then (`state.check_model_choices`). Should the model or the image have changed too, a new one."""
+    if current_model() != ctx.model or ctx.image is None or state.get(state.IMAGE) != ctx.image.ref:
+        return build()
+    return ctx.with_choices(state.get(state.LAYER), state.get(state.TARGET))
+
+
 def current() -> Context:
+    """The `Context` of this script run: the one the sidebar handed over, or (a page run on its own, as AppTest
+    runs pages) a new one."""
+    handed = st.session_state.pop(_HANDED, None)
+    return handed if isinstance(handed, Context) else build()
+
+
+def build() -> Context:
     """The current model, image, layer and target; problems become messages, never exceptions."""
     state.init()
     model = current_model()

@@ -17,7 +17,7 @@ from plotly.colors import qualitative
 
 from cnnvis_engine.faithfulness import Curve, Faithfulness
 
-from .panels import PanelView
+from .views import PanelView
 
 COLOURS = qualitative.D3
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "cross")  # plotly marker symbols, one per map

@@ -1,8 +1,8 @@
 """Panel drawing: a picture as a plotly figure whose hover shows the method's raw values, a PNG download, the
 method's one-sentence explanation folded away, and a readable message in place of a panel that cannot be drawn.
 
-A `PanelView` is what one panel shows — the same object feeds the screen and the report, so the report holds
-exactly the pictures on screen (same colormap, opacity and layer).
+What to draw comes from `views` (a `PanelView`, its `Hover` values and `Legend`, made without Streamlit); this
+module only draws it, and turns a panel set into the report's downloads.
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import partial
 
-import cv2
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -33,84 +30,10 @@ from cnnvis_engine.report import (
 )
 
 from .text import plain
+from .views import Hover, Legend, PanelView
 
 PANEL_HEIGHT = 280  # px of a panel's figure: about its width in a three-column wide layout
-_HOVER_CELLS = 4096  # at most this many hover values per figure: keeps each figure small to send
 _CLEAR = [[0, "rgba(0,0,0,0)"], [1, "rgba(0,0,0,0)"]]
-
-
-@dataclass(frozen=True)
-class Hover:
-    """Raw values laid over a picture: `values` (gh, gw) covering the whole picture, or one block per tile."""
-
-    values: np.ndarray
-    label: str  # "Grad-CAM", "activation", "|gradient|"
-    x: np.ndarray | None = None  # cell centres in picture pixels; None: an even grid over the picture
-    y: np.ndarray | None = None
-    text: np.ndarray | None = None  # (gh, gw) strings naming each cell, e.g. "channel 12 · row 3, col 4"
-
-
-@dataclass(frozen=True)
-class Legend:
-    """The colour bar under a map: its colormap and what its two ends mean."""
-
-    colormap: str
-    low: str = "0: no evidence"
-    high: str = "1: strongest in this map"
-
-
-@dataclass(frozen=True)
-class PanelView:
-    key: str  # stable id: "gradcam", "feature_maps" (widget keys and file names derive from it)
-    title: str
-    picture: np.ndarray | None = None  # (H, W, 3) uint8; None: show `note` instead
-    caption: str = ""
-    note: str = ""  # why there is no picture
-    hover: Hover | None = None
-    method: str | None = None  # registry name, for the folded explanation
-    level: str = "info"  # how to show `note`: "info" (not applicable) or "error"
-    legend: Legend | None = None  # a colour bar under the picture
-
-
-# ----- hover grids ---------------------------------------------------------------------------------------
-def pooled(values: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
-    """Average (h, w) down so that neither side exceeds `limit`; returns the grid and the block size."""
-    values = np.nan_to_num(np.asarray(values, dtype=np.float32))
-    height, width = values.shape
-    block = max(1, math.ceil(max(height, width) / limit))
-    if block == 1:
-        return values, 1
-    size = (max(1, width // block), max(1, height // block))
-    return cv2.resize(values, size, interpolation=cv2.INTER_AREA), block
-
-
-def map_hover(raw: np.ndarray, label: str, limit: int = 64) -> Hover:
-    """Hover for one map covering the whole picture: coarse maps cell by cell, fine ones averaged in blocks."""
-    grid, block = pooled(raw, limit)
-    height, width = raw.shape
-    if block > 1:
-        return Hover(values=grid, label=f"mean of {block}×{block} pixels<br>{label}")
-    rows, cols = np.indices(grid.shape)
-    text = np.char.add(np.char.add("row ", rows.astype(str)), np.char.add(", col ", cols.astype(str)))
-    return Hover(values=grid, label=label, text=np.char.add(text, f" of {height}×{width}").astype(object))
-
-
-def tile_hover(raw: np.ndarray, channels: Sequence[int], columns: int, tile: int, gap: int, label: str) -> Hover:
-    """Hover for a grid of channel tiles: each tile's raw values at (pooled) native resolution."""
-    count = len(channels)
-    limit = max(2, int(math.sqrt(_HOVER_CELLS / max(count, 1))))
-    blocks = [pooled(raw[k], limit)[0] for k in channels]
-    gh, gw = blocks[0].shape
-    rows = math.ceil(count / columns)
-    values = np.full((rows * gh, columns * gw), np.nan, dtype=np.float32)
-    text = np.full(values.shape, "", dtype=object)
-    for i, (k, block) in enumerate(zip(channels, blocks)):
-        r, c = divmod(i, columns)
-        values[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = block
-        text[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = f"channel {k}"
-    cell_x = np.array([c * (tile + gap) + (j + 0.5) * tile / gw for c in range(columns) for j in range(gw)]) - 0.5
-    cell_y = np.array([r * (tile + gap) + (i + 0.5) * tile / gh for r in range(rows) for i in range(gh)]) - 0.5
-    return Hover(values=values, label=label, x=cell_x, y=cell_y, text=text)
 
 
 # ----- figures -------------------------------------------------------------------------------------------

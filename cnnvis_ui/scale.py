@@ -22,7 +22,7 @@ from cnnvis_engine import METHODS, MethodResult
 from cnnvis_engine.render import render_heatmap, render_overlay, render_rgb, sparse
 
 from . import state
-from .panels import Legend, PanelView
+from .views import Legend, PanelView
 
 TOGGLE_LABEL = "Same scale for all maps"
 TOGGLE_HELP = (

@@ -41,8 +41,9 @@ STORIES_PAGE = "stories"  # url path of pages/stories.py (st.Page names a page a
 
 
 def render() -> Context | None:
-    """Draw the sidebar and return the current context (model, image, layer, target); on the Stories page only
-    a note, and None (no model is loaded for it)."""
+    """Draw the sidebar and return the current context (model, image, layer, target), built once for this script
+    run (`dashboard.py` hands it to the page); on the Stories page only a note, and None (no model is loaded for
+    it)."""
     state.init()  # adopts the URL's view (a link, a reload, back or forward)
     state.sync_url()
     with st.sidebar:
@@ -61,7 +62,7 @@ def render() -> Context | None:
     share.menu_button()  # at phone width: a button that opens this sidebar
     with st.sidebar:
         with st.spinner("Loading the model…"):
-            ctx = context.current()
+            ctx = context.build()
         _model_section(ctx)
         _image_section(ctx)
         if ctx.ready:
@@ -70,7 +71,7 @@ def render() -> Context | None:
             _target_section(ctx)
     with notice:
         share.link_notice()
-    return ctx
+    return context.settled(ctx)
 
 
 def _check_link(ctx: Context) -> None:

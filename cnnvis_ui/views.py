@@ -1,24 +1,109 @@
 """Engine results -> `PanelView`s: the picture each method's panel shows, its hover values and its caption.
 
-Display settings (colormap, opacity) are applied here, after the cached computation, so changing them only
-redraws. Every method's panel is built the same way from what its class declares (`result_view`).
+Pure data: engine results in, `PanelView`s out. Nothing here imports Streamlit, directly or through another
+dashboard module (tests/test_views_pure.py runs it with Streamlit blocked): `context` fetches the results (cached,
+retried) and hands them here; `panels` draws what comes out. Display settings (colormap, opacity) are applied
+here, after the cached computation, so changing them only redraws. Every method's panel is built the same way from
+what its class declares (`result_view`).
+
+A `PanelView` is what one panel shows — the same object feeds the screen and the report, so the report holds
+exactly the pictures on screen (same colormap, opacity and layer).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
-from cnnvis_engine import METHODS, EngineError, Explanation, MethodResult
+from cnnvis_engine import METHODS, DecodedImage, Explanation, MethodResult, Prediction
 from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.methods.gradients import SATURATED_END  # noqa: F401  (the colour bar end tests read)
 from cnnvis_engine.render import GAP, draw_map, grid_columns, result_panel
 from cnnvis_engine.report import ReportStamp
 
-from .context import Context, LoadedImage
-from .panels import Legend, PanelView, map_hover, tile_hover
+_HOVER_CELLS = 4096  # at most this many hover values per figure: keeps each figure small to send
+
+
+@dataclass(frozen=True)
+class Hover:
+    """Raw values laid over a picture: `values` (gh, gw) covering the whole picture, or one block per tile."""
+
+    values: np.ndarray
+    label: str  # "Grad-CAM", "activation", "|gradient|"
+    x: np.ndarray | None = None  # cell centres in picture pixels; None: an even grid over the picture
+    y: np.ndarray | None = None
+    text: np.ndarray | None = None  # (gh, gw) strings naming each cell, e.g. "channel 12 · row 3, col 4"
+
+
+@dataclass(frozen=True)
+class Legend:
+    """The colour bar under a map: its colormap and what its two ends mean."""
+
+    colormap: str
+    low: str = "0: no evidence"
+    high: str = "1: strongest in this map"
+
+
+@dataclass(frozen=True)
+class PanelView:
+    key: str  # stable id: "gradcam", "feature_maps" (widget keys and file names derive from it)
+    title: str
+    picture: np.ndarray | None = None  # (H, W, 3) uint8; None: show `note` instead
+    caption: str = ""
+    note: str = ""  # why there is no picture
+    hover: Hover | None = None
+    method: str | None = None  # registry name, for the folded explanation
+    level: str = "info"  # how to show `note`: "info" (not applicable) or "error"
+    legend: Legend | None = None  # a colour bar under the picture
+
+
+# ----- hover grids ---------------------------------------------------------------------------------------
+def pooled(values: np.ndarray, limit: int) -> tuple[np.ndarray, int]:
+    """Average (h, w) down so that neither side exceeds `limit`; returns the grid and the block size."""
+    values = np.nan_to_num(np.asarray(values, dtype=np.float32))
+    height, width = values.shape
+    block = max(1, math.ceil(max(height, width) / limit))
+    if block == 1:
+        return values, 1
+    size = (max(1, width // block), max(1, height // block))
+    return cv2.resize(values, size, interpolation=cv2.INTER_AREA), block
+
+
+def map_hover(raw: np.ndarray, label: str, limit: int = 64) -> Hover:
+    """Hover for one map covering the whole picture: coarse maps cell by cell, fine ones averaged in blocks."""
+    grid, block = pooled(raw, limit)
+    height, width = raw.shape
+    if block > 1:
+        return Hover(values=grid, label=f"mean of {block}×{block} pixels<br>{label}")
+    rows, cols = np.indices(grid.shape)
+    text = np.char.add(np.char.add("row ", rows.astype(str)), np.char.add(", col ", cols.astype(str)))
+    return Hover(values=grid, label=label, text=np.char.add(text, f" of {height}×{width}").astype(object))
+
+
+def tile_hover(raw: np.ndarray, channels: Sequence[int], columns: int, tile: int, gap: int, label: str) -> Hover:
+    """Hover for a grid of channel tiles: each tile's raw values at (pooled) native resolution."""
+    count = len(channels)
+    limit = max(2, int(math.sqrt(_HOVER_CELLS / max(count, 1))))
+    blocks = [pooled(raw[k], limit)[0] for k in channels]
+    gh, gw = blocks[0].shape
+    rows = math.ceil(count / columns)
+    values = np.full((rows * gh, columns * gw), np.nan, dtype=np.float32)
+    text = np.full(values.shape, "", dtype=object)
+    for i, (k, block) in enumerate(zip(channels, blocks)):
+        r, c = divmod(i, columns)
+        values[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = block
+        text[r * gh : (r + 1) * gh, c * gw : (c + 1) * gw] = f"channel {k}"
+    cell_x = np.array([c * (tile + gap) + (j + 0.5) * tile / gw for c in range(columns) for j in range(gw)]) - 0.5
+    cell_y = np.array([r * (tile + gap) + (i + 0.5) * tile / gh for r in range(rows) for i in range(gh)]) - 0.5
+    return Hover(values=values, label=label, x=cell_x, y=cell_y, text=text)
+
+
+# ----- panels from engine results ------------------------------------------------------------------------
 
 
 def input_view(picture: np.ndarray, title: str, notes: tuple[str, ...] = ()) -> PanelView:
@@ -31,17 +116,17 @@ def input_view(picture: np.ndarray, title: str, notes: tuple[str, ...] = ()) -> 
     )
 
 
-def original_view(image: LoadedImage, max_side: int = 512) -> PanelView:
+def original_view(decoded: DecodedImage, title: str, max_side: int = 512) -> PanelView:
     """The uploaded picture itself (when no model result is there to show what the model saw)."""
-    picture = image.decoded.image.copy()
+    picture = decoded.image.copy()
     picture.thumbnail((max_side, max_side))
-    width, height = image.decoded.original_size
+    width, height = decoded.original_size
     return PanelView(
         key="input",
         title="Input image",
         picture=np.asarray(picture),
-        caption=f"{image.title} · {width}×{height}",
-        note=" ".join(image.decoded.notes),
+        caption=f"{title} · {width}×{height}",
+        note=" ".join(decoded.notes),
     )
 
 
@@ -172,28 +257,9 @@ def panel_key(method: str) -> str:
     return SHARED_PANELS.get(method) or css_key(method)
 
 
-def explained_views(
-    ctx: Context, methods: Sequence[str], colormap: str, opacity: float, **explain: object
-) -> tuple[list[PanelView], Explanation | None]:
-    """Views for `methods` from one cached engine call. If that call fails, each method is tried alone, so
-    only the panel whose method failed shows the error and the others still draw."""
-    try:
-        explanation = ctx.explain(methods, **explain)
-    except EngineError:
-        pass
-    else:
-        return method_views(explanation, colormap, opacity), explanation
-    views, last = [], None
-    for method in methods:
-        try:
-            explanation = ctx.explain([method], **explain)
-        except EngineError as error:
-            title = slot_title(method)
-            views.append(PanelView(key=panel_key(method), title=title, note=str(error), method=method, level="error"))
-        else:
-            views += method_views(explanation, colormap, opacity)
-            last = explanation
-    return views, last
+def error_view(method: str, message: str) -> PanelView:
+    """The panel of `method` when its engine call failed: the engine's sentence in place of the picture."""
+    return PanelView(key=panel_key(method), title=slot_title(method), note=message, method=method, level="error")
 
 
 def scorable(explanation: Explanation | None, method: str) -> bool:
@@ -218,19 +284,21 @@ def step_picture(image: np.ndarray, values: np.ndarray, method: str, colormap: s
     return draw_map(method, values, image, colormap, opacity)
 
 
-def report_stamp(ctx: Context, explanation: Explanation | None, settings: dict[str, str]) -> ReportStamp:
+def report_stamp(
+    model: str, weights: str, image: str, explanation: Explanation | None, settings: dict[str, str]
+) -> ReportStamp:
     """What produced the panels: model, weights source, image, layer, target and the display settings."""
     cam = explanation.get("cam") if explanation is not None else None
     if cam is not None and cam.applicable:
         settings = {**settings, "CAM layer": cam.layer}
     return ReportStamp(
-        model=ctx.model.name,
-        weights=ctx.weights_detail(),
-        image=ctx.image.title if ctx.image else "",
+        model=model,
+        weights=weights,
+        image=image,
         layer=(explanation.layer or "") if explanation is not None else "",
         target=explanation.target.label if explanation is not None else "",
         settings=settings,
-        title=f"cnnvis — {ctx.model.name} on {ctx.image.title if ctx.image else 'an image'}",
+        title=f"cnnvis — {model} on {image or 'an image'}",
     )
 
 
@@ -274,11 +342,9 @@ def coincide_note(explanation: Explanation | None) -> str:
     )
 
 
-def predictions_row(ctx: Context) -> dict[str, str]:
-    """The top-5 predictions as one report row ("espresso 90% · cup 3% · …"); none if they cannot be had."""
-    try:
-        predictions = ctx.predictions()
-    except EngineError:
+def predictions_row(predictions: Sequence[Prediction]) -> dict[str, str]:
+    """The top-5 predictions as one report row ("espresso 90% · cup 3% · …"); none if there are none."""
+    if not predictions:
         return {}
     return {"Top predictions": " · ".join(f"{p.name} {percent(p.probability)}" for p in predictions)}
 

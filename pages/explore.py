@@ -37,15 +37,15 @@ def predictions_table(ctx: context.Context) -> None:
 
 def extra_panels(
     ctx: context.Context, extras: list[str], display: controls.Display, settings: dict[str, dict[str, float]]
-) -> tuple[list[panels.PanelView], dict[str, Explanation]]:
+) -> tuple[list[views.PanelView], dict[str, Explanation]]:
     """The chosen extra methods' panels with their `settings`, one cached engine call each (so adding one computes
     only that one), and the explanation each came from."""
     found, sources = [], {}
     for method in extras:
         waiting = f"{METHODS[method].title} runs the network many times over: a few seconds…"
         with st.spinner(waiting, show_time=True) if METHODS[method].slow else nullcontext():
-            method_views, explanation = views.explained_views(
-                ctx, [method], display.colormap, display.opacity, options=options_of(method, settings)
+            method_views, explanation = ctx.explained_views(
+                [method], display.colormap, display.opacity, options=options_of(method, settings)
             )
         found += method_views
         if explanation is not None:
@@ -132,14 +132,14 @@ def panels_area(ctx: context.Context) -> None:
     with right:
         predictions_table(ctx)
     methods = ("feature_maps", display.saliency, "cam", "gradcam", "guided_gradcam")
-    method_views, explanation = views.explained_views(ctx, methods, display.colormap, display.opacity)
+    method_views, explanation = ctx.explained_views(methods, display.colormap, display.opacity)
     if explanation is not None:
         at_layer = f" at layer `{explanation.layer}`" if explanation.layer else ""  # None: the method needs none
         summary.markdown(f"**{plain(ctx.model.label)}** — explaining **{plain(explanation.target.label)}**{at_layer}")
         image_view = views.input_view(explanation.image, ctx.image.title, ctx.notes)
     else:
         summary.markdown(f"**{plain(ctx.model.label)}**")
-        image_view = views.original_view(ctx.image)
+        image_view = views.original_view(ctx.image.decoded, ctx.image.title)
     by_key = {view.key: view for view in [image_view, *method_views]}
     same = views.coincide_note(explanation)
     if same and "cam" in by_key:
@@ -162,12 +162,12 @@ def panels_area(ctx: context.Context) -> None:
             "Overlay opacity": f"{display.opacity:.2f}",
             "Saliency": controls.SALIENCY_MODES[display.saliency],
             "Feature maps": "top 16 channels by mean activation, each on its own scale",
-            **views.predictions_row(ctx),
+            **views.predictions_row(ctx.known_predictions()),
         }
         if scoring:
             settings.update(views.scores_rows(scores, {v.method: v.title for v in ordered if v.method}))
         plotted = curves.report_views(scores, {v.method: v.title for v in ordered if v.method}) if scoring else []
-        panels.report_buttons(ordered + plotted, views.report_stamp(ctx, explanation, settings), file_stem=stem)
+        panels.report_buttons(ordered + plotted, ctx.report_stamp(explanation, settings), file_stem=stem)
     with grid:  # scored panels carry their scores, so with scoring on the classic ones are drawn with them
         panels.draw_grid(ordered if scoring else added, columns=3, file_stem=stem)
     if scoring:
@@ -179,7 +179,7 @@ def render() -> None:
     st.title("What is the network looking at?")
     if not ctx.ready:
         panels.model_unavailable(ctx.model_error)
-        panels.draw_grid([views.original_view(ctx.image)])
+        panels.draw_grid([views.original_view(ctx.image.decoded, ctx.image.title)])
         return
     panels_area(ctx)
 

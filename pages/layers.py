@@ -10,7 +10,7 @@ from cnnvis_engine import EngineError, MethodResult
 from cnnvis_engine.render import render_grid
 from cnnvis_ui import compute, context, controls, panels, share, state, text, views
 from cnnvis_ui.compute import ModelRef, model_spec
-from cnnvis_ui.panels import PanelView
+from cnnvis_ui.views import PanelView
 
 CHANNEL_COUNTS = list(state.CHANNEL_COUNTS)  # a link's channel count is one of these too
 # The gallery: the first 8 channels shown, 64 px, 64 steps (bench/featurevis_bench.py's gallery case). Measured
@@ -84,7 +84,7 @@ def gallery_view(layer: str, channels: Sequence[int], results: Sequence[compute.
     picture = render_grid(tiles, columns=GALLERY_COLUMNS, tile_size=GALLERY_TILE, gap=views.GAP)
     by_channel = np.zeros((max(channels) + 1, 1, 1), np.float32)  # tile_hover reads values by channel index
     by_channel[list(channels), 0, 0] = [float(result.scores[0]) for result in results]
-    hover = panels.tile_hover(by_channel, channels, GALLERY_COLUMNS, GALLERY_TILE, views.GAP, "mean activation")
+    hover = views.tile_hover(by_channel, channels, GALLERY_COLUMNS, GALLERY_TILE, views.GAP, "mean activation")
     grey = [str(c) for c, result in zip(channels, results) if not result.history.any()]
     note = (
         f"Stayed grey: channel{'s' if len(grey) > 1 else ''} {', '.join(grey)}. It never responded, even with the "

@@ -445,7 +445,7 @@ def test_state_survives_a_page_switch():
 
 
 def test_hover_grids_stay_small_and_cover_the_picture():
-    from cnnvis_ui.panels import map_hover, tile_hover
+    from cnnvis_ui.views import map_hover, tile_hover
 
     hover = map_hover(np.random.default_rng(0).random((224, 224)).astype(np.float32), "x")
     assert hover.values.shape == (56, 56) and hover.label.startswith("mean of 4×4 pixels")
