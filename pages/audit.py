@@ -71,6 +71,7 @@ def settings() -> dict | None:
     run = st.session_state.get(a.RUN)
     if run is not None and run["model"] != model:  # another model chosen in the sidebar: its audit is not run yet
         forget_run()
+        state.sync_url()
         run = None
     if button.button("Run audit", type="primary", key="audit-run") or (run is None and state.get(a.SHOWN)):
         # pressed, or a link (or a reload) showed an audit: run it (a cached one comes back at once)
