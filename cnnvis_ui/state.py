@@ -324,6 +324,11 @@ def audit_classes() -> list[str]:
     return class_folders(st.session_state.get(AUDIT_FOLDER) or DEMO_FOLDER, owner=uploads.session_id())
 
 
+def audit_class_from_link() -> bool:
+    """Whether a link just gave the Audit page's class, to be checked once the model is loaded."""
+    return AUDIT_CLASS in st.session_state.get(FROM_LINK, ())
+
+
 def _comparable() -> list[str]:
     offered = compute.comparable_models(bool(st.session_state.get(COMPARE_RANDOM)))
     return offered + ([f"{USER_MODEL_CHOICE}:file"] if st.session_state.get(USER_MODEL) else [])
