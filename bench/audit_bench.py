@@ -20,11 +20,19 @@ On a GPU the goal is >= 1,000 pictures/s for resnet50 at 224 px (`--model resnet
 
 times the analysis of one class instead (issue 24's goal: 10,000 maps clustered in <= 10 s and laid out in
 <= 10 s on one core): `spectral.analyse_class` and `spectral.layout_2d` on planted 32×32 maps (`planted_maps`).
+
+    python -m bench.audit_bench --end-to-end 20000 [--engines local ray] [--workers 2]
+
+times whole audits of N synthetic 32 px pictures (marked shapes, 2 classes) with the tests' small net: the explain
+stage, the per-class analysis (local: `parallel.workers_for` processes; Ray: one task per class) and the total.
+Each prints a markdown table for the README, with the load average at the time.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import statistics
 import tempfile
 import time
@@ -174,6 +182,8 @@ def planted_maps(n: int, groups: int = 3, seed: int = 0) -> tuple[np.ndarray, np
 
 
 def time_analysis(sizes: list[int]) -> None:
+    """One class's clustering and layout at each size, then a markdown table of the figures."""
+    rows = []
     for n in sizes:
         maps, truth = planted_maps(n)
         start = time.perf_counter()
@@ -188,6 +198,67 @@ def time_analysis(sizes: list[int]) -> None:
             f"laid out in {laid_out:5.1f} s",
             flush=True,
         )
+        rows.append(f"| {n:,} | {clustered:.1f} s | {laid_out:.1f} s | {'yes' if whole else 'no'} |")
+    print(f"\nOne class, 32×32 maps, one core (load average {_load()}):\n")
+    print("| maps in the class | cluster (SpRAy) | 2-D layout | planted groups whole |")
+    print("|---:|---:|---:|:---:|")
+    print("\n".join(rows))
+
+
+def time_end_to_end(count: int, engines: list[str], workers: int, side: int = 32) -> None:
+    """A whole audit of `count` synthetic pictures (the marked-shapes generator, 2 classes, a corner mark on 30 % of
+    the squares) with the tests' small net, per engine: explain stage, per-class analysis, total; a markdown table."""
+    from cnnvis_engine.audit import audit
+    from cnnvis_engine.audit.parallel import cores, workers_for
+    from cnnvis_engine.demos.marked_shapes import shape_set, train_shape_model, write_shape_folder
+
+    bundle = train_shape_model(count=300, steps=150)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        shapes = shape_set(count, 7, marked_share=0.3, size=side)
+        write_shape_folder(Path(tmp), shapes)
+        print(f"wrote {count:,} pictures of {side} px in {time.perf_counter() - start:.0f} s", flush=True)
+        for engine in engines:
+            explained = []
+            start = time.perf_counter()
+            result = audit(
+                bundle,
+                tmp,
+                size=16,
+                batch_size=256,
+                engine=engine,
+                workers=workers,
+                progress=functools.partial(_note_end, explained),
+            )
+            total = time.perf_counter() - start
+            explain = explained[-1] - start if explained else float("nan")
+            sizes = [len(view.members) for view in result.classes.values()]
+            how = f"{workers} Ray CPUs, a task per class" if engine == "ray" else f"{workers_for(sizes)} process(es)"
+            print(
+                f"{engine:>5}: {int(result.read.sum()):,} pictures, {len(sizes)} classes of {min(sizes):,}–{max(sizes):,}; "
+                f"explain {explain:.1f} s, analysis {total - explain:.1f} s ({how}), total {total:.1f} s, "
+                f"{len(result.flagged())} flagged",
+                flush=True,
+            )
+            rows.append(
+                f"| {engine} | {count:,} | {explain:.1f} s | {total - explain:.1f} s ({how}) | {total:.1f} s | "
+                f"{int(result.read.sum()) / total:.0f} |"
+            )
+    print(f"\nEnd to end, {count:,} pictures of {side} px, {cores()} cores (load average {_load()}):\n")
+    print("| engine | pictures | explain | per-class analysis | total | pictures/s |")
+    print("|---|---:|---:|---:|---:|---:|")
+    print("\n".join(rows))
+
+
+def _note_end(times: list[float], done: int, total: int) -> None:
+    """A progress callback that notes when the explain stage has done every picture."""
+    if done == total:
+        times.append(time.perf_counter())
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def main() -> None:
@@ -204,10 +275,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="rounds of each case, taken in turn (median shown)")
     parser.add_argument("--scale", action="store_true", help="time one class's analysis at --sizes maps instead")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 3000, 10000])
+    parser.add_argument(
+        "--end-to-end", type=int, metavar="N", help="time a whole audit of N synthetic pictures instead (e.g. 20000)"
+    )
+    parser.add_argument("--engines", nargs="+", default=["local", "ray"], choices=("local", "ray"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.scale:
         time_analysis(args.sizes)
+        return
+    if args.end_to_end:
+        time_end_to_end(args.end_to_end, args.engines, args.workers)
         return
     if args.model == "marked_shapes":  # the tests' tiny 32 px net, trained here in seconds
         from cnnvis_engine.demos.marked_shapes import train_shape_model

@@ -233,7 +233,8 @@ def main() -> None:
             server.wait(timeout=30)
             browser.close()
 
-    print(f"machine: {os.cpu_count()} CPUs; Chromium {options.chromium}")
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} at the end; Chromium {options.chromium}")
     print(
         f"cold start: server healthy {healthy:.2f} s, "
         f"first page with all panels rendered {first_page:.2f} s (target ≤ 10 s)"

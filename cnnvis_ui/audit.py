@@ -1,11 +1,10 @@
-"""The Audit page's helpers: which folders a visitor may audit, zip uploads, the cached audit run, the pictures
-and tables it shows, and the page's session keys.
+"""The Audit page's helpers: which folders a visitor may audit, the cached audit run, the pictures and tables it
+shows, and the page's session keys (the plain ones that a link carries are `state`'s; zip uploads are
+`audit_zip`'s).
 
 Visitors are strangers: only folders under the audit root (`CNNVIS_AUDIT_ROOT`, default a `cnnvis-audit` folder
 in the system's temporary folder) are read, checked on the real path, so neither `..` nor a symbolic link leads
-out of it. A zip upload is bounded (size, number of files, uncompressed total) and its member names may not
-climb out of the folder it is unpacked into. Results are cached per model, folder (and its files' names, sizes
-and times) and settings.
+out of it. Results are cached per model, folder (and its files' names, sizes and times) and settings.
 """
 
 from __future__ import annotations
@@ -14,15 +13,7 @@ import csv
 import hashlib
 import inspect
 import io
-import itertools
 import os
-import re
-import shutil
-import stat
-import tempfile
-import unicodedata
-import zipfile
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,38 +26,29 @@ from cnnvis_engine.audit import Audit, AuditError, Cluster, ImageSet, audit, rea
 from cnnvis_engine.audit.describe import describe, verdict
 from cnnvis_engine.audit.report import PICTURE_COLUMNS, details, picture_rows
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
-from cnnvis_engine.images import within
 from cnnvis_engine.render import render_heatmap, render_overlay
 
-from .audit_folders import audit_root
+from . import state
+from .audit_folders import DEMO_FOLDER, audit_root, inside_root, offered_folders, subfolders
 from .compute import slow_job
 
-# Session keys of the page.
-FOLDER = "audit_folder"  # the folder chosen (a path under the root)
-METHOD = "audit_method"
-SIZE = "audit_size"
-RUN = "audit_run"  # the settings of the audit last run in this session: {"model", "weights", "folder", ...}
-CLASS = "audit_class"
+# Session keys of the page. The plain keys a link carries (folder, method, size, class, group, shown) are state's.
+FOLDER = state.AUDIT_FOLDER  # the folder chosen (a path under the root)
+METHOD = state.AUDIT_METHOD
+SIZE = state.AUDIT_SIZE
+CLASS = state.AUDIT_CLASS  # the class shown (None: the most suspicious one)
+GROUP = state.AUDIT_GROUP  # the group (cluster number) whose pictures are shown (None: none chosen)
+SHOWN = state.AUDIT_SHOWN  # an audit is shown: a link reopens it
+RUN = "audit_last_run"  # the settings of the audit shown in this session: {"model", "folder", ..., "class_of"}
 ZIP = "_w_audit_zip"
 ZIP_ERROR = "audit_zip_error"
 CLASS_OF = "audit_class_of"  # {folder name: the model's class it is}, chosen on the page where the names differ
 ZIP_NAMES = "audit_zip_names"  # {folder: the uploaded zip's own file name}, for this session's uploads
 
-SIZES = (16, 32)
-DEMO_FOLDER = "tank-photos"  # made on first use: 120 drawn field scenes, sun and clouds at random
-DEMO_COUNT, DEMO_SEED = 120, 4242
-MAX_ZIP_BYTES = 20 * 1024 * 1024
-MAX_ZIP_FILES = 2000
-MAX_UNZIPPED_BYTES = 200 * 1024 * 1024
-MAX_NAME_CHARS = 1024  # a member's whole path; each folder level at most 255 bytes, as on most file systems
-ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA)
+SIZES = state.AUDIT_SIZES
+DEMO_COUNT, DEMO_SEED = 120, 4242  # the demo set: 120 drawn field scenes, sun and clouds at random
 GRID_LIMIT = 24  # selected pictures shown at once
 COLOURS = ("#e4572e", "#2e86ab", "#f3a712", "#6a994e", "#8d6a9f", "#29335c", "#c44569", "#7f8c8d")
-
-
-def inside_root(path: Path, root: Path) -> bool:
-    """Whether `path`'s real path (every link followed) lies under `root` (itself a real path)."""
-    return within(os.path.realpath(path), str(root))
 
 
 def resolve_folder(text: str, root: Path | None = None, *, owner: str | None = None) -> Path:
@@ -88,27 +70,19 @@ def resolve_folder(text: str, root: Path | None = None, *, owner: str | None = N
 
 
 def folders(root: Path | None = None, *, owner: str | None = None) -> list[str]:
-    """The folders a visitor can pick: the demo set, then every folder under the root, then the zips `owner` (this
-    browser session) uploaded, under `uploads/<owner>/` (not hidden ones: a zip being unpacked), each only if its
-    real path stays under the root. Another session's uploads are never offered."""
+    """The folders a visitor can pick (`audit_folders.offered_folders`), the demo set drawn first if it is not yet:
+    the demo set and every folder under the root, then the zips `owner` (this browser session) uploaded, each only if
+    its real path stays under the root. Another session's uploads are never offered."""
     root = root or audit_root()
     demo_folder(root)
-    found = sorted(p.name for p in _subfolders(root, root) if p.name != "uploads")
-    mine = root / "uploads" / owner if owner else None
-    if mine is not None and mine.is_dir() and not mine.is_symlink() and inside_root(mine, root):
-        found += sorted(f"uploads/{owner}/{p.name}" for p in _subfolders(mine, root))
-    return found
+    return offered_folders(root, owner=owner)
 
 
 def unknown_class_folders(folder: Path, class_names: tuple[str, ...]) -> list[str]:
     """The class folders of `folder` (not hidden ones, real paths inside it) whose names are none of the model's
     classes (case aside): the ones a person may map to a class."""
     known = {name.lower() for name in class_names}
-    return sorted(p.name for p in _subfolders(folder, folder) if p.name.lower() not in known)
-
-
-def _subfolders(folder: Path, root: Path) -> list[Path]:
-    return [p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir() and inside_root(p, root)]
+    return sorted(p.name for p in subfolders(folder, folder) if p.name.lower() not in known)
 
 
 def demo_folder(root: Path) -> Path:
@@ -123,174 +97,6 @@ def demo_folder(root: Path) -> Path:
     return folder
 
 
-def unpack_zip(data: bytes, root: Path | None = None, *, owner: str) -> str:
-    """Unpack an uploaded zip under root/uploads/<owner>/zip-<its sha256>, private to `owner` (the uploading
-    browser session, whose uploads are deleted once it has gone); returns that folder relative to the root.
-
-    Every member is checked before anything is written (`zip_plan`), then the zip is unpacked into a fresh hidden
-    folder beside and renamed into place in one step: the folder exists only complete, so no marker file (which
-    a member could forge) says whether it is, and a refusal or crash half-way leaves nothing behind."""
-    root = root or audit_root()
-    if len(data) > MAX_ZIP_BYTES:
-        raise AuditError(f"The zip is {len(data) / 2**20:.1f} MB; the limit is {MAX_ZIP_BYTES // 2**20} MB.")
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as error:
-        raise AuditError("This file is not a zip archive that can be read.") from error
-    with archive:
-        plan = zip_plan(archive, len(data))
-        if not re.fullmatch(r"[A-Za-z0-9_ -]{1,64}", owner) or owner.strip() != owner:
-            raise AuditError("This upload does not belong to a browser session, so it is not kept.")
-        name = f"{owner}/zip-{hashlib.sha256(data).hexdigest()[:16]}"
-        uploads = root / "uploads" / owner
-        uploads.mkdir(parents=True, exist_ok=True)
-        target = root / "uploads" / name
-        if target.is_dir() and not target.is_symlink():  # the same zip, unpacked before: it is complete
-            return f"uploads/{name}"
-        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=uploads))
-        try:
-            _unpack(archive, plan, partial)
-            try:
-                os.rename(partial, target)
-            except OSError:  # another session unpacked the same zip meanwhile: keep theirs
-                if not target.is_dir():
-                    raise
-                shutil.rmtree(partial)
-        except BaseException:
-            shutil.rmtree(partial, ignore_errors=True)
-            raise
-    return f"uploads/{name}"
-
-
-def zip_plan(archive: zipfile.ZipFile, size: int) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
-    """The members to unpack with their path parts, or an AuditError with one sentence for the first member that
-    cannot be unpacked as a plain file or folder under the upload's own folder."""
-    entries = archive.infolist()
-    if len(entries) > MAX_ZIP_FILES:
-        raise AuditError(f"The zip holds {len(entries):,} files and folders; the limit is {MAX_ZIP_FILES:,}.")
-    files = [m for m in entries if not m.filename.endswith("/")]
-    if not files:
-        raise AuditError("The zip is empty: it holds no files to audit.")
-    if sum(m.file_size for m in files) > MAX_UNZIPPED_BYTES:
-        raise AuditError(f"The zip unpacks to more than {MAX_UNZIPPED_BYTES // 2**20} MB.")
-    _refuse_overlaps(entries, size)
-    plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
-    seen: dict[tuple[str, bool], str] = {}  # (the name as a case-blind file system sees it, a folder?) -> name
-    folders: set[str] = set()
-    for m in entries:
-        parts = _member_parts(m)
-        key = "/".join(unicodedata.normalize("NFC", part).casefold() for part in parts)
-        is_dir = m.filename.endswith("/")
-        earlier = seen.get((key, is_dir))
-        if earlier is not None:
-            what = (
-                "twice"
-                if earlier == m.filename
-                else f"and '{_shown(earlier)}', which some file systems take for one name"
-            )
-            raise AuditError(f"The zip holds '{_shown(m.filename)}' {what}; it is refused.")
-        seen[(key, is_dir)] = m.filename
-        folders.update("/".join(key.split("/")[:depth]) for depth in range(1, len(parts) + is_dir))
-        plan.append((m, parts))
-    for (key, is_dir), name in seen.items():
-        if not is_dir and key in folders:
-            raise AuditError(
-                f"The zip holds both a file and a folder named '{_shown(name)}'; one name cannot be both, so it "
-                "is refused."
-            )
-    return plan
-
-
-def _member_parts(m: zipfile.ZipInfo) -> tuple[str, ...]:
-    """The parts of a member's path, or an AuditError saying in a sentence why the member is refused."""
-    raw = m.orig_filename  # before zipfile cut it at a NUL byte
-    shown = _shown(raw)
-    if any(ord(c) < 32 or ord(c) == 127 for c in raw):
-        raise AuditError(f"The zip's member name '{shown}' holds control characters (a NUL, say); it is refused.")
-    name = raw.replace("\\", "/")
-    parts = name.rstrip("/").split("/")
-    if name.startswith("/") or ".." in parts or re.match(r"[A-Za-z]:", name):
-        raise AuditError(f"The zip's member name '{shown}' points outside its folder; it is refused.")
-    if "\\" in raw:
-        raise AuditError(
-            f"The zip's member name '{shown}' separates folders with backslashes (a Windows path); zip the folder "
-            "again with a standard tool."
-        )
-    if ":" in raw:
-        raise AuditError(
-            f"The zip's member name '{shown}' holds a colon (a drive or hidden stream on Windows); it is refused."
-        )
-    if len(raw) > MAX_NAME_CHARS or any(len(part.encode()) > 255 for part in parts):
-        raise AuditError(
-            f"The zip's member name '{shown}' is too long ({len(raw):,} characters; at most 255 bytes a folder level "
-            f"and {MAX_NAME_CHARS:,} in all); it is refused."
-        )
-    if any(part in ("", ".") for part in parts):
-        raise AuditError(f"The zip's member name '{shown}' holds an empty or '.' folder level; it is refused.")
-    mode = m.external_attr >> 16
-    if stat.S_ISLNK(mode):
-        raise AuditError(f"The zip's member '{shown}' is a link; links are refused.")
-    if stat.S_IFMT(mode) not in (0, stat.S_IFREG, stat.S_IFDIR):
-        raise AuditError(f"The zip's member '{shown}' is a device, pipe or socket, not a file; it is refused.")
-    if m.filename.endswith("/") and (m.file_size or m.compress_size):
-        raise AuditError(f"The zip's member '{shown}' is a folder entry that holds data; it is refused.")
-    if m.flag_bits & 0x1:
-        raise AuditError(f"The zip's member '{shown}' is encrypted (password-protected); unpack it and zip it again.")
-    if m.compress_type not in ZIP_METHODS:
-        raise AuditError(
-            f"The zip's member '{shown}' is compressed in a way this server cannot unpack (method "
-            f"{m.compress_type}); zip it again with the usual (deflate) compression."
-        )
-    return tuple(parts)
-
-
-def _refuse_overlaps(entries: list[zipfile.ZipInfo], size: int) -> None:
-    """Entries whose data overlap (one local header quoted inside another's data: the zip bomb of
-    CVE-2024-0450, which Python 3.11.7's zipfile does not catch) or reach past the central directory."""
-    spans = sorted((m.header_offset, m.header_offset + 30 + _name_bytes(m) + m.compress_size) for m in entries)
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        if start < end:
-            raise AuditError("The zip's entries overlap each other (a zip bomb's trick); it is refused.")
-    if spans and spans[-1][1] > size:
-        raise AuditError("The zip's entries reach past its end; it is damaged, so it is refused.")
-
-
-def _name_bytes(m: zipfile.ZipInfo) -> int:
-    """The length of a member's name as stored (UTF-8 when flagged, else code page 437); 0 if it cannot be told."""
-    try:
-        return len(m.orig_filename.encode("utf-8" if m.flag_bits & 0x800 else "cp437"))
-    except UnicodeEncodeError:
-        return 0
-
-
-def _unpack(archive: zipfile.ZipFile, plan: list[tuple[zipfile.ZipInfo, tuple[str, ...]]], folder: Path) -> None:
-    """Write the planned members under `folder` (fresh and empty): new files only, never through a link."""
-    written = 0
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    for m, parts in plan:
-        path = folder.joinpath(*parts)
-        if m.filename.endswith("/"):
-            path.mkdir(parents=True, exist_ok=True)
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            with archive.open(m) as source:
-                content = source.read(m.file_size + 1)
-        except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, RuntimeError, NotImplementedError, OSError) as e:
-            raise AuditError(f"The zip's member '{_shown(m.filename)}' is damaged and cannot be unpacked.") from e
-        written += len(content)
-        if len(content) != m.file_size or written > MAX_UNZIPPED_BYTES:
-            raise AuditError("The zip's sizes do not match its contents; it is refused.")
-        with os.fdopen(os.open(path, flags, 0o644), "wb") as handle:
-            handle.write(content)
-
-
-def _shown(name: str) -> str:
-    """A member name fit for a sentence: control characters escaped, at most 80 characters."""
-    text = "".join(c if 32 <= ord(c) != 127 else f"\\x{ord(c):02x}" for c in name)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def picture_set(folder: Path) -> ImageSet:
     """The folder's pictures. The engine checks each file's and subfolder's real path while listing (a link
     leading out of the folder is skipped and listed, as are pipes and devices) and again when opening a picture."""
@@ -301,8 +107,8 @@ def signature(folder: Path) -> str:
     """Names, sizes and modification times of the folder's entries (links as links, never followed): a new or
     changed file is a new audit."""
     digest = hashlib.sha256()
-    for top, subfolders, files in os.walk(folder):  # os.walk does not follow links to folders
-        subfolders.sort()
+    for top, inner, files in os.walk(folder):  # os.walk does not follow links to folders
+        inner.sort()
         for name in sorted(files):
             path = Path(top) / name
             info = path.lstat()
@@ -353,7 +159,7 @@ def layout_figure(result: Audit, label: str, height: int = 420) -> go.Figure:
     for rank, number in enumerate(sorted(clusters, key=lambda n: -clusters[n].suspicion)):
         c = clusters[number]
         inside = view.clusters == number
-        name = f"cluster {number} · {c.size} pictures" + (" · flagged ⚠" if c.flagged else "")
+        name = f"group {number} · {c.size} pictures" + (" · flagged ⚠" if c.flagged else "")
         fig.add_trace(
             go.Scatter(
                 x=points[inside, 0],

@@ -85,6 +85,7 @@ def _check_link(ctx: Context) -> None:
             "layers": [layer.name for layer in table.spatial],
             "convolutions": [layer.name for layer in table.convolutions],
             "classes": range(len(ctx.class_names)),
+            "audit_classes": {*state.audit_classes(), *ctx.class_names} if state.audit_class_from_link() else (),
         }
     )
 

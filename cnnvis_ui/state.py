@@ -25,6 +25,7 @@ from cnnvis_engine.errors import shown
 from cnnvis_engine.render import colormap_names
 
 from . import compute, uploads
+from .audit_folders import DEMO_FOLDER, class_folders, offered_folders
 from .text import clean
 
 # Shared choices (sidebar).
@@ -64,6 +65,13 @@ SANITY_FROM_LINK = "_sanity_from_link"  # the URL just read showed the Sanity te
 URL_SEEN = "_url_seen"  # our query parameters as this session last read or wrote them
 SHARED_SCALE = "shared_scale"  # Compare and Sanity: the maps of one method share one colour scale (cnnvis_ui/scale.py)
 SANITY_OUTCOMES = "sanity_outcomes"  # {`sanity_run` key: the randomisation test's outcome} (cnnvis_ui/caveats.py)
+# The Audit page's view (cnnvis_ui/audit.py names them FOLDER, METHOD, ...): a link reopens the audit it shows.
+AUDIT_FOLDER = "audit_folder"  # a folder under the audit root (`audit_folders.offered_folders`)
+AUDIT_METHOD = "audit_method"
+AUDIT_SIZE = "audit_size"
+AUDIT_CLASS = "audit_class"  # the class shown, None: the most suspicious
+AUDIT_GROUP = "audit_group"  # the group (cluster number within the class) whose pictures are shown, or None
+AUDIT_SHOWN = "audit_shown"  # the page shows the audit of its settings (pressed "Run audit", or opened a link)
 # Widget-only keys (no plain twin): file inputs and the user-model form.
 IMAGE_UPLOADER = "_w_image_uploader"
 MODEL_FILE = "_w_model_file"
@@ -95,6 +103,9 @@ NO_METHOD = "__none__"  # the option that stands for "no second method"
 AUTO = "__automatic__"  # the option that stands for None (automatic) in a selectbox
 AUTOMATIC: dict[str, Any] = {LAYER: AUTO, TARGET: -1, KERNEL_LAYER: AUTO}
 DEFAULT_IMAGE = "sample:cat"
+AUDIT_DEFAULT_METHOD = "gradcam"  # `cnnvis_engine.audit.audit`'s default (a test keeps them equal)
+AUDIT_SIZES = (16, 32)
+AUDIT_MAX_GROUPS = 8  # the page's audits find at most this many groups per class (`spectral.analyse_class`)
 MAX_UPLOADS = 3
 MAX_SANITY_RUNS = 16
 
@@ -131,6 +142,12 @@ DEFAULTS: dict[str, Any] = {
     LINK_NOTICE: "",
     SHARED_SCALE: False,
     SANITY_OUTCOMES: None,
+    AUDIT_FOLDER: DEMO_FOLDER,
+    AUDIT_METHOD: AUDIT_DEFAULT_METHOD,
+    AUDIT_SIZE: 16,
+    AUDIT_CLASS: None,
+    AUDIT_GROUP: None,
+    AUDIT_SHOWN: False,
 }
 
 
@@ -290,6 +307,28 @@ def compare_images() -> list[str]:
     return image_refs() + [f"upload:{digest}" for digest in st.session_state.get(UPLOADS, {})]
 
 
+def audit_methods() -> list[str]:
+    """The maps an audit may use: one per picture, no extra forward passes (a set has thousands); the default first."""
+    offered = [m for m, method in METHODS.items() if method.scorable and not method.slow]
+    return sorted(offered, key=lambda m: m != AUDIT_DEFAULT_METHOD)
+
+
+def audit_folders() -> list[str]:
+    """The folders the Audit page offers this browser session (another session's uploads are never among them)."""
+    return offered_folders(owner=uploads.session_id())
+
+
+def audit_classes() -> list[str]:
+    """The classes a link's audit may show, as far as they are known before the model is loaded: the linked folder's
+    class folders (the model's own class names are added by `check_model_choices`)."""
+    return class_folders(st.session_state.get(AUDIT_FOLDER) or DEMO_FOLDER, owner=uploads.session_id())
+
+
+def audit_class_from_link() -> bool:
+    """Whether a link just gave the Audit page's class, to be checked once the model is loaded."""
+    return AUDIT_CLASS in st.session_state.get(FROM_LINK, ())
+
+
 def _comparable() -> list[str]:
     offered = compute.comparable_models(bool(st.session_state.get(COMPARE_RANDOM)))
     return offered + ([f"{USER_MODEL_CHOICE}:file"] if st.session_state.get(USER_MODEL) else [])
@@ -313,7 +352,7 @@ class Domain:
     max_items: int | None = None
     max_length: int = MAX_TEXT
     entries: Callable[[str, Mapping[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
-    of_model: str = ""  # "layers", "convolutions" or "classes"
+    of_model: str = ""  # "layers", "convolutions", "classes" or "audit_classes" (class names and folder names)
 
     def admit(self, name: str, value: Any) -> tuple[Any, list[str]]:
         """(the value as far as it is in the domain, or _DROP; what was left out, in words)."""
@@ -424,6 +463,12 @@ URL_PARAMS: dict[str, Param] = {
     SANITY_SHOWN: Param("sanity_run", _BOOL, _ON_OFF),
     ALL_LAYERS: Param("all_layers", _BOOL, _ON_OFF),
     SHARED_SCALE: Param("same_scale", _BOOL, _ON_OFF),
+    AUDIT_FOLDER: Param("audit_folder", _TEXT, Domain(choices=audit_folders)),
+    AUDIT_METHOD: Param("audit_method", _TEXT, Domain(choices=audit_methods)),
+    AUDIT_SIZE: Param("audit_size", _INT, Domain(choices=lambda: AUDIT_SIZES)),
+    AUDIT_CLASS: Param("audit_class", _OPTIONAL_TEXT, Domain(of_model="audit_classes")),
+    AUDIT_GROUP: Param("audit_group", _OPTIONAL_INT, Domain(low=0, high=AUDIT_MAX_GROUPS - 1)),
+    AUDIT_SHOWN: Param("audit_run", _BOOL, _ON_OFF),
 }
 ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
 USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"
@@ -524,7 +569,8 @@ def check_model_choices(choices: Mapping[str, Collection[Any]]) -> None:
         param = URL_PARAMS[key]
         value = st.session_state.get(key)
         if value is not None and value not in choices.get(param.domain.of_model, ()):
-            problems.append(f"{param.name}={shown(value)} is not in this model")
+            where = "this folder or model" if param.domain.of_model == "audit_classes" else "this model"
+            problems.append(f"{param.name}={shown(value)} is not in {where}")
             st.session_state[key] = DEFAULTS.get(key)
     _note(problems)
 

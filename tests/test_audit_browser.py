@@ -55,7 +55,7 @@ def test_audit_page_runs_selects_and_exports(browser, server):
         page.goto(f"{server}/audit")  # straight to the page: the Explore page's default model is not needed
         settle(page)
         choose(page, "_w_model", "tanks_shortcut")
-        choose(page, "audit_folder", "small-set")
+        choose(page, "_w_audit_folder", "small-set")
         page.locator(".st-key-audit-run button").click()
         settle(page)
         page.get_by_text("80 pictures of small-set: 2 flagged groups").wait_for()
@@ -90,7 +90,7 @@ def test_audit_page_runs_selects_and_exports(browser, server):
 
 def folder_options(page) -> list[str]:
     """The texts of the Audit page's folder choices (the select box opened, read, closed)."""
-    box = page.locator(".st-key-audit_folder input").first
+    box = page.locator(".st-key-_w_audit_folder input").first
     box.click()
     options = page.get_by_role("option").all_inner_texts()
     page.keyboard.press("Escape")
@@ -115,7 +115,7 @@ def test_a_zip_uploaded_in_one_session_is_never_offered_in_another(browser, serv
         a.locator(".st-key-_w_audit_zip").get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(zip_path))
         settle(a)
         a.wait_for_function(  # the upload is the chosen folder, shown by its own name
-            """() => { const box = document.querySelector('.st-key-audit_folder');
+            """() => { const box = document.querySelector('.st-key-_w_audit_folder');
                 return [box.textContent, ...[...box.querySelectorAll('input')].map(i => i.value + ' ' + i.placeholder),
                         ...[...box.querySelectorAll('[aria-label], [title]')].map(e => e.ariaLabel + ' ' + e.title)]
                     .some(t => (t || '').includes('my-photos.zip (your upload)')); }"""
@@ -126,6 +126,44 @@ def test_a_zip_uploaded_in_one_session_is_never_offered_in_another(browser, serv
         offered = folder_options(b)
         assert offered and not any("my-photos" in o or o.startswith("uploads/") for o in offered), offered
         assert "my-photos.zip (your upload)" in folder_options(a)
+    finally:
+        for context in contexts:
+            context.close()
+
+
+def test_a_shared_audit_link_reopens_the_same_group(browser, server):
+    """Run an audit, choose a class and a group, copy the page's address, open it in a fresh browser context (no
+    cookies, no session): the same group's pictures are shown."""
+    contexts = [browser.new_context(viewport={"width": 1500, "height": 1300}) for _ in range(2)]
+    try:
+        page = contexts[0].new_page()
+        page.set_default_timeout(90_000)
+        page.goto(f"{server}/audit")
+        settle(page)
+        choose(page, "_w_model", "tanks_shortcut")
+        choose(page, "_w_audit_folder", "small-set")
+        page.locator(".st-key-audit-run button").click()
+        settle(page)
+        page.get_by_text("80 pictures of small-set: 2 flagged groups").wait_for()
+        page.locator(".st-key-_w_audit_class button").last.click()  # the class shown second
+        settle(page)
+        page.locator(".st-key-_w_audit_group button").last.click()  # its last group
+        settle(page)
+        shown = page.locator(".st-key-audit-group")
+        shown.wait_for()
+        text = shown.inner_text()
+        assert "pictures in group" in text and shown.locator("img").count() >= 1
+        link = page.url
+        assert "audit_run=1" in link and "audit_group=" in link and "audit_class=" in link
+        opened = contexts[1].new_page()
+        opened.set_default_timeout(90_000)
+        opened.goto(link)
+        settle(opened)
+        again = opened.locator(".st-key-audit-group")
+        again.wait_for()
+        opened.wait_for_selector(".js-plotly-plot .scatterlayer .point")
+        assert again.inner_text() == text
+        opened.screenshot(path=ARTIFACTS / "audit-link-reopened.png", full_page=True)
     finally:
         for context in contexts:
             context.close()

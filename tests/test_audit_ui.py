@@ -19,6 +19,7 @@ from PIL import Image
 
 from cnnvis_engine.audit import AuditError
 from cnnvis_ui import audit as a
+from cnnvis_ui import audit_zip
 
 OWNER = "session-a"  # the browser session a test uploads as
 
@@ -79,33 +80,33 @@ def test_linked_pictures_inside_a_folder_are_not_read(tmp_path):
 
 def test_zip_upload_is_unpacked_under_the_root(tmp_path):
     data = _zip({"cats/1.png": _png(), "dogs/2.png": _png((0, 0, 200))})
-    name = a.unpack_zip(data, tmp_path, owner=OWNER)
+    name = audit_zip.unpack_zip(data, tmp_path, owner=OWNER)
     assert name.startswith("uploads/") and (tmp_path / name / "cats" / "1.png").is_file()
-    assert a.unpack_zip(data, tmp_path, owner=OWNER) == name  # the same upload again: the same folder
+    assert audit_zip.unpack_zip(data, tmp_path, owner=OWNER) == name  # the same upload again: the same folder
     assert name in a.folders(tmp_path, owner=OWNER)
 
 
 @pytest.mark.parametrize("member", ["../evil.png", "/abs.png", "a/../../evil.png", "C:/x.png", "a\\..\\evil.png"])
 def test_zip_member_names_may_not_climb_out(tmp_path, member):
     with pytest.raises(AuditError, match="points outside"):
-        a.unpack_zip(_zip({member: _png()}), tmp_path, owner=OWNER)
+        audit_zip.unpack_zip(_zip({member: _png()}), tmp_path, owner=OWNER)
     assert not (tmp_path.parent / "evil.png").exists()
 
 
 def test_zip_links_crowds_and_bombs_are_refused(tmp_path, monkeypatch):
     with pytest.raises(AuditError, match="link"):
-        a.unpack_zip(_zip({"a/1.png": _png()}, link="a/passwd.png"), tmp_path, owner=OWNER)
+        audit_zip.unpack_zip(_zip({"a/1.png": _png()}, link="a/passwd.png"), tmp_path, owner=OWNER)
     with pytest.raises(AuditError, match="not a zip"):
-        a.unpack_zip(b"PK not really", tmp_path, owner=OWNER)
-    monkeypatch.setattr(a, "MAX_ZIP_FILES", 2)
+        audit_zip.unpack_zip(b"PK not really", tmp_path, owner=OWNER)
+    monkeypatch.setattr(audit_zip, "MAX_ZIP_FILES", 2)
     with pytest.raises(AuditError, match="holds 3 files"):
-        a.unpack_zip(_zip({f"a/{i}.png": _png() for i in range(3)}), tmp_path, owner=OWNER)
-    monkeypatch.setattr(a, "MAX_UNZIPPED_BYTES", 1000)
+        audit_zip.unpack_zip(_zip({f"a/{i}.png": _png() for i in range(3)}), tmp_path, owner=OWNER)
+    monkeypatch.setattr(audit_zip, "MAX_UNZIPPED_BYTES", 1000)
     with pytest.raises(AuditError, match="unpacks to more than"):
-        a.unpack_zip(_zip({"a/zeros.png": b"\0" * 5000}), tmp_path, owner=OWNER)  # deflates to a few bytes
-    monkeypatch.setattr(a, "MAX_ZIP_BYTES", 10)
+        audit_zip.unpack_zip(_zip({"a/zeros.png": b"\0" * 5000}), tmp_path, owner=OWNER)  # deflates to a few bytes
+    monkeypatch.setattr(audit_zip, "MAX_ZIP_BYTES", 10)
     with pytest.raises(AuditError, match="the limit is"):
-        a.unpack_zip(_zip({"a/1.png": _png()}), tmp_path, owner=OWNER)
+        audit_zip.unpack_zip(_zip({"a/1.png": _png()}), tmp_path, owner=OWNER)
 
 
 def test_selection_and_export_helpers(tmp_path):
@@ -239,7 +240,7 @@ ZIP_CASES = [
 @pytest.mark.parametrize(("case", "make", "words"), ZIP_CASES, ids=[c[0] for c in ZIP_CASES])
 def test_every_kind_of_zip_member_gets_one_sentence_and_leaves_nothing_behind(tmp_path, case, make, words):
     with pytest.raises(AuditError) as info:
-        a.unpack_zip(make(), tmp_path, owner=OWNER)
+        audit_zip.unpack_zip(make(), tmp_path, owner=OWNER)
     message = str(info.value)
     assert words in message and message.endswith(".") and "\n" not in message, message
     assert not any(p.is_file() for p in (tmp_path / "uploads").rglob("*"))  # nothing half-unpacked
@@ -249,7 +250,7 @@ def test_every_kind_of_zip_member_gets_one_sentence_and_leaves_nothing_behind(tm
 def test_a_member_named_like_a_marker_is_just_a_file_and_a_folder_appears_only_complete(tmp_path, monkeypatch):
     """Before, a member `.complete/x.png` raised IsADirectoryError and the same zip then counted as unpacked."""
     data = _zip({".complete/x.png": _png(), "cats/1.png": _png()})
-    name = a.unpack_zip(data, tmp_path, owner=OWNER)
+    name = audit_zip.unpack_zip(data, tmp_path, owner=OWNER)
     assert sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).rglob("*.png")) == [
         ".complete/x.png",
         "cats/1.png",
@@ -265,12 +266,12 @@ def test_a_member_named_like_a_marker_is_just_a_file_and_a_folder_appears_only_c
             raise OSError(28, "No space left on device")
         return real_fdopen(fd, *args, **kwargs)
 
-    monkeypatch.setattr(a.os, "fdopen", failing)
+    monkeypatch.setattr(audit_zip.os, "fdopen", failing)
     with pytest.raises(OSError):
-        a.unpack_zip(other, tmp_path, owner=OWNER)
-    monkeypatch.setattr(a.os, "fdopen", real_fdopen)
+        audit_zip.unpack_zip(other, tmp_path, owner=OWNER)
+    monkeypatch.setattr(audit_zip.os, "fdopen", real_fdopen)
     assert sorted(p.name for p in (tmp_path / "uploads" / OWNER).iterdir()) == [name.split("/")[2]]
-    again = a.unpack_zip(other, tmp_path, owner=OWNER)
+    again = audit_zip.unpack_zip(other, tmp_path, owner=OWNER)
     assert sorted(p.name for p in (tmp_path / again / "dogs").iterdir()) == ["1.png", "2.png"]
 
 
@@ -282,7 +283,7 @@ def test_a_zip64_archive_and_other_compressions_unpack(tmp_path):
         archive.writestr("cats/2.png", _png(), compress_type=zipfile.ZIP_BZIP2)
         archive.writestr("dogs/1.png", _png(), compress_type=zipfile.ZIP_LZMA)
         archive.writestr("dogs/", b"")
-    name = a.unpack_zip(buffer.getvalue(), tmp_path, owner=OWNER)
+    name = audit_zip.unpack_zip(buffer.getvalue(), tmp_path, owner=OWNER)
     assert sorted(p.relative_to(tmp_path / name).as_posix() for p in (tmp_path / name).rglob("*.png")) == [
         "cats/1.png",
         "cats/2.png",
@@ -386,8 +387,8 @@ def test_the_page_answers_a_bad_zip_with_its_sentence_and_a_good_one_with_its_fo
 
 def test_a_zip_is_private_to_the_session_that_uploaded_it_and_freed_when_it_has_gone(tmp_path):
     data = _zip({"cats/1.png": _png(), "dogs/2.png": _png((0, 0, 200))})
-    mine = a.unpack_zip(data, tmp_path, owner="session-a")
-    theirs = a.unpack_zip(data, tmp_path, owner="session-b")  # the same zip from another session: its own copy
+    mine = audit_zip.unpack_zip(data, tmp_path, owner="session-a")
+    theirs = audit_zip.unpack_zip(data, tmp_path, owner="session-b")  # the same zip from another session: its own copy
     assert mine != theirs
     assert mine in a.folders(tmp_path, owner="session-a") and theirs not in a.folders(tmp_path, owner="session-a")
     assert not any(f.startswith("uploads/") for f in a.folders(tmp_path))  # no session: no uploads at all
@@ -396,7 +397,7 @@ def test_a_zip_is_private_to_the_session_that_uploaded_it_and_freed_when_it_has_
         with pytest.raises(AuditError, match="another browser session"):
             a.resolve_folder(mine, tmp_path, owner=owner)
     with pytest.raises(AuditError, match="does not belong to a browser session"):
-        a.unpack_zip(data, tmp_path, owner="../x")
+        audit_zip.unpack_zip(data, tmp_path, owner="../x")
     from cnnvis_ui.audit_folders import remove_uploads_of_gone_sessions
 
     assert remove_uploads_of_gone_sessions(lambda session: session == "session-a", tmp_path) == ["session-b"]

@@ -42,6 +42,9 @@ HOSTILE = {
 ALLOWED = {(name, "") for name in ("layer", "class", "kernels", "methods", "settings", "compare_images")} | {
     ("compare_models", ""),
     ("class", "2"),
+    ("audit_class", ""),  # the most suspicious class
+    ("audit_group", ""),  # no group chosen
+    ("audit_group", "2"),  # a group number the Audit page checks against its audit (the class may have 3 groups)
 }
 PARAMS = [param.name for param in state.URL_PARAMS.values()]
 

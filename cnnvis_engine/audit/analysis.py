@@ -10,6 +10,7 @@ worst.flagged, worst.reasons                 # whether the evidence points at a 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -20,11 +21,12 @@ from ..models.bundle import ModelBundle
 from .dataset import AuditError, ImageSet, ImageSource, Skipped, read_image_set
 from .localisation import Region
 from .maps import MapBatch, Progress, check_method, stream_maps
+from .parallel import Engine, map_classes, workers_for
+from .ray_engine import ray_batches, ray_session
 from .spectral import analyse_class, layout_2d
 from .verdict import SUSPICIOUS, Evidence, kin, weigh
 
 PROTOTYPES = 6  # members shown per cluster: those whose maps are nearest the cluster's mean map
-Engine = Literal["local", "ray"]
 
 
 @dataclass(frozen=True)
@@ -132,18 +134,23 @@ def audit(
     ray_address: str | None = None,
     workers: int = 2,
     class_of: Mapping[str, str] | None = None,
+    analysis_workers: int | None = None,
 ) -> Audit:
     """Explain every picture of `images` (a folder of class folders, a flat folder, a CSV of `path,label`, or
     a list of paths with `labels`) with `method` at `layer`, keep its map at `size`×`size`, and run SpRAy per
     class (`group`: the true label where known, else the prediction; `classes` restricts which). `boxes`
     gives, per picture, the object's box (x0, y0, x1, y1) in its own pixels or an (H, W) mask, or None.
     `engine="ray"` explains on Ray Data (`ray_engine`), results equal. `class_of` maps labels (folder names) to
-    the model's class names where they differ ({"kitty": "tabby cat"}). Raises AuditError on bad input."""
+    the model's class names where they differ ({"kitty": "tabby cat"}). Each class is analysed (clustered, weighed,
+    laid out) on its own: in parallel local processes (`analysis_workers`; by default `parallel.workers_for`), or as
+    Ray tasks with the Ray engine; results equal. Raises AuditError on bad input."""
     if bundle.task != "classification":
         raise AuditError(f"An audit clusters the maps of classes; {bundle.name} is a {bundle.task} model.")
     if size < 4 or size > 256:
         raise AuditError(f"The map size must be between 4 and 256 pixels; got {size}.")
     check_method(method)
+    if engine not in ("local", "ray"):
+        raise AuditError(f"Unknown engine '{engine}'; choose local or ray.")
     image_set = read_image_set(images, labels)
     if boxes is not None and len(boxes) != len(image_set):
         raise AuditError(f"There are {len(image_set)} pictures but {len(boxes)} boxes; give one per picture (or None).")
@@ -153,73 +160,75 @@ def audit(
     if unknown:
         notes.append(_unknown_labels_note(unknown, bundle.class_names, group))
     targets = label_index if group == "true" else [None] * len(image_set)
-    if engine == "ray":
-        from .ray_engine import ray_batches
-
-        batches = ray_batches(
-            bundle,
-            image_set,
-            targets,
-            method=method,
-            layer=layer,
-            size=size,
-            regions=boxes,
-            batch_size=batch_size,
-            address=ray_address,
-            workers=workers,
-            progress=progress,
-        )
-    elif engine == "local":
-        explainer = Explainer(bundle, cache_size=0)
-        batches = stream_maps(
-            explainer,
-            image_set,
-            targets,
-            method=method,
-            layer=layer,
-            size=size,
-            regions=boxes,
-            batch_size=batch_size,
-            progress=progress,
-        )
-    else:
-        raise AuditError(f"Unknown engine '{engine}'; choose local or ray.")
-    table = _collect(batches, len(image_set), size)
-    if not table["read"].any():
-        raise AuditError(
-            f"None of the {len(image_set)} pictures could be read; see the skipped list: "
-            f"{_first_reasons(table['skipped'])}"
-        )
-    n = len(image_set)
-    correct = np.full(n, np.nan)
-    for i, known in enumerate(label_index):
-        if known is not None and table["read"][i]:
-            correct[i] = float(table["predicted"][i] == known)
-    names = bundle.class_names
-    group_of = [
-        None
-        if not table["read"][i]
-        else (image_set.labels[i] if label_index[i] is None else names[label_index[i]])
-        if group == "true"
-        else (names[table["predicted"][i]] if table["predicted"][i] < len(names) else f"class {table['predicted'][i]}")
-        for i in range(n)
-    ]
-    wanted = set(classes) if classes is not None else None
-    if wanted is not None and not wanted & {g for g in group_of if g is not None}:
-        raise AuditError(f"None of the classes {', '.join(sorted(wanted))} occurs among the pictures.")
+    with ray_session(ray_address, workers) if engine == "ray" else nullcontext():  # one Ray for both stages
+        if engine == "ray":
+            batches = ray_batches(
+                bundle,
+                image_set,
+                targets,
+                method=method,
+                layer=layer,
+                size=size,
+                regions=boxes,
+                batch_size=batch_size,
+                address=ray_address,
+                workers=workers,
+                progress=progress,
+            )
+        else:
+            explainer = Explainer(bundle, cache_size=0)
+            batches = stream_maps(
+                explainer,
+                image_set,
+                targets,
+                method=method,
+                layer=layer,
+                size=size,
+                regions=boxes,
+                batch_size=batch_size,
+                progress=progress,
+            )
+        table = _collect(batches, len(image_set), size)
+        if not table["read"].any():
+            raise AuditError(
+                f"None of the {len(image_set)} pictures could be read; see the skipped list: "
+                f"{_first_reasons(table['skipped'])}"
+            )
+        n = len(image_set)
+        correct = np.full(n, np.nan)
+        for i, known in enumerate(label_index):
+            if known is not None and table["read"][i]:
+                correct[i] = float(table["predicted"][i] == known)
+        names = bundle.class_names
+        group_of = [
+            None
+            if not table["read"][i]
+            else (image_set.labels[i] if label_index[i] is None else names[label_index[i]])
+            if group == "true"
+            else (
+                names[table["predicted"][i]] if table["predicted"][i] < len(names) else f"class {table['predicted'][i]}"
+            )
+            for i in range(n)
+        ]
+        wanted = set(classes) if classes is not None else None
+        if wanted is not None and not wanted & {g for g in group_of if g is not None}:
+            raise AuditError(f"None of the classes {', '.join(sorted(wanted))} occurs among the pictures.")
+        jobs = []
+        for label in dict.fromkeys(g for g in group_of if g is not None):
+            if wanted is not None and label not in wanted:
+                continue
+            members = np.array([i for i in range(n) if group_of[i] == label and table["read"][i]], np.int64)
+            if len(members):
+                jobs.append(_job(label, members, table, correct, neighbours, clusters, seed))
+        count = workers_for([len(job.members) for job in jobs], analysis_workers)
+        analysed = map_classes(analyse_class_job, jobs, engine=engine, workers=count)
     found_clusters: list[Cluster] = []
     views: dict[str, ClassView] = {}
-    for label in dict.fromkeys(g for g in group_of if g is not None):
-        if wanted is not None and label not in wanted:
-            continue
-        members = np.array([i for i in range(n) if group_of[i] == label and table["read"][i]], np.int64)
-        if len(members) == 0:
-            continue
-        view, cls_clusters = _analyse(label, members, table, correct, neighbours, clusters, seed)
-        views[label] = view
+    for view, cls_clusters in analysed:
+        views[view.label] = view
         found_clusters += cls_clusters
         if view.note:
-            notes.append(f"'{label}': {view.note}.")
+            notes.append(f"'{view.label}': {view.note}.")
     if len(views) == 1:
         notes.append("There is only one class, so every cluster is compared with the rest of that class only.")
     found_clusters.sort(key=lambda c: (-c.suspicion, c.label, c.number))
@@ -335,15 +344,53 @@ def _collect(batches, n: int, size: int) -> dict:
     return table
 
 
-def _analyse(
-    label: str, members: np.ndarray, table: dict, correct: np.ndarray, neighbours: int, clusters: int | None, seed: int
-) -> tuple[ClassView, list[Cluster]]:
-    maps = table["maps"][members].astype(np.float32)
-    spectrum = analyse_class(maps, neighbours=neighbours, clusters=clusters, seed=seed)
-    view = ClassView(
+@dataclass(frozen=True)
+class ClassJob:
+    """One class's analysis, all it needs (its own rows of the audit's arrays), sent whole to a worker."""
+
+    label: str
+    members: np.ndarray  # (n,) int64: input indices
+    maps: np.ndarray  # (n, size, size) float16
+    correct: np.ndarray  # (n,) 1 / 0 / NaN
+    mass: np.ndarray  # (n,) relevance mass inside the object, NaN without a region
+    pointing: np.ndarray  # (n,)
+    neighbours: int
+    clusters: int | None
+    seed: int
+
+
+def _job(
+    label: str,
+    members: np.ndarray,
+    table: Mapping[str, np.ndarray],
+    correct: np.ndarray,
+    neighbours: int,
+    clusters: int | None,
+    seed: int,
+) -> ClassJob:
+    """The class `label`'s own rows of the audit's arrays (`members`: their input indices)."""
+    return ClassJob(
         label,
+        members,
+        table["maps"][members],
+        correct[members],
+        table["mass"][members],
+        table["pointing"][members],
+        neighbours,
+        clusters,
+        seed,
+    )
+
+
+def analyse_class_job(job: ClassJob) -> tuple[ClassView, list[Cluster]]:
+    """SpRAy, the verdict and the 2-D layout of one class (`parallel.map_classes` runs it per class)."""
+    members = job.members
+    maps = job.maps.astype(np.float32)
+    spectrum = analyse_class(maps, neighbours=job.neighbours, clusters=job.clusters, seed=job.seed)
+    view = ClassView(
+        job.label,
         tuple(int(m) for m in members),
-        layout_2d(maps, seed),
+        layout_2d(maps, job.seed),
         spectrum.labels,
         spectrum.eigenvalues,
         spectrum.note,
@@ -355,32 +402,30 @@ def _analyse(
         chosen = members[inside]
         mean = maps[inside].mean(axis=0)
         distance = ((maps[inside] - mean) ** 2).reshape(int(inside.sum()), -1).sum(axis=1)
-        rights = correct[chosen]
+        rights = job.correct[inside]
         known = rights[np.isfinite(rights)]
-        mass = _mean(table["mass"][chosen])
-        share = float(inside.mean())
         evidence = weigh(
             maps,
             inside,
-            correct[members],
-            table["mass"][members],
-            table["pointing"][members],
+            job.correct,
+            job.mass,
+            job.pointing,
             float(spectrum.conductance[c]) if spectrum.clusters > 1 else 1.0,
             contrasts[c],
         )
         out.append(
             Cluster(
-                label=label,
+                label=job.label,
                 number=c,
                 members=tuple(int(m) for m in chosen),
                 suspicion=evidence.suspicion,
                 mean_map=mean.astype(np.float32),
                 accuracy=float(known.mean()) if len(known) else None,
-                share=share,
+                share=float(inside.mean()),
                 conductance=float(spectrum.conductance[c]),
                 prototypes=tuple(int(chosen[j]) for j in np.argsort(distance, kind="stable")[:PROTOTYPES]),
-                pointing=_mean(table["pointing"][chosen]),
-                mass_inside=mass,
+                pointing=_mean(job.pointing[inside]),
+                mass_inside=_mean(job.mass[inside]),
                 evidence=evidence,
             )
         )

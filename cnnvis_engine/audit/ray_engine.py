@@ -3,7 +3,8 @@
 Rows (index, path, target) are split into blocks of one batch each; `map_batches` runs them through
 `ExplainActor`, a stateful actor per worker that rebuilds the model once and calls the same
 `maps.explain_paths` as the local engine (so results equal); one GPU per actor when the cluster has GPUs.
-Batches stream back in input order to the clustering, which runs on the driver, per class, after.
+Batches stream back in input order; each class is then analysed as a Ray task of its own (`parallel.map_classes`),
+in the same Ray session (`ray_session`).
 Ray is an optional extra (`pip install .[ray]`); nothing else in the engine imports it.
 
 Locally `ray.init(num_cpus=workers)` starts a private Ray for the call and shuts it down after; with
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -119,6 +121,15 @@ def ray_batches(
     progress: Progress | None = None,
 ) -> Iterator[MapBatch]:
     """The explain stage on Ray Data: MapBatches in input order, as `maps.stream_maps` yields them."""
+    with ray_session(address, workers) as ray:
+        yield from _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_size, workers, progress)
+
+
+@contextmanager
+def ray_session(address: str | None = None, workers: int = 2) -> Iterator[object]:
+    """The `ray` module with Ray running: the caller's if it runs one already (left running), else a private local
+    Ray of `workers` CPUs, or the cluster at `address`, shut down on leaving. An audit holds one for its explain
+    stage and its per-class analysis (Ray tasks)."""
     try:
         import ray
     except ImportError as error:
@@ -130,7 +141,7 @@ def ray_batches(
         else:
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     try:
-        yield from _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_size, workers, progress)
+        yield ray
     finally:
         if started:
             ray.shutdown()
