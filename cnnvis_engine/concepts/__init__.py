@@ -1,0 +1,26 @@
+"""Concepts: the channels a decision rests on and what they look for. Re-exports only.
+
+- `reference_set`: the reference pictures (a list, a folder, a zip, the samples); `reference_pass`: one batch's
+  per-channel maxima and contributions; `receptive`: a layer's receptive field, measured from gradients;
+  `reference_tops` / `reference_store`: the index and its Parquet file; `reference`: `reference_index`;
+  `reference_ray`: its batches on Ray Data; `atlas` / `cli`: `cnnvis concepts` and its HTML atlas.
+"""
+
+from .receptive import ReceptiveField, measure_receptive_field
+from .reference import reference_index
+from .reference_set import SAMPLES, ReferenceSet, ReferenceSetError, read_reference_set
+from .reference_tops import ConceptsError, LayerTops, ReferenceIndex, TopImage
+
+__all__ = [
+    "SAMPLES",
+    "ConceptsError",
+    "LayerTops",
+    "ReceptiveField",
+    "ReferenceIndex",
+    "ReferenceSet",
+    "ReferenceSetError",
+    "TopImage",
+    "measure_receptive_field",
+    "read_reference_set",
+    "reference_index",
+]
