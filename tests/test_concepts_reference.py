@@ -225,3 +225,52 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+NET = """
+import torch
+from torch import nn
+
+
+def build():
+    body = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 5, padding=2, bias=False), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    with torch.no_grad():
+        body[0].weight.copy_(torch.tensor([[1.0, -1, -1], [-1, 1, -1]]).view(2, 3, 1, 1))
+        body[0].bias.fill_(-0.5)
+        body[2].weight.zero_()
+        body[2].weight[0, 0] = 1 / 25
+        body[2].weight[1, 1] = 1 / 25
+        body[6].weight.copy_(torch.tensor([[1.0, 0], [0, 1], [0, 0]]))
+        body[6].bias.copy_(torch.tensor([0.0, 0, 1e-3]))
+    return body
+"""
+
+
+def test_cli_writes_an_atlas_with_crops_and_escaped_names(tmp_path, monkeypatch, capsys):
+    from cnnvis.cli import main
+
+    monkeypatch.setenv("CNNVIS_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "net.py").write_text(NET)
+    (tmp_path / "labels.txt").write_text("<script>alert(1)</script>\ngreen\nneither\n")
+    folder = write_folder(tmp_path / "refs")
+    picture("red", (4, 4)).save(folder / "<img src=x onerror=alert(2)>.png")
+    args = ["concepts", "--model", f"{tmp_path / 'net.py'}:build", "--labels", str(tmp_path / "labels.txt")]
+    args += ["--input-size", "16", "16", "--mean", "0", "0", "0", "--std", "1", "1", "1", "--images", str(folder)]
+    args += ["--layers", "2", "--top", "3", "--channels", "1", "--crops", "2", "--vis-steps", "2", "--out"]
+    assert main([*args, str(tmp_path / "atlas")]) == 0
+    page = (tmp_path / "atlas" / "atlas.html").read_text()
+    assert "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b> ×3" in page  # the red channel serves "red", named as text
+    assert "<script>" not in page and "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;.png" in page
+    assert "1 of 2 channels shown" in page and "--channels" in page
+    assert "2 · channel 0" in page and "5×5 pixels" in page
+    crops = sorted((tmp_path / "atlas" / "crops").glob("*.png"))
+    assert [c.name for c in crops] == ["l0_c0_0.png", "l0_c0_1.png"]
+    assert Image.open(crops[0]).size == (64, 64)
+    red = np.asarray(Image.open(crops[0]).convert("RGB"), np.int32)
+    assert (red[..., 0] - red[..., 1] > 100).any()  # the crop holds the red spot
+    assert (tmp_path / "atlas" / "vis" / "l0_c0.png").is_file()
+    assert "Indexed 9 pictures" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "again")]) == 0  # the stored index and the cached visualisation
+    assert "Opened the stored index" in capsys.readouterr().err
+    assert (tmp_path / "again" / "atlas.html").read_text() == page
