@@ -6,7 +6,7 @@
   `reference_ray`: its batches on Ray Data; `atlas` / `cli`: `cnnvis concepts` and its HTML atlas.
 """
 
-from .receptive import ReceptiveField, measure_receptive_field
+from .receptive import ReceptiveField, measure_receptive_fields
 from .reference import reference_index
 from .reference_set import SAMPLES, ReferenceSet, ReferenceSetError, read_reference_set
 from .reference_tops import ConceptsError, LayerTops, ReferenceIndex, TopImage
@@ -20,7 +20,7 @@ __all__ = [
     "ReferenceSet",
     "ReferenceSetError",
     "TopImage",
-    "measure_receptive_field",
+    "measure_receptive_fields",
     "read_reference_set",
     "reference_index",
 ]

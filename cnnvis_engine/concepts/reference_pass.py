@@ -25,7 +25,7 @@ import torch
 from ..audit.dataset import Skipped
 from ..errors import ImageError, LayerError
 from ..images import DecodedImage
-from ..models.bundle import ModelBundle
+from ..models.bundle import ModelBundle, fast_layout
 from ..recording import RecordedPass, Recorder
 from ..targets import ClassTarget
 from ..tracing import LayerInfo, Trace
@@ -101,7 +101,7 @@ class ChannelPass:
         layouts = [info.layout for info in self.infos()]
         displays = displays or [np.zeros((1, 1, 3), np.uint8)] * len(x)
         notes = notes or [()] * len(x)
-        fp = self._forward(x, displays, notes)
+        fp = self._forward(fast_layout(x), displays, notes)
         with fp.lock:
             fp.refresh(set(self.layers))
             predicted = fp.output.detach().argmax(dim=1)
