@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnvis_engine.concepts import ConceptsError, ReferenceSetError, reference_index
+from cnnvis_engine.concepts import ConceptsError, ReceptiveField, ReferenceSetError, reference_index
 from cnnvis_engine.errors import LayerError
 from cnnvis_engine.models.bundle import ModelBundle, Normalization
 
@@ -126,6 +126,17 @@ def test_top_pictures_of_the_red_channel_are_the_red_ones_and_boxes_hold_the_spo
         smooth = bundle.module.body.smooth(bundle.module.body.relu1(bundle.module.body.detect(x)))
     expected = sorted(smooth[:, 0].clamp(min=0).mean(dim=(1, 2)).tolist(), reverse=True)
     assert [t.score for t in index.top("body.smooth", 0, by="contribution")] == pytest.approx(expected, rel=1e-5)
+
+
+def test_boxes_move_with_the_unit_and_keep_the_edges_a_field_was_cut_at():
+    inside = ReceptiveField((4, 4), (16, 16), (2, 2), (6, 6, 11, 11))
+    assert inside.around(2 * 4 + 2) == (6, 6, 11, 11)
+    assert inside.around(0) == (0, 0, 3, 3)  # moved up and left by 8 pixels, clipped
+    assert inside.around(3 * 4 + 3) == (10, 10, 15, 15)
+    cut = ReceptiveField((4, 4), (16, 16), (2, 2), (0, 6, 9, 11))  # reaches the left edge: the field goes on
+    assert cut.around(2 * 4 + 3) == (0, 6, 13, 11)
+    whole = ReceptiveField((14, 14), (224, 224), (7, 7), (0, 0, 224, 224))
+    assert whole.around(0) == whole.around(195) == (0, 0, 224, 224)
 
 
 def test_reopening_reads_the_parquet_file_and_runs_no_forward_pass(tmp_path):

@@ -1,13 +1,14 @@
 """The receptive field of a layer's units, measured from gradients, in input pixels.
 
 Once per index: two probe pictures, a seeded random one and its negative (so a first-layer ReLU off for one is
-mostly on for the other), go through the model (eval mode, as the bundle keeps it) with the chosen layers
-recorded (`hooks.capture`, outputs cloned), and for each layer the gradient of Σ_k A_k[h_c, w_c] (every channel at the central unit
-of the canonical (N, K, h, w) view) is taken to the input. Its non-zero support, united over the pictures (so a
-ReLU that happens to be off for one picture does not shrink it), is the central unit's receptive field: a box
-(top, left, bottom, right). A unit (i, j) sees that box moved by the grid's stride, (i - h_c)·H/h rows and
-(j - w_c)·W/w columns, clipped to the picture. Where the field is wider than the picture the box of a unit near
-the border is the shifted measured box, clipped: it may be smaller than the true field there, never outside it.
+mostly on for the other), go through the model (eval mode, as the bundle keeps it) with the chosen layers recorded
+(`hooks.capture`, outputs cloned); for each layer the gradient of Σ_k A_k[h_c, w_c] (every channel at the central
+unit of the canonical (N, K, h, w) view) is taken to the input. Its non-zero support, united over the pictures (so
+a ReLU that happens to be off for one picture does not shrink it), is the central unit's receptive field: a box
+(left, top, right, bottom). A unit (i, j) sees that box moved by the grid's stride, (i - h_c)·H/h rows and
+(j - w_c)·W/w columns, clipped to the picture. Where the measured box reaches an edge of the picture the field was
+cut there, so every unit's box keeps that edge: the box then holds more than the field, never less (a field wider
+than the picture, as in resnet's layer4 or any vision transformer block, is the whole picture for every unit).
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ class ReceptiveField:
         dx = round((col - self.centre[1]) * self.size[1] / w)
         left, top, right, bottom = self.box
         height, width = self.size
+        # A side where the measured field reaches the picture's edge was cut there: the field goes on beyond it, so
+        # the moved box keeps that edge (a whole-picture field, as a vision transformer's, stays the whole picture).
         return (
-            max(0, min(width - 1, left + dx)),
-            max(0, min(height - 1, top + dy)),
-            max(1, min(width, right + dx)),
-            max(1, min(height, bottom + dy)),
+            0 if left == 0 else max(0, min(width - 1, left + dx)),
+            0 if top == 0 else max(0, min(height - 1, top + dy)),
+            width if right == width else max(1, min(width, right + dx)),
+            height if bottom == height else max(1, min(height, bottom + dy)),
         )
 
 
