@@ -16,6 +16,7 @@ Prints pictures/s of each (median of `--repeats` runs after one warm-up) and the
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import tempfile
 import time
@@ -114,6 +115,7 @@ def main() -> None:
         f"reference_index:            {args.count / o:8.1f} pictures/s ({o:.2f} s; runs {', '.join(f'{t:.2f}' for t in indexed)})"
     )
     print(f"ratio (reference_index / bare): {b / o:.2f}x   (goal >= 0.8x)")
+    print(f"peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
 
 
 if __name__ == "__main__":

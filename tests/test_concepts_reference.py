@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import leaves_model_untouched
 from PIL import Image
 from torch import nn
 
@@ -102,7 +103,10 @@ def write_folder(folder: Path) -> Path:
 def test_top_pictures_of_the_red_channel_are_the_red_ones_and_boxes_hold_the_spot(tmp_path):
     bundle = colour_bundle()
     pictures = [picture(c, p) for c, p in PICTURES]
-    index = reference_index(bundle, pictures, ["body.smooth", "body.relu1"], top=3, batch_size=3, cache_dir=tmp_path)
+    with leaves_model_untouched(bundle.module):
+        index = reference_index(
+            bundle, pictures, ["body.smooth", "body.relu1"], top=3, batch_size=3, cache_dir=tmp_path
+        )
     assert not index.from_cache and index.forward_passes == 3
     for by in ("activation", "contribution"):
         tops = index.top("body.smooth", 0, by=by)
@@ -186,7 +190,7 @@ def test_a_zip_is_read_member_by_member_and_unsafe_members_are_skipped(tmp_path)
 def test_refusals_are_sentences(tmp_path):
     bundle = colour_bundle()
     pictures = [picture(c, p) for c, p in PICTURES[:2]]
-    with pytest.raises(LayerError, match="not channels over a picture"):
+    with pytest.raises(LayerError, match="not channels over a picture"), leaves_model_untouched(bundle.module):
         reference_index(bundle, pictures, "body.flatten", cache_dir=tmp_path)
     with pytest.raises(LayerError, match="no layer called"):
         reference_index(bundle, pictures, "nowhere", cache_dir=tmp_path)
