@@ -143,6 +143,19 @@ def test_boxes_move_with_the_unit_and_keep_the_edges_a_field_was_cut_at():
     assert whole.around(0) == whole.around(195) == (0, 0, 224, 224)
 
 
+def test_a_block_and_a_layer_inside_it_are_indexed_in_one_pass(tmp_path):
+    # "features" starts before "features.smooth" but ends after it: the graph must start at the output ready first.
+    body = ColourNet().body
+    features = nn.Sequential(OrderedDict((n, getattr(body, n)) for n in ("detect", "relu1", "smooth", "relu2")))
+    module = nn.Sequential(OrderedDict(features=features, pool=body.pool, flatten=body.flatten, fc=body.fc))
+    bundle = dataclasses.replace(colour_bundle(), module=module)
+    pictures = [picture(c, p) for c, p in PICTURES]
+    index = reference_index(bundle, pictures, ["features", "features.smooth"], top=3, batch_size=8, cache_dir=tmp_path)
+    for layer in ("features", "features.smooth"):
+        tops = index.top(layer, 0, by="contribution")
+        assert {t.image for t in tops} == RED and min(t.score for t in tops) > 0
+
+
 def test_reopening_reads_the_parquet_file_and_runs_no_forward_pass(tmp_path):
     bundle = colour_bundle()
     folder = write_folder(tmp_path / "refs")
