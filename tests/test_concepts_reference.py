@@ -172,6 +172,9 @@ def test_reopening_reads_the_parquet_file_and_runs_no_forward_pass(tmp_path):
         for by in ("activation", "contribution"):
             assert again.top("body.smooth", channel, by) == first.top("body.smooth", channel, by)
     np.testing.assert_array_equal(again.predicted, first.predicted)
+    # Four kept per channel, three red pictures: the fourth adds nothing to its class, so it serves none.
+    assert again.top("body.smooth", 0, "contribution")[3].score == 0
+    assert again.classes("body.smooth", 0) == [(0, 3)]
     np.testing.assert_allclose(again.layers["body.smooth"].total, first.layers["body.smooth"].total)
     assert again.layers["body.smooth"].receptive == first.layers["body.smooth"].receptive
     # A changed picture, layer list or model is another index.

@@ -2,8 +2,8 @@
 
 A card shows the channel's feature visualisation (`featurevis.render_channels` at cheap settings, all the layer's
 shown channels as one batch, kept as PNG in the cache folder by model, layer, channel and settings), its top
-reference crops by contribution (the receptive field around the strongest spot, as PNG thumbnails) and the classes
-it serves most. Only the `channels` channels with the largest total contribution per layer are shown (the page says
+reference crops by contribution (the receptive field around the strongest spot, as PNG thumbnails; only pictures
+where it added to the predicted class's score) and the classes it serves most. Only the `channels` channels with the largest total contribution per layer are shown (the page says
 so). Every text is escaped (Jinja2 with autoescape): a class or file name such as "<script>" shows as text.
 """
 
@@ -64,7 +64,8 @@ def write_atlas(
         for channel in chosen:
             total = float(tops.total[channel])
             crops = []
-            for rank, top in enumerate(index.top(name, channel, "contribution")[: settings.crops]):
+            helped = [t for t in index.top(name, channel, "contribution") if t.score > 0]  # not where it spoke against
+            for rank, top in enumerate(helped[: settings.crops]):
                 if top.image not in pictures:
                     pictures[top.image] = bundle.resize(index.reference.load(top.image).image)
                 file = f"crops/l{number}_c{channel}_{rank}.png"

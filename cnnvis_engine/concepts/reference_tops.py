@@ -106,8 +106,10 @@ class ReferenceIndex:
 
     def classes(self, layer: str, channel: int, most: int = 3) -> list[tuple[int, int]]:
         """The classes channel `channel` serves most: (class index, count) among the predicted classes of its
-        RelMax top pictures, most frequent first (ties to the lower class index)."""
-        predicted = [int(self.predicted[t.image]) for t in self.top(layer, channel, "contribution")]
+        RelMax top pictures where it added to the score (contribution > 0), most frequent first (ties to the lower class
+        index)."""
+        tops = self.top(layer, channel, "contribution")
+        predicted = [int(self.predicted[t.image]) for t in tops if t.score > 0]
         counts = np.bincount(np.array([p for p in predicted if p >= 0], np.int64), minlength=1)
         ranked = sorted((int(c) for c in np.flatnonzero(counts)), key=lambda c: (-int(counts[c]), c))
         return [(c, int(counts[c])) for c in ranked[:most]]
