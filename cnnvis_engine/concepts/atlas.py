@@ -98,7 +98,9 @@ def write_atlas(
         read=int((index.predicted >= 0).sum()),
         source=source,
         channels=settings.channels,
-        capped=any(layer["shown"] < layer["channels"] for layer in layers),
+        capped=any(
+            len(index.channels_by_contribution(n, settings.channels)) < t.channels for n, t in index.layers.items()
+        ),
         size="×".join(map(str, bundle.input_size)),
         layers=layers,
         skipped=index.skipped,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..errors import LayerError
 from ..hooks import capture
 from ..layouts import Layout
 from ..models.bundle import ModelBundle
@@ -69,7 +70,10 @@ def measure_receptive_fields(
     outputs = {call.name: call.output for call in sorted(record.calls, key=lambda c: c.end)}  # the last call wins
     fields = []
     for name, layout in layers:
-        view = layout.view(outputs[name])
+        value = outputs.get(name)
+        if value is None:
+            raise LayerError(f"'{name}' gives no tensor, so it has no receptive field to measure.")
+        view = layout.view(value)
         h, w = int(view.shape[2]), int(view.shape[3])
         centre = (h // 2, w // 2)
         (grad,) = torch.autograd.grad(view[:, :, centre[0], centre[1]].sum(), x, retain_graph=True, allow_unused=True)

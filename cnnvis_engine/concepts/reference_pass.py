@@ -124,10 +124,11 @@ class ChannelPass:
     def _forward(self, x: torch.Tensor, displays: list[np.ndarray], notes: list[tuple[str, ...]]) -> RecordedPass:
         """A lean pass: only the chosen layers kept, the graph from the earliest of them (the later ones are cloned
         into the graph, so one backward reaches them all); a whole recorded pass if the model ran other modules."""
-        assert self.trace is not None
+        trace = self.trace
+        assert trace is not None
         # The layer whose output is ready first (by when its last call ended: a block ends after the layers inside it).
-        earliest = min(self.layers, key=lambda name: self.trace.get(name).end)
-        fp = self.recorder.lean(x, displays, notes, self.trace, frozenset(self.layers), frozenset({earliest}))
+        earliest = min(self.layers, key=lambda name: trace.get(name).end)
+        fp = self.recorder.lean(x, displays, notes, trace, frozenset(self.layers), frozenset({earliest}))
         if fp is None:
             fp = self.recorder.whole(x, displays, notes, graph=True)
         return fp

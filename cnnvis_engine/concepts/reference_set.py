@@ -85,7 +85,7 @@ def read_reference_set(images: ReferenceSource) -> ReferenceSet:
             raise ReferenceSetError("Give the reference pictures either all as files or all as pictures, not mixed.")
         images = [Path(p) for p in listed]  # type: ignore[arg-type]
     try:
-        found = read_image_set(images)  # type: ignore[arg-type]
+        found = read_image_set(images)
     except AuditError as error:
         raise ReferenceSetError(str(error).replace(" to audit", " in the reference set")) from error
     names = tuple(found.name(i) for i in range(len(found)))
