@@ -4,10 +4,11 @@
                   --mean 0.49 0.48 0.45 --std 0.25 0.24 0.26 --scale 255] [--port 8501]
     cnnvis report --model resnet50 --images photos/ --out report/ ...   (`cnnvis.report`)
     cnnvis audit --model tanks_shortcut --images photos/ --out audit/ ...   (`cnnvis.audit`)
+    cnnvis concepts --model resnet50 --images photos/ --layers layer4 --out atlas/ ...   (`cnnvis.concepts`)
 
 Each command is a module with `add_parser(commands)`, which builds its parser on the shared model options of
 `cnnvis_engine.models.options` and sets `run`, its action; a new command adds one line to `COMMANDS`. The engine
-keeps the work itself (`cnnvis_engine.folder_report`, `cnnvis_engine.audit`); here are only options, progress bars
+keeps the work itself (`cnnvis_engine.folder_report`, `cnnvis_engine.audit`, `cnnvis_engine.concepts`); here are only options, progress bars
 and what is printed.
 
 `serve` loads the model here first, so a bad file, a factory that raises or weights of the wrong shape end the
@@ -28,7 +29,7 @@ from cnnvis_engine import EngineError
 from cnnvis_engine.models import MODELS, offer_model
 from cnnvis_engine.models.options import add_model_options, load_from_options
 
-from . import audit, report, server
+from . import audit, concepts, report, server
 
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"  # what add_subparsers returns
 
@@ -43,11 +44,12 @@ def add_serve_parser(commands: Commands) -> argparse.ArgumentParser:
     return parser
 
 
-# The commands in the order `--help` lists them. (The concepts atlas adds `concepts.add_parser` here.)
+# The commands in the order `--help` lists them.
 COMMANDS: tuple[Callable[[Commands], argparse.ArgumentParser], ...] = (
     add_serve_parser,
     report.add_parser,
     audit.add_parser,
+    concepts.add_parser,
 )
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from . import attention
+from .concepts import relevance
 from .errors import ImageError, ModelError, TargetError
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult, layers_for, method_names
@@ -37,7 +38,7 @@ from .targets import Prediction, Target, check_top_k, resolve_target, top_predic
 from .tracing import LayerInfo, Trace
 
 if TYPE_CHECKING:
-    from .concepts import ConceptResult
+    from .concepts.results import ConceptResult
 
 # The article's seven methods: what `explain` computes unless told otherwise.
 ARTICLE_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
@@ -164,9 +165,7 @@ class Explainer:
     ) -> ConceptResult:
         """The channels of `layer` the target's score rests on, ranked, with maps of where the `top` ones are (or
         `groups` groups of channels; `region` a box in pixels): `concepts.relevance.concepts`. No extra forward."""
-        from .concepts import concepts
-
-        return concepts(
+        return relevance.concepts(
             self.bundle, self._cached_pass(image), layer=layer, target=target, top=top, region=region, groups=groups
         )
 
@@ -174,9 +173,9 @@ class Explainer:
         self, image: ImageSource, layer: str, channel: int, lower_layer: str, *, target: TargetSpec = None, top: int = 8
     ) -> ConceptResult:
         """The channels of `lower_layer` that `channel` of `layer` draws on: `concepts.relevance.sub_concepts`."""
-        from .concepts import sub_concepts
-
-        return sub_concepts(self.bundle, self._cached_pass(image), layer, channel, lower_layer, target=target, top=top)
+        return relevance.sub_concepts(
+            self.bundle, self._cached_pass(image), layer, channel, lower_layer, target=target, top=top
+        )
 
     def explain_batch(
         self,

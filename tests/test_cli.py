@@ -106,8 +106,8 @@ def test_the_commands_share_one_front_end_and_python_m_cnnvis_engine_delegates_t
     from cnnvis.cli import build_parser
 
     commands = build_parser()._subparsers._group_actions[0].choices
-    assert list(commands) == ["serve", "report", "audit"]
-    for name in ("report", "audit"):  # the shared model options on each
+    assert list(commands) == ["serve", "report", "audit", "concepts"]
+    for name in ("report", "audit", "concepts"):  # the shared model options on each
         assert "--model" in commands[name].format_help() and "--input-size" in commands[name].format_help()
     done = subprocess.run(
         [sys.executable, "-m", "cnnvis_engine", "audit", "--help"],
