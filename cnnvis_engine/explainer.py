@@ -21,7 +21,7 @@ import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import numpy as np
 import torch
@@ -35,6 +35,9 @@ from .models.contained import runs_in_worker
 from .recording import RecordedPass, Recorder, extra_pass
 from .targets import Prediction, Target, check_top_k, resolve_target, top_predictions
 from .tracing import LayerInfo, Trace
+
+if TYPE_CHECKING:
+    from .concepts import ConceptResult
 
 # The article's seven methods: what `explain` computes unless told otherwise.
 ARTICLE_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "cam", "gradcam", "guided_gradcam")
@@ -135,6 +138,32 @@ class Explainer:
         check_top_k(top_k)
         fp = self._cached_pass(image)
         return self._explain(fp, [target], names, layer, layers, options, top_k)[0]
+
+    def concepts(
+        self,
+        image: ImageSource,
+        *,
+        layer: str | None = None,
+        target: TargetSpec = None,
+        top: int = 8,
+        region: Sequence[float] | None = None,
+        groups: int | None = None,
+    ) -> ConceptResult:
+        """The channels of `layer` the target's score rests on, ranked, with maps of where the `top` ones are (or
+        `groups` groups of channels; `region` a box in pixels): `concepts.relevance.concepts`. No extra forward."""
+        from .concepts import concepts
+
+        return concepts(
+            self.bundle, self._cached_pass(image), layer=layer, target=target, top=top, region=region, groups=groups
+        )
+
+    def sub_concepts(
+        self, image: ImageSource, layer: str, channel: int, lower_layer: str, *, target: TargetSpec = None, top: int = 8
+    ) -> ConceptResult:
+        """The channels of `lower_layer` that `channel` of `layer` draws on: `concepts.relevance.sub_concepts`."""
+        from .concepts import sub_concepts
+
+        return sub_concepts(self.bundle, self._cached_pass(image), layer, channel, lower_layer, target=target, top=top)
 
     def explain_batch(
         self,
