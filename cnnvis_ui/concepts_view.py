@@ -193,8 +193,8 @@ def draw_box(picture: np.ndarray, box: Box, width: int = 3) -> np.ndarray:
 
 def layer_below(trace: Trace, layer: str) -> str | None:
     """The layer one step down from `layer` for sub-concepts: the latest block output (a layer with layers inside)
-    that is a map, finished before `layer` started and is neither inside it nor around it, with a map shape of its
-    own (not the same channels once more); a wrapper around a single block gives way to that block."""
+    that is a map, finished before `layer` started and is neither inside it nor around it; a Sequential gives way to
+    its last block, whose output is its own (timm's `blocks` to `blocks.6.0`). None at the bottom."""
     here = trace.get(layer)
     candidates = [
         info
@@ -204,20 +204,16 @@ def layer_below(trace: Trace, layer: str) -> str | None:
         and info.end < here.order
         and not info.name.startswith(layer + ".")
         and not layer.startswith(info.name + ".")
-        and info.map_shape != here.map_shape
     ]
     if not candidates:
         return None
     chosen = max(candidates, key=lambda info: info.end)
-    while True:
-        inner = [
-            info
-            for info in candidates
-            if info.name.startswith(chosen.name + ".") and info.map_shape == chosen.map_shape
-        ]
+    while chosen.kind == "Sequential":
+        inner = [info for info in candidates if info.name.rpartition(".")[0] == chosen.name]
         if not inner:
-            return chosen.name
+            break
         chosen = max(inner, key=lambda info: info.end)
+    return chosen.name
 
 
 def layers_with_maps(trace: Trace) -> list[LayerInfo]:

@@ -42,6 +42,10 @@ HOSTILE = {
 ALLOWED = {(name, "") for name in ("layer", "class", "kernels", "methods", "settings", "compare_images")} | {
     ("compare_models", ""),
     ("class", "2"),
+    ("concept_open", ""),  # no sub-concepts open
+    ("concept_open", "2"),  # channel 2: the Concepts page checks it against its layer
+    ("concept_box", ""),  # the whole picture
+    ("concept_compare", ""),  # no second model
 }
 PARAMS = [param.name for param in state.URL_PARAMS.values()]
 
