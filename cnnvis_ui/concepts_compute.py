@@ -15,7 +15,7 @@ import numpy as np
 import streamlit as st
 
 from cnnvis_engine import DecodedImage, EngineError, Explainer
-from cnnvis_engine.concepts import ConceptResult
+from cnnvis_engine.concepts import ConceptResult, ReferenceIndex, reference_index
 
 from . import compute, concepts_view, threads
 
@@ -73,11 +73,9 @@ def features(model_key: str, layer: str, channels: Sequence[int], explainer: Exp
 @st.cache_resource(max_entries=4, show_spinner=False)
 @compute.slow_job("the reference photos")
 @threads.sized
-def reference(model_key: str, layer: str, _explainer: Explainer):
+def reference(model_key: str, layer: str, _explainer: Explainer) -> ReferenceIndex:
     """The reference index of the sample photos at `layer` (`reference_index`; its Parquet file makes a second
     server start cost nothing). Kept as a resource: it holds the reference set it reads crops from."""
-    from cnnvis_engine.concepts import reference_index
-
     return reference_index(_explainer.bundle, REFERENCE, [layer], top=REFERENCE_TOP)
 
 
