@@ -1,7 +1,7 @@
 """The Concepts page's cached engine calls: the concepts of a picture (channels or groups, of the whole picture or a
 box), the sub-concepts of one concept, what its channels look for (the Layers page's gallery, cheap settings), and
 the reference pictures each channel fires on most (`cnnvis_engine.concepts.reference_index` over the sample photos,
-built once per model and layer and kept).
+built once per model and layer and kept); and the tanks story's "which concepts?" (`stories.concepts`).
 
 As in `compute`: results are keyed by plain values (the image's sha256, the model key, layer, target, box), the
 explainer and the image travel unhashed; an EngineError is raised, never cached.
@@ -16,6 +16,7 @@ import streamlit as st
 
 from cnnvis_engine import DecodedImage, EngineError, Explainer
 from cnnvis_engine.concepts import ConceptResult, ReferenceIndex, reference_index
+from cnnvis_engine.stories.concepts import ConceptPlaces, tank_concept_places
 
 from . import compute, concepts_view, threads
 
@@ -110,3 +111,14 @@ def crops_or_reason(
         return crops(model_key, layer, tuple(sorted({int(c) for c in channels})), explainer), ""
     except EngineError as error:
         return {}, str(error)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+@threads.sized
+def story_concepts(model: str) -> tuple[ConceptPlaces, tuple[np.ndarray, ...]]:
+    """A tank detector's top concept for "tank" and where its reference crops lie (`stories.concepts`), with the
+    crops themselves (CROP_SIDE px each)."""
+    bundle = compute.registry_explainer(model, compute.DEMO_WEIGHTS).bundle
+    places = tank_concept_places(bundle)
+    pictures = tuple(concepts_view.crop(places.data.images[top.image], top.box) for top in places.crops)
+    return places, pictures
