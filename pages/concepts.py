@@ -68,12 +68,12 @@ def _open(channel: int | None) -> None:
 def draw_card(card: ConceptCard, key: str, can_open: bool) -> None:
     with st.container(border=True, key=key):
         st.markdown(f"**{card.rank}. {card.title}** — {plain(card.words)}")
-        st.image(card.map_picture, caption="where in the picture", width="stretch")
-        pictures = ([card.feature] if card.feature is not None else []) + list(card.crops)
-        if pictures:
-            looks = "what it looks for, then the photos it fires on" if card.feature is not None else "its photos"
-            st.image(pictures, width=72, caption=None)
-            st.caption(looks + (f" ({', '.join(card.crop_names)})" if card.crop_names else ""))
+        st.image(card.map_picture, caption="where it is in this picture", width="stretch")
+        if card.feature is not None:
+            st.image(card.feature, caption=f"what channel {card.channel} looks for", width=96)
+        if card.crops:
+            st.image(list(card.crops), caption=list(card.crop_names), width=64)
+            st.caption("the sample photos that excite it most")
         if can_open:
             st.button(
                 "What it draws on ↓",
@@ -203,7 +203,8 @@ def render() -> None:
         st.markdown(plain(concepts_view.summary(result)))
         against = concepts_view.against(result)
         if against:
-            st.markdown("**Speaks against it:** " + "; ".join(f"{title} {plain(words)}" for title, words in against))
+            head, _, rest = against.partition(": ")
+            st.markdown(f"**{plain(head)}:** {plain(rest)}")
         for note in result.notes:
             st.caption(plain(note))
     with st.spinner("Drawing what each channel looks for…", show_time=True):

@@ -7,6 +7,7 @@ crops on the default model, is tests/test_concepts_browser.py."""
 from __future__ import annotations
 
 import re
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from cnnvis_ui import concepts_view, state
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "concepts.py")
 pytestmark = pytest.mark.usefixtures("fresh_caches", "one_torch_thread")
-CARD = re.compile(r"\*\*(\d)\. (Channel|Group) (\d+)\*\* — (carries \S+ % of 'tank' (here|in the box))")
+CARD = re.compile(r"\*\*(\d)\. (Channel|Group) (\d+)\*\* — (carries .+? of 'tank' (here|in the box))")
 
 
 def page(**choices: object) -> AppTest:
@@ -39,7 +40,7 @@ def test_eight_cards_with_shares_maps_and_what_speaks_against():
     found = cards(at)
     assert [int(rank) for rank, *_ in found] == list(range(1, 9))
     assert all(kind == "Channel" and where == "here" for _, kind, _, _, where in found)
-    assert any("Speaks against it:" in m.value and "speaks against 'tank'" in m.value for m in at.markdown)
+    assert any("Speaks against 'tank' here" in m.value and "channel " in m.value for m in at.markdown)
     assert len(at.image) >= 9  # the picture, and each card's map
     assert {b.label for b in at.button} >= {"What it draws on ↓"}
     assert {d.label for d in at.get("download_button")} == {"Report as PNG", "Report as HTML"}
@@ -92,9 +93,9 @@ def test_a_linked_channel_the_layer_lacks_says_so():
 
 # ----- the pure helpers ----------------------------------------------------------------------------------------
 def test_share_words_boxes_and_crops():
-    assert concepts_view.share_words(0.18, "tabby cat (class 281)") == "carries 18 % of 'tabby cat' here"
-    assert concepts_view.share_words(0.004, "tank", region=True) == "carries under 1 % of 'tank' in the box"
-    assert concepts_view.share_words(-0.5, "tank").startswith("speaks against 'tank' here: 50 %")
+    assert concepts_view.share_words(0.18, "tabby cat (class 281)") == "carries 18\u00a0% of 'tabby cat' here"
+    assert concepts_view.share_words(0.004, "tank", region=True) == "carries under 1\u00a0% of 'tank' in the box"
+    assert concepts_view.share_words(-0.5, "tank").startswith("speaks against 'tank' here: 50\u00a0%")
     assert concepts_view.parse_box("10,20,60,80") == (10, 20, 60, 80)
     for bad in ("60,20,10,80", "1,2,3", "0,0,0,0", "0,0,101,50", "a,b,c,d"):
         with pytest.raises(ValueError):
@@ -111,3 +112,22 @@ def test_share_words_boxes_and_crops():
     assert piece.shape == (concepts_view.CROP_SIDE, concepts_view.CROP_SIDE, 3) and piece.min() == 200
     boxed = concepts_view.draw_box(picture, (25, 25, 75, 75))
     assert (boxed != picture).any() and (boxed[40, 40] == picture[40, 40]).all()  # the outline only
+
+
+def test_the_report_holds_the_picture_each_cards_map_and_its_words():
+    from cnnvis_engine import Explainer, load_model
+    from cnnvis_engine.report import ReportStamp, render_report_html, render_report_png
+    from cnnvis_engine.samples import sample_path
+    from cnnvis_ui.panels import report_panels
+
+    result = Explainer(load_model("tanks_shortcut", "demo")).concepts(str(sample_path("cat")), target=1)
+    features = {int(c): np.full((64, 64, 3), 90, np.uint8) for c in result.channels[:8]}
+    crops = {int(c): ((np.zeros((96, 96, 3), np.uint8),) * 2, ("cat", "coffee")) for c in result.channels[:8]}
+    made = concepts_view.concept_cards(result, "jet", 0.5, features, crops)
+    views = concepts_view.report_views(result, made, "Cat")
+    assert len(views) == 1 + 3 * len(made) and views[0].title == "Input: Cat"
+    stamp = ReportStamp(model="tanks_shortcut", weights="demo", layer=result.layer, target=result.target_name)
+    html = render_report_html(report_panels(views), stamp)
+    assert escape(made[0].words) in html and "what channel" in html and "cat, coffee" in html
+    png = render_report_png(report_panels(views), stamp)
+    assert png.startswith(b"\x89PNG")
