@@ -18,7 +18,7 @@ from PIL import Image
 
 from cnnvis_engine.concepts import ConceptResult
 from cnnvis_engine.render import render_heatmap, stretched
-from cnnvis_engine.tracing import LayerInfo, Trace
+from cnnvis_engine.tracing import Trace
 
 from .panels import PanelView
 
@@ -97,7 +97,7 @@ def weighted_overlay(image: np.ndarray, values: np.ndarray, colormap: str, opaci
         else values
     )
     heat = render_heatmap(np.clip(fitted, 0, 1), colormap).astype(np.float32)
-    alpha = (float(np.clip(opacity, 0, 1)) * np.sqrt(np.clip(fitted, 0, 1)))[:, :, None]
+    alpha = (float(np.clip(opacity, 0, 1)) * np.clip(fitted, 0, 1))[:, :, None]
     return (image.astype(np.float32) * (1 - alpha) + heat * alpha).round().astype(np.uint8)
 
 
@@ -232,11 +232,9 @@ def layer_below(trace: Trace, layer: str) -> str | None:
     return chosen.name
 
 
-def layers_with_maps(trace: Trace) -> list[LayerInfo]:
-    return [info for info in trace.layers if "spatial" in info.kinds]
-
-
-def compare_table(first: ConceptResult, second: ConceptResult, names: Sequence[str], rows: int = CARDS) -> dict:
+def compare_table(
+    first: ConceptResult, second: ConceptResult, names: Sequence[str], rows: int = CARDS
+) -> dict[str, list[str]]:
     """Concept shares side by side for two models on one picture: rank, then each model's concept and share."""
     table: dict[str, list[str]] = {"Rank": [str(r + 1) for r in range(rows)]}
     for name, result in zip(names, (first, second)):

@@ -72,7 +72,7 @@ def draw_card(card: ConceptCard, key: str, can_open: bool) -> None:
         if card.feature is not None:
             st.image(card.feature, caption=f"what channel {card.channel} looks for", width=96)
         if card.crops:
-            st.image(list(card.crops), caption=list(card.crop_names), width=64)
+            st.image(list(card.crops), caption=list(card.crop_names), width=54)
             st.caption("the sample photos that excite it most")
         if can_open:
             st.button(
@@ -142,12 +142,12 @@ def compare_section(
     index if it has it)."""
     st.subheader("Compare with another model")
     current = ctx.model.key
-    options = [None] + [key for key in state.domain(state.CONCEPT_COMPARE).choices() if key != current]
+    options = [state.NO_METHOD] + [key for key in state.domain(state.CONCEPT_COMPARE).choices() if key != current]
     st.selectbox(
         "Second model",
         options,
         **state.bound(state.CONCEPT_COMPARE, options),
-        format_func=lambda key: "none" if key is None else key.replace(":", " · "),
+        format_func=lambda key: "none" if key == state.NO_METHOD else key.replace(":", " · "),
     )
     other = state.get(state.CONCEPT_COMPARE)
     if other is None or other == current:

@@ -24,7 +24,7 @@ DRAWN = """() => [1, 2, 3, 4, 5, 6, 7, 8].every(
 def test_the_concepts_page_shows_eight_cards_with_maps_and_crops_and_keeps_a_screenshot():
     ARTIFACTS.mkdir(exist_ok=True)
     with dashboard_server(ARTIFACTS / "concepts-server.log") as (url, _), chromium_browser() as browser:
-        page = browser.new_page(viewport={"width": 1400, "height": 1700})
+        page = browser.new_page(viewport={"width": 1400, "height": 2500})
         page.set_default_timeout(300_000)
         page.goto(url)
         page.wait_for_selector(IDLE)
