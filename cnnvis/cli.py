@@ -19,11 +19,12 @@ from collections.abc import Sequence
 from cnnvis_engine import EngineError
 from cnnvis_engine.cli import main as engine_main
 
-USAGE = """usage: cnnvis {serve,report} ...
+USAGE = """usage: cnnvis {serve,report,concepts} ...
 
   serve    start the dashboard, optionally with your own model first:
            cnnvis serve --model net.py:build --weights w.pt --labels labels.txt --input-size 32 32
   report   explain every picture in a folder (cnnvis report --help)
+  concepts index a picture set's top pictures per channel, write an HTML atlas (cnnvis concepts --help)
 """
 
 
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "serve":
         return serve(args[1:])
-    if args and args[0] == "report":
+    if args and args[0] in ("report", "concepts"):
         return engine_main(args)
     print(USAGE, file=sys.stdout if args[:1] in (["-h"], ["--help"]) else sys.stderr, end="")
     return 0 if args[:1] in (["-h"], ["--help"]) else 2

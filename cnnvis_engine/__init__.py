@@ -8,6 +8,7 @@ Public API (re-exports only)::
     res = ex.explain(image, layer=None, target=None, methods=["gradcam", "cam"])
 """
 
+from .concepts import ConceptResult
 from .errors import EngineError, ImageError, LayerError, MethodError, ModelError, ModelFileError, TargetError
 from .explainer import ARTICLE_METHODS, Explainer, Explanation, Prediction
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
@@ -23,6 +24,7 @@ __all__ = [
     "METHODS",
     "UPLOAD_EXTENSIONS",
     "ClassTarget",
+    "ConceptResult",
     "DecodedImage",
     "EngineError",
     "Explainer",

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from .audit.cli import add_parser as add_audit_parser
+from .concepts.cli import add_parser as add_concepts_parser
 from .errors import EngineError, ImageError
 from .explainer import Explainer, Explanation
 from .faithfulness import Faithfulness, evaluate_maps
@@ -84,6 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.add_argument("--colormap", default="jet", help="heat-map colours (default jet)")
     report.add_argument("--opacity", type=float, default=0.5, help="how strongly maps cover the picture (default 0.5)")
     add_audit_parser(commands)
+    add_concepts_parser(commands)
     args = parser.parse_args(argv)
     try:
         return getattr(args, "run", run_report)(args)

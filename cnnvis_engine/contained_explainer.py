@@ -6,7 +6,7 @@ these when `bundle.module` runs in a worker; nothing else needs to know."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -24,6 +24,9 @@ from .models.bundle import ModelBundle
 from .models.contained import shippable
 from .targets import Prediction, check_top_k
 from .tracing import LayerInfo, Trace
+
+if TYPE_CHECKING:
+    from .concepts import ConceptResult
 
 
 class ContainedExplainer(Explainer):
@@ -101,3 +104,32 @@ class ContainedExplainer(Explainer):
                 top_k=top_k,
             )
         return results
+
+    def concepts(
+        self,
+        image: ImageSource,
+        *,
+        layer: str | None = None,
+        target: TargetSpec = None,
+        top: int = 8,
+        region: Sequence[float] | None = None,
+        groups: int | None = None,
+    ) -> ConceptResult:
+        result: ConceptResult = self._call(
+            "concepts",
+            shippable(self.bundle, image),
+            layer=layer,
+            target=target,
+            top=top,
+            region=tuple(region) if region is not None else None,
+            groups=groups,
+        )
+        return result
+
+    def sub_concepts(
+        self, image: ImageSource, layer: str, channel: int, lower_layer: str, *, target: TargetSpec = None, top: int = 8
+    ) -> ConceptResult:
+        result: ConceptResult = self._call(
+            "sub_concepts", shippable(self.bundle, image), layer, channel, lower_layer, target=target, top=top
+        )
+        return result

@@ -34,7 +34,7 @@ from .models.contained_codec import decode, encode
 from .models.onnx_files import convert_onnx
 from .sanity import randomisation_layers, randomisation_test
 
-EXPLAINER_CALLS = frozenset({"trace", "layers", "predict", "explain", "explain_batch"})
+EXPLAINER_CALLS = frozenset({"trace", "layers", "predict", "explain", "explain_batch", "concepts", "sub_concepts"})
 CALLS: dict[str, Callable[..., Any]] = {  # engine functions whose first argument is the bundle
     "randomisation_test": randomisation_test,
     "randomisation_layers": randomisation_layers,
@@ -60,10 +60,19 @@ def warm_up() -> None:
     explainer = Explainer(bundle)
     every = explainer.explain(image, methods=list(METHODS), options={m: METHODS[m].quick_options() for m in METHODS})
     batch = explainer.explain_batch([image, image], methods=list(ARTICLE_METHODS))
+    concepts = explainer.concepts(image, top=2), explainer.concepts(image, top=1, groups=2, region=(0, 0, 32, 32))
     steps = randomisation_test(bundle, image, "gradcam")
     scores = evaluate_maps(bundle, [image], [steps[0].map], steps=2)
     gallery = render_channels(bundle, randomisation_layers(bundle, image)[-1], 2, size=16, steps=2)
-    for result in (every, batch, steps, scores, gallery, explainer.trace(image)):  # every method's result can cross
+    for result in (
+        every,
+        batch,
+        steps,
+        scores,
+        gallery,
+        explainer.trace(image),
+        concepts,
+    ):  # every method's result can cross
         decode(*encode(result))
 
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import leaves_model_untouched
 from PIL import Image
 from torch import nn
 
-from cnnvis_engine.concepts import ConceptsError, ReferenceSetError, reference_index
+from cnnvis_engine.concepts import ConceptsError, ReceptiveField, ReferenceSetError, reference_index
 from cnnvis_engine.errors import LayerError
 from cnnvis_engine.models.bundle import ModelBundle, Normalization
 
@@ -102,7 +103,10 @@ def write_folder(folder: Path) -> Path:
 def test_top_pictures_of_the_red_channel_are_the_red_ones_and_boxes_hold_the_spot(tmp_path):
     bundle = colour_bundle()
     pictures = [picture(c, p) for c, p in PICTURES]
-    index = reference_index(bundle, pictures, ["body.smooth", "body.relu1"], top=3, batch_size=3, cache_dir=tmp_path)
+    with leaves_model_untouched(bundle.module):
+        index = reference_index(
+            bundle, pictures, ["body.smooth", "body.relu1"], top=3, batch_size=3, cache_dir=tmp_path
+        )
     assert not index.from_cache and index.forward_passes == 3
     for by in ("activation", "contribution"):
         tops = index.top("body.smooth", 0, by=by)
@@ -126,6 +130,30 @@ def test_top_pictures_of_the_red_channel_are_the_red_ones_and_boxes_hold_the_spo
         smooth = bundle.module.body.smooth(bundle.module.body.relu1(bundle.module.body.detect(x)))
     expected = sorted(smooth[:, 0].clamp(min=0).mean(dim=(1, 2)).tolist(), reverse=True)
     assert [t.score for t in index.top("body.smooth", 0, by="contribution")] == pytest.approx(expected, rel=1e-5)
+
+
+def test_boxes_move_with_the_unit_and_keep_the_edges_a_field_was_cut_at():
+    inside = ReceptiveField((4, 4), (16, 16), (2, 2), (6, 6, 11, 11))
+    assert inside.around(2 * 4 + 2) == (6, 6, 11, 11)
+    assert inside.around(0) == (0, 0, 3, 3)  # moved up and left by 8 pixels, clipped
+    assert inside.around(3 * 4 + 3) == (10, 10, 15, 15)
+    cut = ReceptiveField((4, 4), (16, 16), (2, 2), (0, 6, 9, 11))  # reaches the left edge: the field goes on
+    assert cut.around(2 * 4 + 3) == (0, 6, 13, 11)
+    whole = ReceptiveField((14, 14), (224, 224), (7, 7), (0, 0, 224, 224))
+    assert whole.around(0) == whole.around(195) == (0, 0, 224, 224)
+
+
+def test_a_block_and_a_layer_inside_it_are_indexed_in_one_pass(tmp_path):
+    # "features" starts before "features.smooth" but ends after it: the graph must start at the output ready first.
+    body = ColourNet().body
+    features = nn.Sequential(OrderedDict((n, getattr(body, n)) for n in ("detect", "relu1", "smooth", "relu2")))
+    module = nn.Sequential(OrderedDict(features=features, pool=body.pool, flatten=body.flatten, fc=body.fc))
+    bundle = dataclasses.replace(colour_bundle(), module=module)
+    pictures = [picture(c, p) for c, p in PICTURES]
+    index = reference_index(bundle, pictures, ["features", "features.smooth"], top=3, batch_size=8, cache_dir=tmp_path)
+    for layer in ("features", "features.smooth"):
+        tops = index.top(layer, 0, by="contribution")
+        assert {t.image for t in tops} == RED and min(t.score for t in tops) > 0
 
 
 def test_reopening_reads_the_parquet_file_and_runs_no_forward_pass(tmp_path):
@@ -175,7 +203,7 @@ def test_a_zip_is_read_member_by_member_and_unsafe_members_are_skipped(tmp_path)
 def test_refusals_are_sentences(tmp_path):
     bundle = colour_bundle()
     pictures = [picture(c, p) for c, p in PICTURES[:2]]
-    with pytest.raises(LayerError, match="not channels over a picture"):
+    with pytest.raises(LayerError, match="not channels over a picture"), leaves_model_untouched(bundle.module):
         reference_index(bundle, pictures, "body.flatten", cache_dir=tmp_path)
     with pytest.raises(LayerError, match="no layer called"):
         reference_index(bundle, pictures, "nowhere", cache_dir=tmp_path)
@@ -225,3 +253,52 @@ def ray_local():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+NET = """
+import torch
+from torch import nn
+
+
+def build():
+    body = nn.Sequential(nn.Conv2d(3, 2, 1), nn.ReLU(), nn.Conv2d(2, 2, 5, padding=2, bias=False), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 3))
+    with torch.no_grad():
+        body[0].weight.copy_(torch.tensor([[1.0, -1, -1], [-1, 1, -1]]).view(2, 3, 1, 1))
+        body[0].bias.fill_(-0.5)
+        body[2].weight.zero_()
+        body[2].weight[0, 0] = 1 / 25
+        body[2].weight[1, 1] = 1 / 25
+        body[6].weight.copy_(torch.tensor([[1.0, 0], [0, 1], [0, 0]]))
+        body[6].bias.copy_(torch.tensor([0.0, 0, 1e-3]))
+    return body
+"""
+
+
+def test_cli_writes_an_atlas_with_crops_and_escaped_names(tmp_path, monkeypatch, capsys):
+    from cnnvis.cli import main
+
+    monkeypatch.setenv("CNNVIS_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "net.py").write_text(NET)
+    (tmp_path / "labels.txt").write_text("<script>alert(1)</script>\ngreen\nneither\n")
+    folder = write_folder(tmp_path / "refs")
+    picture("red", (4, 4)).save(folder / "<img src=x onerror=alert(2)>.png")
+    args = ["concepts", "--model", f"{tmp_path / 'net.py'}:build", "--labels", str(tmp_path / "labels.txt")]
+    args += ["--input-size", "16", "16", "--mean", "0", "0", "0", "--std", "1", "1", "1", "--images", str(folder)]
+    args += ["--layers", "2", "--top", "3", "--channels", "1", "--crops", "2", "--vis-steps", "2", "--out"]
+    assert main([*args, str(tmp_path / "atlas")]) == 0
+    page = (tmp_path / "atlas" / "atlas.html").read_text()
+    assert "<b>&lt;script&gt;alert(1)&lt;/script&gt;</b> ×3" in page  # the red channel serves "red", named as text
+    assert "<script>" not in page and "<img src=x" not in page and "&lt;img src=x onerror=alert(2)&gt;.png" in page
+    assert "1 of 2 channels shown" in page and "--channels" in page
+    assert "2 · channel 0" in page and "5×5 pixels" in page
+    crops = sorted((tmp_path / "atlas" / "crops").glob("*.png"))
+    assert [c.name for c in crops] == ["l0_c0_0.png", "l0_c0_1.png"]
+    assert Image.open(crops[0]).size == (64, 64)
+    red = np.asarray(Image.open(crops[0]).convert("RGB"), np.int32)
+    assert (red[..., 0] - red[..., 1] > 100).any()  # the crop holds the red spot
+    assert (tmp_path / "atlas" / "vis" / "l0_c0.png").is_file()
+    assert "Indexed 9 pictures" in capsys.readouterr().err
+    assert main([*args, str(tmp_path / "again")]) == 0  # the stored index and the cached visualisation
+    assert "Opened the stored index" in capsys.readouterr().err
+    assert (tmp_path / "again" / "atlas.html").read_text() == page

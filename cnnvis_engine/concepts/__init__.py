@@ -9,7 +9,7 @@ they look for. Re-exports only.
 """
 
 from .groups import DEFAULT_GROUPS
-from .receptive import ReceptiveField, measure_receptive_field
+from .receptive import ReceptiveField, measure_receptive_fields
 from .reference import reference_index
 from .reference_set import SAMPLES, ReferenceSet, ReferenceSetError, read_reference_set
 from .reference_tops import ConceptsError, LayerTops, ReferenceIndex, TopImage
@@ -29,7 +29,7 @@ __all__ = [
     "ReferenceSetError",
     "TopImage",
     "concepts",
-    "measure_receptive_field",
+    "measure_receptive_fields",
     "read_reference_set",
     "reference_index",
     "sub_concepts",

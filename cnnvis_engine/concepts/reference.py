@@ -29,7 +29,7 @@ import torch
 from ..audit.dataset import Skipped
 from ..models.bundle import ModelBundle
 from ..models.contained import runs_in_worker
-from .receptive import measure_receptive_field
+from .receptive import measure_receptive_fields
 from .reference_pass import BatchStats, ChannelPass
 from .reference_set import ReferenceSet, ReferenceSource, read_reference_set
 from .reference_store import cache_folder, load_index, save_index
@@ -77,10 +77,8 @@ def reference_index(
         return replace(load_index(path), reference=reference, from_cache=True)
     runner = ChannelPass(bundle, chosen)
     infos = runner.infos()
-    tops = {
-        info.name: LayerTops.empty(measure_receptive_field(bundle, info.name, info.layout), info.map_shape[0], top)
-        for info in infos
-    }
+    fields = measure_receptive_fields(bundle, [(info.name, info.layout) for info in infos])
+    tops = {info.name: LayerTops.empty(f, info.map_shape[0], top) for info, f in zip(infos, fields)}
     predicted = np.full(len(reference), -1, np.int64)
     skipped: list[Skipped] = list(reference.skipped)
     if engine == "ray":

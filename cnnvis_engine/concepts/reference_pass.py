@@ -25,7 +25,7 @@ import torch
 from ..audit.dataset import Skipped
 from ..errors import ImageError, LayerError
 from ..images import DecodedImage
-from ..models.bundle import ModelBundle
+from ..models.bundle import ModelBundle, fast_layout
 from ..recording import RecordedPass, Recorder
 from ..targets import ClassTarget
 from ..tracing import LayerInfo, Trace
@@ -101,7 +101,7 @@ class ChannelPass:
         layouts = [info.layout for info in self.infos()]
         displays = displays or [np.zeros((1, 1, 3), np.uint8)] * len(x)
         notes = notes or [()] * len(x)
-        fp = self._forward(x, displays, notes)
+        fp = self._forward(fast_layout(x), displays, notes)
         with fp.lock:
             fp.refresh(set(self.layers))
             predicted = fp.output.detach().argmax(dim=1)
@@ -125,8 +125,8 @@ class ChannelPass:
         """A lean pass: only the chosen layers kept, the graph from the earliest of them (the later ones are cloned
         into the graph, so one backward reaches them all); a whole recorded pass if the model ran other modules."""
         assert self.trace is not None
-        order = [layer.name for layer in self.trace.layers]
-        earliest = min(self.layers, key=order.index)
+        # The layer whose output is ready first (by when its last call ended: a block ends after the layers inside it).
+        earliest = min(self.layers, key=lambda name: self.trace.get(name).end)
         fp = self.recorder.lean(x, displays, notes, self.trace, frozenset(self.layers), frozenset({earliest}))
         if fp is None:
             fp = self.recorder.whole(x, displays, notes, graph=True)

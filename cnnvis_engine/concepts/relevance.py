@@ -6,12 +6,17 @@ With y the target's score, A (C, h, w) the layer's output and G = ∂y/∂A (bot
 G the gradient Grad-CAM takes: no extra forward pass):
 - channel k's contribution is R_k = Σ_{h,w} A_k · G_k (gradient × activation);
 - its conditional map is x ⊙ ∂/∂x Σ_{h,w} A_k · G_k with G held fixed, summed over the colour channels: where in
-  the picture the channel's part of the decision comes from. All top channels' maps come from one batched
-  backward pass over the recorded graph (`graph.input_maps`).
+  the picture the channel's part of the decision comes from. The top channels' maps come from backward passes
+  over the recorded graph, one batched pass on an accelerator, one per map on a CPU, where that is faster
+  (`graph.input_maps`).
 Identities: at a block output (every path from the input passes through it) the conditional maps of all channels
 add up to the plain input × gradient x ⊙ ∂y/∂x, since Σ_k ∂/∂x Σ A_k G_k = Jᵀ G = ∂y/∂x. At the CAM layer (the
 global average pool's input, followed by one Linear layer) G_k = w_k / (h·w), so R_k = w_k · mean_{h,w} A_k and the
 contributions add up to the logit minus the bias.
+Layers are read in their canonical C × h × w view (`layouts`): channels-last transposed, token layers as their patch
+grid. Prefix tokens (a class token) are no place in the picture and are left out, so at a token layer whose class
+token reaches the head later on (ViT with class-token pooling) the concepts hold only the part of the score that
+flows through the patches; with patch-average pooling every path passes through the patches and both identities hold.
 
 Sub-concepts of channel k at layer L, at an earlier layer L′ with output A′: the concept's relevance
 Q = Σ_{h,w} A_k · G_k (G held fixed) flows back to L′ as G′ = ∂Q/∂A′, and sub-channel j's share is
@@ -36,6 +41,7 @@ from .regions import Box, cell_weights, checked_box
 from .results import ConceptResult, ranked, shares_of
 
 DEFAULT_TOP = 8
+MAX_TOP = 256  # maps per call: on resnet50 at 224 px each costs about one saliency backward pass (0.2 s CPU)
 
 
 def concepts(
@@ -56,16 +62,19 @@ def concepts(
     check_top(top)
     with fp.lock:
         name = layer or fp.trace.default_of_kind("cam_site") or fp.trace.default_of_kind("spatial")
+        if name is None:
+            raise LayerError("This model has no layer whose output forms a picture, so it has no concepts to show.")
         view = map_view(fp, name)
+        size = (int(fp.x.shape[2]), int(fp.x.shape[3]))
         tgt = resolve_target(target, fp.output[:1], bundle.task, bundle.class_names)
         score = fp.score((tgt,))
         g = view(fp.gradient((tgt,), score, name))
         a = view(fp.value(name))
-        notes: list[str] = []
-        box = checked_box(region, tuple(fp.x.shape[2:])) if region is not None else None
+        notes = _reuse_notes(fp, name)
+        box = checked_box(region, size) if region is not None else None
         if box is not None:
-            g = g * cell_weights(box, tuple(fp.x.shape[2:]), tuple(g.shape[2:])).to(g)
-        per_channel = (a * g).sum(dim=(2, 3))[0].to(torch.float64)  # (C,)
+            g = g * cell_weights(box, size, (int(g.shape[2]), int(g.shape[3]))).to(g)
+        per_channel = (a.double() * g.double()).sum(dim=(2, 3))[0]  # (C,)
         load: torch.Tensor | None = None
         if groups is not None:
             count, note = dff.checked_groups(groups, a.shape[1], a.shape[2] * a.shape[3])
@@ -105,7 +114,7 @@ def sub_concepts(
     top: int = DEFAULT_TOP,
 ) -> ConceptResult:
     """The channels of `lower_layer` that channel `channel` of `layer` draws on for the target, ranked by the
-    relevance that flows from them into it (see the module docstring); their maps from one batched backward pass."""
+    relevance that flows from them into it (see the module docstring); their maps as in `concepts`."""
     check_top(top)
     with fp.lock:
         view, lower_view = map_view(fp, layer), map_view(fp, lower_layer)
@@ -125,12 +134,13 @@ def sub_concepts(
             )
         g_lower = lower_view(raw)
         a_lower = lower_view(fp.value(lower_layer))
-        units = (a_lower * g_lower).sum(dim=(2, 3))[0].to(torch.float64)
+        units = (a_lower.double() * g_lower.double()).sum(dim=(2, 3))[0]
         order = ranked(units.cpu().numpy())
         shown = order[: min(top, len(order))]
         weights = _unit_weights(shown, len(units), None)
         rows = g_lower[None] * weights.to(g_lower)[:, None, :, None, None]
         maps, note = input_maps(fp.x, lower_view(attached(fp, lower_layer)), rows)
+        notes = _reuse_notes(fp, layer) + _reuse_notes(fp, lower_layer) + ([note] if note else [])
     return _result(
         "channels",
         lower_layer,
@@ -141,21 +151,26 @@ def sub_concepts(
         fp,
         score,
         bundle.name,
-        [note] if note else [],
+        notes,
         parent=(layer, channel),
     )
 
 
 def check_top(top: int) -> None:
+    """A MethodError unless 0 <= top <= MAX_TOP (each map is one input-gradient backward pass); a `top` above the
+    number of channels maps them all."""
     if isinstance(top, bool) or not isinstance(top, int) or top < 0:
         raise MethodError(f"The number of concepts to map must be a whole number from 0 up; got {top!r}.")
+    if top > MAX_TOP:
+        raise MethodError(
+            f"The number of concepts to map may be at most {MAX_TOP} (each map costs one backward pass: a bound on "
+            f"the work of one call); got {top:,}."
+        )
 
 
-def map_view(fp: RecordedPass, layer: str | None) -> View:
+def map_view(fp: RecordedPass, layer: str) -> View:
     """The canonical (N, C, h, w) view of a layer's output (`layouts`); a LayerError with the reason for a layer
     that is unknown or whose output is not a map. Outputs overwritten in place are made recoverable first."""
-    if layer is None:
-        raise LayerError("This model has no layer whose output forms a picture, so it has no concepts to show.")
     info = fp.trace.get(layer)  # a LayerError for an unknown name
     if not info.layout.is_map:
         why = info.layout.reason or "it has no height and width"
@@ -176,13 +191,19 @@ def _unit_weights(shown: np.ndarray, channels: int, load: torch.Tensor | None) -
     return weights
 
 
+def _reuse_notes(fp: RecordedPass, layer: str) -> list[str]:
+    """A note for a module that runs more than once (its last run is used, as the methods do)."""
+    runs = len(fp.calls[layer])
+    return [f"'{layer}' runs {runs} times; its last run is used."] if runs > 1 else []
+
+
 def _lost_note(per_channel: torch.Tensor, load: torch.Tensor) -> list[str]:
     lost = per_channel[load.sum(dim=1) == 0]
     if not len(lost) or float(lost.abs().sum()) == 0.0:
         return []
     total = float(lost.sum())
     return [
-        f"{len(lost)} channels are never positive here, so no group holds them; the groups add up to the total less their {total:+.4g}."
+        f"{len(lost)} channels are held by no group (never positive here, or left out by the factorisation); the groups add up to the total less their {total:+.4g}."
     ]
 
 

@@ -40,7 +40,7 @@ class ConceptResult:
     score: float
     total: float
     model: str = ""
-    region: tuple[int, int, int, int] | None = None
+    region: tuple[float, float, float, float] | None = None
     parent: tuple[str, int] | None = None
     loadings: np.ndarray | None = None
     notes: tuple[str, ...] = ()

@@ -36,6 +36,7 @@ class CodecError(ModelError):
 def _allowed() -> dict[str, type]:
     """The engine's result and argument types, by class name. Imported when first needed: they live in modules
     above this one."""
+    from ..concepts.results import ConceptResult
     from ..explainer import Explanation
     from ..faithfulness import Curve, Faithfulness
     from ..featurevis.results import FeatureVisResult, FeatureVisSettings
@@ -67,6 +68,7 @@ def _allowed() -> dict[str, type]:
         FeatureVisResult,
         FeatureVisSettings,
         TransformSettings,
+        ConceptResult,
     )
     return {cls.__name__: cls for cls in types}
 
