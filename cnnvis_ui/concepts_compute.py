@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import streamlit as st
 
-from cnnvis_engine import DecodedImage, EngineError, Explainer, ModelError
+from cnnvis_engine import DecodedImage, EngineError, Explainer
 from cnnvis_engine.concepts import ConceptResult, ReferenceIndex, reference_index
 from cnnvis_engine.stories.concepts import ConceptPlaces, tank_concept_places
 
@@ -43,7 +43,6 @@ def concepts(
 ) -> ConceptResult:
     """`Explainer.concepts` of the picture: the top concepts of `layer` (None: the CAM layer or the last block) for
     class `target` (None: the top-1), of the pixel `box` (None: the whole picture), as channels or `groups`."""
-    _check_concepts(_explainer)
     return _explainer.concepts(_image, layer=layer, target=target, top=TOP, region=box, groups=groups)
 
 
@@ -60,18 +59,7 @@ def sub_concepts(
     _image: DecodedImage,
 ) -> ConceptResult:
     """The channels of `lower` that `channel` of `layer` draws on (`Explainer.sub_concepts`)."""
-    _check_concepts(_explainer)
     return _explainer.sub_concepts(_image, layer, channel, lower, target=target, top=TOP)
-
-
-def _check_concepts(explainer: Explainer) -> None:
-    """An explainer without concepts (an uploaded ONNX model's, run in its worker, until the worker answers them)
-    gets the engine's kind of sentence instead of an AttributeError."""
-    if not callable(getattr(explainer, "concepts", None)) or not callable(getattr(explainer, "sub_concepts", None)):
-        raise ModelError(
-            "This model runs in a separate worker process, which does not answer concepts yet; the other pages work "
-            "with it."
-        )
 
 
 def features(model_key: str, layer: str, channels: Sequence[int], explainer: Explainer) -> dict[int, np.ndarray]:

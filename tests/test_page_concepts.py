@@ -12,8 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
+from test_own_models_pages import uploaded_tiny_model
+from torch import nn
 
+from cnnvis_engine.models import offer_model, withdraw_model, wrap_module
 from cnnvis_ui import concepts_view, state
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "concepts.py")
@@ -131,3 +135,31 @@ def test_the_report_holds_the_picture_each_cards_map_and_its_words():
     assert escape(made[0].words) in html and "what channel" in html and "cat, coffee" in html
     png = render_report_png(report_panels(views), stamp)
     assert png.startswith(b"\x89PNG")
+
+
+@pytest.fixture
+def served():
+    torch.manual_seed(1)
+    module = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 3)
+    )
+    spec = offer_model(wrap_module(module, name="ServedNet", labels=["a", "b", "c"], input_size=(32, 32)))
+    yield spec
+    withdraw_model(spec.name)
+
+
+def test_a_served_model_gets_its_cards_and_an_uploaded_torchscript_one_the_engines_sentence(served):
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    at.session_state[state.MODEL], at.session_state[state.WEIGHTS] = served.name, "yours"
+    at.session_state[state.CONCEPT_REFERENCE] = False
+    at.run()
+    assert not at.exception, at.exception
+    assert any(m.value.startswith("**1. Channel ") for m in at.markdown)
+    assert any("ServedNet" in m.value for m in at.markdown)
+    at = AppTest.from_file(PAGE, default_timeout=240)
+    at.session_state[state.USER_MODEL] = uploaded_tiny_model()
+    at.session_state[state.MODEL], at.session_state[state.WEIGHTS] = state.USER_MODEL_CHOICE, "file"
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value.replace("\\", "") for e in at.error]
+    assert len(errors) == 1 and "no concepts to show" in errors[0], errors  # its layers run inside compiled code
