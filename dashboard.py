@@ -13,6 +13,7 @@ page = st.navigation(
     [
         st.Page("pages/explore.py", title="Explore", icon=":material/visibility:", default=True),
         st.Page("pages/layers.py", title="Layers", icon=":material/layers:"),
+        st.Page("pages/concepts.py", title="Concepts", icon=":material/category:"),
         st.Page("pages/compare.py", title="Compare", icon=":material/grid_view:"),
         st.Page("pages/sanity.py", title="Sanity", icon=":material/fact_check:"),
         st.Page("pages/stories.py", title="Stories", icon=":material/auto_stories:"),

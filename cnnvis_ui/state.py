@@ -72,6 +72,11 @@ AUDIT_SIZE = "audit_size"
 AUDIT_CLASS = "audit_class"  # the class shown, None: the most suspicious
 AUDIT_GROUP = "audit_group"  # the group (cluster number within the class) whose pictures are shown, or None
 AUDIT_SHOWN = "audit_shown"  # the page shows the audit of its settings (pressed "Run audit", or opened a link)
+CONCEPT_UNITS = "concept_units"  # Concepts: "channels" or "groups" (of channels)
+CONCEPT_OPEN = "concept_open"  # Concepts: the channel whose sub-concepts are open, or None
+CONCEPT_BOX = "concept_box"  # Concepts: "x0,y0,x1,y1" in percent of the picture, "" for the whole picture
+CONCEPT_REFERENCE = "concept_reference"  # Concepts: show the sample photos' crops on the cards
+CONCEPT_COMPARE = "concept_compare"  # Concepts: the second model's "name:weights" key, or None
 # Widget-only keys (no plain twin): file inputs and the user-model form.
 IMAGE_UPLOADER = "_w_image_uploader"
 MODEL_FILE = "_w_model_file"
@@ -101,7 +106,7 @@ TANK_SHARED_SCALE = "stories_tank_same_scale"  # the two detectors' Grad-CAMs on
 USER_MODEL_CHOICE = "__your_model__"
 NO_METHOD = "__none__"  # the option that stands for "no second method"
 AUTO = "__automatic__"  # the option that stands for None (automatic) in a selectbox
-AUTOMATIC: dict[str, Any] = {LAYER: AUTO, TARGET: -1, KERNEL_LAYER: AUTO}
+AUTOMATIC: dict[str, Any] = {LAYER: AUTO, TARGET: -1, KERNEL_LAYER: AUTO, CONCEPT_COMPARE: NO_METHOD}
 DEFAULT_IMAGE = "sample:cat"
 AUDIT_DEFAULT_METHOD = "gradcam"  # `cnnvis_engine.audit.audit`'s default (a test keeps them equal)
 AUDIT_SIZES = (16, 32)
@@ -148,6 +153,11 @@ DEFAULTS: dict[str, Any] = {
     AUDIT_CLASS: None,
     AUDIT_GROUP: None,
     AUDIT_SHOWN: False,
+    CONCEPT_UNITS: "channels",
+    CONCEPT_OPEN: None,
+    CONCEPT_BOX: "",
+    CONCEPT_REFERENCE: True,
+    CONCEPT_COMPARE: None,
 }
 
 
@@ -270,11 +280,27 @@ def _decode_settings(text: str) -> dict[str, dict[str, float]]:
 _SETTINGS = Codec(_encode_settings, _decode_settings)
 
 
+def _decode_box(text: str) -> str:
+    """A Concepts box "x0,y0,x1,y1": four whole percents with x0 < x1 and y0 < y1, or "" (the whole picture)."""
+    parts = text.split(",") if text else []
+    if parts and (len(parts) != 4 or not all(re.fullmatch(r"\d{1,3}", part) for part in parts)):
+        raise ValueError(text)
+    if parts:
+        x0, y0, x1, y1 = (int(part) for part in parts)
+        if not (0 <= x0 < x1 <= 100 and 0 <= y0 < y1 <= 100):
+            raise ValueError(text)
+    return text
+
+
+_BOX = Codec(str, _decode_box)
+
+
 # ----- what a link may ask for --------------------------------------------------------------------------------
 MAX_PARAM_CHARS = 2000  # a query parameter's text: ~7 times the longest the app writes (six Compare model keys)
 MAX_TEXT = 200  # one name: a model, weights, a picture, a layer (the longest here is under 80)
 SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
 CHANNEL_COUNTS = (4, 8, 16, 32, 64)
+CONCEPT_UNIT_CHOICES = {"channels": "Channels", "groups": "Groups of channels"}
 SANITY_MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
 STANDING = ("feature_maps", *SALIENCY_MODES, "cam", "gradcam", "guided_gradcam")  # Explore's fixed panels
 WEIGHTS_CHOICES = ("pretrained", "embedded", "random", "demo", "yours", "file")
@@ -469,6 +495,11 @@ URL_PARAMS: dict[str, Param] = {
     AUDIT_CLASS: Param("audit_class", _OPTIONAL_TEXT, Domain(of_model="audit_classes")),
     AUDIT_GROUP: Param("audit_group", _OPTIONAL_INT, Domain(low=0, high=AUDIT_MAX_GROUPS - 1)),
     AUDIT_SHOWN: Param("audit_run", _BOOL, _ON_OFF),
+    CONCEPT_UNITS: Param("concept_units", _TEXT, Domain(choices=lambda: list(CONCEPT_UNIT_CHOICES))),
+    CONCEPT_OPEN: Param("concept_open", _OPTIONAL_INT, Domain(low=0, high=65_535)),  # checked on the page
+    CONCEPT_BOX: Param("concept_box", _BOX, Domain(max_length=15)),
+    CONCEPT_REFERENCE: Param("concept_reference", _BOOL, _ON_OFF),
+    CONCEPT_COMPARE: Param("concept_compare", _OPTIONAL_TEXT, Domain(choices=lambda: _comparable())),
 }
 ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
 USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"

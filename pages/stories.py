@@ -1,9 +1,10 @@
 """Stories: three tales from the article told with small real models trained here — the tanks and the weather,
 a U-Net that finds salt in seismic images, and a robot's obstacle detector with its blind spots."""
 
+import numpy as np
 import streamlit as st
 
-from cnnvis_ui import audit, compute, panels, scale, share, state, stories
+from cnnvis_ui import audit, compute, concepts_compute, panels, scale, share, state, stories
 from cnnvis_ui.panels import PanelView
 
 STORIES = {"tanks": "The tanks and the weather", "salt": "Finding salt", "robot": "A robot's blind spots"}
@@ -111,11 +112,39 @@ def tanks() -> None:
         f"but only **{shares['tanks_shortcut']:.0%}** of the biased one's: it spreads over sky and grass — the light. "
         "Its accuracy alone never showed this; a look at *where* it looks does."
     )
+    concepts_step()
     audit_step()
 
 
+def concepts_step() -> None:
+    st.subheader("4 · Which concepts does each one rest on?")
+    st.markdown(
+        "Each detector's **top concept for “tank”**: the channel of its last layer that carries most of the "
+        "“tank” score over 24 new tank photos (found by the engine, never picked by hand), and the parts of 48 new "
+        "photos, sunny and cloudy, with and without tanks, that excite it most."
+    )
+    cols = st.columns(2)
+    for col, model in zip(cols, NETS):
+        with st.spinner("Finding each detector's top concept…", show_time=True):
+            places, crops = concepts_compute.story_concepts(model)
+        count = len(places.crops)
+        caption = (
+            f"Channel {places.channel} of {places.layer} · {places.share:.0%} of “tank” on average · of its {count} "
+            f"best crops, {round(places.on_sky * count)} lie on the sky and {round(places.on_tank * count)} on the tank"
+        )
+        with col:
+            show(f"concepts-{model}", NETS[model], np.concatenate(list(crops[:6]), axis=1), caption)
+    shortcut, fair = (concepts_compute.story_concepts(model)[0] for model in NETS)
+    st.markdown(
+        f"The biased detector's top concept fires on the **sky** ({shortcut.on_sky:.0%} of its best crops, "
+        f"{shortcut.on_tank:.0%} on a tank): it learned the sunny weather. The fair detector's fires on the **tank** "
+        f"({fair.on_tank:.0%} of its best crops, {fair.on_sky:.0%} on the sky). The Concepts page asks the same of "
+        "any model and picture."
+    )
+
+
 def audit_step() -> None:
-    st.subheader("4 · Find it without knowing where to look")
+    st.subheader("5 · Find it without knowing where to look")
     st.markdown(
         "Steps 2 and 3 worked because someone already suspected the weather. An **audit** needs no suspicion: it "
         "explains every photo of a set, groups each class's maps by how alike they are, and flags the groups whose "

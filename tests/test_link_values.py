@@ -45,6 +45,10 @@ ALLOWED = {(name, "") for name in ("layer", "class", "kernels", "methods", "sett
     ("audit_class", ""),  # the most suspicious class
     ("audit_group", ""),  # no group chosen
     ("audit_group", "2"),  # a group number the Audit page checks against its audit (the class may have 3 groups)
+    ("concept_open", ""),  # no sub-concepts open
+    ("concept_open", "2"),  # channel 2: the Concepts page checks it against its layer
+    ("concept_box", ""),  # the whole picture
+    ("concept_compare", ""),  # no second model
 }
 PARAMS = [param.name for param in state.URL_PARAMS.values()]
 

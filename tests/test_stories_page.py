@@ -23,6 +23,7 @@ def test_each_story_draws_its_panels():
         assert not at.exception, (story, at.exception)
         drawn[story] = {chart.key for chart in at.get("plotly_chart")}
     assert {"chart-story-tank-tanks_shortcut", "chart-story-tank-tanks_clean"} <= drawn["tanks"], drawn["tanks"]
+    assert {"chart-story-concepts-tanks_shortcut", "chart-story-concepts-tanks_clean"} <= drawn["tanks"]
     assert {"chart-story-salt-input", "chart-story-salt-mask", "chart-story-salt-cam"} <= drawn["salt"], drawn["salt"]
     assert {"chart-story-robot-input", "chart-story-robot_shadow-cam"} <= drawn["robot"], drawn["robot"]
 

@@ -26,6 +26,7 @@ class TankScene:
     tank: bool
     sunny: bool
     box: tuple[int, int, int, int] | None  # the tank's (x0, y0, x1, y1) in pixels, x1/y1 exclusive
+    horizon: int = 0  # the sky is the rows above it (the tops of the tree line and of trees reach into it)
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class TankDataset:
     labels: np.ndarray  # (N,) int64: 1 = tank
     sunny: np.ndarray  # (N,) bool
     boxes: np.ndarray  # (N, 4) int64; -1 where there is no tank
+    horizons: np.ndarray | None = None  # (N,) int64: each scene's `TankScene.horizon`
 
 
 def draw_tank_scene(rng: np.random.Generator, *, tank: bool, sunny: bool, size: int = 64) -> TankScene:
@@ -65,7 +67,7 @@ def draw_tank_scene(rng: np.random.Generator, *, tank: bool, sunny: bool, size: 
             min(int(np.ceil(x1 / _SUPERSAMPLE)), size),
             min(int(np.ceil(y1 / _SUPERSAMPLE)), size),
         )
-    return TankScene(image=image, tank=tank, sunny=sunny, box=box)
+    return TankScene(image=image, tank=tank, sunny=sunny, box=box, horizon=round(horizon / _SUPERSAMPLE))
 
 
 def tank_dataset(count: int, seed: int, *, light: LightRule, size: int = 64) -> TankDataset:
@@ -82,6 +84,7 @@ def tank_dataset(count: int, seed: int, *, light: LightRule, size: int = 64) -> 
         labels=np.array([int(s.tank) for s in scenes], np.int64),
         sunny=np.array([s.sunny for s in scenes], bool),
         boxes=np.array([s.box if s.box else (-1, -1, -1, -1) for s in scenes], np.int64),
+        horizons=np.array([s.horizon for s in scenes], np.int64),
     )
 
 

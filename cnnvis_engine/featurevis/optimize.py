@@ -30,7 +30,7 @@ from ..errors import MethodError
 from ..models.bundle import ModelBundle
 from ..models.contained import in_worker
 from . import objectives as obj
-from .model_pass import check_layers, forward, from_uint8, to_model_input, to_uint8
+from .model_pass import Layouts, check_layers, forward, from_uint8, layer_layouts, to_model_input, to_uint8
 from .param import FourierImage
 from .results import Cancelled, FeatureVisResult, FeatureVisSettings
 from .transforms import TransformSettings, random_view
@@ -69,7 +69,7 @@ def visualize(
     optimised = objective
     if diversity > 0 and batch > 1:
         optimised = objective - diversity * obj.diversity(_main_layer(objective))
-    check_layers(bundle, optimised.layers)
+    layouts = layer_layouts(bundle, optimised.layers, (height, width))
     settings = FeatureVisSettings(
         model=bundle.name,
         objective=objective.name,
@@ -92,7 +92,7 @@ def visualize(
         return FeatureVisResult(
             images=images,
             history=np.array(history, dtype=np.float32).reshape(len(history), batch),
-            scores=evaluate(bundle, objective, images),
+            scores=_evaluate(bundle, objective, images, layouts),
             settings=settings,
             steps_done=len(history),
             cancelled=cancelled,
@@ -104,7 +104,11 @@ def visualize(
         with torch.enable_grad():
             view = random_view(image.rgb(), transforms, generator)
             output, activations = forward(
-                bundle, to_model_input(view, bundle.normalization), optimised.layers, step < REDIRECT_STEPS
+                bundle,
+                to_model_input(view, bundle.normalization),
+                optimised.layers,
+                step < REDIRECT_STEPS,
+                layouts,
             )
             scores = optimised(activations, output)
             if scores.shape != (batch,):
@@ -122,22 +126,29 @@ def visualize(
 
 
 def evaluate(bundle: ModelBundle, objective: obj.Objective, images: np.ndarray) -> np.ndarray:
-    """The objective on uint8 RGB images as they are (no transforms): (N, H, W, 3) or (H, W, 3) -> (N,)."""
+    """The objective on uint8 RGB images as they are (no transforms): (N, H, W, 3) or (H, W, 3) -> (N,); each
+    layer read channels first whatever its layout."""
     check_layers(bundle, objective.layers)
+    x = from_uint8(images, bundle.device)
+    return _evaluate(bundle, objective, images, layer_layouts(bundle, objective.layers, (x.shape[2], x.shape[3])))
+
+
+def _evaluate(bundle: ModelBundle, objective: obj.Objective, images: np.ndarray, layouts: Layouts) -> np.ndarray:
     x = to_model_input(from_uint8(images, bundle.device), bundle.normalization)
     with torch.no_grad():
-        output, activations = forward(bundle, x, objective.layers)
+        output, activations = forward(bundle, x, objective.layers, layouts=layouts)
         return objective(activations, output).float().cpu().numpy()
 
 
 @in_worker()
 def channel_count(bundle: ModelBundle, layer: str, size: int | tuple[int, int] = 64) -> int:
-    """How many channels `layer` outputs, from one grey image's forward pass."""
-    check_layers(bundle, {layer})
+    """How many channels `layer` outputs, from one grey image's forward pass: the last axis of a channels-last
+    or token layout, the second of a map or a vector. A LayerError for a layer that is neither."""
     height, width = (size, size) if isinstance(size, int) else size
+    layouts = layer_layouts(bundle, {layer}, (height, width))
     grey = torch.full((1, 3, height, width), 0.5, device=bundle.device)
     with torch.no_grad():
-        _, activations = forward(bundle, to_model_input(grey, bundle.normalization), {layer})
+        _, activations = forward(bundle, to_model_input(grey, bundle.normalization), {layer}, layouts=layouts)
     value = activations[layer]
     return int(value.shape[1]) if value.dim() >= 2 else 0
 
