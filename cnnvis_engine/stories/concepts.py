@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ..concepts import TopImage, reference_index
+from ..concepts.reference import reference_index
+from ..concepts.reference_tops import TopImage
 from ..demos.tank_scenes import TankDataset, tank_dataset
 from ..explainer import Explainer
 from ..models.bundle import ModelBundle
