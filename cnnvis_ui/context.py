@@ -11,17 +11,28 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
+from cnnvis_engine import (
+    DecodedImage,
+    EngineError,
+    Explainer,
+    Explanation,
+    ImageError,
+    ModelError,
+    Prediction,
+    list_samples,
+)
+from cnnvis_engine.faithfulness import Faithfulness
+from cnnvis_engine.sanity import Mode, RandomisationStep
 
-from . import compute, state, uploads
-from .compute import ModelRef
+from . import model_cache, result_cache, state, upload_store, uploads
+from .model_cache import ModelRef
 
 
 @dataclass(frozen=True)
 class LoadedImage:
     ref: str  # "sample:<key>" or "upload:<sha256>"
     title: str  # what to call it on screen and in reports
-    decoded: compute.DecodedImage
+    decoded: DecodedImage
 
     @property
     def sha(self) -> str:
@@ -32,7 +43,7 @@ class LoadedImage:
 class Context:
     model: ModelRef
     image: LoadedImage | None
-    explainer: compute.Explainer | None
+    explainer: Explainer | None
     layer: str | None  # the sidebar's layer; None = automatic
     target: int | None  # the sidebar's class; None = top-1
     image_error: str = ""
@@ -50,17 +61,17 @@ class Context:
     def weights_detail(self) -> str:
         bundle = self.explainer.bundle if self.explainer else None
         if bundle is None:
-            return compute.WEIGHTS_LABELS.get(self.model.weights, self.model.weights)
+            return model_cache.WEIGHTS_LABELS.get(self.model.weights, self.model.weights)
         return f"{bundle.weights_source}: {bundle.weights_detail}" if bundle.weights_detail else bundle.weights_source
 
-    def layer_table(self) -> compute.LayerTable:
-        return compute.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+    def layer_table(self) -> result_cache.LayerTable:
+        return result_cache.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
 
     def refused_methods(self) -> tuple[str, ...]:
-        return compute.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+        return result_cache.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
 
-    def predictions(self, top_k: int = 5) -> tuple[compute.Prediction, ...]:
-        return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, top_k)
+    def predictions(self, top_k: int = 5) -> tuple[Prediction, ...]:
+        return result_cache.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, top_k)
 
     def explain(
         self,
@@ -70,40 +81,40 @@ class Context:
         target: int | None = None,
         options: Mapping[str, Mapping[str, object]] | None = None,
         use_choices: bool = True,
-    ) -> compute.Explanation:
+    ) -> Explanation:
         """Cached `Explainer.explain` for this image and model; the sidebar's layer and target unless given."""
-        return compute.explain(
+        return result_cache.explain(
             self.image.sha,
             self.model.key,
             layer if layer is not None or not use_choices else self.layer,
             target if target is not None or not use_choices else self.target,
             tuple(methods),
-            compute.freeze_options(options or {}),
+            result_cache.freeze_options(options or {}),
             lambda: self.explainer,
             self.image.decoded,
         )
 
     def faithfulness(
-        self, explanation: compute.Explanation, method: str, options: Mapping[str, Mapping[str, object]] | None = None
-    ) -> compute.Faithfulness:
+        self, explanation: Explanation, method: str, options: Mapping[str, Mapping[str, object]] | None = None
+    ) -> Faithfulness:
         """Cached deletion/insertion/average-drop scores of `method`'s map in `explanation` (made with `options`)."""
         result = explanation[method]
-        return compute.faithfulness(
+        return result_cache.faithfulness(
             self.image.sha,
             self.model.key,
             result.layer,
             explanation.target.label,
             method,
-            compute.freeze_options(options or {}),
+            result_cache.freeze_options(options or {}),
             self.explainer,
             self.image.decoded,
             result.map,
             explanation.target,
         )
 
-    def randomisation(self, method: str, mode: compute.Mode) -> tuple[compute.RandomisationStep, ...]:
+    def randomisation(self, method: str, mode: Mode) -> tuple[RandomisationStep, ...]:
         """Cached randomisation test of `method` at the sidebar's layer and target (a progress bar while it runs)."""
-        return compute.randomisation(
+        return result_cache.randomisation(
             self.image.sha, self.model.key, self.layer, self.target, method, mode, self.explainer, self.image.decoded
         )
 
@@ -126,7 +137,7 @@ def current_model() -> ModelRef:
     user = state.get(state.USER_MODEL)
     if name == state.USER_MODEL_CHOICE:
         if user is None:  # the session that uploaded it is gone
-            default = compute.default_model()
+            default = model_cache.default_model()
             state.put(state.MODEL, default.name)
             state.put(state.WEIGHTS, default.weights)
             return default
@@ -134,11 +145,11 @@ def current_model() -> ModelRef:
     return ModelRef(name, weights)
 
 
-def load_explainer(model: ModelRef) -> compute.Explainer:
+def load_explainer(model: ModelRef) -> Explainer:
     """The cached explainer for `model`; raises EngineError with the reason it cannot be had."""
     if model.weights == "file":
         user = state.get(state.USER_MODEL)
-        return compute.file_explainer(
+        return model_cache.file_explainer(
             model.file_key,
             user["filename"],
             user["architecture"],
@@ -148,10 +159,10 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
             allow_torchscript=uploads.server_allows_torchscript(),
             _data_files=user.get("data_files"),
         )
-    problem = compute.model_refusal(model.name) or compute.weights_problem(model.name, model.weights)
+    problem = model_cache.model_refusal(model.name) or model_cache.weights_problem(model.name, model.weights)
     if problem:
         raise ModelError(problem)
-    return compute.registry_explainer(model.name, model.weights)
+    return model_cache.registry_explainer(model.name, model.weights)
 
 
 def model_for(key: str) -> ModelRef:
@@ -165,17 +176,17 @@ def model_for(key: str) -> ModelRef:
     return ModelRef(user["filename"], "file", user["key"])
 
 
-def explain_on(model_key: str, image: LoadedImage, method: str) -> compute.Explanation:
+def explain_on(model_key: str, image: LoadedImage, method: str) -> Explanation:
     """`method` on another model at its automatic layer and top-1 class (a Compare cell), through the same cache
     as `Context.explain`; the model is loaded only if the result is not cached yet."""
     model = model_for(model_key)
-    return compute.explain(
+    return result_cache.explain(
         image.sha,
         model.key,
         None,
         None,
         (method,),
-        compute.freeze_options(compute.method_options(method)),
+        result_cache.freeze_options(result_cache.method_options(method)),
         partial(load_explainer, model),
         image.decoded,
     )
@@ -190,7 +201,7 @@ MISSING_UPLOAD = (
 def adopt_upload(digest: str) -> tuple[str, bytes] | None:
     """An upload of another session that the server still keeps (a shared link), added to this session's
     uploads; None when the server no longer has it."""
-    entry = compute.upload_store().get(digest)
+    entry = upload_store.upload_store().get(digest)
     if entry is not None:
         uploads = {**state.get(state.UPLOADS), digest: entry}
         state.put(state.UPLOADS, dict(list(uploads.items())[-state.MAX_UPLOADS :]))
@@ -212,8 +223,8 @@ def load_image(ref: str) -> LoadedImage:
         entry = state.get(state.UPLOADS).get(key) or adopt_upload(key)
         if entry is None:
             raise ImageError(MISSING_UPLOAD)
-        return LoadedImage(ref, entry[0], compute.decode_upload(key, entry[1]))
-    return LoadedImage(ref, image_title(ref), compute.decode_sample(key))
+        return LoadedImage(ref, entry[0], result_cache.decode_upload(key, entry[1]))
+    return LoadedImage(ref, image_title(ref), result_cache.decode_sample(key))
 
 
 def current() -> Context:

@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 from cnnvis_engine.images import FORMAT_WORDS
 
-from . import compute, context, share, state, text, uploads, views
+from . import context, model_cache, result_cache, share, state, text, uploads, views
 from .context import Context
 from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
@@ -102,12 +102,12 @@ def _model_label(name: str) -> str:
     if name == state.USER_MODEL_CHOICE:
         user = state.get(state.USER_MODEL)
         return f"Your model: {user['filename']}" if user else "Your model"
-    return f"{compute.model_title(name)} (yours)" if compute.is_served(name) else name
+    return f"{model_cache.model_title(name)} (yours)" if model_cache.is_served(name) else name
 
 
 def _model_section(ctx: Context) -> None:
     st.subheader("Model", divider="gray")
-    names = compute.network_choices([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
+    names = model_cache.network_choices([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
     st.selectbox(
         "Network",
         names,
@@ -116,7 +116,7 @@ def _model_section(ctx: Context) -> None:
         help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
         "(convolutional networks first). Type to search.",
     )
-    spec = compute.model_spec(state.get(state.MODEL))
+    spec = model_cache.model_spec(state.get(state.MODEL))
     if spec is not None:
         st.radio(
             "Weights",
@@ -128,7 +128,7 @@ def _model_section(ctx: Context) -> None:
         )
     if ctx.model_error:
         st.warning(plain(ctx.model_error), icon=":material/cloud_off:")
-        refused = spec is not None and compute.model_refusal(spec.name)  # random weights would not help
+        refused = spec is not None and model_cache.model_refusal(spec.name)  # random weights would not help
         if spec is not None and "random" in spec.weights and ctx.model.weights != "random" and not refused:
             st.button(
                 f"Use random weights for {spec.name}",
@@ -148,7 +148,7 @@ def _model_section(ctx: Context) -> None:
         st.caption(f"**{spec.family}.** {spec.description}")
     elif ctx.model.weights == "file" and ctx.explainer is not None:
         bundle = ctx.explainer.bundle
-        st.caption(plain(f"{bundle.description} {compute.describe_preprocessing(bundle)}"))
+        st.caption(plain(f"{bundle.description} {model_cache.describe_preprocessing(bundle)}"))
     _own_model_form()
 
 
@@ -182,7 +182,7 @@ def _own_model_form() -> None:
             st.caption(plain(file_input))
         st.selectbox(
             "Architecture (state_dict only)",
-            ["", *compute.model_choices()],
+            ["", *model_cache.model_choices()],
             key=state.MODEL_ARCHITECTURE,
             format_func=lambda name: name or "None: an ONNX or TorchScript file",
         )
@@ -238,7 +238,7 @@ def _image_section(ctx: Context) -> None:
         for column, sample in zip(st.columns(2, gap="small"), samples[start : start + 2]):
             ref = f"sample:{sample.key}"
             with column:
-                st.image(compute.thumbnail(sample.key), width="stretch")
+                st.image(result_cache.thumbnail(sample.key), width="stretch")
                 st.button(
                     sample.key.capitalize(),
                     key=f"sample-{sample.key}",

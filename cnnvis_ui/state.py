@@ -24,7 +24,7 @@ from cnnvis_engine import METHODS, EngineError, list_samples
 from cnnvis_engine.errors import shown
 from cnnvis_engine.render import colormap_names
 
-from . import compute, uploads
+from . import model_cache, result_cache, upload_store, uploads
 from .text import clean
 
 # Shared choices (sidebar).
@@ -291,7 +291,7 @@ def compare_images() -> list[str]:
 
 
 def _comparable() -> list[str]:
-    offered = compute.comparable_models(bool(st.session_state.get(COMPARE_RANDOM)))
+    offered = model_cache.comparable_models(bool(st.session_state.get(COMPARE_RANDOM)))
     return offered + ([f"{USER_MODEL_CHOICE}:file"] if st.session_state.get(USER_MODEL) else [])
 
 
@@ -530,7 +530,7 @@ def check_model_choices(choices: Mapping[str, Collection[Any]]) -> None:
 
 
 def _default_model() -> None:
-    default = compute.default_model()
+    default = model_cache.default_model()
     st.session_state[MODEL], st.session_state[WEIGHTS] = default.name, default.weights
 
 
@@ -547,11 +547,11 @@ def _check_model(written: str | None) -> list[str]:
             return []
         _default_model()
         return [('the link\'s model is a file uploaded in another session: upload it again under "Use your own model"')]
-    spec = compute.model_spec(name)
+    spec = model_cache.model_spec(name)
     if spec is None:
         _default_model()
         return [f"there is no model called {shown(written)} here"]
-    if not compute.allowed_models([spec.name]):
+    if not model_cache.allowed_models([spec.name]):
         _default_model()
         return [f"this server does not offer the model {shown(written)}"]
     if st.session_state[WEIGHTS] not in spec.weights:
@@ -566,7 +566,7 @@ def model_changed() -> None:
     if name == USER_MODEL_CHOICE:
         st.session_state[WEIGHTS] = "file"
     else:
-        spec = compute.model_spec(name)
+        spec = model_cache.model_spec(name)
         st.session_state[WEIGHTS] = spec.default_weights if spec else "random"
     st.session_state[LAYER] = None
     st.session_state[TARGET] = None
@@ -621,9 +621,9 @@ def image_uploaded() -> None:
         uploads.discard(file)
         return
     data = file.getvalue()
-    digest = compute.sha256(data)
+    digest = result_cache.sha256(data)
     try:
-        compute.decode_upload(digest, data)
+        result_cache.decode_upload(digest, data)
     except EngineError as error:
         st.session_state[UPLOAD_ERROR] = f"{clean(file.name)} was not used: {error}"
         return
@@ -633,7 +633,7 @@ def image_uploaded() -> None:
     while len(kept) > MAX_UPLOADS:
         kept.pop(next(iter(kept)))
     st.session_state[UPLOADS] = kept
-    compute.upload_store().put(digest, clean(file.name), data)
+    upload_store.upload_store().put(digest, clean(file.name), data)
     choose_image(f"upload:{digest}")
 
 
@@ -689,13 +689,13 @@ def load_user_model() -> None:
     except ValueError as error:
         st.session_state[USER_MODEL_ERROR] = str(error)
         return
-    key = compute.sha256(data) + f":{architecture}:" + (compute.sha256(labels_data) if labels_data else "-")
+    key = result_cache.sha256(data) + f":{architecture}:" + (result_cache.sha256(labels_data) if labels_data else "-")
     if preprocessing is not None:
-        key += ":" + compute.sha256(repr(preprocessing).encode())
+        key += ":" + result_cache.sha256(repr(preprocessing).encode())
     for name, blob in sorted(weights.items()):
-        key += ":" + compute.sha256(name.encode() + b"\0" + blob)
+        key += ":" + result_cache.sha256(name.encode() + b"\0" + blob)
     try:
-        compute.file_explainer(
+        model_cache.file_explainer(
             key,
             file.name,
             architecture,
@@ -748,7 +748,7 @@ def model_file_chosen() -> None:
         file, _ = model_upload()
     except ValueError:
         return
-    spec = compute.onnx_input(file.name, file.getvalue())
+    spec = model_cache.onnx_input(file.name, file.getvalue())
     if spec is None:
         return
     defaults = {PREP_HEIGHT: spec.height, PREP_WIDTH: spec.width, PREP_CHANNELS: spec.channels}
@@ -761,7 +761,7 @@ def model_file_chosen() -> None:
     st.session_state[MODEL_FILE_INPUT] = f"The file's input: {shape} (channels × height × width{layout})."
 
 
-def chosen_preprocessing() -> compute.Preprocessing | None:
+def chosen_preprocessing() -> model_cache.Preprocessing | None:
     """The preprocessing set under the upload, or None for the file's or architecture's own. Raises ValueError
     with a sentence for a mean or std that is not one number or three."""
     seed_preprocessing()

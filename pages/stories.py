@@ -3,7 +3,7 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 
 import streamlit as st
 
-from cnnvis_ui import audit, compute, panels, scale, share, state, stories
+from cnnvis_ui import audit, panels, scale, share, state, stories, story_data
 from cnnvis_ui.panels import PanelView
 
 STORIES = {"tanks": "The tanks and the weather", "salt": "Finding salt", "robot": "A robot's blind spots"}
@@ -21,10 +21,10 @@ def tanks() -> None:
         "clouds, so it had learned the weather. We trained the same small network twice on drawn field scenes: once "
         "on such **biased photos**, once on **fair photos** where sun and clouds come with and without tanks alike."
     )
-    scores = compute.tank_scores()
+    scores = story_data.tank_scores()
     st.subheader("1 · Both detectors ace photos like the ones they learned from")
     cols = st.columns(4)
-    for col, p in zip(cols, compute.story_pictures("tanks")):
+    for col, p in zip(cols, story_data.story_pictures("tanks")):
         biased_kind = p.truth["tank"] == p.truth["sunny"]  # sunny tank or cloudy empty field
         with col:
             show(
@@ -41,11 +41,11 @@ def tanks() -> None:
     st.markdown(
         "Now tanks stand under clouds and empty fields lie in the sun. Each detector's belief that there is a tank:"
     )
-    photos = compute.story_pictures("tanks")
+    photos = story_data.story_pictures("tanks")
     st.dataframe(
         {"Photo": [p.title for p in photos]}
         | {
-            title: [compute.story_probabilities(str(p.path), model)["tank"] for p in photos]
+            title: [story_data.story_probabilities(str(p.path), model)["tank"] for p in photos]
             for model, title in NETS.items()
         },
         column_config={
@@ -64,7 +64,7 @@ def tanks() -> None:
     c.metric("Fair detector, 200 photos with the weather reversed", f"{scores['tanks_clean']['reversed']:.0%}")
 
     st.subheader("3 · Grad-CAM shows what each one was looking at")
-    names = {p.key: p.title for p in compute.story_pictures("tanks")}
+    names = {p.key: p.title for p in story_data.story_pictures("tanks")}
     key = (
         st.segmented_control(
             "Photo",
@@ -77,11 +77,11 @@ def tanks() -> None:
         or "tank_sunny"
     )
     p = stories.picture("tanks", key)
-    shares = compute.tank_cam_shares()
+    shares = story_data.tank_cam_shares()
     same_scale = st.toggle(
         scale.TOGGLE_LABEL, value=True, key=state.TANK_SHARED_SCALE, bind="query-params", help=scale.TOGGLE_HELP
     )
-    found = {model: compute.story_explanation(str(p.path), model, ("class", 1)) for model in NETS}
+    found = {model: story_data.story_explanation(str(p.path), model, ("class", 1)) for model in NETS}
     shared = scale.SharedScale.over(scale.triples(ex["gradcam"] for ex in found.values())) if same_scale else None
     cols = st.columns(2)
     for col, model in zip(cols, NETS):
@@ -146,7 +146,7 @@ def salt() -> None:
         "Geologists look for salt in seismic images: the rock layers show as stripes, and a salt body is where the "
         "stripes stop. The article's U-Net marks salt pixel by pixel. Ours is a small U-Net trained on drawn sections."
     )
-    names = {p.key: p.title for p in compute.story_pictures("salt")}
+    names = {p.key: p.title for p in story_data.story_pictures("salt")}
     key = (
         st.segmented_control(
             "Section", list(names), format_func=names.get, default="salt_1", key=state.SALT_PICTURE, bind="query-params"
@@ -155,8 +155,8 @@ def salt() -> None:
     )
     p = stories.picture("salt", key)
     image = stories.image_array(p)
-    predicted = compute.salt_prediction(str(p.path))
-    truth = compute.story_mask(str(p.mask_path))
+    predicted = story_data.salt_prediction(str(p.path))
+    truth = story_data.story_mask(str(p.mask_path))
     cols = st.columns(3)
     with cols[0]:
         st.markdown("**1 · A seismic section**")
@@ -167,7 +167,7 @@ def salt() -> None:
             "salt-mask",
             "Predicted salt (red), true outline (yellow)",
             stories.mask_overlay(image, predicted, truth),
-            f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {compute.salt_iou():.0%}",
+            f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {story_data.salt_iou():.0%}",
         )
     with cols[2]:
         st.markdown("**3 · Grad-CAM for “salt”**")
@@ -183,13 +183,13 @@ def salt() -> None:
             )
             or "decode1"
         )
-        ex = compute.story_explanation(str(p.path), "salt_unet", ("segment", 1), layer)
+        ex = story_data.story_explanation(str(p.path), "salt_unet", ("segment", 1), layer)
         show(
             "salt-cam",
             "What made these pixels salt",
             stories.gradcam_overlay(ex),
             f"{stories.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
-            f"{compute.salt_cam_share(layer):.0%} on new sections at this layer",
+            f"{story_data.salt_cam_share(layer):.0%} on new sections at this layer",
         )
     st.markdown(
         "For a segmentation model the target is a region: the “salt” score summed over the pixels predicted as salt. "
@@ -203,7 +203,7 @@ def robot() -> None:
         "The article's last model gives a robot long-range obstacle perception: many yes/no outputs, one per cell of "
         "the floor ahead. Ours has 5 directions × 5 distances = 25 outputs, trained on drawn views of a tiled room."
     )
-    views = {p.key: p.title for p in compute.story_pictures("robot")}
+    views = {p.key: p.title for p in story_data.story_pictures("robot")}
     st.subheader("1 · What the robot sees, and its 25 answers")
     key = (
         st.segmented_control(
@@ -217,7 +217,7 @@ def robot() -> None:
         or "robot_obstacles"
     )
     p = stories.picture("robot", key)
-    answers = compute.robot_answers(str(p.path))
+    answers = story_data.robot_answers(str(p.path))
     a, b = st.columns([2, 3])
     with a:
         show("robot-input", p.title, stories.enlarge(stories.image_array(p)))
@@ -265,7 +265,7 @@ def robot() -> None:
         disabled=kind != "distance",
     )
     outputs, label = stories.group_outputs(kind, direction, distance, answers)
-    ex = compute.story_explanation(
+    ex = story_data.story_explanation(
         str(p.path), "robot_perception", ("outputs", outputs, label), stories.ROBOT_LAYER, ("gradcam", "layercam")
     )
     cols = st.columns(3)
@@ -280,24 +280,24 @@ def robot() -> None:
             )
 
     st.subheader("3 · Where it fails")
-    scores = compute.robot_scores()
+    scores = story_data.robot_scores()
     left, right = st.columns(2)
     plain, camo, shadow = (stories.picture("robot", k) for k in ("robot_box", "robot_floor_coloured", "robot_shadow"))
     with left:
         show("robot_floor_coloured", camo.title, stories.enlarge(stories.image_array(camo)))
         st.plotly_chart(
-            stories.answer_grid(compute.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
+            stories.answer_grid(story_data.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
             key="story-robot_floor_coloured-grid",
             config={"displayModeBar": False},
         )
         cell = tuple(stories.ROBOT_OUTPUT_NAMES.index(n) for n in camo.truth["obstacles"])
         pair = [
-            compute.story_explanation(
+            story_data.story_explanation(
                 str(q.path), "robot_perception", ("outputs", cell, "its cell"), stories.ROBOT_LAYER
             )
             for q in (plain, camo)
         ]
-        found = compute.robot_answers(str(plain.path))[cell[0]]
+        found = story_data.robot_answers(str(plain.path))[cell[0]]
         show(
             "robot_floor_coloured-cam",
             "Grad-CAM for its cell: ordinary colour (left), floor colour (right)",
@@ -305,14 +305,14 @@ def robot() -> None:
             f"one colour scale · layer {stories.ROBOT_LAYER} · in its ordinary colour the robot sees it ({found:.0%})",
         )
     with right:
-        answers = compute.robot_answers(str(shadow.path))
+        answers = story_data.robot_answers(str(shadow.path))
         show("robot_shadow", shadow.title, stories.enlarge(stories.image_array(shadow)))
         st.plotly_chart(
             stories.answer_grid(answers, shadow.truth["obstacles"], height=240),
             key="story-robot_shadow-grid",
             config={"displayModeBar": False},
         )
-        ex = compute.story_explanation(
+        ex = story_data.story_explanation(
             str(shadow.path),
             "robot_perception",
             ("outputs", stories.reported(answers) or None, "the outputs it switched on"),

@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine import METHODS
-from cnnvis_ui import compute, state
+from cnnvis_ui import result_cache, state
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity")}
@@ -59,9 +59,9 @@ def _page(path: str) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def caches() -> Iterator[None]:
     """One set of caches for the module: every hostile link falls back to the same default view."""
-    compute.clear_all()
+    result_cache.clear_all()
     yield
-    compute.clear_all()
+    result_cache.clear_all()
 
 
 def open_link(page: str, params: dict[str, str]) -> AppTest:
@@ -151,7 +151,7 @@ def test_opacity_2_on_explore_keeps_the_panels_and_says_so():
 def test_five_compare_images_on_compare_keep_four_and_say_so():
     picture = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 30, 30)).save(picture, "PNG")
-    digest = compute.sha256(picture.getvalue())
+    digest = result_cache.sha256(picture.getvalue())
     refs = ["sample:cat", "sample:coffee", "sample:astronaut", "sample:rocket", f"upload:{digest}"]
     at = AppTest.from_function(_page, args=(PAGES["compare"],), default_timeout=180)
     at.session_state[state.UPLOADS] = {digest: ("red.png", picture.getvalue())}  # uploaded in this session

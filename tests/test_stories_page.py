@@ -1,4 +1,4 @@
-"""The Stories page's logic through AppTest: each story draws its panels from `compute`'s cached answers, keyed
+"""The Stories page's logic through AppTest: each story draws its panels from `story_data`'s cached answers, keyed
 by `state`'s widget keys (the walk a person takes is tests/test_stories_browser.py)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def test_each_story_draws_its_panels():
 
 
 def test_the_salt_figure_on_new_sections_follows_the_chosen_layer():
-    from cnnvis_ui import compute
+    from cnnvis_ui import story_data
 
     at = AppTest.from_file(STORIES_PAGE, default_timeout=240)
     at.session_state[state.STORY] = "salt"
@@ -39,5 +39,5 @@ def test_the_salt_figure_on_new_sections_follows_the_chosen_layer():
         assert not at.exception, at.exception
         said[layer] = [c.value for c in at.caption if "on new sections at this layer" in c.value]
         assert len(said[layer]) == 1, [c.value for c in at.caption]
-        assert said[layer][0].endswith(f"{compute.salt_cam_share(layer):.0%} on new sections at this layer")
-    assert compute.salt_cam_share("decode1") != compute.salt_cam_share("bottom")  # so the figure really moved
+        assert said[layer][0].endswith(f"{story_data.salt_cam_share(layer):.0%} on new sections at this layer")
+    assert story_data.salt_cam_share("decode1") != story_data.salt_cam_share("bottom")  # so the figure really moved
