@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 from cnnvis_engine.images import FORMAT_WORDS
 
-from . import context, model_cache, result_cache, share, state, text, uploads, views
+from . import actions, context, model_cache, result_cache, share, state, text, uploads, views
 from .context import Context
 from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
@@ -111,7 +111,7 @@ def _model_section(ctx: Context) -> None:
     st.selectbox(
         "Network",
         names,
-        **state.bound(state.MODEL, names, then=state.model_changed),
+        **state.bound(state.MODEL, names, then=actions.model_changed),
         format_func=_model_label,
         help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
         "(convolutional networks first). Type to search.",
@@ -134,7 +134,7 @@ def _model_section(ctx: Context) -> None:
                 f"Use random weights for {spec.name}",
                 key="use-random",
                 icon=":material/casino:",
-                on_click=state.choose_weights,
+                on_click=actions.choose_weights,
                 args=("random",),
                 width="stretch",
                 help="An untrained network: the maps then show what the architecture alone responds to.",
@@ -171,7 +171,7 @@ def _own_model_form() -> None:
             accept_multiple_files=True,
             key=state.MODEL_FILE,
             max_upload_size=MODEL_MB,
-            on_change=state.model_file_chosen,
+            on_change=actions.model_file_chosen,
             help="ONNX: `torch.onnx.export(model, x, 'model.onnx')` writes model.onnx and model.onnx.data: upload both "
             "at once (or export with external_data=False for one file; tf2onnx for Keras/TensorFlow). TorchScript: "
             "`torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture below. Pickled whole "
@@ -197,14 +197,16 @@ def _own_model_form() -> None:
         _preprocessing_controls()
         if not uploads.server_allows_torchscript():
             st.caption(TORCHSCRIPT_OFF_NOTE)
-        st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
+        st.button(
+            "Load my model", on_click=actions.load_user_model, icon=":material/play_arrow:", key="load-user-model"
+        )
         if error:
             st.error(plain(error))
 
 
 def _preprocessing_controls() -> None:
     """Input size, RGB or grayscale, and normalisation, for the upload; off: the file's or architecture's own."""
-    state.seed_preprocessing()
+    actions.seed_preprocessing()
     custom = st.toggle(
         "Set the input size and normalisation",
         key=state.PREP_CUSTOM,
@@ -245,16 +247,16 @@ def _image_section(ctx: Context) -> None:
                     type="primary" if ref == current else "secondary",
                     width="stretch",
                     help=f"{sample.title} — {sample.credit}",
-                    on_click=state.choose_image,
+                    on_click=actions.choose_image,
                     args=(ref,),
                 )
     st.file_uploader(
         "Or upload your own",
         type=list(UPLOAD_EXTENSIONS),
         key=state.IMAGE_UPLOADER,
-        on_change=state.image_uploaded,
+        on_change=actions.image_uploaded,
         help=f"{FORMAT_WORDS}. It is resized to the model's input without cropping.",
-        max_upload_size=IMAGE_MB,  # MB, checked on the server too (state.image_uploaded)
+        max_upload_size=IMAGE_MB,  # MB, checked on the server too (actions.image_uploaded)
     )
     error = state.get(state.UPLOAD_ERROR)
     if error:
@@ -270,7 +272,7 @@ def _image_section(ctx: Context) -> None:
                 type="primary" if ref == current else "secondary",
                 width="stretch",
                 icon=":material/image:",
-                on_click=state.choose_image,
+                on_click=actions.choose_image,
                 args=(ref,),
             )
     if ctx.image_error:
@@ -374,6 +376,6 @@ def _target_section(ctx: Context) -> None:
             key=f"top5-{rank}",
             type="primary" if prediction.index == chosen else "secondary",
             width="stretch",
-            on_click=state.choose_target,
+            on_click=actions.choose_target,
             args=(prediction.index,),
         )

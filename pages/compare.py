@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
 from cnnvis_engine.report import ReportStamp
-from cnnvis_ui import context, controls, model_cache, panels, scale, share, state, views
+from cnnvis_ui import choices, context, controls, model_cache, panels, scale, share, state, views
 from cnnvis_ui.text import plain
 
 # A link is held to the same counts (state.URL_PARAMS).
@@ -29,7 +29,7 @@ def row_title(key: str) -> tuple[str, str]:
 def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     """The method, image refs and model keys, from widgets seeded by their plain keys."""
     method_column, images_column = st.columns([1, 2])
-    offered = state.compare_methods()  # one map per cell
+    offered = choices.compare_methods()  # one map per cell
     method_column.selectbox(
         "Method",
         offered,

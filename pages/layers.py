@@ -9,11 +9,11 @@ import streamlit as st
 from cnnvis_engine import EngineError, MethodResult
 from cnnvis_engine.featurevis import FeatureVisResult
 from cnnvis_engine.render import render_grid
-from cnnvis_ui import context, controls, model_cache, panels, result_cache, share, state, text, views
+from cnnvis_ui import choices, context, controls, model_cache, panels, result_cache, share, state, text, views
 from cnnvis_ui.model_cache import ModelRef, model_spec
 from cnnvis_ui.panels import PanelView
 
-CHANNEL_COUNTS = list(state.CHANNEL_COUNTS)  # a link's channel count is one of these too
+CHANNEL_COUNTS = list(choices.CHANNEL_COUNTS)  # a link's channel count is one of these too
 # The gallery: the first 8 channels shown, 64 px, 64 steps (bench/featurevis_bench.py's gallery case). Measured
 # with efficientnet_lite0 on this 2-core CPU: 1.2–4 s, whichever layer; far longer only while another process
 # keeps both cores busy and torch runs two threads (the bench's --threads note).

@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine import METHODS
-from cnnvis_ui import result_cache, state
+from cnnvis_ui import choices, result_cache, state, url_codec
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity")}
@@ -90,14 +90,14 @@ def assert_in_domain(at: AppTest) -> None:
     s = at.session_state
     assert 0 <= s[state.OPACITY] <= 1
     assert s[state.FM_CHANNELS] in (4, 8, 16, 32, 64)
-    assert len(set(s[state.EXTRA_METHODS])) == len(s[state.EXTRA_METHODS]) <= len(state.explore_extras())
+    assert len(set(s[state.EXTRA_METHODS])) == len(s[state.EXTRA_METHODS]) <= len(choices.explore_extras())
     assert len(s[state.COMPARE_IMAGES] or ()) <= 4 and len(s[state.COMPARE_MODELS] or ()) <= 6
     for method, values in s[state.METHOD_SETTINGS].items():
         for option in METHODS[method].options:
             low, high = option.dashboard_range()
             assert option.name not in values or low <= values[option.name] <= high
     for key in (state.LAYER, state.KERNEL_LAYER, state.IMAGE, state.MODEL, state.WEIGHTS):
-        assert s[key] is None or len(s[key]) <= state.MAX_TEXT
+        assert s[key] is None or len(s[key]) <= url_codec.MAX_TEXT
 
 
 @pytest.mark.parametrize("page", list(PAGES))
@@ -118,7 +118,7 @@ def test_every_parameter_with_a_hostile_value_is_dropped_and_said(page: str, kin
 
 @pytest.mark.parametrize("page", list(PAGES))
 def test_too_many_items_and_duplicates_are_left_out(page: str):
-    offered = state.explore_extras()
+    offered = choices.explore_extras()
     link = {
         "methods": ",".join(offered * 2),  # every method twice: duplicates, and more than the pills offer
         "compare_images": ",".join(["sample:cat", "sample:cat", "sample:coffee", "sample:rocket"] * 2 + [UPLOAD]),

@@ -24,10 +24,10 @@ def _script() -> None:
 def _sanity_script() -> None:
     import streamlit as st
 
-    from cnnvis_ui import state
+    from cnnvis_ui import actions, state
 
     state.init()
-    st.session_state["shown"] = state.sanity_shown([("sha", "model", None, None, "gradcam", "cascading")])
+    st.session_state["shown"] = actions.sanity_shown([("sha", "model", None, None, "gradcam", "cascading")])
     state.sync_url()
 
 

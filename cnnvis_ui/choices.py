@@ -1,0 +1,66 @@
+"""What each choice of the dashboard may be: the options its widgets offer, which are also what a link may give
+them (`state.URL_PARAMS` builds its domains from these)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cnnvis_engine import METHODS, list_samples
+from cnnvis_engine.errors import shown
+
+SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
+CHANNEL_COUNTS = (4, 8, 16, 32, 64)
+SANITY_MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
+STANDING = ("feature_maps", *SALIENCY_MODES, "cam", "gradcam", "guided_gradcam")  # Explore's fixed panels
+WEIGHTS_CHOICES = ("pretrained", "embedded", "random", "demo", "yours", "file")
+UPLOAD_REF = re.compile(r"upload:[0-9a-f]{64}")
+
+
+def explore_extras() -> list[str]:
+    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order)."""
+    extras = [m for m, cls in METHODS.items() if m not in STANDING and cls.drawing != "grid"]
+    return sorted(extras, key=lambda m: METHODS[m].slow)
+
+
+def compare_methods() -> list[str]:
+    """The methods Compare offers: one map per cell."""
+    return [m for m, cls in METHODS.items() if cls.drawing != "grid"]
+
+
+def sanity_methods() -> list[str]:
+    """The methods the Sanity test offers: maps cheap enough to redo per layer."""
+    return [m for m, cls in METHODS.items() if cls.randomisable]
+
+
+def image_refs() -> list[str]:
+    """The pictures a link may name: the samples; an upload is a sha256 checked when it is loaded."""
+    return [f"sample:{sample.key}" for sample in list_samples()]
+
+
+def admit_settings(name: str, settings: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, Any], list[str]]:
+    """A link's method settings within what Explore's number boxes allow (`Option.dashboard_range`): only methods
+    Explore offers, only options they declare, each value within its range (a whole number where it counts)."""
+    offered = set(explore_extras())
+    kept: dict[str, dict[str, float]] = {}
+    problems = []
+    for method, values in settings.items():
+        declared = {option.name: option for option in METHODS[method].options} if method in offered else {}
+        if not declared:
+            problems.append(f"{name}: {shown(method)} is not a method with settings here")
+            continue
+        for option_name, value in values.items():
+            option = declared.get(option_name)
+            if option is None:
+                problems.append(f"{name}: {method} has no setting {shown(option_name)}")
+                continue
+            low, high = option.dashboard_range()
+            if not low <= value <= high:
+                problems.append(f"{name}: {method}.{option_name}={value:g} is outside {low:g}–{high:g}")
+                continue
+            if option.kind is int and value != int(value):
+                problems.append(f"{name}: {method}.{option_name}={value:g} is not a whole number")
+                continue
+            kept.setdefault(method, {})[option_name] = option.kind(value)
+    return kept, problems
