@@ -8,7 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from cnnvis_engine import METHODS, list_samples
+from cnnvis_engine.demos.floor_views import DIRECTIONS, DISTANCES
 from cnnvis_engine.errors import shown
+
+from . import story_data
 
 SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
 CHANNEL_COUNTS = (4, 8, 16, 32, 64)
@@ -64,3 +67,28 @@ def admit_settings(name: str, settings: Mapping[str, Mapping[str, float]]) -> tu
                 continue
             kept.setdefault(method, {})[option_name] = option.kind(value)
     return kept, problems
+
+
+# The Stories page: its stories, the salt U-Net's Grad-CAM layers, the robot's output groups (each by its title), the
+# robot's directions and distances; its pictures are story_data's.
+STORIES = {"tanks": "The tanks and the weather", "salt": "Finding salt", "robot": "A robot's blind spots"}
+SALT_LAYERS = {"decode1": "last decoder block (64×64)", "bottom": "bottleneck (16×16)"}
+ROBOT_GROUPS = {
+    "all": "All 25",
+    "direction": "One direction",
+    "distance": "One distance",
+    "reported": "What it switched on",
+}
+ROBOT_DIRECTIONS = DIRECTIONS
+ROBOT_DISTANCES = DISTANCES
+ROBOT_VIEWS = 2  # the robot's first two pictures are the views to choose from; the others show where it fails
+
+
+def story_pictures(story: str) -> list[str]:
+    """The keys of a story's pictures, in page order (the tanks' photos, the salt sections)."""
+    return [picture.key for picture in story_data.story_pictures(story)]
+
+
+def robot_views() -> list[str]:
+    """The robot pictures its view picker offers."""
+    return story_pictures("robot")[:ROBOT_VIEWS]

@@ -89,14 +89,14 @@ PREP_MEAN = "_w_prep_mean"  # text: one value or three
 PREP_STD = "_w_prep_std"
 PREP_DEFAULTS = "prep_defaults"  # {widget key: value}: what the chosen model file says (ONNX input shape)
 MODEL_FILE_INPUT = "model_file_input"  # a sentence on what the chosen model file says about its input, or ""
-# The Stories page's widgets: Streamlit binds them to the URL itself (`bind="query-params"`).
+# The Stories page's choices (its own pictures and settings; their query parameters keep these names).
 STORY = "stories_story"
 TANK_PICTURE = "stories_tank_picture"
 SALT_PICTURE = "stories_salt_picture"
 SALT_LAYER = "stories_salt_layer"
 ROBOT_PICTURE = "stories_robot_picture"
 ROBOT_GROUP = "stories_robot_group"
-ROBOT_DIRECTION = "stories_robot_direction"
+ROBOT_DIRECTION = "stories_robot_direction"  # None: the direction of the view's first obstacle
 ROBOT_DISTANCE = "stories_robot_distance"
 TANK_SHARED_SCALE = "stories_tank_same_scale"  # the two detectors' Grad-CAMs on one colour scale (on by default)
 
@@ -141,6 +141,15 @@ DEFAULTS: dict[str, Any] = {
     LINK_NOTICE: "",
     SHARED_SCALE: False,
     SANITY_OUTCOMES: None,
+    STORY: "tanks",
+    TANK_PICTURE: "tank_sunny",
+    TANK_SHARED_SCALE: True,
+    SALT_PICTURE: "salt_1",
+    SALT_LAYER: "decode1",
+    ROBOT_PICTURE: "robot_obstacles",
+    ROBOT_GROUP: "all",
+    ROBOT_DIRECTION: None,
+    ROBOT_DISTANCE: "very far",
 }
 
 
@@ -257,6 +266,15 @@ URL_PARAMS: dict[str, Param] = {
     SANITY_SHOWN: Param("sanity_run", BOOL, _ON_OFF),
     ALL_LAYERS: Param("all_layers", BOOL, _ON_OFF),
     SHARED_SCALE: Param("same_scale", BOOL, _ON_OFF),
+    STORY: Param(STORY, TEXT, Domain(choices=lambda: list(choices.STORIES))),
+    TANK_PICTURE: Param(TANK_PICTURE, TEXT, Domain(choices=lambda: choices.story_pictures("tanks"))),
+    TANK_SHARED_SCALE: Param(TANK_SHARED_SCALE, BOOL, _ON_OFF),
+    SALT_PICTURE: Param(SALT_PICTURE, TEXT, Domain(choices=lambda: choices.story_pictures("salt"))),
+    SALT_LAYER: Param(SALT_LAYER, TEXT, Domain(choices=lambda: list(choices.SALT_LAYERS))),
+    ROBOT_PICTURE: Param(ROBOT_PICTURE, TEXT, Domain(choices=choices.robot_views)),
+    ROBOT_GROUP: Param(ROBOT_GROUP, TEXT, Domain(choices=lambda: list(choices.ROBOT_GROUPS))),
+    ROBOT_DIRECTION: Param(ROBOT_DIRECTION, OPTIONAL_TEXT, Domain(choices=lambda: choices.ROBOT_DIRECTIONS)),
+    ROBOT_DISTANCE: Param(ROBOT_DISTANCE, TEXT, Domain(choices=lambda: choices.ROBOT_DISTANCES)),
 }
 ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
 USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"

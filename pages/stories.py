@@ -3,10 +3,9 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 
 import streamlit as st
 
-from cnnvis_ui import audit, panels, scale, share, state, stories, story_data
+from cnnvis_ui import audit, choices, panels, scale, share, state, stories, story_data
 from cnnvis_ui.panels import PanelView
 
-STORIES = {"tanks": "The tanks and the weather", "salt": "Finding salt", "robot": "A robot's blind spots"}
 NETS = {"tanks_shortcut": "Biased-photos detector", "tanks_clean": "Fair-photos detector"}
 
 
@@ -65,22 +64,13 @@ def tanks() -> None:
 
     st.subheader("3 · Grad-CAM shows what each one was looking at")
     names = {p.key: p.title for p in story_data.story_pictures("tanks")}
-    key = (
-        st.segmented_control(
-            "Photo",
-            list(names),
-            format_func=names.get,
-            default="tank_sunny",
-            key=state.TANK_PICTURE,
-            bind="query-params",
-        )
-        or "tank_sunny"
+    st.segmented_control(
+        "Photo", list(names), format_func=names.get, required=True, **state.bound(state.TANK_PICTURE, list(names))
     )
-    p = stories.picture("tanks", key)
+    p = stories.picture("tanks", state.get(state.TANK_PICTURE))
     shares = story_data.tank_cam_shares()
-    same_scale = st.toggle(
-        scale.TOGGLE_LABEL, value=True, key=state.TANK_SHARED_SCALE, bind="query-params", help=scale.TOGGLE_HELP
-    )
+    st.toggle(scale.TOGGLE_LABEL, **state.bound(state.TANK_SHARED_SCALE), help=scale.TOGGLE_HELP)
+    same_scale = state.get(state.TANK_SHARED_SCALE)
     found = {model: story_data.story_explanation(str(p.path), model, ("class", 1)) for model in NETS}
     shared = scale.SharedScale.over(scale.triples(ex["gradcam"] for ex in found.values())) if same_scale else None
     cols = st.columns(2)
@@ -147,13 +137,10 @@ def salt() -> None:
         "stripes stop. The article's U-Net marks salt pixel by pixel. Ours is a small U-Net trained on drawn sections."
     )
     names = {p.key: p.title for p in story_data.story_pictures("salt")}
-    key = (
-        st.segmented_control(
-            "Section", list(names), format_func=names.get, default="salt_1", key=state.SALT_PICTURE, bind="query-params"
-        )
-        or "salt_1"
+    st.segmented_control(
+        "Section", list(names), format_func=names.get, required=True, **state.bound(state.SALT_PICTURE, list(names))
     )
-    p = stories.picture("salt", key)
+    p = stories.picture("salt", state.get(state.SALT_PICTURE))
     image = stories.image_array(p)
     predicted = story_data.salt_prediction(str(p.path))
     truth = story_data.story_mask(str(p.mask_path))
@@ -171,18 +158,11 @@ def salt() -> None:
         )
     with cols[2]:
         st.markdown("**3 · Grad-CAM for “salt”**")
-        layers = {"decode1": "last decoder block (64×64)", "bottom": "bottleneck (16×16)"}
-        layer = (
-            st.segmented_control(
-                "Layer",
-                list(layers),
-                format_func=layers.get,
-                default="decode1",
-                key=state.SALT_LAYER,
-                bind="query-params",
-            )
-            or "decode1"
+        layers = choices.SALT_LAYERS
+        st.segmented_control(
+            "Layer", list(layers), format_func=layers.get, required=True, **state.bound(state.SALT_LAYER, list(layers))
         )
+        layer = state.get(state.SALT_LAYER)
         ex = story_data.story_explanation(str(p.path), "salt_unet", ("segment", 1), layer)
         show(
             "salt-cam",
@@ -205,18 +185,11 @@ def robot() -> None:
     )
     views = {p.key: p.title for p in story_data.story_pictures("robot")}
     st.subheader("1 · What the robot sees, and its 25 answers")
-    key = (
-        st.segmented_control(
-            "View",
-            list(views)[:2],
-            format_func=views.get,
-            default="robot_obstacles",
-            key=state.ROBOT_PICTURE,
-            bind="query-params",
-        )
-        or "robot_obstacles"
+    offered = choices.robot_views()
+    st.segmented_control(
+        "View", offered, format_func=views.get, required=True, **state.bound(state.ROBOT_PICTURE, offered)
     )
-    p = stories.picture("robot", key)
+    p = stories.picture("robot", state.get(state.ROBOT_PICTURE))
     answers = story_data.robot_answers(str(p.path))
     a, b = st.columns([2, 3])
     with a:
@@ -235,35 +208,20 @@ def robot() -> None:
         "empty, because the dense layer after it weighs every position differently and the averages cancel. "
         "**LayerCAM** keeps the gradient at each position, so it shows which spots feed the chosen group."
     )
-    groups = {
-        "all": "All 25",
-        "direction": "One direction",
-        "distance": "One distance",
-        "reported": "What it switched on",
-    }
-    kind = (
-        st.segmented_control(
-            "Outputs", list(groups), format_func=groups.get, default="all", key=state.ROBOT_GROUP, bind="query-params"
-        )
-        or "all"
+    groups = choices.ROBOT_GROUPS
+    st.segmented_control(
+        "Outputs", list(groups), format_func=groups.get, required=True, **state.bound(state.ROBOT_GROUP, list(groups))
     )
+    kind = state.get(state.ROBOT_GROUP)
+    if state.get(state.ROBOT_DIRECTION) is None:  # until one is chosen: the direction of the view's first obstacle
+        state.put(state.ROBOT_DIRECTION, choices.ROBOT_DIRECTIONS[stories.first_direction(p.truth["obstacles"])])
     c1, c2, _ = st.columns(3)
-    direction = c1.selectbox(
-        "Direction",
-        stories.DIRECTIONS,
-        index=stories.first_direction(p.truth["obstacles"]),
-        key=state.ROBOT_DIRECTION,
-        bind="query-params",
-        disabled=kind != "direction",
+    directions, distances = list(choices.ROBOT_DIRECTIONS), list(choices.ROBOT_DISTANCES)
+    c1.selectbox(
+        "Direction", directions, **state.bound(state.ROBOT_DIRECTION, directions), disabled=kind != "direction"
     )
-    distance = c2.selectbox(
-        "Distance",
-        stories.DISTANCES,
-        index=4,
-        key=state.ROBOT_DISTANCE,
-        bind="query-params",
-        disabled=kind != "distance",
-    )
+    c2.selectbox("Distance", distances, **state.bound(state.ROBOT_DISTANCE, distances), disabled=kind != "distance")
+    direction, distance = state.get(state.ROBOT_DIRECTION), state.get(state.ROBOT_DISTANCE)
     outputs, label = stories.group_outputs(kind, direction, distance, answers)
     ex = story_data.story_explanation(
         str(p.path), "robot_perception", ("outputs", outputs, label), stories.ROBOT_LAYER, ("gradcam", "layercam")
@@ -330,13 +288,11 @@ def robot() -> None:
 
 def render() -> None:
     st.title("Stories: why look inside a network?")
-    story = (
-        st.segmented_control(
-            "Story", list(STORIES), format_func=STORIES.get, default="tanks", key=state.STORY, bind="query-params"
-        )
-        or "tanks"
+    told = choices.STORIES
+    st.segmented_control(
+        "Story", list(told), format_func=told.get, required=True, **state.bound(state.STORY, list(told))
     )
-    {"tanks": tanks, "salt": salt, "robot": robot}[story]()
+    {"tanks": tanks, "salt": salt, "robot": robot}[state.get(state.STORY)]()
 
 
 share.ensure_entry()

@@ -21,7 +21,7 @@ from cnnvis_engine import METHODS
 from cnnvis_ui import choices, result_cache, state, url_codec
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity")}
+PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity", "stories")}
 NOTE = "Parts of the link could not be reproduced here"
 UPLOAD = "upload:" + "ab" * 32  # a well-formed reference to an upload this server does not have
 
@@ -42,6 +42,7 @@ HOSTILE = {
 ALLOWED = {(name, "") for name in ("layer", "class", "kernels", "methods", "settings", "compare_images")} | {
     ("compare_models", ""),
     ("class", "2"),
+    ("stories_robot_direction", ""),  # "": the direction of the view's first obstacle
 }
 PARAMS = [param.name for param in state.URL_PARAMS.values()]
 
@@ -98,6 +99,14 @@ def assert_in_domain(at: AppTest) -> None:
             assert option.name not in values or low <= values[option.name] <= high
     for key in (state.LAYER, state.KERNEL_LAYER, state.IMAGE, state.MODEL, state.WEIGHTS):
         assert s[key] is None or len(s[key]) <= url_codec.MAX_TEXT
+    assert s[state.STORY] in ("tanks", "salt", "robot")
+    assert s[state.TANK_PICTURE] in ("tank_sunny", "tank_cloudy", "field_sunny", "field_cloudy")
+    assert s[state.SALT_PICTURE] in ("salt_1", "salt_2", "salt_3") and s[state.SALT_LAYER] in ("decode1", "bottom")
+    assert s[state.ROBOT_PICTURE] in ("robot_obstacles", "robot_box")
+    assert s[state.ROBOT_GROUP] in ("all", "direction", "distance", "reported")
+    assert s[state.ROBOT_DIRECTION] in (None, "far left", "left", "ahead", "right", "far right")
+    assert s[state.ROBOT_DISTANCE] in ("very near", "near", "middle", "far", "very far")
+    assert s[state.TANK_SHARED_SCALE] in (True, False)
 
 
 @pytest.mark.parametrize("page", list(PAGES))
