@@ -31,7 +31,7 @@ from .errors import ImageError, TargetError
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult, method_names
 from .models.bundle import ModelBundle
-from .models.contained import runs_in_worker
+from .models.contained_onnx import runs_in_worker
 from .recording import RecordedPass, Recorder, extra_pass
 from .targets import Prediction, Target, check_top_k, resolve_target, top_predictions
 from .tracing import LayerInfo, Trace

@@ -23,7 +23,8 @@ from torch import nn
 
 from ..errors import ModelFileError
 from .bundle import IMAGENET_MEAN, IMAGENET_STD, ModelBundle, Normalization
-from .user_files import _load_state_dict, _load_weights, _probe, _summary, parse_labels
+from .probing import error_line, probe
+from .user_files import _load_state_dict, _load_weights, parse_labels
 
 Labels = str | os.PathLike | Sequence[str] | None
 
@@ -85,7 +86,7 @@ def build_module(obj: object, what: str) -> nn.Module:
     try:
         built = obj()
     except Exception as exc:  # a user's code can raise anything: say what, in one line
-        raise ModelFileError(f"{what}() raised {type(exc).__name__}: {_summary(exc)}.") from exc
+        raise ModelFileError(f"{what}() raised {type(exc).__name__}: {error_line(exc)}.") from exc
     if not isinstance(built, nn.Module):
         raise ModelFileError(f"{what}() returned a {type(built).__name__}, not a torch.nn.Module.")
     return built
@@ -111,7 +112,7 @@ def wrap_module(
     size = _input_size(input_size)
     normalization = normalization_of(mean, std, scale)
     model.eval()
-    count = _probe(model, size)
+    count = probe(model, size)
     if count < 2:
         raise ModelFileError(
             "The model has a single output; cnnvis explains classifiers with two or more classes (softmax over one "
@@ -139,9 +140,9 @@ def _import(source: str) -> tuple[object, str]:
         except ModuleNotFoundError as exc:
             if exc.name and source.startswith(exc.name):
                 raise ModelFileError(f"There is no Python module '{source}' (nor a file of that name).") from exc
-            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {_summary(exc)}.") from exc
+            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {error_line(exc)}.") from exc
         except Exception as exc:
-            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {_summary(exc)}.") from exc
+            raise ModelFileError(f"Importing {source} failed: {type(exc).__name__}: {error_line(exc)}.") from exc
     path = Path(source).expanduser().resolve()
     if not path.is_file():
         raise ModelFileError(f"There is no file {source}.")
@@ -157,7 +158,7 @@ def _import(source: str) -> tuple[object, str]:
         spec.loader.exec_module(module)
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise ModelFileError(f"Importing {path.name} failed: {type(exc).__name__}: {_summary(exc)}.") from exc
+        raise ModelFileError(f"Importing {path.name} failed: {type(exc).__name__}: {error_line(exc)}.") from exc
     finally:
         sys.path.remove(str(path.parent))
     return module, path.name

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import math
 import pickle
-import re
 import zipfile
 from collections.abc import Mapping
 
@@ -21,16 +20,17 @@ import torch
 
 from ..errors import EngineError, ModelFileError
 from .bundle import ModelBundle, Normalization
-from .contained import ContainedError, ContainedModel, ContainedOnnxModel, Limits, Worker, summary
+from .contained import ContainedError, ContainedModel, Limits, Worker, summary
+from .contained_onnx import ContainedOnnxModel
 from .heads import fit_head
 from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
 from .onnx_external import attach_external_data
 from .onnx_files import CheckedOnnx, check_onnx, is_onnx
 from .preprocessing import resolve_preprocessing
+from .probing import error_line, probe, probe_contained, tensor_shape
 from .registry import load_model
 from .torchscript_check import check_archive, check_torchscript
 
-MAX_CLASSES = 100_000
 TORCHSCRIPT_OFF = (
     "TorchScript uploads are turned off on this server: it can be reached from other machines, and a TorchScript "
     "file is a program. Upload an ONNX file, or a state_dict for one of the listed architectures, instead (the "
@@ -170,9 +170,9 @@ def _finish(
     input_size, normalization = resolve_preprocessing(input_size, channels, normalization, base, file_input)
     module.eval()
     if isinstance(module, ContainedModel):
-        num_classes = _probe_contained(module, input_size, normalization.channels)
+        num_classes = probe_contained(module, input_size, normalization.channels)
     else:
-        num_classes = _probe(module, input_size, normalization.channels)
+        num_classes = probe(module, input_size, normalization.channels)
     if labels is None and base is not None and len(base.class_names) == num_classes:
         class_names = base.class_names  # fine-tuned on the same classes: keep the architecture's names
     elif labels is None:
@@ -324,7 +324,7 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
             "the model needs floating-point values there."
         )
     wrong_shape = [
-        f"{key} is {_shape(state_dict[key])} in the file but {_shape(expected[key])} in {architecture}"
+        f"{key} is {tensor_shape(state_dict[key])} in the file but {tensor_shape(expected[key])} in {architecture}"
         for key in expected
         if key in state_dict and state_dict[key].shape != expected[key].shape
     ]
@@ -333,7 +333,7 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
     try:
         result = module.load_state_dict(state_dict, strict=False)  # strict=True's checks, made readable below
     except Exception as exc:  # e.g. a dtype the model cannot take
-        raise ModelFileError(f"The weights could not be loaded into {architecture}: {_summary(exc)}.") from exc
+        raise ModelFileError(f"The weights could not be loaded into {architecture}: {error_line(exc)}.") from exc
     problems = []
     if result.missing_keys:
         problems.append(f"{len(result.missing_keys)} the model needs are missing ({_few(result.missing_keys)})")
@@ -347,112 +347,6 @@ def _load_weights(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor
         )
 
 
-def _probe(module: torch.nn.Module, input_size: tuple[int, int], channels: int = 3) -> int:
-    """Run one black image through the model (in this process: ONNX layers, or a registry architecture with the
-    file's weights) and back to the input; return the number of outputs K of its (1, K) result."""
-    height, width = input_size
-    x = torch.zeros(1, channels, height, width, requires_grad=True)
-    try:
-        with torch.enable_grad():
-            output = module(x)
-    except Exception as exc:  # a user's model can raise anything
-        raise ModelFileError(
-            f"The model failed on a {height}×{width} {_kind(channels)} image: {_summary(exc)}."
-        ) from exc
-    num_classes = _check_output(output)
-    connected = output.requires_grad and torch.autograd.grad(output.sum(), x, allow_unused=True)[0] is not None
-    if not connected:
-        raise ModelFileError(_UNCONNECTED)
-    return num_classes
-
-
-def _probe_contained(module: ContainedModel, input_size: tuple[int, int], channels: int = 3) -> int:
-    """The same probe as `_probe`, through the model's worker process."""
-    height, width = input_size
-    x = torch.zeros(1, channels, height, width)
-    graph_id = module.worker.new_id()
-    try:
-        output, reply = module.worker.forward(x, grad=True, graph_id=graph_id)
-        num_classes = _check_output(output if output is not None else _Returned(reply.get("returned", "nothing")))
-        connected = bool(reply.get("requires_grad")) and (
-            module.worker.backward(graph_id, x, torch.ones_like(output)) is not None
-        )
-        module.worker.request({"op": "forget"})
-    except ContainedError as exc:
-        if exc.kind != "error":
-            raise ModelFileError(str(exc)) from exc
-        raise ModelFileError(
-            f"The model failed on a {height}×{width} {_kind(channels)} image: {summary(exc.detail)}."
-        ) from exc
-    if not connected:
-        raise ModelFileError(_UNCONNECTED)
-    return num_classes
-
-
-def _kind(channels: int) -> str:
-    return "RGB" if channels == 3 else "grayscale"
-
-
-_UNCONNECTED = (
-    "The model's output does not depend on its input image (no gradient flows back to it; was the output "
-    "detached?), so no map could show what it looks at."
-)
-
-
-class _Returned:
-    """What a contained model returned instead of a tensor, in words."""
-
-    def __init__(self, words: str) -> None:
-        self.words = words
-
-
-def _check_output(output: object) -> int:
-    """K, for a finite float (1, K) output with 1 ≤ K ≤ MAX_CLASSES; a ModelFileError sentence otherwise."""
-    if not isinstance(output, torch.Tensor) or output.dim() != 2 or output.shape[0] != 1:
-        raise ModelFileError(
-            f"The model returned {_describe(output)}; a classifier must return one tensor of shape "
-            "(1, number of classes) for one image."
-        )
-    if output.shape[1] == 0:
-        raise ModelFileError("The model returned a tensor of shape (1, 0): no class scores at all.")
-    if output.shape[1] > MAX_CLASSES:
-        raise ModelFileError(
-            f"The model returned {output.shape[1]:,} class scores; the limit is {MAX_CLASSES:,} classes."
-        )
-    if not output.is_floating_point():
-        raise ModelFileError(
-            f"The model returned {str(output.dtype).removeprefix('torch.')} values, not floating-point scores, "
-            "so it has no gradient to explain."
-        )
-    if not torch.isfinite(output).all():
-        raise ModelFileError(
-            "The model's output on a black test image contains NaN or infinite values, so nothing it predicts "
-            "could be explained. Check the exported model (its weights may be corrupt)."
-        )
-    return int(output.shape[1])
-
-
-def _describe(output: object) -> str:
-    if isinstance(output, _Returned):
-        return output.words
-    if isinstance(output, torch.Tensor):
-        return f"a tensor of shape {_shape(output)}"
-    if isinstance(output, (tuple, list, dict)):
-        return f"a {type(output).__name__} of {len(output)} items"
-    return f"a {type(output).__name__}"
-
-
-def _shape(tensor: torch.Tensor) -> str:
-    return "(" + ", ".join(str(n) for n in tensor.shape) + ")"
-
-
 def _few(items: list[str], limit: int = 3) -> str:
     shown = ", ".join(items[:limit])
     return shown if len(items) <= limit else f"{shown} and {len(items) - limit} more"
-
-
-def _summary(exc: BaseException) -> str:
-    """One readable line: TorchScript puts its traceback first and the real error (e.g. `RuntimeError: ...`) last."""
-    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
-    line = lines[-1] if lines[0].startswith("The following operation failed in the TorchScript") else lines[0]
-    return re.sub(r"^\w+(Error|Exception): ", "", line).rstrip(".")
