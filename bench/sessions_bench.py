@@ -4,8 +4,8 @@
 
 Each round of each setting runs in a child process (a fresh torch, `CNNVIS_SLOW_JOBS` set, glibc's malloc tuned as
 in the dashboard's process) that loads the embedded default model (efficientnet_lite0) through the dashboard's
-cached calls (cnnvis_ui/model_cache.py and results.py, the same code the pages call, outside Streamlit: each thread stands for a
-browser session, as Streamlit runs each session's script on a thread of its own), then:
+cached calls (cnnvis_ui/model_cache.py and result_cache.py, the same code the pages call, outside Streamlit: each
+thread stands for a browser session, as Streamlit runs each session's script on a thread of its own), then:
   1. idle: times `--samples` quick explains, each Grad-CAM on a picture not seen before (the cat with a little
      fresh noise: a new sha256, so no cache hit), and one model load (resnet50, random weights, as a model switch
      does; not from the cache);
