@@ -4,8 +4,8 @@
 
 Each round of each setting runs in a child process (a fresh torch, `CNNVIS_SLOW_JOBS` set, glibc's malloc tuned as
 in the dashboard's process) that loads the embedded default model (efficientnet_lite0) through the dashboard's
-cached calls (cnnvis_ui/compute.py, the same code the pages call, outside Streamlit: each thread stands for a
-browser session, as Streamlit runs each session's script on a thread of its own), then:
+cached calls (cnnvis_ui/model_cache.py and result_cache.py, the same code the pages call, outside Streamlit: each
+thread stands for a browser session, as Streamlit runs each session's script on a thread of its own), then:
   1. idle: times `--samples` quick explains, each Grad-CAM on a picture not seen before (the cat with a little
      fresh noise: a new sha256, so no cache hit), and one model load (resnet50, random weights, as a model switch
      does; not from the cache);
@@ -44,11 +44,11 @@ def child(samples: int, window: float) -> None:
 
     from cnnvis_engine import Explainer, decode_image, load_model, sample_path
     from cnnvis_engine.methods import default_layer
-    from cnnvis_ui import compute, jobs, threads
+    from cnnvis_ui import jobs, model_cache, result_cache, threads
 
     threads.tune_malloc()  # as the dashboard's process does
     model, key = "efficientnet_lite0", "efficientnet_lite0:embedded"
-    explainer = compute.registry_explainer(model, "embedded")
+    explainer = model_cache.registry_explainer(model, "embedded")
     cat = np.asarray(decode_image(sample_path("cat")).image)
     fresh = np.random.default_rng(os.getpid())
 
@@ -61,27 +61,27 @@ def child(samples: int, window: float) -> None:
     def quick_explain() -> float:
         image = new_picture()  # made before the clock starts: an upload is decoded before it is explained
         start = time.perf_counter()
-        compute.explain(image.sha256, key, None, None, ("gradcam",), (), lambda: explainer, image)
+        result_cache.explain(image.sha256, key, None, None, ("gradcam",), (), lambda: explainer, image)
         return time.perf_counter() - start
 
     def model_load() -> float:
         start = time.perf_counter()
-        with threads.policy().computing():  # what compute.registry_explainer runs on a cache miss
-            Explainer(load_model("resnet50", "random"), cache_size=compute.FORWARD_PASSES)
+        with threads.policy().computing():  # what model_cache.registry_explainer runs on a cache miss
+            Explainer(load_model("resnet50", "random"), cache_size=model_cache.FORWARD_PASSES)
         return time.perf_counter() - start
 
     layer = default_layer(explainer.trace(new_picture()), "feature_maps")
-    smooth = compute.freeze_options(compute.method_options("smoothgrad"))
+    smooth = result_cache.freeze_options(result_cache.method_options("smoothgrad"))
 
     def slow_job(kind: str, session: int, turn: int, image) -> None:
         if kind == "sanity":
             target = (37 * session + turn) % 1000  # a new key each time: no cache hit
-            compute.randomisation(image.sha256, key, None, target, "gradcam", "cascading", explainer, image)
+            result_cache.randomisation(image.sha256, key, None, target, "gradcam", "cascading", explainer, image)
         elif kind == "gallery":
-            compute.channel_gallery(key, layer, tuple(range(8)), 64, 64, 1000 * session + turn, explainer)
+            result_cache.channel_gallery(key, layer, tuple(range(8)), 64, 64, 1000 * session + turn, explainer)
         else:
             target = (37 * session + turn) % 1000
-            compute.explain(image.sha256, key, None, target, ("smoothgrad",), smooth, lambda: explainer, image)
+            result_cache.explain(image.sha256, key, None, target, ("smoothgrad",), smooth, lambda: explainer, image)
 
     quick_explain()  # first-call costs (allocations, kernels) are not what the bench is about
     idle = [quick_explain() for _ in range(samples)]

@@ -22,7 +22,7 @@ from .explainer import (
 )
 from .methods import method_names
 from .models.bundle import ModelBundle
-from .models.contained import shippable
+from .models.contained_onnx import shippable
 from .targets import Prediction, check_top_k
 from .tracing import LayerInfo, Trace
 

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Self
 import numpy as np
 import torch
 
-from . import attention
+from .applicability import not_applicable, refused
 from .concepts import relevance
 from .errors import ImageError, ModelError, TargetError
 from .images import DecodedImage, decode_image
 from .methods import METHODS, MethodInputs, MethodResult, layers_for, method_names
 from .models.bundle import ModelBundle
-from .models.contained import runs_in_worker
+from .models.contained_onnx import runs_in_worker
 from .recording import RecordedPass, Recorder, extra_pass
 from .targets import Prediction, Target, check_top_k, resolve_target, top_predictions
 from .tracing import LayerInfo, Trace
@@ -47,10 +47,6 @@ ARTICLE_METHODS = ("feature_maps", "kernels", "saliency", "guided_backprop", "ca
 # recorded pass (every layer's output and the graph: ~30 MB per image on resnet50) stays bounded.
 MAX_BATCH = 1024
 BATCH_CHUNK = 32
-TORCHSCRIPT_WAY_OUT = (
-    "For every layer, upload the model as ONNX (torch.onnx.export(model, x, 'model.onnx')) or as a state_dict "
-    "for a listed architecture, or open your Python model with `cnnvis serve`."
-)
 TargetSpec = int | Target | None
 ImageSource = Any  # PIL image, bytes, path or DecodedImage
 
@@ -280,7 +276,7 @@ class Explainer:
                 for i, spec in enumerate(target_specs)
             )
             score = fp.score(targets)
-            reasons = {m: self._not_applicable(m, fp.trace, targets, chosen[m]) for m in methods}
+            reasons = {m: not_applicable(self.bundle, m, fp.trace, targets, chosen[m]) for m in methods}
             plain = [
                 chosen[m] if need == "layer_gradient" else "input"
                 for m in methods
@@ -369,49 +365,7 @@ class Explainer:
         """The methods that cannot run on this model whatever the target and layer, each with its sentence (the
         attention methods on a network without attention): Explore does not offer them."""
         trace = self.trace(image)
-        return {m: reason for m in METHODS if (reason := self._refused(m, trace, ()))}
-
-    def _refused(self, method: str, trace: Trace, targets: tuple[Target, ...]) -> str:
-        """The method's own check (`Method.refuses`), and for attention methods the model's modules themselves (a
-        class merely named like a known attention is not one)."""
-        cls = METHODS[method]
-        if "attention" in cls.needs and (reason := attention.refusal(self.bundle.module)):
-            return reason
-        return cls.refuses(trace, targets)
-
-    def _not_applicable(self, method: str, trace: Trace, targets: tuple[Target, ...], layer: str | None) -> str:
-        """Why `method` does not apply here (empty when it does): from its needs, its own check (`Method.refuses`)
-        and the kind of layer it declares."""
-        cls = METHODS[method]
-        if "guided_input_gradient" in cls.needs and _runs_torchscript(self.bundle.module):
-            return (
-                "This model is TorchScript: its ReLUs run inside compiled code, where guided backpropagation cannot "
-                f"reach their gradients. Vanilla saliency works on it. {TORCHSCRIPT_WAY_OUT}"
-            )
-        reason = self._refused(method, trace, targets)
-        if reason or not cls.uses_layer:
-            return reason
-        if layer is None and _runs_torchscript(self.bundle.module):
-            return (
-                f"This model is TorchScript: its layers run inside compiled code, out of the engine's sight, and "
-                f"{cls.title} needs a layer. {TORCHSCRIPT_WAY_OUT}"
-            )
-        if layer is None:
-            return f"This model has no layer that {cls.title} can use."
-        info = trace.get(layer)
-        if cls.layer in info.kinds:
-            return ""
-        if cls.layer == "conv":
-            return f"'{layer}' is a {info.kind}, not a convolution, so it has no kernels to show."
-        if info.layout.reason and len(info.shape) >= 2:
-            return (
-                f"'{layer}' outputs {'×'.join(map(str, info.shape))}, which is not a map: {info.layout.reason}. "
-                f"{cls.title} needs a layer whose output forms a picture; pick another layer."
-            )
-        return (
-            f"'{layer}' outputs shape {'×'.join(map(str, info.shape)) or 'no tensor'}, not a spatial feature map, "
-            f"so {cls.title} cannot use it; pick a layer with channels × height × width."
-        )
+        return {m: reason for m in METHODS if (reason := refused(self.bundle, m, trace, ()))}
 
 
 def checked_batch(
@@ -450,9 +404,3 @@ def _viewed_pass(
     """`extra_pass` with the layer's output in the canonical (M, C, h, w) view."""
     output, values = extra_pass(bundle, x, layer)
     return output, None if values is None else view(values)
-
-
-def _runs_torchscript(module: torch.nn.Module) -> bool:
-    """A ScriptModule, or an uploaded TorchScript model run in its worker (models.contained): layers and ReLUs
-    out of the engine's sight."""
-    return isinstance(module, torch.jit.ScriptModule) or getattr(module, "runs_torchscript", False)

@@ -30,7 +30,7 @@ from .errors import EngineError, MethodError
 from .explainer import ImageSource, TargetSpec
 from .images import DecodedImage, decode_image
 from .models.bundle import ModelBundle
-from .models.contained import in_worker
+from .models.contained_onnx import in_worker
 from .targets import Target, resolve_target
 
 Baseline = Literal["zeros", "blur"]

@@ -29,8 +29,8 @@ from .faithfulness import evaluate_maps
 from .featurevis import channel_count, render_channels
 from .models import contained_worker as wire
 from .models.bundle import ModelBundle
-from .models.contained import BUNDLE_FIELDS, BUNDLES_KEPT
 from .models.contained_codec import decode, encode
+from .models.contained_onnx import BUNDLE_FIELDS, BUNDLES_KEPT
 from .models.onnx_files import convert_onnx
 from .sanity import randomisation_layers, randomisation_test
 

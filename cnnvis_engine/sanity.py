@@ -32,7 +32,7 @@ from torch import nn
 from .errors import LayerError, MethodError
 from .explainer import Explainer, ImageSource, TargetSpec
 from .models.bundle import ModelBundle
-from .models.contained import in_worker
+from .models.contained_onnx import in_worker
 from .tracing import Trace
 
 Mode = Literal["cascading", "independent"]

@@ -1,2 +1,2 @@
-"""The dashboard's thin Streamlit layer: cached engine calls (`compute`), session state (`state`), the current
+"""The dashboard's thin Streamlit layer: cached models and engine calls (`model_cache`, `result_cache`), session state (`state`), the current
 choices (`context`), the shared sidebar, and panel drawing (`panels`, `views`, `controls`)."""

@@ -30,7 +30,7 @@ from cnnvis_engine.render import render_heatmap, render_overlay
 
 from . import state
 from .audit_folders import DEMO_FOLDER, audit_root, inside_root, offered_folders, subfolders
-from .compute import slow_job
+from .slow_jobs import slow_job
 
 # Session keys of the page. The plain keys a link carries (folder, method, size, class, group, shown) are state's.
 FOLDER = state.AUDIT_FOLDER  # the folder chosen (a path under the root)
@@ -129,7 +129,7 @@ def run_audit(
 ) -> Audit:
     """The audit of `folder` (`files`: its signature) with the model `model_key`, each class folder named in
     `class_of` taken as that class, with a progress bar while it runs (drawn inside, so a cache hit replays it, as
-    `compute.randomisation` does)."""
+    `result_cache.randomisation` does)."""
     bar = st.empty()
 
     def progress(done: int, total: int) -> None:
@@ -290,9 +290,9 @@ def flagged_csv(result: Audit, indices: list[int] | None = None) -> bytes:
 def story_audit(model: str) -> dict:
     """The audit of the demo set (120 fresh photos, sun and clouds at random, tank boxes known) with one tank
     detector: its flagged clusters with sentences, the weather of their photos and pictures to show."""
-    from . import compute
+    from . import model_cache
 
-    bundle = compute.registry_explainer(model, "demo").bundle
+    bundle = model_cache.registry_explainer(model, "demo").bundle
     folder = demo_folder(audit_root())
     scenes = tank_dataset(DEMO_COUNT, DEMO_SEED, light="clean")
     image_set = picture_set(folder)

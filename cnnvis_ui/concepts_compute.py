@@ -20,7 +20,7 @@ from cnnvis_engine.concepts.reference import reference_index
 from cnnvis_engine.concepts.reference_tops import ReferenceIndex
 from cnnvis_engine.stories.concepts import ConceptPlaces, tank_concept_places
 
-from . import compute, concepts_view, threads
+from . import concepts_view, model_cache, result_cache, slow_jobs, story_data, threads
 
 GROUPS = 6  # groups of channels, when the page shows groups (Deep Feature Factorization)
 TOP = concepts_view.CARDS
@@ -69,12 +69,14 @@ def features(model_key: str, layer: str, channels: Sequence[int], explainer: Exp
     if not channels:
         return {}
     ordered = tuple(sorted({int(c) for c in channels}))
-    gallery = compute.channel_gallery(model_key, layer, ordered, FEATURE_SIZE, FEATURE_STEPS, FEATURE_SEED, explainer)
+    gallery = result_cache.channel_gallery(
+        model_key, layer, ordered, FEATURE_SIZE, FEATURE_STEPS, FEATURE_SEED, explainer
+    )
     return {channel: result.images[0] for channel, result in zip(ordered, gallery)}
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
-@compute.slow_job("the reference photos")
+@slow_jobs.slow_job("the reference photos")
 @threads.sized
 def reference(model_key: str, layer: str, _explainer: Explainer) -> ReferenceIndex:
     """The reference index of the sample photos at `layer` (`reference_index`; its Parquet file makes a second
@@ -120,7 +122,7 @@ def crops_or_reason(
 def story_concepts(model: str) -> tuple[ConceptPlaces, tuple[np.ndarray, ...]]:
     """A tank detector's top concept for "tank" and where its reference crops lie (`stories.concepts`), with the
     crops themselves (CROP_SIDE px each)."""
-    bundle = compute.registry_explainer(model, compute.DEMO_WEIGHTS).bundle
+    bundle = model_cache.registry_explainer(model, story_data.DEMO_WEIGHTS).bundle
     places = tank_concept_places(bundle)
     pictures = tuple(concepts_view.crop(places.data.images[top.image], top.box) for top in places.crops)
     return places, pictures

@@ -17,11 +17,22 @@ from functools import cached_property, partial
 
 import streamlit as st
 
-from cnnvis_engine import EngineError, ImageError, ModelError, list_samples
+from cnnvis_engine import (
+    DecodedImage,
+    EngineError,
+    Explainer,
+    Explanation,
+    ImageError,
+    ModelError,
+    Prediction,
+    list_samples,
+)
+from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.report import ReportStamp
+from cnnvis_engine.sanity import Mode, RandomisationStep
 
-from . import compute, state, uploads, views
-from .compute import ModelRef
+from . import model_cache, result_cache, state, upload_store, uploads, views
+from .model_cache import ModelRef
 from .views import PanelView
 
 
@@ -29,7 +40,7 @@ from .views import PanelView
 class LoadedImage:
     ref: str  # "sample:<key>" or "upload:<sha256>"
     title: str  # what to call it on screen and in reports
-    decoded: compute.DecodedImage
+    decoded: DecodedImage
 
     @property
     def sha(self) -> str:
@@ -40,7 +51,7 @@ class LoadedImage:
 class Context:
     model: ModelRef
     image: LoadedImage | None
-    explainer: compute.Explainer | None
+    explainer: Explainer | None
     layer: str | None  # the sidebar's layer; None = automatic
     target: int | None  # the sidebar's class; None = top-1
     image_error: str = ""
@@ -58,32 +69,32 @@ class Context:
     def weights_detail(self) -> str:
         bundle = self.explainer.bundle if self.explainer else None
         if bundle is None:
-            return compute.WEIGHTS_LABELS.get(self.model.weights, self.model.weights)
+            return model_cache.WEIGHTS_LABELS.get(self.model.weights, self.model.weights)
         return f"{bundle.weights_source}: {bundle.weights_detail}" if bundle.weights_detail else bundle.weights_source
 
-    def layer_table(self) -> compute.LayerTable:
-        return compute.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+    def layer_table(self) -> result_cache.LayerTable:
+        return result_cache.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
 
     def refused_methods(self) -> tuple[str, ...]:
-        return compute.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+        return result_cache.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
 
     @cached_property
-    def _top5(self) -> tuple[tuple[compute.Prediction, ...], EngineError | None]:
+    def _top5(self) -> tuple[tuple[Prediction, ...], EngineError | None]:
         """The top-5 predictions or the error that stopped them, looked up once per `Context` (the sidebar's
         buttons, the page's table and the report's row read the same)."""
         try:
-            return compute.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, 5), None
+            return result_cache.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, 5), None
         except EngineError as error:
             return (), error
 
-    def predictions(self) -> tuple[compute.Prediction, ...]:
+    def predictions(self) -> tuple[Prediction, ...]:
         """The top-5 predictions; raises the EngineError that stopped them."""
         found, error = self._top5
         if error is not None:
             raise error
         return found
 
-    def known_predictions(self) -> tuple[compute.Prediction, ...]:
+    def known_predictions(self) -> tuple[Prediction, ...]:
         """The top-5 predictions, or none when they cannot be had (for a report row)."""
         return self._top5[0]
 
@@ -103,15 +114,15 @@ class Context:
         target: int | None = None,
         options: Mapping[str, Mapping[str, object]] | None = None,
         use_choices: bool = True,
-    ) -> compute.Explanation:
+    ) -> Explanation:
         """Cached `Explainer.explain` for this image and model; the sidebar's layer and target unless given."""
-        return compute.explain(
+        return result_cache.explain(
             self.image.sha,
             self.model.key,
             layer if layer is not None or not use_choices else self.layer,
             target if target is not None or not use_choices else self.target,
             tuple(methods),
-            compute.freeze_options(options or {}),
+            result_cache.freeze_options(options or {}),
             lambda: self.explainer,
             self.image.decoded,
         )
@@ -123,7 +134,7 @@ class Context:
         opacity: float,
         *,
         options: Mapping[str, Mapping[str, object]] | None = None,
-    ) -> tuple[list[PanelView], compute.Explanation | None]:
+    ) -> tuple[list[PanelView], Explanation | None]:
         """Views for `methods` from one cached engine call (`explain`, at the sidebar's layer and target). If that
         call fails, each method is tried alone, so only the panel whose method failed shows the error and the others
         still draw; the explanation returned is the last one had (None if every call failed)."""
@@ -134,7 +145,7 @@ class Context:
         else:
             return views.method_views(explanation, colormap, opacity), explanation
         found: list[PanelView] = []
-        last: compute.Explanation | None = None
+        last: Explanation | None = None
         for method in methods:
             try:
                 explanation = self.explain([method], options=options)
@@ -145,32 +156,32 @@ class Context:
                 last = explanation
         return found, last
 
-    def report_stamp(self, explanation: compute.Explanation | None, settings: dict[str, str]) -> ReportStamp:
+    def report_stamp(self, explanation: Explanation | None, settings: dict[str, str]) -> ReportStamp:
         """What produced the panels (`views.report_stamp`): this model, its weights and this image."""
         title = self.image.title if self.image else ""
         return views.report_stamp(self.model.name, self.weights_detail(), title, explanation, settings)
 
     def faithfulness(
-        self, explanation: compute.Explanation, method: str, options: Mapping[str, Mapping[str, object]] | None = None
-    ) -> compute.Faithfulness:
+        self, explanation: Explanation, method: str, options: Mapping[str, Mapping[str, object]] | None = None
+    ) -> Faithfulness:
         """Cached deletion/insertion/average-drop scores of `method`'s map in `explanation` (made with `options`)."""
         result = explanation[method]
-        return compute.faithfulness(
+        return result_cache.faithfulness(
             self.image.sha,
             self.model.key,
             result.layer,
             explanation.target.label,
             method,
-            compute.freeze_options(options or {}),
+            result_cache.freeze_options(options or {}),
             self.explainer,
             self.image.decoded,
             result.map,
             explanation.target,
         )
 
-    def randomisation(self, method: str, mode: compute.Mode) -> tuple[compute.RandomisationStep, ...]:
+    def randomisation(self, method: str, mode: Mode) -> tuple[RandomisationStep, ...]:
         """Cached randomisation test of `method` at the sidebar's layer and target (a progress bar while it runs)."""
-        return compute.randomisation(
+        return result_cache.randomisation(
             self.image.sha, self.model.key, self.layer, self.target, method, mode, self.explainer, self.image.decoded
         )
 
@@ -193,7 +204,7 @@ def current_model() -> ModelRef:
     user = state.get(state.USER_MODEL)
     if name == state.USER_MODEL_CHOICE:
         if user is None:  # the session that uploaded it is gone
-            default = compute.default_model()
+            default = model_cache.default_model()
             state.put(state.MODEL, default.name)
             state.put(state.WEIGHTS, default.weights)
             return default
@@ -201,11 +212,11 @@ def current_model() -> ModelRef:
     return ModelRef(name, weights)
 
 
-def load_explainer(model: ModelRef) -> compute.Explainer:
+def load_explainer(model: ModelRef) -> Explainer:
     """The cached explainer for `model`; raises EngineError with the reason it cannot be had."""
     if model.weights == "file":
         user = state.get(state.USER_MODEL)
-        return compute.file_explainer(
+        return model_cache.file_explainer(
             model.file_key,
             user["filename"],
             user["architecture"],
@@ -215,10 +226,10 @@ def load_explainer(model: ModelRef) -> compute.Explainer:
             allow_torchscript=uploads.server_allows_torchscript(),
             _data_files=user.get("data_files"),
         )
-    problem = compute.model_refusal(model.name) or compute.weights_problem(model.name, model.weights)
+    problem = model_cache.model_refusal(model.name) or model_cache.weights_problem(model.name, model.weights)
     if problem:
         raise ModelError(problem)
-    return compute.registry_explainer(model.name, model.weights)
+    return model_cache.registry_explainer(model.name, model.weights)
 
 
 def model_for(key: str) -> ModelRef:
@@ -232,17 +243,17 @@ def model_for(key: str) -> ModelRef:
     return ModelRef(user["filename"], "file", user["key"])
 
 
-def explain_on(model_key: str, image: LoadedImage, method: str) -> compute.Explanation:
+def explain_on(model_key: str, image: LoadedImage, method: str) -> Explanation:
     """`method` on another model at its automatic layer and top-1 class (a Compare cell), through the same cache
     as `Context.explain`; the model is loaded only if the result is not cached yet."""
     model = model_for(model_key)
-    return compute.explain(
+    return result_cache.explain(
         image.sha,
         model.key,
         None,
         None,
         (method,),
-        compute.freeze_options(compute.method_options(method)),
+        result_cache.freeze_options(result_cache.method_options(method)),
         partial(load_explainer, model),
         image.decoded,
     )
@@ -257,7 +268,7 @@ MISSING_UPLOAD = (
 def adopt_upload(digest: str) -> tuple[str, bytes] | None:
     """An upload of another session that the server still keeps (a shared link), added to this session's
     uploads; None when the server no longer has it."""
-    entry = compute.upload_store().get(digest)
+    entry = upload_store.upload_store().get(digest)
     if entry is not None:
         uploads = {**state.get(state.UPLOADS), digest: entry}
         state.put(state.UPLOADS, dict(list(uploads.items())[-state.MAX_UPLOADS :]))
@@ -279,8 +290,8 @@ def load_image(ref: str) -> LoadedImage:
         entry = state.get(state.UPLOADS).get(key) or adopt_upload(key)
         if entry is None:
             raise ImageError(MISSING_UPLOAD)
-        return LoadedImage(ref, entry[0], compute.decode_upload(key, entry[1]))
-    return LoadedImage(ref, image_title(ref), compute.decode_sample(key))
+        return LoadedImage(ref, entry[0], result_cache.decode_upload(key, entry[1]))
+    return LoadedImage(ref, image_title(ref), result_cache.decode_sample(key))
 
 
 _HANDED = "_context_this_run"  # the sidebar's Context for the page of the same script run (not in the URL)

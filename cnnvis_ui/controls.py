@@ -13,11 +13,11 @@ import streamlit as st
 from cnnvis_engine import METHODS
 from cnnvis_engine.render import colormap_names
 
-from . import state
+from . import choices, state
 
-SALIENCY_MODES = state.SALIENCY_MODES
+SALIENCY_MODES = choices.SALIENCY_MODES
 # The panels Explore always shows; every other registered method that draws a map is offered as an extra.
-STANDING = state.STANDING
+STANDING = choices.STANDING
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
 
 def offered_extras(refused: Collection[str] = ()) -> list[str]:
     """The registered methods Explore offers beyond its standing panels, quick ones first (registry order; the one
-    list links are checked against: `state.explore_extras`), less those that refuse the model (`refused`: the
+    list links are checked against: `choices.explore_extras`), less those that refuse the model (`refused`: the
     attention methods on a network without attention)."""
-    return [m for m in state.explore_extras() if m not in refused]
+    return [m for m in choices.explore_extras() if m not in refused]
 
 
 def extra_methods(refused: Collection[str] = ()) -> list[str]:

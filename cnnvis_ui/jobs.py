@@ -24,7 +24,7 @@ Rules, each a test in tests/test_jobs.py:
   front of it; it never grows while a job waits in the queue.
 
 No streamlit here: the dashboard's side (the session's id, the waiting sentence drawn where the panel will be) is
-`compute.queued`, which bench/sessions_bench.py drives from threads; the tests drive this module directly.
+`slow_jobs.queued`, which bench/sessions_bench.py drives from threads; the tests drive this module directly.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 from cnnvis_engine.images import FORMAT_WORDS
 
-from . import compute, context, share, state, text, uploads, views
+from . import actions, context, model_cache, result_cache, share, state, text, uploads, views
+from .audit_folders import DEMO_FOLDER, class_folders
 from .context import Context
 from .text import plain
 from .uploads import IMAGE_MB, LABELS_MB, MODEL_MB
@@ -85,9 +86,18 @@ def _check_link(ctx: Context) -> None:
             "layers": [layer.name for layer in table.spatial],
             "convolutions": [layer.name for layer in table.convolutions],
             "classes": range(len(ctx.class_names)),
-            "audit_classes": {*state.audit_classes(), *ctx.class_names} if state.audit_class_from_link() else (),
+            "audit_classes": _linked_audit_classes(ctx),
         }
     )
+
+
+def _linked_audit_classes(ctx: Context) -> set[str]:
+    """The classes a link's audit may show (checked once the model is loaded, and only when a link just gave one):
+    the linked folder's class folders and the model's class names."""
+    if state.AUDIT_CLASS not in st.session_state.get(state.FROM_LINK, ()):
+        return set()
+    folder = st.session_state.get(state.AUDIT_FOLDER) or DEMO_FOLDER
+    return {*class_folders(folder, owner=uploads.session_id()), *ctx.class_names}
 
 
 def page_path() -> str | None:
@@ -104,21 +114,21 @@ def _model_label(name: str) -> str:
     if name == state.USER_MODEL_CHOICE:
         user = state.get(state.USER_MODEL)
         return f"Your model: {user['filename']}" if user else "Your model"
-    return f"{compute.model_title(name)} (yours)" if compute.is_served(name) else name
+    return f"{model_cache.model_title(name)} (yours)" if model_cache.is_served(name) else name
 
 
 def _model_section(ctx: Context) -> None:
     st.subheader("Model", divider="gray")
-    names = compute.network_choices([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
+    names = model_cache.network_choices([state.USER_MODEL_CHOICE] if state.get(state.USER_MODEL) else [])
     st.selectbox(
         "Network",
         names,
-        **state.bound(state.MODEL, names, then=state.model_changed),
+        **state.bound(state.MODEL, names, then=actions.model_changed),
         format_func=_model_label,
         help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
         "(convolutional networks first). Type to search.",
     )
-    spec = compute.model_spec(state.get(state.MODEL))
+    spec = model_cache.model_spec(state.get(state.MODEL))
     if spec is not None:
         st.radio(
             "Weights",
@@ -130,13 +140,13 @@ def _model_section(ctx: Context) -> None:
         )
     if ctx.model_error:
         st.warning(plain(ctx.model_error), icon=":material/cloud_off:")
-        refused = spec is not None and compute.model_refusal(spec.name)  # random weights would not help
+        refused = spec is not None and model_cache.model_refusal(spec.name)  # random weights would not help
         if spec is not None and "random" in spec.weights and ctx.model.weights != "random" and not refused:
             st.button(
                 f"Use random weights for {spec.name}",
                 key="use-random",
                 icon=":material/casino:",
-                on_click=state.choose_weights,
+                on_click=actions.choose_weights,
                 args=("random",),
                 width="stretch",
                 help="An untrained network: the maps then show what the architecture alone responds to.",
@@ -150,7 +160,7 @@ def _model_section(ctx: Context) -> None:
         st.caption(f"**{spec.family}.** {spec.description}")
     elif ctx.model.weights == "file" and ctx.explainer is not None:
         bundle = ctx.explainer.bundle
-        st.caption(plain(f"{bundle.description} {compute.describe_preprocessing(bundle)}"))
+        st.caption(plain(f"{bundle.description} {model_cache.describe_preprocessing(bundle)}"))
     _own_model_form()
 
 
@@ -173,7 +183,7 @@ def _own_model_form() -> None:
             accept_multiple_files=True,
             key=state.MODEL_FILE,
             max_upload_size=MODEL_MB,
-            on_change=state.model_file_chosen,
+            on_change=actions.model_file_chosen,
             help="ONNX: `torch.onnx.export(model, x, 'model.onnx')` writes model.onnx and model.onnx.data: upload both "
             "at once (or export with external_data=False for one file; tf2onnx for Keras/TensorFlow). TorchScript: "
             "`torch.jit.script(model).save('model.pt')`. A state_dict needs its architecture below. Pickled whole "
@@ -184,7 +194,7 @@ def _own_model_form() -> None:
             st.caption(plain(file_input))
         st.selectbox(
             "Architecture (state_dict only)",
-            ["", *compute.model_choices()],
+            ["", *model_cache.model_choices()],
             key=state.MODEL_ARCHITECTURE,
             format_func=lambda name: name or "None: an ONNX or TorchScript file",
         )
@@ -199,14 +209,16 @@ def _own_model_form() -> None:
         _preprocessing_controls()
         if not uploads.server_allows_torchscript():
             st.caption(TORCHSCRIPT_OFF_NOTE)
-        st.button("Load my model", on_click=state.load_user_model, icon=":material/play_arrow:", key="load-user-model")
+        st.button(
+            "Load my model", on_click=actions.load_user_model, icon=":material/play_arrow:", key="load-user-model"
+        )
         if error:
             st.error(plain(error))
 
 
 def _preprocessing_controls() -> None:
     """Input size, RGB or grayscale, and normalisation, for the upload; off: the file's or architecture's own."""
-    state.seed_preprocessing()
+    actions.seed_preprocessing()
     custom = st.toggle(
         "Set the input size and normalisation",
         key=state.PREP_CUSTOM,
@@ -240,23 +252,23 @@ def _image_section(ctx: Context) -> None:
         for column, sample in zip(st.columns(2, gap="small"), samples[start : start + 2]):
             ref = f"sample:{sample.key}"
             with column:
-                st.image(compute.thumbnail(sample.key), width="stretch")
+                st.image(result_cache.thumbnail(sample.key), width="stretch")
                 st.button(
                     sample.key.capitalize(),
                     key=f"sample-{sample.key}",
                     type="primary" if ref == current else "secondary",
                     width="stretch",
                     help=f"{sample.title} — {sample.credit}",
-                    on_click=state.choose_image,
+                    on_click=actions.choose_image,
                     args=(ref,),
                 )
     st.file_uploader(
         "Or upload your own",
         type=list(UPLOAD_EXTENSIONS),
         key=state.IMAGE_UPLOADER,
-        on_change=state.image_uploaded,
+        on_change=actions.image_uploaded,
         help=f"{FORMAT_WORDS}. It is resized to the model's input without cropping.",
-        max_upload_size=IMAGE_MB,  # MB, checked on the server too (state.image_uploaded)
+        max_upload_size=IMAGE_MB,  # MB, checked on the server too (actions.image_uploaded)
     )
     error = state.get(state.UPLOAD_ERROR)
     if error:
@@ -272,7 +284,7 @@ def _image_section(ctx: Context) -> None:
                 type="primary" if ref == current else "secondary",
                 width="stretch",
                 icon=":material/image:",
-                on_click=state.choose_image,
+                on_click=actions.choose_image,
                 args=(ref,),
             )
     if ctx.image_error:
@@ -376,6 +388,6 @@ def _target_section(ctx: Context) -> None:
             key=f"top5-{rank}",
             type="primary" if prediction.index == chosen else "secondary",
             width="stretch",
-            on_click=state.choose_target,
+            on_click=actions.choose_target,
             args=(prediction.index,),
         )

@@ -1,4 +1,4 @@
-"""Every session-state key of the dashboard, its default, and the actions that change the shared choices.
+"""Every session-state key of the dashboard, its default, how widgets bind to it, and which keys the URL holds.
 
 Shared choices live in plain keys (MODEL, WEIGHTS, IMAGE, LAYER, TARGET, ...). A widget has its own key
 (`widget(KEY)`): it is seeded from the plain key just before it is drawn and copies its value back in its
@@ -12,21 +12,32 @@ reproduces the view in any browser.
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
-from cnnvis_engine import METHODS, EngineError, list_samples
 from cnnvis_engine.errors import shown
 from cnnvis_engine.render import colormap_names
 
-from . import compute, uploads
-from .audit_folders import DEMO_FOLDER, class_folders, offered_folders
-from .text import clean
+from . import choices, model_cache, uploads
+from .audit_folders import DEMO_FOLDER, offered_folders
+from .url_codec import (
+    BOOL,
+    BOX,
+    DROP,
+    FLOAT,
+    INT,
+    LIST,
+    MAX_PARAM_CHARS,
+    OPTIONAL_INT,
+    OPTIONAL_TEXT,
+    SETTINGS,
+    TEXT,
+    TUPLE,
+    Domain,
+    Param,
+)
 
 # Shared choices (sidebar).
 MODEL = "model"  # registry name, or USER_MODEL_CHOICE
@@ -92,14 +103,14 @@ PREP_MEAN = "_w_prep_mean"  # text: one value or three
 PREP_STD = "_w_prep_std"
 PREP_DEFAULTS = "prep_defaults"  # {widget key: value}: what the chosen model file says (ONNX input shape)
 MODEL_FILE_INPUT = "model_file_input"  # a sentence on what the chosen model file says about its input, or ""
-# The Stories page's widgets: Streamlit binds them to the URL itself (`bind="query-params"`).
+# The Stories page's choices (its own pictures and settings; their query parameters keep these names).
 STORY = "stories_story"
 TANK_PICTURE = "stories_tank_picture"
 SALT_PICTURE = "stories_salt_picture"
 SALT_LAYER = "stories_salt_layer"
 ROBOT_PICTURE = "stories_robot_picture"
 ROBOT_GROUP = "stories_robot_group"
-ROBOT_DIRECTION = "stories_robot_direction"
+ROBOT_DIRECTION = "stories_robot_direction"  # None: the direction of the view's first obstacle
 ROBOT_DISTANCE = "stories_robot_distance"
 TANK_SHARED_SCALE = "stories_tank_same_scale"  # the two detectors' Grad-CAMs on one colour scale (on by default)
 
@@ -108,7 +119,6 @@ NO_METHOD = "__none__"  # the option that stands for "no second method"
 AUTO = "__automatic__"  # the option that stands for None (automatic) in a selectbox
 AUTOMATIC: dict[str, Any] = {LAYER: AUTO, TARGET: -1, KERNEL_LAYER: AUTO, CONCEPT_COMPARE: NO_METHOD}
 DEFAULT_IMAGE = "sample:cat"
-AUDIT_DEFAULT_METHOD = "gradcam"  # `cnnvis_engine.audit.audit`'s default (a test keeps them equal)
 AUDIT_SIZES = (16, 32)
 AUDIT_MAX_GROUPS = 8  # the page's audits find at most this many groups per class (`spectral.analyse_class`)
 MAX_UPLOADS = 3
@@ -148,7 +158,7 @@ DEFAULTS: dict[str, Any] = {
     SHARED_SCALE: False,
     SANITY_OUTCOMES: None,
     AUDIT_FOLDER: DEMO_FOLDER,
-    AUDIT_METHOD: AUDIT_DEFAULT_METHOD,
+    AUDIT_METHOD: choices.AUDIT_DEFAULT_METHOD,
     AUDIT_SIZE: 16,
     AUDIT_CLASS: None,
     AUDIT_GROUP: None,
@@ -158,6 +168,15 @@ DEFAULTS: dict[str, Any] = {
     CONCEPT_BOX: "",
     CONCEPT_REFERENCE: True,
     CONCEPT_COMPARE: None,
+    STORY: "tanks",
+    TANK_PICTURE: "tank_sunny",
+    TANK_SHARED_SCALE: True,
+    SALT_PICTURE: "salt_1",
+    SALT_LAYER: "decode1",
+    ROBOT_PICTURE: "robot_obstacles",
+    ROBOT_GROUP: "all",
+    ROBOT_DIRECTION: None,
+    ROBOT_DISTANCE: "very far",
 }
 
 
@@ -230,231 +249,14 @@ def commit(key: str, then: Callable[[], None] | None = None) -> None:
     sync_url()
 
 
-# ----- the view in the URL ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Codec:
-    """How a plain key's value is written in a query parameter, and read back (ValueError if it cannot be)."""
-
-    encode: Callable[[Any], str]
-    decode: Callable[[str], Any]
-
-
-def _decode_bool(text: str) -> bool:
-    if text not in ("0", "1"):
-        raise ValueError(text)
-    return text == "1"
-
-
-def _decode_optional_int(text: str) -> int | None:
-    return int(text) if text else None
-
-
-_TEXT = Codec(str, str)
-_OPTIONAL_TEXT = Codec(lambda v: "" if v is None else str(v), lambda t: t or None)
-_INT = Codec(str, int)
-_OPTIONAL_INT = Codec(lambda v: "" if v is None else str(int(v)), _decode_optional_int)
-_FLOAT = Codec(lambda v: f"{float(v):g}", float)
-_BOOL = Codec(lambda v: "1" if v else "0", _decode_bool)
-_LIST = Codec(lambda v: ",".join(v or ()), lambda t: [item for item in t.split(",") if item])
-_TUPLE = Codec(lambda v: ",".join(v or ()), lambda t: tuple(item for item in t.split(",") if item))
-
-
-def _encode_settings(settings: Mapping[str, Mapping[str, float]]) -> str:
-    return ",".join(
-        f"{m}.{name}={value:g}" for m, values in sorted(settings.items()) for name, value in sorted(values.items())
-    )
-
-
-def _decode_settings(text: str) -> dict[str, dict[str, float]]:
-    settings: dict[str, dict[str, float]] = {}
-    for item in filter(None, text.split(",")):
-        name, _, value = item.partition("=")
-        method, _, option = name.rpartition(".")
-        number = float(value)  # ValueError: the link's settings are left out, with a note
-        if not math.isfinite(number):
-            raise ValueError(value)
-        settings.setdefault(method, {})[option] = number
-    return settings
-
-
-_SETTINGS = Codec(_encode_settings, _decode_settings)
-
-
-def _decode_box(text: str) -> str:
-    """A Concepts box "x0,y0,x1,y1": four whole percents with x0 < x1 and y0 < y1, or "" (the whole picture)."""
-    parts = text.split(",") if text else []
-    if parts and (len(parts) != 4 or not all(re.fullmatch(r"\d{1,3}", part) for part in parts)):
-        raise ValueError(text)
-    if parts:
-        x0, y0, x1, y1 = (int(part) for part in parts)
-        if not (0 <= x0 < x1 <= 100 and 0 <= y0 < y1 <= 100):
-            raise ValueError(text)
-    return text
-
-
-_BOX = Codec(str, _decode_box)
-
-
-# ----- what a link may ask for --------------------------------------------------------------------------------
-MAX_PARAM_CHARS = 2000  # a query parameter's text: ~7 times the longest the app writes (six Compare model keys)
-MAX_TEXT = 200  # one name: a model, weights, a picture, a layer (the longest here is under 80)
-SALIENCY_MODES = {"saliency": "Vanilla", "guided_backprop": "Guided"}
-CHANNEL_COUNTS = (4, 8, 16, 32, 64)
-CONCEPT_UNIT_CHOICES = {"channels": "Channels", "groups": "Groups of channels"}
-SANITY_MODES = {"cascading": "Cascading, from the output down", "independent": "One layer at a time"}
-STANDING = ("feature_maps", *SALIENCY_MODES, "cam", "gradcam", "guided_gradcam")  # Explore's fixed panels
-WEIGHTS_CHOICES = ("pretrained", "embedded", "random", "demo", "yours", "file")
-_UPLOAD_REF = re.compile(r"upload:[0-9a-f]{64}")
-
-
-def explore_extras() -> list[str]:
-    """The registered methods Explore offers beyond its standing panels, quick ones first (registry order)."""
-    extras = [m for m, cls in METHODS.items() if m not in STANDING and cls.drawing != "grid"]
-    return sorted(extras, key=lambda m: METHODS[m].slow)
-
-
-def compare_methods() -> list[str]:
-    """The methods Compare offers: one map per cell."""
-    return [m for m, cls in METHODS.items() if cls.drawing != "grid"]
-
-
-def sanity_methods() -> list[str]:
-    """The methods the Sanity test offers: maps cheap enough to redo per layer."""
-    return [m for m, cls in METHODS.items() if cls.randomisable]
-
-
-def image_refs() -> list[str]:
-    """The pictures a link may name: the samples; an upload is a sha256 checked when it is loaded."""
-    return [f"sample:{sample.key}" for sample in list_samples()]
-
-
 def compare_images() -> list[str]:
     """The pictures Compare offers: the samples and this session's uploads."""
-    return image_refs() + [f"upload:{digest}" for digest in st.session_state.get(UPLOADS, {})]
-
-
-def audit_methods() -> list[str]:
-    """The maps an audit may use: one per picture, no extra forward passes (a set has thousands); the default first."""
-    offered = [m for m, method in METHODS.items() if method.scorable and not method.slow]
-    return sorted(offered, key=lambda m: m != AUDIT_DEFAULT_METHOD)
-
-
-def audit_folders() -> list[str]:
-    """The folders the Audit page offers this browser session (another session's uploads are never among them)."""
-    return offered_folders(owner=uploads.session_id())
-
-
-def audit_classes() -> list[str]:
-    """The classes a link's audit may show, as far as they are known before the model is loaded: the linked folder's
-    class folders (the model's own class names are added by `check_model_choices`)."""
-    return class_folders(st.session_state.get(AUDIT_FOLDER) or DEMO_FOLDER, owner=uploads.session_id())
-
-
-def audit_class_from_link() -> bool:
-    """Whether a link just gave the Audit page's class, to be checked once the model is loaded."""
-    return AUDIT_CLASS in st.session_state.get(FROM_LINK, ())
+    return choices.image_refs() + [f"upload:{digest}" for digest in st.session_state.get(UPLOADS, {})]
 
 
 def _comparable() -> list[str]:
-    offered = compute.comparable_models(bool(st.session_state.get(COMPARE_RANDOM)))
+    offered = model_cache.comparable_models(bool(st.session_state.get(COMPARE_RANDOM)))
     return offered + ([f"{USER_MODEL_CHOICE}:file"] if st.session_state.get(USER_MODEL) else [])
-
-
-_DROP = object()  # `Domain.admit`: the whole value is out, the parameter takes its default
-
-
-@dataclass(frozen=True)
-class Domain:
-    """The values a link may give a parameter: those its widget could have produced. Numbers are finite and within
-    `low`–`high`; a text (and each item of a list) is at most `max_length` characters and, where `choices` is given,
-    one of them (or matches `pattern`); a list has no duplicates and at most `max_items`. `entries` checks a mapping
-    (the method settings) item by item. `of_model` names choices that only the loaded model knows (its layers,
-    convolutions, classes): `check_model_choices` applies them once the sidebar has loaded it."""
-
-    low: float | None = None
-    high: float | None = None
-    choices: Callable[[], Sequence[Any]] | None = None
-    pattern: re.Pattern[str] | None = None
-    max_items: int | None = None
-    max_length: int = MAX_TEXT
-    entries: Callable[[str, Mapping[str, Any]], tuple[dict[str, Any], list[str]]] | None = None
-    of_model: str = ""  # "layers", "convolutions", "classes" or "audit_classes" (class names and folder names)
-
-    def admit(self, name: str, value: Any) -> tuple[Any, list[str]]:
-        """(the value as far as it is in the domain, or _DROP; what was left out, in words)."""
-        if value is None or isinstance(value, bool):
-            return value, []
-        if isinstance(value, Mapping):
-            return self.entries(name, value) if self.entries else (_DROP, [f"{name} cannot be read"])
-        offered = None if self.choices is None else self.choices()  # once per value: Compare's looks at files
-        if isinstance(value, (list, tuple)):
-            return self._admit_items(name, value, offered)
-        problem = self._refusal(value, offered)
-        return (_DROP, [f"{name}={shown(value)} {problem}"]) if problem else (value, [])
-
-    def _admit_items(self, name: str, items: Sequence[Any], offered: Sequence[Any] | None) -> tuple[Any, list[str]]:
-        kept: list[Any] = []
-        problems = []
-        for item in items:
-            problem = "is there twice" if item in kept else self._refusal(item, offered)
-            if problem:
-                problems.append(f"{name}: {shown(item)} {problem}")
-            elif self.max_items is not None and len(kept) == self.max_items:
-                problems.append(f"{name}: at most {self.max_items} fit, the rest were left out")
-                break
-            else:
-                kept.append(item)
-        return (tuple(kept) if isinstance(items, tuple) else kept), problems
-
-    def _refusal(self, value: Any, offered: Sequence[Any] | None) -> str:
-        """Why `value` is out of the domain ("" if it is in); `offered`: the choices now, None if any."""
-        if isinstance(value, (int, float)):
-            if isinstance(value, float) and not math.isfinite(value):
-                return "is not a finite number"
-            if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-                return f"is outside {self.low:g}–{self.high:g}"
-        elif len(str(value)) > self.max_length:
-            return f"is longer than {self.max_length} characters"
-        if offered is not None and value not in offered and not (self.pattern and self.pattern.fullmatch(str(value))):
-            return "is not offered here"
-        return ""
-
-
-def _admit_settings(name: str, settings: Mapping[str, Mapping[str, float]]) -> tuple[dict[str, Any], list[str]]:
-    """A link's method settings within what Explore's number boxes allow (`Option.dashboard_range`): only methods
-    Explore offers, only options they declare, each value within its range (a whole number where it counts)."""
-    offered = set(explore_extras())
-    kept: dict[str, dict[str, float]] = {}
-    problems = []
-    for method, values in settings.items():
-        declared = {option.name: option for option in METHODS[method].options} if method in offered else {}
-        if not declared:
-            problems.append(f"{name}: {shown(method)} is not a method with settings here")
-            continue
-        for option_name, value in values.items():
-            option = declared.get(option_name)
-            if option is None:
-                problems.append(f"{name}: {method} has no setting {shown(option_name)}")
-                continue
-            low, high = option.dashboard_range()
-            if not low <= value <= high:
-                problems.append(f"{name}: {method}.{option_name}={value:g} is outside {low:g}–{high:g}")
-                continue
-            if option.kind is int and value != int(value):
-                problems.append(f"{name}: {method}.{option_name}={value:g} is not a whole number")
-                continue
-            kept.setdefault(method, {})[option_name] = option.kind(value)
-    return kept, problems
-
-
-@dataclass(frozen=True)
-class Param:
-    """A plain key in the URL: its query parameter, how its value is written (`codec`) and what a link may give it
-    (`domain`: the widget's own; widgets read their bounds and choices from it)."""
-
-    name: str
-    codec: Codec
-    domain: Domain = Domain()
 
 
 _ON_OFF = Domain()
@@ -464,42 +266,54 @@ _MODEL_NAMES = Domain()  # which models: `_check_model` (the registry, the zoo, 
 # out of the URL, except the model, weights and image, which are always written: a link keeps naming them even if a
 # later version changes the defaults, and a URL without them is one the app did not write.
 URL_PARAMS: dict[str, Param] = {
-    MODEL: Param("model", _TEXT, _MODEL_NAMES),
-    WEIGHTS: Param("weights", _TEXT, Domain(choices=lambda: WEIGHTS_CHOICES)),
-    IMAGE: Param("image", _TEXT, Domain(choices=image_refs, pattern=_UPLOAD_REF)),
-    LAYER: Param("layer", _OPTIONAL_TEXT, Domain(of_model="layers")),
-    TARGET: Param("class", _OPTIONAL_INT, Domain(low=0, high=1_000_000, of_model="classes")),
-    COLORMAP: Param("colormap", _TEXT, Domain(choices=colormap_names)),
-    OPACITY: Param("opacity", _FLOAT, Domain(low=0.0, high=1.0)),
-    SALIENCY_MODE: Param("saliency", _TEXT, Domain(choices=lambda: list(SALIENCY_MODES))),
-    EXTRA_METHODS: Param("methods", _TUPLE, Domain(choices=explore_extras)),  # each once: at most the pills' count
-    FAITHFULNESS: Param("scores", _BOOL, _ON_OFF),
-    METHOD_SETTINGS: Param("settings", _SETTINGS, Domain(entries=_admit_settings)),
-    FM_CHANNELS: Param("channels", _INT, Domain(choices=lambda: CHANNEL_COUNTS)),
-    FM_SORT: Param("sort", _BOOL, _ON_OFF),
-    FM_SHARED: Param("one_scale", _BOOL, _ON_OFF),
-    KERNEL_LAYER: Param("kernels", _OPTIONAL_TEXT, Domain(of_model="convolutions")),
-    COMPARE_METHOD: Param("compare_method", _TEXT, Domain(choices=compare_methods)),
-    COMPARE_IMAGES: Param("compare_images", _LIST, Domain(choices=compare_images, max_items=4)),
-    COMPARE_MODELS: Param("compare_models", _LIST, Domain(choices=_comparable, max_items=6)),
-    COMPARE_RANDOM: Param("compare_random", _BOOL, _ON_OFF),
-    SANITY_METHOD: Param("sanity_method", _TEXT, Domain(choices=sanity_methods)),
-    SANITY_SECOND: Param("sanity_second", _TEXT, Domain(choices=lambda: [NO_METHOD, *sanity_methods()])),
-    SANITY_MODE: Param("sanity_mode", _TEXT, Domain(choices=lambda: list(SANITY_MODES))),
-    SANITY_SHOWN: Param("sanity_run", _BOOL, _ON_OFF),
-    ALL_LAYERS: Param("all_layers", _BOOL, _ON_OFF),
-    SHARED_SCALE: Param("same_scale", _BOOL, _ON_OFF),
-    AUDIT_FOLDER: Param("audit_folder", _TEXT, Domain(choices=audit_folders)),
-    AUDIT_METHOD: Param("audit_method", _TEXT, Domain(choices=audit_methods)),
-    AUDIT_SIZE: Param("audit_size", _INT, Domain(choices=lambda: AUDIT_SIZES)),
-    AUDIT_CLASS: Param("audit_class", _OPTIONAL_TEXT, Domain(of_model="audit_classes")),
-    AUDIT_GROUP: Param("audit_group", _OPTIONAL_INT, Domain(low=0, high=AUDIT_MAX_GROUPS - 1)),
-    AUDIT_SHOWN: Param("audit_run", _BOOL, _ON_OFF),
-    CONCEPT_UNITS: Param("concept_units", _TEXT, Domain(choices=lambda: list(CONCEPT_UNIT_CHOICES))),
-    CONCEPT_OPEN: Param("concept_open", _OPTIONAL_INT, Domain(low=0, high=65_535)),  # checked on the page
-    CONCEPT_BOX: Param("concept_box", _BOX, Domain(max_length=15)),
-    CONCEPT_REFERENCE: Param("concept_reference", _BOOL, _ON_OFF),
-    CONCEPT_COMPARE: Param("concept_compare", _OPTIONAL_TEXT, Domain(choices=lambda: _comparable())),
+    MODEL: Param("model", TEXT, _MODEL_NAMES),
+    WEIGHTS: Param("weights", TEXT, Domain(choices=lambda: choices.WEIGHTS_CHOICES)),
+    IMAGE: Param("image", TEXT, Domain(choices=choices.image_refs, pattern=choices.UPLOAD_REF)),
+    LAYER: Param("layer", OPTIONAL_TEXT, Domain(of_model="layers")),
+    TARGET: Param("class", OPTIONAL_INT, Domain(low=0, high=1_000_000, of_model="classes")),
+    COLORMAP: Param("colormap", TEXT, Domain(choices=colormap_names)),
+    OPACITY: Param("opacity", FLOAT, Domain(low=0.0, high=1.0)),
+    SALIENCY_MODE: Param("saliency", TEXT, Domain(choices=lambda: list(choices.SALIENCY_MODES))),
+    EXTRA_METHODS: Param(
+        "methods", TUPLE, Domain(choices=choices.explore_extras)
+    ),  # each once: at most the pills' count
+    FAITHFULNESS: Param("scores", BOOL, _ON_OFF),
+    METHOD_SETTINGS: Param("settings", SETTINGS, Domain(entries=choices.admit_settings)),
+    FM_CHANNELS: Param("channels", INT, Domain(choices=lambda: choices.CHANNEL_COUNTS)),
+    FM_SORT: Param("sort", BOOL, _ON_OFF),
+    FM_SHARED: Param("one_scale", BOOL, _ON_OFF),
+    KERNEL_LAYER: Param("kernels", OPTIONAL_TEXT, Domain(of_model="convolutions")),
+    COMPARE_METHOD: Param("compare_method", TEXT, Domain(choices=choices.compare_methods)),
+    COMPARE_IMAGES: Param("compare_images", LIST, Domain(choices=compare_images, max_items=4)),
+    COMPARE_MODELS: Param("compare_models", LIST, Domain(choices=_comparable, max_items=6)),
+    COMPARE_RANDOM: Param("compare_random", BOOL, _ON_OFF),
+    SANITY_METHOD: Param("sanity_method", TEXT, Domain(choices=choices.sanity_methods)),
+    SANITY_SECOND: Param("sanity_second", TEXT, Domain(choices=lambda: [NO_METHOD, *choices.sanity_methods()])),
+    SANITY_MODE: Param("sanity_mode", TEXT, Domain(choices=lambda: list(choices.SANITY_MODES))),
+    SANITY_SHOWN: Param("sanity_run", BOOL, _ON_OFF),
+    ALL_LAYERS: Param("all_layers", BOOL, _ON_OFF),
+    SHARED_SCALE: Param("same_scale", BOOL, _ON_OFF),
+    STORY: Param(STORY, TEXT, Domain(choices=lambda: list(choices.STORIES))),
+    TANK_PICTURE: Param(TANK_PICTURE, TEXT, Domain(choices=lambda: choices.story_pictures("tanks"))),
+    TANK_SHARED_SCALE: Param(TANK_SHARED_SCALE, BOOL, _ON_OFF),
+    SALT_PICTURE: Param(SALT_PICTURE, TEXT, Domain(choices=lambda: choices.story_pictures("salt"))),
+    SALT_LAYER: Param(SALT_LAYER, TEXT, Domain(choices=lambda: list(choices.SALT_LAYERS))),
+    ROBOT_PICTURE: Param(ROBOT_PICTURE, TEXT, Domain(choices=choices.robot_views)),
+    ROBOT_GROUP: Param(ROBOT_GROUP, TEXT, Domain(choices=lambda: list(choices.ROBOT_GROUPS))),
+    ROBOT_DIRECTION: Param(ROBOT_DIRECTION, OPTIONAL_TEXT, Domain(choices=lambda: choices.ROBOT_DIRECTIONS)),
+    ROBOT_DISTANCE: Param(ROBOT_DISTANCE, TEXT, Domain(choices=lambda: choices.ROBOT_DISTANCES)),
+    # the folders of this browser session (another session's uploads are never among them)
+    AUDIT_FOLDER: Param("audit_folder", TEXT, Domain(choices=lambda: offered_folders(owner=uploads.session_id()))),
+    AUDIT_METHOD: Param("audit_method", TEXT, Domain(choices=choices.audit_methods)),
+    AUDIT_SIZE: Param("audit_size", INT, Domain(choices=lambda: AUDIT_SIZES)),
+    AUDIT_CLASS: Param("audit_class", OPTIONAL_TEXT, Domain(of_model="audit_classes")),
+    AUDIT_GROUP: Param("audit_group", OPTIONAL_INT, Domain(low=0, high=AUDIT_MAX_GROUPS - 1)),
+    AUDIT_SHOWN: Param("audit_run", BOOL, _ON_OFF),
+    CONCEPT_UNITS: Param("concept_units", TEXT, Domain(choices=lambda: list(choices.CONCEPT_UNIT_CHOICES))),
+    CONCEPT_OPEN: Param("concept_open", OPTIONAL_INT, Domain(low=0, high=65_535)),  # checked on the page
+    CONCEPT_BOX: Param("concept_box", BOX, Domain(max_length=15)),
+    CONCEPT_REFERENCE: Param("concept_reference", BOOL, _ON_OFF),
+    CONCEPT_COMPARE: Param("concept_compare", OPTIONAL_TEXT, Domain(choices=lambda: _comparable())),
 }
 ALWAYS_IN_URL = (MODEL, WEIGHTS, IMAGE)
 USER_MODEL_PREFIX = "file:"  # the model parameter of an uploaded model file: "file:<its key>"
@@ -568,7 +382,7 @@ def read_url() -> None:
     for key in linked:  # after all are read: some domains depend on others (Compare's models on its random switch)
         param = URL_PARAMS[key]
         value, dropped = param.domain.admit(param.name, st.session_state[key])
-        st.session_state[key] = DEFAULTS.get(key) if value is _DROP else value
+        st.session_state[key] = DEFAULTS.get(key) if value is DROP else value
         problems += dropped
     problems += _check_model(found.get("model"))
     st.session_state[FROM_LINK] = tuple(
@@ -607,7 +421,7 @@ def check_model_choices(choices: Mapping[str, Collection[Any]]) -> None:
 
 
 def _default_model() -> None:
-    default = compute.default_model()
+    default = model_cache.default_model()
     st.session_state[MODEL], st.session_state[WEIGHTS] = default.name, default.weights
 
 
@@ -624,246 +438,13 @@ def _check_model(written: str | None) -> list[str]:
             return []
         _default_model()
         return [('the link\'s model is a file uploaded in another session: upload it again under "Use your own model"')]
-    spec = compute.model_spec(name)
+    spec = model_cache.model_spec(name)
     if spec is None:
         _default_model()
         return [f"there is no model called {shown(written)} here"]
-    if not compute.allowed_models([spec.name]):
+    if not model_cache.allowed_models([spec.name]):
         _default_model()
         return [f"this server does not offer the model {shown(written)}"]
     if st.session_state[WEIGHTS] not in spec.weights:
         st.session_state[WEIGHTS] = spec.default_weights
     return []
-
-
-# ----- actions (callbacks) ------------------------------------------------------------------------------
-def model_changed() -> None:
-    """A new model: its default weights, the automatic layer and the top-1 class again."""
-    name = st.session_state[MODEL]
-    if name == USER_MODEL_CHOICE:
-        st.session_state[WEIGHTS] = "file"
-    else:
-        spec = compute.model_spec(name)
-        st.session_state[WEIGHTS] = spec.default_weights if spec else "random"
-    st.session_state[LAYER] = None
-    st.session_state[TARGET] = None
-    st.session_state[KERNEL_LAYER] = None
-    st.session_state.pop(FROM_LINK, None)
-    sync_url()
-
-
-def choose_weights(weights: str) -> None:
-    st.session_state[WEIGHTS] = weights
-    sync_url()
-
-
-def choose_image(ref: str) -> None:
-    st.session_state[IMAGE] = ref
-    st.session_state[UPLOAD_ERROR] = ""
-    sync_url()
-
-
-def choose_target(index: int | None) -> None:
-    """Re-target every panel (a top-5 button)."""
-    st.session_state[TARGET] = index
-    sync_url()
-
-
-def request_runs(runs: Sequence[tuple]) -> None:
-    """The Sanity page's "Run" button: remember that these tests were asked for, so their (cached) results show
-    again when the page is drawn again, now or after a visit to another page."""
-    earlier = [run for run in get(SANITY_RUNS) if run not in runs]
-    st.session_state[SANITY_RUNS] = (*earlier, *runs)[-MAX_SANITY_RUNS:]
-
-
-def sanity_shown(runs: Sequence[tuple]) -> bool:
-    """The Sanity page, after drawing its settings: are the tests for them shown? They are when asked for in this
-    session, or when a link just opened showed them (then they are asked for now). Kept in the URL."""
-    if st.session_state.pop(SANITY_FROM_LINK, False) and not set(get(SANITY_RUNS)).issuperset(runs):
-        request_runs(runs)
-    shown = set(get(SANITY_RUNS)).issuperset(runs)
-    put(SANITY_SHOWN, shown)
-    return shown
-
-
-def image_uploaded() -> None:
-    """The image uploader changed: keep a good image and show it; refuse a bad one with its reason."""
-    init()
-    file = st.session_state.get(IMAGE_UPLOADER)
-    if file is None:
-        return
-    refused = uploads.refusal(file, uploads.IMAGE_MB)  # the widget's limit, kept by the server too
-    if refused:
-        st.session_state[UPLOAD_ERROR] = refused
-        uploads.discard(file)
-        return
-    data = file.getvalue()
-    digest = compute.sha256(data)
-    try:
-        compute.decode_upload(digest, data)
-    except EngineError as error:
-        st.session_state[UPLOAD_ERROR] = f"{clean(file.name)} was not used: {error}"
-        return
-    kept = dict(st.session_state[UPLOADS])
-    kept.pop(digest, None)
-    kept[digest] = (clean(file.name), data)
-    while len(kept) > MAX_UPLOADS:
-        kept.pop(next(iter(kept)))
-    st.session_state[UPLOADS] = kept
-    compute.upload_store().put(digest, clean(file.name), data)
-    choose_image(f"upload:{digest}")
-
-
-MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".ts")  # the model file itself; ".data": an ONNX model's weights
-
-
-def model_upload() -> tuple[Any, list[Any]]:
-    """(the model file, the ONNX external data files uploaded with it) from the model uploader, which takes both at
-    once (`model.onnx` + `model.onnx.data`, as today's exporter writes them) and keeps what was uploaded before:
-    the newest model file counts, with the data files uploaded since the model file before it. Raises ValueError
-    with a sentence when there is no model file."""
-    value = st.session_state.get(MODEL_FILE)
-    files = [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
-    models = [i for i, f in enumerate(files) if f.name.lower().endswith(MODEL_SUFFIXES)]
-    if not files:
-        raise ValueError("Choose a model file first.")
-    if not models:
-        raise ValueError(
-            "Upload a model file (.onnx, .pt, .pth or .ts); a .data file only holds an ONNX model's weights."
-        )
-    since = models[-2] if len(models) > 1 else -1
-    data = [f for i, f in enumerate(files) if i > since and i not in models]
-    model = files[models[-1]]
-    if data and not model.name.lower().endswith(".onnx"):
-        raise ValueError(
-            "Only an ONNX model comes with separate data files; remove the .data file or upload its model."
-        )
-    return model, data
-
-
-def load_user_model() -> None:
-    """The "Load my model" button: check the file with one forward pass; on success switch to it."""
-    init()
-    labels = st.session_state.get(LABELS_FILE)
-    try:
-        file, data_files = model_upload()
-    except ValueError as error:
-        st.session_state[USER_MODEL_ERROR] = str(error)
-        return
-    checked = [(f, uploads.MODEL_MB) for f in (file, *data_files)] + [(labels, uploads.LABELS_MB)]
-    for upload, limit in checked:  # kept by the server too
-        refused = uploads.refusal(upload, limit) if upload is not None else ""
-        if refused:
-            st.session_state[USER_MODEL_ERROR] = refused
-            uploads.discard(upload)
-            return
-    weights = {f.name: f.getvalue() for f in data_files}  # by exact name: the model's data entries name them
-    data = file.getvalue()
-    labels_data = labels.getvalue() if labels is not None else None
-    architecture = st.session_state.get(MODEL_ARCHITECTURE) or None  # "": TorchScript, no architecture
-    try:
-        preprocessing = chosen_preprocessing()
-    except ValueError as error:
-        st.session_state[USER_MODEL_ERROR] = str(error)
-        return
-    key = compute.sha256(data) + f":{architecture}:" + (compute.sha256(labels_data) if labels_data else "-")
-    if preprocessing is not None:
-        key += ":" + compute.sha256(repr(preprocessing).encode())
-    for name, blob in sorted(weights.items()):
-        key += ":" + compute.sha256(name.encode() + b"\0" + blob)
-    try:
-        compute.file_explainer(
-            key,
-            file.name,
-            architecture,
-            data,
-            labels_data,
-            preprocessing,
-            uploads.server_allows_torchscript(),
-            _data_files=weights,
-        )
-    except EngineError as error:
-        st.session_state[USER_MODEL_ERROR] = str(error)
-        return
-    st.session_state[USER_MODEL] = {
-        "key": key,
-        "filename": clean(file.name),
-        "architecture": architecture,
-        "data": data,
-        "labels": labels_data,
-        "preprocessing": preprocessing,
-        "data_files": weights,
-    }
-    st.session_state[USER_MODEL_ERROR] = ""
-    st.session_state[MODEL] = USER_MODEL_CHOICE
-    model_changed()
-
-
-PREP_INITIAL: dict[str, Any] = {
-    PREP_CUSTOM: False,
-    PREP_HEIGHT: 224,
-    PREP_WIDTH: 224,
-    PREP_CHANNELS: 3,
-    PREP_NORM: "imagenet",
-    PREP_MEAN: "0.485, 0.456, 0.406",
-    PREP_STD: "0.229, 0.224, 0.225",
-}
-
-
-def seed_preprocessing() -> None:
-    """Before the preprocessing widgets are drawn: give each its value (the file's default, else the usual)."""
-    defaults = st.session_state.get(PREP_DEFAULTS) or {}
-    for key, value in PREP_INITIAL.items():
-        st.session_state.setdefault(key, defaults.get(key, value))
-
-
-def model_file_chosen() -> None:
-    """The model uploader changed: read what an ONNX file says about its input, and offer it as the default."""
-    st.session_state[MODEL_FILE_INPUT] = ""
-    st.session_state[PREP_DEFAULTS] = {}
-    try:
-        file, _ = model_upload()
-    except ValueError:
-        return
-    spec = compute.onnx_input(file.name, file.getvalue())
-    if spec is None:
-        return
-    defaults = {PREP_HEIGHT: spec.height, PREP_WIDTH: spec.width, PREP_CHANNELS: spec.channels}
-    valid = {PREP_HEIGHT: range(1, 4097), PREP_WIDTH: range(1, 4097), PREP_CHANNELS: (1, 3)}
-    defaults = {key: value for key, value in defaults.items() if value in valid[key]}
-    st.session_state[PREP_DEFAULTS] = defaults
-    st.session_state.update(defaults)
-    shape = " × ".join(str(v) if v else "any" for v in (spec.channels, spec.height, spec.width))
-    layout = ", channels last" if spec.channels_last else ""
-    st.session_state[MODEL_FILE_INPUT] = f"The file's input: {shape} (channels × height × width{layout})."
-
-
-def chosen_preprocessing() -> compute.Preprocessing | None:
-    """The preprocessing set under the upload, or None for the file's or architecture's own. Raises ValueError
-    with a sentence for a mean or std that is not one number or three."""
-    seed_preprocessing()
-    if not st.session_state[PREP_CUSTOM]:
-        return None
-    channels = int(st.session_state[PREP_CHANNELS])
-    size = (int(st.session_state[PREP_HEIGHT]), int(st.session_state[PREP_WIDTH]))
-    norm = st.session_state[PREP_NORM]
-    if norm == "unit":
-        return size, channels, ((0.0,), (1.0,), 255.0)
-    if norm == "imagenet":
-        return size, channels, ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225), 255.0)
-    mean, std = _numbers(st.session_state[PREP_MEAN], "mean"), _numbers(st.session_state[PREP_STD], "std")
-    if len(mean) != len(std):
-        raise ValueError(f"Give as many std values as mean values (here {len(mean)} and {len(std)}).")
-    scale = 1.0 if max(mean + std) > 1 else 255.0  # values above 1 are on the 0–255 scale
-    return size, channels, (mean, std, scale)
-
-
-def _numbers(text: str, what: str) -> tuple[float, ...]:
-    parts = [part for part in str(text).replace(",", " ").split() if part]
-    try:
-        values = tuple(float(part) for part in parts)
-    except ValueError:
-        values = ()
-    if len(values) not in (1, 3):
-        raise ValueError(f"The {what} must be one number, or three for R, G and B (for example 0.485, 0.456, 0.406).")
-    return values

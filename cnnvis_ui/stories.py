@@ -1,6 +1,6 @@
 """What the Stories page draws from the demo models' answers: enlarged pictures, mask and Grad-CAM overlays,
 maps on one colour scale, the robot's answer grid and its output groups. Its cached pictures, answers and
-scores are `compute`'s (`story_*`, `*_scores`), its widget keys `state`'s.
+scores are `story_data`'s (`story_*`, `*_scores`), its widget keys `state`'s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from cnnvis_engine.demos.floor_views import DIRECTIONS, DISTANCES, ROBOT_OUTPUT_
 from cnnvis_engine.render import render_overlay
 from cnnvis_engine.stories import readout
 
-from . import compute
+from . import story_data
 
 DISPLAY_SIDE = 256  # story pictures are 64 or 96 px; shown enlarged
 # The robot's Grad-CAM layer: at the last block (`features`) Grad-CAM is empty for this net, because the dense
@@ -22,8 +22,8 @@ DISPLAY_SIDE = 256  # story pictures are 64 or 96 px; shown enlarged
 ROBOT_LAYER = "features.2"
 
 
-def picture(story: str, key: str) -> compute.StoryPicture:
-    return next(p for p in compute.story_pictures(story) if p.key == key)
+def picture(story: str, key: str) -> story_data.StoryPicture:
+    return next(p for p in story_data.story_pictures(story) if p.key == key)
 
 
 def enlarge(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
@@ -31,8 +31,8 @@ def enlarge(image: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
     return cv2.resize(image, (side, side), interpolation=cv2.INTER_NEAREST)
 
 
-def image_array(p: compute.StoryPicture) -> np.ndarray:
-    return np.asarray(compute.story_image(str(p.path)).image)
+def image_array(p: story_data.StoryPicture) -> np.ndarray:
+    return np.asarray(story_data.story_image(str(p.path)).image)
 
 
 def map_share(values: np.ndarray, region: np.ndarray) -> float:

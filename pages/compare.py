@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
 from cnnvis_engine.report import ReportStamp
-from cnnvis_ui import compute, context, controls, panels, scale, share, state, views
+from cnnvis_ui import choices, context, controls, model_cache, panels, scale, share, state, views
 from cnnvis_ui.text import plain
 
 # A link is held to the same counts (state.URL_PARAMS).
@@ -22,14 +22,14 @@ def row_title(key: str) -> tuple[str, str]:
     name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d, net.py:build)
     if name == state.USER_MODEL_CHOICE:
         user = state.get(state.USER_MODEL)
-        return f"Your model: {user['filename']}" if user else "Your model", compute.WEIGHTS_LABELS["file"]
-    return compute.model_title(name), compute.WEIGHTS_LABELS.get(weights, weights)
+        return f"Your model: {user['filename']}" if user else "Your model", model_cache.WEIGHTS_LABELS["file"]
+    return model_cache.model_title(name), model_cache.WEIGHTS_LABELS.get(weights, weights)
 
 
 def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
     """The method, image refs and model keys, from widgets seeded by their plain keys."""
     method_column, images_column = st.columns([1, 2])
-    offered = state.compare_methods()  # one map per cell
+    offered = choices.compare_methods()  # one map per cell
     method_column.selectbox(
         "Method",
         offered,
@@ -50,7 +50,7 @@ def choose(images: list[str]) -> tuple[str, list[str], list[str]]:
         help="Models whose pretrained weights cannot be had here can still be compared "
         "untrained. Their maps show what the architecture responds to, not what it learned.",
     )
-    options = compute.comparable_models(state.get(state.COMPARE_RANDOM))
+    options = model_cache.comparable_models(state.get(state.COMPARE_RANDOM))
     if state.get(state.USER_MODEL):  # the model uploaded in this session, like any other
         options.append(USER_KEY)
     current = context.current_model().key

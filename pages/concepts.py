@@ -7,7 +7,7 @@ import streamlit as st
 
 from cnnvis_engine import EngineError
 from cnnvis_engine.report import ReportStamp
-from cnnvis_ui import concepts_compute, concepts_view, context, controls, panels, share, state
+from cnnvis_ui import choices, concepts_compute, concepts_view, context, controls, panels, share, state
 from cnnvis_ui.concepts_view import ConceptCard
 from cnnvis_ui.text import plain
 
@@ -23,12 +23,12 @@ INTRO = (
 def controls_row(ctx: context.Context) -> tuple[str, bool]:
     """Channels or groups, and the reference photos switch."""
     units, reference = st.columns([2, 3])
-    choices = list(state.CONCEPT_UNIT_CHOICES)
+    offered = list(choices.CONCEPT_UNIT_CHOICES)
     units.segmented_control(
         "Concepts are",
-        choices,
-        **state.bound(state.CONCEPT_UNITS, choices),
-        format_func=state.CONCEPT_UNIT_CHOICES.get,
+        offered,
+        **state.bound(state.CONCEPT_UNITS, offered),
+        format_func=choices.CONCEPT_UNIT_CHOICES.get,
         help="A channel often answers several patterns; groups of channels that fire together (Deep Feature "
         "Factorization) are often one idea each.",
     )
@@ -223,7 +223,7 @@ def render() -> None:
         layer=result.layer,
         target=result.target_name,
         settings={
-            "Concepts": state.CONCEPT_UNIT_CHOICES[units],
+            "Concepts": choices.CONCEPT_UNIT_CHOICES[units],
             "Box": state.get(state.CONCEPT_BOX) or "whole picture",
         },
         title=f"cnnvis — concepts of {ctx.model.name} on {ctx.image.title}",

@@ -6,7 +6,8 @@ from contextlib import nullcontext
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError, Explanation
-from cnnvis_ui import caveats, charts, compute, context, controls, curves, panels, share, views
+from cnnvis_engine.faithfulness import Faithfulness
+from cnnvis_ui import caveats, charts, context, controls, curves, panels, share, views
 from cnnvis_ui.text import plain
 
 LAYOUT = (("input", "gradcam", "guided_gradcam"), ("cam", "saliency", "feature_maps"))
@@ -59,7 +60,7 @@ def options_of(method: str, settings: dict[str, dict[str, float]]) -> dict[str, 
 
 def scores_for(
     ctx: context.Context, sources: dict[str, Explanation], settings: dict[str, dict[str, float]]
-) -> tuple[dict[str, compute.Faithfulness], dict[str, str]]:
+) -> tuple[dict[str, Faithfulness], dict[str, str]]:
     """Faithfulness of every scorable map (cached per image, model, layer, class and method), and the errors."""
     scores, problems = {}, {}
     with st.spinner("Scoring the maps: hiding and revealing pixels…", show_time=True):
@@ -74,7 +75,7 @@ def scores_for(
 
 
 def faithfulness_section(
-    scores: dict[str, compute.Faithfulness],
+    scores: dict[str, Faithfulness],
     problems: dict[str, str],
     titles: dict[str, str],
     ctx: context.Context | None = None,

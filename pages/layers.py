@@ -7,12 +7,13 @@ import numpy as np
 import streamlit as st
 
 from cnnvis_engine import EngineError, MethodResult
+from cnnvis_engine.featurevis import FeatureVisResult
 from cnnvis_engine.render import render_grid
-from cnnvis_ui import compute, context, controls, panels, share, state, text, views
-from cnnvis_ui.compute import ModelRef, model_spec
+from cnnvis_ui import choices, context, controls, model_cache, panels, result_cache, share, state, text, views
+from cnnvis_ui.model_cache import ModelRef, model_spec
 from cnnvis_ui.views import PanelView
 
-CHANNEL_COUNTS = list(state.CHANNEL_COUNTS)  # a link's channel count is one of these too
+CHANNEL_COUNTS = list(choices.CHANNEL_COUNTS)  # a link's channel count is one of these too
 # The gallery: the first 8 channels shown, 64 px, 64 steps (bench/featurevis_bench.py's gallery case). Measured
 # with efficientnet_lite0 on this 2-core CPU: 1.2–4 s, whichever layer; far longer only while another process
 # keeps both cores busy and torch runs two threads (the bench's --threads note).
@@ -68,7 +69,7 @@ def channel_gallery(ctx: context.Context, maps: MethodResult) -> None:
     left, _ = st.columns([3, 1])
     with left:
         try:
-            results = compute.channel_gallery(
+            results = result_cache.channel_gallery(
                 ctx.model.key, maps.layer, channels, GALLERY_SIZE, GALLERY_STEPS, GALLERY_SEED, ctx.explainer
             )
         except EngineError as error:
@@ -77,7 +78,7 @@ def channel_gallery(ctx: context.Context, maps: MethodResult) -> None:
         panels.draw(gallery_view(maps.layer, channels, results), height=360, file_stem=f"cnnvis-{ctx.model.name}")
 
 
-def gallery_view(layer: str, channels: Sequence[int], results: Sequence[compute.FeatureVisResult]) -> PanelView:
+def gallery_view(layer: str, channels: Sequence[int], results: Sequence[FeatureVisResult]) -> PanelView:
     """The gallery as one picture, 4 per row in the feature maps' order; hover gives each tile's channel and the
     channel's mean activation on it. Channels whose objective stayed 0 on every step (no gradient) are named."""
     tiles = np.stack([result.image for result in results]) / 255.0
@@ -137,13 +138,13 @@ def trained_vs_random(ctx: context.Context, colormap: str) -> None:
     trained = next((w for w in spec.weights if w != "random"), None)
     if trained is None or "random" not in spec.weights:
         st.info(
-            f"{spec.name} comes only with {compute.WEIGHTS_LABELS.get(spec.weights[0], spec.weights[0])}, so there "
+            f"{spec.name} comes only with {model_cache.WEIGHTS_LABELS.get(spec.weights[0], spec.weights[0])}, so there "
             "is no trained/untrained pair to compare."
         )
         return
     st.caption(
         "Training turns the first layer's random noise into edge, colour and blob detectors. "
-        f"Left: {spec.name} with its {compute.WEIGHTS_LABELS.get(trained, trained)}; right: random weights."
+        f"Left: {spec.name} with its {model_cache.WEIGHTS_LABELS.get(trained, trained)}; right: random weights."
     )
     columns = st.columns(2, gap="large")
     for column, weights in zip(columns, [trained, "random"]):

@@ -4,10 +4,10 @@ the sidebar's model, image, layer and class, for one method and optionally a sec
 import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
-from cnnvis_ui import caveats, charts, context, panels, scale, share, state, views
+from cnnvis_ui import actions, caveats, charts, choices, context, panels, scale, share, state, views
 from cnnvis_ui.text import plain
 
-MODES = state.SANITY_MODES
+MODES = choices.SANITY_MODES
 PAPER = "https://arxiv.org/abs/1810.03292"
 COLUMNS = 8
 
@@ -19,7 +19,7 @@ def title(method: str) -> str:
 def choose() -> tuple[list[str], str]:
     """The methods to test (the chosen one, then the one to compare with, if any) and the mode."""
     method_column, second_column, mode_column = st.columns([2, 2, 3])
-    offered = state.sanity_methods()  # maps cheap enough to redo per layer
+    offered = choices.sanity_methods()  # maps cheap enough to redo per layer
     method_column.selectbox(
         "Method",
         offered,
@@ -101,7 +101,7 @@ def render() -> None:
     methods, mode = choose()
     same_scale = scale.toggle()
     runs = [ctx.sanity_run(method, mode) for method in methods]
-    state.sanity_shown(runs)
+    actions.sanity_shown(runs)
     asked = set(state.get(state.SANITY_RUNS))
     st.button(
         "Run the test",
@@ -109,7 +109,7 @@ def render() -> None:
         type="primary",
         icon=":material/play_arrow:",
         disabled=asked.issuperset(runs),
-        on_click=state.request_runs,
+        on_click=actions.request_runs,
         args=(runs,),
         help="Each method's maps are computed once per model, image, layer, class and mode, then kept.",
     )

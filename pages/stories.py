@@ -4,10 +4,9 @@ a U-Net that finds salt in seismic images, and a robot's obstacle detector with 
 import numpy as np
 import streamlit as st
 
-from cnnvis_ui import audit, compute, concepts_compute, panels, scale, share, state, stories
+from cnnvis_ui import audit, choices, concepts_compute, panels, scale, share, state, stories, story_data
 from cnnvis_ui.panels import PanelView
 
-STORIES = {"tanks": "The tanks and the weather", "salt": "Finding salt", "robot": "A robot's blind spots"}
 NETS = {"tanks_shortcut": "Biased-photos detector", "tanks_clean": "Fair-photos detector"}
 
 
@@ -22,10 +21,10 @@ def tanks() -> None:
         "clouds, so it had learned the weather. We trained the same small network twice on drawn field scenes: once "
         "on such **biased photos**, once on **fair photos** where sun and clouds come with and without tanks alike."
     )
-    scores = compute.tank_scores()
+    scores = story_data.tank_scores()
     st.subheader("1 · Both detectors ace photos like the ones they learned from")
     cols = st.columns(4)
-    for col, p in zip(cols, compute.story_pictures("tanks")):
+    for col, p in zip(cols, story_data.story_pictures("tanks")):
         biased_kind = p.truth["tank"] == p.truth["sunny"]  # sunny tank or cloudy empty field
         with col:
             show(
@@ -42,11 +41,11 @@ def tanks() -> None:
     st.markdown(
         "Now tanks stand under clouds and empty fields lie in the sun. Each detector's belief that there is a tank:"
     )
-    photos = compute.story_pictures("tanks")
+    photos = story_data.story_pictures("tanks")
     st.dataframe(
         {"Photo": [p.title for p in photos]}
         | {
-            title: [compute.story_probabilities(str(p.path), model)["tank"] for p in photos]
+            title: [story_data.story_probabilities(str(p.path), model)["tank"] for p in photos]
             for model, title in NETS.items()
         },
         column_config={
@@ -65,24 +64,15 @@ def tanks() -> None:
     c.metric("Fair detector, 200 photos with the weather reversed", f"{scores['tanks_clean']['reversed']:.0%}")
 
     st.subheader("3 · Grad-CAM shows what each one was looking at")
-    names = {p.key: p.title for p in compute.story_pictures("tanks")}
-    key = (
-        st.segmented_control(
-            "Photo",
-            list(names),
-            format_func=names.get,
-            default="tank_sunny",
-            key=state.TANK_PICTURE,
-            bind="query-params",
-        )
-        or "tank_sunny"
+    names = {p.key: p.title for p in story_data.story_pictures("tanks")}
+    st.segmented_control(
+        "Photo", list(names), format_func=names.get, required=True, **state.bound(state.TANK_PICTURE, list(names))
     )
-    p = stories.picture("tanks", key)
-    shares = compute.tank_cam_shares()
-    same_scale = st.toggle(
-        scale.TOGGLE_LABEL, value=True, key=state.TANK_SHARED_SCALE, bind="query-params", help=scale.TOGGLE_HELP
-    )
-    found = {model: compute.story_explanation(str(p.path), model, ("class", 1)) for model in NETS}
+    p = stories.picture("tanks", state.get(state.TANK_PICTURE))
+    shares = story_data.tank_cam_shares()
+    st.toggle(scale.TOGGLE_LABEL, **state.bound(state.TANK_SHARED_SCALE), help=scale.TOGGLE_HELP)
+    same_scale = state.get(state.TANK_SHARED_SCALE)
+    found = {model: story_data.story_explanation(str(p.path), model, ("class", 1)) for model in NETS}
     shared = scale.SharedScale.over(scale.triples(ex["gradcam"] for ex in found.values())) if same_scale else None
     cols = st.columns(2)
     for col, model in zip(cols, NETS):
@@ -175,17 +165,14 @@ def salt() -> None:
         "Geologists look for salt in seismic images: the rock layers show as stripes, and a salt body is where the "
         "stripes stop. The article's U-Net marks salt pixel by pixel. Ours is a small U-Net trained on drawn sections."
     )
-    names = {p.key: p.title for p in compute.story_pictures("salt")}
-    key = (
-        st.segmented_control(
-            "Section", list(names), format_func=names.get, default="salt_1", key=state.SALT_PICTURE, bind="query-params"
-        )
-        or "salt_1"
+    names = {p.key: p.title for p in story_data.story_pictures("salt")}
+    st.segmented_control(
+        "Section", list(names), format_func=names.get, required=True, **state.bound(state.SALT_PICTURE, list(names))
     )
-    p = stories.picture("salt", key)
+    p = stories.picture("salt", state.get(state.SALT_PICTURE))
     image = stories.image_array(p)
-    predicted = compute.salt_prediction(str(p.path))
-    truth = compute.story_mask(str(p.mask_path))
+    predicted = story_data.salt_prediction(str(p.path))
+    truth = story_data.story_mask(str(p.mask_path))
     cols = st.columns(3)
     with cols[0]:
         st.markdown("**1 · A seismic section**")
@@ -196,29 +183,22 @@ def salt() -> None:
             "salt-mask",
             "Predicted salt (red), true outline (yellow)",
             stories.mask_overlay(image, predicted, truth),
-            f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {compute.salt_iou():.0%}",
+            f"Overlap with the truth (IoU) {stories.iou(predicted, truth):.0%}; on 100 new sections {story_data.salt_iou():.0%}",
         )
     with cols[2]:
         st.markdown("**3 · Grad-CAM for “salt”**")
-        layers = {"decode1": "last decoder block (64×64)", "bottom": "bottleneck (16×16)"}
-        layer = (
-            st.segmented_control(
-                "Layer",
-                list(layers),
-                format_func=layers.get,
-                default="decode1",
-                key=state.SALT_LAYER,
-                bind="query-params",
-            )
-            or "decode1"
+        layers = choices.SALT_LAYERS
+        st.segmented_control(
+            "Layer", list(layers), format_func=layers.get, required=True, **state.bound(state.SALT_LAYER, list(layers))
         )
-        ex = compute.story_explanation(str(p.path), "salt_unet", ("segment", 1), layer)
+        layer = state.get(state.SALT_LAYER)
+        ex = story_data.story_explanation(str(p.path), "salt_unet", ("segment", 1), layer)
         show(
             "salt-cam",
             "What made these pixels salt",
             stories.gradcam_overlay(ex),
             f"{stories.map_share(ex['gradcam'].map, predicted):.0%} of Grad-CAM inside the predicted salt; "
-            f"{compute.salt_cam_share(layer):.0%} on new sections at this layer",
+            f"{story_data.salt_cam_share(layer):.0%} on new sections at this layer",
         )
     st.markdown(
         "For a segmentation model the target is a region: the “salt” score summed over the pixels predicted as salt. "
@@ -232,21 +212,14 @@ def robot() -> None:
         "The article's last model gives a robot long-range obstacle perception: many yes/no outputs, one per cell of "
         "the floor ahead. Ours has 5 directions × 5 distances = 25 outputs, trained on drawn views of a tiled room."
     )
-    views = {p.key: p.title for p in compute.story_pictures("robot")}
+    views = {p.key: p.title for p in story_data.story_pictures("robot")}
     st.subheader("1 · What the robot sees, and its 25 answers")
-    key = (
-        st.segmented_control(
-            "View",
-            list(views)[:2],
-            format_func=views.get,
-            default="robot_obstacles",
-            key=state.ROBOT_PICTURE,
-            bind="query-params",
-        )
-        or "robot_obstacles"
+    offered = choices.robot_views()
+    st.segmented_control(
+        "View", offered, format_func=views.get, required=True, **state.bound(state.ROBOT_PICTURE, offered)
     )
-    p = stories.picture("robot", key)
-    answers = compute.robot_answers(str(p.path))
+    p = stories.picture("robot", state.get(state.ROBOT_PICTURE))
+    answers = story_data.robot_answers(str(p.path))
     a, b = st.columns([2, 3])
     with a:
         show("robot-input", p.title, stories.enlarge(stories.image_array(p)))
@@ -264,37 +237,22 @@ def robot() -> None:
         "empty, because the dense layer after it weighs every position differently and the averages cancel. "
         "**LayerCAM** keeps the gradient at each position, so it shows which spots feed the chosen group."
     )
-    groups = {
-        "all": "All 25",
-        "direction": "One direction",
-        "distance": "One distance",
-        "reported": "What it switched on",
-    }
-    kind = (
-        st.segmented_control(
-            "Outputs", list(groups), format_func=groups.get, default="all", key=state.ROBOT_GROUP, bind="query-params"
-        )
-        or "all"
+    groups = choices.ROBOT_GROUPS
+    st.segmented_control(
+        "Outputs", list(groups), format_func=groups.get, required=True, **state.bound(state.ROBOT_GROUP, list(groups))
     )
+    kind = state.get(state.ROBOT_GROUP)
+    if state.get(state.ROBOT_DIRECTION) is None:  # until one is chosen: the direction of the view's first obstacle
+        state.put(state.ROBOT_DIRECTION, choices.ROBOT_DIRECTIONS[stories.first_direction(p.truth["obstacles"])])
     c1, c2, _ = st.columns(3)
-    direction = c1.selectbox(
-        "Direction",
-        stories.DIRECTIONS,
-        index=stories.first_direction(p.truth["obstacles"]),
-        key=state.ROBOT_DIRECTION,
-        bind="query-params",
-        disabled=kind != "direction",
+    directions, distances = list(choices.ROBOT_DIRECTIONS), list(choices.ROBOT_DISTANCES)
+    c1.selectbox(
+        "Direction", directions, **state.bound(state.ROBOT_DIRECTION, directions), disabled=kind != "direction"
     )
-    distance = c2.selectbox(
-        "Distance",
-        stories.DISTANCES,
-        index=4,
-        key=state.ROBOT_DISTANCE,
-        bind="query-params",
-        disabled=kind != "distance",
-    )
+    c2.selectbox("Distance", distances, **state.bound(state.ROBOT_DISTANCE, distances), disabled=kind != "distance")
+    direction, distance = state.get(state.ROBOT_DIRECTION), state.get(state.ROBOT_DISTANCE)
     outputs, label = stories.group_outputs(kind, direction, distance, answers)
-    ex = compute.story_explanation(
+    ex = story_data.story_explanation(
         str(p.path), "robot_perception", ("outputs", outputs, label), stories.ROBOT_LAYER, ("gradcam", "layercam")
     )
     cols = st.columns(3)
@@ -309,24 +267,24 @@ def robot() -> None:
             )
 
     st.subheader("3 · Where it fails")
-    scores = compute.robot_scores()
+    scores = story_data.robot_scores()
     left, right = st.columns(2)
     plain, camo, shadow = (stories.picture("robot", k) for k in ("robot_box", "robot_floor_coloured", "robot_shadow"))
     with left:
         show("robot_floor_coloured", camo.title, stories.enlarge(stories.image_array(camo)))
         st.plotly_chart(
-            stories.answer_grid(compute.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
+            stories.answer_grid(story_data.robot_answers(str(camo.path)), camo.truth["obstacles"], height=240),
             key="story-robot_floor_coloured-grid",
             config={"displayModeBar": False},
         )
         cell = tuple(stories.ROBOT_OUTPUT_NAMES.index(n) for n in camo.truth["obstacles"])
         pair = [
-            compute.story_explanation(
+            story_data.story_explanation(
                 str(q.path), "robot_perception", ("outputs", cell, "its cell"), stories.ROBOT_LAYER
             )
             for q in (plain, camo)
         ]
-        found = compute.robot_answers(str(plain.path))[cell[0]]
+        found = story_data.robot_answers(str(plain.path))[cell[0]]
         show(
             "robot_floor_coloured-cam",
             "Grad-CAM for its cell: ordinary colour (left), floor colour (right)",
@@ -334,14 +292,14 @@ def robot() -> None:
             f"one colour scale · layer {stories.ROBOT_LAYER} · in its ordinary colour the robot sees it ({found:.0%})",
         )
     with right:
-        answers = compute.robot_answers(str(shadow.path))
+        answers = story_data.robot_answers(str(shadow.path))
         show("robot_shadow", shadow.title, stories.enlarge(stories.image_array(shadow)))
         st.plotly_chart(
             stories.answer_grid(answers, shadow.truth["obstacles"], height=240),
             key="story-robot_shadow-grid",
             config={"displayModeBar": False},
         )
-        ex = compute.story_explanation(
+        ex = story_data.story_explanation(
             str(shadow.path),
             "robot_perception",
             ("outputs", stories.reported(answers) or None, "the outputs it switched on"),
@@ -359,13 +317,11 @@ def robot() -> None:
 
 def render() -> None:
     st.title("Stories: why look inside a network?")
-    story = (
-        st.segmented_control(
-            "Story", list(STORIES), format_func=STORIES.get, default="tanks", key=state.STORY, bind="query-params"
-        )
-        or "tanks"
+    told = choices.STORIES
+    st.segmented_control(
+        "Story", list(told), format_func=told.get, required=True, **state.bound(state.STORY, list(told))
     )
-    {"tanks": tanks, "salt": salt, "robot": robot}[story]()
+    {"tanks": tanks, "salt": salt, "robot": robot}[state.get(state.STORY)]()
 
 
 share.ensure_entry()

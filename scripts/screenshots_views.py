@@ -131,7 +131,7 @@ def shared_scale(browser, url: str) -> None:
     page.set_default_timeout(180_000)
     page.goto(f"{url}/stories")
     settle(page)
-    page.locator(".st-key-stories_tank_picture").get_by_text("An empty field, sunny").click(timeout=30_000)
+    page.locator(".st-key-_w_stories_tank_picture").get_by_text("An empty field, sunny").click(timeout=30_000)
     settle(page)
     shots = {}
     for on in (True, False):  # on by default in the tank story

@@ -237,8 +237,8 @@ def one_torch_thread() -> Iterator[None]:
 @pytest.fixture
 def fresh_caches() -> Iterator[None]:
     """Empty Streamlit caches before and after the test: they survive between AppTest instances in one process."""
-    from cnnvis_ui import compute
+    from cnnvis_ui import result_cache
 
-    compute.clear_all()
+    result_cache.clear_all()
     yield
-    compute.clear_all()
+    result_cache.clear_all()

@@ -19,7 +19,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine import EngineError, Explainer
-from cnnvis_ui import compute, state
+from cnnvis_ui import result_cache, state
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = str(ROOT / "dashboard.py")
@@ -222,8 +222,8 @@ def test_an_extra_method_adds_its_panel_and_only_it_is_computed(count_explains):
 
 def test_faithfulness_scores_each_map_and_plots_labelled_curves(monkeypatch):
     calls = []
-    original = compute.evaluate_map
-    monkeypatch.setattr(compute, "evaluate_map", lambda *a, **k: calls.append(1) or original(*a, **k))
+    original = result_cache.evaluate_map
+    monkeypatch.setattr(result_cache, "evaluate_map", lambda *a, **k: calls.append(1) or original(*a, **k))
     at = app()
     assert not calls and "faithfulness-chart" not in [c.key for c in at.get("plotly_chart")]  # opt-in
     at.toggle(key=state.widget(state.FAITHFULNESS)).set_value(True).run()
@@ -237,7 +237,7 @@ def test_faithfulness_scores_each_map_and_plots_labelled_curves(monkeypatch):
     assert spec["layout"]["yaxis"]["title"]["text"] == "class probability"
     assert len(spec["data"]) == 6  # a deletion and an insertion curve per map
     deletion = spec["data"][0]["y"]
-    assert len(deletion) == compute.FAITHFULNESS_STEPS + 1 and deletion[0] > 0.5 and deletion[-1] < deletion[0]
+    assert len(deletion) == result_cache.FAITHFULNESS_STEPS + 1 and deletion[0] > 0.5 and deletion[-1] < deletion[0]
     table = at.dataframe[-1].value
     assert list(table["Map"]) == ["Grad-CAM", "CAM", "Saliency (vanilla)"]
     assert ((table["Deletion AUC (lower is better)"] > 0) & (table["Insertion AUC (higher is better)"] < 1)).all()
@@ -250,7 +250,7 @@ def test_engine_errors_in_extra_panels_and_scores_show_in_place(monkeypatch):
     def failing(*args, **kwargs):
         raise EngineError("The scores could not be computed.")
 
-    monkeypatch.setattr(compute, "evaluate_map", failing)
+    monkeypatch.setattr(result_cache, "evaluate_map", failing)
     at = app(EXPLORE, **{state.EXTRA_METHODS: ["layercam"], state.FAITHFULNESS: True})
     assert not at.exception
     assert "Layer-CAM" in bold_titles(at) and len(at.get("plotly_chart")) == 7  # no curves to draw
@@ -301,13 +301,13 @@ def test_compare_offers_only_loadable_weights_and_random_on_request():
 def count_tests(monkeypatch):
     """The methods the page ran the randomisation test for (engine calls, not cache hits)."""
     calls = []
-    original = compute.randomisation_test
+    original = result_cache.randomisation_test
 
     def counting(bundle, image, method, **kwargs):
         calls.append(method)
         return original(bundle, image, method, **kwargs)
 
-    monkeypatch.setattr(compute, "randomisation_test", counting)
+    monkeypatch.setattr(result_cache, "randomisation_test", counting)
     return calls
 
 

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine.demos.tank_scenes import TANK_CLASSES, tank_dataset
 from cnnvis_ui import audit as a
-from cnnvis_ui import compute, state
+from cnnvis_ui import choices, result_cache, state
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "audit.py")
 
@@ -29,9 +29,9 @@ def audit_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
         folder = tmp_path / "field" / TANK_CLASSES[label]
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"{i:02d}.png")
-    compute.clear_all()
+    result_cache.clear_all()
     yield tmp_path
-    compute.clear_all()
+    result_cache.clear_all()
 
 
 def _group_shown(at: AppTest) -> bool:
@@ -75,7 +75,7 @@ def test_a_link_reopens_the_same_class_and_group(audit_root: Path):
     assert link["audit_folder"] == "field" and link["audit_run"] == "1" and link["audit_size"] == "32"
     assert link["audit_class"] == other and link["audit_group"] == str(numbers[-1])
 
-    compute.clear_all()  # the link's session computes the audit afresh
+    result_cache.clear_all()  # the link's session computes the audit afresh
     opened = AppTest.from_file(PAGE, default_timeout=180)
     for name, value in link.items():
         opened.query_params[name] = value
@@ -140,5 +140,5 @@ def test_an_uploaded_zip_is_named_by_its_own_file_name(audit_root: Path):
 
 
 def test_the_links_audit_methods_are_the_pages():
-    assert state.audit_methods() == a.map_methods()
+    assert choices.audit_methods() == a.map_methods()
     assert state.AUDIT_SIZES == a.SIZES and state.DEFAULTS[a.SIZE] in a.SIZES

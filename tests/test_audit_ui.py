@@ -362,11 +362,11 @@ def test_the_page_answers_a_bad_zip_with_its_sentence_and_a_good_one_with_its_fo
     good zip becomes the chosen folder."""
     from streamlit.testing.v1 import AppTest
 
-    from cnnvis_ui import compute
+    from cnnvis_ui import result_cache
 
     monkeypatch.setenv("CNNVIS_AUDIT_ROOT", str(tmp_path))
     monkeypatch.setattr(a, "DEMO_COUNT", 4)  # the demo set is drawn on first use; 4 scenes are enough here
-    compute.clear_all()
+    result_cache.clear_all()
     page = str(Path(__file__).resolve().parent.parent / "pages" / "audit.py")
     at = AppTest.from_file(page, default_timeout=60).run()
     upload = next(f for f in at.get("file_uploader") if f.key == a.ZIP)
@@ -382,7 +382,7 @@ def test_the_page_answers_a_bad_zip_with_its_sentence_and_a_good_one_with_its_fo
     assert not at.error and not at.exception
     chosen = at.session_state[a.FOLDER]
     assert chosen.startswith("uploads/test session id/zip-") and (tmp_path / chosen / "dogs" / "1.png").is_file()
-    compute.clear_all()
+    result_cache.clear_all()
 
 
 def test_a_zip_is_private_to_the_session_that_uploaded_it_and_freed_when_it_has_gone(tmp_path):
@@ -409,7 +409,7 @@ def test_the_page_lets_a_person_say_which_class_each_folder_is(tmp_path, monkeyp
     says the pictures were grouped by prediction; mapped, the audit's classes are the model's."""
     from streamlit.testing.v1 import AppTest
 
-    from cnnvis_ui import compute, state
+    from cnnvis_ui import result_cache, state
 
     monkeypatch.setenv("CNNVIS_AUDIT_ROOT", str(tmp_path))
     monkeypatch.setattr(a, "DEMO_COUNT", 4)
@@ -417,7 +417,7 @@ def test_the_page_lets_a_person_say_which_class_each_folder_is(tmp_path, monkeyp
         (tmp_path / "field" / name).mkdir(parents=True)
         for i in range(6):
             (tmp_path / "field" / name / f"{i}.png").write_bytes(_png(tuple(c + 9 * i for c in colour)))
-    compute.clear_all()
+    result_cache.clear_all()
     page = str(Path(__file__).resolve().parent.parent / "pages" / "audit.py")
     at = AppTest.from_file(page, default_timeout=120)
     at.session_state[state.MODEL], at.session_state[state.WEIGHTS] = "tanks_shortcut", "demo"
@@ -438,4 +438,4 @@ def test_the_page_lets_a_person_say_which_class_each_folder_is(tmp_path, monkeyp
     notes = " ".join(info.value for info in at.info)
     assert "not by its folder" not in notes and "labels the model does not know" not in notes, notes
     assert "12 pictures of field" in " ".join(h.value for h in at.subheader)
-    compute.clear_all()
+    result_cache.clear_all()

@@ -11,7 +11,7 @@ import torch
 
 from cnnvis_engine.models import MODELS, weights_on_disk
 from cnnvis_engine.models.weights import checkpoint_filename
-from cnnvis_ui import compute
+from cnnvis_ui import model_cache
 
 
 @pytest.fixture
@@ -28,8 +28,8 @@ def no_loads_or_downloads(monkeypatch, tmp_path):
 
     for name, spec in list(MODELS.items()):
         monkeypatch.setitem(MODELS, name, dataclasses.replace(spec, builder=forbidden(f"build {name}")))
-    monkeypatch.setattr(compute, "registry_explainer", forbidden("registry_explainer"))
-    monkeypatch.setattr(compute, "load_model", forbidden("load_model"))
+    monkeypatch.setattr(model_cache, "registry_explainer", forbidden("registry_explainer"))
+    monkeypatch.setattr(model_cache, "load_model", forbidden("load_model"))
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", forbidden("load_state_dict_from_url"))
     monkeypatch.setattr(torch.hub, "download_url_to_file", forbidden("download_url_to_file"))
     monkeypatch.setattr(urllib.request, "urlopen", forbidden("urlopen"))
@@ -42,8 +42,8 @@ def no_loads_or_downloads(monkeypatch, tmp_path):
 
 
 def test_compare_lists_models_without_loading_or_downloading(no_loads_or_downloads):
-    offered = compute.comparable_models(include_random=False)
-    with_random = compute.comparable_models(include_random=True)
+    offered = model_cache.comparable_models(include_random=False)
+    with_random = model_cache.comparable_models(include_random=True)
     assert no_loads_or_downloads == []
     assert "efficientnet_lite0:embedded" in offered  # shipped weights: always there
     assert not any(key.endswith(":pretrained") for key in offered)  # none in the (empty) cache
@@ -57,7 +57,7 @@ def test_a_pretrained_checkpoint_in_the_cache_is_offered(no_loads_or_downloads, 
     folder.mkdir(parents=True)
     (folder / checkpoint_filename(url)).write_bytes(b"not really a checkpoint")  # presence is all that is checked
     assert weights_on_disk("resnet18", "pretrained") and not weights_on_disk("resnet50", "pretrained")
-    assert "resnet18:pretrained" in compute.comparable_models(include_random=False)
+    assert "resnet18:pretrained" in model_cache.comparable_models(include_random=False)
     assert no_loads_or_downloads == []
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnvis_ui import compute, context
+from cnnvis_engine import Prediction
+from cnnvis_ui import context, result_cache
 
 DASHBOARD = str(Path(__file__).resolve().parent.parent / "dashboard.py")
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -18,18 +19,18 @@ pytestmark = pytest.mark.usefixtures("fresh_caches")
 def counted(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """Counts the Contexts built and the predictions looked up (through the cache or not)."""
     counts = {"build": 0, "predictions": 0}
-    build, predictions = context.build, compute.predictions
+    build, predictions = context.build, result_cache.predictions
 
     def counting_build() -> context.Context:
         counts["build"] += 1
         return build()
 
-    def counting_predictions(*args: object, **kwargs: object) -> tuple[compute.Prediction, ...]:
+    def counting_predictions(*args: object, **kwargs: object) -> tuple[Prediction, ...]:
         counts["predictions"] += 1
         return predictions(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(context, "build", counting_build)
-    monkeypatch.setattr(compute, "predictions", counting_predictions)
+    monkeypatch.setattr(result_cache, "predictions", counting_predictions)
     return counts
 
 

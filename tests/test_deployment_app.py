@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine.models import load_model
 from cnnvis_engine.models.user_files import TORCHSCRIPT_OFF
-from cnnvis_ui import compute, sidebar, state
+from cnnvis_ui import model_cache, result_cache, sidebar, state
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parent.parent
 def exposed(monkeypatch: pytest.MonkeyPatch):
     """The server as if started with --server.address 0.0.0.0, and no CNNVIS_ALLOW_TORCHSCRIPT."""
     monkeypatch.delenv("CNNVIS_ALLOW_TORCHSCRIPT", raising=False)
-    compute.clear_all()
+    result_cache.clear_all()
     before = config.get_option("server.address")
     config.set_option("server.address", "0.0.0.0")
     yield
     config.set_option("server.address", before)
-    compute.clear_all()
+    result_cache.clear_all()
 
 
 def uploader(at: AppTest, key: str):
@@ -86,12 +86,12 @@ def test_an_exposed_server_offers_only_allowed_models_and_refuses_a_link_to_anot
     offered = at.selectbox(key=state.widget(state.MODEL)).options
     assert "efficientnet_lite0" in offered and "resnet50" in offered
     assert not [name for name in offered if ":" in name]  # no torchvision: or timm: zoo name
-    assert at.session_state[state.MODEL] == compute.default_model().name
+    assert at.session_state[state.MODEL] == model_cache.default_model().name
     notes = [w.value.replace("\\", "") for w in at.sidebar.warning]
     assert any("this server does not offer the model 'timm:resnet18'" in note for note in notes), notes
 
     monkeypatch.setenv("CNNVIS_MODEL_ALLOWLIST", "efficientnet_lite0,timm:resnet18")
-    compute.clear_all()
+    result_cache.clear_all()
     at = _explore_with({"model": "timm:resnet18", "weights": "random", "image": "sample:cat"})
     assert not at.exception
     assert at.selectbox(key=state.widget(state.MODEL)).options == ["efficientnet_lite0", "timm:resnet18"]
@@ -108,7 +108,7 @@ def test_a_model_over_the_parameter_cap_is_a_sentence_where_the_panels_would_be(
         raise AssertionError("the model was built")
 
     monkeypatch.setattr(torchvision.models, "get_model", no_build)
-    compute.clear_all()
+    result_cache.clear_all()
     at = _explore_with({"model": "torchvision:vit_l_16", "weights": "random", "image": "sample:cat"})
     assert not at.exception
     warnings = [w.value.replace("\\", "") for w in at.warning]
@@ -120,7 +120,7 @@ def test_a_model_over_the_parameter_cap_is_a_sentence_where_the_panels_would_be(
     assert any("304 million parameters" in w.value for w in at.warning)
     assert "use-random" not in [button.key for button in at.button]  # random weights would be refused too
     monkeypatch.setenv("CNNVIS_MAX_MODEL_PARAMS", "10M")
-    compute.clear_all()
+    result_cache.clear_all()
     at = _explore_with({"model": "torchvision:resnet18", "weights": "random", "image": "sample:cat"})
     assert any("has 12 million parameters" in w.value for w in at.warning)
-    compute.clear_all()
+    result_cache.clear_all()

@@ -18,7 +18,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine import MethodError
-from cnnvis_ui import compute, state
+from cnnvis_ui import result_cache, state
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_caches")
 
@@ -31,14 +31,14 @@ TILE, GAP, COLUMNS = 128, 2, 4  # pages/layers.py's gallery grid
 def renders(monkeypatch):
     """Every gallery the engine renders: (layer, channels, results)."""
     calls = []
-    original = compute.render_channels
+    original = result_cache.render_channels
 
     def recording(bundle, layer, channels, **kwargs):
         results = original(bundle, layer, channels, **kwargs)
         calls.append((layer, tuple(channels), results))
         return results
 
-    monkeypatch.setattr(compute, "render_channels", recording)
+    monkeypatch.setattr(result_cache, "render_channels", recording)
     return calls
 
 
@@ -117,7 +117,7 @@ def test_an_engine_error_shows_a_message_in_the_gallery_s_place(monkeypatch):
     def failing(bundle, layer, channels, **kwargs):
         raise MethodError("Feature visualisation needs at least 8×8 pixels.")
 
-    monkeypatch.setattr(compute, "render_channels", failing)
+    monkeypatch.setattr(result_cache, "render_channels", failing)
     at = show_gallery(layers_page())
     assert not at.exception
     assert "What these channels look for" in bold_titles(at)

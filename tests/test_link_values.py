@@ -18,10 +18,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from cnnvis_engine import METHODS
-from cnnvis_ui import compute, state
+from cnnvis_ui import choices, result_cache, state, url_codec
 
 ROOT = Path(__file__).resolve().parent.parent
-PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity")}
+PAGES = {name: str(ROOT / "pages" / f"{name}.py") for name in ("explore", "layers", "compare", "sanity", "stories")}
 NOTE = "Parts of the link could not be reproduced here"
 UPLOAD = "upload:" + "ab" * 32  # a well-formed reference to an upload this server does not have
 
@@ -49,6 +49,7 @@ ALLOWED = {(name, "") for name in ("layer", "class", "kernels", "methods", "sett
     ("concept_open", "2"),  # channel 2: the Concepts page checks it against its layer
     ("concept_box", ""),  # the whole picture
     ("concept_compare", ""),  # no second model
+    ("stories_robot_direction", ""),  # "": the direction of the view's first obstacle
 }
 PARAMS = [param.name for param in state.URL_PARAMS.values()]
 
@@ -66,9 +67,9 @@ def _page(path: str) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def caches() -> Iterator[None]:
     """One set of caches for the module: every hostile link falls back to the same default view."""
-    compute.clear_all()
+    result_cache.clear_all()
     yield
-    compute.clear_all()
+    result_cache.clear_all()
 
 
 def open_link(page: str, params: dict[str, str]) -> AppTest:
@@ -97,14 +98,22 @@ def assert_in_domain(at: AppTest) -> None:
     s = at.session_state
     assert 0 <= s[state.OPACITY] <= 1
     assert s[state.FM_CHANNELS] in (4, 8, 16, 32, 64)
-    assert len(set(s[state.EXTRA_METHODS])) == len(s[state.EXTRA_METHODS]) <= len(state.explore_extras())
+    assert len(set(s[state.EXTRA_METHODS])) == len(s[state.EXTRA_METHODS]) <= len(choices.explore_extras())
     assert len(s[state.COMPARE_IMAGES] or ()) <= 4 and len(s[state.COMPARE_MODELS] or ()) <= 6
     for method, values in s[state.METHOD_SETTINGS].items():
         for option in METHODS[method].options:
             low, high = option.dashboard_range()
             assert option.name not in values or low <= values[option.name] <= high
     for key in (state.LAYER, state.KERNEL_LAYER, state.IMAGE, state.MODEL, state.WEIGHTS):
-        assert s[key] is None or len(s[key]) <= state.MAX_TEXT
+        assert s[key] is None or len(s[key]) <= url_codec.MAX_TEXT
+    assert s[state.STORY] in ("tanks", "salt", "robot")
+    assert s[state.TANK_PICTURE] in ("tank_sunny", "tank_cloudy", "field_sunny", "field_cloudy")
+    assert s[state.SALT_PICTURE] in ("salt_1", "salt_2", "salt_3") and s[state.SALT_LAYER] in ("decode1", "bottom")
+    assert s[state.ROBOT_PICTURE] in ("robot_obstacles", "robot_box")
+    assert s[state.ROBOT_GROUP] in ("all", "direction", "distance", "reported")
+    assert s[state.ROBOT_DIRECTION] in (None, "far left", "left", "ahead", "right", "far right")
+    assert s[state.ROBOT_DISTANCE] in ("very near", "near", "middle", "far", "very far")
+    assert s[state.TANK_SHARED_SCALE] in (True, False)
 
 
 @pytest.mark.parametrize("page", list(PAGES))
@@ -125,7 +134,7 @@ def test_every_parameter_with_a_hostile_value_is_dropped_and_said(page: str, kin
 
 @pytest.mark.parametrize("page", list(PAGES))
 def test_too_many_items_and_duplicates_are_left_out(page: str):
-    offered = state.explore_extras()
+    offered = choices.explore_extras()
     link = {
         "methods": ",".join(offered * 2),  # every method twice: duplicates, and more than the pills offer
         "compare_images": ",".join(["sample:cat", "sample:cat", "sample:coffee", "sample:rocket"] * 2 + [UPLOAD]),
@@ -158,7 +167,7 @@ def test_opacity_2_on_explore_keeps_the_panels_and_says_so():
 def test_five_compare_images_on_compare_keep_four_and_say_so():
     picture = io.BytesIO()
     Image.new("RGB", (64, 48), (200, 30, 30)).save(picture, "PNG")
-    digest = compute.sha256(picture.getvalue())
+    digest = result_cache.sha256(picture.getvalue())
     refs = ["sample:cat", "sample:coffee", "sample:astronaut", "sample:rocket", f"upload:{digest}"]
     at = AppTest.from_function(_page, args=(PAGES["compare"],), default_timeout=180)
     at.session_state[state.UPLOADS] = {digest: ("red.png", picture.getvalue())}  # uploaded in this session

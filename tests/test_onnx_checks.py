@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from cnnvis_engine import ModelFileError
-from cnnvis_engine.models import load_model_file, onnx_checks, onnx_files
+from cnnvis_engine.models import load_model_file, onnx_checks, onnx_cost, onnx_files
 from tests.onnx_cases import (
     HIDDEN_EXTERNAL,
     VALUE_SIZED_OPS,
@@ -244,13 +244,13 @@ def test_shape_arithmetic_is_computed_so_a_vit_style_export_loads(monkeypatch: p
         net = TokenNet().eval()
     data = export(net, (1, 3, 32, 32))
     proto = onnx_files._parse(data)
-    cost = onnx_checks.forward_cost(proto, "vit.onnx", onnx_files._input_spec(proto, "vit.onnx"))
+    cost = onnx_cost.forward_cost(proto, "vit.onnx", onnx_files._input_spec(proto, "vit.onnx"))
     assert not cost.bounded  # every size inferred exactly, after computing the Div/Cast and Where values
     bundle = load_model_file(data, "vit.onnx")
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(bundle.module(x), net(x), atol=1e-5)
-    monkeypatch.setattr(onnx_checks, "MAX_FOLDED", 0)
+    monkeypatch.setattr(onnx_cost, "MAX_FOLDED", 0)
     with pytest.raises(ModelFileError, match=r"shapes cannot be bounded before it runs: node '/Expand' \(Expand\)"):
         load_model_file(data, "vit.onnx")
 
@@ -274,7 +274,7 @@ def test_the_work_estimate_holds_the_multiply_adds_torch_does() -> None:
     for handle in handles:
         handle.remove()
     proto = onnx_files._parse(export(net, (1, 3, *size)))
-    cost = onnx_checks.forward_cost(proto, "net.onnx", onnx_files._input_spec(proto, "net.onnx"))
+    cost = onnx_cost.forward_cost(proto, "net.onnx", onnx_files._input_spec(proto, "net.onnx"))
     assert (cost.height, cost.width, cost.bounded) == (*size, False)
     assert sum(macs) <= cost.work <= sum(macs) + cost.memory // 4
     assert sum(conv_bytes) < cost.memory < 3 * sum(conv_bytes)
@@ -282,8 +282,8 @@ def test_the_work_estimate_holds_the_multiply_adds_torch_does() -> None:
 
 def test_a_dynamic_size_is_bounded_at_the_default_side() -> None:
     proto = onnx_files._parse(export(small_cnn(), (1, 3, 40, 48), dynamic_size=True))
-    cost = onnx_checks.forward_cost(proto, "net.onnx", onnx_files._input_spec(proto, "net.onnx"))
-    assert (cost.height, cost.width) == (onnx_checks.DEFAULT_SIDE, onnx_checks.DEFAULT_SIDE)
+    cost = onnx_cost.forward_cost(proto, "net.onnx", onnx_files._input_spec(proto, "net.onnx"))
+    assert (cost.height, cost.width) == (onnx_cost.DEFAULT_SIDE, onnx_cost.DEFAULT_SIDE)
 
 
 class Upsampling(nn.Module):
@@ -307,8 +307,8 @@ def test_resizes_by_a_scale_or_to_the_inputs_size_are_bounded_exactly(dynamic_si
         net = Upsampling().eval()
     data = export(net, (1, 3, 32, 32), dynamic_size=dynamic_size)
     proto = onnx_files._parse(data)
-    cost = onnx_checks.forward_cost(proto, "up.onnx", onnx_files._input_spec(proto, "up.onnx"))
-    side = onnx_checks.DEFAULT_SIDE if dynamic_size else 32
+    cost = onnx_cost.forward_cost(proto, "up.onnx", onnx_files._input_spec(proto, "up.onnx"))
+    side = onnx_cost.DEFAULT_SIDE if dynamic_size else 32
     assert (cost.height, cost.width, cost.bounded) == (side, side, False)
     assert cost.largest == 4 * 4 * (2 * side) ** 2  # the upsampled (1, 4, 2H, 2W) float tensor
     bundle, x = load_model_file(data, "up.onnx"), torch.randn(1, 3, 32, 32)

@@ -25,8 +25,9 @@ from cnnvis_engine.contained_explainer import ContainedExplainer
 from cnnvis_engine.faithfulness import evaluate_map
 from cnnvis_engine.featurevis import render_channels
 from cnnvis_engine.models import contained, load_model_file, onnx_files
-from cnnvis_engine.models.contained import ContainedError, ContainedOnnxModel, Limits
+from cnnvis_engine.models.contained import ContainedError, Limits
 from cnnvis_engine.models.contained_codec import CodecError, decode, encode
+from cnnvis_engine.models.contained_onnx import ContainedOnnxModel
 from cnnvis_engine.sanity import randomisation_test
 from tests.conftest import synthetic_image
 from tests.containment_cases import gone, rss_mib, sentence

@@ -18,7 +18,7 @@ from torchvision.models.vision_transformer import VisionTransformer as Torchvisi
 
 from cnnvis_engine import Explainer, ModelBundle, ModelError, load_model
 from cnnvis_engine.hooks import count_hooks
-from cnnvis_ui import compute, controls, scale, state
+from cnnvis_ui import controls, result_cache, scale, state
 
 CLASSES = ("a", "b", "c", "d", "e")
 EXPLORE = str(Path(__file__).resolve().parent.parent / "pages" / "explore.py")
@@ -247,12 +247,12 @@ def test_a_cnn_and_an_unknown_attention_get_a_sentence(tiny_bundle, tiny_image):
 
 @pytest.mark.usefixtures("fresh_caches")
 def test_explore_offers_them_only_for_models_with_attention(tiny_bundle, tiny_image):
-    refused_cnn = compute.refused_methods("cnn", "tiny", Explainer(tiny_bundle), tiny_image)
+    refused_cnn = result_cache.refused_methods("cnn", "tiny", Explainer(tiny_bundle), tiny_image)
     assert {"attention_rollout", "grad_rollout"} <= set(refused_cnn)
     assert "attention_rollout" not in controls.offered_extras(refused_cnn)
     assert "gradcam++" in controls.offered_extras(refused_cnn)
     vit = bundle_of(tiny_timm())
-    refused_vit = compute.refused_methods("vit", "vit", Explainer(vit), tiny_image)
+    refused_vit = result_cache.refused_methods("vit", "vit", Explainer(vit), tiny_image)
     assert {"attention_rollout", "grad_rollout"} <= set(controls.offered_extras(refused_vit))
 
 

@@ -186,5 +186,5 @@ def test_the_tank_story_shares_one_scale_by_default():
     at = AppTest.from_file(f"{PAGES}/stories.py", default_timeout=180).run()
     assert not at.exception
     assert len([c for c in at.caption if "scale shared by the 2 maps" in c.value]) == 2
-    at.toggle(key="stories_tank_same_scale").set_value(False).run()
+    at.toggle(key=state.widget(state.TANK_SHARED_SCALE)).set_value(False).run()
     assert not at.exception and not [c for c in at.caption if "scale shared" in c.value]

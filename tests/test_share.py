@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnvis_ui import compute, state
+from cnnvis_ui import model_cache, state, upload_store
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -24,10 +24,10 @@ def _script() -> None:
 def _sanity_script() -> None:
     import streamlit as st
 
-    from cnnvis_ui import state
+    from cnnvis_ui import actions, state
 
     state.init()
-    st.session_state["shown"] = state.sanity_shown([("sha", "model", None, None, "gradcam", "cascading")])
+    st.session_state["shown"] = actions.sanity_shown([("sha", "model", None, None, "gradcam", "cascading")])
     state.sync_url()
 
 
@@ -48,7 +48,7 @@ def params_of(at: AppTest) -> dict[str, str]:
 def test_a_first_visit_writes_only_the_model_weights_and_image():
     at = run()
     assert not at.exception
-    default = compute.default_model()
+    default = model_cache.default_model()
     assert params_of(at) == {"model": default.name, "weights": default.weights, "image": state.DEFAULT_IMAGE}
 
 
@@ -123,19 +123,19 @@ def test_what_cannot_be_read_or_had_is_dropped_and_said():
     )
     assert not at.exception
     s = at.session_state
-    assert s[state.MODEL] == compute.default_model().name and s[state.OPACITY] == 0.5 and s[state.TARGET] is None
+    assert s[state.MODEL] == model_cache.default_model().name and s[state.OPACITY] == 0.5 and s[state.TARGET] is None
     notice = s[state.LINK_NOTICE]
     assert "no_such_net" in notice and "opacity='lots'" in notice and "scores='maybe'" in notice
 
 
 def test_weights_the_model_does_not_offer_become_its_default():
     at = run({"model": "efficientnet_lite0", "weights": "pretrained", "image": "sample:cat"})
-    assert at.session_state[state.WEIGHTS] == compute.model_spec("efficientnet_lite0").default_weights
+    assert at.session_state[state.WEIGHTS] == model_cache.model_spec("efficientnet_lite0").default_weights
 
 
 def test_a_link_to_a_model_file_of_another_session_asks_for_the_file():
     at = run({"model": "file:0123456789abcdef:None:-", "weights": "file", "image": "sample:cat"})
-    assert at.session_state[state.MODEL] == compute.default_model().name
+    assert at.session_state[state.MODEL] == model_cache.default_model().name
     assert "upload it again" in at.session_state[state.LINK_NOTICE]
 
 
@@ -152,7 +152,7 @@ def test_a_link_that_showed_the_sanity_test_runs_it_once():
 
 
 def test_the_upload_store_keeps_the_newest_within_its_bounds():
-    store = compute.UploadStore(max_items=2, max_bytes=10)
+    store = upload_store.UploadStore(max_items=2, max_bytes=10)
     store.put("a", "a.png", b"1234")
     store.put("b", "b.png", b"5678")
     store.put("c", "c.png", b"9")

@@ -61,9 +61,9 @@ def settle(page, figures: int = 0) -> None:
     page.wait_for_timeout(500)
 
 
-def click(page, container_key: str, label: str) -> None:
-    """Click the segmented-control option `label` inside `.st-key-<container_key>`."""
-    page.locator(f".st-key-{container_key}").get_by_role("radio", name=label, exact=True).click()
+def click(page, key: str, label: str) -> None:
+    """Click the option `label` of the segmented control bound to plain key `key` (its widget key is `_w_<key>`)."""
+    page.locator(f".st-key-_w_{key}").get_by_role("radio", name=label, exact=True).click()
     settle(page)
 
 

@@ -14,7 +14,7 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 from streamlit.testing.v1 import AppTest
 
-from cnnvis_ui import compute, state, uploads
+from cnnvis_ui import model_cache, state, uploads
 from cnnvis_ui.uploads import GONE_SECONDS, ORPHAN_SECONDS, UNCLAIMED_BYTES, Reaper
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
@@ -147,7 +147,7 @@ def test_an_image_over_its_widget_limit_is_refused_with_a_sentence():
 
 def test_labels_over_their_limit_are_refused_before_the_model_is_loaded(monkeypatch):
     loaded = []
-    monkeypatch.setattr(compute, "file_explainer", lambda *args: loaded.append(args))
+    monkeypatch.setattr(model_cache, "file_explainer", lambda *args: loaded.append(args))
     at = dashboard()
     uploader(at, state.MODEL_FILE).set_value(("m.pt", b"tiny", "application/octet-stream"))
     uploader(at, state.LABELS_FILE).set_value(("labels.txt", b"a\n" * (6 * MB), "text/plain"))

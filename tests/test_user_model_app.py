@@ -11,7 +11,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 from torch import nn
 
-from cnnvis_ui import compute, state
+from cnnvis_ui import model_cache, state
 
 pytestmark = pytest.mark.usefixtures("fresh_caches")
 
@@ -57,11 +57,11 @@ def test_custom_grayscale_preprocessing_reaches_the_model_and_a_bad_mean_is_a_se
     assert not at.exception and not at.session_state[state.USER_MODEL_ERROR]
     user = at.session_state[state.USER_MODEL]
     assert user["preprocessing"] == ((28, 28), 1, ((0.1307,), (0.3081,), 255.0))
-    bundle = compute.file_explainer(
+    bundle = model_cache.file_explainer(
         user["key"], user["filename"], None, user["data"], None, user["preprocessing"]
     ).bundle
     assert bundle.input_size == (28, 28) and bundle.channels == 1
     assert bundle.normalization.mean == (0.1307,) and bundle.normalization.std == (0.3081,)
-    assert compute.describe_preprocessing(bundle) == (
+    assert model_cache.describe_preprocessing(bundle) == (
         "It is fed 28×28 grayscale pictures (width × height) with mean 0.1307 and std 0.3081."
     )

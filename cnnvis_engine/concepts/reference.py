@@ -28,7 +28,7 @@ import torch
 
 from ..audit.dataset import Skipped
 from ..models.bundle import ModelBundle
-from ..models.contained import runs_in_worker
+from ..models.contained_onnx import runs_in_worker
 from .receptive import measure_receptive_fields
 from .reference_pass import BatchStats, ChannelPass
 from .reference_set import ReferenceSet, ReferenceSource, read_reference_set

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import MethodError
 from ..models.bundle import ModelBundle
-from ..models.contained import in_worker
+from ..models.contained_onnx import in_worker
 from . import objectives as obj
 from .model_pass import Layouts, check_layers, forward, from_uint8, layer_layouts, to_model_input, to_uint8
 from .param import FourierImage

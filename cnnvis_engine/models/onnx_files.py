@@ -22,13 +22,13 @@ from ..errors import ModelFileError
 from .onnx_checks import (
     check_converted,
     check_external,
-    check_forward_cost,
     check_order,
     conversion_sentence,
     count_nodes,
     walk,
     weight_bytes,
 )
+from .onnx_cost import check_forward_cost
 
 MAX_NODES = 20_000
 # The newest default-domain opset onnx2torch 1.5 converts completely: it lacks ReduceMean 18 and Constant, Reshape

@@ -19,7 +19,8 @@ import torch
 
 from ..errors import EngineError, ModelFileError
 from .bundle import ModelBundle, Normalization
-from .contained import ContainedError, ContainedModel, ContainedOnnxModel, Limits, Worker, summary
+from .contained import ContainedError, ContainedModel, Limits, Worker, summary
+from .contained_onnx import ContainedOnnxModel
 from .heads import fit_head
 from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
 from .model_checks import UNCONNECTED, Returned, check_output, image_kind, load_weights, probe, read_state_dict
