@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 import streamlit as st
@@ -548,7 +548,12 @@ def upload_store() -> UploadStore:
 # (`ModelBundle.run`, its lock held per batch), so it never meets another session's hooks.
 STORIES_DIR = Path(__file__).resolve().parent.parent / "assets" / "stories"
 DEMO_WEIGHTS = "demo"
-StoryTarget = tuple  # ("class", index) | ("segment", category) | ("outputs", indices or None[, label])
+StoryTarget = (
+    tuple[Literal["class"], int]  # a class index
+    | tuple[Literal["segment"], int]  # a segmentation category
+    | tuple[Literal["outputs"], tuple[int, ...] | None]  # the sum of regression outputs (None: all of them)
+    | tuple[Literal["outputs"], tuple[int, ...] | None, str]  # ... and what they mean, in words
+)
 
 
 @dataclass(frozen=True)
@@ -589,12 +594,11 @@ def story_mask(path: str) -> np.ndarray:
 
 
 def _story_target(key: StoryTarget, names: tuple[str, ...]) -> Target:
-    kind, value = key[0], key[1]
-    if kind == "class":
-        return ClassTarget(value, names[value])
-    if kind == "segment":
-        return SegmentationTarget(value, name=names[value])
-    return RegressionTarget(value, name=key[2] if len(key) > 2 else "")
+    if key[0] == "class":
+        return ClassTarget(key[1], names[key[1]])
+    if key[0] == "segment":
+        return SegmentationTarget(key[1], name=names[key[1]])
+    return RegressionTarget(key[1], name=key[2] if len(key) > 2 else "")
 
 
 def story_explanation(
