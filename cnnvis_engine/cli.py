@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +30,8 @@ from .methods import METHODS, MethodResult
 from .models import ModelBundle
 from .models.options import add_model_options, load_from_options
 from .pages import render_page
-from .render import draw, result_panel
-from .report import ReportPanel, ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
+from .render import ReportPanel, draw, result_panel
+from .report import ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
 
 SCORED = "gradcam"  # the method whose map the index scores
 COLUMNS = (
@@ -120,8 +120,8 @@ def run_report(args: argparse.Namespace) -> int:
     rows.sort(key=lambda row: row.image)
     _write_index(args.out, rows, bundle)
     errors = sum(1 for row in rows if row.error)
-    failed = f"; {errors} pictures failed." if errors else "."
-    print(f"Wrote {len(rows) - errors} reports and the index to {args.out}{failed}", file=sys.stderr)
+    ending = f"; {errors} pictures failed." if errors else "."
+    print(f"Wrote {len(rows) - errors} reports and the index to {args.out}{ending}", file=sys.stderr)
     return 1 if errors == len(rows) else 0
 
 
@@ -259,20 +259,23 @@ class Progress:
     """A progress bar on stderr: tqdm when installed, else a plain one. `with Progress(total) as advance:`."""
 
     def __init__(self, total: int) -> None:
-        self.total, self.done, self.bar = total, 0, None
+        self.total, self.done = total, 0
+        self.close: Callable[[], object] | None = None  # the tqdm bar's, when tqdm is installed
 
-    def __enter__(self):
+    def __enter__(self) -> Callable[[int], object]:
         try:
             from tqdm import tqdm
         except ImportError:
             self._draw()
             return self._plain
-        self.bar = tqdm(total=self.total, unit="image", file=sys.stderr)
-        return self.bar.update
+        bar = tqdm(total=self.total, unit="image", file=sys.stderr)
+        self.close = bar.close
+        update: Callable[[int], object] = bar.update
+        return update
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if self.close is not None:
+            self.close()
         else:
             print(file=sys.stderr)
 

@@ -31,6 +31,7 @@ _INK = (38, 39, 48)
 _MUTED = (110, 112, 122)
 _EMPTY = (240, 242, 246)
 _RULE = (214, 217, 224)
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont  # DejaVu Sans, or Pillow's bundled font
 
 
 @dataclass(frozen=True)
@@ -144,19 +145,19 @@ class _Fonts:
         self.body = _font(14)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> _Font:
     try:
         return ImageFont.truetype("DejaVuSans.ttf", size)
     except OSError:
         return ImageFont.load_default(size=size)
 
 
-def _line_height(font: ImageFont.ImageFont) -> int:
+def _line_height(font: _Font) -> int:
     box = font.getbbox("Ag|")
     return int(box[3] - box[1]) + 7
 
 
-def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+def _wrap(text: str, font: _Font, width: int) -> list[str]:
     """Greedy word wrap to `width` pixels; a single over-long word is cut with an ellipsis."""
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
@@ -173,7 +174,7 @@ def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
     return [_fit(line, font, width) for line in lines]
 
 
-def _fit(text: str, font: ImageFont.ImageFont, width: int) -> str:
+def _fit(text: str, font: _Font, width: int) -> str:
     if font.getlength(text) <= width:
         return text
     while text and font.getlength(text + "…") > width:
@@ -181,7 +182,7 @@ def _fit(text: str, font: ImageFont.ImageFont, width: int) -> str:
     return text + "…"
 
 
-def _header_lines(stamp: ReportStamp, fonts: _Fonts, width: int) -> list[tuple[str, ImageFont.ImageFont, int, tuple]]:
+def _header_lines(stamp: ReportStamp, fonts: _Fonts, width: int) -> list[tuple[str, _Font, int, tuple[int, int, int]]]:
     lines = [(stamp.title, fonts.heading, _line_height(fonts.heading) + 4, _INK)]
     for label, value in stamp.rows():
         text_lines = _wrap(f"{label}: {value}", fonts.body, width)

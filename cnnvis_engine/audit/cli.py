@@ -17,7 +17,7 @@ from ..methods import METHODS
 from ..models.options import add_model_options, load_from_options
 
 
-def add_parser(commands: argparse._SubParsersAction) -> None:
+def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     audit = commands.add_parser(
         "audit", help="Audit a whole picture set for shortcuts (SpRAy): cluster each class's maps."
     )

@@ -106,14 +106,14 @@ def write_audit(result: Audit, out: Path, *, title: str = "") -> dict[str, Path]
         for row, c in zip(rows, result.clusters):
             writer.writerow({**row, "members": ";".join(result.names[m] for m in c.members)})
     with files["pictures"].open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(PICTURE_COLUMNS)
-        writer.writerows(picture_rows(result))
+        table = csv.writer(handle)
+        table.writerow(PICTURE_COLUMNS)
+        table.writerows(picture_rows(result))
     files["report"].write_text(render_audit_html(result, title=title), encoding="utf-8")
     return files
 
 
-def cluster_rows(result: Audit) -> list[dict]:
+def cluster_rows(result: Audit) -> list[dict[str, object]]:
     return [
         {
             "class": c.label,
@@ -133,7 +133,7 @@ def cluster_rows(result: Audit) -> list[dict]:
     ]
 
 
-def evidence_row(cluster: Cluster) -> dict:
+def evidence_row(cluster: Cluster) -> dict[str, object]:
     """What the verdict weighed (`verdict.Evidence`), rounded, for clusters.json."""
     e = cluster.evidence
     if e is None:
@@ -172,7 +172,7 @@ def details(cluster: Cluster, result: Audit) -> str:
     )
 
 
-def picture_rows(result: Audit) -> list[list]:
+def picture_rows(result: Audit) -> list[list[object]]:
     owner = cluster_of(result)
     rows = []
     for i, name in enumerate(result.names):
@@ -226,7 +226,7 @@ def write_maps(result: Audit, out: Path) -> Path:
 def read_maps(path: Path) -> np.ndarray:
     """The (N, size, size) float16 maps of `write_maps`' file."""
     if path.suffix == ".npz":
-        return np.load(path)["maps"]
+        return np.asarray(np.load(path)["maps"])
     import pyarrow.parquet as pq
 
     column = pq.read_table(path, columns=["map"]).column("map").combine_chunks()

@@ -38,7 +38,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 import torch
 from torch import nn
@@ -47,6 +47,9 @@ from torch.autograd.function import once_differentiable
 from .. import errors
 from ..errors import EngineError, ModelError
 from . import contained_worker as wire
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 WORKER = Path(__file__).with_name("contained_worker.py")
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding cnnvis_engine, put on the ONNX worker's path
@@ -457,26 +460,28 @@ def shippable(bundle: Any, image: Any) -> Any:
     return dataclasses.replace(decoded, image=Image.fromarray(bundle.resize(decoded.image)))
 
 
-def in_worker(*, images: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def in_worker(*, images: tuple[str, ...] = ()) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Mark an engine function whose first argument is a ModelBundle: for a model that runs in a worker, the
     whole call runs there (by the function's name, which onnx_worker.CALLS must list), with the arguments named
     in `images` shipped as `shippable` says; for any other model it runs here as written."""
 
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
         signature = inspect.signature(function)
 
         @functools.wraps(function)
-        def wrapper(bundle: Any, *args: Any, **kwargs: Any) -> Any:
-            if not runs_in_worker(bundle.module):
-                return function(bundle, *args, **kwargs)
-            bound = signature.bind(bundle, *args, **kwargs)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            bundle = args[0]  # every marked function takes the ModelBundle first
+            module = getattr(bundle, "module", None)
+            if not isinstance(module, ContainedOnnxModel) or not runs_in_worker(module):
+                return function(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
             arguments: dict[str, Any] = {}
             for name, value in list(bound.arguments.items())[1:]:
                 if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
                     arguments.update(value)
                 else:
                     arguments[name] = shippable(bundle, value) if name in images else value
-            return bundle.module.call(bundle, function.__name__, (), arguments)
+            return cast(_R, module.call(bundle, function.__name__, (), arguments))  # the worker sends back an _R
 
         return wrapper
 
