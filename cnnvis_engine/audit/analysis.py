@@ -9,7 +9,7 @@ worst.flagged, worst.reasons                 # whether the evidence points at a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -98,7 +98,7 @@ class Audit:
     group: str  # "true" or "predicted": which label the classes are
     skipped: tuple[Skipped, ...] = ()
     notes: tuple[str, ...] = ()
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
     bound: str | None = None  # the real folder the pictures were listed in; they are opened only inside it
 
     def flagged(self, threshold: float = SUSPICIOUS) -> list[Cluster]:
@@ -185,24 +185,24 @@ def audit(
     else:
         raise AuditError(f"Unknown engine '{engine}'; choose local or ray.")
     table = _collect(batches, len(image_set), size)
-    if not table["read"].any():
+    if not table.read.any():
         raise AuditError(
             f"None of the {len(image_set)} pictures could be read; see the skipped list: "
-            f"{_first_reasons(table['skipped'])}"
+            f"{_first_reasons(table.skipped)}"
         )
     n = len(image_set)
     correct = np.full(n, np.nan)
     for i, known in enumerate(label_index):
-        if known is not None and table["read"][i]:
-            correct[i] = float(table["predicted"][i] == known)
+        if known is not None and table.read[i]:
+            correct[i] = float(table.predicted[i] == known)
     names = bundle.class_names
     group_of = [
         None
-        if not table["read"][i]
-        else (image_set.labels[i] if label_index[i] is None else names[label_index[i]])
+        if not table.read[i]
+        else (image_set.labels[i] if index is None else names[index])
         if group == "true"
-        else (names[table["predicted"][i]] if table["predicted"][i] < len(names) else f"class {table['predicted'][i]}")
-        for i in range(n)
+        else (names[table.predicted[i]] if table.predicted[i] < len(names) else f"class {table.predicted[i]}")
+        for i, index in enumerate(label_index)
     ]
     wanted = set(classes) if classes is not None else None
     if wanted is not None and not wanted & {g for g in group_of if g is not None}:
@@ -212,7 +212,7 @@ def audit(
     for label in dict.fromkeys(g for g in group_of if g is not None):
         if wanted is not None and label not in wanted:
             continue
-        members = np.array([i for i in range(n) if group_of[i] == label and table["read"][i]], np.int64)
+        members = np.array([i for i in range(n) if group_of[i] == label and table.read[i]], np.int64)
         if len(members) == 0:
             continue
         view, cls_clusters = _analyse(label, members, table, correct, neighbours, clusters, seed)
@@ -227,23 +227,23 @@ def audit(
         names=tuple(image_set.name(i) for i in range(n)),
         paths=tuple(str(p) for p in image_set.paths),
         labels=image_set.labels,
-        read=table["read"],
-        predicted=table["predicted"],
-        probability=table["probability"],
-        target=table["target"],
+        read=table.read,
+        predicted=table.predicted,
+        probability=table.probability,
+        target=table.target,
         correct=correct,
-        maps=table["maps"],
-        pointing=table["pointing"],
-        mass_inside=table["mass"],
+        maps=table.maps,
+        pointing=table.pointing,
+        mass_inside=table.mass,
         clusters=found_clusters,
         classes=views,
         class_names=tuple(names),
         model=bundle.name,
         method=method,
-        layer=layer or table.get("layer"),
+        layer=layer or table.layer,
         size=size,
         group=group,
-        skipped=tuple(image_set.skipped) + tuple(table["skipped"]),
+        skipped=tuple(image_set.skipped) + tuple(table.skipped),
         notes=tuple(notes),
         bound=None if image_set.bound is None else str(image_set.bound),
         settings={
@@ -308,37 +308,56 @@ def _unknown_labels_note(unknown: dict[str, int], class_names: Sequence[str], gr
     )
 
 
-def _collect(batches, n: int, size: int) -> dict:
+@dataclass
+class _Table:
+    """Per-picture results in input order, streamed in from the map batches; only size² half floats per picture."""
+
+    read: np.ndarray  # (N,) bool
+    predicted: np.ndarray  # (N,) int64, -1 where unread
+    probability: np.ndarray  # (N,) float32
+    target: np.ndarray  # (N,) int64
+    maps: np.ndarray  # (N, size, size) float16
+    pointing: np.ndarray  # (N,) float64
+    mass: np.ndarray  # (N,) float64
+    skipped: list[Skipped] = field(default_factory=list)
+    layer: str | None = None
+
+
+def _collect(batches: Iterable[MapBatch], n: int, size: int) -> _Table:
     """Stream the batches into per-picture arrays (input order); only size² half floats per picture stay."""
-    table = {
-        "read": np.zeros(n, bool),
-        "predicted": np.full(n, -1, np.int64),
-        "probability": np.zeros(n, np.float32),
-        "target": np.full(n, -1, np.int64),
-        "maps": np.full((n, size, size), 1.0 / (size * size), np.float16),
-        "pointing": np.full(n, np.nan),
-        "mass": np.full(n, np.nan),
-        "skipped": [],
-    }
+    table = _Table(
+        read=np.zeros(n, bool),
+        predicted=np.full(n, -1, np.int64),
+        probability=np.zeros(n, np.float32),
+        target=np.full(n, -1, np.int64),
+        maps=np.full((n, size, size), 1.0 / (size * size), np.float16),
+        pointing=np.full(n, np.nan),
+        mass=np.full(n, np.nan),
+    )
     for batch in batches:
-        batch: MapBatch
         i = batch.indices
-        table["read"][i] = True
-        table["predicted"][i] = batch.predicted
-        table["probability"][i] = batch.probability
-        table["target"][i] = batch.target
-        table["maps"][i] = batch.maps
-        table["pointing"][i] = batch.pointing
-        table["mass"][i] = batch.mass
-        table["skipped"] += batch.skipped
-        table["layer"] = table.get("layer") or batch.layer
+        table.read[i] = True
+        table.predicted[i] = batch.predicted
+        table.probability[i] = batch.probability
+        table.target[i] = batch.target
+        table.maps[i] = batch.maps
+        table.pointing[i] = batch.pointing
+        table.mass[i] = batch.mass
+        table.skipped += batch.skipped
+        table.layer = table.layer or batch.layer
     return table
 
 
 def _analyse(
-    label: str, members: np.ndarray, table: dict, correct: np.ndarray, neighbours: int, clusters: int | None, seed: int
+    label: str,
+    members: np.ndarray,
+    table: _Table,
+    correct: np.ndarray,
+    neighbours: int,
+    clusters: int | None,
+    seed: int,
 ) -> tuple[ClassView, list[Cluster]]:
-    maps = table["maps"][members].astype(np.float32)
+    maps = table.maps[members].astype(np.float32)
     spectrum = analyse_class(maps, neighbours=neighbours, clusters=clusters, seed=seed)
     view = ClassView(
         label,
@@ -357,14 +376,14 @@ def _analyse(
         distance = ((maps[inside] - mean) ** 2).reshape(int(inside.sum()), -1).sum(axis=1)
         rights = correct[chosen]
         known = rights[np.isfinite(rights)]
-        mass = _mean(table["mass"][chosen])
+        mass = _mean(table.mass[chosen])
         share = float(inside.mean())
         evidence = weigh(
             maps,
             inside,
             correct[members],
-            table["mass"][members],
-            table["pointing"][members],
+            table.mass[members],
+            table.pointing[members],
             float(spectrum.conductance[c]) if spectrum.clusters > 1 else 1.0,
             contrasts[c],
         )
@@ -379,7 +398,7 @@ def _analyse(
                 share=share,
                 conductance=float(spectrum.conductance[c]),
                 prototypes=tuple(int(chosen[j]) for j in np.argsort(distance, kind="stable")[:PROTOTYPES]),
-                pointing=_mean(table["pointing"][chosen]),
+                pointing=_mean(table.pointing[chosen]),
                 mass_inside=mass,
                 evidence=evidence,
             )

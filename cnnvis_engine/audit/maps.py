@@ -17,6 +17,7 @@ from ..explainer import Explainer
 from ..images import DecodedImage, decode_image
 from ..methods import METHODS
 from ..models.bundle import fast_layout
+from ..targets import ClassTarget
 from .dataset import AuditError, ImageSet, Skipped
 from .localisation import Region, pointing_game, region_mask, relevance_mass
 
@@ -135,7 +136,7 @@ def explain_decoded(
         raise AuditError(f"{METHODS[method].title} does not apply here: {results[0].reason}")
     if results[0].map is None or results[0].map.ndim != 2:
         raise AuditError(f"{METHODS[method].title} gives no single map per picture, so it cannot be audited.")
-    full = [r.map for r in results]
+    full = [r.arrays()[0] for r in results]
     maps = np.stack([shrink_map(m, size) for m in full]).astype(np.float16)
     pointing = np.full(len(decoded), np.nan)
     mass = np.full(len(decoded), np.nan)
@@ -150,7 +151,7 @@ def explain_decoded(
         indices=np.arange(len(decoded), dtype=np.int64),
         predicted=np.array([e.predictions[0].index for e in explanations], np.int64),
         probability=np.array([e.predictions[0].probability for e in explanations], np.float32),
-        target=np.array([e.target.index for e in explanations], np.int64),
+        target=np.array([e.target.index if isinstance(e.target, ClassTarget) else -1 for e in explanations], np.int64),
         maps=maps,
         pointing=pointing,
         mass=mass,
