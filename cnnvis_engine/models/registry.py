@@ -162,7 +162,7 @@ def load_model(
     name: str,
     weights: str | None = None,
     *,
-    labels: Sequence[str] | str | os.PathLike | None = None,
+    labels: Sequence[str] | str | os.PathLike[str] | None = None,
     input_size: tuple[int, int] | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -181,10 +181,10 @@ def load_model(
     from .zoo import build_zoo, is_zoo_name, zoo_spec
 
     if is_zoo_name(name):
-        spec = zoo_spec(name)
-        choice = spec.default_weights if weights is None else weights
-        if choice not in spec.weights:
-            raise ModelError(f"{spec.name} has no '{choice}' weights; choose one of: {', '.join(spec.weights)}.")
+        zoo = zoo_spec(name)
+        choice = zoo.default_weights if weights is None else weights
+        if choice not in zoo.weights:
+            raise ModelError(f"{zoo.name} has no '{choice}' weights; choose one of: {', '.join(zoo.weights)}.")
         return build_zoo(name, choice)
     if name.lower() not in MODELS and is_python_spec(name):
         return load_python_model(name, weights, labels=labels, input_size=input_size, mean=mean, std=std, scale=scale)
