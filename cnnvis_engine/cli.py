@@ -158,7 +158,7 @@ def _report_batch(
         found = evaluate_maps(
             bundle,
             [images[i] for i in usable],
-            [scored[i].map for i in usable],
+            [scored[i].arrays()[0] for i in usable],
             [explanations[i].target for i in usable],
             steps=args.steps,
             batch_size=max(64, args.batch_size),
