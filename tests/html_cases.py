@@ -14,7 +14,8 @@ import numpy as np
 from cnnvis_engine.audit.analysis import Audit, ClassView, Cluster
 from cnnvis_engine.audit.dataset import Skipped
 from cnnvis_engine.cli import Row, _write_index
-from cnnvis_engine.report import ReportPanel, ReportStamp, render_report_html
+from cnnvis_engine.render import ReportPanel
+from cnnvis_engine.report import ReportStamp, render_report_html
 
 HOSTILE = "<script>alert('x')</script> & \"quoted\""  # a label a page must show as text
 
