@@ -19,6 +19,10 @@ import threading
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # streamlit is imported when a dashboard starts
+    from streamlit.web.server import Server
 
 ROOT = Path(__file__).resolve().parent.parent  # where dashboard.py, pages/ and assets/ lie (checkout or install)
 DASHBOARD = ROOT / "dashboard.py"
@@ -38,7 +42,7 @@ START_TIMEOUT = 60.0
 
 @dataclass
 class _Running:
-    server: object  # streamlit.web.server.Server
+    server: Server
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     url: str

@@ -11,12 +11,12 @@ Public API (re-exports only)::
 from . import contained_explainer, crossing  # noqa: F401  (register the worker's Explainer and what crosses to it)
 from .concepts import ConceptResult
 from .errors import EngineError, ImageError, LayerError, MethodError, ModelError, ModelFileError, TargetError
-from .explainer import ARTICLE_METHODS, Explainer, Explanation, Prediction
+from .explainer import ARTICLE_METHODS, Explainer, Explanation
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
 from .models import DEFAULT_MODEL, ModelBundle, ModelSpec, list_models, load_model, load_model_file
 from .samples import Sample, list_samples, sample_path
-from .targets import ClassTarget, RegressionTarget, SegmentationTarget, Target
+from .targets import ClassTarget, Prediction, RegressionTarget, SegmentationTarget, Target
 from .tracing import LayerInfo, Trace
 
 __all__ = [

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import MethodError
-from .hooks import capture, unfused_attention
+from .hooks import ModuleCall, capture, unfused_attention
 
 if TYPE_CHECKING:
     from .models.bundle import ModelBundle
@@ -43,6 +43,12 @@ class Site:
     module: nn.Module
     probs: str
     out: str = ""
+
+    def multihead(self) -> nn.MultiheadAttention:
+        """torchvision's attention module (a site with `out`)."""
+        if not isinstance(self.module, nn.MultiheadAttention):
+            raise MethodError(f"The attention at '{self.name}' is not one the engine can read.")
+        return self.module
 
 
 @dataclass
@@ -145,12 +151,11 @@ def record(
     return AttentionRecord([p.detach() for p in probs], gradients, prefix, grid, query)
 
 
-def _probabilities(site: Site, call) -> torch.Tensor:
+def _probabilities(site: Site, call: ModuleCall) -> torch.Tensor:
     """(N, heads, T, T) for one site: timm's recorded probabilities, or torchvision's recomputed ones."""
     if not site.out:
-        return call.output
-    attention, tokens = site.module, call.first_input
-    q, k, _ = _heads(attention, tokens)
+        return call.recorded_output()
+    q, k, _ = _heads(site.multihead(), call.recorded_input())
     return (q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])).softmax(dim=-1)
 
 
@@ -161,17 +166,19 @@ def _heads(attention: nn.MultiheadAttention, tokens: torch.Tensor) -> tuple[torc
     return tuple(p.reshape(n, t, attention.num_heads, -1).transpose(1, 2) for p in projected.chunk(3, dim=-1))
 
 
-def _gradients(found: list[Site], calls: dict, probs: list[torch.Tensor], score: torch.Tensor) -> list[torch.Tensor]:
+def _gradients(
+    found: list[Site], calls: dict[str, ModuleCall], probs: list[torch.Tensor], score: torch.Tensor
+) -> list[torch.Tensor]:
     """d score / d probs per site. timm's probabilities are on the graph; torchvision's enter it only through
     out_proj(A · V), so the gradient at the attention's output is carried back through that product."""
-    sources = [probs[i] if not site.out else calls[site.out].output for i, site in enumerate(found)]
+    sources = [probs[i] if not site.out else calls[site.out].recorded_output() for i, site in enumerate(found)]
     grads = torch.autograd.grad(score, sources, allow_unused=True)
     result = []
     for site, source, grad, p in zip(found, sources, grads, probs):
         grad = torch.zeros_like(source) if grad is None else grad
         if site.out:
-            attention = site.module
-            _, _, v = _heads(attention, calls[site.probs].first_input.detach())
+            attention = site.multihead()
+            _, _, v = _heads(attention, calls[site.probs].recorded_input().detach())
             with torch.enable_grad():
                 leaf = p.detach().requires_grad_()
                 mixed = (leaf @ v).transpose(1, 2).reshape(grad.shape)
@@ -186,8 +193,8 @@ def _layout(model: nn.Module, x: torch.Tensor, tokens: int) -> tuple[int, tuple[
     `num_prefix_tokens`, `patch_embed.patch_size` and `global_pool`; torchvision's `patch_size` and its class token."""
     height, width = x.shape[-2:]
     if hasattr(model, "num_prefix_tokens"):  # timm
-        prefix = int(model.num_prefix_tokens)
-        patch = tuple(getattr(getattr(model, "patch_embed", None), "patch_size", (0, 0)))
+        prefix = int(getattr(model, "num_prefix_tokens", 0))
+        patch: tuple[int, ...] = tuple(getattr(getattr(model, "patch_embed", None), "patch_size", (0, 0)))
         pool = getattr(model, "global_pool", "token")
         distilled = getattr(model, "dist_token", None) is not None
     else:  # torchvision's VisionTransformer
@@ -204,6 +211,7 @@ def _layout(model: nn.Module, x: torch.Tensor, tokens: int) -> tuple[int, tuple[
                 f"of this {height}×{width} picture."
             )
         grid = (side, side)
+    query: tuple[int, ...]
     if prefix and pool in ("token", ""):
         query = (0, 1) if distilled and prefix > 1 else (0,)
     else:

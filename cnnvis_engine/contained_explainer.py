@@ -6,10 +6,11 @@ these when `bundle.module` runs in a worker; nothing else needs to know."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 
+from .errors import EngineError
 from .explainer import (
     ARTICLE_METHODS,
     BATCH_CHUNK,
@@ -22,7 +23,7 @@ from .explainer import (
 )
 from .methods import method_names
 from .models.bundle import ModelBundle
-from .models.contained_onnx import shippable
+from .models.contained_onnx import ContainedOnnxModel, shippable
 from .targets import Prediction, check_top_k
 from .tracing import LayerInfo, Trace
 
@@ -38,18 +39,23 @@ class ContainedExplainer(Explainer):
         self.bundle = bundle
         self.cache_size = cache_size
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        return self.bundle.module.call(self.bundle, name, args, kwargs, cache_size=self.cache_size)
+    def _call(self, name: str, *args: object, **kwargs: object) -> object:
+        """The worker Explainer's `name(*args, **kwargs)`, rebuilt here as the type that call returns (the callers
+        below name it)."""
+        module = self.bundle.module
+        if not isinstance(module, ContainedOnnxModel):
+            raise EngineError("This model does not run in a worker, so its explanations cannot be asked of one.")
+        return module.call(self.bundle, name, args, kwargs, cache_size=self.cache_size)
 
     def trace(self, image: ImageSource) -> Trace:
-        return self._call("trace", shippable(self.bundle, image))
+        return cast(Trace, self._call("trace", shippable(self.bundle, image)))
 
     def layers(self, image: ImageSource, method: str | None = None) -> list[LayerInfo]:
-        return self._call("layers", shippable(self.bundle, image), method)
+        return cast(list[LayerInfo], self._call("layers", shippable(self.bundle, image), method))
 
     def predict(self, image: ImageSource, top_k: int = 5) -> tuple[Prediction, ...]:
         check_top_k(top_k)
-        return self._call("predict", shippable(self.bundle, image), top_k)
+        return cast(tuple[Prediction, ...], self._call("predict", shippable(self.bundle, image), top_k))
 
     def explain(
         self,
@@ -64,7 +70,7 @@ class ContainedExplainer(Explainer):
     ) -> Explanation:
         names = method_names(methods)  # an unknown method is refused here, before anything is sent
         check_top_k(top_k)
-        return self._call(
+        explanation = self._call(
             "explain",
             shippable(self.bundle, image),
             layer=layer,
@@ -74,6 +80,7 @@ class ContainedExplainer(Explainer):
             options={m: dict(o) for m, o in options.items()} if options is not None else None,
             top_k=top_k,
         )
+        return cast(Explanation, explanation)
 
     def explain_batch(
         self,
@@ -94,15 +101,18 @@ class ContainedExplainer(Explainer):
         results: list[Explanation] = []
         for start in range(0, len(images), BATCH_CHUNK):
             chunk = slice(start, start + BATCH_CHUNK)
-            results += self._call(
-                "explain_batch",
-                shippable(self.bundle, images[chunk]),
-                layer=layer,
-                targets=per_image[chunk],
-                methods=names,
-                layers=dict(layers) if layers is not None else None,
-                options={m: dict(o) for m, o in options.items()} if options is not None else None,
-                top_k=top_k,
+            results += cast(
+                list[Explanation],
+                self._call(
+                    "explain_batch",
+                    shippable(self.bundle, images[chunk]),
+                    layer=layer,
+                    targets=per_image[chunk],
+                    methods=names,
+                    layers=dict(layers) if layers is not None else None,
+                    options={m: dict(o) for m, o in options.items()} if options is not None else None,
+                    top_k=top_k,
+                ),
             )
         return results
 
@@ -116,7 +126,7 @@ class ContainedExplainer(Explainer):
         region: Sequence[float] | None = None,
         groups: int | None = None,
     ) -> ConceptResult:
-        result: ConceptResult = self._call(
+        result = self._call(
             "concepts",
             shippable(self.bundle, image),
             layer=layer,
@@ -125,15 +135,15 @@ class ContainedExplainer(Explainer):
             region=tuple(region) if region is not None else None,
             groups=groups,
         )
-        return result
+        return cast("ConceptResult", result)
 
     def sub_concepts(
         self, image: ImageSource, layer: str, channel: int, lower_layer: str, *, target: TargetSpec = None, top: int = 8
     ) -> ConceptResult:
-        result: ConceptResult = self._call(
+        result = self._call(
             "sub_concepts", shippable(self.bundle, image), layer, channel, lower_layer, target=target, top=top
         )
-        return result
+        return cast("ConceptResult", result)
 
 
 WORKER_EXPLAINER[:] = [ContainedExplainer]  # what `Explainer(bundle)` becomes for a model that runs in a worker

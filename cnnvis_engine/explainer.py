@@ -21,7 +21,7 @@ import functools
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Self, cast
 
 import numpy as np
 import torch
@@ -104,7 +104,7 @@ class Explainer:
 
     def __new__(cls, bundle: ModelBundle, *, cache_size: int = 2) -> Self:
         if cls is Explainer and runs_in_worker(bundle.module):
-            return super().__new__(worker_explainer())
+            return cast(Self, super().__new__(worker_explainer()))  # cls is Explainer here: a subclass is a Self
         return super().__new__(cls)
 
     def __init__(self, bundle: ModelBundle, *, cache_size: int = 2) -> None:
@@ -254,7 +254,7 @@ class Explainer:
             return None
         chosen = {m: self._layer_for(m, trace, layer, layers) for m in methods}
         kept = frozenset(name for name in chosen.values() if name)
-        grad_from = frozenset(chosen[m] for m in methods if chosen[m] and "layer_gradient" in METHODS[m].needs)
+        grad_from = frozenset(name for m in methods if (name := chosen[m]) and "layer_gradient" in METHODS[m].needs)
         return self._recorder.lean(x, displays, notes, trace, kept, grad_from)
 
     # ----- one explanation --------------------------------------------------------------------------
@@ -278,10 +278,11 @@ class Explainer:
             score = fp.score(targets)
             reasons = {m: not_applicable(self.bundle, m, fp.trace, targets, chosen[m]) for m in methods}
             plain = [
-                chosen[m] if need == "layer_gradient" else "input"
+                name
                 for m in methods
                 if not reasons[m]
                 for need in METHODS[m].needs & {"layer_gradient", "input_gradient"}
+                if (name := chosen[m] if need == "layer_gradient" else "input")
             ]
             fp.plain_pass(targets, score, plain)
             per_method = {
@@ -325,13 +326,13 @@ class Explainer:
         targets: tuple[Target, ...],
         score: torch.Tensor,
         layer: str | None,
-        options: Mapping,
+        options: Mapping[str, object],
     ) -> list[MethodResult]:
         cls = METHODS[method]
         inputs = MethodInputs(
             layer=layer,
             module=self.bundle.module.get_submodule(layer) if layer and "module" in cls.needs else None,
-            input_size=tuple(fp.x.shape[2:]),
+            input_size=(fp.x.shape[2], fp.x.shape[3]),
             targets=targets,
             x=fp.x.detach(),
             output=fp.output.detach(),
@@ -346,7 +347,7 @@ class Explainer:
             inputs.activation = view(fp.value(layer))
             if len(fp.calls[layer]) > 1:
                 inputs.meta["calls"] = f"'{layer}' runs {len(fp.calls[layer])} times; its last run is shown."
-        if "layer_gradient" in cls.needs:
+        if "layer_gradient" in cls.needs and layer is not None:
             inputs.layer_gradient = view(fp.gradient(targets, score, layer))
         if "input_gradient" in cls.needs:
             inputs.input_gradient = fp.gradient(targets, score, "input")

@@ -58,10 +58,27 @@ class Faithfulness:
 
 
 def evaluate_map(
-    bundle: ModelBundle, image: ImageSource, saliency: np.ndarray | torch.Tensor, target: TargetSpec = None, **kwargs
+    bundle: ModelBundle,
+    image: ImageSource,
+    saliency: np.ndarray | torch.Tensor,
+    target: TargetSpec = None,
+    *,
+    steps: int = 50,
+    deletion_baseline: Baseline = "zeros",
+    insertion_baseline: Baseline = "blur",
+    batch_size: int | None = None,
 ) -> Faithfulness:
     """`evaluate_maps` for one image and its (H, W) map."""
-    return evaluate_maps(bundle, [image], [saliency], [target], **kwargs)[0]
+    return evaluate_maps(
+        bundle,
+        [image],
+        [saliency],
+        [target],
+        steps=steps,
+        deletion_baseline=deletion_baseline,
+        insertion_baseline=insertion_baseline,
+        batch_size=batch_size,
+    )[0]
 
 
 @in_worker(images=("images",))  # an uploaded ONNX model is scored in its worker
@@ -83,7 +100,7 @@ def evaluate_maps(
     decoded = [image if isinstance(image, DecodedImage) else decode_image(image) for image in images]
     prepared = [bundle.prepare(d.image)[1] for d in decoded]
     x = torch.stack(prepared).to(bundle.device)
-    saliency = torch.stack([_fit(m, tuple(x.shape[2:])) for m in maps]).to(x.device)
+    saliency = torch.stack([_fit(m, (x.shape[2], x.shape[3])) for m in maps]).to(x.device)
     forward = bundle.run
     with torch.no_grad():
         output = forward(x)
@@ -98,11 +115,11 @@ def evaluate_maps(
         full = score(output, torch.arange(len(x)))
         masked = score(forward(x * saliency.clamp(0, 1)[:, None]), torch.arange(len(x)))
     drop = torch.where(full > 0, (full - masked).clamp(min=0) / full.clamp(min=1e-30), torch.zeros_like(full)).tolist()
-    fractions = fractions.cpu().numpy()
+    points = fractions.cpu().numpy()
     return [
         Faithfulness(
-            deletion=Curve(fractions, d.cpu().numpy(), area_under_curve(fractions, d)),
-            insertion=Curve(fractions, i.cpu().numpy(), area_under_curve(fractions, i)),
+            deletion=Curve(points, d.cpu().numpy(), area_under_curve(points, d)),
+            insertion=Curve(points, i.cpu().numpy(), area_under_curve(points, i)),
             average_drop=drop[n],
             increase=bool(masked[n] > full[n]),
             score=float(full[n]),
@@ -189,7 +206,7 @@ def _scorer(bundle: ModelBundle, targets: Sequence[Target]) -> Callable[[torch.T
     def score(output: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
         values = torch.softmax(output.float(), dim=1) if classifier else output
         counts = torch.bincount(owners.cpu(), minlength=len(targets)).tolist()
-        parts = values.split(counts)
+        parts = torch.split(values, counts)
         return torch.cat([targets[i].score(part) for i, part in enumerate(parts) if len(part)])
 
     return score

@@ -11,7 +11,6 @@ Images go through `Explainer.explain_batch` `batch_size` at a time on the model'
 from __future__ import annotations
 
 import csv
-import html
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from .faithfulness import Faithfulness, evaluate_maps
 from .images import UPLOAD_EXTENSIONS, DecodedImage, decode_image
 from .methods import METHODS, MethodResult
 from .models import ModelBundle
+from .pages import render_page
 from .render import ReportPanel, draw, result_panel
 from .report import ReportStamp, library_versions, render_panel_png, render_report_html, render_report_png
 
@@ -171,7 +171,7 @@ def _report_batch(
         found = evaluate_maps(
             bundle,
             [images[i] for i in usable],
-            [scored[i].map for i in usable],
+            [scored[i].arrays()[0] for i in usable],
             [explanations[i].target for i in usable],
             steps=settings.steps,
             batch_size=max(64, settings.batch_size),
@@ -250,38 +250,21 @@ def _write_index(out: Path, rows: list[Row], bundle: ModelBundle) -> None:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         writer.writerows(row.values() for row in rows)
-    esc = html.escape
-    header = "<th></th>" + "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in COLUMNS[:-3])
-    header += "<th>report</th><th>error</th>"
-    body = []
-    for row in rows:
-        values = row.values()
-        cells = "".join(f"<td>{esc(v)}</td>" for v in values[: len(COLUMNS) - 3])
-        link = f'<a href="{esc(row.html)}">page</a> · <a href="{esc(row.png)}">png</a>' if row.html else ""
-        thumb = (
-            f'<a href="{esc(row.html)}"><img src="{esc(_thumbnail_name(row.png))}" alt="" '
-            f'style="max-width:{THUMBNAIL}px;max-height:{THUMBNAIL}px"></a>'
-            if row.png
-            else ""
-        )
-        body.append(f"<tr><td>{thumb}</td>{cells}<td>{link}</td><td>{esc(row.error)}</td></tr>")
-    page = _INDEX.format(model=esc(bundle.name), header=header, rows="\n".join(body))
+    shown = [
+        {
+            "cells": row.values()[: len(COLUMNS) - 3],
+            "thumbnail": _thumbnail_name(row.png) if row.png else "",
+            "html": row.html,
+            "png": row.png,
+            "error": row.error,
+        }
+        for row in rows
+    ]
+    page = render_page(
+        "index.html",
+        title=f"cnnvis report: {bundle.name}",
+        columns=[c.replace("_", " ") for c in COLUMNS[:-3]],
+        rows=shown,
+        thumbnail=THUMBNAIL,
+    )
     (out / "index.html").write_text(page, encoding="utf-8")
-
-
-_INDEX = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>cnnvis report: {model}</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #262730; margin: 2rem; }}
-table {{ border-collapse: collapse; font-size: .9rem; }}
-th, td {{ text-align: left; padding: .3rem .8rem; border-bottom: 1px solid #d6d9e0; }}
-th {{ color: #6e707a; }}
-</style></head><body>
-<h1>cnnvis report: {model}</h1>
-<p>Scores are Grad-CAM's: deletion AUC (low is good), insertion AUC (high is good), average drop (low is good).</p>
-<table><thead><tr>{header}</tr></thead>
-<tbody>
-{rows}
-</tbody></table>
-</body></html>
-"""

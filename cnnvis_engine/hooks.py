@@ -19,13 +19,15 @@ for it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.overrides import TorchFunctionMode
+
+from .errors import EngineError
 
 GUIDED_ACTIVATIONS = (nn.ReLU, nn.ReLU6)
 ACTIVATION_MODULES = (
@@ -46,7 +48,7 @@ ACTIVATION_MODULES = (
     nn.Softplus,
     nn.Hardtanh,
 )
-FUNCTIONAL_ACTIVATIONS = {
+FUNCTIONAL_ACTIVATIONS: dict[Callable[..., object], str] = {
     torch.relu: "relu",
     torch.relu_: "relu",
     torch.nn.functional.relu: "relu",
@@ -75,7 +77,9 @@ class ModuleCall:
     input_version: int = 0  # first_input._version when the call ended
     single_input: bool = True  # called with exactly one positional tensor, no keywords, and not changed in place
     version: int = 0  # output._version when the call ended
-    node: object = None  # output.grad_fn when the call ended: the graph node that produced the true output
+    node: torch.autograd.graph.Node | None = (
+        None  # output.grad_fn when the call ended: the graph node that produced the true output
+    )
     output_nr: int = 0
 
     def recoverable(self, graph: bool = True) -> bool:
@@ -88,6 +92,18 @@ class ModuleCall:
             and self.first_input._version == self.input_version
             and (self.node is not None or not graph)
         )
+
+    def recorded_output(self) -> torch.Tensor:
+        """`output`, for a call known to have returned a tensor (every layer a method may name)."""
+        if self.output is None:
+            raise EngineError(f"The layer '{self.name}' returned no tensor here, so there is nothing to explain.")
+        return self.output
+
+    def recorded_input(self) -> torch.Tensor:
+        """`first_input`, for a call known to have taken a tensor."""
+        if self.first_input is None:
+            raise EngineError(f"The layer '{self.name}' took no tensor here, so there is nothing to explain.")
+        return self.first_input
 
 
 @dataclass
@@ -115,7 +131,13 @@ class _FunctionalActivationCounter(TorchFunctionMode):
         super().__init__()
         self.capture, self.inside = capture, inside_activation
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
+    def __torch_function__(
+        self,
+        func: Callable[..., object],
+        types: Collection[type],
+        args: Sequence[object] = (),
+        kwargs: Mapping[str, object] | None = None,
+    ) -> object:
         name = FUNCTIONAL_ACTIVATIONS.get(func)
         if name is not None and not self.inside[0]:
             self.capture.functional_activations[name] = self.capture.functional_activations.get(name, 0) + 1
@@ -180,7 +202,9 @@ def capture(
             activation_ids.add(id(m))
     calls, inside_activation = record.calls, [0]
 
-    def note(name: str, module: nn.Module, args: tuple, kwargs: dict, output: object) -> torch.Tensor | None:
+    def note(
+        name: str, module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object], output: object
+    ) -> torch.Tensor | None:
         """Record one call that just returned; a clone to pass on instead of `output`, or None."""
         call = ModuleCall(name, module, len(calls))
         calls.append(call)
@@ -208,18 +232,20 @@ def capture(
         if upper is not None and isinstance(output, torch.Tensor) and output.grad_fn is not None:
             output.grad_fn.register_hook(_redirected(output, upper))
 
-    def after(module: nn.Module, args: tuple, kwargs: dict, output: object) -> torch.Tensor | None:
+    def after(
+        module: nn.Module, args: tuple[object, ...], kwargs: dict[str, object], output: object
+    ) -> torch.Tensor | None:
         """What happens when a watched module's forward returns, before anything else sees its output."""
         if relus:
             redirect(module, output)
         name = recorded.get(id(module))
         return None if name is None else note(name, module, args, kwargs, output)
 
-    def enter_activation(module: nn.Module, args: tuple) -> None:
+    def enter_activation(module: nn.Module, args: tuple[object, ...]) -> None:
         if id(module) in activation_ids:
             inside_activation[0] += 1
 
-    def leave_activation(module: nn.Module, args: tuple, output: object) -> None:
+    def leave_activation(module: nn.Module, args: tuple[object, ...], output: object) -> None:
         if id(module) in activation_ids:
             inside_activation[0] -= 1
 
@@ -232,7 +258,8 @@ def capture(
         if scripted:
             handles.append(
                 register_module_forward_hook(
-                    lambda m, args, kwargs, out: after(m, args, kwargs, out) if id(m) in scripted else None,
+                    # torch annotates the hook as returning None, but a forward hook may return a replacement
+                    lambda m, args, kwargs, out: after(m, args, kwargs, out) if id(m) in scripted else None,  # type: ignore[arg-type]
                     with_kwargs=True,
                 )
             )
@@ -285,6 +312,8 @@ def node_gradient(call: ModuleCall) -> Iterator[list[torch.Tensor]]:
         if grad is not None:
             caught.append(grad)
 
+    if call.node is None:
+        raise EngineError("The layer's gradient cannot be caught: its output was not recorded with a graph.")
     handle = call.node.register_prehook(hook)
     try:
         yield caught
@@ -310,13 +339,15 @@ def _clamp(grad_outputs: tuple[torch.Tensor | None, ...]) -> tuple[torch.Tensor 
     return tuple(None if grad is None else grad.clamp(min=0) for grad in grad_outputs)
 
 
-def _redirected(output: torch.Tensor, upper: bool) -> Callable[..., tuple[torch.Tensor, ...] | None]:
+def _redirected(output: torch.Tensor, upper: bool) -> Callable[..., tuple[torch.Tensor | None, ...] | None]:
     """Lucid's redirected ReLU gradient (Olah et al. 2017) for a descent step on -objective: for an image whose
     ordinary gradient through this ReLU is zero everywhere (a channel dead on the starting picture), pass the
     incoming gradient through anyway, except where it would push an input that is already off (<= 0, or >= 6
     for ReLU6) further out. Images with any ordinary gradient keep it."""
 
-    def hook(grad_inputs: tuple, grad_outputs: tuple) -> tuple[torch.Tensor, ...] | None:
+    def hook(
+        grad_inputs: tuple[torch.Tensor | None, ...], grad_outputs: tuple[torch.Tensor | None, ...]
+    ) -> tuple[torch.Tensor | None, ...] | None:
         grad, incoming = grad_inputs[0], grad_outputs[0]
         if grad is None or incoming is None:
             return None
@@ -341,14 +372,14 @@ def unfused_attention(modules: Iterable[nn.Module]) -> Iterator[None]:
     try:
         for module in modules:
             saved.append((module, module.__dict__.get("fused_attn", _ABSENT)))
-            module.fused_attn = False
+            module.__dict__["fused_attn"] = False  # a plain instance attribute (what nn.Module.__setattr__ does)
         yield
     finally:
         for module, value in saved:
             if value is _ABSENT:
                 module.__dict__.pop("fused_attn", None)
             else:
-                module.fused_attn = value
+                module.__dict__["fused_attn"] = value
 
 
 def count_hooks(model: nn.Module) -> int:
@@ -362,7 +393,7 @@ def count_hooks(model: nn.Module) -> int:
     return total
 
 
-def model_state(model: nn.Module) -> tuple:
+def model_state(model: nn.Module) -> tuple[tuple[bool, ...], tuple[tuple[bool, int | None], ...]]:
     """A snapshot of what a call must leave unchanged: training flags, requires_grad and .grad identity."""
     return (
         tuple(m.training for m in model.modules()),

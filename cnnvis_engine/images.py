@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError, features
@@ -103,7 +104,7 @@ def decode_image(
         return _finish(source, digest.hexdigest(), "PIL", [], max_pixels)
     data = _read(source, inside)
     _refuse_unsupported(data)
-    digest = hashlib.sha256(data).hexdigest()
+    checksum = hashlib.sha256(data).hexdigest()
     with _reading(max_pixels):
         try:
             im = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
@@ -119,7 +120,7 @@ def decode_image(
             count = f"more than {frames:,}" if more else f"{frames:,}"
             notes.append(f"{what}: the first of {count} {unit} is shown.")
         im.load()
-    return _finish(im, digest, fmt, notes, max_pixels)
+    return _finish(im, checksum, fmt, notes, max_pixels)
 
 
 def _count_frames(im: Image.Image) -> tuple[int, bool]:
@@ -320,7 +321,8 @@ def _to_rgb(im: Image.Image, notes: list[str]) -> Image.Image:
         im = _scale_to_8bit(im)
     if im.mode in _ALPHA_MODES:
         rgba = im.convert("RGBA") if im.mode != "La" else im.convert("LA").convert("RGBA")
-        if rgba.getchannel("A").getextrema()[0] < 255:
+        low, _ = cast(tuple[int, int], rgba.getchannel("A").getextrema())  # one channel: (min, max)
+        if low < 255:
             notes.append("Transparent areas were put on white.")
         im = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     try:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import torch
 from torch import nn
@@ -120,8 +120,13 @@ def declared(model: nn.Module, input_size: Grid) -> Declared:
     """Read the layout declarations of a timm or torchvision model (nothing for other models)."""
     vision_transformer = _torchvision_vit()
     if vision_transformer is not None and isinstance(model, vision_transformer):
-        grid = (input_size[0] // model.patch_size, input_size[1] // model.patch_size)
-        return Declared(grid, 1, "class token", source="torchvision ViT: class token, image_size // patch_size")
+        patch = cast(int, model.patch_size)  # torchvision's VisionTransformer keeps it as an int
+        return Declared(
+            (input_size[0] // patch, input_size[1] // patch),
+            1,
+            "class token",
+            source="torchvision ViT: class token, image_size // patch_size",
+        )
     patch_embed = getattr(model, "patch_embed", None)
     grid = _patch_grid(patch_embed, input_size) if isinstance(patch_embed, nn.Module) else None
     prefix = getattr(model, "num_prefix_tokens", None)
@@ -157,7 +162,8 @@ def _torchvision_vit() -> type | None:
         from torchvision.models import VisionTransformer
     except ImportError:  # torchvision is optional for the engine
         return None
-    return VisionTransformer
+    found: type = VisionTransformer
+    return found
 
 
 def _patch_grid(patch_embed: nn.Module, input_size: Grid) -> Grid | None:
@@ -245,7 +251,7 @@ def _carry_maps(outputs: Sequence[Output], layouts: dict[str, Layout]) -> None:
             inside = [o for o in outputs if o.name.startswith(out.name + ".") and o.shape == out.shape]
             source = inside[-1] if inside else None
         carried = layouts.get(source.name) if source is not None else None
-        if carried is not None and carried.kind == "map":
+        if carried is not None and source is not None and carried.kind == "map":
             layouts[out.name] = Layout(
                 "map", carried.grid, source=f"{carried.grid[0]}×{carried.grid[1]} as {source.name}"
             )

@@ -110,7 +110,8 @@ def _warm_up_model() -> bytes:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
         initializers,
     )
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    model: bytes = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    return model
 
 
 class OnnxServer(wire._Server):
@@ -146,7 +147,9 @@ class OnnxServer(wire._Server):
                 raise MemoryError(str(exc)) from exc
             return {"ok": False, "kind": "engine", "type": type(exc).__name__, "error": str(exc)[:4000]}, ()
 
-    def _bundle(self, header: dict[str, Any], tensors: list[torch.Tensor]) -> tuple[dict[str, Any], tuple]:
+    def _bundle(
+        self, header: dict[str, Any], tensors: list[torch.Tensor]
+    ) -> tuple[dict[str, Any], tuple[torch.Tensor, ...]]:
         if self.module is None:
             raise RuntimeError("no model loaded")
         settings = decode(header["settings"], tensors)
@@ -159,7 +162,9 @@ class OnnxServer(wire._Server):
             self.explainers.popitem(last=False)
         return {"ok": True}, ()
 
-    def _call(self, header: dict[str, Any], tensors: list[torch.Tensor]) -> tuple[dict[str, Any], tuple]:
+    def _call(
+        self, header: dict[str, Any], tensors: list[torch.Tensor]
+    ) -> tuple[dict[str, Any], tuple[torch.Tensor, ...]]:
         explainer = self.explainers.get(header["key"])
         if explainer is None:
             raise RuntimeError("unknown bundle")

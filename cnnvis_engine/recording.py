@@ -24,10 +24,13 @@ import numpy as np
 import torch
 
 from . import attention
+from .errors import MethodError
 from .hooks import Capture, ModuleCall, capture, guided_backward, node_gradient
 from .models.bundle import ModelBundle
-from .targets import ClassTarget, Target
+from .targets import ClassTarget, RegressionTarget, Target
 from .tracing import Trace, build_trace
+
+_TraceKey = tuple[tuple[int, ...], tuple[int, ...]]  # (input shape, the modules in the order they ran)
 
 MAX_TRACES = 4  # layer lists kept per explainer (input shapes × module orders)
 
@@ -38,8 +41,8 @@ class Recorder:
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
         self._functional: dict[tuple[int, ...], dict[str, int]] = {}  # per input shape, counted once
-        self._traces: OrderedDict[tuple, Trace] = OrderedDict()  # by the order the modules ran in; see `trace`
-        self._latest: dict[tuple[int, ...], tuple] = {}  # input shape -> key of its latest trace
+        self._traces: OrderedDict[_TraceKey, Trace] = OrderedDict()  # by the order the modules ran in; see `trace`
+        self._latest: dict[tuple[int, ...], _TraceKey] = {}  # input shape -> key of its latest trace
 
     def whole(
         self, x: torch.Tensor, images: list[np.ndarray], notes: list[tuple[str, ...]], graph: bool = True
@@ -145,9 +148,11 @@ class RecordedPass:
     stale: frozenset[str] = frozenset()  # recorded outputs overwritten in place afterwards
     cloned: frozenset[str] = frozenset()  # outputs recorded through a clone, so they stay true
     lock: threading.Lock = field(default_factory=threading.Lock)
-    gradients: dict[tuple, torch.Tensor] = field(default_factory=dict)
+    gradients: dict[tuple[object, str], torch.Tensor] = field(default_factory=dict)
     recomputed: dict[str, torch.Tensor] = field(default_factory=dict)  # true values of stale outputs
-    attentions: dict[tuple, attention.AttentionRecord] = field(default_factory=dict)  # by (targets, gradients)
+    attentions: dict[tuple[object, bool], attention.AttentionRecord] = field(
+        default_factory=dict
+    )  # by (targets, gradients)
 
     def last_call(self, layer: str) -> ModuleCall:
         return max(self.calls[layer], key=lambda c: c.end)
@@ -155,7 +160,7 @@ class RecordedPass:
     def activation(self, layer: str) -> torch.Tensor:
         """The layer's recorded output at its last call, attached to the graph: (N, C, h, w). For a layer in
         `stale` its values were overwritten in place; use `value` and `gradient` for those."""
-        return self.last_call(layer).output
+        return self.last_call(layer).recorded_output()
 
     def value(self, layer: str) -> torch.Tensor:
         """The layer's true output, detached. One overwritten in place is recomputed from its own input by its
@@ -165,7 +170,7 @@ class RecordedPass:
         if layer not in self.recomputed:
             call = self.last_call(layer)
             with self.recorder.bundle.lock, torch.no_grad():
-                self.recomputed[layer] = call.module(call.first_input.detach())
+                self.recomputed[layer] = call.module(call.recorded_input().detach())
         return self.recomputed[layer]
 
     def refresh(self, layers: set[str]) -> None:
@@ -197,8 +202,8 @@ class RecordedPass:
         elif what in self.stale:  # the output was overwritten: catch its gradient where its graph node gets it
             call = self.last_call(what)
             with node_gradient(call) as caught:
-                torch.autograd.grad(score, call.first_input, retain_graph=True, allow_unused=True)
-            grad = caught[0] if caught else torch.zeros_like(call.output)
+                torch.autograd.grad(score, call.recorded_input(), retain_graph=True, allow_unused=True)
+            grad = caught[0] if caught else torch.zeros_like(call.recorded_output())
         else:
             source = self.x if what == "input" else self.activation(what)
             (grad,) = torch.autograd.grad(score, source, retain_graph=True, allow_unused=True)
@@ -235,19 +240,28 @@ class RecordedPass:
 
     def cam_weights(self, targets: tuple[Target, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per sample, the CAM site's Linear weight rows (N, C) and biases (N,) of the target's outputs."""
-        linear = self.recorder.bundle.module.get_submodule(self.trace.cam_site.linear)
+        site = self.trace.cam_site
+        linear = None if site is None else self.recorder.bundle.module.get_submodule(site.linear)
+        if not isinstance(linear, torch.nn.Linear):
+            raise MethodError(self.trace.cam_reason or "CAM needs the network to end in one Linear layer.")
         weight = linear.weight.detach()
         bias = linear.bias.detach() if linear.bias is not None else torch.zeros(weight.shape[0], device=weight.device)
-        rows = [[t.index] if isinstance(t, ClassTarget) else list(t.outputs or range(weight.shape[0])) for t in targets]
+        rows = [
+            [t.index]
+            if isinstance(t, ClassTarget)
+            else list((t.outputs if isinstance(t, RegressionTarget) else None) or range(weight.shape[0]))
+            for t in targets
+        ]
         return torch.stack([weight[r].sum(dim=0) for r in rows]), torch.stack([bias[r].sum() for r in rows])
 
 
 def score_of(output: torch.Tensor, targets: tuple[Target, ...]) -> torch.Tensor:
     """Σ_i score_i(output_i) for N outputs, one target per image."""
-    if all(isinstance(t, ClassTarget) for t in targets) and output.dim() == 2:
-        for target in set(targets):
+    classes = [t for t in targets if isinstance(t, ClassTarget)]
+    if len(classes) == len(targets) and output.dim() == 2:
+        for target in set(classes):
             target.score(output[:1])  # raises a TargetError for a class the model does not have
-        index = torch.tensor([t.index for t in targets], device=output.device)[:, None]
+        index = torch.tensor([t.index for t in classes], device=output.device)[:, None]
         return output.gather(1, index).sum()
     return torch.cat([t.score(output[i : i + 1]) for i, t in enumerate(targets)]).sum()
 
@@ -268,7 +282,7 @@ def extra_pass(
     return output, max(record.calls, key=lambda c: c.end).output
 
 
-def _trace_key(x: torch.Tensor, record: Capture) -> tuple:
+def _trace_key(x: torch.Tensor, record: Capture) -> _TraceKey:
     return tuple(x.shape[1:]), tuple(id(call.module) for call in record.calls)
 
 

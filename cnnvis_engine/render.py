@@ -38,19 +38,19 @@ def render_heatmap(values: np.ndarray, colormap: str = "jet") -> np.ndarray:
         return np.repeat(scaled[:, :, None], 3, axis=2)
     if colormap not in COLORMAPS:
         raise EngineError(f"Unknown colormap '{colormap}'; choose one of {', '.join(colormap_names())}.")
-    return cv2.cvtColor(cv2.applyColorMap(scaled, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(cv2.applyColorMap(scaled, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB))
 
 
 def render_overlay(image: np.ndarray, values: np.ndarray, colormap: str = "jet", opacity: float = 0.5) -> np.ndarray:
     """Blend a heat map of `values` (H, W in [0, 1]) over `image` (H, W, 3 uint8); opacity 0 shows the image."""
     heat = render_heatmap(_fit(values, image.shape[:2]), colormap)
     opacity = float(np.clip(opacity, 0.0, 1.0))
-    return cv2.addWeighted(image, 1.0 - opacity, heat, opacity, 0.0)
+    return np.asarray(cv2.addWeighted(image, 1.0 - opacity, heat, opacity, 0.0))
 
 
 def render_rgb(values: np.ndarray) -> np.ndarray:
     """(H, W, 3) floats in [0, 1] -> uint8."""
-    return np.nan_to_num(np.clip(values, 0, 1) * 255).round().astype(np.uint8)
+    return np.asarray(np.nan_to_num(np.clip(values, 0, 1) * 255).round().astype(np.uint8))
 
 
 def render_grid(
@@ -102,9 +102,9 @@ def draw(result: MethodResult, image: np.ndarray, colormap: str = "jet", opacity
         return render_grid(
             tiles, colormap, columns=grid_columns(len(tiles)), tile_size=method.tile_size(len(tiles)), gap=GAP
         )
-    if method.drawing == "rgb":
+    if method.drawing == "rgb" and result.rgb is not None:
         return render_rgb(result.rgb)
-    return draw_map(result.method, result.map, image, colormap, opacity)
+    return draw_map(result.method, result.arrays()[0], image, colormap, opacity)
 
 
 def draw_map(

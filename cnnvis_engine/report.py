@@ -9,7 +9,6 @@ URI and all styling inline, so it opens offline and can be mailed as one file.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 import platform
@@ -22,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import EngineError
+from .pages import render_page
 from .render import ReportPanel
 
 VERSION_PACKAGES = ("cnnvis", "torch", "torchvision", "timm", "numpy", "pillow", "opencv-python-headless", "streamlit")
@@ -31,6 +31,7 @@ _INK = (38, 39, 48)
 _MUTED = (110, 112, 122)
 _EMPTY = (240, 242, 246)
 _RULE = (214, 217, 224)
+_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont  # DejaVu Sans, or Pillow's bundled font
 
 
 @dataclass(frozen=True)
@@ -127,50 +128,12 @@ def render_panel_png(panel: ReportPanel, *, pad: int = 12) -> bytes:
 
 
 def render_report_html(panels: Sequence[ReportPanel], stamp: ReportStamp) -> str:
-    """One self-contained HTML page: inline CSS, every picture a base64 PNG data URI, all text escaped."""
+    """One self-contained HTML page (templates/report.html): inline CSS, every picture a base64 PNG data URI, all
+    text escaped."""
     if not panels:
         raise EngineError("There is nothing to put in the report: no panels were given.")
-    esc = html.escape
-    rows = "\n".join(f"<tr><th>{esc(label)}</th><td>{esc(value)}</td></tr>" for label, value in stamp.rows())
-    cells = []
-    for panel in panels:
-        if panel.picture is not None:
-            body = f'<img alt="{esc(panel.title)}" src="data:image/png;base64,{_png_base64(panel.picture)}">'
-        else:
-            body = f'<div class="empty">{esc(panel.note or "No picture.")}</div>'
-        caption = f"<figcaption>{esc(panel.caption)}</figcaption>" if panel.caption else ""
-        cells.append(f"<figure><h2>{esc(panel.title)}</h2>{body}{caption}</figure>")
-    return _HTML.format(title=esc(stamp.title), rows=rows, cells="\n".join(cells))
-
-
-_HTML = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title}</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #262730; margin: 2rem auto;
-       max-width: 1100px; padding: 0 1rem; }}
-h1 {{ font-size: 1.5rem; margin-bottom: .5rem; }}
-table {{ border-collapse: collapse; margin-bottom: 1.5rem; font-size: .9rem; }}
-th {{ text-align: left; padding: .2rem 1rem .2rem 0; color: #6e707a; font-weight: 600; vertical-align: top; }}
-td {{ padding: .2rem 0; }}
-.grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(300px, 1fr)); gap: 1.25rem; }}
-figure {{ margin: 0; }}
-figure h2 {{ font-size: 1rem; margin: 0 0 .4rem; }}
-figure img {{ width: 100%; height: auto; image-rendering: auto; border-radius: 4px; }}
-figcaption {{ font-size: .85rem; color: #6e707a; margin-top: .3rem; }}
-.empty {{ background: #f0f2f6; border-radius: 4px; padding: 1rem; font-size: .9rem; min-height: 6rem; }}
-</style></head>
-<body>
-<h1>{title}</h1>
-<table>
-{rows}
-</table>
-<div class="grid">
-{cells}
-</div>
-</body></html>
-"""
+    figures = [(panel, "" if panel.picture is None else _png_data_uri(panel.picture)) for panel in panels]
+    return render_page("report.html", title=stamp.title, rows=stamp.rows(), figures=figures)
 
 
 class _Fonts:
@@ -182,19 +145,19 @@ class _Fonts:
         self.body = _font(14)
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+def _font(size: int) -> _Font:
     try:
         return ImageFont.truetype("DejaVuSans.ttf", size)
     except OSError:
         return ImageFont.load_default(size=size)
 
 
-def _line_height(font: ImageFont.ImageFont) -> int:
+def _line_height(font: _Font) -> int:
     box = font.getbbox("Ag|")
     return int(box[3] - box[1]) + 7
 
 
-def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
+def _wrap(text: str, font: _Font, width: int) -> list[str]:
     """Greedy word wrap to `width` pixels; a single over-long word is cut with an ellipsis."""
     lines: list[str] = []
     for paragraph in text.splitlines() or [""]:
@@ -211,7 +174,7 @@ def _wrap(text: str, font: ImageFont.ImageFont, width: int) -> list[str]:
     return [_fit(line, font, width) for line in lines]
 
 
-def _fit(text: str, font: ImageFont.ImageFont, width: int) -> str:
+def _fit(text: str, font: _Font, width: int) -> str:
     if font.getlength(text) <= width:
         return text
     while text and font.getlength(text + "…") > width:
@@ -219,7 +182,7 @@ def _fit(text: str, font: ImageFont.ImageFont, width: int) -> str:
     return text + "…"
 
 
-def _header_lines(stamp: ReportStamp, fonts: _Fonts, width: int) -> list[tuple[str, ImageFont.ImageFont, int, tuple]]:
+def _header_lines(stamp: ReportStamp, fonts: _Fonts, width: int) -> list[tuple[str, _Font, int, tuple[int, int, int]]]:
     lines = [(stamp.title, fonts.heading, _line_height(fonts.heading) + 4, _INK)]
     for label, value in stamp.rows():
         text_lines = _wrap(f"{label}: {value}", fonts.body, width)
@@ -285,7 +248,7 @@ def _as_rgb(picture: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array[:, :, :3])
 
 
-def _png_base64(picture: np.ndarray) -> str:
+def _png_data_uri(picture: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(_as_rgb(picture)).save(buffer, format="PNG", optimize=True)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

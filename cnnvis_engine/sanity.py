@@ -189,8 +189,9 @@ def _randomise(unit: nn.Module, seed: int) -> None:
         torch.manual_seed(seed)
         for module in unit.modules():
             own = list(module.parameters(recurse=False))
-            if hasattr(module, "reset_parameters") and (own or list(module.buffers(recurse=False))):
-                module.reset_parameters()
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset) and (own or next(module.buffers(recurse=False), None) is not None):
+                reset()
             elif own:
                 for parameter in own:
                     std = float(parameter.std()) if parameter.numel() > 1 else 1.0

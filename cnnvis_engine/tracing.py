@@ -196,7 +196,7 @@ def _find_cam_site(
     if token:
         return None, token, "class token"
     linear = linears[0]
-    if linear.output.shape != output.shape or not torch.equal(linear.output, output):
+    if linear.recorded_output().shape != output.shape or not torch.equal(linear.recorded_output(), output):
         return (
             None,
             (
@@ -205,12 +205,12 @@ def _find_cam_site(
             ),
             "",
         )
-    features = linear.first_input
+    features = linear.recorded_input()
     for call in reversed(finished):
         layout = layouts.get(call.name)
         if call.end >= linear.end or layout is None or not layout.is_map:
             continue
-        pooled = layout.view(call.output).mean(dim=(2, 3))
+        pooled = layout.view(call.recorded_output()).mean(dim=(2, 3))
         if pooled.shape == features.shape and torch.allclose(pooled, features, rtol=1e-4, atol=1e-5):
             return CamSite(layer=call.name, linear=linear.name), "", ""
         break  # the latest spatial output is not what was pooled: something else sits in between
@@ -229,13 +229,13 @@ def _find_cam_site(
 def _reads_prefix_token(finished: list[ModuleCall], linear: ModuleCall, layouts: dict[str, Layout]) -> str:
     """Why CAM does not apply if `linear` reads one prefix token of the latest token sequence before it (a ViT's
     class token); empty otherwise."""
-    features = linear.first_input
+    features = linear.recorded_input()
     for call in reversed(finished):
         layout = layouts.get(call.name)
         if call.end >= linear.end or layout is None or layout.kind != "tokens":
             continue
         for index in range(layout.prefix):
-            token = call.output[:, index]
+            token = call.recorded_output()[:, index]
             if token.shape == features.shape and torch.allclose(token, features, rtol=1e-4, atol=1e-5):
                 return (
                     f"CAM needs the class score to come from the average over the picture's patches; this "

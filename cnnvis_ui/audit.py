@@ -297,7 +297,9 @@ def story_audit(model: str) -> dict:
     scenes = tank_dataset(DEMO_COUNT, DEMO_SEED, light="clean")
     image_set = picture_set(folder)
     order = [int(p.stem) for p in image_set.paths]
-    boxes = [tuple(int(v) for v in scenes.boxes[i]) if scenes.boxes[i][0] >= 0 else None for i in order]
+    boxes: list[tuple[int, int, int, int] | None] = [
+        (int(b[0]), int(b[1]), int(b[2]), int(b[3])) if (b := scenes.boxes[i])[0] >= 0 else None for i in order
+    ]
     sunny = scenes.sunny[order]
     result = audit(bundle, image_set, boxes=boxes, size=16)
     flagged = []

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from cnnvis_engine.sanity import RandomisationStep
+
 from . import state
 from .context import Context
 
@@ -54,14 +56,14 @@ class Outcome:
         return f"Sanity: {title}'s similarity to the trained map {verb} {self.lowest:.2f} {when} — {meaning}."
 
 
-def outcome(steps: Sequence[object], mode: str) -> Outcome:
+def outcome(steps: Sequence[RandomisationStep], mode: str) -> Outcome:
     """The outcome of a test's steps (`RandomisationStep`s: the trained map first, ρ = 1)."""
     randomised = [step.spearman for step in steps[1:]] or [1.0]
     lowest = randomised[-1] if mode == "cascading" else min(randomised, key=abs)
     return Outcome(mode, float(lowest), len(steps))
 
 
-def remember(run: tuple, steps: Sequence[object]) -> None:
+def remember(run: tuple, steps: Sequence[RandomisationStep]) -> None:
     """The Sanity page drew the test `run` (a `Context.sanity_run` key): keep its outcome for Explore."""
     kept = dict(state.get(state.SANITY_OUTCOMES) or {})
     kept.pop(run, None)

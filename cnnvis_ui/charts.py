@@ -4,6 +4,7 @@ correlation of the randomisation test, as plotly figures (labelled axes, one col
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 from plotly.colors import qualitative
@@ -16,7 +17,7 @@ from . import curves
 
 COLOURS = qualitative.D3
 DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")  # identical curves still tell apart
-_LAYOUT = {
+_LAYOUT: dict[str, Any] = {  # plotly layout settings, nested
     "margin": {"l": 10, "r": 10, "t": 40, "b": 10},
     "legend": {"orientation": "h", "yanchor": "top", "y": -0.28, "x": 0},
     "hovermode": "x unified",

@@ -50,7 +50,7 @@ def display_settings(*, saliency: bool = True, opacity: bool = True) -> Display:
         columns[2].segmented_control(
             "Saliency",
             list(SALIENCY_MODES),
-            format_func=SALIENCY_MODES.get,
+            format_func=lambda mode: SALIENCY_MODES.get(mode, mode),
             required=True,
             **state.bound(state.SALIENCY_MODE, list(SALIENCY_MODES)),
             help="Vanilla: |gradient| of the class score. Guided: only positive evidence flows back (crisper edges).",

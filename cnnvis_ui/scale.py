@@ -20,6 +20,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, MethodResult
 from cnnvis_engine.render import render_heatmap, render_overlay, render_rgb, sparse
+from cnnvis_engine.sanity import RandomisationStep
 
 from . import state
 from .views import Legend, PanelView
@@ -187,7 +188,7 @@ def triples(results: Iterable[MethodResult]) -> list[tuple[str, np.ndarray | Non
 
 
 def step_pictures(
-    steps: Sequence[object], method: str, image: np.ndarray, colormap: str, opacity: float
+    steps: Sequence[RandomisationStep], method: str, image: np.ndarray, colormap: str, opacity: float
 ) -> list[np.ndarray] | None:
     """The Sanity steps' maps on one scale (steps carry `raw` and `map`); None if they cannot all be put on it."""
     shared = SharedScale.over(((method, getattr(s, "raw", None), s.map) for s in steps), colormap, opacity)

@@ -55,7 +55,7 @@ def gradcam_overlay(
 ) -> np.ndarray:
     """Grad-CAM (or `method`) over the picture, enlarged; the tank's box drawn in white if given. `values`: the map
     to draw instead of the method's own (e.g. on a scale shared with other maps)."""
-    picture = enlarge(render_overlay(ex.image, ex[method].map if values is None else values, "jet", opacity))
+    picture = enlarge(render_overlay(ex.image, ex[method].arrays()[0] if values is None else values, "jet", opacity))
     if box is not None:
         scale = DISPLAY_SIDE / ex.image.shape[1]
         x0, y0, x1, y1 = (round(v * scale) for v in box)
@@ -67,7 +67,7 @@ def side_by_side_on_one_scale(explanations: list[Explanation], method: str = "gr
     """The maps of several explanations on one colour scale (their raw values over the common peak), so a
     weak map stays dark instead of being stretched; enlarged and laid side by side on white."""
     maps = [
-        cv2.resize(ex[method].raw.astype(np.float32), ex.image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        cv2.resize(ex[method].arrays()[1].astype(np.float32), ex.image.shape[1::-1], interpolation=cv2.INTER_LINEAR)
         for ex in explanations
     ]
     peak = max(float(m.max()) for m in maps) or 1.0

@@ -12,9 +12,10 @@ clusters whose maps or answers point at a shortcut, at any share of their class.
 - `report`: the HTML report; the command (`cnnvis audit`, `python -m cnnvis_engine audit`) is `cnnvis.audit`'s.
 """
 
-from .analysis import SUSPICIOUS, Audit, ClassView, Cluster, audit
+from .analysis import Audit, ClassView, Cluster, audit
 from .dataset import AuditError, ImageSet, Skipped, read_image_set
 from .localisation import pointing_game, relevance_mass
+from .verdict import SUSPICIOUS
 
 __all__ = [
     "SUSPICIOUS",

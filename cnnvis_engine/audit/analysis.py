@@ -20,7 +20,7 @@ from ..explainer import Explainer
 from ..models.bundle import ModelBundle
 from .dataset import AuditError, ImageSet, ImageSource, Skipped, read_image_set
 from .localisation import Region
-from .maps import MapBatch, Progress, check_method, stream_maps
+from .maps import MapTable, Progress, check_method, collect_maps, stream_maps
 from .parallel import Engine, map_classes, workers_for
 from .ray_engine import ray_batches, ray_session
 from .spectral import analyse_class, layout_2d
@@ -100,7 +100,7 @@ class Audit:
     group: str  # "true" or "predicted": which label the classes are
     skipped: tuple[Skipped, ...] = ()
     notes: tuple[str, ...] = ()
-    settings: dict = field(default_factory=dict)
+    settings: dict[str, object] = field(default_factory=dict)
     bound: str | None = None  # the real folder the pictures were listed in; they are opened only inside it
 
     def flagged(self, threshold: float = SUSPICIOUS) -> list[Cluster]:
@@ -188,27 +188,25 @@ def audit(
                 batch_size=batch_size,
                 progress=progress,
             )
-        table = _collect(batches, len(image_set), size)
-        if not table["read"].any():
+        table = collect_maps(batches, len(image_set), size)
+        if not table.read.any():
             raise AuditError(
                 f"None of the {len(image_set)} pictures could be read; see the skipped list: "
-                f"{_first_reasons(table['skipped'])}"
+                f"{_first_reasons(table.skipped)}"
             )
         n = len(image_set)
         correct = np.full(n, np.nan)
         for i, known in enumerate(label_index):
-            if known is not None and table["read"][i]:
-                correct[i] = float(table["predicted"][i] == known)
+            if known is not None and table.read[i]:
+                correct[i] = float(table.predicted[i] == known)
         names = bundle.class_names
         group_of = [
             None
-            if not table["read"][i]
-            else (image_set.labels[i] if label_index[i] is None else names[label_index[i]])
+            if not table.read[i]
+            else (image_set.labels[i] if index is None else names[index])
             if group == "true"
-            else (
-                names[table["predicted"][i]] if table["predicted"][i] < len(names) else f"class {table['predicted'][i]}"
-            )
-            for i in range(n)
+            else (names[table.predicted[i]] if table.predicted[i] < len(names) else f"class {table.predicted[i]}")
+            for i, index in enumerate(label_index)
         ]
         wanted = set(classes) if classes is not None else None
         if wanted is not None and not wanted & {g for g in group_of if g is not None}:
@@ -217,7 +215,7 @@ def audit(
         for label in dict.fromkeys(g for g in group_of if g is not None):
             if wanted is not None and label not in wanted:
                 continue
-            members = np.array([i for i in range(n) if group_of[i] == label and table["read"][i]], np.int64)
+            members = np.array([i for i in range(n) if group_of[i] == label and table.read[i]], np.int64)
             if len(members):
                 jobs.append(_job(label, members, table, correct, neighbours, clusters, seed))
         count = workers_for([len(job.members) for job in jobs], analysis_workers)
@@ -236,23 +234,23 @@ def audit(
         names=tuple(image_set.name(i) for i in range(n)),
         paths=tuple(str(p) for p in image_set.paths),
         labels=image_set.labels,
-        read=table["read"],
-        predicted=table["predicted"],
-        probability=table["probability"],
-        target=table["target"],
+        read=table.read,
+        predicted=table.predicted,
+        probability=table.probability,
+        target=table.target,
         correct=correct,
-        maps=table["maps"],
-        pointing=table["pointing"],
-        mass_inside=table["mass"],
+        maps=table.maps,
+        pointing=table.pointing,
+        mass_inside=table.mass,
         clusters=found_clusters,
         classes=views,
         class_names=tuple(names),
         model=bundle.name,
         method=method,
-        layer=layer or table.get("layer"),
+        layer=layer or table.layer,
         size=size,
         group=group,
-        skipped=tuple(image_set.skipped) + tuple(table["skipped"]),
+        skipped=tuple(image_set.skipped) + tuple(table.skipped),
         notes=tuple(notes),
         bound=None if image_set.bound is None else str(image_set.bound),
         settings={
@@ -317,33 +315,6 @@ def _unknown_labels_note(unknown: dict[str, int], class_names: Sequence[str], gr
     )
 
 
-def _collect(batches, n: int, size: int) -> dict:
-    """Stream the batches into per-picture arrays (input order); only size² half floats per picture stay."""
-    table = {
-        "read": np.zeros(n, bool),
-        "predicted": np.full(n, -1, np.int64),
-        "probability": np.zeros(n, np.float32),
-        "target": np.full(n, -1, np.int64),
-        "maps": np.full((n, size, size), 1.0 / (size * size), np.float16),
-        "pointing": np.full(n, np.nan),
-        "mass": np.full(n, np.nan),
-        "skipped": [],
-    }
-    for batch in batches:
-        batch: MapBatch
-        i = batch.indices
-        table["read"][i] = True
-        table["predicted"][i] = batch.predicted
-        table["probability"][i] = batch.probability
-        table["target"][i] = batch.target
-        table["maps"][i] = batch.maps
-        table["pointing"][i] = batch.pointing
-        table["mass"][i] = batch.mass
-        table["skipped"] += batch.skipped
-        table["layer"] = table.get("layer") or batch.layer
-    return table
-
-
 @dataclass(frozen=True)
 class ClassJob:
     """One class's analysis, all it needs (its own rows of the audit's arrays), sent whole to a worker."""
@@ -362,7 +333,7 @@ class ClassJob:
 def _job(
     label: str,
     members: np.ndarray,
-    table: Mapping[str, np.ndarray],
+    table: MapTable,
     correct: np.ndarray,
     neighbours: int,
     clusters: int | None,
@@ -372,10 +343,10 @@ def _job(
     return ClassJob(
         label,
         members,
-        table["maps"][members],
+        table.maps[members],
         correct[members],
-        table["mass"][members],
-        table["pointing"][members],
+        table.mass[members],
+        table.pointing[members],
         neighbours,
         clusters,
         seed,

@@ -58,7 +58,7 @@ class ImageSet:
         return path.name
 
 
-ImageSource = "str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | ImageSet"
+ImageSource = str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | ImageSet
 
 
 def read_image_set(images: ImageSource, labels: Sequence[str | int | None] | None = None) -> ImageSet:

@@ -27,7 +27,7 @@ def where(mean_map: np.ndarray) -> str:
         )
         / total
     )
-    r, c = np.unravel_index(np.argmax(thirds), thirds.shape)
+    r, c = (int(i) for i in np.unravel_index(np.argmax(thirds), thirds.shape))
     if thirds.max() < 0.2:
         return "spread over the whole picture"
     rows, columns = thirds.sum(axis=1), thirds.sum(axis=0)

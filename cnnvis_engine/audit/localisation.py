@@ -24,7 +24,7 @@ def pointing_game(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
     at_max = flat == flat.max(axis=1, keepdims=True)
     hit = np.any(at_max & inside, axis=1).astype(np.float64)
     hit[~inside.any(axis=1)] = np.nan
-    return hit
+    return np.asarray(hit)
 
 
 def relevance_mass(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
@@ -37,7 +37,7 @@ def relevance_mass(maps: np.ndarray, regions: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore"):
         mass = within / total
     mass[~inside.any(axis=1) | (total == 0)] = np.nan
-    return mass
+    return np.asarray(mass)
 
 
 def region_mask(region: Region, original_size: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:

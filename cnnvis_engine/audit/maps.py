@@ -6,7 +6,7 @@ N·size² half floats (2 KiB a picture at 32×32), whatever the model's input si
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -17,6 +17,7 @@ from ..explainer import Explainer
 from ..images import DecodedImage, decode_image
 from ..methods import METHODS
 from ..models.bundle import fast_layout
+from ..targets import ClassTarget
 from .dataset import AuditError, ImageSet, Skipped
 from .localisation import Region, pointing_game, region_mask, relevance_mass
 
@@ -135,7 +136,7 @@ def explain_decoded(
         raise AuditError(f"{METHODS[method].title} does not apply here: {results[0].reason}")
     if results[0].map is None or results[0].map.ndim != 2:
         raise AuditError(f"{METHODS[method].title} gives no single map per picture, so it cannot be audited.")
-    full = [r.map for r in results]
+    full = [r.arrays()[0] for r in results]
     maps = np.stack([shrink_map(m, size) for m in full]).astype(np.float16)
     pointing = np.full(len(decoded), np.nan)
     mass = np.full(len(decoded), np.nan)
@@ -150,7 +151,7 @@ def explain_decoded(
         indices=np.arange(len(decoded), dtype=np.int64),
         predicted=np.array([e.predictions[0].index for e in explanations], np.int64),
         probability=np.array([e.predictions[0].probability for e in explanations], np.float32),
-        target=np.array([e.target.index for e in explanations], np.int64),
+        target=np.array([e.target.index if isinstance(e.target, ClassTarget) else -1 for e in explanations], np.int64),
         maps=maps,
         pointing=pointing,
         mass=mass,
@@ -180,3 +181,43 @@ def _empty(size: int, skipped: list[Skipped]) -> MapBatch:
         np.zeros(0),
         skipped,
     )
+
+
+@dataclass
+class MapTable:
+    """Per-picture results in input order, streamed in from the map batches; only size² half floats per picture."""
+
+    read: np.ndarray  # (N,) bool
+    predicted: np.ndarray  # (N,) int64, -1 where unread
+    probability: np.ndarray  # (N,) float32
+    target: np.ndarray  # (N,) int64
+    maps: np.ndarray  # (N, size, size) float16
+    pointing: np.ndarray  # (N,) float64
+    mass: np.ndarray  # (N,) float64
+    skipped: list[Skipped] = field(default_factory=list)
+    layer: str | None = None
+
+
+def collect_maps(batches: Iterable[MapBatch], n: int, size: int) -> MapTable:
+    """Stream the batches into per-picture arrays (input order); only size² half floats per picture stay."""
+    table = MapTable(
+        read=np.zeros(n, bool),
+        predicted=np.full(n, -1, np.int64),
+        probability=np.zeros(n, np.float32),
+        target=np.full(n, -1, np.int64),
+        maps=np.full((n, size, size), 1.0 / (size * size), np.float16),
+        pointing=np.full(n, np.nan),
+        mass=np.full(n, np.nan),
+    )
+    for batch in batches:
+        i = batch.indices
+        table.read[i] = True
+        table.predicted[i] = batch.predicted
+        table.probability[i] = batch.probability
+        table.target[i] = batch.target
+        table.maps[i] = batch.maps
+        table.pointing[i] = batch.pointing
+        table.mass[i] = batch.mass
+        table.skipped += batch.skipped
+        table.layer = table.layer or batch.layer
+    return table

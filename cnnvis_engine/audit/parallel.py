@@ -15,7 +15,7 @@ import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -74,7 +74,7 @@ def one_thread() -> None:
 def _ray_map(analyse: Callable[[Job], Result], jobs: Sequence[Job]) -> list[Result]:
     import ray
 
-    task = ray.remote(num_cpus=1)(_in_one_thread)
+    task: Any = ray.remote(num_cpus=1)(_in_one_thread)  # a Ray RemoteFunction (ray's types are partial)
     return list(ray.get([task.remote(analyse, job) for job in jobs]))
 
 

@@ -18,6 +18,8 @@ import dataclasses
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +32,7 @@ from .maps import MapBatch, Progress, explain_paths
 INSTALL = "Ray is not installed; install the extra with: pip install '.[ray]' (or pip install 'ray[data]')."
 
 
-def bundle_state(bundle: ModelBundle) -> dict:
+def bundle_state(bundle: ModelBundle) -> dict[str, Any]:  # ModelBundle's fields by name, each its own type
     """Everything a worker needs to rebuild `bundle` (its lock cannot travel), the module on the CPU."""
     return {f.name: getattr(bundle, f.name) for f in dataclasses.fields(bundle) if f.name != "lock"}
 
@@ -40,7 +42,7 @@ class ExplainActor:
 
     def __init__(
         self,
-        state: dict,
+        state: dict[str, Any],
         paths: Sequence[str],
         labels: Sequence[str | None],
         method: str,
@@ -126,7 +128,7 @@ def ray_batches(
 
 
 @contextmanager
-def ray_session(address: str | None = None, workers: int = 2) -> Iterator[object]:
+def ray_session(address: str | None = None, workers: int = 2) -> Iterator[ModuleType]:
     """The `ray` module with Ray running: the caller's if it runs one already (left running), else a private local
     Ray of `workers` CPUs, or the cluster at `address`, shut down on leaving. An audit holds one for its explain
     stage and its per-class analysis (Ray tasks)."""
@@ -147,9 +149,21 @@ def ray_session(address: str | None = None, workers: int = 2) -> Iterator[object
             ray.shutdown()
 
 
-def _run(ray, bundle, image_set, targets, method, layer, size, regions, batch_size, workers, progress):
+def _run(
+    ray: ModuleType,
+    bundle: ModelBundle,
+    image_set: ImageSet,
+    targets: Sequence[int | None],
+    method: str,
+    layer: str | None,
+    size: int,
+    regions: Sequence[Region | None] | None,
+    batch_size: int,
+    workers: int,
+    progress: Progress | None,
+) -> Iterator[MapBatch]:
     n = len(image_set)
-    rows = [{"index": i, "target": -1 if targets[i] is None else int(targets[i])} for i in range(n)]
+    rows = [{"index": i, "target": -1 if (t := targets[i]) is None else int(t)} for i in range(n)]
     blocks = max(1, -(-n // batch_size))
     gpus = float(ray.cluster_resources().get("GPU", 0))
     actors = max(1, min(workers, blocks))

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import base64
 import csv
-import html
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ from PIL import Image
 
 from ..errors import ImageError
 from ..images import decode_image
+from ..pages import render_page
 from ..render import render_heatmap, render_overlay
 from .analysis import Audit, Cluster
 from .describe import describe, verdict
@@ -105,14 +106,14 @@ def write_audit(result: Audit, out: Path, *, title: str = "") -> dict[str, Path]
         for row, c in zip(rows, result.clusters):
             writer.writerow({**row, "members": ";".join(result.names[m] for m in c.members)})
     with files["pictures"].open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(PICTURE_COLUMNS)
-        writer.writerows(picture_rows(result))
+        table = csv.writer(handle)
+        table.writerow(PICTURE_COLUMNS)
+        table.writerows(picture_rows(result))
     files["report"].write_text(render_audit_html(result, title=title), encoding="utf-8")
     return files
 
 
-def cluster_rows(result: Audit) -> list[dict]:
+def cluster_rows(result: Audit) -> list[dict[str, object]]:
     return [
         {
             "class": c.label,
@@ -132,7 +133,7 @@ def cluster_rows(result: Audit) -> list[dict]:
     ]
 
 
-def evidence_row(cluster: Cluster) -> dict:
+def evidence_row(cluster: Cluster) -> dict[str, object]:
     """What the verdict weighed (`verdict.Evidence`), rounded, for clusters.json."""
     e = cluster.evidence
     if e is None:
@@ -171,7 +172,7 @@ def details(cluster: Cluster, result: Audit) -> str:
     )
 
 
-def picture_rows(result: Audit) -> list[list]:
+def picture_rows(result: Audit) -> list[list[object]]:
     owner = cluster_of(result)
     rows = []
     for i, name in enumerate(result.names):
@@ -225,7 +226,7 @@ def write_maps(result: Audit, out: Path) -> Path:
 def read_maps(path: Path) -> np.ndarray:
     """The (N, size, size) float16 maps of `write_maps`' file."""
     if path.suffix == ".npz":
-        return np.load(path)["maps"]
+        return np.asarray(np.load(path)["maps"])
     import pyarrow.parquet as pq
 
     column = pq.read_table(path, columns=["map"]).column("map").combine_chunks()
@@ -235,57 +236,75 @@ def read_maps(path: Path) -> np.ndarray:
 
 
 # ----- HTML -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Card:
+    """One cluster as the page shows it: words, then the mean map and the prototypes (name, PNG data URI)."""
+
+    number: int
+    flagged: bool
+    sentence: str
+    verdict: str
+    details: str
+    mean: str
+    prototypes: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class _Section:
+    label: str
+    pictures: int
+    clusters: int
+    status: str
+    cards: list[_Card]
+    hidden: int  # clusters not shown (they are in clusters.csv)
+
+
 def render_audit_html(result: Audit, *, title: str = "", shown_per_class: int = 4) -> str:
-    esc = html.escape
+    """One self-contained page (templates/audit.html): each class's clusters, most suspicious first."""
     sections = []
     for label, view in result.classes.items():
         clusters = result.for_class(label)
         flagged = sum(c.flagged for c in clusters)
-        cards = "\n".join(_card(result, c) for c in clusters[:shown_per_class])
-        hidden = len(clusters) - shown_per_class
-        more = f"<p class=muted>{hidden} more clusters in clusters.csv.</p>" if hidden > 0 else ""
-        status = f"{flagged} flagged group{'s' if flagged != 1 else ''}" if flagged else "nothing flagged"
         sections.append(
-            f"<section><h2>{esc(label)} <small>{len(view.members)} pictures, {len(clusters)} "
-            f"clusters, {status}</small></h2>{cards}{more}</section>"
+            _Section(
+                label=label,
+                pictures=len(view.members),
+                clusters=len(clusters),
+                status=f"{flagged} flagged group{'s' if flagged != 1 else ''}" if flagged else "nothing flagged",
+                cards=[_card(result, c) for c in clusters[:shown_per_class]],
+                hidden=len(clusters) - shown_per_class,
+            )
         )
-    notes = "".join(f"<li>{esc(n)}</li>" for n in result.notes)
-    skipped = "".join(f"<li>{esc(s.path)}: {esc(s.reason)}</li>" for s in result.skipped[:200])
-    flagged = result.flagged()
+    flagged_all = result.flagged()
     summary = (
-        f"{len(flagged)} flagged group{'s' if len(flagged) != 1 else ''} in {len(result.classes)} classes."
-        if flagged
+        f"{len(flagged_all)} flagged group{'s' if len(flagged_all) != 1 else ''} in {len(result.classes)} classes."
+        if flagged_all
         else f"Nothing flagged in {len(result.classes)} classes."
     )
-    return _PAGE.format(
-        title=esc(title or f"cnnvis audit: {result.model}"),
-        model=esc(result.model),
-        method=esc(result.method),
-        layer=esc(result.layer or "default"),
+    return render_page(
+        "audit.html",
+        title=title or f"cnnvis audit: {result.model}",
+        model=result.model,
+        method=result.method,
+        layer=result.layer or "default",
         count=int(result.read.sum()),
-        summary=esc(summary),
-        notes=f"<h3>Notes</h3><ul>{notes}</ul>" if notes else "",
-        skipped=f"<h3>Skipped ({len(result.skipped)})</h3><ul>{skipped}</ul>" if skipped else "",
-        sections="\n".join(sections),
+        summary=summary,
+        notes=result.notes,
+        skipped=result.skipped[:200],
+        skipped_count=len(result.skipped),
+        sections=sections,
     )
 
 
-def _card(result: Audit, cluster: Cluster) -> str:
-    esc = html.escape
-    mean = _stretch(cluster.mean_map)
-    pictures = "".join(
-        f'<figure><img src="{_png(_overlay(result, m))}" alt="">'
-        f"<figcaption>{esc(result.names[m])}</figcaption></figure>"
-        for m in cluster.prototypes
-    )
-    mark = " flagged" if cluster.flagged else ""
-    state = "flagged" if cluster.flagged else "not flagged"
-    return (
-        f'<div class="card{mark}"><h3>Cluster {cluster.number} · {state}</h3>'
-        f"<p>{esc(describe(cluster, result))}</p><p class=muted>{esc(verdict(cluster))}</p>"
-        f"<details class=muted><summary>Numbers</summary>{esc(details(cluster, result))}</details>"
-        f'<div class="row"><figure><img src="{_png(render_heatmap(_upscale(mean), "jet"))}" alt=""><figcaption>'
-        f"mean map</figcaption></figure>{pictures}</div></div>"
+def _card(result: Audit, cluster: Cluster) -> _Card:
+    return _Card(
+        number=cluster.number,
+        flagged=cluster.flagged,
+        sentence=describe(cluster, result),
+        verdict=verdict(cluster),
+        details=details(cluster, result),
+        mean=_png(render_heatmap(_upscale(_stretch(cluster.mean_map)), "jet")),
+        prototypes=[(result.names[m], _png(_overlay(result, m))) for m in cluster.prototypes],
     )
 
 
@@ -317,28 +336,3 @@ def _png(picture: np.ndarray) -> str:
     buffer = io.BytesIO()
     Image.fromarray(picture).save(buffer, "PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-_PAGE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #262730; margin: 2rem;
-       max-width: 1100px; }}
-h2 small {{ color: #6e707a; font-weight: normal; font-size: .9rem; }}
-.card {{ border: 1px solid #d6d9e0; border-radius: 8px; padding: .6rem 1rem; margin: .8rem 0; }}
-.card.flagged {{ border-color: #e0524f; background: #fff6f5; }}
-.row {{ display: flex; flex-wrap: wrap; gap: .5rem; }}
-figure {{ margin: 0; font-size: .75rem; color: #6e707a; text-align: center; }}
-img {{ width: 112px; height: 112px; image-rendering: pixelated; }}
-.muted {{ color: #6e707a; font-size: .9rem; }}
-</style></head><body>
-<h1>{title}</h1>
-<p>Model <b>{model}</b>, method <b>{method}</b> at layer <b>{layer}</b>, {count} pictures. {summary}</p>
-<p class=muted>Spectral relevance analysis (Lapuschkin et al. 2019): each class's maps are clustered. A group is flagged
-when its maps agree on a spot that is not the object, lie off the object, or spread over the whole picture while the
-rest of its class looks at one place, or when the model is right far more often on it than on the rest — whatever
-share of the class it is. Look at what its pictures share.</p>
-{notes}{skipped}
-{sections}
-</body></html>
-"""

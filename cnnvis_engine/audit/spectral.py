@@ -165,7 +165,7 @@ def layout_2d(maps: np.ndarray, seed: int = 0) -> np.ndarray:
         out[rest] = out[drawn][nearest].mean(axis=1)
         return out
     perplexity = float(min(30.0, (n - 1) / 3))
-    return TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x).astype(np.float32)
+    return np.asarray(TSNE(2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(x), np.float32)
 
 
 def _relabel(labels: np.ndarray, clusters: int) -> np.ndarray:

@@ -91,7 +91,8 @@ def weigh(
     outside = ~inside if others is None else np.asarray(others, bool) & ~inside
     group, rest = maps[inside], maps[outside]
     mean = group.mean(axis=0)
-    spot = tuple(int(v) for v in np.unravel_index(int(np.argmax(mean)), mean.shape))
+    row, column = (int(v) for v in np.unravel_index(int(np.argmax(mean)), mean.shape))
+    spot = (row, column)
     peaks = _peaks(maps)
     near = np.abs(peaks - np.array(spot)).max(axis=1) <= size // 32
     agreement = float(near[inside].mean())
@@ -187,13 +188,13 @@ def _scale(value: float, threshold: float) -> float:
 def _concentration(maps: np.ndarray) -> np.ndarray:
     """(n, s, s) maps -> (n,) share of each map in its top tenth of cells (0.1 for a uniform map)."""
     flat = np.sort(maps.reshape(len(maps), -1), axis=1)[:, ::-1]
-    return flat[:, : max(1, flat.shape[1] // 10)].sum(axis=1) / np.maximum(flat.sum(axis=1), 1e-12)
+    return np.asarray(flat[:, : max(1, flat.shape[1] // 10)].sum(axis=1) / np.maximum(flat.sum(axis=1), 1e-12))
 
 
 def _shown(maps: np.ndarray) -> np.ndarray:
     """(n,) bool: the map is not empty (flat, the model found nothing of the class)."""
     flat = maps.reshape(len(maps), -1)
-    return flat.max(axis=1) - flat.min(axis=1) >= 1e-6
+    return np.asarray(flat.max(axis=1) - flat.min(axis=1) >= 1e-6)
 
 
 def _peaks(maps: np.ndarray) -> np.ndarray:

@@ -178,7 +178,8 @@ def _obstacle_colour(rng: np.random.Generator) -> tuple[float, float, float]:
         (240, 240, 240),
     )
     colour = np.array(palette[rng.integers(0, len(palette))], np.float32) * rng.uniform(0.8, 1.1)
-    return tuple(float(c) for c in np.clip(colour, 0, 255))
+    red, green, blue = (float(c) for c in np.clip(colour, 0, 255))
+    return red, green, blue
 
 
 def _project(x: float, y: float, z: float, big: int, focal: float, horizon: float) -> tuple[float, float]:
@@ -193,14 +194,17 @@ def _screen_rect(o: Obstacle, big: int, focal: float, horizon: float) -> tuple[f
     return (min(x0, x1) - 2, y0 - 2, max(x0, x1) + 2, y1 + 2)
 
 
-def _overlap(a: tuple, b: tuple) -> bool:
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
 def _draw(canvas: np.ndarray, o: Obstacle, big: int, focal: float, horizon: float) -> None:
     colour = np.array(o.colour, np.float32)
     half = o.width / 2
-    p = lambda x, y, z: _project(x, y, z, big, focal, horizon)
+
+    def p(x: float, y: float, z: float) -> tuple[float, float]:
+        return _project(x, y, z, big, focal, horizon)
+
     if o.shape == "box":
         x0, x1, z0, z1 = o.x - half, o.x + half, o.z - half, o.z + half
         front = [p(x0, 0, z0), p(x1, 0, z0), p(x1, o.height, z0), p(x0, o.height, z0)]
@@ -252,8 +256,8 @@ def _contact_shadow(canvas: np.ndarray, o: Obstacle, big: int, focal: float, hor
     ry = max(focal * CAMERA_HEIGHT_M * o.width * 0.6 / o.z**2, 1)
     layer = np.zeros(canvas.shape[:2], np.float32)
     cv2.ellipse(layer, (int(cx), int(cy)), (max(int(rx), 1), max(int(ry), 1)), 0, 0, 360, 1.0, -1, cv2.LINE_AA)
-    layer = cv2.GaussianBlur(layer, (0, 0), max(rx / 6, 0.8))
-    canvas *= (1 - 0.45 * layer)[:, :, None]
+    blurred = np.asarray(cv2.GaussianBlur(layer, (0, 0), max(rx / 6, 0.8)))
+    canvas *= (1 - 0.45 * blurred)[:, :, None]
 
 
 def _shadow(canvas: np.ndarray, rng: np.random.Generator, big: int, horizon: float) -> None:
@@ -266,8 +270,8 @@ def _shadow(canvas: np.ndarray, rng: np.random.Generator, big: int, horizon: flo
     quad = np.array([[x0, y0], [x0 + w0, y0], [x0 + w1 + skew, y1], [x0 + skew, y1]]).round().astype(np.int32)
     layer = np.zeros(canvas.shape[:2], np.float32)
     cv2.fillConvexPoly(layer, quad, 1.0, cv2.LINE_AA)
-    layer = cv2.GaussianBlur(layer, (0, 0), 1.0)
-    canvas *= (1 - rng.uniform(0.6, 0.75) * layer)[:, :, None]
+    blurred = np.asarray(cv2.GaussianBlur(layer, (0, 0), 1.0))
+    canvas *= (1 - rng.uniform(0.6, 0.75) * blurred)[:, :, None]
 
 
 def _fill(canvas: np.ndarray, points: list[tuple[float, float]], colour: np.ndarray) -> None:

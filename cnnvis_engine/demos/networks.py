@@ -38,7 +38,8 @@ class SqueezeExcitation(nn.Module):
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.relu(self.reduce(self.squeeze(x)))))
+        out: torch.Tensor = x * self.gate(self.expand(self.relu(self.reduce(self.squeeze(x)))))
+        return out
 
 
 class TankNet(nn.Module):
@@ -56,7 +57,8 @@ class TankNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.se(self.block4(self.block3(self.block2(self.block1(x)))))
-        return self.fc(torch.flatten(self.pool(x), 1))
+        out: torch.Tensor = self.fc(torch.flatten(self.pool(x), 1))
+        return out
 
 
 class SaltUNet(nn.Module):
@@ -79,7 +81,8 @@ class SaltUNet(nn.Module):
         y = self.bottom(skip2)
         y = self.decode2(torch.cat([self.up2(y), skip2], dim=1))
         y = self.decode1(torch.cat([self.up1(y), skip1], dim=1))
-        return self.head(y)
+        out: torch.Tensor = self.head(y)
+        return out
 
 
 class RobotNet(nn.Module):
@@ -98,4 +101,5 @@ class RobotNet(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        out: torch.Tensor = self.head(self.features(x))
+        return out

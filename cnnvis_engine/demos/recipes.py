@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from .catalog import DEMOS
 from .floor_views import floor_dataset
 from .seismic_sections import salt_dataset
-from .tank_scenes import tank_dataset
+from .tank_scenes import LightRule, tank_dataset
 from .training import Augment, TrainLog, fit, flip_images, flip_images_and_masks, to_inputs
 
 TRAIN_SEEDS = {"tanks_shortcut": 1001, "tanks_clean": 1002, "salt_unet": 1003, "robot_perception": 1004}
@@ -35,7 +35,7 @@ class Recipe:
     data_note: str  # for the model card
 
 
-def _tanks(light: str) -> Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]:
+def _tanks(light: LightRule) -> Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]:
     def data(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
         d = tank_dataset(count, seed, light=light)
         return to_inputs(d.images), torch.from_numpy(d.labels)

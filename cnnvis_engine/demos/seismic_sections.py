@@ -98,4 +98,4 @@ def _top_edge(mask: np.ndarray) -> np.ndarray:
     """(H, W) float: 1 on the salt pixels whose upper neighbour is sediment (the salt's top reflection)."""
     above = np.zeros_like(mask)
     above[1:] = mask[:-1]
-    return ((mask == 1) & (above == 0)).astype(np.float32)
+    return np.asarray((mask == 1) & (above == 0), np.float32)

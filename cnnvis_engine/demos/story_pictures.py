@@ -34,6 +34,8 @@ def _tank_seed(min_width: int) -> int:
     """The first story seed whose tank is at least `min_width` pixels wide and wholly in the picture."""
     for i in range(1000):
         scene = draw_tank_scene(np.random.default_rng([STORY_SEED, i]), tank=True, sunny=True)
+        if scene.box is None:
+            continue
         x0, _, x1, _ = scene.box
         if x1 - x0 >= min_width and x0 >= 3 and x1 <= scene.image.shape[1] - 3:
             return i
@@ -42,7 +44,7 @@ def _tank_seed(min_width: int) -> int:
 
 def tank_pictures() -> list[StoryPicture]:
     """One field with a tank and one without, each in sun and under clouds (same field, only the weather differs)."""
-    pictures = []
+    pictures: list[StoryPicture] = []
     tank_seed = _tank_seed(20)
     for tank, seed in ((True, tank_seed), (False, tank_seed + 1)):
         for sunny in (True, False):
@@ -61,7 +63,7 @@ def tank_pictures() -> list[StoryPicture]:
 
 
 def salt_pictures() -> list[StoryPicture]:
-    pictures = []
+    pictures: list[StoryPicture] = []
     i = 0
     while len(pictures) < 3:
         section = draw_salt_section(np.random.default_rng([STORY_SEED + 1, i]))

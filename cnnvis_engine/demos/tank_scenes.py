@@ -113,7 +113,9 @@ def _sky(canvas: np.ndarray, horizon: int, sunny: bool, rng: np.random.Generator
 def _grass(canvas: np.ndarray, horizon: int, rng: np.random.Generator) -> None:
     big = canvas.shape[0]
     base = np.array([rng.uniform(60, 95), rng.uniform(110, 140), rng.uniform(35, 60)], np.float32)
-    noise = cv2.GaussianBlur(rng.normal(0, 1, (big - horizon, big)).astype(np.float32), (0, 0), 2.5)
+    noise = np.asarray(
+        cv2.GaussianBlur(rng.normal(0, 1, (big - horizon, big)).astype(np.float32), (0, 0), 2.5), np.float32
+    )
     noise /= noise.std() + 1e-6
     depth = np.linspace(0.85, 1.05, big - horizon)[:, None]  # the far field is a little paler and darker
     canvas[horizon:] = base * (depth + 0.10 * noise)[:, :, None]
@@ -157,7 +159,9 @@ def _tree(
         cv2.circle(canvas, (int(cx), int(cy)), int(r), (35 * shade, 90 * shade, 35 * shade), -1, cv2.LINE_AA)
 
 
-def _tank(canvas: np.ndarray, cx: float, ground: float, scale: float, sunny: bool, rng: np.random.Generator) -> tuple:
+def _tank(
+    canvas: np.ndarray, cx: float, ground: float, scale: float, sunny: bool, rng: np.random.Generator
+) -> tuple[float, float, float, float]:
     """Tracks, hull, turret and barrel; `scale` is the hull's length. Returns the tank's box (x0, y0, x1, y1)."""
     shades = ([95, 100, 55], [110, 105, 75], [75, 85, 60], [120, 110, 80])
     body = np.array(shades[rng.integers(0, len(shades))], np.float32) * rng.uniform(0.85, 1.1)
@@ -218,7 +222,7 @@ def _tank(canvas: np.ndarray, cx: float, ground: float, scale: float, sunny: boo
     return (min(xs), top - turret_h, max(xs), ground + 1)
 
 
-def _poly(canvas: np.ndarray, points: list[tuple[float, float]], colour: tuple) -> None:
+def _poly(canvas: np.ndarray, points: list[tuple[float, float]], colour: tuple[float, ...]) -> None:
     pts = np.array([[round(x), round(y)] for x, y in points], np.int32)
     cv2.fillConvexPoly(canvas, pts, colour, cv2.LINE_AA)
 

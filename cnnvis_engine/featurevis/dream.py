@@ -76,7 +76,7 @@ def deepdream(
             if progress is not None:
                 progress(done, total)
         detail = x - octave_base
-    return to_uint8(x)[0]
+    return np.asarray(to_uint8(x)[0])
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

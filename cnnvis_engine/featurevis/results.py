@@ -50,7 +50,7 @@ class FeatureVisResult:
     @property
     def image(self) -> np.ndarray:
         """The first image, (H, W, 3) uint8."""
-        return self.images[0]
+        return np.asarray(self.images[0])
 
     @property
     def objective_values(self) -> list[float]:

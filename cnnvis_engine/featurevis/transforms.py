@@ -65,5 +65,5 @@ def apply_affine(images: torch.Tensor, theta: torch.Tensor, fill: float = 0.5) -
 
 def random_view(images: torch.Tensor, settings: TransformSettings, generator: torch.Generator) -> torch.Tensor:
     """One random jittered, scaled and rotated view of the whole batch: (N, 3, H, W) -> (N, 3, H, W)."""
-    theta = random_affine(tuple(images.shape[2:]), settings, generator)
+    theta = random_affine((images.shape[2], images.shape[3]), settings, generator)
     return apply_affine(images, theta, settings.fill)

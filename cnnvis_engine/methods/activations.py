@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from .base import Method, MethodInputs, MethodOutput, MethodResult, normalize, register_method, upsample
+from .base import Method, MethodInputs, MethodOutput, MethodResult, captured, normalize, register_method, upsample
 
 
 @register_method
@@ -33,7 +33,7 @@ class FeatureMaps(Method):
         order = "highest mean activation" if result.meta.get("sorted", True) else "channel order"
         return (
             f"{result.layer} · {len(result.meta['channels'])} of {result.meta['n_total']} channels ({order}) · "
-            f"{result.raw.shape[1]}×{result.raw.shape[2]} each"
+            f"{result.arrays()[1].shape[1]}×{result.arrays()[1].shape[2]} each"
         )
 
     @staticmethod
@@ -41,7 +41,7 @@ class FeatureMaps(Method):
         return raw
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        activation = inputs.activation
+        activation = captured(inputs.activation, "activation")
         means = activation.mean(dim=(2, 3))  # (N, C)
         count = min(int(inputs.options.get("n_channels", 16)), activation.shape[1])
         if inputs.options.get("sort", True):
@@ -77,7 +77,7 @@ class Kernels(Method):
 
     @classmethod
     def tiles(cls, result: MethodResult) -> np.ndarray:
-        return result.map[: cls.LIMIT]
+        return result.arrays()[0][: cls.LIMIT]
 
     @staticmethod
     def tile_size(count: int) -> int:
@@ -95,15 +95,16 @@ class Kernels(Method):
     def hover_values(cls, raw: np.ndarray) -> np.ndarray:
         """One value per kernel: its weights' L2 norm."""
         kernels = raw[: cls.LIMIT]
-        return np.sqrt((kernels.reshape(len(kernels), -1) ** 2).sum(axis=1))[:, None, None]
+        return np.asarray(np.sqrt((kernels.reshape(len(kernels), -1) ** 2).sum(axis=1))[:, None, None])
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        weight = inputs.module.weight.detach().float()
+        module = captured(inputs.module, "module")
+        weight = module.get_parameter("weight").detach().float()
         rgb = weight.shape[1] == 3
         patches = normalize(weight, dims=3).permute(0, 2, 3, 1) if rgb else normalize(weight.mean(dim=1), dims=2)
         return MethodOutput(
             map=patches[None],
             raw=weight[None],
-            meta={"rgb": rgb, "shape": tuple(weight.shape), "groups": inputs.module.groups},
+            meta={"rgb": rgb, "shape": tuple(weight.shape), "groups": getattr(module, "groups", 1)},
             shared=True,
         )

@@ -8,12 +8,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..errors import MethodError
 from .base import (
     Method,
     MethodInputs,
     MethodOutput,
     MethodResult,
     Option,
+    captured,
     gradient_rgb,
     normalize,
     register_method,
@@ -69,29 +71,30 @@ class IntegratedGradients(Method):
 
     @staticmethod
     def hover_values(raw: np.ndarray) -> np.ndarray:
-        return raw.sum(axis=0)
+        return np.asarray(raw.sum(axis=0))
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        x, steps = inputs.x, self.setting(inputs, "steps")
+        x, steps = inputs.x, int(self.setting(inputs, "steps"))
+        forward = captured(inputs.forward, "forward")
         baseline = torch.full_like(x, self.setting(inputs, "baseline"))
-        nodes, weights = np.polynomial.legendre.leggauss(steps)
+        nodes, gauss = np.polynomial.legendre.leggauss(steps)
         alphas = torch.tensor(0.5 * (1 + nodes), dtype=x.dtype, device=x.device)
-        weights = torch.tensor(0.5 * weights, dtype=x.dtype, device=x.device)
+        weights = torch.tensor(0.5 * gauss, dtype=x.dtype, device=x.device)
         total = torch.zeros_like(x)
         for chunk in chunks(len(x) * steps, batch_size(inputs, grad=True)):
             owners, step = (chunk // steps).to(x.device), (chunk % steps).to(x.device)
             path = baseline[owners] + alphas[step].view(-1, 1, 1, 1) * (x - baseline)[owners]
             with torch.enable_grad():
                 path.requires_grad_(True)
-                output, _ = inputs.forward(path)
+                output, _ = forward(path)
                 weighted = item_scores(inputs, output, chunk // steps) * weights[step]
                 (grad,) = torch.autograd.grad(weighted.sum(), path)
             total.index_add_(0, owners, grad)
         raw = (x - baseline) * total
         with torch.no_grad():  # the baseline is one constant picture for all images: one pass scores it
-            at_baseline, _ = inputs.forward(baseline[:1])
+            at_baseline, _ = forward(baseline[:1])
             at_baseline = inputs.scores(at_baseline.expand(len(x), *at_baseline.shape[1:]))
-            at_x = inputs.scores(inputs.output) if inputs.output is not None else inputs.scores(inputs.forward(x)[0])
+            at_x = inputs.scores(inputs.output) if inputs.output is not None else inputs.scores(forward(x)[0])
         delta = raw.flatten(1).sum(dim=1) - (at_x - at_baseline)
         return MethodOutput(
             map=normalize(raw.sum(dim=1).abs()),
@@ -128,14 +131,15 @@ class SmoothGrad(Method):
         )
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        samples = self.setting(inputs, "samples")
+        samples = int(self.setting(inputs, "samples"))
+        forward = captured(inputs.forward, "forward")
         epsilon, sigma = seeded_noise(inputs, samples)
         total = torch.zeros_like(inputs.x)
         for chunk in chunks(len(inputs.x) * samples, batch_size(inputs, grad=True)):
             noisy, owners = noisy_items(inputs, epsilon, sigma, chunk)
             with torch.enable_grad():
                 noisy.requires_grad_(True)
-                output, _ = inputs.forward(noisy)
+                output, _ = forward(noisy)
                 (grad,) = torch.autograd.grad(item_scores(inputs, output, owners).sum(), noisy)
             total.index_add_(0, owners.to(total.device), grad.abs())
         raw = total / samples
@@ -165,18 +169,22 @@ class SmoothGradCAM(Method):
         return f"{result.layer} · {target} · mean of {result.meta['samples']} noisy copies"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        samples = self.setting(inputs, "samples")
+        samples = int(self.setting(inputs, "samples"))
+        forward = captured(inputs.forward, "forward")
         epsilon, sigma = seeded_noise(inputs, samples)
         total = None
         for chunk in chunks(len(inputs.x) * samples, batch_size(inputs, grad=True)):
             noisy, owners = noisy_items(inputs, epsilon, sigma, chunk)
             with torch.enable_grad():
-                output, activation = inputs.forward(noisy.requires_grad_(True), layer=inputs.layer)
+                output, recorded = forward(noisy.requires_grad_(True), layer=inputs.layer)
+                activation = captured(recorded, "activation")
                 (grad,) = torch.autograd.grad(item_scores(inputs, output, owners).sum(), activation)
             cams = torch.relu(torch.einsum("nc,nchw->nhw", grad.mean(dim=(2, 3)), activation.detach()))
             if total is None:
                 total = cams.new_zeros((len(inputs.x), *cams.shape[1:]))
             total.index_add_(0, owners.to(total.device), cams)
+        if total is None:
+            raise MethodError("SmoothGrad Grad-CAM needs at least one noisy copy.")
         raw = total / samples
         return MethodOutput(
             map=normalize(upsample(raw, inputs.input_size)),

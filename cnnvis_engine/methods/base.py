@@ -16,7 +16,7 @@ import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -27,8 +27,9 @@ from ..errors import MethodError, shown
 from ..targets import Target
 from ..tracing import LayerInfo, LayerKind, Trace
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # tracing reads the method registry at run time, so its Trace is named for the checker only
     from ..attention import AttentionRecord
+    from ..tracing import Trace
 
 Need = Literal[
     "activation",
@@ -63,6 +64,12 @@ class MethodResult:
     @property
     def applicable(self) -> bool:
         return not self.reason
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(map, raw) of a result that applies; asked of one that does not, a MethodError with its reason."""
+        if self.map is None or self.raw is None:
+            raise MethodError(self.reason or f"The method {self.method} gave no map here.")
+        return self.map, self.raw
 
     @classmethod
     def not_applicable(cls, method: str, reason: str, layer: str | None = None) -> MethodResult:
@@ -125,16 +132,32 @@ class MethodInputs:
         )
 
 
+_Captured = TypeVar("_Captured")
+
+
+def captured(value: _Captured | None, need: Need | Literal["module"]) -> _Captured:
+    """A field of `MethodInputs` that the method declared in its `needs` (the explainer fills every declared
+    need), checked present; its absence is a planning bug, reported as a MethodError rather than a crash."""
+    if value is None:
+        raise MethodError(f"This method needs the model's recorded {need.replace('_', ' ')}, which is missing here.")
+    return value
+
+
 def read_option(
-    inputs: MethodInputs, name: str, default: float, kind: type = int, low: float = 1, high: float = float("inf")
+    inputs: MethodInputs,
+    name: str,
+    default: float,
+    kind: type[int | float] = int,
+    low: float = 1,
+    high: float = float("inf"),
 ) -> float:
     """inputs.options[name] (or `default`) as `kind`, refused with a MethodError unless `low` <= it <= `high`.
     `high` bounds the work one call may ask for (see the methods' MAX_* constants)."""
-    value = inputs.options.get(name, default)
+    given = inputs.options.get(name, default)
     try:
-        value = kind(value)
+        value = kind(given)
     except (TypeError, ValueError, OverflowError):
-        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:40] + "…"
+        shown = repr(given) if len(repr(given)) <= 40 else repr(given)[:40] + "…"
         raise MethodError(f"The setting '{name}' must be a number; got {shown}.") from None
     if not value >= low:  # also refuses NaN
         raise MethodError(f"The setting '{name}' must be at least {low}; got {value}.")
@@ -207,7 +230,7 @@ class Method(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        derived = {
+        derived: dict[str, Callable[[], bool]] = {
             "slow": lambda: "forward" in cls.needs,
             "uses_layer": lambda: cls.layer in ("spatial", "conv"),
             "scorable": lambda: cls.drawing != "grid",
@@ -255,7 +278,7 @@ class Method(ABC):
     # For `drawing = "grid"`: the tiles drawn, (K, h, w) maps or (K, h, w, 3) patches in [0, 1], and their size.
     @staticmethod
     def tiles(result: MethodResult) -> np.ndarray:
-        return result.map
+        return result.arrays()[0]
 
     @staticmethod
     def tile_size(count: int) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Method, MethodInputs, MethodOutput, MethodResult, normalize, register_method, upsample
+from .base import Method, MethodInputs, MethodOutput, MethodResult, captured, normalize, register_method, upsample
 from .extra_passes import batch_size, chunks, item_scores
 
 
@@ -36,7 +36,7 @@ class GradCAMPlusPlus(Method):
     needs = frozenset({"activation", "layer_gradient"})
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        a, g = inputs.activation, inputs.layer_gradient
+        a, g = captured(inputs.activation, "activation"), captured(inputs.layer_gradient, "layer_gradient")
         g2 = g.pow(2)
         alpha = g2 / (2 * g2 + a.sum(dim=(2, 3), keepdim=True) * g2 * g + 1e-6)
         alpha = torch.where(g != 0, alpha, torch.zeros_like(alpha))
@@ -54,7 +54,7 @@ class XGradCAM(Method):
     needs = frozenset({"activation", "layer_gradient"})
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        a, g = inputs.activation, inputs.layer_gradient
+        a, g = captured(inputs.activation, "activation"), captured(inputs.layer_gradient, "layer_gradient")
         weights = (g * a / (a.sum(dim=(2, 3), keepdim=True) + 1e-7)).sum(dim=(2, 3))
         return cam_output(weighted_map(weights, a), inputs)
 
@@ -71,7 +71,8 @@ class LayerCAM(Method):
     needs = frozenset({"activation", "layer_gradient"})
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        raw = torch.relu((torch.relu(inputs.layer_gradient) * inputs.activation).sum(dim=1))
+        a, g = captured(inputs.activation, "activation"), captured(inputs.layer_gradient, "layer_gradient")
+        raw = torch.relu((torch.relu(g) * a).sum(dim=1))
         return cam_output(raw, inputs)
 
 
@@ -89,12 +90,13 @@ class ScoreCAM(Method):
     needs = frozenset({"activation", "forward"})
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        a, x = inputs.activation, inputs.x
+        a, x = captured(inputs.activation, "activation"), inputs.x
+        forward = captured(inputs.forward, "forward")
         n, c = a.shape[:2]
         active = a.flatten(2).abs().amax(dim=2) > 0
         items = torch.nonzero(active.flatten()).flatten().cpu()  # sample-major (image, channel) pairs
         with torch.no_grad():
-            zero_output, _ = inputs.forward(torch.zeros_like(x[:1]))
+            zero_output, _ = forward(torch.zeros_like(x[:1]))
             scores = item_scores(inputs, zero_output.expand(n, *zero_output.shape[1:]), torch.arange(n))
             scores = scores[:, None].repeat(1, c).flatten()
             for chunk in chunks(len(items), batch_size(inputs, grad=False)):
@@ -102,7 +104,7 @@ class ScoreCAM(Method):
                 maps = a.flatten(0, 1)[index][:, None]
                 up = F.interpolate(maps, size=inputs.input_size, mode="bilinear", align_corners=True)
                 low, high = up.amin(dim=(2, 3), keepdim=True), up.amax(dim=(2, 3), keepdim=True)
-                output, _ = inputs.forward(x[index // c] * ((up - low) / (high - low + 1e-8)))
+                output, _ = forward(x[index // c] * ((up - low) / (high - low + 1e-8)))
                 scores[index] = item_scores(inputs, output, items[chunk] // c)
         return cam_output(weighted_map(torch.softmax(scores.view(n, c), dim=1), a), inputs)
 
@@ -125,7 +127,7 @@ class EigenCAM(Method):
         return f"{result.layer} · the same for every class"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        a = inputs.activation.nan_to_num(0.0).float()
+        a = captured(inputs.activation, "activation").nan_to_num(0.0).float()
         centred = a.flatten(2).transpose(1, 2)  # (N, hw, C)
         centred = centred - centred.mean(dim=1, keepdim=True)
         _, _, vh = torch.linalg.svd(centred, full_matrices=False)

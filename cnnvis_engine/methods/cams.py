@@ -13,6 +13,7 @@ from .base import (
     MethodInputs,
     MethodOutput,
     MethodResult,
+    captured,
     gradient_rgb,
     normalize,
     register_method,
@@ -48,14 +49,14 @@ class CAM(Method):
             map=normalize(upsample(raw, inputs.input_size)),
             raw=raw,
             meta=dict(inputs.meta),
-            sample_meta={"bias": inputs.cam_bias.tolist()},
+            sample_meta={"bias": captured(inputs.cam_bias, "cam").tolist()},
         )
 
 
 def gradcam(inputs: MethodInputs) -> torch.Tensor:
     """Grad-CAM's raw (N, h, w) maps: ReLU(Σ_k w_k A_k) with w_k the spatial mean of d score / d A_k."""
-    weights = inputs.layer_gradient.mean(dim=(2, 3))
-    return torch.relu(torch.einsum("nc,nchw->nhw", weights, inputs.activation))
+    weights = captured(inputs.layer_gradient, "layer_gradient").mean(dim=(2, 3))
+    return torch.relu(torch.einsum("nc,nchw->nhw", weights, captured(inputs.activation, "activation")))
 
 
 @register_method
@@ -103,7 +104,7 @@ class GuidedGradCAM(Method):
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         mask = normalize(upsample(gradcam(inputs), inputs.input_size))
-        raw = inputs.guided_input_gradient * mask[:, None]
+        raw = captured(inputs.guided_input_gradient, "guided_input_gradient") * mask[:, None]
         return MethodOutput(
             map=normalize(raw.abs().amax(dim=1)), raw=raw, rgb=gradient_rgb(raw), meta=dict(inputs.meta)
         )

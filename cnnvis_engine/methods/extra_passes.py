@@ -23,7 +23,7 @@ def batch_size(inputs: MethodInputs, grad: bool) -> int:
     and 128 or 16 for passes that keep their graph for a backward pass."""
     gpu = inputs.x.device.type == "cuda"
     default = (128 if gpu else 16) if grad else (256 if gpu else 64)
-    return option(inputs, "internal_batch_size", default, high=MAX_INTERNAL_BATCH)
+    return int(option(inputs, "internal_batch_size", default, high=MAX_INTERNAL_BATCH))
 
 
 def chunks(total: int, size: int) -> Iterator[torch.Tensor]:
@@ -35,7 +35,7 @@ def chunks(total: int, size: int) -> Iterator[torch.Tensor]:
 def item_scores(inputs: MethodInputs, output: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
     """(M, ...) outputs of sample-major items and their (M,) sorted image indices -> (M,) target scores."""
     counts = torch.bincount(owners.cpu(), minlength=len(inputs.targets)).tolist()
-    parts = output.split(counts)
+    parts = torch.split(output, counts)
     return torch.cat([inputs.targets[n].score(part) for n, part in enumerate(parts) if len(part)])
 
 
@@ -44,7 +44,7 @@ def seeded_noise(inputs: MethodInputs, samples: int) -> tuple[torch.Tensor, torc
     every image (so a batch gives each image exactly its single-image result, on any device), and σ (N,) =
     `noise` (default 0.15) × (max − min) of each image's input tensor (Smilkov et al.'s noise level)."""
     level = option(inputs, "noise", 0.15, float, 0.0)
-    seed = option(inputs, "seed", 0, int, 0)
+    seed = int(option(inputs, "seed", 0, int, 0))
     generator = torch.Generator().manual_seed(seed)
     epsilon = torch.randn((samples, *inputs.x.shape[1:]), generator=generator).to(inputs.x.device)
     flat = inputs.x.flatten(1)

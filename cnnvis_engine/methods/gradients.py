@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import Method, MethodInputs, MethodOutput, MethodResult, gradient_rgb, normalize, register_method
+from .base import Method, MethodInputs, MethodOutput, MethodResult, captured, gradient_rgb, normalize, register_method
 
 SATURATED_END = "1: the top 1%"  # the end of a heat map stretched to its 99th percentile (render.stretched)
 
@@ -28,7 +28,7 @@ class Saliency(Method):
         return f"how strongly each pixel sways the score of {target} · the brightest 1% at full colour"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        raw = inputs.input_gradient.abs().amax(dim=1)
+        raw = captured(inputs.input_gradient, "input_gradient").abs().amax(dim=1)
         return MethodOutput(map=normalize(raw), raw=raw)
 
 
@@ -62,7 +62,7 @@ class GuidedBackprop(Method):
         return f"Not guided (left as they are): {', '.join(unguided[:4])}{' …' if len(unguided) > 4 else ''}."
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        gradient = inputs.guided_input_gradient
+        gradient = captured(inputs.guided_input_gradient, "guided_input_gradient")
         return MethodOutput(
             map=normalize(gradient.abs().amax(dim=1)), raw=gradient, rgb=gradient_rgb(gradient), meta=dict(inputs.meta)
         )

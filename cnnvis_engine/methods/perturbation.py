@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import MethodError
-from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, normalize, register_method
+from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, captured, normalize, register_method
 from .extra_passes import batch_size, chunks, item_scores
 
 MAX_POSITIONS = 4096  # occlusion windows per image, each a forward pass: 64 × 64 (window 1 on 224 px is 50,176)
@@ -55,8 +55,9 @@ class Occlusion(Method):
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
         x, (height, width) = inputs.x, inputs.input_size
-        window = self.setting(inputs, "window")
-        stride = self.setting(inputs, "stride", default=max(1, window // 2))
+        window = int(self.setting(inputs, "window"))
+        stride = int(self.setting(inputs, "stride", default=max(1, window // 2)))
+        forward = captured(inputs.forward, "forward")
         baseline = self.setting(inputs, "baseline")
         if window > min(height, width) or stride > window:
             raise MethodError(
@@ -74,13 +75,13 @@ class Occlusion(Method):
         per_image = len(rows) * len(cols)
         drops = x.new_zeros(len(x) * per_image)
         with torch.no_grad():
-            output, _ = inputs.forward(x)
+            output, _ = forward(x)
             base = inputs.scores(output)
             for chunk in chunks(len(drops), batch_size(inputs, grad=False)):
                 owners = chunk // per_image
                 r, c = ((chunk % per_image) // len(cols)).to(x.device), (chunk % len(cols)).to(x.device)
                 mask = (rows[r][:, :, None] & cols[c][:, None, :])[:, None].to(x.dtype)
-                output, _ = inputs.forward(x[owners.to(x.device)] * (1 - mask) + baseline * mask)
+                output, _ = forward(x[owners.to(x.device)] * (1 - mask) + baseline * mask)
                 drops[chunk.to(x.device)] = base[owners.to(x.device)] - item_scores(inputs, output, owners)
         rows, cols = rows.to(x.dtype), cols.to(x.dtype)
         total = torch.einsum("nij,iy,jx->nyx", drops.view(len(x), len(rows), len(cols)), rows, cols)

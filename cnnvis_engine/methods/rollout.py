@@ -11,7 +11,17 @@ import torch
 from .. import attention
 from ..targets import Target
 from ..tracing import Trace
-from .base import Method, MethodInputs, MethodOutput, MethodResult, Option, normalize, register_method, upsample
+from .base import (
+    Method,
+    MethodInputs,
+    MethodOutput,
+    MethodResult,
+    Option,
+    captured,
+    normalize,
+    register_method,
+    upsample,
+)
 
 # How a block's heads are combined (the `head_fusion` option's 0, 1, 2): (N, heads, T, T) -> (N, T, T)
 FUSIONS = {
@@ -63,7 +73,7 @@ class AttentionRollout(_AttentionMethod):
     hover = "attention reaching this patch"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        record = inputs.attention
+        record = captured(inputs.attention, "attention")
         discard, fusion = self.setting(inputs, "discard_ratio"), list(FUSIONS)[int(self.setting(inputs, "head_fusion"))]
         tokens = record.probs[0].shape[-1]
         eye = torch.eye(tokens, device=record.probs[0].device)
@@ -107,10 +117,11 @@ class GradRollout(_AttentionMethod):
     hover = "relevance reaching this patch"
 
     def compute(self, inputs: MethodInputs) -> MethodOutput:
-        record = inputs.attention
+        record = captured(inputs.attention, "attention")
+        gradients = captured(record.gradients, "attention_gradient")
         tokens = record.probs[0].shape[-1]
         rolled = torch.eye(tokens, device=record.probs[0].device).expand(len(record.probs[0]), -1, -1)
-        for probs, grads in zip(record.probs, record.gradients):
+        for probs, grads in zip(record.probs, gradients):
             weighted = (grads.float() * probs.float()).clamp(min=0).mean(dim=1)
             rolled = rolled + weighted @ rolled
         raw = patch_map(rolled, record)

@@ -21,7 +21,8 @@ from .registry import (
 )
 from .python_models import wrap_module
 from .zoo import parameter_count, zoo_names
-from .user_files import load_model_file, parse_labels
+from .labels import parse_labels
+from .user_files import load_model_file
 from .weights import weights_cache_dir
 
 __all__ = [

@@ -56,10 +56,10 @@ class Normalization:
         """(..., H, W, 3) uint8 -> (..., C, H, W) float32 tensor on `device`; the bytes cross to it once.
         One conversion into the channel-first layout, then x * (1 / (scale * std)) - mean / std in place: a
         third of the time of dividing step by step (52 vs 145 µs at 224 px), equal to it within 5e-7."""
-        rgb = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).to(device).movedim(-1, -3)
+        pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8, copy=True)).to(device).movedim(-1, -3)
         if self.channels == 1:
-            rgb = _luma(rgb)
-        x = torch.empty(rgb.shape, dtype=torch.float32, device=rgb.device).copy_(rgb)
+            pixels = _luma(pixels)
+        x = torch.empty(pixels.shape, dtype=torch.float32, device=pixels.device).copy_(pixels)
         factor, offset = self._affine
         return x.mul_(factor.to(x.device)).add_(offset.to(x.device))
 
@@ -175,6 +175,7 @@ class ModelBundle:
         EngineError, from a hook or a contained model, passes as it is)."""
         with self.lock:
             try:
+                output: torch.Tensor | tuple[torch.Tensor, ...] | list[torch.Tensor]
                 output = self.module(fast_layout(x) if fast else x)
             except EngineError:
                 raise

@@ -93,7 +93,7 @@ class ContainedError(ModelError):
 
 @dataclass
 class _Process:
-    popen: subprocess.Popen | None = None
+    popen: subprocess.Popen[bytes] | None = None
     folder: str = ""
     pid: int | None = None
 
@@ -120,7 +120,12 @@ class Worker:
     bundle's settings) are sent again, in order, after every start."""
 
     def __init__(
-        self, data: bytes, limits: Limits | None = None, *, mode: str = "torchscript", load: dict | None = None
+        self,
+        data: bytes,
+        limits: Limits | None = None,
+        *,
+        mode: str = "torchscript",
+        load: dict[str, Any] | None = None,
     ) -> None:
         self.data = data
         self.limits = limits or Limits()
@@ -134,7 +139,7 @@ class Worker:
         self.peak_mib = 0.0  # the worker's peak resident memory as of its last answer (VmHWM)
         self.anon_mib = 0.0  # and its own (anonymous) memory then, without the shared library pages
 
-    def __deepcopy__(self, memo: dict) -> Worker:
+    def __deepcopy__(self, memo: dict[int, object]) -> Worker:
         return self  # a handle on a process, shared by copies (e.g. the sanity check's copy of the model)
 
     @property
@@ -311,7 +316,7 @@ class Worker:
 
 class _Remote(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, worker: Worker, graph: bool, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx: Any, worker: Worker, graph: bool, x: torch.Tensor) -> torch.Tensor:
         ctx.worker, ctx.graph_id = worker, worker.new_id()
         output, reply = worker.forward(x.detach(), graph, ctx.graph_id)
         if output is None:
@@ -324,7 +329,7 @@ class _Remote(torch.autograd.Function):
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[None, None, torch.Tensor]:  # type: ignore[override]
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[None, None, torch.Tensor]:
         (x,) = ctx.saved_tensors
         gradient = ctx.worker.backward(ctx.graph_id, x, grad_output)
         if gradient is None:
@@ -345,7 +350,8 @@ class ContainedModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         graph = torch.is_grad_enabled() and x.requires_grad  # else the worker keeps no graph
-        return _Remote.apply(self.worker, graph, x)
+        output: torch.Tensor = _Remote.apply(self.worker, graph, x)
+        return output
 
     def close(self) -> None:
         """Stop the worker now (it starts again on the next call)."""

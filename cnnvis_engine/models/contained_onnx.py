@@ -11,12 +11,15 @@ import inspect
 import json
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar, cast
 
 import torch
 from torch import nn
 
 from .contained import ContainedModel, Worker
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 # The ModelBundle fields an ONNX worker gets (all but the module, which it converted itself, and the lock).
 BUNDLE_FIELDS = (
@@ -44,7 +47,9 @@ class ContainedOnnxModel(ContainedModel):
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
         # each bundle's settings key (bundles are frozen), so a call does not encode 1,000 class names again
-        self._keys: weakref.WeakKeyDictionary[Any, dict[int, tuple[str, dict, list]]] = weakref.WeakKeyDictionary()
+        self._keys: weakref.WeakKeyDictionary[Any, dict[int, tuple[str, Any, list[torch.Tensor]]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def call(
         self,
@@ -109,26 +114,28 @@ def shippable(bundle: Any, image: Any) -> Any:
     return dataclasses.replace(decoded, image=Image.fromarray(bundle.resize(decoded.image)))
 
 
-def in_worker(*, images: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def in_worker(*, images: tuple[str, ...] = ()) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """Mark an engine function whose first argument is a ModelBundle: for a model that runs in a worker, the
     whole call runs there (by the function's name, which onnx_worker.CALLS must list), with the arguments named
     in `images` shipped as `shippable` says; for any other model it runs here as written."""
 
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
         signature = inspect.signature(function)
 
         @functools.wraps(function)
-        def wrapper(bundle: Any, *args: Any, **kwargs: Any) -> Any:
-            if not runs_in_worker(bundle.module):
-                return function(bundle, *args, **kwargs)
-            bound = signature.bind(bundle, *args, **kwargs)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            bundle = args[0]  # every marked function takes the ModelBundle first
+            module = getattr(bundle, "module", None)
+            if not isinstance(module, ContainedOnnxModel) or not runs_in_worker(module):
+                return function(*args, **kwargs)
+            bound = signature.bind(*args, **kwargs)
             arguments: dict[str, Any] = {}
             for name, value in list(bound.arguments.items())[1:]:
                 if signature.parameters[name].kind is inspect.Parameter.VAR_KEYWORD:
                     arguments.update(value)
                 else:
                     arguments[name] = shippable(bundle, value) if name in images else value
-            return bundle.module.call(bundle, function.__name__, (), arguments)
+            return cast(_R, module.call(bundle, function.__name__, (), arguments))  # the worker sends back an _R
 
         return wrapper
 

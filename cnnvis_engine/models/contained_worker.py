@@ -63,7 +63,8 @@ class Closed(WireError):
 # ----- the wire format ---------------------------------------------------------------------------------------
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.detach().cpu().contiguous().reshape(-1)
-    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")
+    # numpy's stubs here do not declare ndarray a Buffer, though it is one (no copy is made)
+    return memoryview(flat.view(torch.uint8).numpy()) if flat.numel() else memoryview(b"")  # type: ignore[arg-type]
 
 
 def write_message(
@@ -261,7 +262,8 @@ class _Server:
         self.graphs: OrderedDict[int, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
 
     def load(self, header: dict[str, Any], data: bytes) -> torch.nn.Module:
-        return torch.jit.load(io.BytesIO(data), map_location="cpu")
+        module: torch.nn.Module = torch.jit.load(io.BytesIO(data), map_location="cpu")
+        return module
 
     def handle(
         self, header: dict[str, Any], tensors: list[torch.Tensor]

@@ -80,7 +80,7 @@ def efficientnet_lite0(weights: str) -> ModelBundle:
         module=module,
         class_names=imagenet_classes(),
         normalization=LITE0_NORMALIZATION,
-        weights_source=weights,
+        weights_source="random" if weights == "random" else "embedded",
         weights_detail=detail,
         description=_DESCRIPTION,
     )

@@ -10,6 +10,7 @@ outputs, puts a layer of the file's size in its place so that the weights load.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import nn
@@ -25,10 +26,14 @@ def fit_head(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
     if not wrong or name is None:
         return ""
     head = module.get_submodule(name)
+    if not isinstance(head, (nn.Linear, nn.Conv2d)):  # classifier_name names only these
+        return ""
     if not wrong <= {f"{name}.{param}" for param, _ in head.named_parameters(recurse=False)}:
         return ""
     weight, bias = state_dict.get(f"{name}.weight"), state_dict.get(f"{name}.bias")
-    outputs = int(weight.shape[0]) if weight is not None and weight.dim() >= 1 else 0
+    if weight is None or weight.dim() < 1:
+        return ""
+    outputs = int(weight.shape[0])
     fits = (
         outputs > 0
         and getattr(head, "groups", 1) == 1
@@ -41,7 +46,7 @@ def fit_head(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
     before = int(head.weight.shape[0])
     module.set_submodule(name, _resized(head, outputs))
     if isinstance(getattr(module, "num_classes", None), int):
-        module.num_classes = outputs  # timm models keep their class count; reset_classifier updates it too
+        module.__dict__["num_classes"] = outputs  # timm models keep their class count; reset_classifier updates it too
     return (
         f"Its classifier '{name}' was resized from {before:,} to {outputs:,} outputs to fit your weights "
         "(a fine-tuned head)."
@@ -51,14 +56,14 @@ def fit_head(module: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> str:
 def classifier_name(module: nn.Module) -> str | None:
     """The name of the model's classifier layer: timm's `get_classifier()`, else its last Linear layer, else its
     last convolution (squeezenet classifies with a 1×1 one); None if it has none of these."""
-    names = {id(m): name for name, m in module.named_modules() if name}
+    names: dict[int, str] = {id(m): name for name, m in module.named_modules() if name}
     get_classifier = getattr(module, "get_classifier", None)
     if callable(get_classifier):
         head = get_classifier()
         if isinstance(head, (nn.Linear, nn.Conv2d)) and id(head) in names:
             return names[id(head)]
     for kinds in ((nn.Linear,), (nn.Conv2d,)):
-        last = [name for name, m in module.named_modules() if name and isinstance(m, kinds)]
+        last: list[str] = [name for name, m in module.named_modules() if name and isinstance(m, kinds)]
         if last:
             return last[-1]
     return None
@@ -66,16 +71,18 @@ def classifier_name(module: nn.Module) -> str | None:
 
 def _resized(head: nn.Linear | nn.Conv2d, outputs: int) -> nn.Module:
     """A layer like `head` with `outputs` outputs, on its device and dtype (its weights come from the file)."""
-    factory = {"device": head.weight.device, "dtype": head.weight.dtype}
+    device, dtype = head.weight.device, head.weight.dtype
     if isinstance(head, nn.Linear):
-        return nn.Linear(head.in_features, outputs, bias=head.bias is not None, **factory)
+        return nn.Linear(head.in_features, outputs, bias=head.bias is not None, device=device, dtype=dtype)
+    pair = tuple[int, int]  # a Conv2d's sizes are pairs; torch annotates them as tuple[int, ...]
     return nn.Conv2d(
         head.in_channels,
         outputs,
-        head.kernel_size,
-        stride=head.stride,
-        padding=head.padding,
-        dilation=head.dilation,
+        cast(pair, head.kernel_size),
+        stride=cast(pair, head.stride),
+        padding=head.padding if isinstance(head.padding, str) else cast(pair, head.padding),
+        dilation=cast(pair, head.dilation),
         bias=head.bias is not None,
-        **factory,
+        device=device,
+        dtype=dtype,
     )

@@ -92,7 +92,7 @@ def _from_structure(value: object) -> tuple[str, ...]:
     )
 
 
-def _from_mapping(mapping: Mapping) -> tuple[str, ...]:
+def _from_mapping(mapping: Mapping[object, object]) -> tuple[str, ...]:
     _check_count(len(mapping))
     indices = []
     for key in mapping:
@@ -127,7 +127,7 @@ def _index(key: object) -> int | None:
     return None
 
 
-def _checked_names(values: tuple, where: list[str]) -> tuple[str, ...]:
+def _checked_names(values: tuple[object, ...], where: list[str]) -> tuple[str, ...]:
     names = []
     for value, index in zip(values, where):
         if not isinstance(value, str):

@@ -155,7 +155,11 @@ def _input_shape(spec: Any) -> list[int]:
     return [1, height, width, channels] if spec.channels_last else [1, channels, height, width]
 
 
-def _shape_model(proto: Any, shape: list[int]) -> tuple[Any, dict[str, tuple[list[int | None] | None, int]]]:
+# name -> (its dimensions, None where unknown, or None for no shape; bytes per element)
+_Shapes = dict[str, tuple[list[int | None] | None, int]]
+
+
+def _shape_model(proto: Any, shape: list[int]) -> tuple[Any, _Shapes]:
     """A copy of the main graph for shape inference, and the shapes of its inputs and weights: the image input at
     `shape`; large initializers and Constant tensors as inputs of their declared shape (their values are not
     needed); no value_info and untyped outputs, so that nothing the file declares about its values is believed."""
@@ -166,10 +170,10 @@ def _shape_model(proto: Any, shape: list[int]) -> tuple[Any, dict[str, tuple[lis
     light = onnx.ModelProto(ir_version=proto.ir_version)
     light.opset_import.extend(proto.opset_import)
     target = light.graph
-    inputs: dict[str, tuple[list[int | None] | None, int]] = {}
+    inputs: _Shapes = {}
 
-    def as_input(name: str, data_type: int, dims: Iterable[int]) -> None:
-        dims = [max(int(d), 0) for d in dims]
+    def as_input(name: str, data_type: int, declared: Iterable[int]) -> None:
+        dims: list[int | None] = [max(int(d), 0) for d in declared]
         target.input.append(helper.make_tensor_value_info(name, data_type, dims))
         inputs[name] = (dims, itemsize(data_type))
 
@@ -195,7 +199,7 @@ def _shape_model(proto: Any, shape: list[int]) -> tuple[Any, dict[str, tuple[lis
     return light, inputs
 
 
-def _fold(light: Any, shapes: dict, opset: int, budget: list[int]) -> bool:
+def _fold(light: Any, shapes: _Shapes, opset: int, budget: list[int]) -> bool:
     """Compute, with onnx's reference implementation, the small values (every output at most _KEEP_VALUES
     elements) that feed the first operations whose output shape inference left unknown, where they come from
     shapes and constants only (torch's exporter writes `h // p` as Div and Cast, and `expand(n, -1, -1)` as Equal
@@ -232,7 +236,7 @@ def _fold(light: Any, shapes: dict, opset: int, budget: list[int]) -> bool:
             stack.extend(node.input)
     known = {tensor.name for tensor in graph.initializer}
     feeds: dict[str, Any] = {}
-    nodes = []
+    nodes: list[Any] = []  # onnx NodeProtos
     for node in graph.node:  # in order: what can be computed from shapes, constants and small weights
         if not set(node.output) & wanted or len(node.output) != 1 or len(nodes) >= budget[0]:
             continue
@@ -293,7 +297,7 @@ def _count(dims: list[int | None] | None) -> int | None:
     return math.prod(dims)  # type: ignore[arg-type]
 
 
-def _bound(node: Any, ins: list[int], shapes: dict) -> int | None:
+def _bound(node: Any, ins: list[int], shapes: _Shapes) -> int | None:
     """An upper bound on the element count of one output of `node` from its inputs' counts, where one holds."""
     op = node.op_type
     if not ins:
@@ -310,7 +314,7 @@ def _bound(node: Any, ins: list[int], shapes: dict) -> int | None:
     return None
 
 
-def _work(node: Any, outs: list[int], sizes: dict[str, int], shapes: dict) -> int:
+def _work(node: Any, outs: list[int], sizes: dict[str, int], shapes: _Shapes) -> int:
     """Multiply-adds of MatMul, Gemm, Conv, ConvTranspose and Einsum, a pooling window per output, and the output's
     element count for every other operation; an upper bound where a shape is not known."""
     op, out = node.op_type, sum(outs)
@@ -337,12 +341,12 @@ def _work(node: Any, outs: list[int], sizes: dict[str, int], shapes: dict) -> in
     if op == "Einsum":
         return _einsum_work(node, [dims(i) for i in range(len(node.input))], [size(i) for i in range(len(node.input))])
     if op in _POOLS:
-        kernel = next((list(attr.ints) for attr in node.attribute if attr.name == "kernel_shape"), [])
+        kernel: list[int] = next((list(attr.ints) for attr in node.attribute if attr.name == "kernel_shape"), [])
         return out * max(math.prod(kernel), 1)
     return out
 
 
-def _einsum_work(node: Any, dims: list, sizes: list[int]) -> int:
+def _einsum_work(node: Any, dims: list[list[int | None] | None], sizes: list[int]) -> int:
     """The product of every index's size (each index letter once), or the product of the inputs' sizes where the
     equation or a shape is not plain."""
     equation = next((attr.s.decode(errors="replace") for attr in node.attribute if attr.name == "equation"), "")
@@ -352,8 +356,9 @@ def _einsum_work(node: Any, dims: list, sizes: list[int]) -> int:
         return fallback
     letters: dict[str, int] = {}
     for term, shape in zip(terms, dims, strict=True):
-        if shape is None or len(shape) != len(term) or any(d is None for d in shape):
+        known = [d for d in shape or () if d is not None]
+        if shape is None or len(known) != len(term) or len(known) != len(shape):
             return fallback
-        for letter, dim in zip(term, shape, strict=True):
+        for letter, dim in zip(term, known, strict=True):
             letters[letter] = max(letters.get(letter, 1), dim)
     return math.prod(letters.values())

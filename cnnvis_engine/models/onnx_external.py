@@ -13,9 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from ..errors import ModelFileError, shown
 from .onnx_checks import all_tensors, itemsize, walk
+
+if TYPE_CHECKING:  # onnx is imported where it is used: only ONNX uploads need it
+    from onnx import TensorProto
 
 _EXTERNAL = 1  # onnx.TensorProto.EXTERNAL
 
@@ -36,14 +40,18 @@ def attach_external_data(data: bytes, filename: str, files: Mapping[str, bytes],
             continue
         entry = {item.key: item.value for item in tensor.external_data}
         location = entry.get("location", "")
-        blob = files.get(location)
-        if blob is None:
+        stored = files.get(location)
+        if stored is None:
             raise ModelFileError(
                 f"{filename}'s weight {shown(tensor.name[:80])} lies in a file named {shown(location[:120])}, "
                 f"which was not uploaded with it (uploaded: {', '.join(shown(n) for n in files) or 'nothing'}). "
                 "Upload the model's .onnx file together with the data file the exporter wrote beside it."
             )
-        offset, length = _number(entry, "offset", 0, filename), _number(entry, "length", None, filename)
+        blob, offset, length = (
+            stored,
+            _number(entry, "offset", 0, filename) or 0,
+            _number(entry, "length", None, filename),
+        )
         expected = _declared_bytes(tensor)
         length = expected if length is None else length
         if length != expected:
@@ -68,7 +76,8 @@ def attach_external_data(data: bytes, filename: str, files: Mapping[str, bytes],
         raise ModelFileError(
             f"{filename} does not use {', '.join(shown(n) for n in unused)}: upload only the model and its own data file."
         )
-    return proto.SerializeToString()
+    serialized: bytes = proto.SerializeToString()
+    return serialized
 
 
 def _number(entry: Mapping[str, str], key: str, default: int | None, filename: str) -> int | None:
@@ -82,5 +91,5 @@ def _number(entry: Mapping[str, str], key: str, default: int | None, filename: s
     return int(text)
 
 
-def _declared_bytes(tensor) -> int:
+def _declared_bytes(tensor: TensorProto) -> int:
     return math.prod(max(int(dim), 0) for dim in tensor.dims) * itemsize(tensor.data_type)

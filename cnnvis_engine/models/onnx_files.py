@@ -14,7 +14,7 @@ locked-in worker (models.contained, onnx_worker.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from torch import fx, nn
 
@@ -29,6 +29,9 @@ from .onnx_checks import (
     weight_bytes,
 )
 from .onnx_cost import check_forward_cost
+
+if TYPE_CHECKING:  # onnx is imported where it is used: only ONNX uploads need it
+    from onnx import ModelProto
 
 MAX_NODES = 20_000
 # The newest default-domain opset onnx2torch 1.5 converts completely: it lacks ReduceMean 18 and Constant, Reshape
@@ -110,18 +113,19 @@ def check_onnx(data: bytes, filename: str, *, max_bytes: int) -> CheckedOnnx:
     )
 
 
-def _default_opset(proto) -> int:
+def _default_opset(proto: ModelProto) -> int:
     return max((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), default=0)
 
 
-def _older_opset(proto):
+def _older_opset(proto: ModelProto) -> ModelProto | None:
     """`proto` at CONVERTER_OPSET (a copy), or None where it is not newer or onnx cannot convert it."""
     if _default_opset(proto) <= CONVERTER_OPSET:
         return None
     from onnx import version_converter
 
     try:
-        return version_converter.convert_version(proto, CONVERTER_OPSET)
+        converted: ModelProto = version_converter.convert_version(proto, CONVERTER_OPSET)
+        return converted
     except Exception:  # noqa: BLE001 - onnx raises many kinds on a graph it cannot convert; the refusal names the ops
         return None
 
@@ -147,10 +151,11 @@ def convert_onnx(
         _take_channels_first(module)
     if max_bytes is not None:
         check_converted(module, filename, max_bytes)
-    return module.eval()
+    converted_module: fx.GraphModule = module.eval()
+    return converted_module
 
 
-def _parse(data: bytes, filename: str = "the file"):
+def _parse(data: bytes, filename: str = "the file") -> ModelProto:
     """The ModelProto, parsed from the bytes alone: `load_model_from_string` has no folder to look for external
     data in, so it never opens another file."""
     import onnx
@@ -161,7 +166,7 @@ def _parse(data: bytes, filename: str = "the file"):
         raise ModelFileError(f"{filename} is not an ONNX model file ({_first_line(exc)}).") from exc
 
 
-def _check_safe(proto, filename: str, max_bytes: int) -> None:
+def _check_safe(proto: ModelProto, filename: str, max_bytes: int) -> None:
     """Refuse, before anything is converted: external data anywhere in the file; more than MAX_NODES nodes; weights
     that declare more than `max_bytes`, each counted once per node that reads it (the converter copies it for
     each; a tensor's declared shape, not the bytes it brought, decides what converting it costs); operations out
@@ -184,7 +189,7 @@ def _check_safe(proto, filename: str, max_bytes: int) -> None:
         check_forward_cost(proto, filename, _input_spec(proto, filename))
 
 
-def _input_spec(proto, filename: str) -> OnnxInput:
+def _input_spec(proto: ModelProto, filename: str) -> OnnxInput:
     """The one image input: (N, C, H, W) or (N, H, W, C) floats; its static sizes where the graph gives them."""
     initializers = {tensor.name for tensor in proto.graph.initializer}
     inputs = [value for value in proto.graph.input if value.name not in initializers]
@@ -212,7 +217,7 @@ def _input_spec(proto, filename: str) -> OnnxInput:
     return OnnxInput(second, third, last, channels_last=False)
 
 
-def _skip_weight_identities(proto) -> None:
+def _skip_weight_identities(proto: ModelProto) -> None:
     """Let nodes read shared weights directly. PyTorch's exporter stores equal weights once and hands out
     copies through Identity nodes (a resnet50's zero biases after folding batch norms, say); onnx2torch wants a
     convolution's weight and bias to be initializers themselves, so such Identity nodes are taken out."""
@@ -239,7 +244,7 @@ def _skip_weight_identities(proto) -> None:
     graph.node.extend(kept)
 
 
-def _unsupported_ops(proto) -> list[str]:
+def _unsupported_ops(proto: ModelProto) -> list[str]:
     """The operations (domain, type, opset) of the main graph that onnx2torch has no converter for."""
     from onnx2torch.node_converters import get_converter
 

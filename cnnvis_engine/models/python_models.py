@@ -27,7 +27,7 @@ from .labels import parse_labels
 from .model_checks import error_summary, load_weights, probe, read_state_dict
 from .registry import NameSource, register_name_source
 
-Labels = str | os.PathLike | Sequence[str] | None
+Labels = str | os.PathLike[str] | Sequence[str] | None
 
 
 def is_python_spec(name: str) -> bool:
@@ -38,7 +38,7 @@ def is_python_spec(name: str) -> bool:
 
 def load_python_model(
     spec: str,
-    weights: str | os.PathLike | None = None,
+    weights: str | os.PathLike[str] | None = None,
     *,
     labels: Labels = None,
     input_size: tuple[int, int] | None = None,
@@ -98,7 +98,7 @@ def wrap_module(
     *,
     name: str | None = None,
     labels: Labels = None,
-    input_size: tuple[int, int] | None = None,
+    input_size: tuple[int, int] | int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     scale: float | None = None,
@@ -183,7 +183,7 @@ def _input_size(size: Sequence[int] | int | None) -> tuple[int, int]:
     values = (size, size) if isinstance(size, int) else tuple(size)
     if len(values) != 2 or not all(isinstance(v, int) and 8 <= v <= 4096 for v in values):
         raise ModelFileError(f"The input size must be two whole numbers (height, width) from 8 to 4096, not {size}.")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def normalization_of(mean: Sequence[float] | None, std: Sequence[float] | None, scale: float | None) -> Normalization:
@@ -203,7 +203,7 @@ def normalization_of(mean: Sequence[float] | None, std: Sequence[float] | None, 
     scale_v = 255.0 if scale is None else float(scale)
     if scale_v <= 0:
         raise ModelFileError("The scale must be above zero (255: pixels in [0, 1]; 1: pixels in [0, 255]).")
-    return Normalization(mean=mean_t, std=std_t, scale=scale_v)  # type: ignore[arg-type]
+    return Normalization(mean=mean_t, std=std_t, scale=scale_v)
 
 
 def _labels(labels: Labels, count: int) -> tuple[str, ...]:

@@ -26,20 +26,20 @@ def build_timm(name: str, timm_name: str, description: str, weights: str) -> Mod
             module = timm.create_model(timm_name, pretrained=False)
         detail = RANDOM_DETAIL
     else:
-        url = timm.models.get_pretrained_cfg(timm_name).url
+        url = str(getattr(timm.models.get_pretrained_cfg(timm_name), "url", ""))
         try:
             with seeded_init():  # the throwaway initialisation leaves the caller's generator alone
                 module = timm.create_model(timm_name, pretrained=True)  # looks in weights_cache_dir() first
         except Exception as exc:  # URLError, OSError, corrupt file: all mean "no weights"
             raise pretrained_error(name, url) from exc
         detail = f"timm {timm_name} ({url})"
-    return imagenet_bundle(name, module, weights, detail, description)
+    return imagenet_bundle(name, module, "random" if weights == "random" else "pretrained", detail, description)
 
 
 def _seresnet50_url() -> str:
     import timm
 
-    return timm.models.get_pretrained_cfg(_SERESNET50).url
+    return str(getattr(timm.models.get_pretrained_cfg(_SERESNET50), "url", ""))
 
 
 @register_model("seresnet50", family="SENet", description=_SERESNET50_DESCRIPTION, checkpoint_url=_seresnet50_url)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import io
 import zipfile
+from typing import TypeGuard
 
 from ..errors import ModelFileError
 
@@ -112,7 +113,7 @@ def _problem(node: ast.AST) -> str:
     return ""
 
 
-def _printed_getattr(node: ast.AST) -> bool:
+def _printed_getattr(node: ast.AST) -> TypeGuard[ast.Call]:
     """`getattr(self, "0")`: the one dynamic look-up TorchScript prints, for a submodule whose name is no identifier."""
     return (
         isinstance(node, ast.Call)

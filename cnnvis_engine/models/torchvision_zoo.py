@@ -47,11 +47,12 @@ def build_torchvision(name: str, description: str, weights: str) -> ModelBundle:
     else:
         module.load_state_dict(state_dict)
         detail = f"torchvision {enum} ({enum.url})"
-    return imagenet_bundle(name, module, weights, detail, description)
+    return imagenet_bundle(name, module, "random" if weights == "random" else "pretrained", detail, description)
 
 
 def _checkpoint_url(name: str) -> str:
-    return torchvision.models.get_model_weights(name).DEFAULT.url
+    url: str = torchvision.models.get_model_weights(name).DEFAULT.url
+    return url
 
 
 for _name, _family, _description in _ZOO:

@@ -25,7 +25,7 @@ from .heads import fit_head
 from .labels import MAX_LABEL_LINES, parse_labels  # noqa: F401  (re-exported: parse_labels lived here)
 from .model_checks import UNCONNECTED, Returned, check_output, image_kind, load_weights, probe, read_state_dict
 from .onnx_external import attach_external_data
-from .onnx_files import CheckedOnnx, check_onnx, is_onnx
+from .onnx_files import CheckedOnnx, OnnxInput, check_onnx, is_onnx
 from .preprocessing import resolve_preprocessing
 from .registry import load_model
 from .torchscript_check import check_archive, check_torchscript
@@ -117,7 +117,8 @@ def _load_model_file(
         raise ModelFileError(f"{filename} is {_size(len(data))}; the limit is {_size(max_bytes)}.")
     check_archive(data, filename, max_bytes)
     base: ModelBundle | None = None  # the registry architecture a state_dict belongs to
-    file_input = None  # what an ONNX file says about its input
+    file_input: OnnxInput | None = None  # what an ONNX file says about its input
+    module: torch.nn.Module
     if is_onnx(data, filename):
         module, checked = _load_onnx(data, filename, max_bytes, limits)
         file_input = checked.input
@@ -156,7 +157,7 @@ def _finish(
     filename: str,
     labels: bytes | None,
     base: ModelBundle | None,
-    file_input: object,
+    file_input: OnnxInput | None,
     input_size: tuple[int, int] | None,
     channels: int | None,
     normalization: Normalization | None,
@@ -263,8 +264,10 @@ def _probe_contained(module: ContainedModel, input_size: tuple[int, int], channe
     try:
         output, reply = module.worker.forward(x, grad=True, graph_id=graph_id)
         num_classes = check_output(output if output is not None else Returned(reply.get("returned", "nothing")))
-        connected = bool(reply.get("requires_grad")) and (
-            module.worker.backward(graph_id, x, torch.ones_like(output)) is not None
+        connected = (
+            output is not None
+            and bool(reply.get("requires_grad"))
+            and (module.worker.backward(graph_id, x, torch.ones_like(output)) is not None)
         )
         module.worker.request({"op": "forget"})
     except ContainedError as exc:

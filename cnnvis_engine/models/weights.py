@@ -56,7 +56,8 @@ def load_checkpoint(name: str, url: str, download: Callable[[], dict[str, torch.
     cached = weights_cache_dir() / checkpoint_filename(url)
     try:
         if cached.is_file():
-            return torch.load(cached, map_location="cpu", weights_only=True)
+            state: dict[str, torch.Tensor] = torch.load(cached, map_location="cpu", weights_only=True)
+            return state
         return download()
     except Exception as exc:  # URLError, OSError, hash mismatch, corrupt file: all mean "no weights"
         raise pretrained_error(name, url) from exc

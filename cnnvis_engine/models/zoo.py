@@ -111,7 +111,7 @@ def zoo_spec(name: str) -> ModelSpec:
         has_pretrained = cfg is not None and bool(cfg.hf_hub_id or cfg.url or cfg.file)
     kind = "convolutional network" if looks_like_cnn(name) else "network built on attention or MLP blocks"
     description = f"{prefix}'s {model}, a {kind}, with the library's own preprocessing."
-    if prefix == "timm" and "." in model:  # a pretrained tag: say what its config sets
+    if prefix == "timm" and "." in model and cfg is not None:  # a pretrained tag: say what its config sets
         architecture, _, tag = model.partition(".")
         _, height, width = cfg.input_size
         crop = (
@@ -152,7 +152,8 @@ def parameter_count(name: str) -> int:
             return int(declared.meta["num_params"])
 
         def build() -> nn.Module:
-            return torchvision.models.get_model(model, weights=None)
+            built: nn.Module = torchvision.models.get_model(model, weights=None)
+            return built
     else:
         import timm
 
@@ -183,7 +184,7 @@ def build_zoo(name: str, weights: str) -> ModelBundle:
         class_names=class_names,
         input_size=input_size,
         normalization=normalization,
-        weights_source=weights,
+        weights_source="random" if weights == "random" else "pretrained",
         weights_detail=detail,
         description=zoo_spec(name).description,
     )
@@ -199,7 +200,11 @@ def load_zoo(name: str, weights: str | None = None, **_: object) -> ModelBundle:
     return build_zoo(name, choice)
 
 
-def _torchvision(model: str, weights: str) -> tuple:
+# what a zoo builder returns: the module, its preprocessing, input size, class names and where its weights came from
+_Built = tuple[nn.Module, Normalization, tuple[int, int], tuple[str, ...], str]
+
+
+def _torchvision(model: str, weights: str) -> _Built:
     enum = torchvision.models.get_model_weights(model).DEFAULT
     transforms = enum.transforms()  # ImageClassification: resize, centre crop, mean, std
     size = int(transforms.crop_size[0])
@@ -220,9 +225,9 @@ def _torchvision(model: str, weights: str) -> tuple:
     return module, normalization, (size, size), tuple(enum.meta["categories"]), detail
 
 
-def _timm(model: str, weights: str) -> tuple:
+def _timm(model: str, weights: str) -> _Built:
     import timm
-    from timm.data import resolve_data_config
+    from timm.data.config import resolve_data_config
 
     name = f"timm:{model}"
     if weights == "random":
@@ -237,7 +242,7 @@ def _timm(model: str, weights: str) -> tuple:
                 module = timm.create_model(model, pretrained=True)  # looks in the caches first
         except Exception as exc:  # URLError, OSError, hub errors, corrupt file: all mean "no weights"
             raise _timm_error(name, cfg) from exc
-        detail = f"timm {model} ({cfg.hf_hub_id or cfg.url})"
+        detail = f"timm {model} ({getattr(cfg, 'hf_hub_id', None) or getattr(cfg, 'url', None)})"
     data = resolve_data_config({}, model=module)  # from the module's pretrained_cfg: the tag's, when named
     _, height, width = data["input_size"]
     normalization = Normalization(mean=tuple(data["mean"]), std=tuple(data["std"]))
@@ -247,7 +252,7 @@ def _timm(model: str, weights: str) -> tuple:
 def _timm_classes(module: nn.Module) -> tuple[str, ...]:
     """The class names timm's pretrained config declares (its `label_names`, or the ImageNet subset it was trained
     on: 1k, 12k, 21k, 22k), else "class i"."""
-    from timm.data import ImageNetInfo, infer_imagenet_subset
+    from timm.data.imagenet_info import ImageNetInfo, infer_imagenet_subset
 
     count = int(getattr(module, "num_classes", 0) or 0)
     cfg = getattr(module, "pretrained_cfg", None) or {}

@@ -14,7 +14,7 @@ from torch import nn
 
 from ..demos.floor_views import draw_floor_view, floor_dataset
 from ..demos.seismic_sections import salt_dataset
-from ..demos.tank_scenes import TankDataset, tank_dataset
+from ..demos.tank_scenes import LightRule, TankDataset, tank_dataset
 from ..demos.training import predict_batches, to_inputs
 from ..explainer import Explainer
 from ..models.bundle import ModelBundle
@@ -40,7 +40,7 @@ class CamShare:
 
 
 def tank_accuracy(
-    model: nn.Module | ModelBundle, light: str, *, count: int = 400, seed: int = HELD_OUT_SEEDS["tanks"]
+    model: nn.Module | ModelBundle, light: LightRule, *, count: int = 400, seed: int = HELD_OUT_SEEDS["tanks"]
 ) -> float:
     """Accuracy on `count` fresh scenes whose light follows `light` ("shortcut", "clean" or "reversed")."""
     data = tank_dataset(count, seed, light=light)
@@ -61,7 +61,7 @@ def tank_cam_share(
     shares, flat = [], 0
     for i, explanation in zip(tanks, explanations):
         x0, y0, x1, y1 = data.boxes[i]
-        share, was_flat = _share(explanation[method].map, _box_mask(data.images.shape[1:3], (x0, y0, x1, y1)))
+        share, was_flat = _share(explanation[method].arrays()[0], _box_mask(data.images.shape[1:3], (x0, y0, x1, y1)))
         shares.append(share)
         flat += was_flat
     return CamShare(float(np.mean(shares)), flat, len(shares))
@@ -91,7 +91,7 @@ def salt_cam_share(
     )
     shares, flat = [], 0
     for i, explanation in zip(keep, explanations):
-        share, was_flat = _share(explanation["gradcam"].map, predicted[i])
+        share, was_flat = _share(explanation["gradcam"].arrays()[0], predicted[i])
         shares.append(share)
         flat += was_flat
     return CamShare(float(np.mean(shares)), flat, len(shares))
@@ -123,8 +123,13 @@ def robot_failures(
     """The article's two failure cases on fresh views: how often one obstacle is found when it is coloured
     like the floor (vs an ordinary colour), and how many obstacles a strong shadow alone conjures up."""
 
-    def run(**kind: object) -> tuple[np.ndarray, np.ndarray]:
-        views = [draw_floor_view(np.random.default_rng([seed, i]), **kind) for i in range(count)]
+    def run(obstacles: int, camouflaged: bool = False, shadow: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        views = [
+            draw_floor_view(
+                np.random.default_rng([seed, i]), obstacles=obstacles, camouflaged=camouflaged, shadow=shadow
+            )
+            for i in range(count)
+        ]
         out = predict_batches(model, to_inputs(np.stack([v.image for v in views]))).numpy() > 0
         return out, np.stack([v.labels for v in views]) > 0.5
 
