@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-from cnnvis_engine.cli import Row, _write_index
+from cnnvis_engine.folder_report import Row, _write_index
 
 from cnnvis_engine.audit.analysis import Audit, ClassView, Cluster
 from cnnvis_engine.audit.dataset import Skipped

@@ -29,7 +29,7 @@ _BLOCKED_IMPORT = textwrap.dedent(
             return None
 
     sys.meta_path.insert(0, NoStreamlit())
-    for module in ("cnnvis_ui.views", "cnnvis_ui.curves", "cnnvis_ui.charts"):
+    for module in ("cnnvis_ui.views", "cnnvis_ui.curves", "cnnvis_ui.charts", "cnnvis_ui.concepts_view"):
         importlib.import_module(module)
     assert not [name for name in sys.modules if name.split(".")[0] == "streamlit"]
     print("imported without streamlit")
