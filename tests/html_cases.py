@@ -10,10 +10,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
-from cnnvis_engine.folder_report import Row, _write_index
 
 from cnnvis_engine.audit.analysis import Audit, ClassView, Cluster
 from cnnvis_engine.audit.dataset import Skipped
+from cnnvis_engine.folder_report import Row, _write_index
 from cnnvis_engine.render import ReportPanel
 from cnnvis_engine.report import ReportStamp, render_report_html
 
