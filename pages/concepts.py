@@ -154,7 +154,8 @@ def compare_section(
         return
     try:
         explainer = context.load_explainer(context.model_for(other))
-        target = result.target if result.target < len(explainer.bundle.class_names) else None
+        names_there = list(explainer.bundle.class_names)  # the same class by name, never by index alone
+        target = names_there.index(result.target_name) if result.target_name in names_there else None
         pixels = concepts_view.box_pixels(box, result.image.shape[:2]) if box else None
         second = concepts_compute.concepts(
             ctx.image.sha, other, None, target, pixels, None, explainer, ctx.image.decoded
@@ -164,9 +165,11 @@ def compare_section(
         return
     names = [ctx.model.name, other.rpartition(":")[0]]
     st.dataframe(concepts_view.compare_table(result, second, names), hide_index=True, key="concepts-compare")
+    same = second.target_name == result.target_name
     st.caption(
-        f"Each model's own concept layer; {plain(concepts_view.class_words(second.target_name))} for the second. "
-        "Two models rarely share channel numbers: compare how the score is spread, and the maps."
+        f"Each model's own concept layer; {plain(concepts_view.class_words(second.target_name))} for the second"
+        + ("" if same else f" (it has no class '{plain(result.target_name)}', so its top prediction)")
+        + ". Two models rarely share channel numbers: compare how the score is spread, and the maps."
     )
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import EngineError
 from ..explainer import Explainer
 from ..models.bundle import ModelBundle
 from .dataset import AuditError, ImageSet, Skipped
@@ -128,14 +129,17 @@ def ray_batches(
 
 
 @contextmanager
-def ray_session(address: str | None = None, workers: int = 2) -> Iterator[ModuleType]:
+def ray_session(
+    address: str | None = None, workers: int = 2, *, missing: type[EngineError] = AuditError
+) -> Iterator[ModuleType]:
     """The `ray` module with Ray running: the caller's if it runs one already (left running), else a private local
     Ray of `workers` CPUs, or the cluster at `address`, shut down on leaving. An audit holds one for its explain
-    stage and its per-class analysis (Ray tasks)."""
+    stage and its per-class analysis (Ray tasks); the concepts' reference index for its batches. Without Ray
+    installed: `missing` (the caller's error type) with the sentence that says how to install it."""
     try:
         import ray
     except ImportError as error:
-        raise AuditError(INSTALL) from error
+        raise missing(INSTALL) from error
     started = not ray.is_initialized()
     if started:
         if address:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..audit.dataset import Skipped
-from ..audit.ray_engine import INSTALL, bundle_state
+from ..audit.ray_engine import bundle_state, ray_session
 from ..models.bundle import ModelBundle
 from .reference_pass import BatchStats, ChannelPass
 from .reference_set import ReferenceSet
@@ -82,21 +82,8 @@ def ray_stats(
     address: str | None = None,
 ) -> Iterator[BatchStats]:
     """The batches' BatchStats from Ray Data, in input order (see the module's docstring)."""
-    try:
-        import ray
-    except ImportError as error:
-        raise ConceptsError(INSTALL) from error
-    started = not ray.is_initialized()
-    if started:
-        if address:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
-        else:
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-    try:
+    with ray_session(address, workers, missing=ConceptsError) as ray:
         yield from _run(ray, bundle, reference, list(layers), list(channels), batch_size, workers)
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def _run(
