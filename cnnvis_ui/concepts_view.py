@@ -20,7 +20,7 @@ from cnnvis_engine.concepts import ConceptResult
 from cnnvis_engine.render import render_heatmap, stretched
 from cnnvis_engine.tracing import Trace
 
-from .panels import PanelView
+from .views import PanelView
 
 CARDS = 8  # concept cards for the class
 AGAINST = 4  # concepts that speak against it, listed apart

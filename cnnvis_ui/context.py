@@ -72,18 +72,30 @@ class Context:
             return model_cache.WEIGHTS_LABELS.get(self.model.weights, self.model.weights)
         return f"{bundle.weights_source}: {bundle.weights_detail}" if bundle.weights_detail else bundle.weights_source
 
+    def loaded(self) -> tuple[LoadedImage, Explainer]:
+        """The image and the explainer; raises the ImageError or ModelError that kept one of them from loading (a
+        page asks only once `ready` says both are there)."""
+        if self.image is None:
+            raise ImageError(self.image_error or "No picture is loaded; choose one in the sidebar.")
+        if self.explainer is None:
+            raise ModelError(self.model_error or "No model is loaded; choose one in the sidebar.")
+        return self.image, self.explainer
+
     def layer_table(self) -> result_cache.LayerTable:
-        return result_cache.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+        image, explainer = self.loaded()
+        return result_cache.layer_table(image.sha, self.model.key, explainer, image.decoded)
 
     def refused_methods(self) -> tuple[str, ...]:
-        return result_cache.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+        image, explainer = self.loaded()
+        return result_cache.refused_methods(image.sha, self.model.key, explainer, image.decoded)
 
     @cached_property
     def _top5(self) -> tuple[tuple[Prediction, ...], EngineError | None]:
         """The top-5 predictions or the error that stopped them, looked up once per `Context` (the sidebar's
         buttons, the page's table and the report's row read the same)."""
         try:
-            return result_cache.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, 5), None
+            image, explainer = self.loaded()
+            return result_cache.predictions(image.sha, self.model.key, explainer, image.decoded, 5), None
         except EngineError as error:
             return (), error
 
@@ -116,15 +128,16 @@ class Context:
         use_choices: bool = True,
     ) -> Explanation:
         """Cached `Explainer.explain` for this image and model; the sidebar's layer and target unless given."""
+        image = self.loaded()[0]
         return result_cache.explain(
-            self.image.sha,
+            image.sha,
             self.model.key,
             layer if layer is not None or not use_choices else self.layer,
             target if target is not None or not use_choices else self.target,
             tuple(methods),
             result_cache.freeze_options(options or {}),
-            lambda: self.explainer,
-            self.image.decoded,
+            lambda: self.loaded()[1],
+            image.decoded,
         )
 
     def explained_views(
@@ -166,28 +179,30 @@ class Context:
     ) -> Faithfulness:
         """Cached deletion/insertion/average-drop scores of `method`'s map in `explanation` (made with `options`)."""
         result = explanation[method]
+        image, explainer = self.loaded()
         return result_cache.faithfulness(
-            self.image.sha,
+            image.sha,
             self.model.key,
             result.layer,
             explanation.target.label,
             method,
             result_cache.freeze_options(options or {}),
-            self.explainer,
-            self.image.decoded,
-            result.map,
+            explainer,
+            image.decoded,
+            result.arrays()[0],
             explanation.target,
         )
 
     def randomisation(self, method: str, mode: Mode) -> tuple[RandomisationStep, ...]:
         """Cached randomisation test of `method` at the sidebar's layer and target (a progress bar while it runs)."""
+        image, explainer = self.loaded()
         return result_cache.randomisation(
-            self.image.sha, self.model.key, self.layer, self.target, method, mode, self.explainer, self.image.decoded
+            image.sha, self.model.key, self.layer, self.target, method, mode, explainer, image.decoded
         )
 
     def sanity_run(self, method: str, mode: str) -> tuple:
         """What identifies one randomisation test in `state.SANITY_RUNS`."""
-        return (self.image.sha, self.model.key, self.layer, self.target, method, mode)
+        return (self.loaded()[0].sha, self.model.key, self.layer, self.target, method, mode)
 
 
 def with_model(ctx: Context, model: ModelRef) -> Context:

@@ -237,7 +237,7 @@ def _preprocessing_controls() -> None:
         horizontal=True,
         format_func=lambda channels: "RGB" if channels == 3 else "Grayscale",
     )
-    st.selectbox("Normalisation", list(_NORMALISATIONS), key=state.PREP_NORM, format_func=_NORMALISATIONS.get)
+    st.selectbox("Normalisation", list(_NORMALISATIONS), key=state.PREP_NORM, format_func=_NORMALISATIONS.__getitem__)
     if st.session_state[state.PREP_NORM] == "custom":
         help_text = "One value, or three for R, G and B; on the 0–1 scale (0.485) or the 0–255 scale (123.7)."
         st.text_input("Mean", key=state.PREP_MEAN, help=help_text)
@@ -309,12 +309,13 @@ def _layer_section(ctx: Context) -> None:
     by_name = {layer.name: layer for layer in table.spatial}
     labels = {layer.name: text.layer_label(layer) for layer in shown}
     options = [state.AUTO, *labels]
-    current = by_name.get(chosen or default)
+    shown_layer = chosen or default  # None: a model without a spatial layer
+    current = by_name.get(shown_layer) if shown_layer is not None else None
     st.selectbox(
         "Layer for feature maps and Grad-CAM",
         options,
         **state.bound(state.LAYER, options),
-        format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
+        format_func=lambda name: f"Automatic: {labels.get(default or '', '—')}" if name == state.AUTO else labels[name],
         filter_mode="contains",
         help="The layers the picture passes through, in order, that give a map per channel (a transformer's tokens "
         "are laid back on their patch grid; channels-last outputs are read as channels first). Type part of a name "
@@ -363,12 +364,13 @@ _TARGET_WORDS = {  # task -> (section title, automatic option)
 
 
 def _target_section(ctx: Context) -> None:
-    title, automatic = _TARGET_WORDS.get(ctx.explainer.bundle.task, _TARGET_WORDS["classification"])
+    task = ctx.loaded()[1].bundle.task  # drawn once `ctx.ready`: the model is there
+    title, automatic = _TARGET_WORDS.get(task, _TARGET_WORDS["classification"])
     st.subheader(title, divider="gray")
     names = ctx.class_names
     options = [-1, *range(len(names))]
     st.selectbox(
-        "Class" if ctx.explainer.bundle.task != "regression" else "Output",
+        "Class" if task != "regression" else "Output",
         options,
         **state.bound(state.TARGET, options),
         format_func=lambda i: automatic if i < 0 else text.class_name(names, i),
