@@ -13,6 +13,7 @@ from cnnvis_engine import EngineError
 
 from . import model_cache, result_cache, state, upload_store, uploads
 from .text import clean
+from .typed_state import UserModel
 
 
 def model_changed() -> None:
@@ -163,7 +164,7 @@ def load_user_model() -> None:
     except EngineError as error:
         st.session_state[state.USER_MODEL_ERROR] = str(error)
         return
-    st.session_state[state.USER_MODEL] = {
+    user: UserModel = {
         "key": key,
         "filename": clean(file.name),
         "architecture": architecture,
@@ -172,6 +173,7 @@ def load_user_model() -> None:
         "preprocessing": preprocessing,
         "data_files": weights,
     }
+    st.session_state[state.USER_MODEL] = user
     st.session_state[state.USER_MODEL_ERROR] = ""
     st.session_state[state.MODEL] = state.USER_MODEL_CHOICE
     model_changed()

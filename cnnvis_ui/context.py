@@ -31,7 +31,7 @@ from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.report import ReportStamp
 from cnnvis_engine.sanity import Mode, RandomisationStep
 
-from . import model_cache, result_cache, state, upload_store, uploads, views
+from . import model_cache, result_cache, state, typed_state, upload_store, uploads, views
 from .model_cache import ModelRef
 from .views import PanelView
 
@@ -214,9 +214,12 @@ def with_model(ctx: Context, model: ModelRef) -> Context:
     return dataclasses.replace(ctx, model=model, explainer=explainer, model_error=error, layer=None, target=None)
 
 
+USER_MODEL_GONE = "Your uploaded model is no longer kept in this session; load it again in the sidebar."
+
+
 def current_model() -> ModelRef:
-    name, weights = state.get(state.MODEL), state.get(state.WEIGHTS)
-    user = state.get(state.USER_MODEL)
+    name, weights = typed_state.model_name(), typed_state.weights()
+    user = typed_state.user_model()
     if name == state.USER_MODEL_CHOICE:
         if user is None:  # the session that uploaded it is gone
             default = model_cache.default_model()
@@ -230,7 +233,9 @@ def current_model() -> ModelRef:
 def load_explainer(model: ModelRef) -> Explainer:
     """The cached explainer for `model`; raises EngineError with the reason it cannot be had."""
     if model.weights == "file":
-        user = state.get(state.USER_MODEL)
+        user = typed_state.user_model()
+        if user is None:
+            raise ModelError(USER_MODEL_GONE)
         return model_cache.file_explainer(
             model.file_key,
             user["filename"],
@@ -252,9 +257,9 @@ def model_for(key: str) -> ModelRef:
     name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d, net.py:build)
     if name != state.USER_MODEL_CHOICE:
         return ModelRef(name, weights)
-    user = state.get(state.USER_MODEL)
+    user = typed_state.user_model()
     if user is None:
-        raise ModelError("Your uploaded model is no longer kept in this session; load it again in the sidebar.")
+        raise ModelError(USER_MODEL_GONE)
     return ModelRef(user["filename"], "file", user["key"])
 
 
@@ -285,7 +290,7 @@ def adopt_upload(digest: str) -> tuple[str, bytes] | None:
     uploads; None when the server no longer has it."""
     entry = upload_store.upload_store().get(digest)
     if entry is not None:
-        uploads = {**state.get(state.UPLOADS), digest: entry}
+        uploads = {**typed_state.uploads(), digest: entry}
         state.put(state.UPLOADS, dict(list(uploads.items())[-state.MAX_UPLOADS :]))
     return entry
 
@@ -293,7 +298,7 @@ def adopt_upload(digest: str) -> tuple[str, bytes] | None:
 def image_title(ref: str) -> str:
     kind, _, key = ref.partition(":")
     if kind == "upload":
-        entry = state.get(state.UPLOADS).get(key)
+        entry = typed_state.uploads().get(key)
         return entry[0] if entry else "your upload"
     return next((s.title for s in list_samples() if s.key == key), key)
 
@@ -302,7 +307,7 @@ def load_image(ref: str) -> LoadedImage:
     """Decode the image `ref` names (cached); raises EngineError."""
     kind, _, key = ref.partition(":")
     if kind == "upload":
-        entry = state.get(state.UPLOADS).get(key) or adopt_upload(key)
+        entry = typed_state.uploads().get(key) or adopt_upload(key)
         if entry is None:
             raise ImageError(MISSING_UPLOAD)
         return LoadedImage(ref, entry[0], result_cache.decode_upload(key, entry[1]))
@@ -324,9 +329,9 @@ def hand_over(ctx: Context | None) -> None:
 def settled(ctx: Context) -> Context:
     """`ctx` after the sidebar has drawn its widgets: a link's layer or class this model lacks has become automatic
     again by then (`state.check_model_choices`). Should the model or the image have changed too, a new one."""
-    if current_model() != ctx.model or ctx.image is None or state.get(state.IMAGE) != ctx.image.ref:
+    if current_model() != ctx.model or ctx.image is None or typed_state.image_ref() != ctx.image.ref:
         return build()
-    return ctx.with_choices(state.get(state.LAYER), state.get(state.TARGET))
+    return ctx.with_choices(typed_state.layer(), typed_state.target())
 
 
 def current() -> Context:
@@ -342,7 +347,7 @@ def build() -> Context:
     model = current_model()
     image, image_error = None, ""
     try:
-        image = load_image(state.get(state.IMAGE))
+        image = load_image(typed_state.image_ref())
     except EngineError as error:
         image_error = str(error)
         state.put(state.UPLOAD_ERROR, image_error)  # stays under the uploader until another image is chosen
@@ -357,8 +362,8 @@ def build() -> Context:
         model=model,
         image=image,
         explainer=explainer,
-        layer=state.get(state.LAYER),
-        target=state.get(state.TARGET),
+        layer=typed_state.layer(),
+        target=typed_state.target(),
         image_error=image_error,
         model_error=model_error,
         notes=image.decoded.notes if image else (),

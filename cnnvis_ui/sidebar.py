@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 from cnnvis_engine.images import FORMAT_WORDS
 
-from . import actions, context, model_cache, result_cache, share, state, text, uploads, views
+from . import actions, context, model_cache, result_cache, share, state, text, typed_state, uploads, views
 from .audit_folders import DEMO_FOLDER, class_folders
 from .context import Context
 from .text import plain
@@ -112,7 +112,7 @@ def page_path() -> str | None:
 
 def _model_label(name: str) -> str:
     if name == state.USER_MODEL_CHOICE:
-        user = state.get(state.USER_MODEL)
+        user = typed_state.user_model()
         return f"Your model: {user['filename']}" if user else "Your model"
     return f"{model_cache.model_title(name)} (yours)" if model_cache.is_served(name) else name
 
@@ -128,7 +128,7 @@ def _model_section(ctx: Context) -> None:
         help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
         "(convolutional networks first). Type to search.",
     )
-    spec = model_cache.model_spec(state.get(state.MODEL))
+    spec = model_cache.model_spec(typed_state.model_name())
     if spec is not None:
         st.radio(
             "Weights",
@@ -246,7 +246,7 @@ def _preprocessing_controls() -> None:
 
 def _image_section(ctx: Context) -> None:
     st.subheader("Image", divider="gray")
-    current = state.get(state.IMAGE)
+    current = typed_state.image_ref()
     samples = list_samples()
     for start in range(0, len(samples), 2):
         for column, sample in zip(st.columns(2, gap="small"), samples[start : start + 2]):
@@ -273,7 +273,7 @@ def _image_section(ctx: Context) -> None:
     error = state.get(state.UPLOAD_ERROR)
     if error:
         st.error(plain(error), icon=":material/broken_image:")
-    uploads = state.get(state.UPLOADS)
+    uploads = typed_state.uploads()
     if uploads:
         st.caption("Your uploads in this session")
         for digest, (name, _) in reversed(list(uploads.items())):
@@ -301,7 +301,7 @@ def _layer_section(ctx: Context) -> None:
     except EngineError as error:
         st.error(plain(error))
         return
-    everything, chosen = state.get(state.ALL_LAYERS), state.get(state.LAYER)
+    everything, chosen = state.get(state.ALL_LAYERS), typed_state.layer()
     default = table.defaults["gradcam"]
     shown = [
         layer for layer in table.spatial if everything or not layer.passes_through or layer.name in (chosen, default)
@@ -382,7 +382,7 @@ def _target_section(ctx: Context) -> None:
         st.error(plain(error))
         return
     st.caption("Top-5 predictions — click one to explain it everywhere")
-    target = state.get(state.TARGET)
+    target = typed_state.target()
     chosen = predictions[0].index if target is None else target
     for rank, prediction in enumerate(predictions):
         st.button(
