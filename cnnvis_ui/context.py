@@ -200,7 +200,7 @@ class Context:
             image.sha, self.model.key, self.layer, self.target, method, mode, explainer, image.decoded
         )
 
-    def sanity_run(self, method: str, mode: str) -> tuple:
+    def sanity_run(self, method: str, mode: str) -> typed_state.SanityRun:
         """What identifies one randomisation test in `state.SANITY_RUNS`."""
         return (self.loaded()[0].sha, self.model.key, self.layer, self.target, method, mode)
 

@@ -21,6 +21,9 @@ from .model_cache import Preprocessing
 T = TypeVar("T")
 
 Upload = tuple[str, bytes]  # (the file's name as shown, its bytes)
+# One randomisation test (`Context.sanity_run`; `state.SANITY_RUNS` and `state.SANITY_OUTCOMES` are keyed by them):
+# (image sha256, model key, layer or None, target or None, method, mode)
+SanityRun = tuple[str, str, str | None, int | None, str, str]
 
 
 class UserModel(TypedDict):
