@@ -13,6 +13,7 @@ from cnnvis_engine import EngineError
 
 from . import model_cache, result_cache, state, upload_store, uploads
 from .text import clean
+from .typed_state import SanityRun, UserModel
 
 
 def model_changed() -> None:
@@ -47,14 +48,14 @@ def choose_target(index: int | None) -> None:
     state.sync_url()
 
 
-def request_runs(runs: Sequence[tuple]) -> None:
+def request_runs(runs: Sequence[SanityRun]) -> None:
     """The Sanity page's "Run" button: remember that these tests were asked for, so their (cached) results show
     again when the page is drawn again, now or after a visit to another page."""
     earlier = [run for run in state.get(state.SANITY_RUNS) if run not in runs]
     st.session_state[state.SANITY_RUNS] = (*earlier, *runs)[-state.MAX_SANITY_RUNS :]
 
 
-def sanity_shown(runs: Sequence[tuple]) -> bool:
+def sanity_shown(runs: Sequence[SanityRun]) -> bool:
     """The Sanity page, after drawing its settings: are the tests for them shown? They are when asked for in this
     session, or when a link just opened showed them (then they are asked for now). Kept in the URL."""
     if st.session_state.pop(state.SANITY_FROM_LINK, False) and not set(state.get(state.SANITY_RUNS)).issuperset(runs):
@@ -163,7 +164,7 @@ def load_user_model() -> None:
     except EngineError as error:
         st.session_state[state.USER_MODEL_ERROR] = str(error)
         return
-    st.session_state[state.USER_MODEL] = {
+    user: UserModel = {
         "key": key,
         "filename": clean(file.name),
         "architecture": architecture,
@@ -172,6 +173,7 @@ def load_user_model() -> None:
         "preprocessing": preprocessing,
         "data_files": weights,
     }
+    st.session_state[state.USER_MODEL] = user
     st.session_state[state.USER_MODEL_ERROR] = ""
     st.session_state[state.MODEL] = state.USER_MODEL_CHOICE
     model_changed()

@@ -17,6 +17,7 @@ from cnnvis_engine.sanity import RandomisationStep
 
 from . import state
 from .context import Context
+from .typed_state import SanityRun
 
 DEPENDS = 0.5  # |Spearman| with the trained map below this once the weights are random: the map depends on them
 MODES = ("cascading", "independent")  # the outcome shown first, when both were run
@@ -63,7 +64,7 @@ def outcome(steps: Sequence[RandomisationStep], mode: str) -> Outcome:
     return Outcome(mode, float(lowest), len(steps))
 
 
-def remember(run: tuple, steps: Sequence[RandomisationStep]) -> None:
+def remember(run: SanityRun, steps: Sequence[RandomisationStep]) -> None:
     """The Sanity page drew the test `run` (a `Context.sanity_run` key): keep its outcome for Explore."""
     kept = dict(state.get(state.SANITY_OUTCOMES) or {})
     kept.pop(run, None)

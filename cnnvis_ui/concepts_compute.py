@@ -17,7 +17,7 @@ import streamlit as st
 from cnnvis_engine import DecodedImage, EngineError, Explainer
 from cnnvis_engine.concepts import ConceptResult
 from cnnvis_engine.concepts.reference import reference_index
-from cnnvis_engine.concepts.reference_tops import ReferenceIndex
+from cnnvis_engine.concepts.reference_tops import ConceptsError, ReferenceIndex
 from cnnvis_engine.stories.concepts import ConceptPlaces, tank_concept_places
 
 from . import concepts_view, model_cache, result_cache, slow_jobs, story_data, threads
@@ -92,14 +92,16 @@ def crops(
     """Per channel, its top reference pictures by activation, each cropped to the channel's receptive field around
     where it fired most, and their names."""
     index = reference(model_key, layer, _explainer)
-    bundle = _explainer.bundle
+    if index.reference is None:  # `reference_index` always keeps them; an index read back alone would not
+        raise ConceptsError("The reference pictures themselves are not at hand, so their crops cannot be shown.")
+    pictures_set, bundle = index.reference, _explainer.bundle
     seen: dict[int, np.ndarray] = {}
     found = {}
     for channel in channels:
         pictures, names = [], []
         for top in index.top(layer, channel, by="activation")[:REFERENCE_TOP]:
             if top.image not in seen:
-                _, displays, _ = bundle.batch([index.reference.load(top.image)])
+                _, displays, _ = bundle.batch([pictures_set.load(top.image)])
                 seen[top.image] = np.asarray(displays[0])
             pictures.append(concepts_view.crop(seen[top.image], top.box))
             names.append(index.names[top.image])

@@ -31,7 +31,7 @@ from cnnvis_engine.faithfulness import Faithfulness
 from cnnvis_engine.report import ReportStamp
 from cnnvis_engine.sanity import Mode, RandomisationStep
 
-from . import model_cache, result_cache, state, upload_store, uploads, views
+from . import model_cache, result_cache, state, typed_state, upload_store, uploads, views
 from .model_cache import ModelRef
 from .views import PanelView
 
@@ -72,18 +72,30 @@ class Context:
             return model_cache.WEIGHTS_LABELS.get(self.model.weights, self.model.weights)
         return f"{bundle.weights_source}: {bundle.weights_detail}" if bundle.weights_detail else bundle.weights_source
 
+    def loaded(self) -> tuple[LoadedImage, Explainer]:
+        """The image and the explainer; raises the ImageError or ModelError that kept one of them from loading (a
+        page asks only once `ready` says both are there)."""
+        if self.image is None:
+            raise ImageError(self.image_error or "No picture is loaded; choose one in the sidebar.")
+        if self.explainer is None:
+            raise ModelError(self.model_error or "No model is loaded; choose one in the sidebar.")
+        return self.image, self.explainer
+
     def layer_table(self) -> result_cache.LayerTable:
-        return result_cache.layer_table(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+        image, explainer = self.loaded()
+        return result_cache.layer_table(image.sha, self.model.key, explainer, image.decoded)
 
     def refused_methods(self) -> tuple[str, ...]:
-        return result_cache.refused_methods(self.image.sha, self.model.key, self.explainer, self.image.decoded)
+        image, explainer = self.loaded()
+        return result_cache.refused_methods(image.sha, self.model.key, explainer, image.decoded)
 
     @cached_property
     def _top5(self) -> tuple[tuple[Prediction, ...], EngineError | None]:
         """The top-5 predictions or the error that stopped them, looked up once per `Context` (the sidebar's
         buttons, the page's table and the report's row read the same)."""
         try:
-            return result_cache.predictions(self.image.sha, self.model.key, self.explainer, self.image.decoded, 5), None
+            image, explainer = self.loaded()
+            return result_cache.predictions(image.sha, self.model.key, explainer, image.decoded, 5), None
         except EngineError as error:
             return (), error
 
@@ -116,15 +128,16 @@ class Context:
         use_choices: bool = True,
     ) -> Explanation:
         """Cached `Explainer.explain` for this image and model; the sidebar's layer and target unless given."""
+        image = self.loaded()[0]
         return result_cache.explain(
-            self.image.sha,
+            image.sha,
             self.model.key,
             layer if layer is not None or not use_choices else self.layer,
             target if target is not None or not use_choices else self.target,
             tuple(methods),
             result_cache.freeze_options(options or {}),
-            lambda: self.explainer,
-            self.image.decoded,
+            lambda: self.loaded()[1],
+            image.decoded,
         )
 
     def explained_views(
@@ -166,28 +179,30 @@ class Context:
     ) -> Faithfulness:
         """Cached deletion/insertion/average-drop scores of `method`'s map in `explanation` (made with `options`)."""
         result = explanation[method]
+        image, explainer = self.loaded()
         return result_cache.faithfulness(
-            self.image.sha,
+            image.sha,
             self.model.key,
             result.layer,
             explanation.target.label,
             method,
             result_cache.freeze_options(options or {}),
-            self.explainer,
-            self.image.decoded,
-            result.map,
+            explainer,
+            image.decoded,
+            result.arrays()[0],
             explanation.target,
         )
 
     def randomisation(self, method: str, mode: Mode) -> tuple[RandomisationStep, ...]:
         """Cached randomisation test of `method` at the sidebar's layer and target (a progress bar while it runs)."""
+        image, explainer = self.loaded()
         return result_cache.randomisation(
-            self.image.sha, self.model.key, self.layer, self.target, method, mode, self.explainer, self.image.decoded
+            image.sha, self.model.key, self.layer, self.target, method, mode, explainer, image.decoded
         )
 
-    def sanity_run(self, method: str, mode: str) -> tuple:
+    def sanity_run(self, method: str, mode: str) -> typed_state.SanityRun:
         """What identifies one randomisation test in `state.SANITY_RUNS`."""
-        return (self.image.sha, self.model.key, self.layer, self.target, method, mode)
+        return (self.loaded()[0].sha, self.model.key, self.layer, self.target, method, mode)
 
 
 def with_model(ctx: Context, model: ModelRef) -> Context:
@@ -199,9 +214,12 @@ def with_model(ctx: Context, model: ModelRef) -> Context:
     return dataclasses.replace(ctx, model=model, explainer=explainer, model_error=error, layer=None, target=None)
 
 
+USER_MODEL_GONE = "Your uploaded model is no longer kept in this session; load it again in the sidebar."
+
+
 def current_model() -> ModelRef:
-    name, weights = state.get(state.MODEL), state.get(state.WEIGHTS)
-    user = state.get(state.USER_MODEL)
+    name, weights = typed_state.model_name(), typed_state.weights()
+    user = typed_state.user_model()
     if name == state.USER_MODEL_CHOICE:
         if user is None:  # the session that uploaded it is gone
             default = model_cache.default_model()
@@ -215,7 +233,9 @@ def current_model() -> ModelRef:
 def load_explainer(model: ModelRef) -> Explainer:
     """The cached explainer for `model`; raises EngineError with the reason it cannot be had."""
     if model.weights == "file":
-        user = state.get(state.USER_MODEL)
+        user = typed_state.user_model()
+        if user is None:
+            raise ModelError(USER_MODEL_GONE)
         return model_cache.file_explainer(
             model.file_key,
             user["filename"],
@@ -237,9 +257,9 @@ def model_for(key: str) -> ModelRef:
     name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d, net.py:build)
     if name != state.USER_MODEL_CHOICE:
         return ModelRef(name, weights)
-    user = state.get(state.USER_MODEL)
+    user = typed_state.user_model()
     if user is None:
-        raise ModelError("Your uploaded model is no longer kept in this session; load it again in the sidebar.")
+        raise ModelError(USER_MODEL_GONE)
     return ModelRef(user["filename"], "file", user["key"])
 
 
@@ -270,7 +290,7 @@ def adopt_upload(digest: str) -> tuple[str, bytes] | None:
     uploads; None when the server no longer has it."""
     entry = upload_store.upload_store().get(digest)
     if entry is not None:
-        uploads = {**state.get(state.UPLOADS), digest: entry}
+        uploads = {**typed_state.uploads(), digest: entry}
         state.put(state.UPLOADS, dict(list(uploads.items())[-state.MAX_UPLOADS :]))
     return entry
 
@@ -278,7 +298,7 @@ def adopt_upload(digest: str) -> tuple[str, bytes] | None:
 def image_title(ref: str) -> str:
     kind, _, key = ref.partition(":")
     if kind == "upload":
-        entry = state.get(state.UPLOADS).get(key)
+        entry = typed_state.uploads().get(key)
         return entry[0] if entry else "your upload"
     return next((s.title for s in list_samples() if s.key == key), key)
 
@@ -287,7 +307,7 @@ def load_image(ref: str) -> LoadedImage:
     """Decode the image `ref` names (cached); raises EngineError."""
     kind, _, key = ref.partition(":")
     if kind == "upload":
-        entry = state.get(state.UPLOADS).get(key) or adopt_upload(key)
+        entry = typed_state.uploads().get(key) or adopt_upload(key)
         if entry is None:
             raise ImageError(MISSING_UPLOAD)
         return LoadedImage(ref, entry[0], result_cache.decode_upload(key, entry[1]))
@@ -309,9 +329,9 @@ def hand_over(ctx: Context | None) -> None:
 def settled(ctx: Context) -> Context:
     """`ctx` after the sidebar has drawn its widgets: a link's layer or class this model lacks has become automatic
     again by then (`state.check_model_choices`). Should the model or the image have changed too, a new one."""
-    if current_model() != ctx.model or ctx.image is None or state.get(state.IMAGE) != ctx.image.ref:
+    if current_model() != ctx.model or ctx.image is None or typed_state.image_ref() != ctx.image.ref:
         return build()
-    return ctx.with_choices(state.get(state.LAYER), state.get(state.TARGET))
+    return ctx.with_choices(typed_state.layer(), typed_state.target())
 
 
 def current() -> Context:
@@ -327,7 +347,7 @@ def build() -> Context:
     model = current_model()
     image, image_error = None, ""
     try:
-        image = load_image(state.get(state.IMAGE))
+        image = load_image(typed_state.image_ref())
     except EngineError as error:
         image_error = str(error)
         state.put(state.UPLOAD_ERROR, image_error)  # stays under the uploader until another image is chosen
@@ -342,8 +362,8 @@ def build() -> Context:
         model=model,
         image=image,
         explainer=explainer,
-        layer=state.get(state.LAYER),
-        target=state.get(state.TARGET),
+        layer=typed_state.layer(),
+        target=typed_state.target(),
         image_error=image_error,
         model_error=model_error,
         notes=image.decoded.notes if image else (),

@@ -107,10 +107,12 @@ def file_explainer(
     keyed by `file_key` (which covers all of them). Raises ModelFileError. An uploaded TorchScript model runs in its own worker process,
     stopped when the cache drops the explainer. Its class names lose bidirectional controls, and invisible-only
     ones become "(unnamed)" (`text.clean`)."""
-    chosen = {}
+    size: tuple[int, int] | None = None
+    channels: int | None = None
+    normalization: Normalization | None = None  # None: the file's or the architecture's own
     if preprocessing is not None:
         size, channels, (mean, std, scale) = preprocessing
-        chosen = {"input_size": size, "channels": channels, "normalization": Normalization(mean, std, scale)}
+        normalization = Normalization(mean, std, scale)
     bundle = load_model_file(
         _data,
         filename,
@@ -118,7 +120,9 @@ def file_explainer(
         labels=_labels,
         allow_torchscript=allow_torchscript,
         data_files=_data_files,
-        **chosen,
+        input_size=size,
+        channels=channels,
+        normalization=normalization,
     )
     names = tuple(clean(name) for name in bundle.class_names)
     if names != bundle.class_names:
@@ -137,7 +141,8 @@ def describe_preprocessing(bundle: ModelBundle) -> str:
     norm = bundle.normalization
     kind = "RGB" if bundle.channels == 3 else "grayscale"
     if all(m == 0 for m in norm.mean) and all(s == 1 for s in norm.std):
-        how = {255: "scaled to 0–1", 1: "as 0–255 values"}.get(norm.scale, f"divided by {norm.scale:g}")
+        plain_scales: dict[float, str] = {255: "scaled to 0–1", 1: "as 0–255 values"}
+        how = plain_scales.get(norm.scale, f"divided by {norm.scale:g}")
     elif norm.for_channels(3) == Normalization():
         how = "with ImageNet mean and std"
     else:

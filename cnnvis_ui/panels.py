@@ -19,9 +19,8 @@ import streamlit as st
 from PIL import Image
 
 from cnnvis_engine import METHODS
-from cnnvis_engine.render import render_heatmap
+from cnnvis_engine.render import ReportPanel, render_heatmap
 from cnnvis_engine.report import (
-    ReportPanel,
     ReportStamp,
     library_versions,
     render_panel_png,
@@ -192,13 +191,15 @@ def explain_method(method: str | None) -> None:
         st.markdown(f"{cls.summary}{paper}")
 
 
-def draw_grid(views: Sequence[PanelView], columns: int = 3, **kwargs: object) -> None:
-    """Panels in rows of `columns`."""
+def draw_grid(
+    views: Sequence[PanelView], columns: int = 3, *, height: int = PANEL_HEIGHT, file_stem: str = "cnnvis"
+) -> None:
+    """Panels in rows of `columns` (each drawn by `draw`, with `height` and `file_stem`)."""
     for start in range(0, len(views), columns):
         cells = st.columns(columns, gap="medium")
         for cell, view in zip(cells, views[start : start + columns]):
             with cell:
-                draw(view, **kwargs)
+                draw(view, height=height, file_stem=file_stem)
 
 
 def message(title: str, text: str, *, key: str, level: str = "error") -> None:

@@ -14,7 +14,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 from cnnvis_engine import UPLOAD_EXTENSIONS, EngineError, list_samples
 from cnnvis_engine.images import FORMAT_WORDS
 
-from . import actions, context, model_cache, result_cache, share, state, text, uploads, views
+from . import actions, context, model_cache, result_cache, share, state, text, typed_state, uploads, views
 from .audit_folders import DEMO_FOLDER, class_folders
 from .context import Context
 from .text import plain
@@ -112,7 +112,7 @@ def page_path() -> str | None:
 
 def _model_label(name: str) -> str:
     if name == state.USER_MODEL_CHOICE:
-        user = state.get(state.USER_MODEL)
+        user = typed_state.user_model()
         return f"Your model: {user['filename']}" if user else "Your model"
     return f"{model_cache.model_title(name)} (yours)" if model_cache.is_served(name) else name
 
@@ -128,7 +128,7 @@ def _model_section(ctx: Context) -> None:
         help="Yours first, then the built-in models, then every torchvision and timm classifier by name "
         "(convolutional networks first). Type to search.",
     )
-    spec = model_cache.model_spec(state.get(state.MODEL))
+    spec = model_cache.model_spec(typed_state.model_name())
     if spec is not None:
         st.radio(
             "Weights",
@@ -237,7 +237,7 @@ def _preprocessing_controls() -> None:
         horizontal=True,
         format_func=lambda channels: "RGB" if channels == 3 else "Grayscale",
     )
-    st.selectbox("Normalisation", list(_NORMALISATIONS), key=state.PREP_NORM, format_func=_NORMALISATIONS.get)
+    st.selectbox("Normalisation", list(_NORMALISATIONS), key=state.PREP_NORM, format_func=_NORMALISATIONS.__getitem__)
     if st.session_state[state.PREP_NORM] == "custom":
         help_text = "One value, or three for R, G and B; on the 0–1 scale (0.485) or the 0–255 scale (123.7)."
         st.text_input("Mean", key=state.PREP_MEAN, help=help_text)
@@ -246,7 +246,7 @@ def _preprocessing_controls() -> None:
 
 def _image_section(ctx: Context) -> None:
     st.subheader("Image", divider="gray")
-    current = state.get(state.IMAGE)
+    current = typed_state.image_ref()
     samples = list_samples()
     for start in range(0, len(samples), 2):
         for column, sample in zip(st.columns(2, gap="small"), samples[start : start + 2]):
@@ -273,7 +273,7 @@ def _image_section(ctx: Context) -> None:
     error = state.get(state.UPLOAD_ERROR)
     if error:
         st.error(plain(error), icon=":material/broken_image:")
-    uploads = state.get(state.UPLOADS)
+    uploads = typed_state.uploads()
     if uploads:
         st.caption("Your uploads in this session")
         for digest, (name, _) in reversed(list(uploads.items())):
@@ -301,7 +301,7 @@ def _layer_section(ctx: Context) -> None:
     except EngineError as error:
         st.error(plain(error))
         return
-    everything, chosen = state.get(state.ALL_LAYERS), state.get(state.LAYER)
+    everything, chosen = state.get(state.ALL_LAYERS), typed_state.layer()
     default = table.defaults["gradcam"]
     shown = [
         layer for layer in table.spatial if everything or not layer.passes_through or layer.name in (chosen, default)
@@ -309,12 +309,13 @@ def _layer_section(ctx: Context) -> None:
     by_name = {layer.name: layer for layer in table.spatial}
     labels = {layer.name: text.layer_label(layer) for layer in shown}
     options = [state.AUTO, *labels]
-    current = by_name.get(chosen or default)
+    shown_layer = chosen or default  # None: a model without a spatial layer
+    current = by_name.get(shown_layer) if shown_layer is not None else None
     st.selectbox(
         "Layer for feature maps and Grad-CAM",
         options,
         **state.bound(state.LAYER, options),
-        format_func=lambda name: f"Automatic: {labels.get(default, '—')}" if name == state.AUTO else labels[name],
+        format_func=lambda name: f"Automatic: {labels.get(default or '', '—')}" if name == state.AUTO else labels[name],
         filter_mode="contains",
         help="The layers the picture passes through, in order, that give a map per channel (a transformer's tokens "
         "are laid back on their patch grid; channels-last outputs are read as channels first). Type part of a name "
@@ -363,12 +364,13 @@ _TARGET_WORDS = {  # task -> (section title, automatic option)
 
 
 def _target_section(ctx: Context) -> None:
-    title, automatic = _TARGET_WORDS.get(ctx.explainer.bundle.task, _TARGET_WORDS["classification"])
+    task = ctx.loaded()[1].bundle.task  # drawn once `ctx.ready`: the model is there
+    title, automatic = _TARGET_WORDS.get(task, _TARGET_WORDS["classification"])
     st.subheader(title, divider="gray")
     names = ctx.class_names
     options = [-1, *range(len(names))]
     st.selectbox(
-        "Class" if ctx.explainer.bundle.task != "regression" else "Output",
+        "Class" if task != "regression" else "Output",
         options,
         **state.bound(state.TARGET, options),
         format_func=lambda i: automatic if i < 0 else text.class_name(names, i),
@@ -380,7 +382,7 @@ def _target_section(ctx: Context) -> None:
         st.error(plain(error))
         return
     st.caption("Top-5 predictions — click one to explain it everywhere")
-    target = state.get(state.TARGET)
+    target = typed_state.target()
     chosen = predictions[0].index if target is None else target
     for rank, prediction in enumerate(predictions):
         st.button(

@@ -48,7 +48,7 @@ ALL_LAYERS = "all_layers"  # the layer list shows pass-through layers (Identity,
 TARGET = "target"  # class index, or None for the top-1 prediction
 UPLOADS = "uploads"  # {sha256: (file name, bytes)} of the last few good image uploads
 UPLOAD_ERROR = "upload_error"  # why the last image upload was refused ("" if it was not)
-USER_MODEL = "user_model"  # {"key", "filename", "architecture", "data", "labels", "labels_name"} or None
+USER_MODEL = "user_model"  # a `typed_state.UserModel` dict, or None
 USER_MODEL_ERROR = "user_model_error"
 # Display and method settings (pages).
 COLORMAP = "colormap"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import streamlit as st
@@ -20,6 +20,7 @@ from cnnvis_engine import (
     Target,
     decode_image,
 )
+from cnnvis_engine.demos.tank_scenes import LightRule
 from cnnvis_engine.stories import evaluation, readout
 
 from . import model_cache, result_cache
@@ -28,7 +29,12 @@ from . import model_cache, result_cache
 # (`ModelBundle.run`, its lock held per batch), so it never meets another session's hooks.
 STORIES_DIR = Path(__file__).resolve().parent.parent / "assets" / "stories"
 DEMO_WEIGHTS = "demo"
-StoryTarget = tuple  # ("class", index) | ("segment", category) | ("outputs", indices or None[, label])
+StoryTarget = (
+    tuple[Literal["class"], int]  # a class index
+    | tuple[Literal["segment"], int]  # a segmentation category
+    | tuple[Literal["outputs"], tuple[int, ...] | None]  # the sum of regression outputs (None: all of them)
+    | tuple[Literal["outputs"], tuple[int, ...] | None, str]  # ... and what they mean, in words
+)
 
 
 @dataclass(frozen=True)
@@ -69,12 +75,15 @@ def story_mask(path: str) -> np.ndarray:
 
 
 def _story_target(key: StoryTarget, names: tuple[str, ...]) -> Target:
-    kind, value = key[0], key[1]
-    if kind == "class":
-        return ClassTarget(value, names[value])
-    if kind == "segment":
-        return SegmentationTarget(value, name=names[value])
-    return RegressionTarget(value, name=key[2] if len(key) > 2 else "")
+    match key:
+        case ("class", int(index)):
+            return ClassTarget(index, names[index])
+        case ("segment", int(category)):
+            return SegmentationTarget(category, name=names[category])
+        case ("outputs", outputs):
+            return RegressionTarget(outputs)
+        case ("outputs", outputs, str(label)):
+            return RegressionTarget(outputs, name=label)
 
 
 def story_explanation(
@@ -121,10 +130,10 @@ def robot_answers(path: str) -> np.ndarray:
 @st.cache_data(show_spinner=False)
 def tank_scores(count: int = 200) -> dict[str, dict[str, float]]:
     """Each tank net's accuracy on `count` freshly drawn photos under each light rule."""
-    scores = {}
+    scores: dict[str, dict[str, float]] = {}
     for model in ("tanks_shortcut", "tanks_clean"):
         bundle = model_cache.registry_explainer(model, DEMO_WEIGHTS).bundle
-        rules = ("shortcut", "clean", "reversed")
+        rules: tuple[LightRule, ...] = ("shortcut", "clean", "reversed")
         scores[model] = {rule: evaluation.tank_accuracy(bundle, rule, count=count) for rule in rules}
     return scores
 

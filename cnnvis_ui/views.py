@@ -16,6 +16,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 import cv2
 import numpy as np
@@ -141,7 +142,17 @@ def with_caption(view: PanelView, caption: str) -> PanelView:
     return dataclasses.replace(view, caption=caption)
 
 
-def relabel(view: PanelView, **changes: object) -> PanelView:
+class PanelChanges(TypedDict, total=False):
+    """The fields of a `PanelView` a page changes (`relabel`)."""
+
+    key: str
+    title: str
+    caption: str
+    note: str
+    method: str | None
+
+
+def relabel(view: PanelView, **changes: Unpack[PanelChanges]) -> PanelView:
     return dataclasses.replace(view, **changes)
 
 
@@ -172,7 +183,7 @@ def result_view(
     title = title or panel.title
     if not result.applicable:
         return _not_applicable(result, title, key)
-    values = method.hover_values(result.raw)
+    values = method.hover_values(result.arrays()[1])
     if method.drawing == "grid":
         count = len(method.tiles(result))
         indices = list(result.meta.get("channels", range(count)))
@@ -230,7 +241,7 @@ def _is_flat(result: MethodResult) -> bool:
 def _flat(view: PanelView, result: MethodResult) -> PanelView:
     """Say the map is flat instead of drawing one uniform colour (or, once min-max stretches rounding noise,
     stripes)."""
-    value = float(np.nan_to_num(result.raw).flat[0])
+    value = float(np.nan_to_num(result.arrays()[1]).flat[0])
     return dataclasses.replace(
         view,
         picture=None,
@@ -265,7 +276,13 @@ def error_view(method: str, message: str) -> PanelView:
 def scorable(explanation: Explanation | None, method: str) -> bool:
     """Whether `method`'s map in `explanation` can be scored for faithfulness: one (H, W) map that is not flat."""
     result = explanation.get(method) if explanation is not None else None
-    return result is not None and result.applicable and result.map.ndim == 2 and not _is_flat(result)
+    return (
+        result is not None
+        and result.applicable
+        and result.map is not None
+        and result.map.ndim == 2
+        and not _is_flat(result)
+    )
 
 
 def with_scores(view: PanelView, score: Faithfulness) -> PanelView:
@@ -289,7 +306,7 @@ def report_stamp(
 ) -> ReportStamp:
     """What produced the panels: model, weights source, image, layer, target and the display settings."""
     cam = explanation.get("cam") if explanation is not None else None
-    if cam is not None and cam.applicable:
+    if cam is not None and cam.applicable and cam.layer is not None:
         settings = {**settings, "CAM layer": cam.layer}
     return ReportStamp(
         model=model,
@@ -334,7 +351,8 @@ def coincide_note(explanation: Explanation | None) -> str:
     cam, gradcam = explanation.get("cam"), explanation.get("gradcam")
     if cam is None or gradcam is None or not (cam.applicable and gradcam.applicable) or cam.layer != gradcam.layer:
         return ""
-    if cam.map.shape != gradcam.map.shape or not np.allclose(cam.map, gradcam.map, atol=1e-3):
+    cam_map, gradcam_map = cam.arrays()[0], gradcam.arrays()[0]
+    if cam_map.shape != gradcam_map.shape or not np.allclose(cam_map, gradcam_map, atol=1e-3):
         return ""
     return (
         f"Same picture as Grad-CAM: at {cam.layer}, the layer that feeds the global average pool, Grad-CAM's "

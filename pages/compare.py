@@ -4,7 +4,7 @@ import streamlit as st
 
 from cnnvis_engine import METHODS, EngineError
 from cnnvis_engine.report import ReportStamp
-from cnnvis_ui import choices, context, controls, model_cache, panels, scale, share, state, views
+from cnnvis_ui import choices, context, controls, model_cache, panels, scale, share, state, typed_state, views
 from cnnvis_ui.text import plain
 
 # A link is held to the same counts (state.URL_PARAMS).
@@ -21,7 +21,7 @@ def row_title(key: str) -> tuple[str, str]:
     """A model key's name and weights, in words; the uploaded model is "Your model: <file>"."""
     name, _, weights = key.rpartition(":")  # names may hold ":" (timm:resnet18d, net.py:build)
     if name == state.USER_MODEL_CHOICE:
-        user = state.get(state.USER_MODEL)
+        user = typed_state.user_model()
         return f"Your model: {user['filename']}" if user else "Your model", model_cache.WEIGHTS_LABELS["file"]
     return model_cache.model_title(name), model_cache.WEIGHTS_LABELS.get(weights, weights)
 
