@@ -32,8 +32,10 @@ def test_a_vit_shows_token_layouts_and_a_grad_cam_on_its_patch_grid():
         rollout = page.get_by_role("button", name="Attention rollout", exact=True)
         rollout.scroll_into_view_if_needed()
         rollout.click()
-        page.locator(".st-key-panel-attention_rollout .js-plotly-plot .main-svg image").first.wait_for()
-        caption = page.locator(".st-key-panel-attention_rollout").inner_text()
-        assert "14×14 patches" in caption, caption
+        panel = page.locator(".st-key-panel-attention_rollout")
+        panel.locator(".js-plotly-plot .main-svg image").first.wait_for()
+        # the caption streams in after the picture: wait for it (a missing caption still fails, at the timeout)
+        panel.get_by_text("14×14 patches").first.wait_for()
+        assert "attention blocks over 14×14 patches" in panel.inner_text()
         page.locator(".st-key-panel-attention_rollout").screenshot(path=ARTIFACTS / "vit-rollout-panel.png")
         context.close()
