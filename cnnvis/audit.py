@@ -12,14 +12,12 @@ import sys
 from pathlib import Path
 from typing import TypeAlias
 
-import torch
-
 from cnnvis_engine.audit import audit, read_image_set
 from cnnvis_engine.audit.describe import describe
 from cnnvis_engine.audit.report import write_audit
 from cnnvis_engine.errors import EngineError
 from cnnvis_engine.methods import METHODS
-from cnnvis_engine.models.options import add_model_options, load_from_options
+from cnnvis_engine.models.options import add_model_options, command_device, load_from_options
 
 from .progress import progress_bar
 
@@ -71,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise EngineError("The batch size must be at least 1.")
     bundle = load_from_options(args)
     if args.engine == "local":
-        bundle.module.to(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+        bundle.module.to(command_device(args.device))
     count = len(read_image_set(args.images))  # for the progress bar; audit() reads the set again (cheap)
     with progress_bar(count) as progress:
         result = audit(

@@ -15,13 +15,11 @@ import sys
 from pathlib import Path
 from typing import TypeAlias
 
-import torch
-
 from cnnvis_engine.concepts.atlas import AtlasSettings, write_atlas
 from cnnvis_engine.concepts.reference import reference_index
 from cnnvis_engine.concepts.reference_set import SAMPLES, read_reference_set
 from cnnvis_engine.errors import EngineError
-from cnnvis_engine.models.options import add_model_options, load_from_options
+from cnnvis_engine.models.options import add_model_options, command_device, load_from_options
 
 from .progress import progress_bar
 
@@ -65,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     images = args.images if args.images == SAMPLES else Path(args.images)
     bundle = load_from_options(args)
     if args.engine == "local":
-        bundle.module.to(torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+        bundle.module.to(command_device(args.device))
     count = len(read_reference_set(images))  # for the progress bar; reference_index reads the set again (cheap)
     with progress_bar(count) as progress:
         index = reference_index(

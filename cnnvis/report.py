@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 from typing import TypeAlias
 
-import torch
-
 from cnnvis_engine.folder_report import ReportSettings, check_settings, report_files, write_folder_report
 from cnnvis_engine.methods import METHODS
-from cnnvis_engine.models.options import add_model_options, load_from_options
+from cnnvis_engine.models.options import add_model_options, command_device, load_from_options
 
 from .progress import progress_bar
 
@@ -55,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     )
     check_settings(settings)
     total = len(report_files(args.images))  # before loading the model: an empty folder fails fast
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = command_device(args.device)
     bundle = load_from_options(args)
     bundle.module.to(device)
     with progress_bar(total) as progress:

@@ -17,6 +17,8 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
+import torch
+
 from ..errors import ModelFileError
 from .bundle import ModelBundle
 from .python_models import is_python_spec, normalization_of
@@ -125,3 +127,8 @@ def _input_size(size: tuple[int, ...] | None) -> tuple[int, int] | None:
     if len(size) != 2 or not all(8 <= v <= 4096 for v in size):
         raise ModelFileError(f"The input size must be two whole numbers (height, width) from 8 to 4096, not {size}.")
     return (size[0], size[1])
+
+
+def command_device(choice: str | None) -> torch.device:
+    """The device a command's `--device` names, or CUDA when there is one, else the CPU."""
+    return torch.device(choice or ("cuda" if torch.cuda.is_available() else "cpu"))
